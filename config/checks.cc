@@ -1,0 +1,194 @@
+#include "config/checks.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <initializer_list>
+
+#include "config/load.h"
+
+namespace sidetrace::config::detail {
+
+namespace {
+
+bool isSpace(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r';
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') {
+    return c - '0';
+  }
+  if (c >= 'a' && c <= 'f') {
+    return c - 'a' + 10;
+  }
+  if (c >= 'A' && c <= 'F') {
+    return c - 'A' + 10;
+  }
+  return -1;
+}
+
+std::string oneOf(const std::string& what, const std::string& v,
+                  std::initializer_list<const char*> allowed) {
+  for (const char* a : allowed) {
+    if (v == a) {
+      return "";
+    }
+  }
+  std::string msg = "unknown " + what + " '" + v + "' (expected one of:";
+  bool first = true;
+  for (const char* a : allowed) {
+    msg += first ? " " : ", ";
+    msg += a;
+    first = false;
+  }
+  return msg + ")";
+}
+
+}  // namespace
+
+std::string trim(std::string_view s) {
+  size_t b = 0;
+  size_t e = s.size();
+  while (b < e && isSpace(s[b])) {
+    ++b;
+  }
+  while (e > b && isSpace(s[e - 1])) {
+    --e;
+  }
+  return std::string(s.substr(b, e - b));
+}
+
+std::string toLower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string toUpper(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
+  return out;
+}
+
+std::vector<std::string> split(std::string_view s, char sep) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (true) {
+    size_t pos = s.find(sep, start);
+    if (pos == std::string_view::npos) {
+      out.emplace_back(s.substr(start));
+      return out;
+    }
+    out.emplace_back(s.substr(start, pos - start));
+    start = pos + 1;
+  }
+}
+
+std::string percentDecode(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '%' && i + 2 < s.size() && hexValue(s[i + 1]) >= 0 && hexValue(s[i + 2]) >= 0) {
+      out += static_cast<char>(hexValue(s[i + 1]) * 16 + hexValue(s[i + 2]));
+      i += 2;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+std::optional<uint32_t> parseUint32(std::string_view s) {
+  if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+    return std::nullopt;
+  }
+  uint32_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<double> parseDouble(std::string_view s) {
+  if (s.empty()) {
+    return std::nullopt;
+  }
+  double v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || ptr != s.data() + s.size()) {
+    return std::nullopt;
+  }
+  return v;
+}
+
+Regex compileRegex(const std::string& source) {
+  try {
+    return Regex{source, std::make_shared<const std::regex>(source, std::regex::ECMAScript)};
+  } catch (const std::regex_error& e) {
+    throw ConfigError("invalid regex '" + source + "': " + e.what());
+  }
+}
+
+std::string checkLogLevel(const std::string& v) {
+  return oneOf("log level", v, {"trace", "debug", "info", "warn", "error", "off"});
+}
+
+std::string checkSamplerType(const std::string& v) {
+  return oneOf("sampler", v,
+               {"always_on", "always_off", "traceidratio", "parentbased_always_on",
+                "parentbased_always_off", "parentbased_traceidratio"});
+}
+
+std::string checkPropagator(const std::string& v) {
+  return oneOf("propagator", v, {"tracecontext", "baggage", "b3", "b3multi", "none"});
+}
+
+std::string checkExporterProtocol(const std::string& v) {
+  return oneOf("exporter protocol", v, {"grpc", "http/protobuf", "http/json", "console", "none"});
+}
+
+std::string checkClusterProtocol(const std::string& v) {
+  return oneOf("cluster protocol", v, {"http1", "http2"});
+}
+
+std::string checkLb(const std::string& v) {
+  if (v == "round_robin") {
+    return "";
+  }
+  if (v == "least_request" || v == "random" || v == "ring_hash" || v == "maglev") {
+    return "load balancer '" + v +
+           "' is not implemented yet (only round_robin; others are planned)";
+  }
+  return "unknown load balancer '" + v + "' (only round_robin is implemented)";
+}
+
+std::string checkAccessLogFormat(const std::string& v) {
+  return oneOf("access log format", v, {"json", "text"});
+}
+
+std::string checkHostPattern(const std::string& v) {
+  size_t star = v.find('*');
+  if (star == std::string::npos) {
+    return "";
+  }
+  if (star == 0 && v.size() > 2 && v[1] == '.' && v.find('*', 1) == std::string::npos) {
+    return "";
+  }
+  return "bad host pattern '" + v + "' (only a leading '*.' wildcard is supported)";
+}
+
+std::vector<std::string> normalizePropagators(const std::vector<std::string>& names) {
+  std::vector<std::string> out;
+  for (const auto& n : names) {
+    if (n != "none" && std::find(out.begin(), out.end(), n) == out.end()) {
+      out.push_back(n);
+    }
+  }
+  return out;
+}
+
+}  // namespace sidetrace::config::detail

@@ -1,0 +1,43 @@
+#pragma once
+// Small text helpers and the allowed-value lists shared by the three config sources (env, YAML,
+// flags) and validate(), so that each value is checked by one rule whichever source set it.
+// Internal to config/; not part of the contract.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sidetrace::config::detail {
+
+std::string trim(std::string_view s);
+std::string toLower(std::string_view s);
+std::string toUpper(std::string_view s);
+std::vector<std::string> split(std::string_view s, char sep);
+// Decodes %XX escapes; a malformed escape is kept as written (W3C baggage decoders are lenient).
+std::string percentDecode(std::string_view s);
+
+std::optional<uint32_t> parseUint32(std::string_view s);
+std::optional<double> parseDouble(std::string_view s);
+
+// Compiles with std::regex ECMAScript; throws ConfigError("invalid regex '...': ...").
+Regex compileRegex(const std::string& source);
+
+// Each returns "" when the value is acceptable, else a message (without key path) saying what is.
+std::string checkLogLevel(const std::string& v);
+std::string checkSamplerType(const std::string& v);
+std::string checkPropagator(const std::string& v);  // accepts "none"
+std::string checkExporterProtocol(
+    const std::string& v);  // grpc|http/protobuf|http/json|console|none
+std::string checkClusterProtocol(const std::string& v);
+std::string checkLb(const std::string& v);
+std::string checkAccessLogFormat(const std::string& v);
+std::string checkHostPattern(const std::string& v);  // route match host
+
+// Drops "none" and duplicates: an empty list is how "propagate nothing" is stored.
+std::vector<std::string> normalizePropagators(const std::vector<std::string>& names);
+
+}  // namespace sidetrace::config::detail

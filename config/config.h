@@ -1,0 +1,160 @@
+#pragma once
+// Typed, immutable configuration. Built once (defaults → OTEL_* env → YAML file → CLI flags),
+// validated, then shared read-only by every worker as shared_ptr<const Config>. Nothing here does
+// I/O on the data path; regexes are compiled here so matching never re-parses them.
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace sidetrace::config {
+
+using Duration = std::chrono::milliseconds;
+
+struct HostPort {
+  std::string host;  // IP literal or DNS name; IPv6 without brackets
+  uint16_t port = 0;
+  std::string str() const;  // "host:port", IPv6 in brackets
+};
+
+// A compiled regex that remembers its source text (for dumps and error messages).
+struct Regex {
+  std::string source;
+  std::shared_ptr<const std::regex> re;
+  bool matches(std::string_view s) const;  // std::regex_search semantics
+};
+
+struct HeaderMatch {
+  std::string name;  // lower-cased at load
+  enum class Kind { Present, Exact, Prefix, Regex } kind = Kind::Present;
+  std::string value;  // for Exact / Prefix
+  Regex regex;        // for Regex
+};
+
+struct RouteMatch {
+  enum class PathKind { Any, Exact, Prefix, Regex } path_kind = PathKind::Any;
+  std::string path;  // for Exact / Prefix
+  Regex path_regex;  // for Regex
+  std::string host;  // "" any; "*.suffix" suffix match; else exact (case-insensitive, port ignored)
+  std::string method;  // "" any; upper-case
+  std::vector<HeaderMatch> headers;
+};
+
+struct DirectResponse {
+  int status = 200;
+  std::string body;
+};
+
+struct Route {
+  std::string name;  // defaults to the cluster name, or "direct" for direct_response
+  RouteMatch match;
+  std::string cluster;  // exactly one of cluster / direct_response
+  std::optional<DirectResponse> direct_response;
+  Duration timeout{15000};  // whole upstream exchange, first byte out to last byte in
+};
+
+// Server certificate for a TLS listener (ALPN h2, http/1.1). Files are read at start, not here.
+struct TlsConfig {
+  std::string cert;  // PEM certificate chain path
+  std::string key;   // PEM private key path
+};
+
+struct Listener {
+  std::string name;
+  HostPort address;
+  std::optional<TlsConfig> tls;  // unset: plain TCP
+  std::vector<Route> routes;     // first match wins
+};
+
+struct Cluster {
+  std::string name;
+  std::vector<HostPort> endpoints;
+  std::string protocol = "http1";  // http1 | http2
+  std::string lb = "round_robin";
+  Duration connect_timeout{1000};
+  uint32_t max_idle_connections = 64;  // per worker per endpoint, kept-alive upstream connections
+};
+
+struct IgnoreRule {
+  enum class Kind { Path, Prefix, Regex, Header } kind = Kind::Path;
+  std::string value;   // path / prefix; for Header: glob on the header value ('*' wildcards)
+  Regex regex;         // for Regex
+  std::string header;  // for Header: lower-cased header name
+};
+
+struct SamplerConfig {
+  // always_on | always_off | traceidratio | parentbased_always_on | parentbased_always_off |
+  // parentbased_traceidratio
+  std::string type = "parentbased_always_on";
+  double ratio = 1.0;
+};
+
+struct ExporterConfig {
+  std::string protocol = "console";  // grpc | http/protobuf | http/json | console | none
+  std::string endpoint;              // e.g. http://127.0.0.1:4317
+  std::vector<std::pair<std::string, std::string>> headers;
+  Duration timeout{10000};
+  std::string compression;  // "" | gzip ("none" in YAML/env is stored as "")
+};
+
+struct BatchConfig {
+  uint32_t max_queue_size = 2048;
+  uint32_t max_export_batch_size = 512;
+  Duration schedule_delay{5000};
+  Duration export_timeout{30000};
+};
+
+struct TracingConfig {
+  bool enabled = true;  // false: no spans, no propagation changes (headers pass untouched)
+  std::string service_name = "sidetrace";
+  std::vector<std::pair<std::string, std::string>> resource;  // extra resource attributes
+  // Empty means propagate nothing ("none"); "none" itself is never stored.
+  std::vector<std::string> propagators{"tracecontext", "baggage"};
+  SamplerConfig sampler;
+  std::vector<IgnoreRule> ignore;
+  ExporterConfig exporter;
+  BatchConfig batch;
+};
+
+// Per-connection bounds (Beast's body_limit/expires_after habit): each has a default.
+struct Limits {
+  uint32_t max_request_headers_bytes = 60 * 1024;  // over → 431
+  Duration request_header_timeout{10000};          // headers not complete in time → 408
+  Duration idle_timeout{60000};                    // keep-alive idle downstream
+  Duration drain_timeout{15000};                   // SIGTERM: wait this long for in-flight
+  uint32_t max_pipelined_requests = 64;
+  uint32_t buffer_bytes = 64 * 1024;  // body chunk size per direction
+};
+
+struct AdminConfig {
+  HostPort address{"127.0.0.1", 9901};
+  bool enabled = true;
+};
+
+struct AccessLogConfig {
+  std::string path;  // "" off; "stdout"; or a file
+  std::string format = "json";
+};
+
+struct Config {
+  AdminConfig admin;
+  uint32_t workers = 0;  // 0 = one per core
+  std::vector<Listener> listeners;
+  std::vector<Cluster> clusters;
+  TracingConfig tracing;
+  Limits limits;
+  AccessLogConfig access_log;
+  std::string log_level = "info";
+
+  const Cluster* findCluster(std::string_view name) const;
+};
+
+using ConfigPtr = std::shared_ptr<const Config>;
+
+}  // namespace sidetrace::config

@@ -1,0 +1,759 @@
+// YAML config file (ARCHITECTURE §5). The walk is strict on purpose: an unknown key is almost
+// always a typo that would otherwise silently fall back to a default, so every map lists the keys
+// it accepts and every error names the file, the line and the key path.
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <functional>
+#include <initializer_list>
+#include <set>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "config/checks.h"
+#include "config/load.h"
+
+namespace sidetrace::config {
+
+namespace {
+
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+// ---- ${VAR} substitution on the raw text ----------------------------------------------------
+
+bool isVarStart(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_';
+}
+bool isVarChar(char c) {
+  return isVarStart(c) || (c >= '0' && c <= '9');
+}
+
+// Substitutes everywhere except in comments, so a commented-out "${SECRET}" in an example does not
+// demand the variable. Comment detection tracks quotes per line, which is all YAML needs here.
+std::string substituteEnv(const std::string& text, const std::string& source,
+                          const EnvLookup& env) {
+  std::string out;
+  out.reserve(text.size());
+  int line = 1;
+  bool in_comment = false;
+  char quote = 0;
+  char prev = '\n';
+  for (size_t i = 0; i < text.size();) {
+    char c = text[i];
+    if (c == '\n') {
+      ++line;
+      in_comment = false;
+      quote = 0;
+      out += c;
+      prev = c;
+      ++i;
+      continue;
+    }
+    if (in_comment) {
+      out += c;
+      prev = c;
+      ++i;
+      continue;
+    }
+    if (quote != 0) {
+      if (quote == '"' && c == '\\' && i + 1 < text.size() && text[i + 1] != '\n') {
+        out += text.substr(i, 2);
+        prev = text[i + 1];
+        i += 2;
+        continue;
+      }
+      if (c == quote) {
+        quote = 0;
+      }
+    } else if (c == '#' && (prev == ' ' || prev == '\t' || prev == '\n')) {
+      in_comment = true;
+      out += c;
+      prev = c;
+      ++i;
+      continue;
+    } else if ((c == '"' || c == '\'') &&
+               std::string_view(" \t\n[{,:-").find(prev) != std::string_view::npos) {
+      quote = c;
+    }
+    if (text.compare(i, 3, "$${") == 0) {
+      out += "${";  // escaped: a literal "${"
+      prev = '{';
+      i += 3;
+      continue;
+    }
+    if (text.compare(i, 2, "${") != 0) {
+      out += c;
+      prev = c;
+      ++i;
+      continue;
+    }
+    size_t close = text.find('}', i + 2);
+    size_t eol = text.find('\n', i);
+    std::string where = source + ":" + std::to_string(line) + ": ";
+    if (close == std::string::npos || (eol != std::string::npos && close > eol)) {
+      throw ConfigError(where + "unterminated '${' (write '$${' for a literal '${')");
+    }
+    std::string inner = text.substr(i + 2, close - i - 2);
+    std::string name = inner;
+    std::optional<std::string> fallback;
+    if (size_t d = inner.find(":-"); d != std::string::npos) {
+      name = inner.substr(0, d);
+      fallback = inner.substr(d + 2);
+    }
+    if (name.empty() || !isVarStart(name[0]) || !std::all_of(name.begin(), name.end(), isVarChar)) {
+      throw ConfigError(where + "bad variable reference '${" + inner +
+                        "}' (expected ${NAME} or ${NAME:-default})");
+    }
+    std::optional<std::string> value = env(name);
+    if (fallback && (!value || value->empty())) {
+      value = fallback;  // shell semantics: ":-" also covers set-but-empty
+    }
+    if (!value) {
+      throw ConfigError(where + "environment variable " + name + " is not set (use ${" + name +
+                        ":-default} to give a default)");
+    }
+    out += *value;
+    prev = '}';
+    i = close + 1;
+  }
+  return out;
+}
+
+// ---- strict tree walk -----------------------------------------------------------------------
+
+class Walker {
+ public:
+  explicit Walker(const std::string& source) : source_(source) {}
+
+  [[noreturn]] void fail(const YAML::Node& n, const std::string& path,
+                         const std::string& msg) const {
+    std::string where = source_;
+    if (n.IsDefined() && n.Mark().line >= 0) {
+      where += ":" + std::to_string(n.Mark().line + 1);
+    }
+    throw ConfigError(where + ": " + (path.empty() ? "" : path + ": ") + msg);
+  }
+
+  static std::string join(const std::string& path, const std::string& key) {
+    return path.empty() ? key : path + "." + key;
+  }
+  static std::string index(const std::string& path, size_t i) {
+    return path + "[" + std::to_string(i) + "]";
+  }
+
+  static std::string describe(const YAML::Node& n) {
+    switch (n.Type()) {
+      case YAML::NodeType::Map:
+        return "a map";
+      case YAML::NodeType::Sequence:
+        return "a list";
+      case YAML::NodeType::Scalar:
+        return "'" + n.Scalar() + "'";
+      default:
+        return "nothing";
+    }
+  }
+
+  // Calls f(key, value, key_path) for each entry; unknown or duplicate keys are errors.
+  void walkMap(const YAML::Node& n, const std::string& path,
+               std::initializer_list<std::string_view> allowed,
+               const std::function<void(const std::string&, const YAML::Node&, const std::string&)>&
+                   f) const {
+    if (!n.IsMap()) {
+      fail(n, path, "expected a map, got " + describe(n));
+    }
+    std::set<std::string> seen;
+    for (const auto& kv : n) {
+      const YAML::Node& k = kv.first;
+      if (!k.IsScalar()) {
+        fail(k, path, "keys must be plain strings");
+      }
+      const std::string& key = k.Scalar();
+      std::string sub = join(path, key);
+      if (std::find(allowed.begin(), allowed.end(), key) == allowed.end()) {
+        std::string msg = "unknown key (expected one of:";
+        bool first = true;
+        for (auto a : allowed) {
+          msg += first ? " " : ", ";
+          msg += a;
+          first = false;
+        }
+        fail(k, sub, msg + ")");
+      }
+      if (!seen.insert(key).second) {
+        fail(k, sub, "duplicate key");
+      }
+      f(key, kv.second, sub);
+    }
+  }
+
+  // Map whose keys are free-form names (resource attributes, headers); values are scalars.
+  KeyValues stringMap(const YAML::Node& n, const std::string& path, bool lower_keys) const {
+    if (!n.IsMap()) {
+      fail(n, path, "expected a map, got " + describe(n));
+    }
+    KeyValues out;
+    for (const auto& kv : n) {
+      if (!kv.first.IsScalar() || kv.first.Scalar().empty()) {
+        fail(kv.first, path, "keys must be non-empty strings");
+      }
+      std::string key = lower_keys ? detail::toLower(kv.first.Scalar()) : kv.first.Scalar();
+      std::string sub = join(path, key);
+      for (const auto& existing : out) {
+        if (existing.first == key) {
+          fail(kv.first, sub, "duplicate key");
+        }
+      }
+      out.emplace_back(key, str(kv.second, sub));
+    }
+    return out;
+  }
+
+  void forEachItem(const YAML::Node& n, const std::string& path,
+                   const std::function<void(const YAML::Node&, const std::string&)>& f) const {
+    if (!n.IsSequence()) {
+      fail(n, path, "expected a list, got " + describe(n));
+    }
+    size_t i = 0;
+    for (const auto& item : n) {
+      f(item, index(path, i++));
+    }
+  }
+
+  std::string str(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) {
+      fail(n, path, "expected a string, got " + describe(n));
+    }
+    return n.Scalar();
+  }
+
+  std::string nonEmpty(const YAML::Node& n, const std::string& path) const {
+    std::string s = str(n, path);
+    if (s.empty()) {
+      fail(n, path, "must not be empty");
+    }
+    return s;
+  }
+
+  // A value from a fixed list; `check` is one of the detail::check* functions.
+  std::string choice(const YAML::Node& n, const std::string& path,
+                     std::string (*check)(const std::string&)) const {
+    std::string s = str(n, path);
+    if (std::string err = check(s); !err.empty()) {
+      fail(n, path, err);
+    }
+    return s;
+  }
+
+  uint32_t u32(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) {
+      fail(n, path, "expected a non-negative integer, got " + describe(n));
+    }
+    auto v = detail::parseUint32(n.Scalar());
+    if (!v) {
+      fail(n, path, "expected a non-negative integer, got '" + n.Scalar() + "'");
+    }
+    return *v;
+  }
+
+  uint32_t positive(const YAML::Node& n, const std::string& path) const {
+    uint32_t v = u32(n, path);
+    if (v == 0) {
+      fail(n, path, "must be greater than 0");
+    }
+    return v;
+  }
+
+  bool boolean(const YAML::Node& n, const std::string& path) const {
+    if (n.IsScalar()) {
+      std::string s = detail::toLower(n.Scalar());
+      if (s == "true") {
+        return true;
+      }
+      if (s == "false") {
+        return false;
+      }
+    }
+    fail(n, path, "expected true or false, got " + describe(n));
+  }
+
+  double ratio(const YAML::Node& n, const std::string& path) const {
+    if (!n.IsScalar()) {
+      fail(n, path, "expected a number between 0 and 1, got " + describe(n));
+    }
+    auto v = detail::parseDouble(n.Scalar());
+    if (!v || !(*v >= 0.0 && *v <= 1.0)) {
+      fail(n, path, "expected a number between 0 and 1, got '" + n.Scalar() + "'");
+    }
+    return *v;
+  }
+
+  Duration duration(const YAML::Node& n, const std::string& path) const {
+    std::string s = str(n, path);
+    Duration d;
+    try {
+      d = parseDuration(s);
+    } catch (const ConfigError& e) {
+      fail(n, path, e.what());
+    }
+    if (d.count() <= 0) {
+      fail(n, path, "must be greater than 0");
+    }
+    return d;
+  }
+
+  HostPort address(const YAML::Node& n, const std::string& path) const {
+    std::string s = str(n, path);
+    try {
+      return parseHostPort(s);
+    } catch (const ConfigError& e) {
+      fail(n, path, e.what());
+    }
+  }
+
+  Regex regex(const YAML::Node& n, const std::string& path) const {
+    std::string s = str(n, path);
+    try {
+      return detail::compileRegex(s);
+    } catch (const ConfigError& e) {
+      fail(n, path, e.what());
+    }
+  }
+
+  std::string urlPath(const YAML::Node& n, const std::string& path) const {
+    std::string s = str(n, path);
+    if (s.empty() || s[0] != '/') {
+      fail(n, path, "must start with '/', got '" + s + "'");
+    }
+    return s;
+  }
+
+ private:
+  const std::string& source_;
+};
+
+void upsert(KeyValues& kvs, const std::string& key, const std::string& value) {
+  for (auto& kv : kvs) {
+    if (kv.first == key) {
+      kv.second = value;
+      return;
+    }
+  }
+  kvs.emplace_back(key, value);
+}
+
+HeaderMatch parseHeaderMatch(const Walker& w, const YAML::Node& n, const std::string& path) {
+  HeaderMatch h;
+  int kinds = 0;
+  bool named = false;
+  w.walkMap(n, path, {"name", "exact", "prefix", "regex", "present"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                h.name = detail::toLower(w.nonEmpty(v, sub));
+                named = true;
+                return;
+              }
+              if (++kinds > 1) {
+                w.fail(v, sub, "only one of exact, prefix, regex, present");
+              }
+              if (key == "exact") {
+                h.kind = HeaderMatch::Kind::Exact;
+                h.value = w.str(v, sub);
+              } else if (key == "prefix") {
+                h.kind = HeaderMatch::Kind::Prefix;
+                h.value = w.str(v, sub);
+              } else if (key == "regex") {
+                h.kind = HeaderMatch::Kind::Regex;
+                h.regex = w.regex(v, sub);
+              } else if (!w.boolean(v, sub)) {
+                w.fail(v, sub, "only 'present: true' is supported");
+              }
+            });
+  if (!named) {
+    w.fail(n, path + ".name", "missing (the header to match)");
+  }
+  return h;
+}
+
+RouteMatch parseMatch(const Walker& w, const YAML::Node& n, const std::string& path) {
+  RouteMatch m;
+  bool has_path = false;
+  w.walkMap(n, path, {"path", "prefix", "regex", "host", "method", "headers"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "path" || key == "prefix" || key == "regex") {
+                if (has_path) {
+                  w.fail(v, sub, "only one of path, prefix, regex");
+                }
+                has_path = true;
+              }
+              if (key == "path") {
+                m.path_kind = RouteMatch::PathKind::Exact;
+                m.path = w.urlPath(v, sub);
+              } else if (key == "prefix") {
+                m.path_kind = RouteMatch::PathKind::Prefix;
+                m.path = w.urlPath(v, sub);
+              } else if (key == "regex") {
+                m.path_kind = RouteMatch::PathKind::Regex;
+                m.path_regex = w.regex(v, sub);
+              } else if (key == "host") {
+                m.host = detail::toLower(w.choice(v, sub, detail::checkHostPattern));
+                if (m.host == "*") {
+                  m.host.clear();
+                }
+              } else if (key == "method") {
+                m.method = detail::toUpper(w.nonEmpty(v, sub));
+              } else {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  m.headers.push_back(parseHeaderMatch(w, item, ip));
+                });
+              }
+            });
+  return m;
+}
+
+Route parseRoute(const Walker& w, const YAML::Node& n, const std::string& path) {
+  Route r;
+  bool named = false;
+  YAML::Node cluster_node;  // kept for the error line
+  bool has_cluster = false;
+  w.walkMap(n, path, {"name", "match", "cluster", "direct_response", "timeout"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                r.name = w.nonEmpty(v, sub);
+                named = true;
+              } else if (key == "match") {
+                r.match = parseMatch(w, v, sub);
+              } else if (key == "cluster") {
+                r.cluster = w.nonEmpty(v, sub);
+                cluster_node = v;
+                has_cluster = true;
+              } else if (key == "direct_response") {
+                DirectResponse d;
+                w.walkMap(v, sub, {"status", "body"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "status") {
+                              uint32_t st = w.u32(v2, s2);
+                              if (st < 100 || st > 599) {
+                                w.fail(
+                                    v2, s2,
+                                    "expected an HTTP status 100..599, got '" + v2.Scalar() + "'");
+                              }
+                              d.status = static_cast<int>(st);
+                            } else {
+                              d.body = w.str(v2, s2);
+                            }
+                          });
+                r.direct_response = d;
+              } else {
+                r.timeout = w.duration(v, sub);
+              }
+            });
+  if (has_cluster && r.direct_response) {
+    w.fail(cluster_node, path, "a route has either cluster or direct_response, not both");
+  }
+  if (!has_cluster && !r.direct_response) {
+    w.fail(n, path, "a route needs cluster or direct_response");
+  }
+  if (!named) {
+    r.name = r.direct_response ? "direct" : r.cluster;
+  }
+  return r;
+}
+
+Listener parseListener(const Walker& w, const YAML::Node& n, const std::string& path, size_t i) {
+  Listener l;
+  l.name = i == 0 ? "ingress" : "listener" + std::to_string(i);
+  bool has_address = false;
+  w.walkMap(n, path, {"name", "address", "tls", "routes"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                l.name = w.nonEmpty(v, sub);
+              } else if (key == "address") {
+                l.address = w.address(v, sub);
+                has_address = true;
+              } else if (key == "tls") {
+                TlsConfig tls;
+                w.walkMap(v, sub, {"cert", "key"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            (k2 == "cert" ? tls.cert : tls.key) = w.nonEmpty(v2, s2);
+                          });
+                if (tls.cert.empty() || tls.key.empty()) {
+                  w.fail(v, sub, "needs both cert and key");
+                }
+                l.tls = tls;
+              } else {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  l.routes.push_back(parseRoute(w, item, ip));
+                });
+              }
+            });
+  if (!has_address) {
+    w.fail(n, path + ".address", "missing (e.g. address: 0.0.0.0:15001)");
+  }
+  return l;
+}
+
+Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
+  Cluster c;
+  w.walkMap(n, path,
+            {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                c.name = w.nonEmpty(v, sub);
+              } else if (key == "endpoints") {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  c.endpoints.push_back(w.address(item, ip));
+                });
+                if (c.endpoints.empty()) {
+                  w.fail(v, sub, "needs at least one endpoint");
+                }
+              } else if (key == "protocol") {
+                c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
+              } else if (key == "lb") {
+                c.lb = w.choice(v, sub, detail::checkLb);
+              } else if (key == "connect_timeout") {
+                c.connect_timeout = w.duration(v, sub);
+              } else {
+                c.max_idle_connections = w.u32(v, sub);
+              }
+            });
+  if (c.name.empty()) {
+    w.fail(n, path + ".name", "missing");
+  }
+  if (c.endpoints.empty()) {
+    w.fail(n, path + ".endpoints", "missing (e.g. endpoints: [ \"127.0.0.1:8080\" ])");
+  }
+  return c;
+}
+
+IgnoreRule parseIgnore(const Walker& w, const YAML::Node& n, const std::string& path) {
+  IgnoreRule rule;
+  int kinds = 0;
+  bool has_value = false;
+  YAML::Node value_node;
+  w.walkMap(n, path, {"path", "prefix", "regex", "header", "value"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "value") {
+                rule.value = w.str(v, sub);
+                has_value = true;
+                value_node = v;
+                return;
+              }
+              if (++kinds > 1) {
+                w.fail(v, sub, "only one of path, prefix, regex, header");
+              }
+              if (key == "path") {
+                rule.kind = IgnoreRule::Kind::Path;
+                rule.value = w.urlPath(v, sub);
+              } else if (key == "prefix") {
+                rule.kind = IgnoreRule::Kind::Prefix;
+                rule.value = w.urlPath(v, sub);
+              } else if (key == "regex") {
+                rule.kind = IgnoreRule::Kind::Regex;
+                rule.regex = w.regex(v, sub);
+              } else {
+                rule.kind = IgnoreRule::Kind::Header;
+                rule.header = detail::toLower(w.nonEmpty(v, sub));
+              }
+            });
+  if (kinds == 0) {
+    w.fail(n, path, "needs one of path, prefix, regex, header");
+  }
+  if (rule.kind == IgnoreRule::Kind::Header) {
+    if (!has_value) {
+      rule.value = "*";  // header present, any value
+    }
+  } else if (has_value) {
+    w.fail(value_node, path + ".value", "only valid together with header");
+  }
+  return rule;
+}
+
+void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path, TracingConfig& t) {
+  bool has_service_name = false;
+  w.walkMap(n, path,
+            {"enabled", "service_name", "resource", "propagators", "sampler", "ignore", "exporter",
+             "batch"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "enabled") {
+                t.enabled = w.boolean(v, sub);
+              } else if (key == "service_name") {
+                t.service_name = w.nonEmpty(v, sub);
+                has_service_name = true;
+              } else if (key == "resource") {
+                for (auto& [k, val] : w.stringMap(v, sub, false)) {
+                  if (k == "service.name") {
+                    if (!has_service_name) {
+                      t.service_name = val;  // an explicit service_name key wins
+                    }
+                  } else {
+                    upsert(t.resource, k, val);
+                  }
+                }
+              } else if (key == "propagators") {
+                std::vector<std::string> names;
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  names.push_back(w.choice(item, ip, detail::checkPropagator));
+                });
+                t.propagators = detail::normalizePropagators(names);
+              } else if (key == "sampler") {
+                w.walkMap(v, sub, {"type", "ratio"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "type") {
+                              t.sampler.type = w.choice(v2, s2, detail::checkSamplerType);
+                            } else {
+                              t.sampler.ratio = w.ratio(v2, s2);
+                            }
+                          });
+              } else if (key == "ignore") {
+                t.ignore.clear();
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  t.ignore.push_back(parseIgnore(w, item, ip));
+                });
+              } else if (key == "exporter") {
+                ExporterConfig& e = t.exporter;
+                w.walkMap(v, sub, {"protocol", "endpoint", "headers", "timeout", "compression"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "protocol") {
+                              e.protocol = w.choice(v2, s2, detail::checkExporterProtocol);
+                            } else if (k2 == "endpoint") {
+                              e.endpoint = w.nonEmpty(v2, s2);
+                            } else if (k2 == "headers") {
+                              for (auto& [hk, hv] : w.stringMap(v2, s2, true)) {
+                                upsert(e.headers, hk, hv);
+                              }
+                            } else if (k2 == "timeout") {
+                              e.timeout = w.duration(v2, s2);
+                            } else {
+                              std::string c = w.str(v2, s2);
+                              if (c != "gzip" && c != "none" && !c.empty()) {
+                                w.fail(v2, s2, "expected gzip or none, got '" + c + "'");
+                              }
+                              e.compression = c == "gzip" ? "gzip" : "";
+                            }
+                          });
+              } else {
+                BatchConfig& b = t.batch;
+                w.walkMap(
+                    v, sub,
+                    {"max_queue_size", "max_export_batch_size", "schedule_delay", "export_timeout"},
+                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                      if (k2 == "max_queue_size") {
+                        b.max_queue_size = w.positive(v2, s2);
+                      } else if (k2 == "max_export_batch_size") {
+                        b.max_export_batch_size = w.positive(v2, s2);
+                      } else if (k2 == "schedule_delay") {
+                        b.schedule_delay = w.duration(v2, s2);
+                      } else {
+                        b.export_timeout = w.duration(v2, s2);
+                      }
+                    });
+              }
+            });
+}
+
+void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, Limits& l) {
+  w.walkMap(n, path,
+            {"max_request_headers_bytes", "request_header_timeout", "idle_timeout", "drain_timeout",
+             "max_pipelined_requests", "buffer_bytes"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "max_request_headers_bytes") {
+                l.max_request_headers_bytes = w.positive(v, sub);
+              } else if (key == "request_header_timeout") {
+                l.request_header_timeout = w.duration(v, sub);
+              } else if (key == "idle_timeout") {
+                l.idle_timeout = w.duration(v, sub);
+              } else if (key == "drain_timeout") {
+                l.drain_timeout = w.duration(v, sub);
+              } else if (key == "max_pipelined_requests") {
+                l.max_pipelined_requests = w.positive(v, sub);
+              } else {
+                l.buffer_bytes = w.positive(v, sub);
+              }
+            });
+}
+
+}  // namespace
+
+void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& source_name,
+               const EnvLookup& env) {
+  std::string text = substituteEnv(yaml_text, source_name, env);
+  YAML::Node root;
+  try {
+    root = YAML::Load(text);
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(source_name + ":" + std::to_string(e.mark.line + 1) +
+                      ": yaml syntax error: " + e.msg);
+  }
+  if (root.IsNull()) {
+    return;  // an empty file (or only comments) changes nothing
+  }
+  Walker w(source_name);
+  if (!root.IsMap()) {
+    w.fail(root, "", "expected a map of settings at the top level, got " + Walker::describe(root));
+  }
+  // Route → cluster references are checked here too so that the error can carry the line.
+  std::vector<std::pair<YAML::Node, std::string>> cluster_refs;
+  w.walkMap(
+      root, "",
+      {"admin", "workers", "listeners", "clusters", "tracing", "limits", "access_log", "log_level"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+        if (key == "admin") {
+          w.walkMap(v, sub, {"address", "enabled"},
+                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                      if (k2 == "address") {
+                        cfg.admin.address = w.address(v2, s2);
+                      } else {
+                        cfg.admin.enabled = w.boolean(v2, s2);
+                      }
+                    });
+        } else if (key == "workers") {
+          cfg.workers = w.u32(v, sub);
+        } else if (key == "listeners") {
+          cfg.listeners.clear();
+          size_t i = 0;
+          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+            cfg.listeners.push_back(parseListener(w, item, ip, i));
+            const Listener& l = cfg.listeners.back();
+            const YAML::Node routes = item["routes"];
+            for (size_t r = 0; r < l.routes.size(); ++r) {
+              if (!l.routes[r].cluster.empty()) {
+                cluster_refs.emplace_back(routes[r]["cluster"],
+                                          Walker::index(ip + ".routes", r) + ".cluster");
+              }
+            }
+            ++i;
+          });
+        } else if (key == "clusters") {
+          cfg.clusters.clear();
+          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+            cfg.clusters.push_back(parseCluster(w, item, ip));
+          });
+        } else if (key == "tracing") {
+          parseTracing(w, v, sub, cfg.tracing);
+        } else if (key == "limits") {
+          parseLimits(w, v, sub, cfg.limits);
+        } else if (key == "access_log") {
+          w.walkMap(v, sub, {"path", "format"},
+                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                      if (k2 == "path") {
+                        cfg.access_log.path = w.str(v2, s2);
+                      } else {
+                        cfg.access_log.format = w.choice(v2, s2, detail::checkAccessLogFormat);
+                      }
+                    });
+        } else {
+          cfg.log_level = w.choice(v, sub, detail::checkLogLevel);
+        }
+      });
+  for (const auto& [node, path] : cluster_refs) {
+    if (cfg.findCluster(node.Scalar()) == nullptr) {
+      w.fail(node, path, "unknown cluster '" + node.Scalar() + "'");
+    }
+  }
+}
+
+}  // namespace sidetrace::config

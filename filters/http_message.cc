@@ -1,0 +1,134 @@
+#include "filters/http_message.h"
+
+#include <algorithm>
+
+namespace sidetrace::filters {
+namespace {
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+}  // namespace
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (lower(a[i]) != lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
+  for (const auto& h : headers_) {
+    if (iequals(h.name, name)) {
+      return std::string_view(h.value);
+    }
+  }
+  return std::nullopt;
+}
+
+void HeaderMap::set(std::string_view name, std::string_view value) {
+  bool done = false;
+  auto it = headers_.begin();
+  while (it != headers_.end()) {
+    if (iequals(it->name, name)) {
+      if (!done) {
+        it->value.assign(value);
+        done = true;
+        ++it;
+      } else {
+        it = headers_.erase(it);
+      }
+    } else {
+      ++it;
+    }
+  }
+  if (!done) {
+    headers_.push_back({std::string(name), std::string(value)});
+  }
+}
+
+void HeaderMap::remove(std::string_view name) {
+  std::erase_if(headers_, [&](const Header& h) { return iequals(h.name, name); });
+}
+
+size_t HeaderMap::count(std::string_view name) const {
+  return static_cast<size_t>(std::count_if(headers_.begin(), headers_.end(),
+                                           [&](const Header& h) { return iequals(h.name, name); }));
+}
+
+bool HeaderMap::hasToken(std::string_view name, std::string_view token) const {
+  for (const auto& h : headers_) {
+    if (!iequals(h.name, name)) {
+      continue;
+    }
+    std::string_view v = h.value;
+    while (!v.empty()) {
+      size_t comma = v.find(',');
+      std::string_view item = trim(v.substr(0, comma));
+      if (iequals(item, token)) {
+        return true;
+      }
+      if (comma == std::string_view::npos) {
+        break;
+      }
+      v.remove_prefix(comma + 1);
+    }
+  }
+  return false;
+}
+
+std::string_view RequestHead::path() const {
+  std::string_view t = target;
+  return t.substr(0, t.find('?'));
+}
+
+std::string_view RequestHead::query() const {
+  std::string_view t = target;
+  size_t q = t.find('?');
+  return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
+}
+
+std::string_view RequestHead::host() const {
+  auto h = headers.get("host");
+  if (!h) {
+    return {};
+  }
+  std::string_view v = *h;
+  if (!v.empty() && v.front() == '[') {  // [v6]:port
+    size_t close = v.find(']');
+    return close == std::string_view::npos ? v : v.substr(0, close + 1);
+  }
+  return v.substr(0, v.find(':'));
+}
+
+void RequestHead::clear() {
+  method.clear();
+  target.clear();
+  version_minor = 1;
+  headers.clear();
+}
+
+void ResponseHead::clear() {
+  status = 0;
+  reason.clear();
+  version_minor = 1;
+  headers.clear();
+}
+
+}  // namespace sidetrace::filters

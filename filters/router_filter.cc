@@ -1,0 +1,22 @@
+#include "filters/router_filter.h"
+
+#include "filters/route_match.h"
+
+namespace sidetrace::filters {
+
+FilterStatus RouterFilter::onRequest(Stream& s) {
+  auto idx = matchRoute(*s.listener, s.request);
+  if (!idx) {
+    s.local_reply = LocalReply{404, "no route\n"};
+    return FilterStatus::StopIteration;
+  }
+  s.route_index = *idx;
+  s.route = &s.listener->routes[*idx];
+  if (s.route->direct_response) {
+    s.local_reply = LocalReply{s.route->direct_response->status, s.route->direct_response->body};
+    return FilterStatus::StopIteration;
+  }
+  return FilterStatus::Continue;
+}
+
+}  // namespace sidetrace::filters

@@ -1,0 +1,37 @@
+#include "filters/stream.h"
+
+namespace sidetrace::filters {
+
+const char* errorTypeName(UpstreamResult::Error e) {
+  switch (e) {
+    case UpstreamResult::Error::None:
+      return "";
+    case UpstreamResult::Error::ConnectFailure:
+      return "connect_failure";
+    case UpstreamResult::Error::Timeout:
+      return "timeout";
+    case UpstreamResult::Error::Reset:
+      return "reset";
+    case UpstreamResult::Error::ProtocolError:
+      return "protocol_error";
+  }
+  return "";
+}
+
+void Stream::reset() {
+  request.clear();
+  route = nullptr;
+  route_index = 0;
+  local_reply.reset();
+  traced = false;
+  server_span = tracing::Span();
+  client_span = tracing::Span();
+  response_status = 0;
+  upstream = UpstreamResult();
+  upstream_attempted = false;
+  error_type.clear();
+  request_body_bytes = 0;
+  response_body_bytes = 0;
+}
+
+}  // namespace sidetrace::filters

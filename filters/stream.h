@@ -1,0 +1,64 @@
+#pragma once
+// Per-request state that the filters share: the request head, what the connection knows about the
+// peer, the router's decision, the spans, and how the exchange ended. One Stream per request; the
+// proxy owns it and fills the connection and outcome fields; each filter reads and writes its own
+// part. Bodies are not here: the proxy streams them between the two sockets with back-pressure.
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "config/config.h"
+#include "filters/http_message.h"
+#include "tracing/tracer.h"
+
+namespace sidetrace::filters {
+
+struct LocalReply {
+  int status = 0;
+  std::string body;
+};
+
+// How one upstream attempt ended, as the proxy saw it.
+struct UpstreamResult {
+  enum class Error { None, ConnectFailure, Timeout, Reset, ProtocolError } error = Error::None;
+  int status = 0;                // response status when a head arrived
+  std::string endpoint_address;  // peer IP
+  uint16_t endpoint_port = 0;
+  std::string endpoint_host;  // as configured (IP or DNS name)
+};
+
+const char* errorTypeName(UpstreamResult::Error e);
+
+struct Stream {
+  // Set by the proxy before the filters run.
+  const config::Listener* listener = nullptr;
+  size_t listener_index = 0;
+  std::string peer_address;
+  uint16_t peer_port = 0;
+  uint16_t local_port = 0;
+  std::string scheme = "http";
+  RequestHead request;
+
+  // Router decision.
+  const config::Route* route = nullptr;
+  size_t route_index = 0;  // index inside listener->routes
+  std::optional<LocalReply> local_reply;
+
+  // Tracing state (tracing filter).
+  bool traced = false;
+  tracing::Span server_span;
+  tracing::Span client_span;
+
+  // Outcome, set by the proxy.
+  int response_status = 0;  // what the client got; 0 if nothing was sent
+  UpstreamResult upstream;  // last attempt
+  bool upstream_attempted = false;
+  std::string error_type;  // why the exchange failed ("timeout", ...), "" if it did not
+  uint64_t request_body_bytes = 0;
+  uint64_t response_body_bytes = 0;
+
+  void reset();
+};
+
+}  // namespace sidetrace::filters

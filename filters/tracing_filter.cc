@@ -1,0 +1,204 @@
+#include "filters/tracing_filter.h"
+
+#include <string>
+
+namespace sidetrace::filters {
+
+bool globMatch(std::string_view pattern, std::string_view text) {
+  // Iterative '*' matcher with single backtrack point; linear in practice.
+  size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && pattern[p] == '*') {
+      star = p++;
+      mark = t;
+    } else if (p < pattern.size() && pattern[p] == text[t]) {
+      ++p;
+      ++t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1;
+      t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') {
+    ++p;
+  }
+  return p == pattern.size();
+}
+
+std::string redactQuery(std::string_view query) {
+  std::string out;
+  out.reserve(query.size());
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view item = query.substr(0, amp);
+    size_t eq = item.find('=');
+    if (eq == std::string_view::npos) {
+      out.append(item);
+    } else {
+      out.append(item.substr(0, eq + 1));
+      out.append("REDACTED");
+    }
+    if (amp == std::string_view::npos) {
+      break;
+    }
+    out.push_back('&');
+    query.remove_prefix(amp + 1);
+  }
+  return out;
+}
+
+TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer)
+    : cfg_(cfg), tracer_(tracer), propagator_(cfg.propagators) {}
+
+bool TracingFilter::ignored(const RequestHead& req) const {
+  std::string_view path = req.path();
+  for (const auto& rule : cfg_.ignore) {
+    switch (rule.kind) {
+      case config::IgnoreRule::Kind::Path:
+        if (path == rule.value) {
+          return true;
+        }
+        break;
+      case config::IgnoreRule::Kind::Prefix:
+        if (path.starts_with(rule.value)) {
+          return true;
+        }
+        break;
+      case config::IgnoreRule::Kind::Regex:
+        if (rule.regex.matches(path)) {
+          return true;
+        }
+        break;
+      case config::IgnoreRule::Kind::Header:
+        if (auto v = req.headers.get(rule.header); v && globMatch(rule.value, *v)) {
+          return true;
+        }
+        break;
+    }
+  }
+  return false;
+}
+
+FilterStatus TracingFilter::onRequest(Stream& s) {
+  if (!cfg_.enabled || ignored(s.request)) {
+    return FilterStatus::Continue;
+  }
+  s.traced = true;
+  propagator_.sanitize(s.request.headers);
+  auto parent = propagator_.extract(s.request.headers);
+  s.server_span = tracer_.startServerSpan(s.request.method, parent ? &*parent : nullptr);
+  return FilterStatus::Continue;
+}
+
+namespace {
+
+std::string spanName(const Stream& s) {
+  std::string name = s.request.method;
+  if (s.route != nullptr) {
+    name += ' ';
+    name += s.route->name;
+  }
+  return name;
+}
+
+void setCommonRequestAttributes(tracing::Span& span, const Stream& s) {
+  span.setAttribute("http.request.method", s.request.method);
+  span.setAttribute("network.protocol.version", s.request.version_minor == 0 ? "1.0" : "1.1");
+  if (s.route != nullptr) {
+    span.setAttribute("http.route", s.route->name);
+  }
+}
+
+}  // namespace
+
+void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) {
+  if (!s.traced) {
+    return;
+  }
+  s.client_span = tracer_.startChildSpan(spanName(s), tracing::SpanKind::Client, s.server_span);
+  propagator_.inject(s.client_span.context(), upstream_request.headers);
+}
+
+void TracingFilter::onUpstreamResult(Stream& s) {
+  if (!s.traced || !s.client_span.recording()) {
+    s.client_span.end();
+    return;
+  }
+  auto& span = s.client_span;
+  const auto& up = s.upstream;
+  setCommonRequestAttributes(span, s);
+  span.setAttribute("server.address", up.endpoint_host);
+  span.setAttribute("server.port", static_cast<int64_t>(up.endpoint_port));
+  if (!up.endpoint_address.empty()) {
+    span.setAttribute("network.peer.address", up.endpoint_address);
+    span.setAttribute("network.peer.port", static_cast<int64_t>(up.endpoint_port));
+  }
+  std::string url = "http://" + up.endpoint_host + ":" + std::to_string(up.endpoint_port);
+  url.append(s.request.path());
+  if (!s.request.query().empty()) {
+    url += '?';
+    url += redactQuery(s.request.query());
+  }
+  span.setAttribute("url.full", std::move(url));
+  if (s.route != nullptr) {
+    span.setAttribute("sidetrace.cluster", s.route->cluster);
+  }
+  if (up.error != UpstreamResult::Error::None) {
+    span.setAttribute("error.type", errorTypeName(up.error));
+    span.setStatus(tracing::StatusCode::Error, errorTypeName(up.error));
+  } else {
+    span.setAttribute("http.response.status_code", static_cast<int64_t>(up.status));
+    if (up.status >= 400) {
+      span.setAttribute("error.type", std::to_string(up.status));
+      span.setStatus(tracing::StatusCode::Error);
+    }
+  }
+  span.end();
+}
+
+void TracingFilter::onComplete(Stream& s) {
+  if (!s.traced) {
+    return;
+  }
+  if (s.client_span.recording()) {  // attempt abandoned without a result (e.g. client went away)
+    s.upstream.error = UpstreamResult::Error::Reset;
+    onUpstreamResult(s);
+  }
+  auto& span = s.server_span;
+  if (!span.recording()) {
+    span.end();
+    return;
+  }
+  span.setName(spanName(s));
+  setCommonRequestAttributes(span, s);
+  span.setAttribute("url.path", std::string(s.request.path()));
+  if (!s.request.query().empty()) {
+    span.setAttribute("url.query", redactQuery(s.request.query()));
+  }
+  span.setAttribute("url.scheme", s.scheme);
+  if (auto host = s.request.host(); !host.empty()) {
+    span.setAttribute("server.address", std::string(host));
+  }
+  span.setAttribute("server.port", static_cast<int64_t>(s.local_port));
+  span.setAttribute("client.address", s.peer_address);
+  span.setAttribute("network.peer.address", s.peer_address);
+  span.setAttribute("network.peer.port", static_cast<int64_t>(s.peer_port));
+  if (auto ua = s.request.headers.get("user-agent")) {
+    span.setAttribute("user_agent.original", std::string(*ua));
+  }
+  if (s.response_status != 0) {
+    span.setAttribute("http.response.status_code", static_cast<int64_t>(s.response_status));
+  }
+  if (s.response_status >= 500 || s.response_status == 0) {
+    std::string type = !s.error_type.empty()    ? s.error_type
+                       : s.response_status != 0 ? std::to_string(s.response_status)
+                                                : "no_response";
+    span.setAttribute("error.type", type);
+    span.setStatus(tracing::StatusCode::Error);
+  }
+  span.end();
+}
+
+}  // namespace sidetrace::filters

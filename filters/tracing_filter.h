@@ -1,0 +1,37 @@
+#pragma once
+// Tracing: extract the caller's context, apply ignore rules, sample, run the SERVER span; one
+// CLIENT span per upstream attempt with its context injected upstream. Attributes are written when
+// the span ends (nothing is computed for unsampled spans). Never fails a request: a malformed
+// context starts a new trace.
+
+#include <memory>
+
+#include "config/config.h"
+#include "filters/filter.h"
+#include "tracing/propagator.h"
+#include "tracing/tracer.h"
+
+namespace sidetrace::filters {
+
+class TracingFilter : public Filter {
+ public:
+  TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer);
+
+  FilterStatus onRequest(Stream& s) override;
+  void onUpstreamRequest(Stream& s, RequestHead& upstream_request) override;
+  void onUpstreamResult(Stream& s) override;
+  void onComplete(Stream& s) override;
+
+ private:
+  bool ignored(const RequestHead& req) const;
+
+  const config::TracingConfig& cfg_;
+  tracing::Tracer& tracer_;
+  tracing::CompositePropagator propagator_;
+};
+
+// Shared helpers (exposed for tests).
+bool globMatch(std::string_view pattern, std::string_view text);  // '*' matches any run
+std::string redactQuery(std::string_view query);                  // "a=1&b" → "a=REDACTED&b"
+
+}  // namespace sidetrace::filters

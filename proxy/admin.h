@@ -1,0 +1,42 @@
+#pragma once
+// The admin listener (ARCHITECTURE §7): a tiny HTTP/1.1 server on the main thread's io_context.
+// It answers with whatever the handler returns; the handler runs on the main thread, so it may read
+// the workers' counters (atomics) but never touches a worker's data path.
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "config/config.h"
+#include "filters/http_message.h"
+
+namespace sidetrace::proxy {
+
+struct AdminResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body;
+};
+
+using AdminHandler = std::function<AdminResponse(const filters::RequestHead&)>;
+
+class AdminServer {
+ public:
+  AdminServer(boost::asio::io_context& io, const config::HostPort& address, AdminHandler handler);
+  void start();
+  void stop();
+  uint16_t port() const;
+
+ private:
+  boost::asio::awaitable<void> serve(boost::asio::ip::tcp::socket s);
+  void acceptLoop();
+
+  boost::asio::io_context& io_;
+  boost::asio::ip::tcp::acceptor acceptor_;
+  AdminHandler handler_;
+};
+
+}  // namespace sidetrace::proxy

@@ -1,0 +1,295 @@
+#include "proxy/http1_codec.h"
+
+#include <llhttp.h>
+
+#include <charconv>
+
+namespace sidetrace::proxy {
+
+struct Http1Parser::Impl {
+  llhttp_t parser;
+  static const llhttp_settings_t settings;
+  static llhttp_settings_t makeSettings();
+
+  static Http1Parser& self(llhttp_t* p) { return *static_cast<Http1Parser*>(p->data); }
+
+  static int countHead(Http1Parser& s, size_t n) {
+    s.head_bytes_ += n;
+    return s.head_bytes_ > s.max_head_bytes_ ? HPE_USER : 0;
+  }
+
+  static int onMessageBegin(llhttp_t* p) {
+    auto& s = self(p);
+    s.request_.clear();
+    s.response_.clear();
+    s.field_.clear();
+    s.value_.clear();
+    s.in_value_ = false;
+    s.head_done_ = false;
+    s.in_message_ = true;
+    s.bad_header_ = false;
+    s.head_bytes_ = 1;  // nonzero from the first byte of a message
+    s.content_length_.reset();
+    return 0;
+  }
+  static int onUrl(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    s.request_.target.append(at, n);
+    return countHead(s, n);
+  }
+  static int onStatus(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    s.response_.reason.append(at, n);
+    return countHead(s, n);
+  }
+  static int onHeaderField(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (s.head_done_) {
+      return 0;  // trailers: not forwarded (see header comment of the session)
+    }
+    s.field_.append(at, n);
+    return countHead(s, n + 4);  // ": " and CRLF
+  }
+  static int onHeaderValue(llhttp_t* p, const char* at, size_t n) {
+    auto& s = self(p);
+    if (s.head_done_) {
+      return 0;
+    }
+    // llhttp accepts obs-fold (a CRLF followed by SP/HTAB inside a value) even in strict mode;
+    // RFC 9112 §5.2 lets a proxy reject it, and we do, since peers disagree on its meaning.
+    for (size_t i = 0; i < n; ++i) {
+      if (at[i] == '\r' || at[i] == '\n') {
+        s.bad_header_ = true;
+        return HPE_USER;
+      }
+    }
+    s.value_.append(at, n);
+    return countHead(s, n);
+  }
+  static int onHeaderValueComplete(llhttp_t* p) {
+    auto& s = self(p);
+    if (s.head_done_) {
+      return 0;
+    }
+    while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t')) {
+      s.value_.pop_back();
+    }
+    auto& headers = s.kind_ == Kind::Request ? s.request_.headers : s.response_.headers;
+    if (filters::iequals(s.field_, "content-length")) {
+      uint64_t v = 0;
+      auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
+      if (ec == std::errc() && ptr == s.value_.data() + s.value_.size()) {
+        s.content_length_ = v;
+      }
+    }
+    headers.add(std::move(s.field_), std::move(s.value_));
+    s.field_.clear();
+    s.value_.clear();
+    return 0;
+  }
+  static int onHeadersComplete(llhttp_t* p) {
+    auto& s = self(p);
+    s.head_done_ = true;
+    if (s.kind_ == Kind::Request) {
+      s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
+      s.request_.version_minor = p->http_minor;
+      if (p->http_major != 1) {
+        return -1;
+      }
+    } else {
+      s.response_.status = p->status_code;
+      s.response_.version_minor = p->http_minor;
+    }
+    s.current_->head_complete = true;
+    if (s.kind_ == Kind::Response && s.no_body_) {
+      return 1;
+    }
+    return 0;
+  }
+  static int onBody(llhttp_t* p, const char* at, size_t n) {
+    self(p).current_->body.emplace_back(at, n);
+    return 0;
+  }
+  static int onMessageComplete(llhttp_t* p) {
+    auto& s = self(p);
+    s.in_message_ = false;
+    s.head_bytes_ = 0;
+    s.current_->message_complete = true;
+    return HPE_PAUSED;
+  }
+};
+
+llhttp_settings_t Http1Parser::Impl::makeSettings() {
+  llhttp_settings_t st;
+  llhttp_settings_init(&st);
+  using I = Http1Parser::Impl;
+  st.on_message_begin = I::onMessageBegin;
+  st.on_url = I::onUrl;
+  st.on_status = I::onStatus;
+  st.on_header_field = I::onHeaderField;
+  st.on_header_value = I::onHeaderValue;
+  st.on_header_value_complete = I::onHeaderValueComplete;
+  st.on_headers_complete = I::onHeadersComplete;
+  st.on_body = I::onBody;
+  st.on_message_complete = I::onMessageComplete;
+  return st;
+}
+
+const llhttp_settings_t Http1Parser::Impl::settings = makeSettings();
+
+Http1Parser::Http1Parser(Kind kind, uint32_t max_head_bytes)
+    : impl_(std::make_unique<Impl>()), kind_(kind), max_head_bytes_(max_head_bytes) {
+  llhttp_init(&impl_->parser, kind == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE,
+              &Impl::settings);
+  impl_->parser.data = this;
+}
+
+Http1Parser::~Http1Parser() = default;
+
+FeedResult Http1Parser::feed(const char* data, size_t len) {
+  FeedResult r;
+  current_ = &r;
+  llhttp_errno_t err = llhttp_execute(&impl_->parser, data, len);
+  current_ = nullptr;
+  switch (err) {
+    case HPE_OK:
+      r.consumed = len;
+      break;
+    case HPE_PAUSED:
+      r.consumed = static_cast<size_t>(llhttp_get_error_pos(&impl_->parser) - data);
+      llhttp_resume(&impl_->parser);
+      break;
+    case HPE_PAUSED_UPGRADE:
+      r.consumed = static_cast<size_t>(llhttp_get_error_pos(&impl_->parser) - data);
+      r.upgrade = true;
+      r.message_complete = true;
+      break;
+    default:
+      r.consumed = len;
+      if (err == HPE_USER && !bad_header_ && head_bytes_ > max_head_bytes_) {
+        r.error = ParseError::HeadersTooLarge;
+        r.error_reason = "request header block too large";
+      } else {
+        r.error = ParseError::BadRequest;
+        r.error_reason = bad_header_ ? "obs-fold or bare CR/LF in header value"
+                                     : llhttp_get_error_reason(&impl_->parser);
+      }
+      break;
+  }
+  // A paused message-complete may be followed by the upgrade pause on the next call; llhttp reports
+  // upgrade only through HPE_PAUSED_UPGRADE, so check the flag too.
+  if (r.message_complete && !r.upgrade && impl_->parser.upgrade == 1) {
+    r.upgrade = true;
+  }
+  return r;
+}
+
+void Http1Parser::reset() {
+  llhttp_reset(&impl_->parser);
+  in_message_ = false;
+  head_bytes_ = 0;
+  no_body_ = false;
+}
+
+bool Http1Parser::finishOnEof() {
+  return llhttp_finish(&impl_->parser) == HPE_OK;
+}
+
+bool Http1Parser::chunked() const {
+  return (impl_->parser.flags & F_CHUNKED) != 0;
+}
+
+std::optional<uint64_t> Http1Parser::contentLength() const {
+  if (chunked()) {
+    return std::nullopt;
+  }
+  return content_length_;
+}
+
+bool Http1Parser::keepAlive() const {
+  return llhttp_should_keep_alive(&impl_->parser) != 0;
+}
+
+bool Http1Parser::bodyUntilEof() const {
+  return llhttp_message_needs_eof(&impl_->parser) != 0;
+}
+
+namespace {
+
+void appendHeaders(std::string& out, const filters::HeaderMap& headers) {
+  for (const auto& h : headers) {
+    out.append(h.name);
+    out.append(": ");
+    out.append(h.value);
+    out.append("\r\n");
+  }
+}
+
+}  // namespace
+
+void appendRequestHead(std::string& out, const filters::RequestHead& head) {
+  out.append(head.method);
+  out.push_back(' ');
+  out.append(head.target);
+  out.append(" HTTP/1.1\r\n");
+  appendHeaders(out, head.headers);
+}
+
+void appendResponseHead(std::string& out, const filters::ResponseHead& head) {
+  out.append("HTTP/1.1 ");
+  char code[8];
+  auto [end, ec] = std::to_chars(code, code + sizeof code, head.status);
+  (void)ec;
+  out.append(code, end);
+  out.push_back(' ');
+  out.append(head.reason.empty() ? reasonPhrase(head.status) : head.reason);
+  out.append("\r\n");
+  appendHeaders(out, head.headers);
+}
+
+const char* reasonPhrase(int status) {
+  switch (status) {
+    case 100:
+      return "Continue";
+    case 101:
+      return "Switching Protocols";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 204:
+      return "No Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 304:
+      return "Not Modified";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
+  }
+}
+
+}  // namespace sidetrace::proxy

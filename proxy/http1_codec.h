@@ -1,0 +1,91 @@
+#pragma once
+// HTTP/1.x codec over llhttp. It does no I/O: bytes go in through feed(), and what they meant comes
+// back as one FeedResult (head complete, body pieces, message complete, upgrade, error). The same
+// class parses requests (downstream) and responses (upstream). llhttp stays out of this header.
+//
+// Contract of feed(): consumes bytes up to the end of the input or the end of the current message,
+// whichever comes first (it pauses at each message end so pipelined requests are handled one at a
+// time). Body pieces point into the caller's input and stay valid until the caller changes it.
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "filters/http_message.h"
+
+namespace sidetrace::proxy {
+
+enum class ParseError {
+  None,
+  BadRequest,       // any grammar or framing violation (incl. smuggling shapes) → 400
+  HeadersTooLarge,  // head over the configured limit → 431
+};
+
+struct FeedResult {
+  size_t consumed = 0;
+  bool head_complete = false;          // the head (request or response line + headers) finished now
+  std::vector<std::string_view> body;  // body bytes decoded from this input, de-chunked
+  bool message_complete = false;
+  bool upgrade = false;  // the message ended and the connection switches protocol; rest is raw
+  ParseError error = ParseError::None;
+  std::string error_reason;
+};
+
+class Http1Parser {
+ public:
+  enum class Kind { Request, Response };
+  Http1Parser(Kind kind, uint32_t max_head_bytes);
+  ~Http1Parser();
+  Http1Parser(const Http1Parser&) = delete;
+  Http1Parser& operator=(const Http1Parser&) = delete;
+
+  FeedResult feed(const char* data, size_t len);
+  // After a 101 or CONNECT, or when the caller saw the end of the stream (EOF).
+  // Returns true when EOF legitimately ends a close-delimited message.
+  bool finishOnEof();
+
+  // Valid after head_complete.
+  filters::RequestHead& request() { return request_; }
+  filters::ResponseHead& response() { return response_; }
+  bool chunked() const;                           // Transfer-Encoding: chunked
+  std::optional<uint64_t> contentLength() const;  // when framed by Content-Length
+  bool keepAlive() const;     // llhttp_should_keep_alive for the current message
+  bool bodyUntilEof() const;  // response framed by connection close
+  bool inMessage() const { return in_message_; }
+  bool bytesSeen() const { return head_bytes_ > 0; }
+
+  // Response parsers must know when the request was HEAD (no body follows the head).
+  void setNoBody(bool v) { no_body_ = v; }
+  // Back to the start state for a fresh connection (keeps allocations).
+  void reset();
+
+ private:
+  struct Impl;
+  friend struct Impl;
+  std::unique_ptr<Impl> impl_;
+  Kind kind_;
+  uint32_t max_head_bytes_;
+  filters::RequestHead request_;
+  filters::ResponseHead response_;
+  std::string field_;
+  std::string value_;
+  bool in_value_ = false;
+  bool head_done_ = false;
+  bool in_message_ = false;
+  bool no_body_ = false;
+  bool bad_header_ = false;
+  uint64_t head_bytes_ = 0;
+  std::optional<uint64_t> content_length_;
+  FeedResult* current_ = nullptr;
+};
+
+// Serializers append to `out`. Framing headers (Content-Length / Transfer-Encoding / Connection)
+// are written by the caller as needed.
+void appendRequestHead(std::string& out, const filters::RequestHead& head);
+void appendResponseHead(std::string& out, const filters::ResponseHead& head);
+const char* reasonPhrase(int status);
+
+}  // namespace sidetrace::proxy

@@ -1,0 +1,47 @@
+// sidetrace: a tracing sidecar / edge proxy. See ARCHITECTURE.md §3 for the command line.
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <cstdio>
+
+#include "config/load.h"
+#include "proxy/server.h"
+
+int main(int argc, char** argv) {
+  // Logs go to stderr; stdout belongs to the console exporter.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("sidetrace"));
+  using sidetrace::config::ConfigError;
+  sidetrace::config::CliOptions cli;
+  try {
+    cli = sidetrace::config::parseArgs(argc, argv);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "sidetrace: %s\n\n%s", e.what(), sidetrace::config::usage().c_str());
+    return 1;
+  }
+  if (cli.show_help) {
+    std::fputs(sidetrace::config::usage().c_str(), stdout);
+    return 0;
+  }
+  if (cli.show_version) {
+    std::printf("sidetrace %s\n", SIDETRACE_VERSION);
+    return 0;
+  }
+  sidetrace::config::ConfigPtr cfg;
+  try {
+    cfg = std::make_shared<const sidetrace::config::Config>(
+        sidetrace::config::buildConfig(cli, sidetrace::config::processEnv()));
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "sidetrace: %s\n", e.what());
+    return 1;
+  }
+  if (cli.validate_only) {
+    std::printf("sidetrace: configuration is valid\n");
+    return 0;
+  }
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  try {
+    return sidetrace::proxy::runServer(cfg);
+  } catch (const std::exception& e) {
+    spdlog::error("fatal: {}", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,621 @@
+#include "proxy/session.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "proxy/worker.h"
+
+namespace sidetrace::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+using asio::use_awaitable;
+using boost::system::error_code;
+using filters::UpstreamResult;
+
+namespace {
+
+constexpr auto kNoCluster = static_cast<size_t>(-1);
+
+// Body pieces from one feed, framed for the peer: as-is, or as one chunk when re-chunking.
+struct BodyWrite {
+  std::vector<asio::const_buffer> bufs;
+  char size_line[24];
+  uint64_t bytes = 0;
+
+  void build(const std::vector<std::string_view>& pieces, bool chunked) {
+    bufs.clear();
+    bytes = 0;
+    for (auto p : pieces) {
+      bytes += p.size();
+    }
+    if (bytes == 0) {
+      return;
+    }
+    if (chunked) {
+      auto [end, ec] = std::to_chars(size_line, size_line + 20, bytes, 16);
+      (void)ec;
+      *end++ = '\r';
+      *end++ = '\n';
+      bufs.emplace_back(size_line, static_cast<size_t>(end - size_line));
+    }
+    for (auto p : pieces) {
+      if (!p.empty()) {
+        bufs.emplace_back(p.data(), p.size());
+      }
+    }
+    if (chunked) {
+      bufs.emplace_back("\r\n", 2);
+    }
+  }
+};
+
+bool expectsContinue(const filters::RequestHead& req) {
+  auto v = req.headers.get("expect");
+  return v && filters::iequals(*v, "100-continue");
+}
+
+// Reduce an absolute-form target (proxy-style "http://host/path") to origin-form.
+void toOriginForm(filters::RequestHead& req) {
+  std::string_view t = req.target;
+  if (t.starts_with("http://") || t.starts_with("https://")) {
+    size_t start = t.find("://") + 3;
+    size_t slash = t.find('/', start);
+    if (!req.headers.get("host")) {
+      req.headers.add("Host", std::string(t.substr(start, slash - start)));
+    }
+    req.target = slash == std::string_view::npos ? "/" : std::string(t.substr(slash));
+  }
+}
+
+}  // namespace
+
+Session::Session(Worker& worker, asio::ip::tcp::socket socket, size_t listener_index)
+    : worker_(worker),
+      socket_(std::move(socket)),
+      listener_index_(listener_index),
+      deadline_(socket_.get_executor()),
+      in_(worker.config().limits.buffer_bytes),
+      upbuf_(worker.config().limits.buffer_bytes),
+      parser_(Http1Parser::Kind::Request, worker.config().limits.max_request_headers_bytes),
+      up_parser_(Http1Parser::Kind::Response, 1024 * 1024) {
+  deadline_.watch(&socket_);
+  worker_.add(this);
+  worker_.mutableStats().active_connections.fetch_add(1, std::memory_order_relaxed);
+  worker_.mutableStats().connections_total.fetch_add(1, std::memory_order_relaxed);
+}
+
+Session::~Session() {
+  worker_.remove(this);
+  worker_.mutableStats().active_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Session::start(std::shared_ptr<Session> self) {
+  Session* s = self.get();
+  asio::co_spawn(
+      s->socket_.get_executor(), [self = std::move(self)]() { return self->run(); },
+      asio::detached);
+}
+
+void Session::closeIfIdle() {
+  close_after_ = true;
+  if (idle_ && in_.size() == 0) {
+    error_code ec;
+    socket_.cancel(ec);
+  }
+}
+
+awaitable<void> Session::run() {
+  error_code ec;
+  auto remote = socket_.remote_endpoint(ec);
+  auto local = socket_.local_endpoint(ec);
+  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  const auto& cfg = worker_.config();
+  stream_.listener = &cfg.listeners[listener_index_];
+  stream_.listener_index = listener_index_;
+  std::string peer = remote.address().to_string();
+  uint16_t peer_port = remote.port();
+  uint16_t local_port = local.port();
+
+  for (;;) {
+    stream_.reset();
+    stream_.listener = &cfg.listeners[listener_index_];
+    stream_.listener_index = listener_index_;
+    stream_.peer_address = peer;
+    stream_.peer_port = peer_port;
+    stream_.local_port = local_port;
+    FeedResult first;
+    HeadStatus hs = co_await readRequestHead(first);
+    if (hs == HeadStatus::Closed) {
+      break;
+    }
+    if (hs == HeadStatus::Timeout) {
+      co_await sendError(408);
+      break;
+    }
+    if (hs == HeadStatus::Error) {
+      co_await sendError(first.error == ParseError::HeadersTooLarge ? 431 : 400);
+      break;
+    }
+    idle_ = false;
+    bool keep = co_await handleRequest(first);
+    idle_ = true;
+    if (!keep || close_after_ || worker_.draining()) {
+      break;
+    }
+  }
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  socket_.close(ec);
+}
+
+awaitable<Session::HeadStatus> Session::readRequestHead(FeedResult& first) {
+  const auto& limits = worker_.config().limits;
+  bool header_clock = false;
+  auto armForState = [&]() {
+    if (!header_clock && (in_.size() > 0 || parser_.bytesSeen())) {
+      header_clock = true;
+      deadline_.arm(limits.request_header_timeout);
+    }
+  };
+  deadline_.arm(limits.idle_timeout);
+  armForState();
+  for (;;) {
+    if (in_.size() > 0) {
+      FeedResult r = parser_.feed(in_.data(), in_.size());
+      in_.consume(r.consumed);
+      if (r.error != ParseError::None) {
+        deadline_.disarm();
+        worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+        first = std::move(r);
+        co_return HeadStatus::Error;
+      }
+      if (r.head_complete) {
+        deadline_.disarm();
+        first = std::move(r);
+        co_return HeadStatus::Ok;
+      }
+      armForState();
+    }
+    if (close_after_ && !parser_.bytesSeen()) {
+      deadline_.disarm();
+      co_return HeadStatus::Closed;
+    }
+    error_code ec;
+    size_t n =
+        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      bool expired = deadline_.expired();
+      deadline_.disarm();
+      if (expired && header_clock) {
+        worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+        co_return HeadStatus::Timeout;
+      }
+      co_return HeadStatus::Closed;
+    }
+    in_.commit(n);
+  }
+}
+
+awaitable<void> Session::sendError(int status) {
+  std::string msg = std::string(reasonPhrase(status)) + "\n";
+  out_.clear();
+  out_ += "HTTP/1.1 ";
+  out_ += std::to_string(status);
+  out_ += ' ';
+  out_ += reasonPhrase(status);
+  out_ += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+  out_ += std::to_string(msg.size());
+  out_ += "\r\nConnection: close\r\n\r\n";
+  out_ += msg;
+  error_code ec;
+  deadline_.arm(std::chrono::seconds(5));
+  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+  deadline_.disarm();
+}
+
+awaitable<bool> Session::sendLocalReply(int status, std::string_view body, bool close) {
+  filters::ResponseHead head;
+  head.status = status;
+  head.headers.add("Content-Type", "text/plain");
+  worker_.chain().onResponse(stream_, head);
+  head.headers.set("Content-Length", std::to_string(body.size()));
+  if (close) {
+    head.headers.set("Connection", "close");
+  }
+  out_.clear();
+  appendResponseHead(out_, head);
+  out_ += "\r\n";
+  if (stream_.request.method != "HEAD") {
+    out_.append(body);
+  }
+  stream_.response_status = status;
+  error_code ec;
+  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+  co_return !ec && !close;
+}
+
+void Session::finishStream(uint64_t start_ns) {
+  auto& chain = worker_.chain();
+  chain.onComplete(stream_);
+  const auto& routes = worker_.shared().routes;
+  size_t slot = stream_.route != nullptr ? routes.slot(listener_index_, stream_.route_index)
+                                         : routes.noRouteSlot(listener_index_);
+  uint64_t now = worker_.tracer().now();
+  worker_.mutableStats().countRequest(slot, stream_.response_status,
+                                      now > start_ns ? now - start_ns : 0);
+}
+
+awaitable<bool> Session::handleRequest(FeedResult& first) {
+  const uint64_t start_ns = worker_.tracer().now();
+  auto& chain = worker_.chain();
+  auto& req = stream_.request;
+  std::swap(req, parser_.request());
+  toOriginForm(req);
+  const bool client_keep_alive = parser_.keepAlive();
+  const bool expect_continue = expectsContinue(req);
+  const bool req_chunked = parser_.chunked();
+  const auto req_length = parser_.contentLength();
+  const bool is_head = req.method == "HEAD";
+  bool request_done = first.message_complete;
+  const bool upgrade_request = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&
+                                                 req.headers.get("upgrade").has_value());
+
+  if (chain.onRequest(stream_) == filters::FilterStatus::StopIteration) {
+    auto reply = std::move(*stream_.local_reply);
+    // A body we have not read would be parsed as the next request: close instead.
+    bool close = !request_done || !client_keep_alive || worker_.draining() || first.upgrade;
+    bool keep = co_await sendLocalReply(reply.status, reply.body, close);
+    finishStream(start_ns);
+    co_return keep;
+  }
+
+  const size_t cluster_index = worker_.shared().route_cluster[listener_index_][stream_.route_index];
+  if (cluster_index == kNoCluster) {  // validated at load; defensive
+    bool keep = co_await sendLocalReply(500, "route has no cluster\n", true);
+    finishStream(start_ns);
+    co_return keep;
+  }
+  auto& pool = worker_.pool(cluster_index);
+  const auto& endpoint = pool.pick();
+  const auto& route = *stream_.route;
+
+  // Upstream request head: filters have edited the headers; framing is ours to write.
+  chain.onUpstreamRequest(stream_, req);
+  req.headers.remove("content-length");
+  if (req_chunked) {
+    req.headers.add("Transfer-Encoding", "chunked");
+  } else if (req_length) {
+    req.headers.add("Content-Length", std::to_string(*req_length));
+  }
+  if (!req.headers.get("host")) {
+    req.headers.add("Host", endpoint.host + ":" + std::to_string(endpoint.port));
+  }
+
+  stream_.upstream_attempted = true;
+  stream_.upstream.endpoint_host = endpoint.host;
+  stream_.upstream.endpoint_port = endpoint.port;
+
+  auto fail = [&](UpstreamResult::Error e, int status) -> awaitable<bool> {
+    stream_.upstream.error = e;
+    stream_.error_type = filters::errorTypeName(e);
+    chain.onUpstreamResult(stream_);
+    bool keep = co_await sendLocalReply(status, std::string(reasonPhrase(status)) + "\n",
+                                        !request_done || !client_keep_alive);
+    finishStream(start_ns);
+    co_return keep;
+  };
+
+  // Connect (or reuse) — a reused connection that turns out dead before any response byte is
+  // retried once on a fresh one, but only when the request had no body to replay.
+  std::unique_ptr<upstream::UpstreamConnection> conn = pool.takeIdle(endpoint);
+  bool reused = conn != nullptr;
+  const bool replayable =
+      request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
+  upstream::Deadline route_deadline(socket_.get_executor());
+  BodyWrite bw;
+  error_code ec;
+
+  for (int attempt = 0;; ++attempt) {
+    if (!conn) {
+      upstream::ConnectError cerr;
+      conn = co_await pool.connect(endpoint, cerr);
+      reused = false;
+      if (!conn) {
+        auto& st = worker_.mutableStats();
+        if (cerr == upstream::ConnectError::Timeout) {
+          st.upstream_timeouts[cluster_index].fetch_add(1, std::memory_order_relaxed);
+          co_return co_await fail(UpstreamResult::Error::Timeout, 504);
+        }
+        st.connect_failures[cluster_index].fetch_add(1, std::memory_order_relaxed);
+        co_return co_await fail(UpstreamResult::Error::ConnectFailure, 502);
+      }
+    }
+    stream_.upstream.endpoint_address = conn->socket.remote_endpoint(ec).address().to_string();
+    route_deadline.watch(&socket_, &conn->socket);
+    if (attempt == 0) {
+      route_deadline.arm(route.timeout);
+    }
+
+    out_.clear();
+    appendRequestHead(out_, req);
+    out_ += "\r\n";
+    bw.build(first.body, req_chunked);
+    std::vector<asio::const_buffer> bufs;
+    bufs.emplace_back(asio::buffer(out_));
+    bufs.insert(bufs.end(), bw.bufs.begin(), bw.bufs.end());
+    if (request_done && req_chunked) {
+      bufs.emplace_back("0\r\n\r\n", 5);
+    }
+    co_await asio::async_write(conn->socket, bufs, asio::redirect_error(use_awaitable, ec));
+    if (!ec) {
+      break;
+    }
+    if (route_deadline.expired()) {
+      co_return co_await fail(UpstreamResult::Error::Timeout, 504);
+    }
+    if (reused && replayable && attempt == 0) {
+      conn.reset();
+      continue;
+    }
+    co_return co_await fail(UpstreamResult::Error::Reset, 502);
+  }
+  conn->requests++;
+  stream_.request_body_bytes += bw.bytes;
+
+  // Stream the rest of the request body downstream → upstream.
+  if (!request_done && expect_continue) {
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    co_await asio::async_write(socket_, asio::buffer(k100),
+                               asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      co_return false;
+    }
+  }
+  while (!request_done) {
+    size_t n =
+        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+    if (ec) {  // client went away (or the route timed out) mid-body
+      if (route_deadline.expired()) {
+        co_return co_await fail(UpstreamResult::Error::Timeout, 504);
+      }
+      stream_.upstream.error = UpstreamResult::Error::Reset;
+      stream_.error_type = "downstream_reset";
+      chain.onUpstreamResult(stream_);
+      finishStream(start_ns);
+      co_return false;
+    }
+    in_.commit(n);
+    FeedResult r = parser_.feed(in_.data(), in_.size());
+    in_.consume(r.consumed);
+    if (r.error != ParseError::None) {
+      co_return co_await fail(UpstreamResult::Error::ProtocolError, 400);
+    }
+    request_done = r.message_complete;
+    bw.build(r.body, req_chunked);
+    if (request_done && req_chunked) {
+      bw.bufs.emplace_back("0\r\n\r\n", 5);
+    }
+    if (!bw.bufs.empty()) {
+      co_await asio::async_write(conn->socket, bw.bufs, asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        co_return co_await fail(route_deadline.expired() ? UpstreamResult::Error::Timeout
+                                                         : UpstreamResult::Error::Reset,
+                                route_deadline.expired() ? 504 : 502);
+      }
+      stream_.request_body_bytes += bw.bytes;
+    }
+  }
+
+  // Response head from upstream (skipping interim 1xx other than 101).
+  up_parser_.reset();
+  up_parser_.setNoBody(is_head);
+  FeedResult rr;
+  for (;;) {
+    if (upbuf_.size() > 0) {
+      rr = up_parser_.feed(upbuf_.data(), upbuf_.size());
+      upbuf_.consume(rr.consumed);
+      if (rr.error != ParseError::None) {
+        co_return co_await fail(UpstreamResult::Error::ProtocolError, 502);
+      }
+      if (rr.head_complete) {
+        int st = up_parser_.response().status;
+        if (st >= 100 && st < 200 && st != 101) {
+          continue;  // interim response: the next head follows
+        }
+        break;
+      }
+    }
+    size_t n = co_await conn->socket.async_read_some(upbuf_.prepare(),
+                                                     asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (route_deadline.expired()) {
+        worker_.mutableStats().upstream_timeouts[cluster_index].fetch_add(
+            1, std::memory_order_relaxed);
+        co_return co_await fail(UpstreamResult::Error::Timeout, 504);
+      }
+      co_return co_await fail(UpstreamResult::Error::Reset, 502);
+    }
+    upbuf_.commit(n);
+  }
+
+  auto& resp = up_parser_.response();
+  const int status = resp.status;
+  stream_.upstream.status = status;
+  const bool is_upgrade = status == 101 && upgrade_request;
+  const bool resp_no_body = is_head || status == 204 || status == 304 || is_upgrade;
+  const auto resp_length = up_parser_.contentLength();
+  const bool resp_chunked_in = up_parser_.chunked();
+  const bool until_eof = !resp_no_body && !resp_chunked_in && !resp_length;
+  // An upgrade the upstream declined leaves llhttp in tunnel mode on our side: close after.
+  bool keep_client = client_keep_alive && !worker_.draining() && !close_after_ &&
+                     !(upgrade_request && !is_upgrade);
+  // Re-frame: chunked towards HTTP/1.1 clients whenever the length is not known up front.
+  bool chunk_out = !resp_no_body && !resp_length && req.version_minor >= 1;
+  if (!resp_no_body && !resp_length && !chunk_out) {
+    keep_client = false;  // HTTP/1.0 client: the body ends with the connection
+  }
+
+  chain.onResponse(stream_, resp);
+  resp.headers.remove("content-length");
+  if (resp_length && !(status == 204 || status == 304)) {
+    resp.headers.add("Content-Length", std::to_string(*resp_length));
+  } else if (chunk_out) {
+    resp.headers.add("Transfer-Encoding", "chunked");
+  }
+  if (is_upgrade) {
+    // removeHopByHop kept "Connection: upgrade" and Upgrade for the 101.
+  } else if (!keep_client) {
+    resp.headers.set("Connection", "close");
+  } else if (req.version_minor == 0) {
+    resp.headers.set("Connection", "keep-alive");
+  }
+  stream_.response_status = status;
+
+  out_.clear();
+  appendResponseHead(out_, resp);
+  out_ += "\r\n";
+  bool resp_done = rr.message_complete;
+  bw.build(rr.body, chunk_out);
+  {
+    std::vector<asio::const_buffer> bufs;
+    bufs.emplace_back(asio::buffer(out_));
+    bufs.insert(bufs.end(), bw.bufs.begin(), bw.bufs.end());
+    if (resp_done && chunk_out) {
+      bufs.emplace_back("0\r\n\r\n", 5);
+    }
+    co_await asio::async_write(socket_, bufs, asio::redirect_error(use_awaitable, ec));
+  }
+  stream_.response_body_bytes += bw.bytes;
+  bool broken = static_cast<bool>(ec);
+
+  if (is_upgrade && !broken) {
+    route_deadline.disarm();
+    chain.onUpstreamResult(stream_);
+    finishStream(start_ns);
+    co_await tunnel(*conn, upbuf_);
+    co_return false;
+  }
+
+  // Stream the response body upstream → downstream.
+  while (!resp_done && !broken) {
+    size_t n = co_await conn->socket.async_read_some(upbuf_.prepare(),
+                                                     asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      if (until_eof && ec == asio::error::eof && up_parser_.finishOnEof()) {
+        resp_done = true;
+        bw.bufs.clear();
+        if (chunk_out) {
+          bw.bufs.emplace_back("0\r\n\r\n", 5);
+        }
+        if (!bw.bufs.empty()) {
+          co_await asio::async_write(socket_, bw.bufs, asio::redirect_error(use_awaitable, ec));
+        }
+        conn.reset();  // closed by the peer
+        break;
+      }
+      stream_.upstream.error =
+          route_deadline.expired() ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset;
+      stream_.error_type = filters::errorTypeName(stream_.upstream.error);
+      broken = true;
+      break;
+    }
+    upbuf_.commit(n);
+    FeedResult r = up_parser_.feed(upbuf_.data(), upbuf_.size());
+    upbuf_.consume(r.consumed);
+    if (r.error != ParseError::None) {
+      stream_.upstream.error = UpstreamResult::Error::ProtocolError;
+      stream_.error_type = "upstream_protocol_error";
+      broken = true;
+      break;
+    }
+    resp_done = r.message_complete;
+    bw.build(r.body, chunk_out);
+    if (resp_done && chunk_out) {
+      bw.bufs.emplace_back("0\r\n\r\n", 5);
+    }
+    if (!bw.bufs.empty()) {
+      co_await asio::async_write(socket_, bw.bufs, asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        broken = true;  // client went away
+        stream_.error_type = "downstream_reset";
+        break;
+      }
+      stream_.response_body_bytes += bw.bytes;
+    }
+  }
+  route_deadline.disarm();
+
+  if (conn && resp_done && !broken && up_parser_.keepAlive() && upbuf_.size() == 0) {
+    pool.release(std::move(conn));
+  }
+  chain.onUpstreamResult(stream_);
+  finishStream(start_ns);
+  co_return keep_client && !broken;
+}
+
+awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf) {
+  // Bytes already read past the heads belong to the tunnel.
+  error_code ec;
+  if (in_.size() > 0) {
+    co_await asio::async_write(up.socket, asio::buffer(in_.data(), in_.size()),
+                               asio::redirect_error(use_awaitable, ec));
+    in_.consume(in_.size());
+  }
+  if (upbuf.size() > 0) {
+    co_await asio::async_write(socket_, asio::buffer(upbuf.data(), upbuf.size()),
+                               asio::redirect_error(use_awaitable, ec));
+    upbuf.consume(upbuf.size());
+  }
+  if (ec) {
+    co_return;
+  }
+  auto pump = [](asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, FlatBuffer& buf,
+                 std::shared_ptr<Session> keep) -> awaitable<void> {
+    (void)keep;
+    error_code e;
+    for (;;) {
+      size_t n =
+          co_await from.async_read_some(buf.prepare(), asio::redirect_error(use_awaitable, e));
+      if (e) {
+        break;
+      }
+      buf.commit(n);
+      co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()),
+                                 asio::redirect_error(use_awaitable, e));
+      buf.consume(buf.size());
+      if (e) {
+        break;
+      }
+    }
+    to.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+  };
+  // Upstream → downstream runs detached; it shares this frame's lifetime through `self`, and the
+  // tunnel's upstream connection outlives it because the up→down pump is awaited last below.
+  auto self = shared_from_this();
+  bool other_done = false;
+  asio::co_spawn(
+      socket_.get_executor(),
+      [&, self]() -> awaitable<void> {
+        co_await pump(up.socket, socket_, upbuf, self);
+        other_done = true;
+      },
+      asio::detached);
+  co_await pump(socket_, up.socket, in_, self);
+  // Give the other direction a moment to finish after our half-close, then cut it.
+  asio::steady_timer t(socket_.get_executor());
+  for (int i = 0; !other_done && i < 250; ++i) {
+    t.expires_after(std::chrono::milliseconds(20));
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+  up.socket.close(ec);
+  while (!other_done) {
+    t.expires_after(std::chrono::milliseconds(5));
+    co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+}  // namespace sidetrace::proxy

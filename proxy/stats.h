@@ -1,0 +1,52 @@
+#pragma once
+// Per-worker counters: each worker writes only its own (relaxed atomics on its own cache lines),
+// the admin thread sums them when /metrics is scraped. No shared counter on the data path.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "config/config.h"
+
+namespace sidetrace::proxy {
+
+// Index of (listener, route) slots; the slot after a listener's routes counts requests that matched
+// no route. Built once from the config; shared read-only.
+struct RouteIndex {
+  explicit RouteIndex(const config::Config& cfg);
+  size_t slot(size_t listener, size_t route) const { return offsets[listener] + route; }
+  size_t noRouteSlot(size_t listener) const { return offsets[listener + 1] - 1; }
+  std::vector<size_t> offsets;  // offsets[i] = first slot of listener i; back() = total
+  size_t slots() const { return offsets.back(); }
+};
+
+inline constexpr size_t kStatusClasses = 5;  // 1xx..5xx
+// Upper bounds (seconds) of the request duration histogram buckets.
+inline constexpr std::array<double, 12> kDurationBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+
+class WorkerStats {
+ public:
+  WorkerStats(size_t route_slots, size_t clusters);
+  void countRequest(size_t slot, int status, uint64_t duration_ns);
+  uint64_t requests(size_t slot, size_t status_class) const;
+  uint64_t durationBucket(size_t slot, size_t bucket) const;  // cumulative count at bucket
+  uint64_t durationSumNanos(size_t slot) const;
+  uint64_t durationCount(size_t slot) const;
+
+  std::atomic<int64_t> active_connections{0};
+  std::atomic<uint64_t> connections_total{0};
+  std::atomic<uint64_t> bad_requests{0};  // 400/408/431 answered by the codec layer
+  std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;   // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;  // per cluster
+
+ private:
+  size_t slots_;
+  std::unique_ptr<std::atomic<uint64_t>[]> requests_;   // slot * 5 + class
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;    // slot * (buckets+1) + bucket (last = +Inf)
+  std::unique_ptr<std::atomic<uint64_t>[]> sum_nanos_;  // per slot
+};
+
+}  // namespace sidetrace::proxy

@@ -1,0 +1,363 @@
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "config/load.h"
+#include "tests/unit/config/env_map.h"
+
+namespace sidetrace::config {
+namespace {
+
+using testing::envFrom;
+using testing::errorOf;
+using KeyValues = std::vector<std::pair<std::string, std::string>>;
+
+Config load(const std::string& text, std::map<std::string, std::string> env = {}) {
+  Config cfg;
+  applyYaml(cfg, text, "t.yaml", envFrom(std::move(env)));
+  return cfg;
+}
+
+std::string loadError(const std::string& text, std::map<std::string, std::string> env = {}) {
+  return errorOf([&] { load(text, std::move(env)); });
+}
+
+const char* kFull = R"(# every key
+admin: { address: "127.0.0.1:9902", enabled: false }
+workers: 3
+log_level: debug
+listeners:
+  - name: edge
+    address: "[::]:8443"
+    tls: { cert: s.pem, key: s.key }
+    routes:
+      - name: orders-api
+        match:
+          prefix: /api/orders
+          host: "*.Example.com"
+          method: post
+          headers:
+            - { name: X-Canary, exact: "1" }
+            - { name: x-p, prefix: "ab" }
+            - { name: x-r, regex: "^v[0-9]$" }
+            - { name: x-present, present: true }
+            - { name: x-bare }
+        cluster: orders
+        timeout: 15s
+      - match: { path: /ping }
+        direct_response: { status: 204, body: "pong" }
+      - match: { regex: "^/v[12]/" }
+        cluster: orders
+      - cluster: other
+clusters:
+  - name: orders
+    endpoints: [ "127.0.0.1:8080", "backend:8081" ]
+    protocol: http2
+    lb: round_robin
+    connect_timeout: 250ms
+    max_idle_connections: 8
+  - name: other
+    endpoints: [ "10.0.0.1:80" ]
+tracing:
+  enabled: false
+  service_name: orders
+  resource: { deployment.environment: production, replicas: 3 }
+  propagators: [ b3multi, baggage ]
+  sampler: { type: traceidratio, ratio: 0.1 }
+  ignore:
+    - { path: /health }
+    - { prefix: /ready }
+    - { regex: "^/metrics" }
+    - { header: User-Agent, value: "kube-probe/*" }
+    - { header: x-synthetic }
+  exporter:
+    protocol: grpc
+    endpoint: http://otel-collector:4317
+    headers: { X-Api-Token: "${API_TOKEN}" }
+    timeout: 3s
+    compression: gzip
+  batch: { max_queue_size: 100, max_export_batch_size: 10, schedule_delay: 1s, export_timeout: 2s }
+limits:
+  max_request_headers_bytes: 1000
+  request_header_timeout: 1s
+  idle_timeout: 2m
+  drain_timeout: 3s
+  max_pipelined_requests: 5
+  buffer_bytes: 4096
+access_log: { path: stdout, format: text }
+)";
+
+TEST(ApplyYaml, EveryKey) {
+  Config cfg = load(kFull, {{"API_TOKEN", "secret"}});
+  EXPECT_EQ(cfg.admin.address.str(), "127.0.0.1:9902");
+  EXPECT_FALSE(cfg.admin.enabled);
+  EXPECT_EQ(cfg.workers, 3u);
+  EXPECT_EQ(cfg.log_level, "debug");
+
+  ASSERT_EQ(cfg.listeners.size(), 1u);
+  const Listener& l = cfg.listeners[0];
+  EXPECT_EQ(l.name, "edge");
+  EXPECT_EQ(l.address.host, "::");
+  EXPECT_EQ(l.address.port, 8443);
+  ASSERT_TRUE(l.tls);
+  EXPECT_EQ(l.tls->cert, "s.pem");
+  EXPECT_EQ(l.tls->key, "s.key");
+  ASSERT_EQ(l.routes.size(), 4u);
+
+  const Route& r0 = l.routes[0];
+  EXPECT_EQ(r0.name, "orders-api");
+  EXPECT_EQ(r0.match.path_kind, RouteMatch::PathKind::Prefix);
+  EXPECT_EQ(r0.match.path, "/api/orders");
+  EXPECT_EQ(r0.match.host, "*.example.com");
+  EXPECT_EQ(r0.match.method, "POST");
+  ASSERT_EQ(r0.match.headers.size(), 5u);
+  EXPECT_EQ(r0.match.headers[0].name, "x-canary");
+  EXPECT_EQ(r0.match.headers[0].kind, HeaderMatch::Kind::Exact);
+  EXPECT_EQ(r0.match.headers[0].value, "1");
+  EXPECT_EQ(r0.match.headers[1].kind, HeaderMatch::Kind::Prefix);
+  EXPECT_EQ(r0.match.headers[1].value, "ab");
+  EXPECT_EQ(r0.match.headers[2].kind, HeaderMatch::Kind::Regex);
+  EXPECT_TRUE(r0.match.headers[2].regex.matches("v7"));
+  EXPECT_FALSE(r0.match.headers[2].regex.matches("w7"));
+  EXPECT_EQ(r0.match.headers[3].kind, HeaderMatch::Kind::Present);
+  EXPECT_EQ(r0.match.headers[4].kind, HeaderMatch::Kind::Present);
+  EXPECT_EQ(r0.cluster, "orders");
+  EXPECT_EQ(r0.timeout, Duration(15000));
+
+  const Route& r1 = l.routes[1];
+  EXPECT_EQ(r1.name, "direct");
+  EXPECT_EQ(r1.match.path_kind, RouteMatch::PathKind::Exact);
+  EXPECT_EQ(r1.match.path, "/ping");
+  ASSERT_TRUE(r1.direct_response);
+  EXPECT_EQ(r1.direct_response->status, 204);
+  EXPECT_EQ(r1.direct_response->body, "pong");
+  EXPECT_EQ(r1.cluster, "");
+
+  const Route& r2 = l.routes[2];
+  EXPECT_EQ(r2.name, "orders");
+  EXPECT_EQ(r2.match.path_kind, RouteMatch::PathKind::Regex);
+  EXPECT_EQ(r2.match.path_regex.source, "^/v[12]/");
+  EXPECT_TRUE(r2.match.path_regex.matches("/v2/x"));
+  EXPECT_EQ(r2.timeout, Duration(15000));  // default
+  EXPECT_EQ(l.routes[3].match.path_kind, RouteMatch::PathKind::Any);
+  EXPECT_EQ(l.routes[3].name, "other");
+
+  ASSERT_EQ(cfg.clusters.size(), 2u);
+  const Cluster& c = cfg.clusters[0];
+  EXPECT_EQ(c.name, "orders");
+  ASSERT_EQ(c.endpoints.size(), 2u);
+  EXPECT_EQ(c.endpoints[0].str(), "127.0.0.1:8080");
+  EXPECT_EQ(c.endpoints[1].str(), "backend:8081");
+  EXPECT_EQ(c.protocol, "http2");
+  EXPECT_EQ(c.lb, "round_robin");
+  EXPECT_EQ(c.connect_timeout, Duration(250));
+  EXPECT_EQ(c.max_idle_connections, 8u);
+  EXPECT_EQ(cfg.clusters[1].protocol, "http1");  // defaults
+  EXPECT_EQ(cfg.clusters[1].connect_timeout, Duration(1000));
+  EXPECT_EQ(cfg.clusters[1].max_idle_connections, 64u);
+
+  const TracingConfig& t = cfg.tracing;
+  EXPECT_FALSE(t.enabled);
+  EXPECT_EQ(t.service_name, "orders");
+  EXPECT_EQ(t.resource, (KeyValues{{"deployment.environment", "production"}, {"replicas", "3"}}));
+  EXPECT_EQ(t.propagators, (std::vector<std::string>{"b3multi", "baggage"}));
+  EXPECT_EQ(t.sampler.type, "traceidratio");
+  EXPECT_DOUBLE_EQ(t.sampler.ratio, 0.1);
+  ASSERT_EQ(t.ignore.size(), 5u);
+  EXPECT_EQ(t.ignore[0].kind, IgnoreRule::Kind::Path);
+  EXPECT_EQ(t.ignore[0].value, "/health");
+  EXPECT_EQ(t.ignore[1].kind, IgnoreRule::Kind::Prefix);
+  EXPECT_EQ(t.ignore[1].value, "/ready");
+  EXPECT_EQ(t.ignore[2].kind, IgnoreRule::Kind::Regex);
+  EXPECT_EQ(t.ignore[2].regex.source, "^/metrics");
+  EXPECT_EQ(t.ignore[3].kind, IgnoreRule::Kind::Header);
+  EXPECT_EQ(t.ignore[3].header, "user-agent");
+  EXPECT_EQ(t.ignore[3].value, "kube-probe/*");
+  EXPECT_EQ(t.ignore[4].header, "x-synthetic");
+  EXPECT_EQ(t.ignore[4].value, "*");
+  EXPECT_EQ(t.exporter.protocol, "grpc");
+  EXPECT_EQ(t.exporter.endpoint, "http://otel-collector:4317");
+  EXPECT_EQ(t.exporter.headers, (KeyValues{{"x-api-token", "secret"}}));
+  EXPECT_EQ(t.exporter.timeout, Duration(3000));
+  EXPECT_EQ(t.exporter.compression, "gzip");
+  EXPECT_EQ(t.batch.max_queue_size, 100u);
+  EXPECT_EQ(t.batch.max_export_batch_size, 10u);
+  EXPECT_EQ(t.batch.schedule_delay, Duration(1000));
+  EXPECT_EQ(t.batch.export_timeout, Duration(2000));
+
+  EXPECT_EQ(cfg.limits.max_request_headers_bytes, 1000u);
+  EXPECT_EQ(cfg.limits.request_header_timeout, Duration(1000));
+  EXPECT_EQ(cfg.limits.idle_timeout, Duration(120000));
+  EXPECT_EQ(cfg.limits.drain_timeout, Duration(3000));
+  EXPECT_EQ(cfg.limits.max_pipelined_requests, 5u);
+  EXPECT_EQ(cfg.limits.buffer_bytes, 4096u);
+  EXPECT_EQ(cfg.access_log.path, "stdout");
+  EXPECT_EQ(cfg.access_log.format, "text");
+
+  EXPECT_NO_THROW(validate(cfg));
+}
+
+TEST(ApplyYaml, EmptyFileChangesNothing) {
+  Config cfg = load("# nothing\n");
+  EXPECT_TRUE(cfg.listeners.empty());
+  EXPECT_EQ(cfg.tracing.service_name, "sidetrace");
+}
+
+TEST(ApplyYaml, ListsReplaceScalarsOverride) {
+  Config cfg;
+  cfg.tracing.resource = {{"a", "1"}, {"b", "2"}};
+  cfg.tracing.exporter.endpoint = "http://env:4317";
+  applyYaml(cfg, "tracing: { propagators: [ none ], resource: { b: 3 }, sampler: { ratio: 0.5 } }",
+            "t.yaml", envFrom({}));
+  EXPECT_TRUE(cfg.tracing.propagators.empty());
+  EXPECT_EQ(cfg.tracing.resource, (KeyValues{{"a", "1"}, {"b", "3"}}));  // maps merge by key
+  EXPECT_DOUBLE_EQ(cfg.tracing.sampler.ratio, 0.5);
+  EXPECT_EQ(cfg.tracing.sampler.type, "parentbased_always_on");
+  EXPECT_EQ(cfg.tracing.exporter.endpoint, "http://env:4317");
+}
+
+TEST(ApplyYaml, ResourceServiceName) {
+  EXPECT_EQ(load("tracing: { resource: { service.name: r } }").tracing.service_name, "r");
+  EXPECT_EQ(
+      load("tracing: { service_name: s, resource: { service.name: r } }").tracing.service_name,
+      "s");
+}
+
+TEST(ApplyYaml, EnvSubstitution) {
+  Config cfg = load(
+      "tracing:\n"
+      "  service_name: ${SVC}\n"
+      "  exporter: { endpoint: \"${EP:-http://d:4317}\", protocol: grpc }\n"
+      "  resource: { literal: \"$${NOT_A_VAR}\", empty: \"${EMPTY:-fallback}\" }\n"
+      "# ${IN_A_COMMENT} is left alone\n",
+      {{"SVC", "svc-a"}, {"EMPTY", ""}});
+  EXPECT_EQ(cfg.tracing.service_name, "svc-a");
+  EXPECT_EQ(cfg.tracing.exporter.endpoint, "http://d:4317");
+  EXPECT_EQ(cfg.tracing.resource, (KeyValues{{"literal", "${NOT_A_VAR}"}, {"empty", "fallback"}}));
+}
+
+// ---- errors: exact key path and line -------------------------------------------------------
+
+TEST(ApplyYamlErrors, UnknownKey) {
+  EXPECT_EQ(loadError("workers: 1\n"
+                      "listeners:\n"
+                      "  - name: a\n"
+                      "    adress: :80\n"),
+            "t.yaml:4: listeners[0].adress: unknown key (expected one of: name, address, tls, "
+            "routes)");
+  EXPECT_EQ(loadError("tracing:\n  sampler: { kind: x }\n"),
+            "t.yaml:2: tracing.sampler.kind: unknown key (expected one of: type, ratio)");
+}
+
+TEST(ApplyYamlErrors, WrongType) {
+  EXPECT_EQ(loadError("workers: many\n"),
+            "t.yaml:1: workers: expected a non-negative integer, got 'many'");
+  EXPECT_EQ(loadError("\nlisteners: { name: a }\n"),
+            "t.yaml:2: listeners: expected a list, got a map");
+  EXPECT_EQ(loadError("clusters:\n  - name: [a]\n"),
+            "t.yaml:2: clusters[0].name: expected a string, got a list");
+  EXPECT_EQ(loadError("tracing: { enabled: maybe }\n"),
+            "t.yaml:1: tracing.enabled: expected true or false, got 'maybe'");
+}
+
+TEST(ApplyYamlErrors, BadDuration) {
+  EXPECT_EQ(loadError("clusters:\n"
+                      "  - name: c\n"
+                      "    endpoints: [ \"h:1\" ]\n"
+                      "listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - cluster: c\n"
+                      "      - cluster: c\n"
+                      "        timeout: 10 seconds\n"),
+            "t.yaml:9: listeners[0].routes[1].timeout: bad duration '10 seconds' (expected e.g. "
+            "250ms, 1s, 1.5s, 2m, 1h; a bare number is milliseconds)");
+}
+
+TEST(ApplyYamlErrors, BadRegex) {
+  std::string err = loadError(
+      "clusters: [ { name: c, endpoints: [ \"h:1\" ] } ]\n"
+      "listeners:\n"
+      "  - address: :80\n"
+      "    routes:\n"
+      "      - cluster: c\n"
+      "      - cluster: c\n"
+      "        match:\n"
+      "          regex: \"(\"\n");
+  EXPECT_EQ(err.rfind("t.yaml:8: listeners[0].routes[1].match.regex: invalid regex '(': ", 0), 0u)
+      << err;
+}
+
+TEST(ApplyYamlErrors, UnknownClusterReference) {
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - cluster: a\n"
+                      "      - direct_response: { status: 200 }\n"
+                      "      - cluster: x\n"
+                      "clusters: [ { name: a, endpoints: [ \"h:1\" ] } ]\n"),
+            "t.yaml:6: listeners[0].routes[2].cluster: unknown cluster 'x'");
+}
+
+TEST(ApplyYamlErrors, MissingEnvVar) {
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    headers: { x-api-token: \"${API_TOKEN}\" }\n"),
+            "t.yaml:3: environment variable API_TOKEN is not set (use ${API_TOKEN:-default} to "
+            "give a default)");
+  EXPECT_EQ(loadError("a: ${oops\n"),
+            "t.yaml:1: unterminated '${' (write '$${' for a literal '${')");
+  EXPECT_EQ(loadError("a: ${1X}\n"),
+            "t.yaml:1: bad variable reference '${1X}' (expected ${NAME} or ${NAME:-default})");
+}
+
+TEST(ApplyYamlErrors, SyntaxError) {
+  std::string err = loadError("workers: 1\nlisteners: [ { name: a }\n");
+  EXPECT_EQ(err.rfind("t.yaml:", 0), 0u) << err;
+  EXPECT_NE(err.find(": yaml syntax error: "), std::string::npos) << err;
+  EXPECT_EQ(loadError("a: 1\n  b: 2\n").rfind("t.yaml:2: yaml syntax error: ", 0), 0u);
+}
+
+TEST(ApplyYamlErrors, ValueChecks) {
+  EXPECT_EQ(loadError("tracing: { sampler: { ratio: 2 } }"),
+            "t.yaml:1: tracing.sampler.ratio: expected a number between 0 and 1, got '2'");
+  EXPECT_EQ(loadError("tracing:\n  propagators: [ tracecontext, jaeger ]\n"),
+            "t.yaml:2: tracing.propagators[1]: unknown propagator 'jaeger' (expected one of: "
+            "tracecontext, baggage, b3, b3multi, none)");
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n    lb: random\n"),
+            "t.yaml:4: clusters[0].lb: load balancer 'random' is not implemented yet (only "
+            "round_robin; others are planned)");
+  EXPECT_EQ(loadError("listeners:\n  - address: localhost\n"),
+            "t.yaml:2: listeners[0].address: bad address 'localhost': missing ':port' (expected "
+            "host:port, [v6]:port or :port)");
+  EXPECT_EQ(loadError("listeners:\n  - routes: []\n"),
+            "t.yaml:2: listeners[0].address: missing (e.g. address: 0.0.0.0:15001)");
+  EXPECT_EQ(loadError("clusters: [ { name: c, endpoints: [ \"h:1\" ] } ]\n"
+                      "listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - match: { path: /a, prefix: /b }\n"
+                      "        cluster: c\n"),
+            "t.yaml:5: listeners[0].routes[0].match.prefix: only one of path, prefix, regex");
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - direct_response: { status: 600 }\n"),
+            "t.yaml:4: listeners[0].routes[0].direct_response.status: expected an HTTP status "
+            "100..599, got '600'");
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - name: x\n"),
+            "t.yaml:4: listeners[0].routes[0]: a route needs cluster or direct_response");
+  EXPECT_EQ(loadError("tracing:\n  ignore:\n    - { path: /a, value: b }\n"),
+            "t.yaml:3: tracing.ignore[0].value: only valid together with header");
+  EXPECT_EQ(loadError("workers: 1\nworkers: 2\n"), "t.yaml:2: workers: duplicate key");
+  EXPECT_EQ(loadError("- a\n"),
+            "t.yaml:1: expected a map of settings at the top level, got a list");
+}
+
+}  // namespace
+}  // namespace sidetrace::config

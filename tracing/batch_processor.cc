@@ -1,0 +1,202 @@
+#include "tracing/batch_processor.h"
+
+#include <algorithm>
+
+#include "tracing/log.h"
+
+namespace sidetrace::tracing {
+
+namespace {
+
+using SteadyClock = std::chrono::steady_clock;
+
+int64_t steadyNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
+      .count();
+}
+
+}  // namespace
+
+BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
+                                       const config::BatchConfig& cfg, Resource resource)
+    : exporter_(std::move(exporter)), cfg_(cfg), resource_(std::move(resource)) {
+  // A zero batch size would never make progress; a batch larger than the queue never fills.
+  cfg_.max_queue_size = std::max<uint32_t>(cfg_.max_queue_size, 1);
+  cfg_.max_export_batch_size =
+      std::clamp<uint32_t>(cfg_.max_export_batch_size, 1, cfg_.max_queue_size);
+  // A zero delay would make the export thread spin on an empty queue.
+  cfg_.schedule_delay = std::max(cfg_.schedule_delay, config::Duration{1});
+  thread_ = std::thread([this] { run(); });
+}
+
+BatchSpanProcessor::~BatchSpanProcessor() {
+  shutdown(cfg_.export_timeout);
+}
+
+void BatchSpanProcessor::enqueue(std::vector<SpanData>&& spans) {
+  if (spans.empty()) {
+    return;
+  }
+  stats_.spans_sampled.fetch_add(spans.size(), std::memory_order_relaxed);
+  size_t taken = 0;
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    if (!stopping_) {
+      size_t room = cfg_.max_queue_size - std::min<size_t>(queue_.size(), cfg_.max_queue_size);
+      taken = std::min(room, spans.size());
+      std::move(spans.begin(), spans.begin() + static_cast<ptrdiff_t>(taken),
+                std::back_inserter(queue_));
+      stats_.queue_size.store(queue_.size(), std::memory_order_relaxed);
+      wake = queue_.size() >= cfg_.max_export_batch_size;
+    }
+  }
+  const size_t dropped = spans.size() - taken;
+  spans.clear();
+  if (wake) {
+    cv_.notify_one();
+  }
+  if (dropped > 0) {
+    stats_.spans_dropped_queue_full.fetch_add(dropped, std::memory_order_relaxed);
+    warnDropped(dropped);
+  }
+}
+
+bool BatchSpanProcessor::forceFlush(std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  if (stopping_) {
+    return queue_.empty();
+  }
+  uint64_t ticket = ++flush_requested_;
+  cv_.notify_one();
+  return flushed_.wait_for(lock, timeout, [&] { return flush_done_ >= ticket || stopping_; }) &&
+         flush_done_ >= ticket;
+}
+
+void BatchSpanProcessor::shutdown(std::chrono::milliseconds timeout) {
+  {
+    std::lock_guard lock(mu_);
+    if (shut_down_) {
+      return;
+    }
+    shut_down_ = true;
+    stopping_ = true;
+    stop_deadline_ = SteadyClock::now() + timeout;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+  if (exporter_) {
+    exporter_->shutdown();
+  }
+}
+
+void BatchSpanProcessor::run() {
+  while (true) {
+    size_t count = 0;
+    uint64_t flush_target = 0;
+    bool stop = false;
+    SteadyClock::time_point deadline = SteadyClock::time_point::max();
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait_for(lock, cfg_.schedule_delay, [&] {
+        return stopping_ || flush_requested_ > flush_done_ ||
+               queue_.size() >= cfg_.max_export_batch_size;
+      });
+      stop = stopping_;
+      flush_target = flush_requested_;
+      count = queue_.size();
+      if (stop) {
+        deadline = stop_deadline_;
+      }
+    }
+    // Only what is queued now: under steady load this round ends, and a flush covers every span
+    // enqueued before it was requested.
+    exportQueued(count, deadline);
+    {
+      std::lock_guard lock(mu_);
+      flush_done_ = std::max(flush_done_, flush_target);
+      if (stop) {
+        // Whatever the deadline left behind is lost; count it as failed to export.
+        stats_.spans_dropped_export_failed.fetch_add(queue_.size(), std::memory_order_relaxed);
+        queue_.clear();
+        stats_.queue_size.store(0, std::memory_order_relaxed);
+        flush_done_ = flush_requested_;
+      }
+    }
+    flushed_.notify_all();
+    if (stop) {
+      return;
+    }
+  }
+}
+
+void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {
+  std::vector<SpanData> batch;
+  while (count > 0 && SteadyClock::now() < deadline) {
+    batch.clear();
+    {
+      std::lock_guard lock(mu_);
+      size_t n = std::min({count, queue_.size(), size_t{cfg_.max_export_batch_size}});
+      std::move(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n),
+                std::back_inserter(batch));
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
+      stats_.queue_size.store(queue_.size(), std::memory_order_relaxed);
+    }
+    if (batch.empty()) {
+      return;
+    }
+    count -= batch.size();
+    if (!exporter_) {
+      continue;  // no exporter: spans are discarded by design
+    }
+    if (exporter_->exportSpans(batch, resource_) == ExportResult::Success) {
+      stats_.export_requests_ok.fetch_add(1, std::memory_order_relaxed);
+      stats_.spans_exported.fetch_add(batch.size(), std::memory_order_relaxed);
+    } else {
+      stats_.export_requests_failed.fetch_add(1, std::memory_order_relaxed);
+      stats_.spans_dropped_export_failed.fetch_add(batch.size(), std::memory_order_relaxed);
+    }
+  }
+}
+
+void BatchSpanProcessor::warnDropped(uint64_t dropped) {
+  dropped_since_log_.fetch_add(dropped, std::memory_order_relaxed);
+  int64_t now = steadyNanos();
+  int64_t last = last_drop_log_ns_.load(std::memory_order_relaxed);
+  constexpr int64_t kInterval = 1'000'000'000;
+  if ((last != 0 && now - last < kInterval) ||
+      !last_drop_log_ns_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+    return;  // logged within the last second, or another worker is logging right now
+  }
+  uint64_t n = dropped_since_log_.exchange(0, std::memory_order_relaxed);
+  log().warn("span export queue full (max_queue_size {}): dropped {} span(s)", cfg_.max_queue_size,
+             n);
+}
+
+WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
+    : processor_(processor), batch_(std::max<size_t>(batch, 1)) {
+  pending_.reserve(batch_);
+}
+
+void WorkerSpanBuffer::add(SpanData&& span) {
+  if (!processor_) {
+    return;
+  }
+  pending_.push_back(std::move(span));
+  if (pending_.size() >= batch_) {
+    flush();
+  }
+}
+
+void WorkerSpanBuffer::flush() {
+  if (!processor_ || pending_.empty()) {
+    return;
+  }
+  processor_->enqueue(std::move(pending_));
+  pending_.clear();  // a moved-from vector is valid but unspecified
+  pending_.reserve(batch_);
+}
+
+}  // namespace sidetrace::tracing

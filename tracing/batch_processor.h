@@ -1,0 +1,93 @@
+#pragma once
+// BatchSpanProcessor: one thread, one bounded queue, one exporter. Workers hand over spans in
+// small batches (WorkerSpanBuffer) so the lock is taken once per batch, not per span. A full queue
+// drops spans and counts them; a worker never waits on export (nginx-otel BatchExporter habit).
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "config/config.h"
+#include "tracing/exporter.h"
+#include "tracing/span_data.h"
+
+namespace sidetrace::tracing {
+
+// Counters read by the admin /metrics endpoint (ARCHITECTURE §7).
+struct PipelineStats {
+  std::atomic<uint64_t> spans_started{0};   // spans created (sampled or not)
+  std::atomic<uint64_t> spans_sampled{0};   // recorded spans ended and offered to the queue
+  std::atomic<uint64_t> spans_exported{0};  // in successful export calls
+  std::atomic<uint64_t> spans_dropped_queue_full{0};
+  std::atomic<uint64_t> spans_dropped_export_failed{0};
+  std::atomic<uint64_t> export_requests_ok{0};
+  std::atomic<uint64_t> export_requests_failed{0};
+  std::atomic<uint64_t> queue_size{0};
+};
+
+class BatchSpanProcessor {
+ public:
+  BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter, const config::BatchConfig& cfg,
+                     Resource resource);
+  ~BatchSpanProcessor();  // shutdown(export_timeout) if not yet done
+  BatchSpanProcessor(const BatchSpanProcessor&) = delete;
+  BatchSpanProcessor& operator=(const BatchSpanProcessor&) = delete;
+
+  // Called from any worker thread. Moves as many spans as fit into the queue; the rest are
+  // dropped and counted. Never blocks on export; holds the lock only to append.
+  void enqueue(std::vector<SpanData>&& spans);
+  // Export everything queued now; waits up to timeout. Returns false on timeout.
+  bool forceFlush(std::chrono::milliseconds timeout);
+  // Flush, stop the thread, shut the exporter down. Idempotent.
+  void shutdown(std::chrono::milliseconds timeout);
+
+  PipelineStats& stats() { return stats_; }
+
+ private:
+  void run();
+  // Exports up to `count` queued spans in batches of at most max_export_batch_size; the lock is
+  // held only to pop a batch. Stops early (spans left queued) once `deadline` has passed.
+  void exportQueued(size_t count, std::chrono::steady_clock::time_point deadline);
+  void warnDropped(uint64_t dropped);
+
+  std::unique_ptr<SpanExporter> exporter_;
+  config::BatchConfig cfg_;
+  Resource resource_;
+  PipelineStats stats_;
+  std::mutex mu_;
+  std::condition_variable cv_;       // wakes the export thread
+  std::condition_variable flushed_;  // wakes forceFlush callers
+  std::deque<SpanData> queue_;
+  uint64_t flush_requested_ = 0;
+  uint64_t flush_done_ = 0;
+  bool stopping_ = false;
+  bool shut_down_ = false;                               // shutdown() entered (idempotence)
+  std::chrono::steady_clock::time_point stop_deadline_;  // when shutdown gives up exporting
+  std::atomic<int64_t> last_drop_log_ns_{0};             // steady clock; rate-limits the warning
+  std::atomic<uint64_t> dropped_since_log_{0};
+  std::thread thread_;
+};
+
+// Per-worker staging buffer: collects ended spans and hands them to the processor when it holds
+// `batch` spans or when flush() is called (the worker calls it on a short timer).
+// Single-threaded: owned and used by one worker.
+class WorkerSpanBuffer {
+ public:
+  WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
+  void add(SpanData&& span);
+  void flush();
+  PipelineStats* stats() { return processor_ ? &processor_->stats() : nullptr; }
+
+ private:
+  BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
+  size_t batch_;
+  std::vector<SpanData> pending_;
+};
+
+}  // namespace sidetrace::tracing

@@ -1,0 +1,188 @@
+#include <cmath>
+#include <cstdio>
+#include <iterator>
+#include <string>
+#include <type_traits>
+#include <variant>
+
+#include <fmt/format.h>
+
+#include "tracing/exporter.h"
+#include "tracing/utf8.h"
+
+namespace sidetrace::tracing {
+
+namespace {
+
+// The line format is a contract (a script renders these lines as trace trees): keep the field
+// names, their order and their types stable.
+void appendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  std::string valid;
+  if (!isValidUtf8(s)) {
+    appendValidUtf8(s, valid);
+    s = valid;
+  }
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+void appendJsonDouble(std::string& out, double v) {
+  if (!std::isfinite(v)) {
+    out += "null";  // JSON has no NaN or infinity
+  } else {
+    fmt::format_to(std::back_inserter(out), "{}", v);
+  }
+}
+
+const char* kindName(SpanKind kind) {
+  switch (kind) {
+    case SpanKind::Server:
+      return "SERVER";
+    case SpanKind::Client:
+      return "CLIENT";
+    case SpanKind::Producer:
+      return "PRODUCER";
+    case SpanKind::Consumer:
+      return "CONSUMER";
+    case SpanKind::Internal:
+      break;
+  }
+  return "INTERNAL";
+}
+
+const char* statusName(StatusCode code) {
+  switch (code) {
+    case StatusCode::Ok:
+      return "OK";
+    case StatusCode::Error:
+      return "ERROR";
+    case StatusCode::Unset:
+      break;
+  }
+  return "UNSET";
+}
+
+std::string_view serviceName(const Resource& resource) {
+  for (const auto& attr : resource.attributes) {
+    if (attr.key == "service.name") {
+      if (const auto* s = std::get_if<std::string>(&attr.value)) {
+        return *s;
+      }
+    }
+  }
+  return {};
+}
+
+void appendSpan(std::string& out, const SpanData& span, std::string_view service) {
+  out += "{\"trace_id\":\"";
+  out += span.trace_id.hex();
+  out += "\",\"span_id\":\"";
+  out += span.span_id.hex();
+  out += "\",\"parent_span_id\":\"";
+  if (span.parent_span_id.valid()) {
+    out += span.parent_span_id.hex();
+  }
+  out += "\",\"name\":";
+  appendJsonString(out, span.name);
+  out += ",\"kind\":\"";
+  out += kindName(span.kind);
+  fmt::format_to(std::back_inserter(out), "\",\"start_unix_nanos\":{},\"end_unix_nanos\":{}",
+                 span.start_unix_nanos, span.end_unix_nanos);
+  out += ",\"duration_ms\":";
+  uint64_t nanos =
+      span.end_unix_nanos > span.start_unix_nanos ? span.end_unix_nanos - span.start_unix_nanos : 0;
+  appendJsonDouble(out, static_cast<double>(nanos) / 1e6);
+  out += ",\"status\":\"";
+  out += statusName(span.status);
+  out += "\",\"status_message\":";
+  appendJsonString(out, span.status_message);
+  out += ",\"service\":";
+  appendJsonString(out, service);
+  out += ",\"attributes\":{";
+  bool first = true;
+  for (const auto& attr : span.attributes) {
+    if (!first) {
+      out += ',';
+    }
+    first = false;
+    appendJsonString(out, attr.key);
+    out += ':';
+    std::visit(
+        [&out](const auto& v) {
+          using T = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<T, std::string>) {
+            appendJsonString(out, v);
+          } else if constexpr (std::is_same_v<T, bool>) {
+            out += v ? "true" : "false";
+          } else if constexpr (std::is_same_v<T, double>) {
+            appendJsonDouble(out, v);
+          } else {
+            fmt::format_to(std::back_inserter(out), "{}", v);
+          }
+        },
+        attr.value);
+  }
+  out += "}}\n";
+}
+
+class ConsoleExporter final : public SpanExporter {
+ public:
+  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource& resource) override {
+    std::string_view service = serviceName(resource);
+    out_.clear();
+    for (const SpanData& span : spans) {
+      appendSpan(out_, span, service);
+    }
+    bool ok = std::fwrite(out_.data(), 1, out_.size(), stdout) == out_.size();
+    ok = std::fflush(stdout) == 0 && ok;
+    return ok ? ExportResult::Success : ExportResult::Failure;
+  }
+
+ private:
+  std::string out_;  // reused between batches
+};
+
+}  // namespace
+
+std::string formatConsoleSpan(const SpanData& span, const Resource& resource) {
+  std::string out;
+  appendSpan(out, span, serviceName(resource));
+  return out;
+}
+
+std::unique_ptr<SpanExporter> makeConsoleExporter() {
+  return std::make_unique<ConsoleExporter>();
+}
+
+}  // namespace sidetrace::tracing

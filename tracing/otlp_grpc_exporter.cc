@@ -1,0 +1,175 @@
+#include <grpcpp/grpcpp.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
+#include "tracing/exporter.h"
+#include "tracing/log.h"
+#include "tracing/otlp_encode.h"
+
+namespace sidetrace::tracing {
+
+namespace {
+
+namespace collector = opentelemetry::proto::collector::trace::v1;
+using SteadyClock = std::chrono::steady_clock;
+
+// The OTLP spec's retryable gRPC codes; anything else (e.g. INVALID_ARGUMENT) will not get better.
+bool retryable(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+    case grpc::StatusCode::ABORTED:
+    case grpc::StatusCode::CANCELLED:
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+    case grpc::StatusCode::OUT_OF_RANGE:
+    case grpc::StatusCode::DATA_LOSS:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// gRPC aborts or fails the call on metadata it considers invalid: check at startup instead.
+bool validMetadataKey(std::string_view key) {
+  return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '.';
+  });
+}
+
+bool validMetadataValue(std::string_view value) {
+  return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
+}
+
+struct Target {
+  std::string address;
+  bool tls = false;
+};
+
+// "http://host:port", "https://host:port" or "host:port"; a trailing path is ignored (gRPC has no
+// URL path: the method name is fixed by the service).
+Target parseEndpoint(std::string_view endpoint) {
+  Target t;
+  if (endpoint.substr(0, 7) == "http://") {
+    endpoint.remove_prefix(7);
+  } else if (endpoint.substr(0, 8) == "https://") {
+    endpoint.remove_prefix(8);
+    t.tls = true;
+  }
+  t.address = std::string(endpoint.substr(0, endpoint.find('/')));
+  if (t.address.empty()) {
+    t.address = "localhost:4317";  // the OTLP/gRPC default
+  }
+  return t;
+}
+
+class OtlpGrpcExporter final : public SpanExporter {
+ public:
+  explicit OtlpGrpcExporter(const config::ExporterConfig& cfg)
+      : timeout_(std::max(cfg.timeout, config::Duration{1})),
+        gzip_(cfg.compression == "gzip"),
+        rng_(std::random_device{}()) {
+    Target target = parseEndpoint(cfg.endpoint);
+    auto creds = target.tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
+                            : grpc::InsecureChannelCredentials();
+    grpc::ChannelArguments args;
+    args.SetUserAgentPrefix("sidetrace/" SIDETRACE_VERSION);
+    stub_ =
+        collector::TraceService::NewStub(grpc::CreateCustomChannel(target.address, creds, args));
+    for (const auto& [key, value] : cfg.headers) {
+      std::string lower(key);
+      std::transform(lower.begin(), lower.end(), lower.begin(),
+                     [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (!validMetadataKey(lower) || !validMetadataValue(value)) {
+        log().warn("otlp exporter: header '{}' is not valid gRPC metadata; not sent", key);
+        continue;
+      }
+      headers_.emplace_back(std::move(lower), value);
+    }
+    log().info("otlp exporter: gRPC to {} ({}{})", target.address, target.tls ? "tls" : "plaintext",
+               gzip_ ? ", gzip" : "");
+  }
+
+  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource& resource) override {
+    if (spans.empty()) {
+      return ExportResult::Success;
+    }
+    encodeOtlp(spans, resource, &request_);
+    const auto deadline = SteadyClock::now() + timeout_;
+    std::chrono::milliseconds backoff{100};
+    int attempts = 0;
+    while (true) {
+      ++attempts;
+      grpc::ClientContext ctx;
+      // grpc++ takes system_clock deadlines only; the budget itself is measured on steady_clock.
+      ctx.set_deadline(std::chrono::system_clock::now() + (deadline - SteadyClock::now()));
+      for (const auto& [key, value] : headers_) {
+        ctx.AddMetadata(key, value);
+      }
+      if (gzip_) {
+        ctx.set_compression_algorithm(GRPC_COMPRESS_GZIP);
+      }
+      response_.Clear();
+      grpc::Status status = stub_->Export(&ctx, request_, &response_);
+      if (status.ok()) {
+        if (response_.has_partial_success() && response_.partial_success().rejected_spans() > 0) {
+          warnRateLimited("otlp exporter: collector rejected {} of {} span(s): {}",
+                          response_.partial_success().rejected_spans(), spans.size(),
+                          response_.partial_success().error_message());
+        }
+        return ExportResult::Success;
+      }
+      // Jitter de-synchronises many proxies retrying against one recovering collector.
+      std::uniform_real_distribution<double> jitter(0.8, 1.2);
+      auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(backoff * jitter(rng_));
+      if (!retryable(status.error_code()) || SteadyClock::now() + sleep >= deadline) {
+        warnRateLimited("otlp exporter: export of {} span(s) failed after {} attempt(s): {} ({})",
+                        spans.size(), attempts, status.error_message(),
+                        static_cast<int>(status.error_code()));
+        return ExportResult::Failure;
+      }
+      std::this_thread::sleep_for(sleep);
+      backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
+    }
+  }
+
+ private:
+  // At most one warning per 10 s: a dead collector must not flood the proxy's log.
+  template <typename... Args>
+  void warnRateLimited(fmt::format_string<Args...> format, Args&&... args) {
+    auto now = SteadyClock::now();
+    if (last_warn_ != SteadyClock::time_point{} && now - last_warn_ < std::chrono::seconds(10)) {
+      ++suppressed_;
+      return;
+    }
+    last_warn_ = now;
+    log().warn(format, std::forward<Args>(args)...);
+    if (suppressed_ > 0) {
+      log().warn("otlp exporter: {} similar message(s) suppressed", suppressed_);
+      suppressed_ = 0;
+    }
+  }
+
+  std::unique_ptr<collector::TraceService::Stub> stub_;
+  std::vector<std::pair<std::string, std::string>> headers_;
+  std::chrono::milliseconds timeout_;
+  bool gzip_;
+  std::mt19937 rng_;
+  collector::ExportTraceServiceRequest request_;  // reused: Clear() keeps its allocations
+  collector::ExportTraceServiceResponse response_;
+  SteadyClock::time_point last_warn_{};
+  uint64_t suppressed_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<SpanExporter> makeOtlpGrpcExporter(const config::ExporterConfig& cfg) {
+  return std::make_unique<OtlpGrpcExporter>(cfg);
+}
+
+}  // namespace sidetrace::tracing

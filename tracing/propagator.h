@@ -1,0 +1,66 @@
+#pragma once
+// Context propagators (OpenTelemetry TextMapPropagator, trimmed). They read and write headers
+// through a small carrier interface so tracing/ never depends on the proxy's header type.
+// Header names given to the carrier are lower-case.
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tracing/trace_context.h"
+
+namespace sidetrace::tracing {
+
+class HeaderCarrier {
+ public:
+  virtual ~HeaderCarrier() = default;
+  // First value of the header, or nullopt.
+  virtual std::optional<std::string_view> get(std::string_view name) const = 0;
+  // Replace every value of the header with this one.
+  virtual void set(std::string_view name, std::string_view value) = 0;
+  virtual void remove(std::string_view name) = 0;
+};
+
+class Propagator {
+ public:
+  virtual ~Propagator() = default;
+  // Returns a valid remote context, or nothing (absent or malformed: never an error).
+  virtual std::optional<SpanContext> extract(const HeaderCarrier& carrier) const = 0;
+  // Writes ctx in this propagator's format (ctx is valid).
+  virtual void inject(const SpanContext& ctx, HeaderCarrier& carrier) const = 0;
+};
+
+// W3C traceparent/tracestate, exactly as the Trace Context spec says: version ff invalid, future
+// versions parsed by their 00 prefix, all-zero ids invalid, upper-case hex invalid; tracestate kept
+// only with a valid traceparent and only within the spec's limits (32 members, key/value grammar).
+std::unique_ptr<Propagator> makeTraceContextPropagator();
+// B3 (extract: single header `b3` wins, else X-B3-* multi headers); inject single or multi.
+std::unique_ptr<Propagator> makeB3Propagator(bool inject_multi_header);
+// W3C baggage: extract yields no span context; the proxy forwards a valid `baggage` header
+// untouched and drops one that breaks the spec's limits (done by sanitizeBaggage).
+std::optional<std::string> sanitizeBaggage(std::string_view header_value);
+
+// The configured set (names: tracecontext, baggage, b3, b3multi, none). Extract from the first
+// that yields a valid context; inject with all. Unknown names throw std::invalid_argument.
+class CompositePropagator {
+ public:
+  explicit CompositePropagator(const std::vector<std::string>& names);
+  std::optional<SpanContext> extract(const HeaderCarrier& carrier) const;
+  void inject(const SpanContext& ctx, HeaderCarrier& carrier) const;
+  // Apply the baggage rule when "baggage" is configured (drop an invalid baggage header).
+  void sanitize(HeaderCarrier& carrier) const;
+
+ private:
+  std::vector<std::unique_ptr<Propagator>> propagators_;
+  bool baggage_ = false;
+};
+
+// Parsing entry points exposed for unit tests and fuzzing.
+std::optional<SpanContext> parseTraceparent(std::string_view value);
+std::string formatTraceparent(const SpanContext& ctx);
+std::optional<std::string> sanitizeTracestate(std::string_view value);  // nullopt: drop it
+std::optional<SpanContext> parseB3Single(std::string_view value);
+
+}  // namespace sidetrace::tracing

@@ -1,0 +1,62 @@
+#include "tracing/utf8.h"
+
+#include <cstdint>
+
+namespace sidetrace::tracing {
+
+namespace {
+
+// Length of the well-formed sequence starting at s[i] (RFC 3629: no overlongs, no surrogates,
+// nothing above U+10FFFF), or 0 if the byte there starts none.
+size_t sequenceLength(std::string_view s, size_t i) {
+  auto b = [&](size_t k) { return static_cast<uint8_t>(s[k]); };
+  auto cont = [&](size_t k, uint8_t lo = 0x80, uint8_t hi = 0xbf) {
+    return k < s.size() && b(k) >= lo && b(k) <= hi;
+  };
+  uint8_t c = b(i);
+  if (c < 0x80) {
+    return 1;
+  }
+  if (c >= 0xc2 && c <= 0xdf) {
+    return cont(i + 1) ? 2 : 0;
+  }
+  if (c >= 0xe0 && c <= 0xef) {
+    uint8_t lo = c == 0xe0 ? 0xa0 : 0x80;
+    uint8_t hi = c == 0xed ? 0x9f : 0xbf;
+    return cont(i + 1, lo, hi) && cont(i + 2) ? 3 : 0;
+  }
+  if (c >= 0xf0 && c <= 0xf4) {
+    uint8_t lo = c == 0xf0 ? 0x90 : 0x80;
+    uint8_t hi = c == 0xf4 ? 0x8f : 0xbf;
+    return cont(i + 1, lo, hi) && cont(i + 2) && cont(i + 3) ? 4 : 0;
+  }
+  return 0;
+}
+
+}  // namespace
+
+bool isValidUtf8(std::string_view s) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = sequenceLength(s, i);
+    if (n == 0) {
+      return false;
+    }
+    i += n;
+  }
+  return true;
+}
+
+void appendValidUtf8(std::string_view s, std::string& out) {
+  for (size_t i = 0; i < s.size();) {
+    size_t n = sequenceLength(s, i);
+    if (n == 0) {
+      out += "\xef\xbf\xbd";
+      i += 1;
+    } else {
+      out.append(s.substr(i, n));
+      i += n;
+    }
+  }
+}
+
+}  // namespace sidetrace::tracing

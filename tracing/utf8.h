@@ -1,0 +1,15 @@
+#pragma once
+// Attribute strings come from clients (paths, user agents) and may be invalid UTF-8. OTLP string
+// fields and JSON must be valid UTF-8 — a collector rejects the whole request otherwise — so the
+// exporters repair them (invalid bytes become U+FFFD). Internal to tracing/.
+
+#include <string>
+#include <string_view>
+
+namespace sidetrace::tracing {
+
+bool isValidUtf8(std::string_view s);
+// Appends s to out, replacing each invalid byte with U+FFFD.
+void appendValidUtf8(std::string_view s, std::string& out);
+
+}  // namespace sidetrace::tracing
