@@ -231,6 +231,9 @@ void validate(const Config& cfg) {
     if (std::string e = detail::checkClusterProtocol(c.protocol); !e.empty()) {
       invalid(path + ".protocol", e);
     }
+    if (c.protocol == "http2") {
+      invalid(path + ".protocol", "http2 upstreams are not implemented yet (use http1)");
+    }
     if (std::string e = detail::checkLb(c.lb); !e.empty()) {
       invalid(path + ".lb", e);
     }
@@ -256,6 +259,10 @@ void validate(const Config& cfg) {
     }
     if (l.tls && (l.tls->cert.empty() || l.tls->key.empty())) {
       invalid(path + ".tls", "needs both cert and key");
+    }
+    // Refuse rather than silently serve plaintext where TLS was asked for.
+    if (l.tls) {
+      invalid(path + ".tls", "TLS listeners are not implemented yet");
     }
     for (size_t r = 0; r < l.routes.size(); ++r) {
       const Route& route = l.routes[r];

@@ -170,6 +170,9 @@ std::string renderMetrics(const SharedState& shared,
 
 int runServer(config::ConfigPtr cfg) {
   ::signal(SIGPIPE, SIG_IGN);
+  if (!cfg->access_log.path.empty()) {
+    spdlog::warn("access_log is not implemented yet; no access log will be written");
+  }
   SharedState shared{cfg, {}, nullptr, nullptr, RouteIndex(*cfg), {}};
   try {
     shared.clusters = upstream::resolveClusters(*cfg);

@@ -334,7 +334,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
         co_return co_await fail(UpstreamResult::Error::ConnectFailure, 502);
       }
     }
-    stream_.upstream.endpoint_address = conn->socket.remote_endpoint(ec).address().to_string();
+    stream_.upstream.endpoint_address = conn->peer_address;
     route_deadline.watch(&socket_, &conn->socket);
     if (attempt == 0) {
       route_deadline.arm(route.timeout);

@@ -220,6 +220,14 @@ TEST(Validate, Clusters) {
   EXPECT_EQ(errorOf([&] { validate(proto); }),
             "clusters[0].protocol: unknown cluster protocol 'http3' (expected one of: http1, "
             "http2)");
+  Config h2 = valid();
+  h2.clusters[0].protocol = "http2";
+  EXPECT_EQ(errorOf([&] { validate(h2); }),
+            "clusters[0].protocol: http2 upstreams are not implemented yet (use http1)");
+  Config tls = valid();
+  tls.listeners[0].tls = TlsConfig{"s.pem", "s.key"};
+  EXPECT_EQ(errorOf([&] { validate(tls); }),
+            "listeners[0].tls: TLS listeners are not implemented yet");
   Config lb = valid();
   lb.clusters[0].lb = "least_request";
   EXPECT_EQ(errorOf([&] { validate(lb); }),

@@ -196,6 +196,10 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(cfg.access_log.path, "stdout");
   EXPECT_EQ(cfg.access_log.format, "text");
 
+  // Parsed, but refused until TLS listeners and HTTP/2 upstreams exist.
+  EXPECT_THROW(validate(cfg), ConfigError);
+  cfg.listeners[0].tls.reset();
+  cfg.clusters[0].protocol = "http1";
   EXPECT_NO_THROW(validate(cfg));
 }
 
