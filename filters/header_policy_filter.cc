@@ -5,7 +5,10 @@
 namespace sidetrace::filters {
 
 void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
-  // Headers named by Connection are hop-by-hop too.
+  static constexpr std::array<std::string_view, 8> kHopByHop = {
+      "connection", "keep-alive",        "proxy-connection",   "te",
+      "trailer",    "transfer-encoding", "proxy-authenticate", "proxy-authorization"};
+  // Headers named by Connection are hop-by-hop too (rare: only then is a second list built).
   std::vector<std::string> named;
   for (const auto& h : headers) {
     if (!iequals(h.name, "connection")) {
@@ -21,7 +24,8 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
       while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
         item.remove_suffix(1);
       }
-      if (!item.empty() && !(keep_upgrade && iequals(item, "upgrade"))) {
+      if (!item.empty() && !iequals(item, "close") && !iequals(item, "keep-alive") &&
+          !iequals(item, "upgrade")) {
         named.emplace_back(item);
       }
       if (comma == std::string_view::npos) {
@@ -30,20 +34,25 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
       v.remove_prefix(comma + 1);
     }
   }
-  static constexpr std::array<std::string_view, 7> kHopByHop = {
-      "keep-alive",         "proxy-connection",   "te", "trailer", "transfer-encoding",
-      "proxy-authenticate", "proxy-authorization"};
-  for (auto name : kHopByHop) {
-    headers.remove(name);
-  }
-  for (const auto& n : named) {
-    headers.remove(n);
-  }
-  headers.remove("connection");
+  // One pass over the headers, whatever the number of names to drop.
+  std::erase_if(headers.raw(), [&](const Header& h) {
+    for (auto name : kHopByHop) {
+      if (iequals(h.name, name)) {
+        return true;
+      }
+    }
+    if (!keep_upgrade && iequals(h.name, "upgrade")) {
+      return true;
+    }
+    for (const auto& n : named) {
+      if (iequals(h.name, n)) {
+        return true;
+      }
+    }
+    return false;
+  });
   if (keep_upgrade) {
     headers.add("Connection", "upgrade");
-  } else {
-    headers.remove("upgrade");
   }
 }
 

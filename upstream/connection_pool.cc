@@ -68,6 +68,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
     deadline.disarm();
     if (!ec) {
       conn->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+      conn->peer_address = addr.address().to_string();
       err = ConnectError::None;
       co_return conn;
     }

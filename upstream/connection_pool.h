@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <deque>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "upstream/cluster.h"
@@ -18,7 +19,8 @@ struct UpstreamConnection {
   explicit UpstreamConnection(boost::asio::any_io_executor ex) : socket(ex) {}
   boost::asio::ip::tcp::socket socket;
   const Endpoint* endpoint = nullptr;
-  uint32_t requests = 0;  // requests sent on it so far
+  std::string peer_address;  // the address connected to, as text (for spans; computed once)
+  uint32_t requests = 0;     // requests sent on it so far
 };
 
 enum class ConnectError { None, Refused, Timeout };
