@@ -24,8 +24,7 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
       while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
         item.remove_suffix(1);
       }
-      if (!item.empty() && !iequals(item, "close") && !iequals(item, "keep-alive") &&
-          !iequals(item, "upgrade")) {
+      if (!item.empty() && !(keep_upgrade && iequals(item, "upgrade"))) {
         named.emplace_back(item);
       }
       if (comma == std::string_view::npos) {

@@ -48,15 +48,24 @@ struct Http1Parser::Impl {
       return 0;  // trailers: not forwarded (see header comment of the session)
     }
     s.field_.append(at, n);
-    return countHead(s, n + 4);  // ": " and CRLF
+    return countHead(s, n);
   }
   static int onHeaderValue(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
     if (s.head_done_) {
       return 0;
     }
-    // llhttp accepts obs-fold (a CRLF followed by SP/HTAB inside a value) even in strict mode;
-    // RFC 9112 §5.2 lets a proxy reject it, and we do, since peers disagree on its meaning.
+    // llhttp accepts obs-fold (CRLF then SP/HTAB continuing a value) even in strict mode, and
+    // reports the continuation as another value span with the CRLF dropped. A value span can only
+    // follow a line feed when it is such a continuation. RFC 9112 §5.2 lets a proxy reject it, and
+    // we do: peers disagree on what a folded header means.
+    // (llhttp also emits empty spans at buffer starts: only a non-empty span that starts with
+    // SP/HTAB right after a line feed is a fold.)
+    char before = at > s.feed_begin_ ? at[-1] : s.prev_last_byte_;
+    if (before == '\n' && n > 0 && (at[0] == ' ' || at[0] == '\t')) {
+      s.bad_header_ = true;
+      return HPE_USER;
+    }
     for (size_t i = 0; i < n; ++i) {
       if (at[i] == '\r' || at[i] == '\n') {
         s.bad_header_ = true;
@@ -83,6 +92,9 @@ struct Http1Parser::Impl {
       }
     }
     headers.add(std::move(s.field_), std::move(s.value_));
+    if (countHead(s, 4) != 0) {  // ": " and CRLF, once per field however the bytes arrived
+      return HPE_USER;
+    }
     s.field_.clear();
     s.value_.clear();
     return 0;
@@ -149,6 +161,7 @@ Http1Parser::~Http1Parser() = default;
 FeedResult Http1Parser::feed(const char* data, size_t len) {
   FeedResult r;
   current_ = &r;
+  feed_begin_ = data;
   llhttp_errno_t err = llhttp_execute(&impl_->parser, data, len);
   current_ = nullptr;
   switch (err) {
@@ -176,6 +189,9 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
       }
       break;
   }
+  if (r.consumed > 0) {
+    prev_last_byte_ = data[r.consumed - 1];  // unconsumed bytes come back in the next feed()
+  }
   // A paused message-complete may be followed by the upgrade pause on the next call; llhttp reports
   // upgrade only through HPE_PAUSED_UPGRADE, so check the flag too.
   if (r.message_complete && !r.upgrade && impl_->parser.upgrade == 1) {
@@ -189,10 +205,16 @@ void Http1Parser::reset() {
   in_message_ = false;
   head_bytes_ = 0;
   no_body_ = false;
+  prev_last_byte_ = 0;
 }
 
 bool Http1Parser::finishOnEof() {
-  return llhttp_finish(&impl_->parser) == HPE_OK;
+  // llhttp_finish runs on_message_complete for a close-delimited body; give it a result to write.
+  FeedResult r;
+  current_ = &r;
+  llhttp_errno_t err = llhttp_finish(&impl_->parser);
+  current_ = nullptr;
+  return (err == HPE_OK || err == HPE_PAUSED) && r.message_complete;
 }
 
 bool Http1Parser::chunked() const {

@@ -80,6 +80,8 @@ class Http1Parser {
   uint64_t head_bytes_ = 0;
   std::optional<uint64_t> content_length_;
   FeedResult* current_ = nullptr;
+  const char* feed_begin_ = nullptr;  // input of the feed() in progress (obs-fold detection)
+  char prev_last_byte_ = 0;           // last byte of the previous feed()
 };
 
 // Serializers append to `out`. Framing headers (Content-Length / Transfer-Encoding / Connection)

@@ -1,0 +1,186 @@
+// Admin endpoints, graceful shutdown with span flush, zero-config flags, config validation.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+
+class AdminLifecycleTest : public IntegrationTest {};
+
+// Sum of the values of metric lines named `name` whose label set contains `label` ("" = any).
+// -1 when no such line exists.
+double metricSum(const std::string& text, const std::string& name, const std::string& label) {
+  std::istringstream in(text);
+  std::string line;
+  double sum = -1;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') {
+      continue;
+    }
+    if (line.rfind(name, 0) != 0) {
+      continue;
+    }
+    char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != '{' && next != ' ') {
+      continue;  // a longer metric name with the same prefix
+    }
+    if (!label.empty() && line.find(label) == std::string::npos) {
+      continue;
+    }
+    auto sp = line.rfind(' ');
+    sum = (sum < 0 ? 0 : sum) + std::stod(line.substr(sp + 1));
+  }
+  return sum;
+}
+
+// 9. Admin.
+TEST_F(AdminLifecycleTest, ReadyAndMetrics) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto ready = httpRequest(proc_.adminPort(), "GET", "/ready");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+
+  for (int i = 0; i < 3; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/m" + std::to_string(i));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  auto spans = otlp_.waitForSpans(6, milliseconds(10000));
+  ASSERT_GE(spans.size(), 6u);
+
+  // The exporter counts after the RPC returns: poll briefly.
+  std::string text;
+  double exported = -1;
+  for (int i = 0; i < 40 && exported < 6; ++i) {
+    auto m = httpRequest(proc_.adminPort(), "GET", "/metrics");
+    ASSERT_TRUE(m);
+    ASSERT_EQ(m->status, 200);
+    EXPECT_EQ(m->header("content-type").value_or("").rfind("text/plain", 0), 0u)
+        << m->header("content-type").value_or("<missing>");
+    text = m->body;
+    exported = metricSum(text, "sidetrace_spans_exported_total", "");
+    if (exported < 6) {
+      std::this_thread::sleep_for(milliseconds(50));
+    }
+  }
+  SCOPED_TRACE("/metrics:\n" + text.substr(0, 8000));
+  EXPECT_GE(metricSum(text, "sidetrace_downstream_requests_total", "status_class=\"2xx\""), 3.0);
+  EXPECT_NE(text.find("# TYPE sidetrace_downstream_requests_total counter"), std::string::npos);
+  EXPECT_GE(exported, 6.0);
+  EXPECT_GE(metricSum(text, "sidetrace_spans_started_total", ""), 6.0);
+}
+
+// 10. Shutdown flushes the span queue.
+TEST_F(AdminLifecycleTest, SigtermFlushesQueuedSpans) {
+  ProxyConfig cfg;
+  cfg.batch = "{ schedule_delay: 60s }";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  for (int i = 0; i < 2; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/flush" + std::to_string(i));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(otlp_.spans().size(), 0u) << "spans exported before the 60s schedule delay";
+  auto exit = proc_.stop();
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0) << "signal " << exit.signal;
+  auto spans = otlp_.waitForSpans(4, milliseconds(2000));
+  EXPECT_EQ(spans.size(), 4u) << describeAll(spans);
+}
+
+// 11. Zero-config.
+TEST_F(AdminLifecycleTest, ZeroConfigFlagsProxyAndExport) {
+  uint16_t listen = proc_.listenPort();
+  uint16_t admin = proc_.adminPort();
+  ASSERT_TRUE(proc_.start(
+      {"--listen", "127.0.0.1:" + std::to_string(listen), "--upstream",
+       "127.0.0.1:" + std::to_string(upstream_.port()), "--otlp-endpoint", otlp_.endpoint(),
+       "--admin", "127.0.0.1:" + std::to_string(admin), "--service-name", "zc", "--workers", "1"},
+      {{"OTEL_BSP_SCHEDULE_DELAY", "200"}}));
+  started_ = true;
+  ASSERT_TRUE(proc_.waitReady()) << proc_.logs();
+  auto r = httpRequest(listen, "GET", "/anything/here?q=1");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].target, "/anything/here?q=1");
+  EXPECT_TRUE(reqs[0].hasHeader("traceparent"));
+  auto spans = otlp_.waitForSpans(2, milliseconds(10000));
+  ASSERT_GE(spans.size(), 2u) << describeAll(spans);
+  for (const auto& s : spans) {
+    EXPECT_EQ(s.resourceStr("service.name"), "zc") << s.describe();
+  }
+}
+
+// 12. Config validation.
+TEST_F(AdminLifecycleTest, ValidateRejectsUnknownKeyWithLine) {
+  std::string bad = proc_.writeFile("bad.yaml", R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
+listeners:
+  - name: ingress
+    address: "127.0.0.1:{{LISTEN_PORT}}"
+    routes:
+      - match: { prefix: / }
+        cluster: app
+        bogus_route_key: 1
+clusters:
+  - name: app
+    endpoints: [ "127.0.0.1:1" ]
+)");
+  ASSERT_TRUE(proc_.start({"--validate", "--config", bad}));
+  auto r = proc_.wait();
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.code, 1);
+  std::string err = proc_.stderrText();
+  EXPECT_NE(err.find("bogus_route_key"), std::string::npos) << err;
+  EXPECT_NE(err.find(":8"), std::string::npos) << "line 8 not named: " << err;
+}
+
+TEST_F(AdminLifecycleTest, ValidateAcceptsGoodConfig) {
+  std::string good = proc_.writeFile("good.yaml", standardConfigYaml({}), vars());
+  ASSERT_TRUE(proc_.start({"--validate", "--config", good}));
+  auto r = proc_.wait();
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.code, 0) << proc_.stderrText();
+  // --validate must not start serving.
+  TcpSocket s;
+  EXPECT_FALSE(s.connect(proc_.listenPort(), milliseconds(300)));
+}
+
+TEST_F(AdminLifecycleTest, PortInUseExits2) {
+  TcpListener busy;
+  ASSERT_TRUE(busy.listen(0));
+  std::string yaml = standardConfigYaml({});
+  auto v = vars();
+  std::string path = proc_.writeFile("busy.yaml", yaml, v);
+  // Point the listener at the busy port.
+  std::string text;
+  {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  std::string from = "127.0.0.1:" + std::to_string(proc_.listenPort()) + "\"";
+  auto pos = text.find(from);
+  ASSERT_NE(pos, std::string::npos);
+  text.replace(pos, from.size(), "127.0.0.1:" + std::to_string(busy.port()) + "\"");
+  path = proc_.writeFile("busy.yaml", text);
+  ASSERT_TRUE(proc_.start({"--config", path}));
+  auto r = proc_.wait(milliseconds(10000));
+  EXPECT_TRUE(r.exited) << "still running with its listen port taken";
+  EXPECT_EQ(r.code, 2) << proc_.stderrText();
+}
+
+}  // namespace
+}  // namespace sidetrace::it

@@ -1,0 +1,123 @@
+// Malformed and hostile input on a raw socket: the proxy answers 4xx, closes, and never lets the
+// request reach the upstream.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+class BadInputTest : public IntegrationTest {
+ protected:
+  // Sends raw bytes on a new connection; expects `status` and the connection closed.
+  void expectRejected(const std::string& bytes, int status) {
+    HttpConnection c(port());
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send(bytes));
+    auto r = c.readResponse(milliseconds(5000));
+    ASSERT_TRUE(r) << "no response: " << c.lastError();
+    EXPECT_EQ(r->status, status);
+    EXPECT_TRUE(c.waitClosed(milliseconds(3000))) << "connection left open after " << status;
+  }
+};
+
+TEST_F(BadInputTest, MalformedRequestLineIs400) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  expectRejected("this is not http\r\n\r\n", 400);
+  expectRejected("GET /api/x HTTP/1.1 extra\r\nHost: a\r\n\r\n", 400);
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+  EXPECT_EQ(upstream_.connectionCount(), 0u);
+}
+
+TEST_F(BadInputTest, OversizedHeaderBlockIs431) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "max_request_headers_bytes: 4096";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  // Control: a request just under the limit passes.
+  auto ok = httpRequest(port(), "GET", "/api/small", {{"X-Pad", std::string(2000, 'a')}});
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  expectRejected(buildRequest("GET", "/api/big-headers", {{"X-Big", std::string(8000, 'b')}}), 431);
+  // Many small headers count too.
+  Headers many;
+  for (int i = 0; i < 200; ++i) {
+    many.emplace_back("X-H" + std::to_string(i), "0123456789012345678901234567890");
+  }
+  expectRejected(buildRequest("GET", "/api/many-headers", many), 431);
+  EXPECT_EQ(upstream_.requestCount(), 1u);
+}
+
+TEST_F(BadInputTest, SlowlorisGets408) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "request_header_timeout: 500ms";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  HttpConnection c(port());
+  ASSERT_TRUE(c.connected());
+  auto t0 = Clock::now();
+  ASSERT_TRUE(c.send("GET /api/slow HTTP/1.1\r\nHost: a\r\nX-Partial: "));
+  auto r = c.readResponse(milliseconds(5000));
+  auto elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - t0);
+  ASSERT_TRUE(r) << "no 408 within 5s: " << c.lastError();
+  EXPECT_EQ(r->status, 408);
+  EXPECT_GE(elapsed.count(), 400);
+  EXPECT_LT(elapsed.count(), 3000);
+  EXPECT_TRUE(c.waitClosed(milliseconds(3000)));
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+}
+
+struct SmugglingCase {
+  const char* name;
+  const char* bytes;
+};
+
+const SmugglingCase kSmugglingCases[] = {
+    {"ContentLengthPlusTransferEncoding",
+     "POST /api/s1 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n"
+     "\r\n0\r\n\r\n"},
+    {"TwoDifferingContentLength",
+     "POST /api/s2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!"},
+    {"BadChunkSize",
+     "POST /api/s3 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nhello\r\n"
+     "0\r\n\r\n"},
+    {"ObsFoldHeader", "GET /api/s4 HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n"},
+    {"BareLfLineEndings", "GET /api/s5 HTTP/1.1\nHost: a\n\n"},
+    {"SpaceBeforeColon", "GET /api/s6 HTTP/1.1\r\nHost : a\r\n\r\n"},
+};
+
+// Names the case in gtest output instead of dumping the struct's bytes.
+void PrintTo(const SmugglingCase& c, std::ostream* os) {
+  *os << c.name;
+}
+
+class SmugglingTest : public BadInputTest, public ::testing::WithParamInterface<SmugglingCase> {};
+
+// Each attempt: 400, connection closed, and the upstream got nothing at all.
+TEST_P(SmugglingTest, RejectedAndNeverForwarded) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  expectRejected(GetParam().bytes, 400);
+  std::this_thread::sleep_for(milliseconds(300));
+  std::string reached;
+  for (const auto& q : upstream_.requests()) {
+    reached += " " + q.method + " " + q.target + "\n" + describeHeaders(q.headers);
+  }
+  EXPECT_EQ(upstream_.requestCount(), 0u) << "the rejected request reached the upstream:\n"
+                                          << reached;
+  EXPECT_EQ(upstream_.bytesReceived(), 0u) << "upstream received bytes of a rejected request";
+  // The proxy still serves normal traffic.
+  auto ok = httpRequest(port(), "GET", "/api/after");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SmugglingTest, ::testing::ValuesIn(kSmugglingCases),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+}  // namespace
+}  // namespace sidetrace::it

@@ -1,0 +1,162 @@
+#include "tests/integration/harness.h"
+
+#include <filesystem>
+#include <iostream>
+#include <thread>
+
+namespace sidetrace::it {
+
+std::string standardConfigYaml(const ProxyConfig& c) {
+  std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
+workers: )" + std::to_string(c.workers) +
+                  R"(
+listeners:
+  - name: ingress
+    address: "127.0.0.1:{{LISTEN_PORT}}"
+    routes:
+      - name: ping
+        match: { path: /ping }
+        direct_response: { status: 200, body: "pong" }
+      - name: teapot
+        match: { path: /teapot }
+        direct_response: { status: 418, body: "short and stout" }
+      - name: slow
+        match: { prefix: /slow }
+        cluster: app
+        timeout: 300ms
+      - name: dead
+        match: { prefix: /dead }
+        cluster: dead
+      - name: health
+        match: { path: /health }
+        cluster: app
+      - name: app
+        match: { prefix: /api }
+        cluster: app
+      - name: ws
+        match: { prefix: /ws }
+        cluster: app
+clusters:
+  - name: app
+    endpoints: [ "127.0.0.1:{{UPSTREAM_PORT}}" ]
+    connect_timeout: 1s
+  - name: dead
+    endpoints: [ "127.0.0.1:{{DEAD_PORT}}" ]
+    connect_timeout: 500ms
+tracing:
+  service_name: )" +
+                  c.service_name +
+                  R"(
+  propagators: )" +
+                  c.propagators +
+                  R"(
+  sampler: )" + c.sampler +
+                  R"(
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: )" + c.batch +
+                  "\n";
+  if (!c.ignore.empty()) {
+    y += "  ignore: " + c.ignore + "\n";
+  }
+  y += c.tracing_extra;
+  y += "limits: { drain_timeout: 2s";
+  if (!c.limits_extra.empty()) {
+    y += ", " + c.limits_extra;
+  }
+  y += " }\n";
+  return y;
+}
+
+void IntegrationTest::SetUp() {
+  dead_.stop();
+  if (!std::filesystem::exists(sidetraceBinary())) {
+    GTEST_SKIP() << "sidetrace binary not found at " << sidetraceBinary();
+  }
+}
+
+void IntegrationTest::TearDown() {
+  if (started_ && proc_.running()) {
+    auto r = proc_.stop();
+    EXPECT_TRUE(r.exited) << "sidetrace did not exit within 20s of SIGTERM";
+    EXPECT_EQ(r.code, 0) << "sidetrace exit code after SIGTERM (signal " << r.signal << ")";
+  }
+  if (HasFailure()) {
+    proc_.keepDir();
+    std::cerr << proc_.logs();
+  }
+}
+
+std::map<std::string, std::string> IntegrationTest::vars() const {
+  return {{"UPSTREAM_PORT", std::to_string(upstream_.port())},
+          {"DEAD_PORT", std::to_string(dead_.port())},
+          {"OTLP_PORT", std::to_string(otlp_.port())}};
+}
+
+void IntegrationTest::startProxy(const ProxyConfig& c) {
+  startProxyYaml(standardConfigYaml(c));
+}
+
+void IntegrationTest::startProxyYaml(const std::string& yaml) {
+  ASSERT_TRUE(proc_.startWithConfig(yaml, vars())) << "cannot spawn " << sidetraceBinary();
+  started_ = true;
+  ASSERT_TRUE(proc_.waitReady()) << "sidetrace not ready (admin /ready != 200)\n" << proc_.logs();
+}
+
+void IntegrationTest::stopProxyExpectClean() {
+  auto r = proc_.stop();
+  EXPECT_TRUE(r.exited) << "sidetrace did not exit within 20s of SIGTERM";
+  EXPECT_EQ(r.code, 0) << "exit code after SIGTERM (signal " << r.signal << ")";
+}
+
+bool isLowerHex(const std::string& s, size_t len) {
+  if (s.size() != len) {
+    return false;
+  }
+  for (char ch : s) {
+    if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f'))) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool isAllZero(const std::string& s) {
+  return s.find_first_not_of('0') == std::string::npos;
+}
+
+std::optional<Traceparent> Traceparent::parse(const std::string& s) {
+  if (s.size() != 55 || s[2] != '-' || s[35] != '-' || s[52] != '-') {
+    return std::nullopt;
+  }
+  Traceparent t{s.substr(0, 2), s.substr(3, 32), s.substr(36, 16), s.substr(53, 2)};
+  if (!isLowerHex(t.version, 2) || !isLowerHex(t.trace_id, 32) || !isLowerHex(t.parent_id, 16) ||
+      !isLowerHex(t.flags, 2)) {
+    return std::nullopt;
+  }
+  return t;
+}
+
+std::vector<FlatSpan> waitSpansSettled(OtlpReceiver& r, size_t n, std::chrono::milliseconds timeout,
+                                       std::chrono::milliseconds settle) {
+  r.waitForSpans(n, timeout);
+  std::this_thread::sleep_for(settle);
+  return r.spans();
+}
+
+std::string describeAll(const std::vector<FlatSpan>& spans) {
+  std::string out = std::to_string(spans.size()) + " span(s):\n";
+  for (const auto& s : spans) {
+    out += "  " + s.describe() + "\n";
+  }
+  return out;
+}
+
+std::string describeHeaders(const Headers& h) {
+  std::string out;
+  for (const auto& [k, v] : h) {
+    out += "  " + k + ": " + v + "\n";
+  }
+  return out;
+}
+
+}  // namespace sidetrace::it

@@ -1,0 +1,73 @@
+#pragma once
+// The shared fixture: a FakeUpstream, a stopped upstream (connection refused), an OtlpReceiver
+// and a SidetraceProcess started from a standard config with knobs per test. Every port is
+// ephemeral, so tests run in parallel.
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/integration/fake_upstream.h"
+#include "tests/integration/http_client.h"
+#include "tests/integration/otlp_receiver.h"
+#include "tests/integration/sidetrace_process.h"
+
+namespace sidetrace::it {
+
+// Knobs of the standard config (see harness.cc for the YAML). Strings are YAML flow values.
+struct ProxyConfig {
+  std::string service_name = "it-svc";
+  std::string propagators = "[ tracecontext, baggage ]";
+  std::string sampler = "{ type: parentbased_always_on }";
+  std::string batch = "{ schedule_delay: 100ms }";
+  std::string ignore;  // flow list, e.g. "[ { path: /health } ]"; empty = none
+  std::string
+      limits_extra;  // extra "key: value" pairs for limits, e.g. "max_pipelined_requests: 4"
+  std::string tracing_extra;  // extra lines under tracing:, each indented by 2 spaces
+  int workers = 2;
+};
+
+// Routes in the standard config (first match wins):
+//   /ping   direct 200 "pong"           /teapot  direct 418 "short and stout"
+//   /slow*  cluster app, timeout 300ms  /dead*   cluster dead (refused port)
+//   /health cluster app (route health)  /api*    cluster app (route app)
+//   /ws*    cluster app (route ws)      anything else: no route (404)
+std::string standardConfigYaml(const ProxyConfig& c);
+
+class IntegrationTest : public ::testing::Test {
+ protected:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Starts sidetrace with the standard config and waits for /ready; fails the test otherwise.
+  // Use as ASSERT_NO_FATAL_FAILURE(startProxy(...)).
+  void startProxy(const ProxyConfig& c = {});
+  void startProxyYaml(const std::string& yaml);
+  std::map<std::string, std::string> vars() const;
+  uint16_t port() const { return proc_.listenPort(); }
+  // Stops (SIGTERM) and expects exit code 0.
+  void stopProxyExpectClean();
+
+  FakeUpstream upstream_;
+  FakeUpstream dead_;  // stopped in SetUp: its port refuses connections
+  OtlpReceiver otlp_;
+  SidetraceProcess proc_;
+  bool started_ = false;
+};
+
+// W3C traceparent split into its four fields; valid() checks the shape only.
+struct Traceparent {
+  std::string version, trace_id, parent_id, flags;
+  static std::optional<Traceparent> parse(const std::string& s);
+};
+
+bool isLowerHex(const std::string& s, size_t len);
+bool isAllZero(const std::string& s);
+// Waits `settle` after n spans arrived, so extra (unexpected) spans show up too.
+std::vector<FlatSpan> waitSpansSettled(OtlpReceiver& r, size_t n,
+                                       std::chrono::milliseconds timeout = Millis(10000),
+                                       std::chrono::milliseconds settle = Millis(400));
+std::string describeAll(const std::vector<FlatSpan>& spans);
+std::string describeHeaders(const Headers& h);
+
+}  // namespace sidetrace::it

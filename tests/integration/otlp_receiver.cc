@@ -1,0 +1,248 @@
+#include "tests/integration/otlp_receiver.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <condition_variable>
+#include <mutex>
+#include <sstream>
+
+#include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
+
+namespace sidetrace::it {
+
+namespace otlp_collector = opentelemetry::proto::collector::trace::v1;
+namespace otlp_common = opentelemetry::proto::common::v1;
+
+std::string toHex(const std::string& bytes) {
+  static const char* digits = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : bytes) {
+    out += digits[c >> 4];
+    out += digits[c & 15];
+  }
+  return out;
+}
+
+std::vector<FlatSpan> spansOfKind(const std::vector<FlatSpan>& spans, int kind) {
+  std::vector<FlatSpan> out;
+  for (const auto& s : spans) {
+    if (s.kind == kind) {
+      out.push_back(s);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+AttrValue convert(const otlp_common::AnyValue& v) {
+  AttrValue a;
+  switch (v.value_case()) {
+    case otlp_common::AnyValue::kStringValue:
+      a.type = AttrValue::Type::String;
+      a.s = v.string_value();
+      break;
+    case otlp_common::AnyValue::kBoolValue:
+      a.type = AttrValue::Type::Bool;
+      a.b = v.bool_value();
+      break;
+    case otlp_common::AnyValue::kIntValue:
+      a.type = AttrValue::Type::Int;
+      a.i = v.int_value();
+      break;
+    case otlp_common::AnyValue::kDoubleValue:
+      a.type = AttrValue::Type::Double;
+      a.d = v.double_value();
+      break;
+    default:
+      break;
+  }
+  return a;
+}
+
+template <typename KVs>
+Attributes convertAll(const KVs& kvs) {
+  Attributes out;
+  for (const auto& kv : kvs) {
+    out[kv.key()] = convert(kv.value());
+  }
+  return out;
+}
+
+std::string attrText(const AttrValue& v) {
+  switch (v.type) {
+    case AttrValue::Type::String:
+      return "\"" + v.s + "\"";
+    case AttrValue::Type::Bool:
+      return v.b ? "true" : "false";
+    case AttrValue::Type::Int:
+      return std::to_string(v.i);
+    case AttrValue::Type::Double:
+      return std::to_string(v.d);
+    default:
+      return "?";
+  }
+}
+
+}  // namespace
+
+std::string FlatSpan::str(const std::string& key) const {
+  auto it = attributes.find(key);
+  if (it == attributes.end()) {
+    return "<missing>";
+  }
+  if (it->second.type != AttrValue::Type::String) {
+    return "<not a string: " + attrText(it->second) + ">";
+  }
+  return it->second.s;
+}
+
+std::optional<int64_t> FlatSpan::integer(const std::string& key) const {
+  auto it = attributes.find(key);
+  if (it == attributes.end() || it->second.type != AttrValue::Type::Int) {
+    return std::nullopt;
+  }
+  return it->second.i;
+}
+
+std::string FlatSpan::resourceStr(const std::string& key) const {
+  auto it = resource.find(key);
+  if (it == resource.end()) {
+    return "<missing>";
+  }
+  if (it->second.type != AttrValue::Type::String) {
+    return "<not a string: " + attrText(it->second) + ">";
+  }
+  return it->second.s;
+}
+
+std::string FlatSpan::describe() const {
+  std::ostringstream os;
+  os << "{name=\"" << name << "\" kind=" << kind << " trace=" << trace_id << " span=" << span_id
+     << " parent=" << parent_span_id << " status=" << status_code << " attrs={";
+  for (const auto& [k, v] : attributes) {
+    os << k << "=" << attrText(v) << " ";
+  }
+  os << "} resource={";
+  for (const auto& [k, v] : resource) {
+    os << k << "=" << attrText(v) << " ";
+  }
+  os << "}}";
+  return os.str();
+}
+
+struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
+  mutable std::mutex mu;
+  std::condition_variable cv;
+  int fail_next = 0;
+  size_t calls = 0;
+  size_t requests = 0;
+  std::vector<FlatSpan> spans;
+  std::multimap<std::string, std::string> metadata;
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+
+  grpc::Status Export(grpc::ServerContext* ctx,
+                      const otlp_collector::ExportTraceServiceRequest* req,
+                      otlp_collector::ExportTraceServiceResponse*) override {
+    std::lock_guard lock(mu);
+    ++calls;
+    if (fail_next > 0) {
+      --fail_next;
+      return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake collector: try again");
+    }
+    ++requests;
+    metadata.clear();
+    for (const auto& [k, v] : ctx->client_metadata()) {
+      metadata.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
+    }
+    for (const auto& rs : req->resource_spans()) {
+      Attributes resource = convertAll(rs.resource().attributes());
+      for (const auto& ss : rs.scope_spans()) {
+        for (const auto& s : ss.spans()) {
+          FlatSpan f;
+          f.trace_id = toHex(s.trace_id());
+          f.span_id = toHex(s.span_id());
+          f.parent_span_id = toHex(s.parent_span_id());
+          f.trace_state = s.trace_state();
+          f.name = s.name();
+          f.kind = static_cast<int>(s.kind());
+          f.status_code = static_cast<int>(s.status().code());
+          f.status_message = s.status().message();
+          f.start_ns = s.start_time_unix_nano();
+          f.end_ns = s.end_time_unix_nano();
+          f.flags = s.flags();
+          f.attributes = convertAll(s.attributes());
+          f.resource = resource;
+          f.scope_name = ss.scope().name();
+          spans.push_back(std::move(f));
+        }
+      }
+    }
+    cv.notify_all();
+    return grpc::Status::OK;
+  }
+};
+
+OtlpReceiver::OtlpReceiver() : impl_(std::make_unique<Impl>()) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &impl_->port);
+  builder.RegisterService(impl_.get());
+  impl_->server = builder.BuildAndStart();
+  if (!impl_->server || impl_->port == 0) {
+    throw std::runtime_error("OtlpReceiver: cannot start gRPC server");
+  }
+}
+
+OtlpReceiver::~OtlpReceiver() {
+  shutdown();
+}
+
+void OtlpReceiver::shutdown() {
+  if (impl_->server) {
+    impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
+    impl_->server->Wait();
+    impl_->server.reset();
+  }
+}
+
+uint16_t OtlpReceiver::port() const {
+  return static_cast<uint16_t>(impl_->port);
+}
+
+std::string OtlpReceiver::endpoint() const {
+  return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+void OtlpReceiver::failNext(int n) {
+  std::lock_guard lock(impl_->mu);
+  impl_->fail_next = n;
+}
+
+size_t OtlpReceiver::exportCalls() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->calls;
+}
+
+size_t OtlpReceiver::requestCount() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->requests;
+}
+
+std::vector<FlatSpan> OtlpReceiver::spans() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->spans;
+}
+
+std::vector<FlatSpan> OtlpReceiver::waitForSpans(size_t n, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(impl_->mu);
+  impl_->cv.wait_for(lock, timeout, [&] { return impl_->spans.size() >= n; });
+  return impl_->spans;
+}
+
+std::multimap<std::string, std::string> OtlpReceiver::lastMetadata() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->metadata;
+}
+
+}  // namespace sidetrace::it

@@ -1,0 +1,80 @@
+#pragma once
+// A fake OTLP/gRPC collector (Envoy's grpc_trace_exporter_integration_test idea): a grpc++
+// TraceService on 127.0.0.1:0 that records every ExportTraceServiceRequest and can answer
+// UNAVAILABLE a number of times first. grpc++ headers stay in the .cc.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace sidetrace::it {
+
+// One attribute value, flattened. `type` says which field is meaningful.
+struct AttrValue {
+  enum class Type { String, Bool, Int, Double, Other } type = Type::Other;
+  std::string s;
+  bool b = false;
+  int64_t i = 0;
+  double d = 0;
+};
+using Attributes = std::map<std::string, AttrValue>;
+
+// A span with its resource and scope, ids in lower-case hex ("" for an empty parent).
+struct FlatSpan {
+  std::string trace_id;
+  std::string span_id;
+  std::string parent_span_id;
+  std::string trace_state;
+  std::string name;
+  int kind = 0;         // 1 internal, 2 server, 3 client, 4 producer, 5 consumer
+  int status_code = 0;  // 0 unset, 1 ok, 2 error
+  std::string status_message;
+  uint64_t start_ns = 0;
+  uint64_t end_ns = 0;
+  uint32_t flags = 0;
+  Attributes attributes;
+  Attributes resource;
+  std::string scope_name;
+
+  bool has(const std::string& key) const { return attributes.count(key) > 0; }
+  // The string value, or "<missing>" / "<not a string>" so assertion messages say what happened.
+  std::string str(const std::string& key) const;
+  std::optional<int64_t> integer(const std::string& key) const;
+  std::string resourceStr(const std::string& key) const;
+  std::string describe() const;  // one line for failure messages
+};
+
+class OtlpReceiver {
+ public:
+  OtlpReceiver();  // listening on 127.0.0.1:0
+  ~OtlpReceiver();
+  OtlpReceiver(const OtlpReceiver&) = delete;
+  OtlpReceiver& operator=(const OtlpReceiver&) = delete;
+
+  uint16_t port() const;
+  std::string endpoint() const;  // "http://127.0.0.1:<port>"
+  // The next n Export calls are answered UNAVAILABLE (and not recorded as spans).
+  void failNext(int n);
+  size_t exportCalls() const;   // all calls, failed ones included
+  size_t requestCount() const;  // recorded (successful) requests
+  std::vector<FlatSpan> spans() const;
+  // Waits until at least n spans were recorded; returns all recorded spans (possibly fewer).
+  std::vector<FlatSpan> waitForSpans(size_t n, std::chrono::milliseconds timeout);
+  // Metadata keys/values of the last successful call (lower-case keys).
+  std::multimap<std::string, std::string> lastMetadata() const;
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string toHex(const std::string& bytes);
+// Finds spans by kind (2 server, 3 client).
+std::vector<FlatSpan> spansOfKind(const std::vector<FlatSpan>& spans, int kind);
+
+}  // namespace sidetrace::it

@@ -1,0 +1,320 @@
+// Trace context, B3, sampling and ignore rules, checked from both sides: what the upstream
+// received and what the fake collector got.
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+
+const std::string kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+const std::string kParent = "00f067aa0ba902b7";
+
+class TracingTest : public IntegrationTest {};
+
+std::optional<RecordedRequest> findRequest(const std::vector<RecordedRequest>& reqs,
+                                           const std::string& path) {
+  for (const auto& r : reqs) {
+    if (r.target.substr(0, r.target.find('?')) == path) {
+      return r;
+    }
+  }
+  return std::nullopt;
+}
+
+// 2. W3C trace context continued through the proxy.
+TEST_F(TracingTest, TraceparentContinuedWithServerAndClientSpans) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "GET", "/api/orders?user=alice&token=s3cr3t",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-01"},
+                        {"tracestate", "vendor=abc,other=xyz"},
+                        {"User-Agent", "it-client/1.0"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  auto tp_text = reqs[0].header("traceparent");
+  ASSERT_TRUE(tp_text) << describeHeaders(reqs[0].headers);
+  EXPECT_EQ(reqs[0].headerCount("traceparent"), 1u);
+  auto tp = Traceparent::parse(*tp_text);
+  ASSERT_TRUE(tp) << "malformed traceparent upstream: " << *tp_text;
+  EXPECT_EQ(tp->version, "00");
+  EXPECT_EQ(tp->trace_id, kTrace);
+  EXPECT_NE(tp->parent_id, kParent) << "proxy must inject its CLIENT span id as parent";
+  EXPECT_FALSE(isAllZero(tp->parent_id));
+  EXPECT_EQ(tp->flags, "01");
+  EXPECT_EQ(reqs[0].header("tracestate").value_or("<missing>"), "vendor=abc,other=xyz");
+
+  auto spans = waitSpansSettled(otlp_, 2);
+  ASSERT_EQ(spans.size(), 2u) << describeAll(spans);
+  auto servers = spansOfKind(spans, 2);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
+  ASSERT_EQ(clients.size(), 1u) << describeAll(spans);
+  const auto& s = servers[0];
+  const auto& c = clients[0];
+
+  EXPECT_EQ(s.trace_id, kTrace);
+  EXPECT_EQ(s.parent_span_id, kParent);
+  EXPECT_TRUE(isLowerHex(s.span_id, 16) && !isAllZero(s.span_id)) << s.span_id;
+  EXPECT_EQ(s.name, "GET app");
+  EXPECT_EQ(c.trace_id, kTrace);
+  EXPECT_EQ(c.parent_span_id, s.span_id) << "CLIENT span must be a child of the SERVER span";
+  EXPECT_EQ(c.span_id, tp->parent_id) << "upstream parent id must be the CLIENT span id";
+  EXPECT_EQ(c.name, "GET app");
+  EXPECT_EQ(s.trace_state, "vendor=abc,other=xyz");
+
+  SCOPED_TRACE(s.describe());
+  EXPECT_EQ(s.str("http.request.method"), "GET");
+  EXPECT_EQ(s.str("url.path"), "/api/orders");
+  EXPECT_EQ(s.str("url.scheme"), "http");
+  EXPECT_EQ(s.str("http.route"), "app");
+  EXPECT_EQ(s.integer("http.response.status_code"), std::optional<int64_t>(200));
+  EXPECT_EQ(s.str("server.address"), "127.0.0.1");
+  EXPECT_EQ(s.str("client.address"), "127.0.0.1");
+  EXPECT_EQ(s.str("network.protocol.version"), "1.1");
+  EXPECT_EQ(s.str("user_agent.original"), "it-client/1.0");
+  if (s.has("url.query")) {
+    EXPECT_EQ(s.str("url.query"), "user=REDACTED&token=REDACTED");
+  }
+  // No attribute anywhere carries the raw query values.
+  for (const auto& span : spans) {
+    for (const auto& [k, v] : span.attributes) {
+      EXPECT_EQ(v.s.find("s3cr3t"), std::string::npos) << k << " leaks the query";
+      EXPECT_EQ(v.s.find("alice"), std::string::npos) << k << " leaks the query";
+    }
+  }
+  EXPECT_EQ(s.status_code, 0);
+
+  SCOPED_TRACE(c.describe());
+  EXPECT_EQ(c.str("http.request.method"), "GET");
+  EXPECT_EQ(c.str("server.address"), "127.0.0.1");
+  EXPECT_EQ(c.integer("server.port"), std::optional<int64_t>(upstream_.port()));
+  EXPECT_EQ(c.integer("http.response.status_code"), std::optional<int64_t>(200));
+  EXPECT_EQ(c.status_code, 0);
+
+  for (const auto& span : spans) {
+    EXPECT_EQ(span.resourceStr("service.name"), "it-svc");
+    EXPECT_EQ(span.resourceStr("telemetry.sdk.language"), "cpp");
+    EXPECT_LE(span.start_ns, span.end_ns);
+    EXPECT_GT(span.start_ns, 0u);
+  }
+}
+
+TEST_F(TracingTest, NoIncomingContextStartsNewRootTrace) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "GET", "/api/root");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  auto tp = Traceparent::parse(reqs[0].header("traceparent").value_or(""));
+  ASSERT_TRUE(tp) << describeHeaders(reqs[0].headers);
+  EXPECT_FALSE(isAllZero(tp->trace_id));
+  EXPECT_EQ(tp->flags, "01");
+
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto servers = spansOfKind(spans, 2);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
+  ASSERT_EQ(clients.size(), 1u) << describeAll(spans);
+  EXPECT_EQ(servers[0].parent_span_id, "") << "root SERVER span must have no parent";
+  EXPECT_EQ(servers[0].trace_id, tp->trace_id);
+  EXPECT_EQ(clients[0].span_id, tp->parent_id);
+}
+
+TEST_F(TracingTest, InvalidTraceparentStartsNewTrace) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  struct Case {
+    std::string path, header, bad_trace;
+  };
+  const std::string upper = "4BF92F3577B34DA6A3CE929D0E0E4736";
+  std::vector<Case> cases = {
+      {"/api/inv-upper", "00-" + upper + "-00F067AA0BA902B7-01",
+       "4bf92f3577b34da6a3ce929d0e0e4736"},
+      {"/api/inv-zero", "00-00000000000000000000000000000000-" + kParent + "-01",
+       "00000000000000000000000000000000"},
+      {"/api/inv-version-ff", "ff-" + kTrace + "-" + kParent + "-01", kTrace},
+  };
+  for (const auto& tc : cases) {
+    auto r = httpRequest(port(), "GET", tc.path, {{"traceparent", tc.header}});
+    ASSERT_TRUE(r) << tc.path;
+    EXPECT_EQ(r->status, 200) << tc.path;
+  }
+  auto reqs = upstream_.waitForRequests(cases.size(), milliseconds(5000));
+  auto spans = waitSpansSettled(otlp_, 2 * cases.size());
+  for (const auto& tc : cases) {
+    SCOPED_TRACE(tc.path + " traceparent: " + tc.header);
+    auto req = findRequest(reqs, tc.path);
+    ASSERT_TRUE(req);
+    auto tp = Traceparent::parse(req->header("traceparent").value_or(""));
+    ASSERT_TRUE(tp) << describeHeaders(req->headers);
+    EXPECT_NE(tp->trace_id, tc.bad_trace) << "invalid context must not be continued";
+    EXPECT_FALSE(isAllZero(tp->trace_id));
+    bool found = false;
+    for (const auto& s : spansOfKind(spans, 2)) {
+      if (s.trace_id == tp->trace_id) {
+        found = true;
+        EXPECT_EQ(s.parent_span_id, "") << s.describe();
+      }
+    }
+    EXPECT_TRUE(found) << "no SERVER span for the new trace " << tp->trace_id << "\n"
+                       << describeAll(spans);
+  }
+}
+
+// 3. B3.
+TEST_F(TracingTest, B3MultiInjectedUpstream) {
+  ProxyConfig cfg;
+  cfg.propagators = "[ b3multi ]";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto r = httpRequest(port(), "GET", "/api/b3");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  const auto& q = reqs[0];
+  SCOPED_TRACE(describeHeaders(q.headers));
+  auto trace = q.header("x-b3-traceid").value_or("");
+  auto span = q.header("x-b3-spanid").value_or("");
+  EXPECT_TRUE(isLowerHex(trace, 32)) << trace;
+  EXPECT_TRUE(isLowerHex(span, 16)) << span;
+  EXPECT_EQ(q.header("x-b3-sampled").value_or("<missing>"), "1");
+  EXPECT_FALSE(q.hasHeader("traceparent")) << "only b3multi configured";
+
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(clients.size(), 1u) << describeAll(spans);
+  EXPECT_EQ(clients[0].trace_id, trace);
+  EXPECT_EQ(clients[0].span_id, span);
+}
+
+TEST_F(TracingTest, B3SingleHeaderExtracted) {
+  ProxyConfig cfg;
+  cfg.propagators = "[ b3multi ]";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto r = httpRequest(port(), "GET", "/api/b3single", {{"b3", kTrace + "-" + kParent + "-1"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  SCOPED_TRACE(describeHeaders(reqs[0].headers));
+  EXPECT_EQ(reqs[0].header("x-b3-traceid").value_or("<missing>"), kTrace);
+  EXPECT_NE(reqs[0].header("x-b3-spanid").value_or(kParent), kParent);
+  EXPECT_EQ(reqs[0].header("x-b3-sampled").value_or("<missing>"), "1");
+
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto servers = spansOfKind(spans, 2);
+  ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
+  EXPECT_EQ(servers[0].trace_id, kTrace);
+  EXPECT_EQ(servers[0].parent_span_id, kParent);
+}
+
+// 4. Sampling.
+TEST_F(TracingTest, AlwaysOffExportsNothingAndPropagatesFlags00) {
+  ProxyConfig cfg;
+  cfg.sampler = "{ type: always_off }";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto a = httpRequest(port(), "GET", "/api/off-root");
+  auto b = httpRequest(port(), "GET", "/api/off-child",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-01"}});
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->status, 200);
+  EXPECT_EQ(b->status, 200);
+  auto reqs = upstream_.waitForRequests(2, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& q : reqs) {
+    SCOPED_TRACE(q.target);
+    auto tp = Traceparent::parse(q.header("traceparent").value_or(""));
+    ASSERT_TRUE(tp) << describeHeaders(q.headers);
+    EXPECT_EQ(tp->flags, "00");
+  }
+  auto child = findRequest(reqs, "/api/off-child");
+  ASSERT_TRUE(child);
+  EXPECT_EQ(Traceparent::parse(child->header("traceparent").value_or(""))->trace_id, kTrace);
+  // schedule_delay is 100ms: a second is plenty for anything queued to arrive.
+  std::this_thread::sleep_for(milliseconds(1000));
+  EXPECT_TRUE(otlp_.spans().empty()) << describeAll(otlp_.spans());
+}
+
+TEST_F(TracingTest, ParentBasedHonoursUnsampledParent) {
+  ProxyConfig cfg;
+  cfg.sampler = "{ type: parentbased_always_on }";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto r = httpRequest(port(), "GET", "/api/unsampled",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-00"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  auto tp = Traceparent::parse(reqs[0].header("traceparent").value_or(""));
+  ASSERT_TRUE(tp) << describeHeaders(reqs[0].headers);
+  EXPECT_EQ(tp->trace_id, kTrace);
+  EXPECT_EQ(tp->flags, "00");
+
+  // Control: a sampled request afterwards is exported, so silence above is the sampler's doing.
+  auto ctl = httpRequest(port(), "GET", "/api/control");
+  ASSERT_TRUE(ctl);
+  auto spans = waitSpansSettled(otlp_, 2);
+  ASSERT_EQ(spans.size(), 2u) << describeAll(spans);
+  for (const auto& s : spans) {
+    EXPECT_NE(s.trace_id, kTrace) << "unsampled trace was exported: " << s.describe();
+  }
+}
+
+// 5. Ignore rules.
+TEST_F(TracingTest, IgnoredRequestsProxiedUntracedContextUntouched) {
+  ProxyConfig cfg;
+  cfg.ignore = R"([ { path: /health }, { header: user-agent, value: "kube-probe/*" } ])";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  const std::string tp_health = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+  const std::string tp_probe = "00-" + kTrace + "-" + kParent + "-00";
+  auto h = httpRequest(port(), "GET", "/health", {{"traceparent", tp_health}});
+  auto p = httpRequest(port(), "GET", "/api/probe",
+                       {{"traceparent", tp_probe}, {"User-Agent", "kube-probe/1.27"}});
+  ASSERT_TRUE(h && p);
+  EXPECT_EQ(h->status, 200);
+  EXPECT_EQ(p->status, 200);
+  auto reqs = upstream_.waitForRequests(2, milliseconds(5000));
+  auto hq = findRequest(reqs, "/health");
+  auto pq = findRequest(reqs, "/api/probe");
+  ASSERT_TRUE(hq && pq);
+  EXPECT_EQ(hq->header("traceparent").value_or("<missing>"), tp_health);
+  EXPECT_EQ(pq->header("traceparent").value_or("<missing>"), tp_probe);
+  EXPECT_EQ(hq->headerCount("traceparent"), 1u);
+
+  // Control request, traced; then exactly its two spans must be all there is.
+  auto ctl = httpRequest(port(), "GET", "/api/traced", {{"User-Agent", "curl/8"}});
+  ASSERT_TRUE(ctl);
+  auto spans = waitSpansSettled(otlp_, 2, milliseconds(10000), milliseconds(800));
+  ASSERT_EQ(spans.size(), 2u) << describeAll(spans);
+  for (const auto& s : spans) {
+    EXPECT_NE(s.trace_id, "0af7651916cd43dd8448eb211c80319c") << s.describe();
+    EXPECT_NE(s.trace_id, kTrace) << s.describe();
+    if (s.kind == 2) {
+      EXPECT_EQ(s.str("url.path"), "/api/traced");
+    }
+  }
+}
+
+TEST_F(TracingTest, ExportRetriedAfterCollectorUnavailable) {
+  otlp_.failNext(1);
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "GET", "/api/retry");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto spans = otlp_.waitForSpans(2, milliseconds(15000));
+  EXPECT_EQ(spans.size(), 2u) << "spans lost after one UNAVAILABLE answer; export calls: "
+                              << otlp_.exportCalls();
+  EXPECT_GE(otlp_.exportCalls(), 2u);
+}
+
+}  // namespace
+}  // namespace sidetrace::it

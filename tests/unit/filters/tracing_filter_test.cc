@@ -1,0 +1,572 @@
+#include "filters/tracing_filter.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <regex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tracing/batch_processor.h"
+#include "tracing/exporter.h"
+#include "tracing/sampler.h"
+#include "tracing/tracer.h"
+
+namespace sidetrace::filters {
+namespace {
+
+constexpr const char* kTp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+constexpr const char* kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
+constexpr const char* kSpan = "00f067aa0ba902b7";
+
+class RecordingExporter : public tracing::SpanExporter {
+ public:
+  tracing::ExportResult exportSpans(const std::vector<tracing::SpanData>& spans,
+                                    const tracing::Resource&) override {
+    std::lock_guard lock(mu);
+    for (const auto& s : spans) {
+      got.push_back(s);
+    }
+    return tracing::ExportResult::Success;
+  }
+  std::mutex mu;
+  std::vector<tracing::SpanData> got;
+};
+
+const tracing::Attribute* findAttr(const tracing::SpanData& d, std::string_view key) {
+  for (const auto& a : d.attributes) {
+    if (a.key == key) {
+      return &a;
+    }
+  }
+  return nullptr;
+}
+
+std::optional<std::string> strAttr(const tracing::SpanData& d, std::string_view key) {
+  const auto* a = findAttr(d, key);
+  if (a == nullptr || !std::holds_alternative<std::string>(a->value)) {
+    return std::nullopt;
+  }
+  return std::get<std::string>(a->value);
+}
+
+std::optional<int64_t> intAttr(const tracing::SpanData& d, std::string_view key) {
+  const auto* a = findAttr(d, key);
+  if (a == nullptr || !std::holds_alternative<int64_t>(a->value)) {
+    return std::nullopt;
+  }
+  return std::get<int64_t>(a->value);
+}
+
+const tracing::SpanData* findKind(const std::vector<tracing::SpanData>& spans,
+                                  tracing::SpanKind kind) {
+  for (const auto& s : spans) {
+    if (s.kind == kind) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
+class TracingFilterTest : public ::testing::Test {
+ protected:
+  TracingFilterTest() {
+    auto e = std::make_unique<RecordingExporter>();
+    exporter_ = e.get();
+    config::BatchConfig bc;
+    bc.schedule_delay = config::Duration{60000};
+    processor_ =
+        std::make_unique<tracing::BatchSpanProcessor>(std::move(e), bc, tracing::Resource{});
+    buffer_ = std::make_unique<tracing::WorkerSpanBuffer>(processor_.get(), 1000);
+
+    route_.name = "orders-api";
+    route_.cluster = "orders";
+    listener_.name = "ingress";
+    listener_.routes.push_back(route_);
+  }
+
+  void makeFilter(const std::string& sampler = "parentbased_always_on") {
+    cfg_.sampler.type = sampler;
+    tracer_ = std::make_unique<tracing::Tracer>(
+        tracing::makeSampler(sampler, 1.0), buffer_.get(), [this] { return clock_ += 1000; }, 7);
+    filter_ = std::make_unique<TracingFilter>(cfg_, *tracer_);
+  }
+
+  std::vector<tracing::SpanData> flushAll() {
+    buffer_->flush();
+    EXPECT_TRUE(processor_->forceFlush(std::chrono::seconds(5)));
+    std::lock_guard lock(exporter_->mu);
+    return exporter_->got;
+  }
+
+  void initStream(Stream& s, std::string method, std::string target,
+                  std::vector<Header> headers = {}) {
+    s.listener = &listener_;
+    s.peer_address = "10.1.2.3";
+    s.peer_port = 40000;
+    s.local_port = 15001;
+    s.request.method = std::move(method);
+    s.request.target = std::move(target);
+    s.request.headers.add("Host", "shop.example.com:15001");
+    for (auto& h : headers) {
+      s.request.headers.add(std::move(h.name), std::move(h.value));
+    }
+  }
+
+  // Runs a full exchange through the filter: request, route, one upstream attempt, completion.
+  // Returns the upstream request head the filter saw.
+  RequestHead exchange(Stream& s, int status,
+                       UpstreamResult::Error err = UpstreamResult::Error::None) {
+    EXPECT_EQ(filter_->onRequest(s), FilterStatus::Continue);
+    s.route = &listener_.routes[0];
+    s.route_index = 0;
+    RequestHead up;
+    up.method = s.request.method;
+    up.target = s.request.target;
+    up.headers = s.request.headers;
+    filter_->onUpstreamRequest(s, up);
+    s.upstream_attempted = true;
+    s.upstream.error = err;
+    s.upstream.status = err == UpstreamResult::Error::None ? status : 0;
+    s.upstream.endpoint_host = "orders.internal";
+    s.upstream.endpoint_address = "10.9.9.9";
+    s.upstream.endpoint_port = 8080;
+    filter_->onUpstreamResult(s);
+    s.response_status = status;
+    if (err == UpstreamResult::Error::ConnectFailure) {
+      s.error_type = "connect_failure";
+    }
+    filter_->onComplete(s);
+    return up;
+  }
+
+  config::TracingConfig cfg_;
+  config::Route route_;
+  config::Listener listener_;
+  RecordingExporter* exporter_ = nullptr;
+  std::unique_ptr<tracing::BatchSpanProcessor> processor_;
+  std::unique_ptr<tracing::WorkerSpanBuffer> buffer_;
+  std::unique_ptr<tracing::Tracer> tracer_;
+  std::unique_ptr<TracingFilter> filter_;
+  uint64_t clock_ = 0;
+};
+
+TEST_F(TracingFilterTest, ExtractedParentBecomesServerParent) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
+  exchange(s, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->trace_id.hex(), kTrace);
+  EXPECT_EQ(server->parent_span_id.hex(), kSpan);
+  EXPECT_NE(server->span_id.hex(), kSpan);
+  EXPECT_EQ(server->flags, 1);
+}
+
+TEST_F(TracingFilterTest, InjectsClientContextUpstream) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
+  RequestHead up = exchange(s, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  // CLIENT is a child of SERVER in the same trace.
+  EXPECT_EQ(client->trace_id.hex(), kTrace);
+  EXPECT_EQ(client->parent_span_id, server->span_id);
+  EXPECT_NE(client->span_id, server->span_id);
+  // The injected traceparent carries the CLIENT span id.
+  EXPECT_EQ(up.headers.get("traceparent"),
+            std::string("00-") + kTrace + "-" + client->span_id.hex() + "-01");
+  EXPECT_EQ(up.headers.count("traceparent"), 1u);
+  // The downstream request head itself still carries the caller's context.
+  EXPECT_EQ(s.request.headers.get("traceparent"), kTp);
+}
+
+TEST_F(TracingFilterTest, AttributesAndNamesAtCompletion) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders/42?a=1&b", {{"User-Agent", "curl/8.0"}});
+  exchange(s, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+
+  EXPECT_EQ(server->name, "GET orders-api");
+  EXPECT_EQ(client->name, "GET orders-api");
+  EXPECT_FALSE(server->parent_span_id.valid());  // no incoming context: root
+
+  EXPECT_EQ(strAttr(*server, "http.request.method"), "GET");
+  EXPECT_EQ(strAttr(*server, "url.path"), "/api/orders/42");
+  EXPECT_EQ(strAttr(*server, "url.query"), "a=REDACTED&b");
+  EXPECT_EQ(strAttr(*server, "url.scheme"), "http");
+  EXPECT_EQ(strAttr(*server, "http.route"), "orders-api");
+  EXPECT_EQ(intAttr(*server, "http.response.status_code"), 200);
+  EXPECT_EQ(strAttr(*server, "client.address"), "10.1.2.3");
+  EXPECT_EQ(strAttr(*server, "network.peer.address"), "10.1.2.3");
+  EXPECT_EQ(intAttr(*server, "network.peer.port"), 40000);
+  EXPECT_EQ(strAttr(*server, "server.address"), "shop.example.com");
+  EXPECT_EQ(intAttr(*server, "server.port"), 15001);
+  EXPECT_EQ(strAttr(*server, "network.protocol.version"), "1.1");
+  EXPECT_EQ(strAttr(*server, "user_agent.original"), "curl/8.0");
+  EXPECT_EQ(findAttr(*server, "error.type"), nullptr);
+  EXPECT_EQ(server->status, tracing::StatusCode::Unset);
+  // The raw query never reaches any attribute.
+  for (const auto* d : {server, client}) {
+    for (const auto& a : d->attributes) {
+      if (const auto* v = std::get_if<std::string>(&a.value)) {
+        EXPECT_EQ(v->find("a=1"), std::string::npos) << a.key << "=" << *v;
+      }
+    }
+  }
+
+  EXPECT_EQ(strAttr(*client, "http.request.method"), "GET");
+  EXPECT_EQ(strAttr(*client, "http.route"), "orders-api");
+  EXPECT_EQ(intAttr(*client, "http.response.status_code"), 200);
+  EXPECT_EQ(strAttr(*client, "server.address"), "orders.internal");
+  EXPECT_EQ(intAttr(*client, "server.port"), 8080);
+  EXPECT_EQ(strAttr(*client, "network.peer.address"), "10.9.9.9");
+  EXPECT_EQ(strAttr(*client, "url.full"), "http://orders.internal:8080/api/orders/42?a=REDACTED&b");
+  EXPECT_EQ(strAttr(*client, "sidetrace.cluster"), "orders");
+  EXPECT_EQ(client->status, tracing::StatusCode::Unset);
+}
+
+TEST_F(TracingFilterTest, NoRouteNameIsJustMethod) {
+  makeFilter();
+  Stream s;
+  initStream(s, "POST", "/nowhere");
+  filter_->onRequest(s);
+  s.response_status = 404;
+  filter_->onComplete(s);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 1u);
+  EXPECT_EQ(spans[0].name, "POST");
+  EXPECT_EQ(findAttr(spans[0], "http.route"), nullptr);
+  EXPECT_EQ(findAttr(spans[0], "url.query"), nullptr);
+  EXPECT_EQ(intAttr(spans[0], "http.response.status_code"), 404);
+  EXPECT_EQ(spans[0].status, tracing::StatusCode::Unset);  // 4xx is not a server error
+}
+
+TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders");
+  exchange(s, 503);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(server->status, tracing::StatusCode::Error);
+  EXPECT_EQ(strAttr(*server, "error.type"), "503");
+  EXPECT_EQ(intAttr(*server, "http.response.status_code"), 503);
+  EXPECT_EQ(client->status, tracing::StatusCode::Error);
+  EXPECT_EQ(strAttr(*client, "error.type"), "503");
+}
+
+TEST_F(TracingFilterTest, ClientErrorOnlyMarksClientSpan) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders");
+  exchange(s, 404);
+  auto spans = flushAll();
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(server->status, tracing::StatusCode::Unset);
+  EXPECT_EQ(findAttr(*server, "error.type"), nullptr);
+  EXPECT_EQ(client->status, tracing::StatusCode::Error);
+  EXPECT_EQ(strAttr(*client, "error.type"), "404");
+}
+
+TEST_F(TracingFilterTest, ConnectFailureMarksClientSpan) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders");
+  exchange(s, 503, UpstreamResult::Error::ConnectFailure);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->status, tracing::StatusCode::Error);
+  EXPECT_EQ(client->status_message, "connect_failure");
+  EXPECT_EQ(strAttr(*client, "error.type"), "connect_failure");
+  EXPECT_EQ(findAttr(*client, "http.response.status_code"), nullptr);
+  EXPECT_EQ(server->status, tracing::StatusCode::Error);
+  EXPECT_EQ(strAttr(*server, "error.type"), "connect_failure");
+}
+
+TEST_F(TracingFilterTest, NoResponseMarksServerSpan) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders");
+  filter_->onRequest(s);
+  s.route = &listener_.routes[0];
+  RequestHead up = s.request;
+  filter_->onUpstreamRequest(s, up);
+  // Client went away: no upstream result, nothing sent downstream.
+  s.response_status = 0;
+  filter_->onComplete(s);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(strAttr(*server, "error.type"), "no_response");
+  EXPECT_EQ(server->status, tracing::StatusCode::Error);
+  EXPECT_EQ(findAttr(*server, "http.response.status_code"), nullptr);
+  EXPECT_EQ(strAttr(*client, "error.type"), "reset");
+  EXPECT_EQ(client->status, tracing::StatusCode::Error);
+}
+
+// ---- ignore rules ----
+
+config::IgnoreRule ignorePath(config::IgnoreRule::Kind kind, std::string value) {
+  config::IgnoreRule r;
+  r.kind = kind;
+  if (kind == config::IgnoreRule::Kind::Regex) {
+    r.regex = config::Regex{value, std::make_shared<const std::regex>(value)};
+  } else {
+    r.value = std::move(value);
+  }
+  return r;
+}
+
+config::IgnoreRule ignoreHeader(std::string header, std::string glob) {
+  config::IgnoreRule r;
+  r.kind = config::IgnoreRule::Kind::Header;
+  r.header = std::move(header);
+  r.value = std::move(glob);
+  return r;
+}
+
+class TracingFilterIgnoreTest : public TracingFilterTest {
+ protected:
+  TracingFilterIgnoreTest() {
+    cfg_.ignore.push_back(ignorePath(config::IgnoreRule::Kind::Path, "/health"));
+    cfg_.ignore.push_back(ignorePath(config::IgnoreRule::Kind::Prefix, "/ready"));
+    cfg_.ignore.push_back(ignorePath(config::IgnoreRule::Kind::Regex, "^/metrics"));
+    cfg_.ignore.push_back(ignoreHeader("user-agent", "kube-probe/*"));
+    makeFilter();
+  }
+
+  // Asserts that the request is proxied untouched and produces no span.
+  void expectIgnored(const std::string& target, std::vector<Header> extra = {}) {
+    SCOPED_TRACE(target);
+    Stream s;
+    extra.push_back({"traceparent", kTp});
+    extra.push_back({"tracestate", "rojo=00f067aa0ba902b7"});
+    initStream(s, "GET", target, extra);
+    std::vector<Header> before(s.request.headers.begin(), s.request.headers.end());
+    RequestHead up = exchange(s, 200);
+    EXPECT_FALSE(s.traced);
+    EXPECT_FALSE(s.server_span.context().valid());
+    EXPECT_FALSE(s.client_span.context().valid());
+    std::vector<Header> after(up.headers.begin(), up.headers.end());
+    ASSERT_EQ(after.size(), before.size());
+    for (size_t i = 0; i < before.size(); ++i) {
+      EXPECT_EQ(after[i].name, before[i].name);
+      EXPECT_EQ(after[i].value, before[i].value);
+    }
+    EXPECT_EQ(up.headers.get("traceparent"), kTp);
+  }
+};
+
+TEST_F(TracingFilterIgnoreTest, ExactPath) {
+  expectIgnored("/health");
+  expectIgnored("/health?verbose=1");
+  EXPECT_TRUE(flushAll().empty());
+}
+
+TEST_F(TracingFilterIgnoreTest, Prefix) {
+  expectIgnored("/ready");
+  expectIgnored("/readyz/deep");
+  EXPECT_TRUE(flushAll().empty());
+}
+
+TEST_F(TracingFilterIgnoreTest, Regex) {
+  expectIgnored("/metrics");
+  expectIgnored("/metrics/prom");
+  EXPECT_TRUE(flushAll().empty());
+}
+
+TEST_F(TracingFilterIgnoreTest, HeaderGlob) {
+  expectIgnored("/api/orders", {{"User-Agent", "kube-probe/1.29"}});
+  expectIgnored("/api/orders", {{"User-Agent", "kube-probe/"}});
+  EXPECT_TRUE(flushAll().empty());
+}
+
+TEST_F(TracingFilterIgnoreTest, NonMatchingRequestsAreTraced) {
+  const char* targets[] = {"/healthz", "/api/health", "/api/metrics", "/read"};
+  for (const char* t : targets) {
+    Stream s;
+    initStream(s, "GET", t, {{"User-Agent", "kube-probe"}});  // no slash: glob does not match
+    exchange(s, 200);
+    EXPECT_TRUE(s.traced) << t;
+  }
+  Stream s;
+  initStream(s, "GET", "/x", {{"User-Agent", "Mozilla kube-probe/1"}});
+  exchange(s, 200);
+  EXPECT_TRUE(s.traced);
+  EXPECT_EQ(flushAll().size(), 10u);
+}
+
+TEST_F(TracingFilterTest, TracingDisabledTouchesNothing) {
+  cfg_.enabled = false;
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
+  RequestHead up = exchange(s, 200);
+  EXPECT_FALSE(s.traced);
+  EXPECT_EQ(up.headers.get("traceparent"), kTp);
+  EXPECT_TRUE(flushAll().empty());
+}
+
+// ---- sampling and malformed context ----
+
+TEST_F(TracingFilterTest, UnsampledExportsNothingButPropagatesFlags00) {
+  makeFilter("always_off");
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
+  RequestHead up = exchange(s, 200);
+  EXPECT_TRUE(s.traced);
+  auto tp = up.headers.get("traceparent");
+  ASSERT_TRUE(tp.has_value());
+  ASSERT_EQ(tp->size(), 55u);
+  EXPECT_EQ(tp->substr(0, 36), std::string("00-") + kTrace + "-");
+  EXPECT_NE(tp->substr(36, 16), kSpan);
+  EXPECT_EQ(tp->substr(52), "-00");
+  EXPECT_TRUE(flushAll().empty());
+  EXPECT_EQ(processor_->stats().spans_sampled.load(), 0u);
+}
+
+TEST_F(TracingFilterTest, UnsampledRootStillPropagates) {
+  makeFilter("always_off");
+  Stream s;
+  initStream(s, "GET", "/api/orders");
+  RequestHead up = exchange(s, 200);
+  auto tp = up.headers.get("traceparent");
+  ASSERT_TRUE(tp.has_value());
+  ASSERT_EQ(tp->size(), 55u);
+  EXPECT_EQ(tp->substr(52), "-00");
+  EXPECT_NE(tp->substr(3, 32), std::string(32, '0'));
+  EXPECT_TRUE(flushAll().empty());
+}
+
+TEST_F(TracingFilterTest, MalformedTraceparentStartsNewTrace) {
+  makeFilter();
+  const char* bad[] = {
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",     // missing flags
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",  // upper-case hex
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01",  // zero trace id
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",  // version ff
+      "garbage",
+  };
+  for (const char* tp : bad) {
+    SCOPED_TRACE(tp);
+    exporter_->got.clear();
+    Stream s;
+    initStream(s, "GET", "/api/orders", {{"traceparent", tp}});
+    RequestHead up = exchange(s, 200);
+    EXPECT_TRUE(s.traced);
+    EXPECT_EQ(s.response_status, 200);
+    auto spans = flushAll();
+    ASSERT_EQ(spans.size(), 2u);
+    const auto* server = findKind(spans, tracing::SpanKind::Server);
+    const auto* client = findKind(spans, tracing::SpanKind::Client);
+    ASSERT_NE(server, nullptr);
+    ASSERT_NE(client, nullptr);
+    EXPECT_TRUE(server->trace_id.valid());
+    EXPECT_NE(server->trace_id.hex(), kTrace);
+    EXPECT_FALSE(server->parent_span_id.valid());
+    EXPECT_EQ(server->flags, 1);
+    EXPECT_EQ(up.headers.get("traceparent"),
+              "00-" + server->trace_id.hex() + "-" + client->span_id.hex() + "-01");
+  }
+}
+
+TEST_F(TracingFilterTest, SequentialRequestsGetDistinctTraces) {
+  makeFilter();
+  Stream a;
+  initStream(a, "GET", "/a");
+  exchange(a, 200);
+  Stream b;
+  initStream(b, "GET", "/b");
+  exchange(b, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 4u);
+  EXPECT_EQ(spans[0].trace_id, spans[1].trace_id);
+  EXPECT_EQ(spans[2].trace_id, spans[3].trace_id);
+  EXPECT_NE(spans[0].trace_id, spans[2].trace_id);
+}
+
+// ---- helpers ----
+
+TEST(GlobMatchTest, Literals) {
+  EXPECT_TRUE(globMatch("", ""));
+  EXPECT_TRUE(globMatch("abc", "abc"));
+  EXPECT_FALSE(globMatch("abc", "abd"));
+  EXPECT_FALSE(globMatch("abc", "ab"));
+  EXPECT_FALSE(globMatch("ab", "abc"));
+  EXPECT_FALSE(globMatch("", "a"));
+  EXPECT_FALSE(globMatch("a", ""));
+  EXPECT_FALSE(globMatch("ABC", "abc"));  // case-sensitive
+}
+
+TEST(GlobMatchTest, Stars) {
+  EXPECT_TRUE(globMatch("*", ""));
+  EXPECT_TRUE(globMatch("*", "anything"));
+  EXPECT_TRUE(globMatch("**", "x"));
+  EXPECT_TRUE(globMatch("kube-probe/*", "kube-probe/1.29"));
+  EXPECT_TRUE(globMatch("kube-probe/*", "kube-probe/"));
+  EXPECT_FALSE(globMatch("kube-probe/*", "kube-probe"));
+  EXPECT_FALSE(globMatch("kube-probe/*", "xkube-probe/1"));
+  EXPECT_TRUE(globMatch("*probe*", "kube-probe/1"));
+  EXPECT_TRUE(globMatch("*-probe", "kube-probe"));
+  EXPECT_FALSE(globMatch("*-probe", "kube-probe/1"));
+  EXPECT_TRUE(globMatch("a*b*c", "abc"));
+  EXPECT_TRUE(globMatch("a*b*c", "aXbYc"));
+  EXPECT_TRUE(globMatch("a*b*c", "abcbc"));
+  EXPECT_TRUE(globMatch("a*c", "abcbcbc"));  // needs backtracking
+  EXPECT_FALSE(globMatch("a*b*c", "acb"));
+  EXPECT_FALSE(globMatch("a*c", "abcb"));
+  EXPECT_TRUE(globMatch("*aab", "aaaab"));
+  EXPECT_FALSE(globMatch("?", "a"));  // only '*' is special
+  EXPECT_TRUE(globMatch("?", "?"));
+}
+
+TEST(RedactQueryTest, Cases) {
+  EXPECT_EQ(redactQuery(""), "");
+  EXPECT_EQ(redactQuery("a=1&b"), "a=REDACTED&b");
+  EXPECT_EQ(redactQuery("a=1"), "a=REDACTED");
+  EXPECT_EQ(redactQuery("a="), "a=REDACTED");
+  EXPECT_EQ(redactQuery("flag"), "flag");
+  EXPECT_EQ(redactQuery("a=1&b=2&c=3"), "a=REDACTED&b=REDACTED&c=REDACTED");
+  EXPECT_EQ(redactQuery("a=b=c"), "a=REDACTED");
+  EXPECT_EQ(redactQuery("=secret"), "=REDACTED");
+  EXPECT_EQ(redactQuery("a=1&&b=2"), "a=REDACTED&&b=REDACTED");
+  EXPECT_EQ(redactQuery("a=1&"), "a=REDACTED&");
+  EXPECT_EQ(redactQuery("&a=1"), "&a=REDACTED");
+  EXPECT_EQ(redactQuery("token=abc%26def&x"), "token=REDACTED&x");
+}
+
+}  // namespace
+}  // namespace sidetrace::filters
