@@ -8,6 +8,11 @@
 
 namespace sidetrace::tracing {
 
+namespace {
+// A proxy span carries about 15 attributes; reserving once avoids regrowing (and moving) them.
+constexpr size_t kExpectedAttributes = 16;
+}  // namespace
+
 uint64_t systemClockNanos() {
   return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                    std::chrono::system_clock::now().time_since_epoch())
@@ -99,6 +104,7 @@ Span Tracer::startServerSpan(std::string name, const SpanContext* remote_parent)
   if (sampled) {
     span.data_ = std::make_unique<SpanData>();
     SpanData& d = *span.data_;
+    d.attributes.reserve(kExpectedAttributes);
     d.trace_id = span.context_.trace_id;
     d.span_id = span.context_.span_id;
     if (parent) {
@@ -129,6 +135,7 @@ Span Tracer::startChildSpan(std::string name, SpanKind kind, const Span& parent)
   if (parent.recording()) {
     span.data_ = std::make_unique<SpanData>();
     SpanData& d = *span.data_;
+    d.attributes.reserve(kExpectedAttributes);
     d.trace_id = span.context_.trace_id;
     d.span_id = span.context_.span_id;
     d.parent_span_id = parent.context().span_id;
