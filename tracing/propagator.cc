@@ -295,15 +295,26 @@ std::optional<SpanContext> parseTraceparent(std::string_view value) {
 }
 
 std::string formatTraceparent(const SpanContext& ctx) {
-  constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "00-";
-  out += ctx.trace_id.hex();
-  out += '-';
-  out += ctx.span_id.hex();
-  out += '-';
-  out += kHex[ctx.flags >> 4];
-  out += kHex[ctx.flags & 0x0f];
-  return out;
+  // Written into one fixed-size buffer: this runs for every proxied request.
+  static constexpr char kHex[] = "0123456789abcdef";
+  char buf[55];
+  char* p = buf;
+  auto put = [&p](const auto& bytes) {
+    for (uint8_t b : bytes) {
+      *p++ = kHex[b >> 4];
+      *p++ = kHex[b & 0x0f];
+    }
+  };
+  *p++ = '0';
+  *p++ = '0';
+  *p++ = '-';
+  put(ctx.trace_id.bytes);
+  *p++ = '-';
+  put(ctx.span_id.bytes);
+  *p++ = '-';
+  *p++ = kHex[ctx.flags >> 4];
+  *p++ = kHex[ctx.flags & 0x0f];
+  return std::string(buf, sizeof buf);
 }
 
 // Returns the list re-joined without OWS and empty members. Any invalid member or duplicate key
