@@ -19,34 +19,10 @@ note() { printf '    %s\n' "$*"; }
 die() { printf '\033[31mquickstart: %s\033[0m\n' "$*" >&2; exit 1; }
 
 # ---------------------------------------------------------------------------------------------
-# 1. Dependencies: the build deps of tests/run.sh (gtest too: the build dir is shared with it),
-#    plus curl and python3 for this demo.
-packages=(cmake ninja-build g++ pkg-config ccache
-  libboost-dev libssl-dev libnghttp2-dev node-llhttp
-  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libyaml-cpp-dev libspdlog-dev libgtest-dev libgmock-dev
-  curl python3)
-
+# 1. Dependencies: the build deps (one list, in tests/install-deps.sh), plus curl and python3.
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  command -v dpkg-query >/dev/null 2>&1 ||
-    die "this script installs dependencies with apt-get (Debian/Ubuntu); install them yourself
-(see tests/run.sh) and re-run with SKIP_INSTALL=1"
-  missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  if [ ${#missing[@]} -gt 0 ]; then
-    say "Installing missing packages: ${missing[*]}"
-    sudo_cmd=""
-    if [ "$(id -u)" -ne 0 ]; then
-      command -v sudo >/dev/null 2>&1 || die "not root and no sudo: install ${missing[*]} first"
-      sudo_cmd="sudo"
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo_cmd apt-get update -qq || die "apt-get update failed"
-    $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      die "apt-get install failed for: ${missing[*]}"
-  fi
+  say "Checking dependencies (Debian packages)"
+  bash tests/install-deps.sh || die "installing dependencies failed (see tests/install-deps.sh)"
 fi
 
 for tool in curl; do

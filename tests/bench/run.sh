@@ -33,24 +33,9 @@ log() { echo "bench: $*" >&2; }
 
 # --- dependencies --------------------------------------------------------------------------------
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  packages=(cmake ninja-build g++ pkg-config ccache
-    libboost-dev libssl-dev libnghttp2-dev node-llhttp
-    libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-    libyaml-cpp-dev libspdlog-dev libgtest-dev libgmock-dev
-    curl python3 util-linux wrk haproxy)
-  missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-  done
-  command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
-  if [ ${#missing[@]} -gt 0 ]; then
-    log "installing ${missing[*]}"
-    sudo_cmd=""; [ "$(id -u)" -ne 0 ] && sudo_cmd="sudo"
-    export DEBIAN_FRONTEND=noninteractive
-    $sudo_cmd apt-get update -qq || die "apt-get update failed"
-    $sudo_cmd apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-      die "apt-get install failed: ${missing[*]}"
-  fi
+  extra=(util-linux wrk haproxy)
+  command -v nginx >/dev/null 2>&1 || extra+=(nginx-light)
+  bash tests/install-deps.sh "${extra[@]}" || die "installing dependencies failed"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
 for tool in wrk nginx haproxy taskset curl cmake; do
