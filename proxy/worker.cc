@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include <pthread.h>
+
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
@@ -54,6 +56,8 @@ void Worker::start() {
   }
   scheduleFlush();
   thread_ = std::thread([this] {
+    std::string name = "st-worker-" + std::to_string(index_);  // for top -H / perf
+    pthread_setname_np(pthread_self(), name.c_str());
     io_.run();
     span_buffer_.flush();
   });
