@@ -1,5 +1,7 @@
 #include "tests/integration/fake_upstream.h"
 
+#include <limits>
+
 #include <boost/beast/core/error.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/status.hpp>
@@ -70,6 +72,12 @@ Behavior Behavior::upgrade() {
   Behavior b;
   b.kind = Kind::Upgrade;
   b.status = 101;
+  return b;
+}
+
+Behavior Behavior::sink() {
+  Behavior b;
+  b.kind = Kind::Sink;
   return b;
 }
 
@@ -206,12 +214,34 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
     parser.header_limit(1024 * 1024);
     parser.eager(true);
     bool sent_continue = false;
+    // Sink: decided from the request line before the header is parsed (the body limit applies
+    // when the header completes); the body is then counted and dropped after every put.
+    bool sink_checked = false;
+    bool sink = false;
+    uint64_t sink_bytes = 0;
     for (;;) {
       boost::beast::error_code ec;
       size_t n = 0;
+      if (!sink_checked && !parser.is_header_done()) {
+        if (auto eol = buf.find("\r\n"); eol != std::string::npos) {
+          sink_checked = true;
+          std::string line = buf.substr(0, eol);
+          auto sp1 = line.find(' ');
+          auto sp2 = sp1 == std::string::npos ? sp1 : line.find(' ', sp1 + 1);
+          if (sp2 != std::string::npos &&
+              behaviorFor(line.substr(sp1 + 1, sp2 - sp1 - 1)).kind == Behavior::Kind::Sink) {
+            sink = true;
+            parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+          }
+        }
+      }
       if (!buf.empty()) {
         n = parser.put(boost::asio::buffer(buf.data(), buf.size()), ec);
         buf.erase(0, n);
+        if (sink) {
+          sink_bytes += parser.get().body().size();
+          parser.get().body().clear();
+        }
         if (ec && ec != http::error::need_more) {
           sock.sendAll(fixedResponse(400, {}, "fake upstream: bad request\n", false));
           return;
@@ -307,6 +337,13 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
       }
       case Behavior::Kind::Close:
         return;
+      case Behavior::Kind::Sink: {
+        std::string count = std::to_string(sink_bytes);
+        if (!sock.sendAll(fixedResponse(200, {{"x-sink-bytes", count}}, count, keep_alive))) {
+          return;
+        }
+        break;
+      }
       case Behavior::Kind::Large: {
         std::string head = statusLine(200) + "Content-Type: application/octet-stream\r\n" +
                            "Content-Length: " + std::to_string(b.large_bytes) + "\r\n\r\n";

@@ -42,6 +42,8 @@ struct Behavior {
     Close,    // read the request, close without a response
     Large,    // status 200 with `large_bytes` of patternByte(i), streamed
     Upgrade,  // 101 Switching Protocols, then echo raw bytes until close
+    Sink,     // read and discard the body (no size limit, never stored); status 200 with the
+              // body byte count as the response body and in x-sink-bytes
   };
   Kind kind = Kind::Echo;
   int status = 200;
@@ -58,6 +60,7 @@ struct Behavior {
   static Behavior close();
   static Behavior large(uint64_t bytes);
   static Behavior upgrade();
+  static Behavior sink();
 };
 
 // The byte at offset i of a Large body (deterministic, not periodic at powers of two).
