@@ -21,39 +21,6 @@ namespace {
 
 constexpr auto kNoCluster = static_cast<size_t>(-1);
 
-// Body pieces from one feed, framed for the peer: as-is, or as one chunk when re-chunking.
-struct BodyWrite {
-  std::vector<asio::const_buffer> bufs;
-  char size_line[24];
-  uint64_t bytes = 0;
-
-  void build(const std::vector<std::string_view>& pieces, bool chunked) {
-    bufs.clear();
-    bytes = 0;
-    for (auto p : pieces) {
-      bytes += p.size();
-    }
-    if (bytes == 0) {
-      return;
-    }
-    if (chunked) {
-      auto [end, ec] = std::to_chars(size_line, size_line + 20, bytes, 16);
-      (void)ec;
-      *end++ = '\r';
-      *end++ = '\n';
-      bufs.emplace_back(size_line, static_cast<size_t>(end - size_line));
-    }
-    for (auto p : pieces) {
-      if (!p.empty()) {
-        bufs.emplace_back(p.data(), p.size());
-      }
-    }
-    if (chunked) {
-      bufs.emplace_back("\r\n", 2);
-    }
-  }
-};
-
 bool expectsContinue(const filters::RequestHead& req) {
   auto v = req.headers.get("expect");
   return v && filters::iequals(*v, "100-continue");
@@ -73,6 +40,38 @@ void toOriginForm(filters::RequestHead& req) {
 }
 
 }  // namespace
+
+void Session::Gather::build(std::string_view head, const std::vector<std::string_view>& pieces,
+                            bool chunked, bool last) {
+  bufs.clear();
+  bytes = 0;
+  if (!head.empty()) {
+    bufs.emplace_back(head.data(), head.size());
+  }
+  for (auto p : pieces) {
+    bytes += p.size();
+  }
+  if (bytes > 0) {
+    if (chunked) {
+      auto [end, ec] = std::to_chars(size_line, size_line + 20, bytes, 16);
+      (void)ec;
+      *end++ = '\r';
+      *end++ = '\n';
+      bufs.emplace_back(size_line, static_cast<size_t>(end - size_line));
+    }
+    for (auto p : pieces) {
+      if (!p.empty()) {
+        bufs.emplace_back(p.data(), p.size());
+      }
+    }
+    if (chunked) {
+      bufs.emplace_back("\r\n", 2);
+    }
+  }
+  if (last && chunked) {
+    bufs.emplace_back("0\r\n\r\n", 5);
+  }
+}
 
 Session::Session(Worker& worker, asio::ip::tcp::socket socket, size_t listener_index)
     : worker_(worker),
@@ -316,7 +315,6 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   const bool replayable =
       request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
   upstream::Deadline route_deadline(socket_.get_executor());
-  BodyWrite bw;
   error_code ec;
 
   for (int attempt = 0;; ++attempt) {
@@ -343,14 +341,8 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
     out_.clear();
     appendRequestHead(out_, req);
     out_ += "\r\n";
-    bw.build(first.body, req_chunked);
-    std::vector<asio::const_buffer> bufs;
-    bufs.emplace_back(asio::buffer(out_));
-    bufs.insert(bufs.end(), bw.bufs.begin(), bw.bufs.end());
-    if (request_done && req_chunked) {
-      bufs.emplace_back("0\r\n\r\n", 5);
-    }
-    co_await asio::async_write(conn->socket, bufs, asio::redirect_error(use_awaitable, ec));
+    gather_.build(out_, first.body, req_chunked, request_done);
+    co_await asio::async_write(conn->socket, gather_.bufs, asio::redirect_error(use_awaitable, ec));
     if (!ec) {
       break;
     }
@@ -364,7 +356,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
     co_return co_await fail(UpstreamResult::Error::Reset, 502);
   }
   conn->requests++;
-  stream_.request_body_bytes += bw.bytes;
+  stream_.request_body_bytes += gather_.bytes;
 
   // Stream the rest of the request body downstream → upstream.
   if (!request_done && expect_continue) {
@@ -395,18 +387,16 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
       co_return co_await fail(UpstreamResult::Error::ProtocolError, 400);
     }
     request_done = r.message_complete;
-    bw.build(r.body, req_chunked);
-    if (request_done && req_chunked) {
-      bw.bufs.emplace_back("0\r\n\r\n", 5);
-    }
-    if (!bw.bufs.empty()) {
-      co_await asio::async_write(conn->socket, bw.bufs, asio::redirect_error(use_awaitable, ec));
+    gather_.build({}, r.body, req_chunked, request_done);
+    if (!gather_.bufs.empty()) {
+      co_await asio::async_write(conn->socket, gather_.bufs,
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec) {
         co_return co_await fail(route_deadline.expired() ? UpstreamResult::Error::Timeout
                                                          : UpstreamResult::Error::Reset,
                                 route_deadline.expired() ? 504 : 502);
       }
-      stream_.request_body_bytes += bw.bytes;
+      stream_.request_body_bytes += gather_.bytes;
     }
   }
 
@@ -479,17 +469,9 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   appendResponseHead(out_, resp);
   out_ += "\r\n";
   bool resp_done = rr.message_complete;
-  bw.build(rr.body, chunk_out);
-  {
-    std::vector<asio::const_buffer> bufs;
-    bufs.emplace_back(asio::buffer(out_));
-    bufs.insert(bufs.end(), bw.bufs.begin(), bw.bufs.end());
-    if (resp_done && chunk_out) {
-      bufs.emplace_back("0\r\n\r\n", 5);
-    }
-    co_await asio::async_write(socket_, bufs, asio::redirect_error(use_awaitable, ec));
-  }
-  stream_.response_body_bytes += bw.bytes;
+  gather_.build(out_, rr.body, chunk_out, resp_done);
+  co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+  stream_.response_body_bytes += gather_.bytes;
   bool broken = static_cast<bool>(ec);
 
   if (is_upgrade && !broken) {
@@ -507,12 +489,10 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
     if (ec) {
       if (until_eof && ec == asio::error::eof && up_parser_.finishOnEof()) {
         resp_done = true;
-        bw.bufs.clear();
-        if (chunk_out) {
-          bw.bufs.emplace_back("0\r\n\r\n", 5);
-        }
-        if (!bw.bufs.empty()) {
-          co_await asio::async_write(socket_, bw.bufs, asio::redirect_error(use_awaitable, ec));
+        gather_.build({}, {}, chunk_out, true);
+        if (!gather_.bufs.empty()) {
+          co_await asio::async_write(socket_, gather_.bufs,
+                                     asio::redirect_error(use_awaitable, ec));
         }
         conn.reset();  // closed by the peer
         break;
@@ -533,18 +513,15 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
       break;
     }
     resp_done = r.message_complete;
-    bw.build(r.body, chunk_out);
-    if (resp_done && chunk_out) {
-      bw.bufs.emplace_back("0\r\n\r\n", 5);
-    }
-    if (!bw.bufs.empty()) {
-      co_await asio::async_write(socket_, bw.bufs, asio::redirect_error(use_awaitable, ec));
+    gather_.build({}, r.body, chunk_out, resp_done);
+    if (!gather_.bufs.empty()) {
+      co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
       if (ec) {
         broken = true;  // client went away
         stream_.error_type = "downstream_reset";
         break;
       }
-      stream_.response_body_bytes += bw.bytes;
+      stream_.response_body_bytes += gather_.bytes;
     }
   }
   route_deadline.disarm();

@@ -11,6 +11,8 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "filters/stream.h"
 #include "proxy/flat_buffer.h"
@@ -49,7 +51,19 @@ class Session : public std::enable_shared_from_this<Session> {
   Http1Parser parser_;
   Http1Parser up_parser_;
   filters::Stream stream_;
+  // What one write sends: an optional head, then the body pieces of one feed (as-is, or as one
+  // chunk when re-chunking), then the last-chunk marker when the message ends. Reused, so the data
+  // path does not allocate a buffer list per write.
+  struct Gather {
+    std::vector<boost::asio::const_buffer> bufs;
+    char size_line[24];
+    uint64_t bytes = 0;  // body bytes in bufs
+    void build(std::string_view head, const std::vector<std::string_view>& pieces, bool chunked,
+               bool last);
+  };
+
   std::string out_;  // reused serialization buffer
+  Gather gather_;
   bool idle_ = true;
   bool close_after_ = false;
 };
