@@ -1,5 +1,6 @@
 #include "filters/tracing_filter.h"
 
+#include <charconv>
 #include <string>
 
 namespace sidetrace::filters {
@@ -94,18 +95,31 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
 
 namespace {
 
-std::string spanName(const Stream& s) {
-  std::string name = s.request.method;
-  if (s.route != nullptr) {
-    name += ' ';
-    name += s.route->name;
+// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route.
+std::string_view spanName(const Stream& s, std::string& scratch) {
+  if (s.route == nullptr) {
+    return s.request.method;
   }
-  return name;
+  scratch.assign(s.request.method);
+  scratch += ' ';
+  scratch += s.route->name;
+  return scratch;
 }
+
+// An HTTP status code as error.type's text ("503").
+struct StatusText {
+  char buf[8];
+  std::string_view text;
+  explicit StatusText(int status) {
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, status);
+    text = ec == std::errc() ? std::string_view(buf, static_cast<size_t>(end - buf)) : "";
+  }
+};
 
 void setCommonRequestAttributes(tracing::Span& span, const Stream& s) {
   span.setAttribute("http.request.method", s.request.method);
-  span.setAttribute("network.protocol.version", s.request.version_minor == 0 ? "1.0" : "1.1");
+  span.setAttribute("network.protocol.version",
+                    s.request.version_minor == 0 ? std::string_view("1.0") : "1.1");
   if (s.route != nullptr) {
     span.setAttribute("http.route", s.route->name);
   }
@@ -117,7 +131,8 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
   if (!s.traced) {
     return;
   }
-  s.client_span = tracer_.startChildSpan(spanName(s), tracing::SpanKind::Client, s.server_span);
+  s.client_span =
+      tracer_.startChildSpan(spanName(s, scratch_), tracing::SpanKind::Client, s.server_span);
   propagator_.inject(s.client_span.context(), upstream_request.headers);
 }
 
@@ -130,18 +145,23 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   const auto& up = s.upstream;
   setCommonRequestAttributes(span, s);
   span.setAttribute("server.address", up.endpoint_host);
-  span.setAttribute("server.port", static_cast<int64_t>(up.endpoint_port));
+  span.setAttribute("server.port", int64_t{up.endpoint_port});
   if (!up.endpoint_address.empty()) {
     span.setAttribute("network.peer.address", up.endpoint_address);
-    span.setAttribute("network.peer.port", static_cast<int64_t>(up.endpoint_port));
+    span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
   }
-  std::string url = "http://" + up.endpoint_host + ":" + std::to_string(up.endpoint_port);
-  url.append(s.request.path());
+  std::string& url = scratch_;
+  url.assign("http://");
+  url += up.endpoint_host;
+  url += ':';
+  StatusText port(up.endpoint_port);
+  url += port.text;
+  url += s.request.path();
   if (!s.request.query().empty()) {
     url += '?';
     url += redactQuery(s.request.query());
   }
-  span.setAttribute("url.full", std::move(url));
+  span.setAttribute("url.full", url);
   if (s.route != nullptr) {
     span.setAttribute("sidetrace.cluster", s.route->cluster);
   }
@@ -149,9 +169,9 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     span.setAttribute("error.type", errorTypeName(up.error));
     span.setStatus(tracing::StatusCode::Error, errorTypeName(up.error));
   } else {
-    span.setAttribute("http.response.status_code", static_cast<int64_t>(up.status));
+    span.setAttribute("http.response.status_code", int64_t{up.status});
     if (up.status >= 400) {
-      span.setAttribute("error.type", std::to_string(up.status));
+      span.setAttribute("error.type", StatusText(up.status).text);
       span.setStatus(tracing::StatusCode::Error);
     }
   }
@@ -171,30 +191,31 @@ void TracingFilter::onComplete(Stream& s) {
     span.end();
     return;
   }
-  span.setName(spanName(s));
+  span.setName(spanName(s, scratch_));
   setCommonRequestAttributes(span, s);
-  span.setAttribute("url.path", std::string(s.request.path()));
+  span.setAttribute("url.path", s.request.path());
   if (!s.request.query().empty()) {
     span.setAttribute("url.query", redactQuery(s.request.query()));
   }
   span.setAttribute("url.scheme", s.scheme);
   if (auto host = s.request.host(); !host.empty()) {
-    span.setAttribute("server.address", std::string(host));
+    span.setAttribute("server.address", host);
   }
-  span.setAttribute("server.port", static_cast<int64_t>(s.local_port));
+  span.setAttribute("server.port", int64_t{s.local_port});
   span.setAttribute("client.address", s.peer_address);
   span.setAttribute("network.peer.address", s.peer_address);
-  span.setAttribute("network.peer.port", static_cast<int64_t>(s.peer_port));
+  span.setAttribute("network.peer.port", int64_t{s.peer_port});
   if (auto ua = s.request.headers.get("user-agent")) {
-    span.setAttribute("user_agent.original", std::string(*ua));
+    span.setAttribute("user_agent.original", *ua);
   }
   if (s.response_status != 0) {
-    span.setAttribute("http.response.status_code", static_cast<int64_t>(s.response_status));
+    span.setAttribute("http.response.status_code", int64_t{s.response_status});
   }
   if (s.response_status >= 500 || s.response_status == 0) {
-    std::string type = !s.error_type.empty()    ? s.error_type
-                       : s.response_status != 0 ? std::to_string(s.response_status)
-                                                : "no_response";
+    StatusText status(s.response_status);
+    std::string_view type = !s.error_type.empty()    ? std::string_view(s.error_type)
+                            : s.response_status != 0 ? status.text
+                                                     : "no_response";
     span.setAttribute("error.type", type);
     span.setStatus(tracing::StatusCode::Error);
   }

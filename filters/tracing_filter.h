@@ -5,6 +5,7 @@
 // context starts a new trace.
 
 #include <memory>
+#include <string>
 
 #include "config/config.h"
 #include "filters/filter.h"
@@ -28,6 +29,7 @@ class TracingFilter : public Filter {
   const config::TracingConfig& cfg_;
   tracing::Tracer& tracer_;
   tracing::CompositePropagator propagator_;
+  std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
 };
 
 // Shared helpers (exposed for tests).

@@ -21,7 +21,7 @@ int64_t steadyNanos() {
 
 BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
                                        const config::BatchConfig& cfg, Resource resource)
-    : exporter_(std::move(exporter)), cfg_(cfg), resource_(std::move(resource)) {
+    : exporter_(std::move(exporter)), cfg_(cfg), encoder_(resource) {
   // A zero batch size would never make progress; a batch larger than the queue never fills.
   cfg_.max_queue_size = std::max<uint32_t>(cfg_.max_queue_size, 1);
   cfg_.max_export_batch_size =
@@ -38,26 +38,30 @@ BatchSpanProcessor::~BatchSpanProcessor() {
   shutdown(cfg_.export_timeout);
 }
 
-void BatchSpanProcessor::enqueue(std::vector<SpanData>&& spans) {
-  if (spans.empty()) {
+void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
+  if (spans.count == 0) {
     return;
   }
-  stats_.spans_sampled.fetch_add(spans.size(), std::memory_order_relaxed);
+  stats_.spans_sampled.fetch_add(spans.count, std::memory_order_relaxed);
   size_t taken = 0;
   bool wake = false;
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      size_t room = cfg_.max_queue_size - std::min<size_t>(queue_.size(), cfg_.max_queue_size);
-      taken = std::min(room, spans.size());
-      std::move(spans.begin(), spans.begin() + static_cast<ptrdiff_t>(taken),
-                std::back_inserter(queue_));
-      stats_.queue_size.store(queue_.size(), std::memory_order_relaxed);
-      wake = queue_.size() >= cfg_.max_export_batch_size;
+      size_t room = cfg_.max_queue_size - std::min<size_t>(queued_spans_, cfg_.max_queue_size);
+      taken = std::min(room, spans.count);
+      if (taken > 0) {
+        if (taken < spans.count) {  // keep the first `taken` spans, cut at a span boundary
+          spans.bytes.resize(otlpSpansPrefixBytes(spans.bytes, taken));
+        }
+        queue_.push_back(SpanBatch{std::move(spans.bytes), taken});
+        queued_spans_ += taken;
+      }
+      stats_.queue_size.store(queued_spans_, std::memory_order_relaxed);
+      wake = queued_spans_ >= cfg_.max_export_batch_size;
     }
   }
-  const size_t dropped = spans.size() - taken;
-  spans.clear();
+  const size_t dropped = spans.count - taken;
   if (wake) {
     cv_.notify_one();
   }
@@ -107,11 +111,11 @@ void BatchSpanProcessor::run() {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, cfg_.schedule_delay, [&] {
         return stopping_ || flush_requested_ > flush_done_ ||
-               queue_.size() >= cfg_.max_export_batch_size;
+               queued_spans_ >= cfg_.max_export_batch_size;
       });
       stop = stopping_;
       flush_target = flush_requested_;
-      count = queue_.size();
+      count = queued_spans_;
       if (stop) {
         deadline = stop_deadline_;
       }
@@ -124,8 +128,9 @@ void BatchSpanProcessor::run() {
       flush_done_ = std::max(flush_done_, flush_target);
       if (stop) {
         // Whatever the deadline left behind is lost; count it as failed to export.
-        stats_.spans_dropped_export_failed.fetch_add(queue_.size(), std::memory_order_relaxed);
+        stats_.spans_dropped_export_failed.fetch_add(queued_spans_, std::memory_order_relaxed);
         queue_.clear();
+        queued_spans_ = 0;
         stats_.queue_size.store(0, std::memory_order_relaxed);
         flush_done_ = flush_requested_;
       }
@@ -138,30 +143,49 @@ void BatchSpanProcessor::run() {
 }
 
 void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {
-  std::vector<SpanData> batch;
+  std::vector<SpanBatch> batch;
+  std::vector<std::string_view> runs;
   while (count > 0 && SteadyClock::now() < deadline) {
     batch.clear();
+    size_t n = 0;
     {
       std::lock_guard lock(mu_);
-      size_t n = std::min({count, queue_.size(), size_t{cfg_.max_export_batch_size}});
-      std::move(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n),
-                std::back_inserter(batch));
-      queue_.erase(queue_.begin(), queue_.begin() + static_cast<ptrdiff_t>(n));
-      stats_.queue_size.store(queue_.size(), std::memory_order_relaxed);
+      const size_t want = std::min(count, size_t{cfg_.max_export_batch_size});
+      while (n < want && !queue_.empty()) {
+        SpanBatch& front = queue_.front();
+        const size_t take = std::min(want - n, front.count);
+        if (take == front.count) {
+          batch.push_back(std::move(front));
+          queue_.pop_front();
+        } else {  // split the front batch at a span boundary
+          const size_t bytes = otlpSpansPrefixBytes(front.bytes, take);
+          batch.push_back(SpanBatch{front.bytes.substr(0, bytes), take});
+          front.bytes.erase(0, bytes);
+          front.count -= take;
+        }
+        n += take;
+      }
+      queued_spans_ -= n;
+      stats_.queue_size.store(queued_spans_, std::memory_order_relaxed);
     }
-    if (batch.empty()) {
+    if (n == 0) {
       return;
     }
-    count -= batch.size();
+    count -= std::min(count, n);
     if (!exporter_) {
       continue;  // no exporter: spans are discarded by design
     }
-    if (exporter_->exportSpans(batch, resource_) == ExportResult::Success) {
+    runs.clear();
+    for (const SpanBatch& b : batch) {
+      runs.emplace_back(b.bytes);
+    }
+    encoder_.encode(runs, request_);
+    if (exporter_->exportSpans(request_, n) == ExportResult::Success) {
       stats_.export_requests_ok.fetch_add(1, std::memory_order_relaxed);
-      stats_.spans_exported.fetch_add(batch.size(), std::memory_order_relaxed);
+      stats_.spans_exported.fetch_add(n, std::memory_order_relaxed);
     } else {
       stats_.export_requests_failed.fetch_add(1, std::memory_order_relaxed);
-      stats_.spans_dropped_export_failed.fetch_add(batch.size(), std::memory_order_relaxed);
+      stats_.spans_dropped_export_failed.fetch_add(n, std::memory_order_relaxed);
     }
   }
 }
@@ -181,27 +205,25 @@ void BatchSpanProcessor::warnDropped(uint64_t dropped) {
 }
 
 WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
-    : processor_(processor), batch_(std::max<size_t>(batch, 1)) {
-  pending_.reserve(batch_);
-}
+    : processor_(processor), batch_(std::max<size_t>(batch, 1)) {}
 
-void WorkerSpanBuffer::add(SpanData&& span) {
+void WorkerSpanBuffer::add(const SpanRecord& span) {
   if (!processor_) {
     return;
   }
-  pending_.push_back(std::move(span));
-  if (pending_.size() >= batch_) {
+  appendOtlpSpan(pending_, span);
+  if (++pending_count_ >= batch_) {
     flush();
   }
 }
 
 void WorkerSpanBuffer::flush() {
-  if (!processor_ || pending_.empty()) {
+  if (!processor_ || pending_count_ == 0) {
     return;
   }
-  processor_->enqueue(std::move(pending_));
-  pending_.clear();  // a moved-from vector is valid but unspecified
-  pending_.reserve(batch_);
+  processor_->enqueue(SpanBatch{std::string(pending_.view()), pending_count_});
+  pending_.clear();
+  pending_count_ = 0;
 }
 
 }  // namespace sidetrace::tracing

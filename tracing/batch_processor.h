@@ -2,6 +2,7 @@
 // BatchSpanProcessor: one thread, one bounded queue, one exporter. Workers hand over spans in
 // small batches (WorkerSpanBuffer) so the lock is taken once per batch, not per span. A full queue
 // drops spans and counts them; a worker never waits on export (nginx-otel BatchExporter habit).
+// Spans travel already encoded (otlp_encode.h): the export thread frames them, it never re-encodes.
 
 #include <atomic>
 #include <chrono>
@@ -10,11 +11,13 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "config/config.h"
 #include "tracing/exporter.h"
+#include "tracing/otlp_encode.h"
 #include "tracing/span_data.h"
 
 namespace sidetrace::tracing {
@@ -31,6 +34,12 @@ struct PipelineStats {
   std::atomic<uint64_t> queue_size{0};
 };
 
+// A run of encoded spans (ScopeSpans.spans elements, see otlp_encode.h) and how many it holds.
+struct SpanBatch {
+  std::string bytes;
+  size_t count = 0;
+};
+
 class BatchSpanProcessor {
  public:
   BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter, const config::BatchConfig& cfg,
@@ -39,9 +48,9 @@ class BatchSpanProcessor {
   BatchSpanProcessor(const BatchSpanProcessor&) = delete;
   BatchSpanProcessor& operator=(const BatchSpanProcessor&) = delete;
 
-  // Called from any worker thread. Moves as many spans as fit into the queue; the rest are
-  // dropped and counted. Never blocks on export; holds the lock only to append.
-  void enqueue(std::vector<SpanData>&& spans);
+  // Called from any worker thread. Queues as many of the spans as fit; the rest are dropped and
+  // counted. Never blocks on export; holds the lock only to append.
+  void enqueue(SpanBatch&& spans);
   // Export everything queued now; waits up to timeout. Returns false on timeout.
   bool forceFlush(std::chrono::milliseconds timeout);
   // Flush, stop the thread, shut the exporter down. Idempotent.
@@ -58,12 +67,14 @@ class BatchSpanProcessor {
 
   std::unique_ptr<SpanExporter> exporter_;
   config::BatchConfig cfg_;
-  Resource resource_;
+  OtlpRequestEncoder encoder_;
   PipelineStats stats_;
   std::mutex mu_;
   std::condition_variable cv_;       // wakes the export thread
   std::condition_variable flushed_;  // wakes forceFlush callers
-  std::deque<SpanData> queue_;
+  std::deque<SpanBatch> queue_;
+  size_t queued_spans_ = 0;  // spans in queue_ (the bound is in spans)
+  std::string request_;      // export thread only: the framed request, capacity reused
   uint64_t flush_requested_ = 0;
   uint64_t flush_done_ = 0;
   bool stopping_ = false;
@@ -74,20 +85,22 @@ class BatchSpanProcessor {
   std::thread thread_;
 };
 
-// Per-worker staging buffer: collects ended spans and hands them to the processor when it holds
-// `batch` spans or when flush() is called (the worker calls it on a short timer).
+// Per-worker staging buffer: encodes ended spans into a batch and hands it to the processor when
+// it holds `batch` spans or when flush() is called (the worker calls it on a short timer).
 // Single-threaded: owned and used by one worker.
 class WorkerSpanBuffer {
  public:
   WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
-  void add(SpanData&& span);
+  void add(const SpanRecord& span);
   void flush();
+  // nullptr when there is no processor (exporter "none"): spans need not be recorded at all.
   PipelineStats* stats() { return processor_ ? &processor_->stats() : nullptr; }
 
  private:
   BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
   size_t batch_;
-  std::vector<SpanData> pending_;
+  WireBuffer pending_;  // encoded spans; its capacity is kept across batches
+  size_t pending_count_ = 0;
 };
 
 }  // namespace sidetrace::tracing

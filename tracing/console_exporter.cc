@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "tracing/exporter.h"
+#include "tracing/otlp_encode.h"
 #include "tracing/utf8.h"
 
 namespace sidetrace::tracing {
@@ -158,10 +159,16 @@ void appendSpan(std::string& out, const SpanData& span, std::string_view service
 
 class ConsoleExporter final : public SpanExporter {
  public:
-  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource& resource) override {
+  ExportResult exportSpans(std::string_view request, size_t /*span_count*/) override {
+    // Off the hot path (a human reads this): decode with the generated classes and print.
+    spans_.clear();
+    Resource resource;
+    if (!decodeOtlpRequest(request, &spans_, &resource)) {
+      return ExportResult::Failure;
+    }
     std::string_view service = serviceName(resource);
     out_.clear();
-    for (const SpanData& span : spans) {
+    for (const SpanData& span : spans_) {
       appendSpan(out_, span, service);
     }
     bool ok = std::fwrite(out_.data(), 1, out_.size(), stdout) == out_.size();
@@ -170,6 +177,7 @@ class ConsoleExporter final : public SpanExporter {
   }
 
  private:
+  std::vector<SpanData> spans_;
   std::string out_;  // reused between batches
 };
 

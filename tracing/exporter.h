@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "config/config.h"
@@ -16,9 +17,10 @@ enum class ExportResult { Success, Failure };
 class SpanExporter {
  public:
   virtual ~SpanExporter() = default;
-  // Blocks for at most the configured timeout, retries included.
-  virtual ExportResult exportSpans(const std::vector<SpanData>& spans,
-                                   const Resource& resource) = 0;
+  // `request` is a serialized OTLP ExportTraceServiceRequest holding span_count spans (framed by
+  // the processor, resource included). Blocks for at most the configured timeout, retries
+  // included.
+  virtual ExportResult exportSpans(std::string_view request, size_t span_count) = 0;
   virtual void shutdown() {}
 };
 

@@ -1,5 +1,7 @@
 #include "tracing/otlp_encode.h"
 
+#include <cstring>
+
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "tracing/utf8.h"
 
@@ -7,110 +9,364 @@ namespace sidetrace::tracing {
 
 namespace {
 
-namespace common = opentelemetry::proto::common::v1;
-namespace otlp = opentelemetry::proto::trace::v1;
+// Protobuf wire types and the tags used below ((field << 3) | wire type).
+constexpr uint8_t kVarint = 0, kFixed64 = 1, kLen = 2, kFixed32 = 5;
+constexpr uint32_t tag(uint32_t field, uint8_t wire_type) {
+  return (field << 3) | wire_type;
+}
 
-void setString(std::string_view value, std::string* out) {
-  if (isValidUtf8(value)) {
-    out->assign(value.data(), value.size());
+inline size_t varintSize(uint64_t v) {
+  if (v < 0x80) {
+    return 1;
+  }
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    ++n;
+  }
+  return n;
+}
+
+// Space for exactly n more bytes at the end of out, written through a pointer: sizes are
+// computed first, then the bytes stored. (Appending piece by piece cost ~50 instructions each.)
+char* extend(std::string& out, size_t n) {
+  const size_t old = out.size();
+  out.resize(old + n);
+  return out.data() + old;
+}
+
+char* extend(WireBuffer& out, size_t n) {
+  return out.extend(n);
+}
+
+class Writer {
+ public:
+  explicit Writer(char* p) : p_(p) {}
+  void varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
+  }
+  void fixed(uint64_t v, int bytes) {  // little-endian, independent of the host's byte order
+    for (int i = 0; i < bytes; ++i) {
+      *p_++ = static_cast<char>(v & 0xff);
+      v >>= 8;
+    }
+  }
+  void raw(std::string_view bytes) {
+    if (!bytes.empty()) {  // memcpy from an empty view's nullptr is undefined, even for 0 bytes
+      std::memcpy(p_, bytes.data(), bytes.size());
+      p_ += bytes.size();
+    }
+  }
+  // A length-delimited field: tag, length, bytes.
+  void field(uint32_t field_tag, std::string_view bytes) {
+    varint(field_tag);
+    varint(bytes.size());
+    raw(bytes);
+  }
+
+ private:
+  char* p_;
+};
+
+size_t bytesFieldSize(uint32_t field_tag, size_t len) {
+  return varintSize(field_tag) + varintSize(len) + len;
+}
+
+void putField(std::string& out, uint32_t field_tag, std::string_view bytes) {
+  Writer(extend(out, bytesFieldSize(field_tag, bytes.size()))).field(field_tag, bytes);
+}
+
+// Client bytes may be invalid UTF-8: repaired into scratch (rare) so the length is known up front.
+std::string_view validUtf8(std::string_view s, std::string& scratch) {
+  if (isValidUtf8(s)) {
+    return s;
+  }
+  scratch.clear();
+  appendValidUtf8(s, scratch);
+  return scratch;
+}
+
+// AnyValue (common.proto): string_value = 1, bool_value = 2, int_value = 3, double_value = 4.
+// Members of a oneof are written even when they hold the default value.
+struct EncodedValue {
+  uint32_t tag = 0;
+  std::string_view text;  // string_value
+  uint64_t number = 0;    // varint or fixed64 payload
+  size_t size() const {
+    switch (tag & 7) {
+      case kLen:
+        return bytesFieldSize(tag, text.size());
+      case kFixed64:
+        return 1 + 8;
+      default:
+        return 1 + varintSize(number);
+    }
+  }
+};
+
+EncodedValue encodeValue(const AttributeValueView& value, std::string& scratch) {
+  EncodedValue v;
+  if (const auto* s = std::get_if<std::string_view>(&value)) {
+    v.tag = tag(1, kLen);
+    v.text = validUtf8(*s, scratch);
+  } else if (const auto* b = std::get_if<bool>(&value)) {
+    v.tag = tag(2, kVarint);
+    v.number = *b ? 1 : 0;
+  } else if (const auto* i = std::get_if<int64_t>(&value)) {
+    v.tag = tag(3, kVarint);
+    v.number = static_cast<uint64_t>(*i);  // negative int64 is a 10-byte varint, as protobuf does
   } else {
-    out->clear();
-    appendValidUtf8(value, *out);
+    double d = std::get<double>(value);
+    v.tag = tag(4, kFixed64);
+    std::memcpy(&v.number, &d, sizeof d);
+  }
+  return v;
+}
+
+// KeyValue { key = 1; value = 2 } as field `field_tag` of the enclosing message.
+template <typename Out>
+void putKeyValue(Out& out, uint32_t field_tag, std::string_view key,
+                 const AttributeValueView& value) {
+  std::string value_scratch;
+  EncodedValue v = encodeValue(value, value_scratch);
+  const size_t any_size = v.size();
+  const size_t kv_size =
+      bytesFieldSize(tag(1, kLen), key.size()) + 1 + varintSize(any_size) + any_size;
+  Writer w(extend(out, varintSize(field_tag) + varintSize(kv_size) + kv_size));
+  w.varint(field_tag);
+  w.varint(kv_size);
+  w.field(tag(1, kLen), key);
+  w.varint(tag(2, kLen));
+  w.varint(any_size);
+  switch (v.tag & 7) {
+    case kLen:
+      w.field(v.tag, v.text);
+      break;
+    case kFixed64:
+      w.varint(v.tag);
+      w.fixed(v.number, 8);
+      break;
+    default:
+      w.varint(v.tag);
+      w.varint(v.number);
   }
 }
 
-// Overwrites kv in place. Setting a oneof member of the kind it already holds reuses its storage,
-// so a reused request makes no allocation for attributes of the same shape as last time.
-void setAttribute(const Attribute& attr, common::KeyValue* kv) {
-  setString(attr.key, kv->mutable_key());
-  common::AnyValue* value = kv->mutable_value();
-  std::visit(
-      [value](const auto& v) {
-        using T = std::decay_t<decltype(v)>;
-        if constexpr (std::is_same_v<T, std::string>) {
-          setString(v, value->mutable_string_value());
-        } else if constexpr (std::is_same_v<T, bool>) {
-          value->set_bool_value(v);
-        } else if constexpr (std::is_same_v<T, double>) {
-          value->set_double_value(v);
-        } else {
-          value->set_int_value(v);
-        }
-      },
-      attr.value);
+AttributeValueView view(const AttributeValue& value) {
+  return std::visit([](const auto& v) -> AttributeValueView { return AttributeValueView(v); },
+                    value);
 }
 
-template <size_t N>
-void setBytes(const std::array<uint8_t, N>& bytes, std::string* out) {
-  out->assign(reinterpret_cast<const char*>(bytes.data()), N);
+// Span fields (trace.proto).
+constexpr uint32_t kSpanTraceId = tag(1, kLen), kSpanSpanId = tag(2, kLen),
+                   kSpanTraceState = tag(3, kLen), kSpanParentSpanId = tag(4, kLen),
+                   kSpanName = tag(5, kLen), kSpanKind = tag(6, kVarint),
+                   kSpanStart = tag(7, kFixed64), kSpanEnd = tag(8, kFixed64),
+                   kSpanStatus = tag(15, kLen), kSpanFlags = tag(16, kFixed32);
+constexpr uint32_t kStatusMessage = tag(2, kLen), kStatusCode = tag(3, kVarint);
+constexpr uint32_t kAttributes = tag(9, kLen);       // Span.attributes
+constexpr uint32_t kScopeSpansSpans = tag(2, kLen);  // ScopeSpans.spans
+
+}  // namespace
+
+void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value) {
+  putKeyValue(out, kAttributes, key, value);
 }
 
-// Element i of a repeated message field, reusing an existing one (cleared elements stay allocated
-// inside RepeatedPtrField, so add() after RemoveLast() hands them back).
-template <typename Repeated>
-auto* element(Repeated* field, int i) {
-  return i < field->size() ? field->Mutable(i) : field->Add();
-}
+namespace {
 
-template <typename Repeated>
-void truncate(Repeated* field, int n) {
-  while (field->size() > n) {
-    field->RemoveLast();
-  }
-}
-
-void encodeSpan(const SpanData& span, otlp::Span* s) {
-  setBytes(span.trace_id.bytes, s->mutable_trace_id());
-  setBytes(span.span_id.bytes, s->mutable_span_id());
-  if (span.parent_span_id.valid()) {
-    setBytes(span.parent_span_id.bytes, s->mutable_parent_span_id());
-  } else {
-    s->clear_parent_span_id();
-  }
-  s->set_trace_state(span.tracestate);  // validated W3C tracestate: ASCII
-  s->set_flags(span.flags);
-  setString(span.name, s->mutable_name());
-  s->set_kind(static_cast<otlp::Span::SpanKind>(span.kind));
-  s->set_start_time_unix_nano(span.start_unix_nanos);
-  s->set_end_time_unix_nano(span.end_unix_nanos);
-  auto* attrs = s->mutable_attributes();
-  int n = 0;
-  for (const Attribute& attr : span.attributes) {
-    setAttribute(attr, element(attrs, n++));
-  }
-  truncate(attrs, n);
+template <typename Out>
+void putSpan(Out& out, const SpanRecord& span) {
+  std::string name_scratch, message_scratch;
+  const std::string_view name = validUtf8(span.name, name_scratch);
+  const bool has_parent = span.parent_span_id.valid();
+  size_t status_size = 0;
+  std::string_view message;
   if (span.status != StatusCode::Unset) {
-    s->mutable_status()->set_code(static_cast<otlp::Status::StatusCode>(span.status));
-    setString(span.status_message, s->mutable_status()->mutable_message());
-  } else {
-    s->clear_status();
+    message = validUtf8(span.status_message, message_scratch);
+    status_size = (message.empty() ? 0 : bytesFieldSize(kStatusMessage, message.size())) + 1 +
+                  varintSize(static_cast<uint64_t>(span.status));
+  }
+  size_t size =
+      bytesFieldSize(kSpanTraceId, 16) + bytesFieldSize(kSpanSpanId, 8) +
+      (span.tracestate.empty() ? 0 : bytesFieldSize(kSpanTraceState, span.tracestate.size())) +
+      (has_parent ? bytesFieldSize(kSpanParentSpanId, 8) : 0) +
+      bytesFieldSize(kSpanName, name.size()) + 1 + varintSize(static_cast<uint64_t>(span.kind)) +
+      2 * (1 + 8) + span.attributes.size() +
+      (span.status != StatusCode::Unset ? bytesFieldSize(kSpanStatus, status_size) : 0) +
+      (span.flags != 0 ? 2 + 4 : 0);
+  Writer w(extend(out, varintSize(kScopeSpansSpans) + varintSize(size) + size));
+  w.varint(kScopeSpansSpans);
+  w.varint(size);
+  const auto* tid = reinterpret_cast<const char*>(span.trace_id.bytes.data());
+  w.field(kSpanTraceId, {tid, span.trace_id.bytes.size()});
+  const auto* sid = reinterpret_cast<const char*>(span.span_id.bytes.data());
+  w.field(kSpanSpanId, {sid, span.span_id.bytes.size()});
+  if (!span.tracestate.empty()) {
+    w.field(kSpanTraceState, span.tracestate);  // validated W3C tracestate: ASCII
+  }
+  if (has_parent) {
+    const auto* pid = reinterpret_cast<const char*>(span.parent_span_id.bytes.data());
+    w.field(kSpanParentSpanId, {pid, span.parent_span_id.bytes.size()});
+  }
+  w.field(kSpanName, name);
+  w.varint(kSpanKind);
+  w.varint(static_cast<uint64_t>(span.kind));
+  w.varint(kSpanStart);
+  w.fixed(span.start_unix_nanos, 8);
+  w.varint(kSpanEnd);
+  w.fixed(span.end_unix_nanos, 8);
+  w.raw(span.attributes.view());
+  if (span.status != StatusCode::Unset) {
+    w.varint(kSpanStatus);
+    w.varint(status_size);
+    if (!message.empty()) {
+      w.field(kStatusMessage, message);
+    }
+    w.varint(kStatusCode);
+    w.varint(static_cast<uint64_t>(span.status));
+  }
+  if (span.flags != 0) {
+    w.varint(kSpanFlags);
+    w.fixed(span.flags, 4);
   }
 }
 
 }  // namespace
 
-void encodeOtlp(const std::vector<SpanData>& spans, const Resource& resource,
-                opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest* out) {
-  // One ResourceSpans with one ScopeSpans; everything below is overwritten in place rather than
-  // cleared, so a request object reused across exports stops allocating once warm.
-  truncate(out->mutable_resource_spans(), 1);
-  otlp::ResourceSpans* rs = element(out->mutable_resource_spans(), 0);
-  auto* rattrs = rs->mutable_resource()->mutable_attributes();
-  int n = 0;
-  for (const Attribute& attr : resource.attributes) {
-    setAttribute(attr, element(rattrs, n++));
+void appendOtlpSpan(std::string& out, const SpanRecord& span) {
+  putSpan(out, span);
+}
+
+void appendOtlpSpan(WireBuffer& out, const SpanRecord& span) {
+  putSpan(out, span);
+}
+
+size_t otlpSpansPrefixBytes(std::string_view run, size_t n) {
+  size_t pos = 0;
+  for (size_t i = 0; i < n && pos < run.size(); ++i) {
+    ++pos;  // the tag (kScopeSpansSpans, one byte)
+    uint64_t len = 0;
+    for (int shift = 0; pos < run.size(); shift += 7) {
+      auto b = static_cast<uint8_t>(run[pos++]);
+      len |= static_cast<uint64_t>(b & 0x7f) << shift;
+      if ((b & 0x80) == 0) {
+        break;
+      }
+    }
+    pos += len;
   }
-  truncate(rattrs, n);
-  truncate(rs->mutable_scope_spans(), 1);
-  otlp::ScopeSpans* ss = element(rs->mutable_scope_spans(), 0);
-  ss->mutable_scope()->set_name("sidetrace");
-  ss->mutable_scope()->set_version(SIDETRACE_VERSION);
-  auto* out_spans = ss->mutable_spans();
-  int i = 0;
-  for (const SpanData& span : spans) {
-    encodeSpan(span, element(out_spans, i++));
+  return std::min(pos, run.size());
+}
+
+OtlpRequestEncoder::OtlpRequestEncoder(const Resource& resource) {
+  std::string body, key_scratch;
+  for (const Attribute& attr : resource.attributes) {  // keys from config: check them too
+    putKeyValue(body, tag(1, kLen), validUtf8(attr.key, key_scratch), view(attr.value));
   }
-  truncate(out_spans, i);
+  putField(resource_field_, tag(1, kLen), body);  // ResourceSpans.resource = 1
+  std::string scope;
+  putField(scope, tag(1, kLen), "sidetrace");        // InstrumentationScope.name = 1
+  putField(scope, tag(2, kLen), SIDETRACE_VERSION);  // InstrumentationScope.version = 2
+  putField(scope_field_, tag(1, kLen), scope);       // ScopeSpans.scope = 1
+}
+
+void OtlpRequestEncoder::encode(const std::vector<std::string_view>& span_runs,
+                                std::string& out) const {
+  size_t spans_size = 0;
+  for (std::string_view run : span_runs) {
+    spans_size += run.size();
+  }
+  const size_t scope_spans_size = scope_field_.size() + spans_size;
+  const size_t resource_spans_size =
+      resource_field_.size() + bytesFieldSize(tag(2, kLen), scope_spans_size);
+  out.clear();
+  Writer w(extend(out, bytesFieldSize(tag(1, kLen), resource_spans_size)));
+  w.varint(tag(1, kLen));  // ExportTraceServiceRequest.resource_spans = 1
+  w.varint(resource_spans_size);
+  w.raw(resource_field_);
+  w.varint(tag(2, kLen));  // ResourceSpans.scope_spans = 2
+  w.varint(scope_spans_size);
+  w.raw(scope_field_);
+  for (std::string_view run : span_runs) {
+    w.raw(run);
+  }
+}
+
+namespace {
+
+namespace common = opentelemetry::proto::common::v1;
+namespace collector = opentelemetry::proto::collector::trace::v1;
+namespace otlp = opentelemetry::proto::trace::v1;
+
+template <size_t N>
+void copyId(const std::string& from, std::array<uint8_t, N>& to) {
+  if (from.size() == N) {
+    std::memcpy(to.data(), from.data(), N);
+  }
+}
+
+AttributeValue decodeValue(const common::AnyValue& v) {
+  switch (v.value_case()) {
+    case common::AnyValue::kBoolValue:
+      return v.bool_value();
+    case common::AnyValue::kIntValue:
+      return v.int_value();
+    case common::AnyValue::kDoubleValue:
+      return v.double_value();
+    default:
+      return v.string_value();
+  }
+}
+
+}  // namespace
+
+bool decodeOtlpRequest(std::string_view request, std::vector<SpanData>* spans, Resource* resource) {
+  collector::ExportTraceServiceRequest req;
+  if (!req.ParseFromArray(request.data(), static_cast<int>(request.size()))) {
+    return false;
+  }
+  if (resource != nullptr && req.resource_spans_size() > 0) {
+    for (const auto& kv : req.resource_spans(0).resource().attributes()) {
+      resource->attributes.push_back(Attribute{kv.key(), decodeValue(kv.value())});
+    }
+  }
+  for (const auto& rs : req.resource_spans()) {
+    for (const auto& ss : rs.scope_spans()) {
+      for (const otlp::Span& s : ss.spans()) {
+        SpanData d;
+        copyId(s.trace_id(), d.trace_id.bytes);
+        copyId(s.span_id(), d.span_id.bytes);
+        copyId(s.parent_span_id(), d.parent_span_id.bytes);
+        d.tracestate = s.trace_state();
+        d.flags = static_cast<uint8_t>(s.flags() & 0xff);
+        d.name = s.name();
+        d.kind = static_cast<SpanKind>(s.kind());
+        d.start_unix_nanos = s.start_time_unix_nano();
+        d.end_unix_nanos = s.end_time_unix_nano();
+        for (const auto& kv : s.attributes()) {
+          d.attributes.push_back(Attribute{kv.key(), decodeValue(kv.value())});
+        }
+        d.status = static_cast<StatusCode>(s.status().code());
+        d.status_message = s.status().message();
+        spans->push_back(std::move(d));
+      }
+    }
+  }
+  return true;
+}
+
+const AttributeValue* SpanData::attribute(std::string_view key) const {
+  for (const auto& attr : attributes) {
+    if (attr.key == key) {
+      return &attr.value;
+    }
+  }
+  return nullptr;
 }
 
 }  // namespace sidetrace::tracing

@@ -1,24 +1,52 @@
 #pragma once
-// SpanData → OTLP ExportTraceServiceRequest, separate from the gRPC transport so tests (and a
-// future OTLP/HTTP exporter) can use it. The message is only forward-declared: protobuf headers
-// stay out of this header; callers that fill or read the message include the generated .pb.h
-// themselves.
+// OTLP trace protobuf, encoded straight to wire bytes for the hot path, and decoded with the
+// generated classes for everything that only reads (console exporter, tests).
+//
+// The encoder covers exactly the fields the proxy emits (opentelemetry-proto trace.proto field
+// numbers; see tracing/proto/). A span is encoded once, on its worker, as one `ScopeSpans.spans`
+// element; a batch is a plain concatenation of such elements, and RequestEncoder frames batches
+// as an ExportTraceServiceRequest behind a resource and scope encoded once at startup. Strings
+// that may carry client bytes are repaired to valid UTF-8 here (a collector rejects the whole
+// request otherwise). Tests decode the output with the generated code and with the official
+// opentelemetry-proto schema (tests/integration/node).
 
+#include <cstddef>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "tracing/span_data.h"
 
-namespace opentelemetry::proto::collector::trace::v1 {
-class ExportTraceServiceRequest;
-}  // namespace opentelemetry::proto::collector::trace::v1
-
 namespace sidetrace::tracing {
 
-// Clears *out and fills it with one ResourceSpans (the resource) holding one ScopeSpans (scope
-// "sidetrace", SIDETRACE_VERSION) with the spans. Clearing keeps protobuf's allocated elements, so
-// reusing one request across exports avoids re-allocating per span. Invalid UTF-8 in strings is
-// replaced with U+FFFD (a collector rejects the whole request otherwise).
-void encodeOtlp(const std::vector<SpanData>& spans, const Resource& resource,
-                opentelemetry::proto::collector::trace::v1::ExportTraceServiceRequest* out);
+// Appends one Span.attributes KeyValue (field 9) to out. The key is trusted to be valid UTF-8
+// (attribute keys are literals); a string value is checked and repaired.
+void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value);
+
+// Appends `span` as one ScopeSpans.spans element (tag, length, Span message) to out.
+void appendOtlpSpan(std::string& out, const SpanRecord& span);
+void appendOtlpSpan(WireBuffer& out, const SpanRecord& span);
+
+// In a run of ScopeSpans.spans elements: the byte length of the first n of them (all of `run` if
+// it holds fewer). Lets a batch be split at a span boundary without decoding it.
+size_t otlpSpansPrefixBytes(std::string_view run, size_t n);
+
+// Frames runs of encoded spans as one ExportTraceServiceRequest: one ResourceSpans (the resource)
+// holding one ScopeSpans (scope "sidetrace", SIDETRACE_VERSION) with every span of every run.
+class OtlpRequestEncoder {
+ public:
+  explicit OtlpRequestEncoder(const Resource& resource);
+  // Overwrites out (its capacity is reused).
+  void encode(const std::vector<std::string_view>& span_runs, std::string& out) const;
+
+ private:
+  std::string resource_field_;  // ResourceSpans.resource, complete with tag and length
+  std::string scope_field_;     // ScopeSpans.scope, complete with tag and length
+};
+
+// Decodes a serialized ExportTraceServiceRequest (every resource and scope) into spans and, if
+// resource is given, the first resource's attributes. False if the bytes are not a valid message.
+bool decodeOtlpRequest(std::string_view request, std::vector<SpanData>* spans,
+                       Resource* resource = nullptr);
 
 }  // namespace sidetrace::tracing

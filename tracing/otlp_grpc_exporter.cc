@@ -1,3 +1,4 @@
+#include <grpcpp/generic/generic_stub.h>
 #include <grpcpp/grpcpp.h>
 
 #include <algorithm>
@@ -7,10 +8,9 @@
 #include <random>
 #include <thread>
 
-#include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "tracing/exporter.h"
 #include "tracing/log.h"
-#include "tracing/otlp_encode.h"
 
 namespace sidetrace::tracing {
 
@@ -18,6 +18,10 @@ namespace {
 
 namespace collector = opentelemetry::proto::collector::trace::v1;
 using SteadyClock = std::chrono::steady_clock;
+
+// The request arrives already serialized (otlp_encode.h), so the call goes through grpc++'s
+// generic stub with raw bytes instead of the generated stub, which would want a message object.
+const std::string kExportMethod = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
 // The OTLP spec's retryable gRPC codes; anything else (e.g. INVALID_ARGUMENT) will not get better.
 bool retryable(grpc::StatusCode code) {
@@ -80,7 +84,7 @@ class OtlpGrpcExporter final : public SpanExporter {
     grpc::ChannelArguments args;
     args.SetUserAgentPrefix("sidetrace/" SIDETRACE_VERSION);
     stub_ =
-        collector::TraceService::NewStub(grpc::CreateCustomChannel(target.address, creds, args));
+        std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(target.address, creds, args));
     for (const auto& [key, value] : cfg.headers) {
       std::string lower(key);
       std::transform(lower.begin(), lower.end(), lower.begin(),
@@ -95,11 +99,20 @@ class OtlpGrpcExporter final : public SpanExporter {
                gzip_ ? ", gzip" : "");
   }
 
-  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource& resource) override {
-    if (spans.empty()) {
+  ~OtlpGrpcExporter() override {
+    cq_.Shutdown();
+    void* tag = nullptr;
+    bool ok = false;
+    while (cq_.Next(&tag, &ok)) {
+    }
+  }
+
+  ExportResult exportSpans(std::string_view request, size_t span_count) override {
+    if (span_count == 0) {
       return ExportResult::Success;
     }
-    encodeOtlp(spans, resource, &request_);
+    grpc::Slice slice(request.data(), request.size());  // one copy into gRPC-owned memory
+    const grpc::ByteBuffer request_buffer(&slice, 1);
     const auto deadline = SteadyClock::now() + timeout_;
     std::chrono::milliseconds backoff{100};
     int attempts = 0;
@@ -114,12 +127,11 @@ class OtlpGrpcExporter final : public SpanExporter {
       if (gzip_) {
         ctx.set_compression_algorithm(GRPC_COMPRESS_GZIP);
       }
-      response_.Clear();
-      grpc::Status status = stub_->Export(&ctx, request_, &response_);
+      grpc::Status status = call(ctx, request_buffer);
       if (status.ok()) {
         if (response_.has_partial_success() && response_.partial_success().rejected_spans() > 0) {
           warnRateLimited("otlp exporter: collector rejected {} of {} span(s): {}",
-                          response_.partial_success().rejected_spans(), spans.size(),
+                          response_.partial_success().rejected_spans(), span_count,
                           response_.partial_success().error_message());
         }
         return ExportResult::Success;
@@ -129,7 +141,7 @@ class OtlpGrpcExporter final : public SpanExporter {
       auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(backoff * jitter(rng_));
       if (!retryable(status.error_code()) || SteadyClock::now() + sleep >= deadline) {
         warnRateLimited("otlp exporter: export of {} span(s) failed after {} attempt(s): {} ({})",
-                        spans.size(), attempts, status.error_message(),
+                        span_count, attempts, status.error_message(),
                         static_cast<int>(status.error_code()));
         return ExportResult::Failure;
       }
@@ -139,6 +151,34 @@ class OtlpGrpcExporter final : public SpanExporter {
   }
 
  private:
+  // One blocking unary call on the exporter's own completion queue; fills response_.
+  grpc::Status call(grpc::ClientContext& ctx, const grpc::ByteBuffer& request) {
+    grpc::ByteBuffer reply;
+    grpc::Status status;
+    auto rpc = stub_->PrepareUnaryCall(&ctx, kExportMethod, request, &cq_);
+    rpc->StartCall();
+    rpc->Finish(&reply, &status, this);
+    void* tag = nullptr;
+    bool ok = false;
+    if (!cq_.Next(&tag, &ok) || tag != this) {
+      return grpc::Status(grpc::StatusCode::INTERNAL, "completion queue shut down");
+    }
+    response_.Clear();
+    if (status.ok()) {
+      std::vector<grpc::Slice> slices;
+      std::string bytes;
+      if (reply.Dump(&slices).ok()) {
+        for (const auto& s : slices) {
+          bytes.append(reinterpret_cast<const char*>(s.begin()), s.size());
+        }
+      }
+      if (!response_.ParseFromString(bytes)) {
+        response_.Clear();  // an unreadable reply still means the spans were accepted
+      }
+    }
+    return status;
+  }
+
   // At most one warning per 10 s: a dead collector must not flood the proxy's log.
   template <typename... Args>
   void warnRateLimited(fmt::format_string<Args...> format, Args&&... args) {
@@ -155,12 +195,12 @@ class OtlpGrpcExporter final : public SpanExporter {
     }
   }
 
-  std::unique_ptr<collector::TraceService::Stub> stub_;
+  std::unique_ptr<grpc::GenericStub> stub_;
+  grpc::CompletionQueue cq_;  // one call at a time: the export thread waits on it
   std::vector<std::pair<std::string, std::string>> headers_;
   std::chrono::milliseconds timeout_;
   bool gzip_;
   std::mt19937 rng_;
-  collector::ExportTraceServiceRequest request_;  // reused: Clear() keeps its allocations
   collector::ExportTraceServiceResponse response_;
   SteadyClock::time_point last_warn_{};
   uint64_t suppressed_ = 0;

@@ -173,7 +173,8 @@ class TraceContextPropagator final : public Propagator {
   }
 
   void inject(const SpanContext& ctx, HeaderCarrier& carrier) const override {
-    carrier.set(kTraceparent, formatTraceparent(ctx));
+    char buf[kTraceparentSize];
+    carrier.set(kTraceparent, formatTraceparent(ctx, buf));
     if (ctx.tracestate.empty()) {
       carrier.remove(kTracestate);
     } else {
@@ -295,9 +296,13 @@ std::optional<SpanContext> parseTraceparent(std::string_view value) {
 }
 
 std::string formatTraceparent(const SpanContext& ctx) {
-  // Written into one fixed-size buffer: this runs for every proxied request.
+  char buf[kTraceparentSize];
+  return std::string(formatTraceparent(ctx, buf));
+}
+
+std::string_view formatTraceparent(const SpanContext& ctx, char (&buf)[kTraceparentSize]) {
+  // Written into a caller's fixed-size buffer: this runs for every proxied request.
   static constexpr char kHex[] = "0123456789abcdef";
-  char buf[55];
   char* p = buf;
   auto put = [&p](const auto& bytes) {
     for (uint8_t b : bytes) {
@@ -314,7 +319,7 @@ std::string formatTraceparent(const SpanContext& ctx) {
   *p++ = '-';
   *p++ = kHex[ctx.flags >> 4];
   *p++ = kHex[ctx.flags & 0x0f];
-  return std::string(buf, sizeof buf);
+  return {buf, sizeof buf};
 }
 
 // Returns the list re-joined without OWS and empty members. Any invalid member or duplicate key

@@ -60,6 +60,9 @@ class CompositePropagator {
 // Parsing entry points exposed for unit tests and fuzzing.
 std::optional<SpanContext> parseTraceparent(std::string_view value);
 std::string formatTraceparent(const SpanContext& ctx);
+inline constexpr size_t kTraceparentSize = 55;  // "00-" 32 hex "-" 16 hex "-" 2 hex
+// The same into buf, without allocating; returns a view of buf.
+std::string_view formatTraceparent(const SpanContext& ctx, char (&buf)[kTraceparentSize]);
 std::optional<std::string> sanitizeTracestate(std::string_view value);  // nullopt: drop it
 std::optional<SpanContext> parseB3Single(std::string_view value);
 

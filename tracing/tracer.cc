@@ -6,11 +6,13 @@
 #include <climits>
 #include <utility>
 
+#include "tracing/otlp_encode.h"
+
 namespace sidetrace::tracing {
 
 namespace {
-// A proxy span carries about 15 attributes; reserving once avoids regrowing (and moving) them.
-constexpr size_t kExpectedAttributes = 16;
+// Records kept for reuse per worker; more than this many spans open at once just allocate.
+constexpr size_t kMaxFreeRecords = 1024;
 }  // namespace
 
 uint64_t systemClockNanos() {
@@ -21,14 +23,14 @@ uint64_t systemClockNanos() {
 
 Span::Span(Span&& other) noexcept
     : context_(std::move(other.context_)),
-      data_(std::move(other.data_)),
+      record_(std::move(other.record_)),
       tracer_(std::exchange(other.tracer_, nullptr)) {}
 
 Span& Span::operator=(Span&& other) noexcept {
   if (this != &other) {
     end();
     context_ = std::move(other.context_);
-    data_ = std::move(other.data_);
+    record_ = std::move(other.record_);
     tracer_ = std::exchange(other.tracer_, nullptr);
   }
   return *this;
@@ -38,45 +40,40 @@ Span::~Span() {
   end();
 }
 
-void Span::setName(std::string name) {
-  if (data_) {
-    data_->name = std::move(name);
+void Span::setName(std::string_view name) {
+  if (record_) {
+    record_->name.assign(name);
   }
 }
 
-void Span::setAttribute(std::string_view key, AttributeValue value) {
-  if (!data_) {
-    return;
+void Span::setAttribute(std::string_view key, const AttributeValueView& value) {
+  if (record_) {
+    appendOtlpAttribute(record_->attributes, key, value);
   }
-  // OTLP requires unique keys: a second set replaces the first.
-  for (auto& attr : data_->attributes) {
-    if (attr.key == key) {
-      attr.value = std::move(value);
-      return;
-    }
-  }
-  data_->attributes.push_back(Attribute{std::string(key), std::move(value)});
 }
 
 // OpenTelemetry's rules: Unset is never set explicitly, Error replaces Unset, Ok is final (and
 // overrides an earlier Error); a description is kept only with Error.
-void Span::setStatus(StatusCode code, std::string message) {
-  if (!data_ || code == StatusCode::Unset || data_->status == StatusCode::Ok) {
+void Span::setStatus(StatusCode code, std::string_view message) {
+  if (!record_ || code == StatusCode::Unset || record_->status == StatusCode::Ok) {
     return;
   }
-  data_->status = code;
-  data_->status_message = code == StatusCode::Error ? std::move(message) : std::string();
+  record_->status = code;
+  if (code == StatusCode::Error) {
+    record_->status_message.assign(message);
+  } else {
+    record_->status_message.clear();
+  }
 }
 
 void Span::end() {
   Tracer* tracer = std::exchange(tracer_, nullptr);
-  if (tracer == nullptr || !data_) {
-    data_.reset();
+  if (tracer == nullptr || !record_) {
+    record_.reset();
     return;
   }
-  data_->end_unix_nanos = tracer->now();
-  tracer->finish(std::move(*data_));
-  data_.reset();
+  record_->end_unix_nanos = tracer->now();
+  tracer->finish(std::move(record_));
 }
 
 Tracer::Tracer(std::shared_ptr<const Sampler> sampler, WorkerSpanBuffer* buffer, Clock clock,
@@ -86,7 +83,16 @@ Tracer::Tracer(std::shared_ptr<const Sampler> sampler, WorkerSpanBuffer* buffer,
       clock_(std::move(clock)),
       ids_(seed ? IdGenerator(*seed) : IdGenerator()) {}
 
-Span Tracer::startServerSpan(std::string name, const SpanContext* remote_parent) {
+std::unique_ptr<SpanRecord> Tracer::takeRecord() {
+  if (free_records_.empty()) {
+    return std::make_unique<SpanRecord>();
+  }
+  auto record = std::move(free_records_.back());
+  free_records_.pop_back();
+  return record;
+}
+
+Span Tracer::startServerSpan(std::string_view name, const SpanContext* remote_parent) {
   const SpanContext* parent =
       remote_parent != nullptr && remote_parent->valid() ? remote_parent : nullptr;
   Span span;
@@ -101,25 +107,23 @@ Span Tracer::startServerSpan(std::string name, const SpanContext* remote_parent)
   if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
     stats->spans_started.fetch_add(1, std::memory_order_relaxed);
   }
-  if (sampled) {
-    span.data_ = std::make_unique<SpanData>();
-    SpanData& d = *span.data_;
-    d.attributes.reserve(kExpectedAttributes);
-    d.trace_id = span.context_.trace_id;
-    d.span_id = span.context_.span_id;
-    if (parent) {
-      d.parent_span_id = parent->span_id;
-    }
-    d.tracestate = span.context_.tracestate;
-    d.flags = span.context_.flags;
-    d.name = std::move(name);
-    d.kind = SpanKind::Server;
-    d.start_unix_nanos = clock_();
+  // Without an exporter (buffer_->stats() is null) there is nothing to record for.
+  if (sampled && buffer_ != nullptr && buffer_->stats() != nullptr) {
+    span.record_ = takeRecord();
+    SpanRecord& r = *span.record_;
+    r.trace_id = span.context_.trace_id;
+    r.span_id = span.context_.span_id;
+    r.parent_span_id = parent ? parent->span_id : SpanId{};
+    r.tracestate = span.context_.tracestate;
+    r.flags = span.context_.flags;
+    r.name.assign(name);
+    r.kind = SpanKind::Server;
+    r.start_unix_nanos = clock_();
   }
   return span;
 }
 
-Span Tracer::startChildSpan(std::string name, SpanKind kind, const Span& parent) {
+Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& parent) {
   Span span;
   if (!parent.context().valid()) {
     return span;  // no parent context (tracing off for this stream): nothing to propagate
@@ -133,24 +137,29 @@ Span Tracer::startChildSpan(std::string name, SpanKind kind, const Span& parent)
     stats->spans_started.fetch_add(1, std::memory_order_relaxed);
   }
   if (parent.recording()) {
-    span.data_ = std::make_unique<SpanData>();
-    SpanData& d = *span.data_;
-    d.attributes.reserve(kExpectedAttributes);
-    d.trace_id = span.context_.trace_id;
-    d.span_id = span.context_.span_id;
-    d.parent_span_id = parent.context().span_id;
-    d.tracestate = span.context_.tracestate;
-    d.flags = span.context_.flags;
-    d.name = std::move(name);
-    d.kind = kind;
-    d.start_unix_nanos = clock_();
+    span.record_ = takeRecord();
+    SpanRecord& r = *span.record_;
+    r.trace_id = span.context_.trace_id;
+    r.span_id = span.context_.span_id;
+    r.parent_span_id = parent.context().span_id;
+    r.tracestate = span.context_.tracestate;
+    r.flags = span.context_.flags;
+    r.name.assign(name);
+    r.kind = kind;
+    r.start_unix_nanos = clock_();
   }
   return span;
 }
 
-void Tracer::finish(SpanData&& data) {
+void Tracer::finish(std::unique_ptr<SpanRecord> record) {
   if (buffer_) {
-    buffer_->add(std::move(data));
+    buffer_->add(*record);
+  }
+  if (free_records_.size() < kMaxFreeRecords) {
+    record->attributes.clear();  // clear() keeps capacity: the next span appends without allocating
+    record->status = StatusCode::Unset;
+    record->status_message.clear();
+    free_records_.push_back(std::move(record));
   }
 }
 

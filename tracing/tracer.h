@@ -1,8 +1,9 @@
 #pragma once
 // The tiny tracing API the filters use (Envoy trace_driver.h habit): start a span, set attributes
 // and status, inject its context, end it. One Tracer per worker thread; spans are owned by the
-// stream that started them. A non-recording span (unsampled) still has ids so context propagates
-// with flags 00, but costs no attribute work and exports nothing.
+// stream that started them. A non-recording span (unsampled, or no exporter) still has ids so
+// context propagates (flags 00 when unsampled), but costs no attribute work and exports nothing.
+// A recording span writes into a pooled SpanRecord (span_data.h): no allocation once warm.
 
 #include <cstdint>
 #include <functional>
@@ -10,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tracing/batch_processor.h"
 #include "tracing/propagator.h"
@@ -31,11 +33,14 @@ class Span {
   Span(Span&& other) noexcept;
   Span& operator=(Span&& other) noexcept;
 
-  bool recording() const { return data_ != nullptr; }
+  bool recording() const { return record_ != nullptr; }
   const SpanContext& context() const { return context_; }
-  void setName(std::string name);
-  void setAttribute(std::string_view key, AttributeValue value);
-  void setStatus(StatusCode code, std::string message = {});
+  void setName(std::string_view name);
+  // Appends an attribute, encoded at once. Set each key at most once per span: OTLP wants unique
+  // keys, and checking on every call would cost more than the attribute itself (the tracing
+  // filter sets each key once; its tests check that exported spans have no duplicate keys).
+  void setAttribute(std::string_view key, const AttributeValueView& value);
+  void setStatus(StatusCode code, std::string_view message = {});
   // Ends the span and hands its data to the worker's buffer. Further calls are no-ops.
   void end();
   ~Span();  // ends the span if still open
@@ -43,7 +48,7 @@ class Span {
  private:
   friend class Tracer;
   SpanContext context_;
-  std::unique_ptr<SpanData> data_;
+  std::unique_ptr<SpanRecord> record_;
   Tracer* tracer_ = nullptr;
 };
 
@@ -54,20 +59,22 @@ class Tracer {
 
   // A SERVER span: samples with the sampler; parent is the extracted remote context or nullptr
   // (then a new trace id is made).
-  Span startServerSpan(std::string name, const SpanContext* remote_parent);
+  Span startServerSpan(std::string_view name, const SpanContext* remote_parent);
   // A child span (e.g. CLIENT) of a local parent; inherits its sampling decision.
-  Span startChildSpan(std::string name, SpanKind kind, const Span& parent);
+  Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent);
 
   uint64_t now() const { return clock_(); }
 
  private:
   friend class Span;
-  void finish(SpanData&& data);
+  std::unique_ptr<SpanRecord> takeRecord();
+  void finish(std::unique_ptr<SpanRecord> record);  // hands it to the buffer, then recycles it
 
   std::shared_ptr<const Sampler> sampler_;
   WorkerSpanBuffer* buffer_;
   Clock clock_;
   IdGenerator ids_;
+  std::vector<std::unique_ptr<SpanRecord>> free_records_;  // capacity kept for reuse
 };
 
 // Builds the resource from config: service.name, host.name, telemetry.sdk.{name,language,version},

@@ -7,12 +7,15 @@
 #include <mutex>
 #include <optional>
 #include <regex>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
 #include "tracing/batch_processor.h"
 #include "tracing/exporter.h"
+#include "tracing/otlp_encode.h"
 #include "tracing/sampler.h"
 #include "tracing/tracer.h"
 
@@ -23,19 +26,46 @@ constexpr const char* kTp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b
 constexpr const char* kTrace = "4bf92f3577b34da6a3ce929d0e0e4736";
 constexpr const char* kSpan = "00f067aa0ba902b7";
 
+// Decodes each request the way a collector would and keeps the spans.
 class RecordingExporter : public tracing::SpanExporter {
  public:
-  tracing::ExportResult exportSpans(const std::vector<tracing::SpanData>& spans,
-                                    const tracing::Resource&) override {
+  tracing::ExportResult exportSpans(std::string_view request, size_t span_count) override {
+    std::vector<tracing::SpanData> spans;
+    const bool ok = tracing::decodeOtlpRequest(request, &spans);
     std::lock_guard lock(mu);
-    for (const auto& s : spans) {
-      got.push_back(s);
+    if (!ok || spans.size() != span_count) {
+      ++bad_requests;
+      return tracing::ExportResult::Failure;
+    }
+    for (auto& s : spans) {
+      got.push_back(std::move(s));
     }
     return tracing::ExportResult::Success;
   }
   std::mutex mu;
   std::vector<tracing::SpanData> got;
+  int bad_requests = 0;
 };
+
+// Keys that occur more than once among a span's attributes (OTLP wants unique keys; setAttribute
+// appends, so the filter must set each key once).
+std::vector<std::string> duplicateKeys(const tracing::SpanData& d) {
+  std::vector<std::string> dups;
+  std::set<std::string_view> seen;
+  for (const auto& a : d.attributes) {
+    if (!seen.insert(a.key).second) {
+      dups.push_back(a.key);
+    }
+  }
+  return dups;
+}
+
+void expectUniqueKeys(const std::vector<tracing::SpanData>& spans) {
+  for (const auto& s : spans) {
+    EXPECT_EQ(duplicateKeys(s), std::vector<std::string>{})
+        << "span " << s.name << " kind " << static_cast<int>(s.kind);
+  }
+}
 
 const tracing::Attribute* findAttr(const tracing::SpanData& d, std::string_view key) {
   for (const auto& a : d.attributes) {
@@ -100,6 +130,7 @@ class TracingFilterTest : public ::testing::Test {
     buffer_->flush();
     EXPECT_TRUE(processor_->forceFlush(std::chrono::seconds(5)));
     std::lock_guard lock(exporter_->mu);
+    EXPECT_EQ(exporter_->bad_requests, 0);
     return exporter_->got;
   }
 
@@ -161,6 +192,7 @@ TEST_F(TracingFilterTest, ExtractedParentBecomesServerParent) {
   initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
   exchange(s, 200);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   ASSERT_NE(server, nullptr);
@@ -176,6 +208,7 @@ TEST_F(TracingFilterTest, InjectsClientContextUpstream) {
   initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
   RequestHead up = exchange(s, 200);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -199,6 +232,7 @@ TEST_F(TracingFilterTest, AttributesAndNamesAtCompletion) {
   initStream(s, "GET", "/api/orders/42?a=1&b", {{"User-Agent", "curl/8.0"}});
   exchange(s, 200);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -252,6 +286,7 @@ TEST_F(TracingFilterTest, NoRouteNameIsJustMethod) {
   s.response_status = 404;
   filter_->onComplete(s);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 1u);
   EXPECT_EQ(spans[0].name, "POST");
   EXPECT_EQ(findAttr(spans[0], "http.route"), nullptr);
@@ -266,6 +301,7 @@ TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
   initStream(s, "GET", "/api/orders");
   exchange(s, 503);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -284,6 +320,7 @@ TEST_F(TracingFilterTest, ClientErrorOnlyMarksClientSpan) {
   initStream(s, "GET", "/api/orders");
   exchange(s, 404);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
   ASSERT_NE(server, nullptr);
@@ -300,6 +337,7 @@ TEST_F(TracingFilterTest, ConnectFailureMarksClientSpan) {
   initStream(s, "GET", "/api/orders");
   exchange(s, 503, UpstreamResult::Error::ConnectFailure);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -325,6 +363,7 @@ TEST_F(TracingFilterTest, NoResponseMarksServerSpan) {
   s.response_status = 0;
   filter_->onComplete(s);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 2u);
   const auto* server = findKind(spans, tracing::SpanKind::Server);
   const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -426,7 +465,9 @@ TEST_F(TracingFilterIgnoreTest, NonMatchingRequestsAreTraced) {
   initStream(s, "GET", "/x", {{"User-Agent", "Mozilla kube-probe/1"}});
   exchange(s, 200);
   EXPECT_TRUE(s.traced);
-  EXPECT_EQ(flushAll().size(), 10u);
+  auto spans = flushAll();
+  EXPECT_EQ(spans.size(), 10u);
+  expectUniqueKeys(spans);
 }
 
 TEST_F(TracingFilterTest, TracingDisabledTouchesNothing) {
@@ -489,6 +530,7 @@ TEST_F(TracingFilterTest, MalformedTraceparentStartsNewTrace) {
     EXPECT_TRUE(s.traced);
     EXPECT_EQ(s.response_status, 200);
     auto spans = flushAll();
+    expectUniqueKeys(spans);
     ASSERT_EQ(spans.size(), 2u);
     const auto* server = findKind(spans, tracing::SpanKind::Server);
     const auto* client = findKind(spans, tracing::SpanKind::Client);
@@ -512,6 +554,7 @@ TEST_F(TracingFilterTest, SequentialRequestsGetDistinctTraces) {
   initStream(b, "GET", "/b");
   exchange(b, 200);
   auto spans = flushAll();
+  expectUniqueKeys(spans);
   ASSERT_EQ(spans.size(), 4u);
   EXPECT_EQ(spans[0].trace_id, spans[1].trace_id);
   EXPECT_EQ(spans[2].trace_id, spans[3].trace_id);
@@ -519,6 +562,15 @@ TEST_F(TracingFilterTest, SequentialRequestsGetDistinctTraces) {
 }
 
 // ---- helpers ----
+
+TEST(DuplicateKeysTest, FindsRepeatedKeys) {
+  tracing::SpanData d;
+  d.attributes = {{"a", std::string("1")}, {"b", int64_t{2}}};
+  EXPECT_TRUE(duplicateKeys(d).empty());
+  d.attributes.push_back({"a", std::string("again")});
+  d.attributes.push_back({"a", true});
+  EXPECT_EQ(duplicateKeys(d), (std::vector<std::string>{"a", "a"}));
+}
 
 TEST(GlobMatchTest, Literals) {
   EXPECT_TRUE(globMatch("", ""));

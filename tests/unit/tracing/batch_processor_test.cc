@@ -2,28 +2,47 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <future>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "tracing/otlp_encode.h"
 
 namespace sidetrace::tracing {
 namespace {
 
 using namespace std::chrono_literals;
 
-// Records batch sizes; can fail, or block until released (a slow collector).
+// Decodes each request (as a collector would) and records the batches; can fail, or block until
+// released (a slow collector).
 class RecordingExporter : public SpanExporter {
  public:
-  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource& r) override {
+  ExportResult exportSpans(std::string_view request, size_t span_count) override {
     if (block) {
       std::unique_lock lock(mu);
       entered = true;
       cv.notify_all();
       cv.wait(lock, [&] { return released; });
     }
+    std::vector<SpanData> spans;
+    Resource r;
+    const bool ok = decodeOtlpRequest(request, &spans, &r);
     std::lock_guard lock(mu);
+    if (!ok || spans.size() != span_count) {
+      ++bad_requests;
+    }
     batches.push_back(spans.size());
+    std::vector<std::string> batch_names;
     for (const auto& s : spans) {
       names.push_back(s.name);
+      batch_names.push_back(s.name);
     }
+    batch_name_lists.push_back(std::move(batch_names));
     service = r.attributes.empty() ? "" : std::get<std::string>(r.attributes[0].value);
     return fail ? ExportResult::Failure : ExportResult::Success;
   }
@@ -42,12 +61,22 @@ class RecordingExporter : public SpanExporter {
     std::lock_guard lock(mu);
     return batches;
   }
+  std::vector<std::vector<std::string>> batchNames() {
+    std::lock_guard lock(mu);
+    return batch_name_lists;
+  }
+  std::vector<std::string> allNames() {
+    std::lock_guard lock(mu);
+    return names;
+  }
 
   std::mutex mu;
   std::condition_variable cv;
   std::vector<size_t> batches;
+  std::vector<std::vector<std::string>> batch_name_lists;
   std::vector<std::string> names;
   std::string service;
+  int bad_requests = 0;  // undecodable, or span_count not what the request holds
   bool fail = false;
   bool block = false;
   bool entered = false;
@@ -55,12 +84,40 @@ class RecordingExporter : public SpanExporter {
   std::atomic<bool> shut_down{false};
 };
 
-std::vector<SpanData> spans(size_t n, const std::string& prefix = "s") {
-  std::vector<SpanData> out(n);
+SpanRecord record(std::string name) {
+  SpanRecord r;
+  r.trace_id = TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736");
+  r.span_id = SpanId::fromHex("00f067aa0ba902b7");
+  r.flags = 1;
+  r.name = std::move(name);
+  r.kind = SpanKind::Server;
+  r.start_unix_nanos = 1;
+  r.end_unix_nanos = 2;
+  appendOtlpAttribute(r.attributes, "k", "v");
+  return r;
+}
+
+// A batch of n encoded spans named prefix0 .. prefix(n-1).
+SpanBatch spans(size_t n, const std::string& prefix = "s") {
+  SpanBatch b;
   for (size_t i = 0; i < n; ++i) {
-    out[i].name = prefix + std::to_string(i);
+    appendOtlpSpan(b.bytes, record(prefix + std::to_string(i)));
+  }
+  b.count = n;
+  return b;
+}
+
+std::vector<std::string> names(size_t n, const std::string& prefix = "s") {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) {
+    out.push_back(prefix + std::to_string(i));
   }
   return out;
+}
+
+std::vector<std::string> concat(std::vector<std::string> a, const std::vector<std::string>& b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
 }
 
 config::BatchConfig cfg(uint32_t queue, uint32_t batch, int delay_ms = 60000) {
@@ -84,22 +141,43 @@ TEST(BatchSpanProcessorTest, ForceFlushExportsInBatchesOfMaxSize) {
   EXPECT_EQ(p.stats().queue_size.load(), 3u);
   p.enqueue(spans(7, "t"));
   ASSERT_TRUE(p.forceFlush(5s));
-  std::vector<size_t> sizes = rec->batchSizes();
-  size_t total = 0;
-  for (size_t s : sizes) {
-    EXPECT_LE(s, 4u);
-    total += s;
-  }
-  EXPECT_EQ(total, 10u);
-  EXPECT_EQ(rec->names.front(), "s0");
-  EXPECT_EQ(rec->names.back(), "t6");
+  // Exactly max_export_batch_size per request; the queued "t" batch is split at span boundaries.
+  EXPECT_EQ(rec->batchSizes(), (std::vector<size_t>{4, 4, 2}));
+  EXPECT_EQ(rec->batchNames(),
+            (std::vector<std::vector<std::string>>{
+                {"s0", "s1", "s2", "t0"}, {"t1", "t2", "t3", "t4"}, {"t5", "t6"}}));
+  EXPECT_EQ(rec->bad_requests, 0);
   EXPECT_EQ(rec->service, "svc");
   EXPECT_EQ(p.stats().spans_sampled.load(), 10u);
   EXPECT_EQ(p.stats().spans_exported.load(), 10u);
-  EXPECT_EQ(p.stats().export_requests_ok.load(), sizes.size());
+  EXPECT_EQ(p.stats().export_requests_ok.load(), 3u);
   EXPECT_EQ(p.stats().queue_size.load(), 0u);
 }
 
+TEST(BatchSpanProcessorTest, OneQueuedBatchSplitAcrossRequests) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  BatchSpanProcessor p(std::move(e), cfg(100, 3), resource());
+  p.enqueue(spans(8));
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->batchSizes(), (std::vector<size_t>{3, 3, 2}));
+  EXPECT_EQ(rec->allNames(), names(8));
+  EXPECT_EQ(rec->bad_requests, 0);
+  EXPECT_EQ(p.stats().spans_exported.load(), 8u);
+}
+
+TEST(BatchSpanProcessorTest, EmptyBatchIsIgnored) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  BatchSpanProcessor p(std::move(e), cfg(100, 4), resource());
+  p.enqueue(SpanBatch{});
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(p.stats().spans_sampled.load(), 0u);
+  EXPECT_TRUE(rec->batchSizes().empty());
+}
+
+// One enqueued batch reaching max_export_batch_size must wake the export thread (the bound is in
+// spans, not in queued batches).
 TEST(BatchSpanProcessorTest, FullBatchTriggersExportWithoutFlush) {
   auto e = std::make_unique<RecordingExporter>();
   auto* rec = e.get();
@@ -110,6 +188,7 @@ TEST(BatchSpanProcessorTest, FullBatchTriggersExportWithoutFlush) {
   }
   EXPECT_EQ(p.stats().spans_exported.load(), 5u);
   EXPECT_EQ(rec->batchSizes(), std::vector<size_t>{5});
+  EXPECT_EQ(rec->allNames(), names(5));
 }
 
 TEST(BatchSpanProcessorTest, ScheduleDelayExportsPartialBatch) {
@@ -124,6 +203,7 @@ TEST(BatchSpanProcessorTest, ScheduleDelayExportsPartialBatch) {
 
 TEST(BatchSpanProcessorTest, QueueFullDropsAreCounted) {
   auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
   BatchSpanProcessor p(std::move(e), cfg(10, 10), resource());
   // One enqueue call: what does not fit is dropped at once, whatever the export thread does.
   p.enqueue(spans(25));
@@ -131,6 +211,26 @@ TEST(BatchSpanProcessorTest, QueueFullDropsAreCounted) {
   EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 15u);
   ASSERT_TRUE(p.forceFlush(5s));
   EXPECT_EQ(p.stats().spans_exported.load(), 10u);
+  // The first ten are kept, cut at a span boundary: each decodes whole.
+  EXPECT_EQ(rec->allNames(), names(10));
+  EXPECT_EQ(rec->bad_requests, 0);
+}
+
+TEST(BatchSpanProcessorTest, BatchLargerThanRoomIsCutAtSpanBoundary) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  BatchSpanProcessor p(std::move(e), cfg(10, 10), resource());
+  p.enqueue(spans(4, "a"));  // 4 < max_export_batch_size: the export thread stays asleep
+  EXPECT_EQ(p.stats().queue_size.load(), 4u);
+  p.enqueue(spans(10, "b"));  // room for 6
+  EXPECT_EQ(p.stats().spans_sampled.load(), 14u);
+  EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 4u);
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(p.stats().spans_exported.load(), 10u);
+  EXPECT_EQ(rec->batchSizes(), std::vector<size_t>{10});
+  EXPECT_EQ(rec->allNames(), concat(names(4, "a"), names(6, "b")));
+  EXPECT_EQ(rec->bad_requests, 0);
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
 }
 
 TEST(BatchSpanProcessorTest, SlowExporterNeverBlocksEnqueue) {
@@ -138,19 +238,34 @@ TEST(BatchSpanProcessorTest, SlowExporterNeverBlocksEnqueue) {
   auto* rec = e.get();
   rec->block = true;
   BatchSpanProcessor p(std::move(e), cfg(8, 2), resource());
+  // Destroyed before p: if an assertion below fails, p's shutdown must not wait on the exporter.
+  struct Release {
+    RecordingExporter* rec;
+    ~Release() { rec->release(); }
+  } release_on_exit{rec};
   p.enqueue(spans(2));
   ASSERT_TRUE(rec->waitEntered(5s));  // export thread is now stuck in the exporter
   auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 5; ++i) {
+    p.enqueue(spans(1, "u" + std::to_string(i) + "-"));
+  }
+  p.enqueue(spans(10, "v"));  // room for 3 of them
   for (int i = 0; i < 100; ++i) {
-    p.enqueue(spans(1));
+    p.enqueue(spans(1, "w"));
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
   EXPECT_EQ(p.stats().queue_size.load(), 8u);
-  EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 92u);
+  EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 107u);
   EXPECT_FALSE(p.forceFlush(50ms));  // times out while the exporter is stuck
   rec->release();
   EXPECT_TRUE(p.forceFlush(5s));
   EXPECT_EQ(p.stats().spans_exported.load(), 10u);
+  EXPECT_EQ(rec->allNames(), (std::vector<std::string>{"s0", "s1", "u0-0", "u1-0", "u2-0", "u3-0",
+                                                       "u4-0", "v0", "v1", "v2"}));
+  for (size_t n : rec->batchSizes()) {
+    EXPECT_LE(n, 2u);
+  }
+  EXPECT_EQ(rec->bad_requests, 0);
 }
 
 TEST(BatchSpanProcessorTest, ExportFailuresAreCounted) {
@@ -172,17 +287,23 @@ TEST(BatchSpanProcessorTest, ShutdownExportsTheRestAndIsIdempotent) {
   p.enqueue(spans(7));
   p.shutdown(5s);
   EXPECT_EQ(p.stats().spans_exported.load(), 7u);
+  EXPECT_EQ(rec->allNames(), names(7));
   EXPECT_TRUE(rec->shut_down.load());
   p.shutdown(5s);
   p.enqueue(spans(1));  // after shutdown: dropped, counted
   EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 1u);
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
   EXPECT_TRUE(p.forceFlush(10ms));
 }
 
 class CountingExporter : public SpanExporter {
  public:
   explicit CountingExporter(std::shared_ptr<std::atomic<size_t>> n) : n_(std::move(n)) {}
-  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource&) override {
+  ExportResult exportSpans(std::string_view request, size_t) override {
+    std::vector<SpanData> spans;
+    if (!decodeOtlpRequest(request, &spans)) {
+      return ExportResult::Failure;
+    }
     *n_ += spans.size();
     return ExportResult::Success;
   }
@@ -201,15 +322,14 @@ TEST(BatchSpanProcessorTest, DestructorExportsWhatIsQueued) {
 }
 
 TEST(BatchSpanProcessorTest, ConcurrentProducers) {
-  auto e = std::make_unique<RecordingExporter>();
-  BatchSpanProcessor p(std::move(e), cfg(100000, 64, 5), resource());
+  auto n = std::make_shared<std::atomic<size_t>>(0);
+  BatchSpanProcessor p(std::make_unique<CountingExporter>(n), cfg(100000, 64, 5), resource());
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t) {
-    threads.emplace_back([&p] {
+    threads.emplace_back([&p, t] {
       WorkerSpanBuffer buf(&p, 16);
       for (int i = 0; i < 1000; ++i) {
-        SpanData d;
-        buf.add(std::move(d));
+        buf.add(record("w" + std::to_string(t) + "-" + std::to_string(i)));
       }
       buf.flush();
     });
@@ -219,24 +339,51 @@ TEST(BatchSpanProcessorTest, ConcurrentProducers) {
   }
   ASSERT_TRUE(p.forceFlush(5s));
   EXPECT_EQ(p.stats().spans_exported.load(), 4000u);
+  EXPECT_EQ(n->load(), 4000u);  // every request decoded, with every span in it
   EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 0u);
 }
 
 TEST(WorkerSpanBufferTest, HandsOverAtBatchSizeOrFlush) {
   auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
   BatchSpanProcessor p(std::move(e), cfg(100, 100), resource());
   WorkerSpanBuffer buf(&p, 3);
-  buf.add(SpanData{});
-  buf.add(SpanData{});
+  buf.add(record("a"));
+  buf.add(record("b"));
   EXPECT_EQ(p.stats().spans_sampled.load(), 0u);
-  buf.add(SpanData{});
+  buf.add(record("c"));
   EXPECT_EQ(p.stats().spans_sampled.load(), 3u);
-  buf.add(SpanData{});
+  EXPECT_EQ(p.stats().queue_size.load(), 3u);
+  buf.add(record("d"));
+  EXPECT_EQ(p.stats().spans_sampled.load(), 3u);
   buf.flush();
   EXPECT_EQ(p.stats().spans_sampled.load(), 4u);
+  buf.flush();  // nothing pending: no-op
+  EXPECT_EQ(p.stats().spans_sampled.load(), 4u);
   EXPECT_EQ(buf.stats(), &p.stats());
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->allNames(), (std::vector<std::string>{"a", "b", "c", "d"}));
+  EXPECT_EQ(rec->bad_requests, 0);
+}
+
+TEST(WorkerSpanBufferTest, ReusedAfterHandOver) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  BatchSpanProcessor p(std::move(e), cfg(100, 100), resource());
+  WorkerSpanBuffer buf(&p, 2);
+  for (int i = 0; i < 7; ++i) {
+    buf.add(record("r" + std::to_string(i)));
+  }
+  buf.flush();
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->allNames(), names(7, "r"));
+  EXPECT_EQ(rec->bad_requests, 0);
+  EXPECT_EQ(p.stats().spans_sampled.load(), 7u);
+}
+
+TEST(WorkerSpanBufferTest, NoProcessorDiscards) {
   WorkerSpanBuffer none(nullptr);
-  none.add(SpanData{});
+  none.add(record("x"));
   none.flush();
   EXPECT_EQ(none.stats(), nullptr);
 }

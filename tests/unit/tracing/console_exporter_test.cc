@@ -1,6 +1,11 @@
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <string>
+#include <vector>
+
 #include "tracing/exporter.h"
+#include "tracing/otlp_encode.h"
 
 namespace sidetrace::tracing {
 namespace {
@@ -40,14 +45,78 @@ TEST(ConsoleExporterTest, RootSpanDefaults) {
             "\"service\":\"\",\"attributes\":{}}\n");
 }
 
+// A request as the batch processor frames it: spans encoded with appendOtlpSpan behind the
+// resource.
+template <typename... Records>
+std::string request(const Resource& resource, const Records&... spans) {
+  std::string run;
+  (appendOtlpSpan(run, spans), ...);
+  std::string out;
+  OtlpRequestEncoder(resource).encode({run}, out);
+  return out;
+}
+
 TEST(ConsoleExporterTest, WritesToStdout) {
+  SpanRecord rec;
+  rec.trace_id = TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736");
+  rec.span_id = SpanId::fromHex("00f067aa0ba902b7");
+  rec.flags = 1;
+  rec.name = "to-stdout";
+  rec.kind = SpanKind::Server;
+  rec.start_unix_nanos = 1000000;
+  rec.end_unix_nanos = 3000000;
+  appendOtlpAttribute(rec.attributes, "k", "v");
+  appendOtlpAttribute(rec.attributes, "n", int64_t{-3});
+  rec.status = StatusCode::Error;
+  rec.status_message = "boom";
+  SpanRecord child;
+  child.trace_id = rec.trace_id;
+  child.flags = 1;
+  child.start_unix_nanos = 1000000;
+  child.end_unix_nanos = 3000000;
+  child.span_id = SpanId::fromHex("1111111111111111");
+  child.parent_span_id = rec.span_id;
+  child.name = "child";
+  child.kind = SpanKind::Client;
+  const Resource r{{{"service.name", std::string("svc")}}};
+
+  // What the lines must show, built independently of the wire encoding.
   SpanData d;
+  d.trace_id = rec.trace_id;
+  d.span_id = rec.span_id;
+  d.flags = 1;
   d.name = "to-stdout";
+  d.kind = SpanKind::Server;
+  d.start_unix_nanos = 1000000;
+  d.end_unix_nanos = 3000000;
+  d.attributes = {{"k", std::string("v")}, {"n", int64_t{-3}}};
+  d.status = StatusCode::Error;
+  d.status_message = "boom";
+  SpanData c;
+  c.trace_id = rec.trace_id;
+  c.span_id = child.span_id;
+  c.parent_span_id = rec.span_id;
+  c.flags = 1;
+  c.name = "child";
+  c.kind = SpanKind::Client;
+  c.start_unix_nanos = 1000000;
+  c.end_unix_nanos = 3000000;
+
+  const std::string bytes = request(r, rec, child);
   testing::internal::CaptureStdout();
   auto e = makeConsoleExporter();
-  EXPECT_EQ(e->exportSpans({d, d}, Resource{}), ExportResult::Success);
+  EXPECT_EQ(e->exportSpans(bytes, 2), ExportResult::Success);
   std::string out = testing::internal::GetCapturedStdout();
-  EXPECT_EQ(out, formatConsoleSpan(d, Resource{}) + formatConsoleSpan(d, Resource{}));
+  EXPECT_EQ(out, formatConsoleSpan(d, r) + formatConsoleSpan(c, r));
+  EXPECT_NE(out.find("\"service\":\"svc\""), std::string::npos);
+}
+
+TEST(ConsoleExporterTest, EmptyAndInvalidRequests) {
+  auto e = makeConsoleExporter();
+  testing::internal::CaptureStdout();
+  EXPECT_EQ(e->exportSpans(request(Resource{}), 0), ExportResult::Success);
+  EXPECT_EQ(e->exportSpans(std::string("\xff\xff\xff", 3), 1), ExportResult::Failure);
+  EXPECT_EQ(testing::internal::GetCapturedStdout(), "");
 }
 
 TEST(ExporterFactoryTest, ByProtocol) {
@@ -74,14 +143,20 @@ TEST(OtlpGrpcExporterTest, UnreachableCollectorFailsWithinTimeout) {
   cfg.timeout = config::Duration{400};
   cfg.headers = {{"X-Api-Token", "t"}};
   auto e = makeOtlpGrpcExporter(cfg);
-  SpanData d;
-  d.trace_id = TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736");
-  d.span_id = SpanId::fromHex("00f067aa0ba902b7");
+  SpanRecord rec;
+  rec.trace_id = TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736");
+  rec.span_id = SpanId::fromHex("00f067aa0ba902b7");
+  rec.name = "x";
+  rec.kind = SpanKind::Server;
+  const std::string bytes = request(Resource{{{"service.name", std::string("svc")}}}, rec);
   auto start = std::chrono::steady_clock::now();
-  EXPECT_EQ(e->exportSpans({d}, Resource{}), ExportResult::Failure);
+  EXPECT_EQ(e->exportSpans(bytes, 1), ExportResult::Failure);
   auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_GE(took, std::chrono::milliseconds(50));  // it did try, and retry after a back-off
   EXPECT_LT(took, std::chrono::milliseconds(1500));
-  EXPECT_EQ(e->exportSpans({}, Resource{}), ExportResult::Success);
+  start = std::chrono::steady_clock::now();
+  EXPECT_EQ(e->exportSpans("", 0), ExportResult::Success);  // nothing to send: no call at all
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
 }
 
 }  // namespace

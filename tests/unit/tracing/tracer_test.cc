@@ -2,22 +2,36 @@
 
 #include <gtest/gtest.h>
 
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
 #include "tests/unit/tracing/map_carrier.h"
+#include "tracing/otlp_encode.h"
 
 namespace sidetrace::tracing {
 namespace {
 
+// Decodes each request the way a collector would and keeps the spans.
 class RecordingExporter : public SpanExporter {
  public:
-  ExportResult exportSpans(const std::vector<SpanData>& spans, const Resource&) override {
+  ExportResult exportSpans(std::string_view request, size_t span_count) override {
+    std::vector<SpanData> spans;
+    bool ok = decodeOtlpRequest(request, &spans);
     std::lock_guard lock(mu);
-    for (const auto& s : spans) {
-      got.push_back(s);
+    if (!ok || spans.size() != span_count) {
+      ++bad_requests;
+      return ExportResult::Failure;
+    }
+    for (auto& s : spans) {
+      got.push_back(std::move(s));
     }
     return ExportResult::Success;
   }
   std::mutex mu;
   std::vector<SpanData> got;
+  int bad_requests = 0;  // undecodable, or span_count not what the request holds
 };
 
 struct Fixture : ::testing::Test {
@@ -33,6 +47,7 @@ struct Fixture : ::testing::Test {
     buffer->flush();
     EXPECT_TRUE(processor->forceFlush(std::chrono::seconds(5)));
     std::lock_guard lock(exporter->mu);
+    EXPECT_EQ(exporter->bad_requests, 0);
     return exporter->got;
   }
   Tracer makeTracer(const char* sampler) {
@@ -62,9 +77,8 @@ TEST_F(TracerTest, RootServerSpanGetsNewTrace) {
   EXPECT_TRUE(s.context().valid());
   EXPECT_EQ(s.context().flags, 1);
   EXPECT_FALSE(s.context().remote);
-  s.setAttribute("http.request.method", std::string("GET"));
-  s.setAttribute("http.response.status_code", int64_t{200});
-  s.setAttribute("http.response.status_code", int64_t{503});  // replaces
+  s.setAttribute("http.request.method", "GET");
+  s.setAttribute("http.response.status_code", int64_t{503});
   s.setStatus(StatusCode::Error, "boom");
   s.end();
   EXPECT_FALSE(s.recording());
@@ -80,6 +94,9 @@ TEST_F(TracerTest, RootServerSpanGetsNewTrace) {
   EXPECT_EQ(d.end_unix_nanos, 2000u);
   EXPECT_EQ(d.flags, 1);
   ASSERT_EQ(d.attributes.size(), 2u);
+  EXPECT_EQ(d.attributes[0].key, "http.request.method");
+  EXPECT_EQ(std::get<std::string>(d.attributes[0].value), "GET");
+  EXPECT_EQ(d.attributes[1].key, "http.response.status_code");
   EXPECT_EQ(std::get<int64_t>(d.attributes[1].value), 503);
   EXPECT_EQ(d.status, StatusCode::Error);
   EXPECT_EQ(d.status_message, "boom");
@@ -110,7 +127,9 @@ TEST_F(TracerTest, UnsampledSpanHasIdsButRecordsNothing) {
   EXPECT_EQ(s.context().trace_id, parent.trace_id);
   EXPECT_EQ(s.context().flags, 0);
   EXPECT_EQ(formatTraceparent(s.context()).substr(53), "00");
-  s.setAttribute("k", std::string("v"));
+  s.setAttribute("k", "v");
+  s.setStatus(StatusCode::Error, "e");
+  s.setName("renamed");
   Span child = t.startChildSpan("c", SpanKind::Client, s);
   EXPECT_FALSE(child.recording());
   EXPECT_TRUE(child.context().valid());
@@ -203,6 +222,126 @@ TEST_F(TracerTest, MoveKeepsOneSpanAndAssignmentEndsTheOld) {
   ASSERT_EQ(spans.size(), 2u);
   EXPECT_EQ(spans[0].name, "a");
   EXPECT_EQ(spans[1].name, "b");
+}
+
+// The contract: setAttribute appends, in call order; it never looks for an earlier value of the
+// key (the caller sets each key once). A repeated key is exported twice, as set.
+TEST_F(TracerTest, SetAttributeAppendsInCallOrder) {
+  Tracer t = makeTracer("always_on");
+  Span s = t.startServerSpan("a", nullptr);
+  s.setAttribute("k", int64_t{1});
+  s.setAttribute("other", "x");
+  s.setAttribute("k", int64_t{2});
+  s.end();
+  s.setAttribute("after-end", "ignored");
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 1u);
+  const auto& attrs = spans[0].attributes;
+  ASSERT_EQ(attrs.size(), 3u);
+  EXPECT_EQ(attrs[0].key, "k");
+  EXPECT_EQ(std::get<int64_t>(attrs[0].value), 1);
+  EXPECT_EQ(attrs[1].key, "other");
+  EXPECT_EQ(std::get<std::string>(attrs[1].value), "x");
+  EXPECT_EQ(attrs[2].key, "k");
+  EXPECT_EQ(std::get<int64_t>(attrs[2].value), 2);
+  // SpanData::attribute finds the first one.
+  const AttributeValue* k = spans[0].attribute("k");
+  ASSERT_NE(k, nullptr);
+  EXPECT_EQ(std::get<int64_t>(*k), 1);
+  EXPECT_EQ(spans[0].attribute("after-end"), nullptr);
+  EXPECT_EQ(spans[0].attribute("missing"), nullptr);
+}
+
+TEST_F(TracerTest, AttributeValuesOfEveryKind) {
+  Tracer t = makeTracer("always_on");
+  Span s = t.startServerSpan(std::string("temp-") + "name", nullptr);  // name is copied
+  s.setAttribute("str", std::string("from a temporary"));
+  s.setAttribute("lit", "literal");  // a string, not a bool
+  s.setAttribute("neg", int64_t{-42});
+  s.setAttribute("dbl", 0.25);
+  s.setAttribute("f", false);
+  s.setAttribute("t", true);
+  s.end();
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 1u);
+  const SpanData& d = spans[0];
+  EXPECT_EQ(d.name, "temp-name");
+  ASSERT_EQ(d.attributes.size(), 6u);
+  EXPECT_EQ(std::get<std::string>(*d.attribute("str")), "from a temporary");
+  EXPECT_EQ(std::get<std::string>(*d.attribute("lit")), "literal");
+  EXPECT_EQ(std::get<int64_t>(*d.attribute("neg")), -42);
+  EXPECT_EQ(std::get<double>(*d.attribute("dbl")), 0.25);
+  EXPECT_EQ(std::get<bool>(*d.attribute("f")), false);
+  EXPECT_EQ(std::get<bool>(*d.attribute("t")), true);
+}
+
+// Records are pooled per tracer: a span must not inherit anything from the one before it.
+TEST_F(TracerTest, ReusedRecordsStartClean) {
+  Tracer t = makeTracer("parentbased_always_on");
+  SpanContext parent = remote(1, "rojo=1");
+  {
+    Span a = t.startServerSpan("a", &parent);
+    a.setAttribute("k", "v");
+    a.setStatus(StatusCode::Error, "bad");
+    Span c = t.startChildSpan("c", SpanKind::Client, a);
+    c.setAttribute("ck", int64_t{1});
+    c.setStatus(StatusCode::Ok);
+  }
+  {
+    Span b = t.startServerSpan("b", nullptr);
+    Span c2 = t.startChildSpan("c2", SpanKind::Internal, b);
+  }
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 4u);
+  // Ended in reverse order of start: c, a, c2, b.
+  EXPECT_EQ(spans[0].name, "c");
+  EXPECT_EQ(spans[0].status, StatusCode::Ok);
+  ASSERT_EQ(spans[0].attributes.size(), 1u);
+  EXPECT_EQ(spans[1].name, "a");
+  EXPECT_EQ(spans[1].status, StatusCode::Error);
+  EXPECT_EQ(spans[1].status_message, "bad");
+  EXPECT_EQ(spans[1].tracestate, "rojo=1");
+  ASSERT_EQ(spans[1].attributes.size(), 1u);
+  for (const SpanData* d : {&spans[2], &spans[3]}) {
+    SCOPED_TRACE(d->name);
+    EXPECT_TRUE(d->attributes.empty());
+    EXPECT_EQ(d->status, StatusCode::Unset);
+    EXPECT_EQ(d->status_message, "");
+    EXPECT_EQ(d->tracestate, "");
+    EXPECT_NE(d->trace_id, parent.trace_id);
+  }
+  EXPECT_EQ(spans[2].name, "c2");
+  EXPECT_EQ(spans[2].kind, SpanKind::Internal);
+  EXPECT_EQ(spans[2].parent_span_id, spans[3].span_id);
+  EXPECT_EQ(spans[3].name, "b");
+  EXPECT_EQ(spans[3].kind, SpanKind::Server);
+  EXPECT_FALSE(spans[3].parent_span_id.valid());
+}
+
+// Exporter "none": the buffer has no processor, so nothing is recorded, but a sampled context
+// still propagates.
+TEST(TracerNoExporterTest, SampledButNotRecording) {
+  WorkerSpanBuffer none(nullptr);
+  Tracer t(
+      makeSampler("always_on", 1.0), &none, [] { return uint64_t{1}; }, 3);
+  Span s = t.startServerSpan("x", nullptr);
+  EXPECT_FALSE(s.recording());
+  EXPECT_TRUE(s.context().valid());
+  EXPECT_EQ(s.context().flags, kFlagSampled);
+  s.setAttribute("k", "v");
+  Span c = t.startChildSpan("c", SpanKind::Client, s);
+  EXPECT_FALSE(c.recording());
+  EXPECT_TRUE(c.context().valid());
+  EXPECT_EQ(c.context().trace_id, s.context().trace_id);
+  EXPECT_EQ(c.context().flags, kFlagSampled);
+  c.end();
+  s.end();
+
+  Tracer no_buffer(
+      makeSampler("always_on", 1.0), nullptr, [] { return uint64_t{1}; }, 3);
+  Span n = no_buffer.startServerSpan("x", nullptr);
+  EXPECT_FALSE(n.recording());
+  EXPECT_TRUE(n.context().valid());
 }
 
 TEST(ResourceTest, DefaultsThenConfigOverrides) {
