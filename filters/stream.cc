@@ -32,6 +32,7 @@ void Stream::reset() {
   error_type.clear();
   request_body_bytes = 0;
   response_body_bytes = 0;
+  upstream_latency_nanos = 0;
 }
 
 }  // namespace sidetrace::filters

@@ -57,6 +57,7 @@ struct Stream {
   std::string error_type;  // why the exchange failed ("timeout", ...), "" if it did not
   uint64_t request_body_bytes = 0;
   uint64_t response_body_bytes = 0;
+  uint64_t upstream_latency_nanos = 0;  // attempt start → upstream response head; 0 if none
 
   void reset();
 };

@@ -9,6 +9,7 @@
 #include <sstream>
 #include <thread>
 
+#include "proxy/access_log.h"
 #include "proxy/admin.h"
 #include "proxy/worker.h"
 #include "tracing/exporter.h"
@@ -170,10 +171,14 @@ std::string renderMetrics(const SharedState& shared,
 
 int runServer(config::ConfigPtr cfg) {
   ::signal(SIGPIPE, SIG_IGN);
-  if (!cfg->access_log.path.empty()) {
-    spdlog::warn("access_log is not implemented yet; no access log will be written");
+  std::unique_ptr<AccessLog> access_log;
+  try {
+    access_log = AccessLog::open(cfg->access_log);
+  } catch (const std::exception& e) {
+    spdlog::error("access_log.path: {}", e.what());
+    return 1;
   }
-  SharedState shared{cfg, {}, nullptr, nullptr, RouteIndex(*cfg), {}};
+  SharedState shared{cfg, {}, nullptr, nullptr, RouteIndex(*cfg), {}, access_log.get()};
   try {
     shared.clusters = upstream::resolveClusters(*cfg);
   } catch (const std::exception& e) {
@@ -251,6 +256,21 @@ int runServer(config::ConfigPtr cfg) {
     spdlog::info("admin on {}", cfg->admin.address.str());
   }
 
+  // SIGUSR1: reopen the access log file (logrotate's postrotate), as nginx does.
+  asio::signal_set reopen_signal(io, SIGUSR1);
+  std::function<void()> arm_reopen = [&]() {
+    reopen_signal.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) {
+        return;
+      }
+      if (access_log) {
+        access_log->reopen();
+        spdlog::info("SIGUSR1: access log reopened");
+      }
+      arm_reopen();
+    });
+  };
+  arm_reopen();
   asio::signal_set signals(io, SIGTERM, SIGINT);
   asio::steady_timer drain_timer(io);
   auto deadline = std::chrono::steady_clock::now();

@@ -7,6 +7,7 @@
 #include <boost/asio/write.hpp>
 #include <charconv>
 
+#include "proxy/access_log.h"
 #include "proxy/worker.h"
 
 namespace sidetrace::proxy {
@@ -244,8 +245,11 @@ void Session::finishStream(uint64_t start_ns) {
   size_t slot = stream_.route != nullptr ? routes.slot(listener_index_, stream_.route_index)
                                          : routes.noRouteSlot(listener_index_);
   uint64_t now = worker_.tracer().now();
-  worker_.mutableStats().countRequest(slot, stream_.response_status,
-                                      now > start_ns ? now - start_ns : 0);
+  const uint64_t duration = now > start_ns ? now - start_ns : 0;
+  worker_.mutableStats().countRequest(slot, stream_.response_status, duration);
+  if (auto* log = worker_.shared().access_log) {
+    log->log(stream_, worker_.config().listeners[listener_index_].name, {start_ns, duration});
+  }
 }
 
 awaitable<bool> Session::handleRequest(FeedResult& first) {
@@ -295,6 +299,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   }
 
   stream_.upstream_attempted = true;
+  const uint64_t attempt_start_ns = worker_.tracer().now();
   stream_.upstream.endpoint_host = endpoint.host;
   stream_.upstream.endpoint_port = endpoint.port;
 
@@ -435,6 +440,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   auto& resp = up_parser_.response();
   const int status = resp.status;
   stream_.upstream.status = status;
+  stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
   const bool is_upgrade = status == 101 && upgrade_request;
   const bool resp_no_body = is_head || status == 204 || status == 304 || is_upgrade;
   const auto resp_length = up_parser_.contentLength();

@@ -22,6 +22,7 @@
 
 namespace sidetrace::proxy {
 
+class AccessLog;
 class Session;
 
 struct SharedState {  // built once by the server, read-only for workers
@@ -31,6 +32,7 @@ struct SharedState {  // built once by the server, read-only for workers
   tracing::BatchSpanProcessor* processor = nullptr;  // nullptr: exporter none
   RouteIndex routes;
   std::vector<std::vector<size_t>> route_cluster;  // [listener][route] → cluster index (or npos)
+  AccessLog* access_log = nullptr;                 // nullptr: off
 };
 
 class Worker {

@@ -17,47 +17,6 @@ namespace {
 
 // The line format is a contract (a script renders these lines as trace trees): keep the field
 // names, their order and their types stable.
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  std::string valid;
-  if (!isValidUtf8(s)) {
-    appendValidUtf8(s, valid);
-    s = valid;
-  }
-  for (char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          fmt::format_to(std::back_inserter(out), "\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void appendJsonDouble(std::string& out, double v) {
   if (!std::isfinite(v)) {
     out += "null";  // JSON has no NaN or infinity

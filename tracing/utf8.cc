@@ -70,4 +70,48 @@ void appendValidUtf8(std::string_view s, std::string& out) {
   }
 }
 
+void appendJsonString(std::string& out, std::string_view s) {
+  out += '"';
+  std::string valid;
+  if (!isValidUtf8(s)) {
+    appendValidUtf8(s, valid);
+    s = valid;
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  for (char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\b':
+        out += "\\b";
+        break;
+      case '\f':
+        out += "\\f";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += "\\u00";
+          out += kHex[(c >> 4) & 0xf];
+          out += kHex[c & 0xf];
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
 }  // namespace sidetrace::tracing

@@ -1,7 +1,7 @@
 #pragma once
 // Attribute strings come from clients (paths, user agents) and may be invalid UTF-8. OTLP string
 // fields and JSON must be valid UTF-8 — a collector rejects the whole request otherwise — so the
-// exporters repair them (invalid bytes become U+FFFD). Internal to tracing/.
+// exporters repair them (invalid bytes become U+FFFD).
 
 #include <string>
 #include <string_view>
@@ -11,5 +11,8 @@ namespace sidetrace::tracing {
 bool isValidUtf8(std::string_view s);
 // Appends s to out, replacing each invalid byte with U+FFFD.
 void appendValidUtf8(std::string_view s, std::string& out);
+// Appends s as a quoted JSON string: repaired to valid UTF-8, quotes, backslashes and control
+// characters escaped. (Console exporter, access log.)
+void appendJsonString(std::string& out, std::string_view s);
 
 }  // namespace sidetrace::tracing
