@@ -38,6 +38,17 @@ std::string escapeLabel(std::string_view v) {
   return out;
 }
 
+const auto kStartSteady = std::chrono::steady_clock::now();
+const auto kStartSystem = std::chrono::system_clock::now();
+
+double uptimeSeconds() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - kStartSteady).count();
+}
+
+double processStartSeconds() {
+  return std::chrono::duration<double>(kStartSystem.time_since_epoch()).count();
+}
+
 uint64_t residentBytes() {
   FILE* f = std::fopen("/proc/self/statm", "r");
   if (f == nullptr) {
@@ -82,32 +93,58 @@ std::string renderMetrics(const SharedState& shared,
       }
     }
   }
+  // One histogram series: buckets, +Inf, sum, count.
+  auto histogram = [&](std::string_view name, const std::string& labels, auto member,
+                       size_t series) {
+    auto get = [&](auto fn) { return sum([&](const WorkerStats& s) { return fn(s.*member); }); };
+    uint64_t count = get([&](const DurationHistograms& h) { return h.count(series); });
+    for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
+      o << name << "_bucket{" << labels << ",le=\"" << kDurationBuckets[b] << "\"} "
+        << get([&](const DurationHistograms& h) { return h.bucket(series, b); }) << "\n";
+    }
+    o << name << "_bucket{" << labels << ",le=\"+Inf\"} " << count << "\n";
+    o << name << "_sum{" << labels << "} "
+      << static_cast<double>(get([&](const DurationHistograms& h) { return h.sumNanos(series); })) /
+             1e9
+      << "\n";
+    o << name << "_count{" << labels << "} " << count << "\n";
+  };
   o << "# HELP sidetrace_request_duration_seconds Time from request head to response end.\n"
        "# TYPE sidetrace_request_duration_seconds histogram\n";
   for (size_t li = 0; li < cfg.listeners.size(); ++li) {
     const auto& l = cfg.listeners[li];
     for (size_t ri = 0; ri <= l.routes.size(); ++ri) {
       size_t slot = shared.routes.slot(li, ri);
-      uint64_t count = sum([&](const WorkerStats& s) { return s.durationCount(slot); });
-      if (count == 0 && ri == l.routes.size()) {
+      if (ri == l.routes.size() &&
+          sum([&](const WorkerStats& s) { return s.request_durations.count(slot); }) == 0) {
         continue;
       }
-      std::string labels = "listener=\"" + escapeLabel(l.name) + "\",route=\"" +
-                           escapeLabel(ri < l.routes.size() ? l.routes[ri].name : "") + "\"";
-      for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
-        o << "sidetrace_request_duration_seconds_bucket{" << labels << ",le=\""
-          << kDurationBuckets[b] << "\"} "
-          << sum([&](const WorkerStats& s) { return s.durationBucket(slot, b); }) << "\n";
-      }
-      o << "sidetrace_request_duration_seconds_bucket{" << labels << ",le=\"+Inf\"} " << count
-        << "\n";
-      o << "sidetrace_request_duration_seconds_sum{" << labels << "} "
-        << static_cast<double>(
-               sum([&](const WorkerStats& s) { return s.durationSumNanos(slot); })) /
-               1e9
-        << "\n";
-      o << "sidetrace_request_duration_seconds_count{" << labels << "} " << count << "\n";
+      histogram("sidetrace_request_duration_seconds",
+                "listener=\"" + escapeLabel(l.name) + "\",route=\"" +
+                    escapeLabel(ri < l.routes.size() ? l.routes[ri].name : "") + "\"",
+                &WorkerStats::request_durations, slot);
     }
+  }
+  o << "# HELP sidetrace_upstream_responses_total Upstream response heads received, by cluster and "
+       "status class.\n"
+       "# TYPE sidetrace_upstream_responses_total counter\n";
+  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+    for (size_t k = 0; k < kStatusClasses; ++k) {
+      uint64_t n = sum([&](const WorkerStats& s) { return s.upstreamResponses(c, k); });
+      if (n == 0 && k != 1) {
+        continue;  // zero series only for 2xx
+      }
+      o << "sidetrace_upstream_responses_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
+        << "\",status_class=\"" << kClassNames[k] << "\"} " << n << "\n";
+    }
+  }
+  o << "# HELP sidetrace_upstream_duration_seconds Time from the start of an upstream attempt "
+       "(connect included) to the upstream response head.\n"
+       "# TYPE sidetrace_upstream_duration_seconds histogram\n";
+  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+    histogram("sidetrace_upstream_duration_seconds",
+              "cluster=\"" + escapeLabel(cfg.clusters[c].name) + "\"",
+              &WorkerStats::upstream_durations, c);
   }
   o << "# HELP sidetrace_downstream_connections_active Open downstream connections.\n"
        "# TYPE sidetrace_downstream_connections_active gauge\n"
@@ -163,6 +200,14 @@ std::string renderMetrics(const SharedState& shared,
     << "# HELP sidetrace_process_resident_memory_bytes Resident set size.\n"
        "# TYPE sidetrace_process_resident_memory_bytes gauge\n"
     << "sidetrace_process_resident_memory_bytes " << residentBytes() << "\n"
+    << "# HELP sidetrace_process_start_time_seconds Start time of the process since the Unix "
+       "epoch.\n"
+       "# TYPE sidetrace_process_start_time_seconds gauge\n"
+    << "sidetrace_process_start_time_seconds " << fmt::format("{:.3f}", processStartSeconds())
+    << "\n"
+    << "# HELP sidetrace_uptime_seconds Seconds since the process started.\n"
+       "# TYPE sidetrace_uptime_seconds gauge\n"
+    << "sidetrace_uptime_seconds " << fmt::format("{:.3f}", uptimeSeconds()) << "\n"
     << "# HELP sidetrace_draining 1 while shutting down.\n"
        "# TYPE sidetrace_draining gauge\n"
     << "sidetrace_draining " << (draining ? 1 : 0) << "\n";

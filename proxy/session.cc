@@ -247,6 +247,13 @@ void Session::finishStream(uint64_t start_ns) {
   uint64_t now = worker_.tracer().now();
   const uint64_t duration = now > start_ns ? now - start_ns : 0;
   worker_.mutableStats().countRequest(slot, stream_.response_status, duration);
+  if (stream_.upstream_latency_nanos != 0 && stream_.route != nullptr) {
+    const size_t cluster = worker_.shared().route_cluster[listener_index_][stream_.route_index];
+    if (cluster != kNoCluster) {
+      worker_.mutableStats().countUpstreamResponse(cluster, stream_.upstream.status,
+                                                   stream_.upstream_latency_nanos);
+    }
+  }
   if (auto* log = worker_.shared().access_log) {
     log->log(stream_, worker_.config().listeners[listener_index_].name, {start_ns, duration});
   }

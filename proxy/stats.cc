@@ -21,44 +21,67 @@ std::unique_ptr<std::atomic<uint64_t>[]> zeros(size_t n) {
 } constexpr size_t kBucketSlots = kDurationBuckets.size() + 1;
 }  // namespace
 
-WorkerStats::WorkerStats(size_t route_slots, size_t clusters)
-    : connect_failures(zeros(clusters)),
-      upstream_timeouts(zeros(clusters)),
-      slots_(route_slots),
-      requests_(zeros(route_slots * kStatusClasses)),
-      buckets_(zeros(route_slots * kBucketSlots)),
-      sum_nanos_(zeros(route_slots)) {}
+DurationHistograms::DurationHistograms(size_t series)
+    : buckets_(zeros(series * kBucketSlots)), sum_nanos_(zeros(series)) {}
 
-void WorkerStats::countRequest(size_t slot, int status, uint64_t duration_ns) {
-  size_t cls = (status >= 100 && status < 600) ? static_cast<size_t>(status / 100 - 1) : 4;
-  requests_[slot * kStatusClasses + cls].fetch_add(1, std::memory_order_relaxed);
-  double secs = static_cast<double>(duration_ns) / 1e9;
+void DurationHistograms::observe(size_t series, uint64_t nanos) {
+  double secs = static_cast<double>(nanos) / 1e9;
   size_t b = 0;
   while (b < kDurationBuckets.size() && secs > kDurationBuckets[b]) {
     ++b;
   }
-  buckets_[slot * kBucketSlots + b].fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_[slot].fetch_add(duration_ns, std::memory_order_relaxed);
+  buckets_[series * kBucketSlots + b].fetch_add(1, std::memory_order_relaxed);
+  sum_nanos_[series].fetch_add(nanos, std::memory_order_relaxed);
+}
+
+uint64_t DurationHistograms::bucket(size_t series, size_t bucket) const {
+  uint64_t n = 0;
+  for (size_t b = 0; b <= bucket && b < kBucketSlots; ++b) {
+    n += buckets_[series * kBucketSlots + b].load(std::memory_order_relaxed);
+  }
+  return n;
+}
+
+uint64_t DurationHistograms::count(size_t series) const {
+  return bucket(series, kBucketSlots - 1);
+}
+
+uint64_t DurationHistograms::sumNanos(size_t series) const {
+  return sum_nanos_[series].load(std::memory_order_relaxed);
+}
+
+namespace {
+size_t statusClass(int status) {
+  return (status >= 100 && status < 600) ? static_cast<size_t>(status / 100 - 1) : 4;
+}
+}  // namespace
+
+WorkerStats::WorkerStats(size_t route_slots, size_t clusters)
+    : request_durations(route_slots),
+      upstream_durations(clusters),
+      connect_failures(zeros(clusters)),
+      upstream_timeouts(zeros(clusters)),
+      requests_(zeros(route_slots * kStatusClasses)),
+      upstream_responses_(zeros(clusters * kStatusClasses)) {}
+
+void WorkerStats::countRequest(size_t slot, int status, uint64_t duration_ns) {
+  requests_[slot * kStatusClasses + statusClass(status)].fetch_add(1, std::memory_order_relaxed);
+  request_durations.observe(slot, duration_ns);
+}
+
+void WorkerStats::countUpstreamResponse(size_t cluster, int status, uint64_t latency_ns) {
+  upstream_responses_[cluster * kStatusClasses + statusClass(status)].fetch_add(
+      1, std::memory_order_relaxed);
+  upstream_durations.observe(cluster, latency_ns);
 }
 
 uint64_t WorkerStats::requests(size_t slot, size_t status_class) const {
   return requests_[slot * kStatusClasses + status_class].load(std::memory_order_relaxed);
 }
 
-uint64_t WorkerStats::durationBucket(size_t slot, size_t bucket) const {
-  uint64_t n = 0;
-  for (size_t b = 0; b <= bucket && b < kBucketSlots; ++b) {
-    n += buckets_[slot * kBucketSlots + b].load(std::memory_order_relaxed);
-  }
-  return n;
-}
-
-uint64_t WorkerStats::durationSumNanos(size_t slot) const {
-  return sum_nanos_[slot].load(std::memory_order_relaxed);
-}
-
-uint64_t WorkerStats::durationCount(size_t slot) const {
-  return durationBucket(slot, kBucketSlots - 1);
+uint64_t WorkerStats::upstreamResponses(size_t cluster, size_t status_class) const {
+  return upstream_responses_[cluster * kStatusClasses + status_class].load(
+      std::memory_order_relaxed);
 }
 
 }  // namespace sidetrace::proxy

@@ -27,14 +27,31 @@ inline constexpr size_t kStatusClasses = 5;  // 1xx..5xx
 inline constexpr std::array<double, 12> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
 
+// Duration histograms over kDurationBuckets, one series per index (a route slot, a cluster).
+class DurationHistograms {
+ public:
+  explicit DurationHistograms(size_t series);
+  void observe(size_t series, uint64_t nanos);
+  uint64_t bucket(size_t series, size_t bucket) const;  // cumulative count at bucket
+  uint64_t count(size_t series) const;
+  uint64_t sumNanos(size_t series) const;
+
+ private:
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;    // series * (buckets+1) + bucket (+Inf last)
+  std::unique_ptr<std::atomic<uint64_t>[]> sum_nanos_;  // per series
+};
+
 class WorkerStats {
  public:
   WorkerStats(size_t route_slots, size_t clusters);
   void countRequest(size_t slot, int status, uint64_t duration_ns);
+  // An upstream response head arrived `latency_ns` after the attempt started.
+  void countUpstreamResponse(size_t cluster, int status, uint64_t latency_ns);
   uint64_t requests(size_t slot, size_t status_class) const;
-  uint64_t durationBucket(size_t slot, size_t bucket) const;  // cumulative count at bucket
-  uint64_t durationSumNanos(size_t slot) const;
-  uint64_t durationCount(size_t slot) const;
+  uint64_t upstreamResponses(size_t cluster, size_t status_class) const;
+
+  DurationHistograms request_durations;   // per route slot: request head → response end
+  DurationHistograms upstream_durations;  // per cluster: attempt start → upstream response head
 
   std::atomic<int64_t> active_connections{0};
   std::atomic<uint64_t> connections_total{0};
@@ -43,10 +60,8 @@ class WorkerStats {
   std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;  // per cluster
 
  private:
-  size_t slots_;
-  std::unique_ptr<std::atomic<uint64_t>[]> requests_;   // slot * 5 + class
-  std::unique_ptr<std::atomic<uint64_t>[]> buckets_;    // slot * (buckets+1) + bucket (last = +Inf)
-  std::unique_ptr<std::atomic<uint64_t>[]> sum_nanos_;  // per slot
+  std::unique_ptr<std::atomic<uint64_t>[]> requests_;            // slot * 5 + class
+  std::unique_ptr<std::atomic<uint64_t>[]> upstream_responses_;  // cluster * 5 + class
 };
 
 }  // namespace sidetrace::proxy

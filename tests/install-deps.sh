@@ -9,7 +9,7 @@ packages=(cmake ninja-build g++ pkg-config ccache
   libboost-dev libssl-dev libnghttp2-dev node-llhttp
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libyaml-cpp-dev libspdlog-dev libgtest-dev libgmock-dev
-  curl python3)
+  curl python3 python3-prometheus-client)
 want_node=""
 for arg in "$@"; do
   if [ "$arg" = "--node" ]; then want_node=1; else packages+=("$arg"); fi

@@ -1,0 +1,72 @@
+// /metrics read by a real Prometheus text parser (the Prometheus client library's, run by
+// check_metrics.py) after known traffic: families, types, labels and values, not substrings.
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <thread>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Debian's python3 (the one python3-prometheus-client installs into), else whatever is on PATH.
+std::string python() {
+  return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+bool haveParser() {
+  std::string cmd = python() + " -c 'import prometheus_client.parser' 2>/dev/null";
+  return std::system(cmd.c_str()) == 0;
+}
+
+// Runs cmd; returns (exit status, combined output).
+std::pair<int, std::string> run(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) {
+    return {-1, "popen failed"};
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+    out.append(buf, n);
+  }
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+class MetricsTest : public IntegrationTest {};
+
+TEST_F(MetricsTest, ExpositionParsesWithThePrometheusParser) {
+  if (!haveParser()) {
+    GTEST_SKIP() << "python3-prometheus-client not installed (tests/install-deps.sh installs it)";
+  }
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  for (int i = 0; i < 3; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/m" + std::to_string(i));
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  auto r404 = httpRequest(port(), "GET", "/nowhere");
+  ASSERT_TRUE(r404);
+  EXPECT_EQ(r404->status, 404);
+  auto r502 = httpRequest(port(), "GET", "/dead/x");
+  ASSERT_TRUE(r502);
+  EXPECT_EQ(r502->status, 502);
+  otlp_.waitForSpans(6, milliseconds(10000));
+
+  auto m = httpRequest(proc_.adminPort(), "GET", "/metrics");
+  ASSERT_TRUE(m);
+  ASSERT_EQ(m->status, 200);
+  std::string file = proc_.writeFile("metrics.txt", m->body);
+  auto [code, out] = run(python() + " " SIDETRACE_IT_SOURCE_DIR "/check_metrics.py " + file);
+  EXPECT_EQ(code, 0) << out << "\n/metrics:\n" << m->body.substr(0, 12000);
+  EXPECT_EQ(out, "ok\n");
+}
+
+}  // namespace
+}  // namespace sidetrace::it
