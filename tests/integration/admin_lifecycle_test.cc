@@ -1,6 +1,7 @@
 // Admin endpoints, graceful shutdown with span flush, zero-config flags, config validation.
 
 #include <gtest/gtest.h>
+#include <signal.h>
 
 #include <chrono>
 #include <fstream>
@@ -180,6 +181,65 @@ TEST_F(AdminLifecycleTest, PortInUseExits2) {
   auto r = proc_.wait(milliseconds(10000));
   EXPECT_TRUE(r.exited) << "still running with its listen port taken";
   EXPECT_EQ(r.code, 2) << proc_.stderrText();
+}
+
+}  // namespace
+}  // namespace sidetrace::it
+
+namespace sidetrace::it {
+namespace {
+
+// Graceful drain as a rolling deploy sees it: a slow request in flight across SIGTERM completes
+// (with Connection: close) and its spans are exported; /ready turns 503; idle keep-alive
+// connections are closed; new connections are refused; the process exits 0.
+TEST_F(AdminLifecycleTest, SigtermDrainsInFlightRequestAndExportsItsSpans) {
+  upstream_.onPrefix("/api/slow-drain", Behavior::stall(milliseconds(1200)));
+  ProxyConfig cfg;
+  cfg.batch = "{ schedule_delay: 60s }";  // only the shutdown flush can export these spans
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+
+  HttpConnection idle(port());
+  ASSERT_TRUE(idle.connected());
+  auto first = idle.request("GET", "/api/warm");
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->status, 200);
+
+  HttpConnection slow(port());
+  ASSERT_TRUE(slow.connected());
+  ASSERT_TRUE(slow.send(buildRequest("GET", "/api/slow-drain", {})));
+  ASSERT_EQ(upstream_.waitForRequests(2, milliseconds(5000)).size(), 2u);
+
+  ASSERT_EQ(::kill(proc_.pid(), SIGTERM), 0);
+  // While the slow request is in flight: not ready, idle connection closed, no new connections.
+  bool not_ready = false;
+  for (int i = 0; i < 40 && !not_ready; ++i) {
+    auto ready = httpRequest(proc_.adminPort(), "GET", "/ready", {}, {}, milliseconds(500));
+    not_ready = ready && ready->status == 503;
+    if (!not_ready) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+  }
+  EXPECT_TRUE(not_ready) << "/ready must answer 503 while draining";
+  EXPECT_TRUE(idle.waitClosed(milliseconds(1000))) << "idle keep-alive connection left open";
+  TcpSocket late;
+  EXPECT_FALSE(late.connect(port(), milliseconds(300))) << "listener still accepting";
+
+  auto r = slow.readResponse(milliseconds(5000));
+  ASSERT_TRUE(r) << slow.lastError();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->header("connection").value_or("<missing>"), "close");
+
+  auto exit = proc_.wait(milliseconds(10000));
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0) << "signal " << exit.signal << "\n" << proc_.logs();
+  auto spans = otlp_.waitForSpans(4, milliseconds(3000));
+  size_t slow_spans = 0;
+  for (const auto& s : spans) {
+    slow_spans += s.str("url.path") == "/api/slow-drain" ||
+                  s.str("url.full").find("/api/slow-drain") != std::string::npos;
+  }
+  EXPECT_EQ(slow_spans, 2u) << "SERVER and CLIENT span of the drained request\n"
+                            << describeAll(spans);
 }
 
 }  // namespace
