@@ -83,6 +83,10 @@ class OtlpGrpcExporter final : public SpanExporter {
                             : grpc::InsecureChannelCredentials();
     grpc::ChannelArguments args;
     args.SetUserAgentPrefix("sidetrace/" SIDETRACE_VERSION);
+    // gRPC's reconnect back-off grows to 120 s by default: after a long collector outage, export
+    // would resume minutes after the collector is back. Cap it so export resumes within seconds.
+    args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 500);
+    args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
     stub_ =
         std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(target.address, creds, args));
     for (const auto& [key, value] : cfg.headers) {

@@ -17,32 +17,6 @@ using std::chrono::milliseconds;
 
 class AdminLifecycleTest : public IntegrationTest {};
 
-// Sum of the values of metric lines named `name` whose label set contains `label` ("" = any).
-// -1 when no such line exists.
-double metricSum(const std::string& text, const std::string& name, const std::string& label) {
-  std::istringstream in(text);
-  std::string line;
-  double sum = -1;
-  while (std::getline(in, line)) {
-    if (line.empty() || line[0] == '#') {
-      continue;
-    }
-    if (line.rfind(name, 0) != 0) {
-      continue;
-    }
-    char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != '{' && next != ' ') {
-      continue;  // a longer metric name with the same prefix
-    }
-    if (!label.empty() && line.find(label) == std::string::npos) {
-      continue;
-    }
-    auto sp = line.rfind(' ');
-    sum = (sum < 0 ? 0 : sum) + std::stod(line.substr(sp + 1));
-  }
-  return sum;
-}
-
 // 9. Admin.
 TEST_F(AdminLifecycleTest, ReadyAndMetrics) {
   ASSERT_NO_FATAL_FAILURE(startProxy());

@@ -61,6 +61,9 @@ struct Traceparent {
   static std::optional<Traceparent> parse(const std::string& s);
 };
 
+// Sum of the values of metric lines named `name` whose label set contains `label` ("" = any).
+// -1 when no such line exists.
+double metricSum(const std::string& text, const std::string& name, const std::string& label);
 bool isLowerHex(const std::string& s, size_t len);
 bool isAllZero(const std::string& s);
 // Waits `settle` after n spans arrived, so extra (unexpected) spans show up too.

@@ -135,6 +135,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   mutable std::mutex mu;
   std::condition_variable cv;
   int fail_next = 0;
+  int answer_all = 0;  // grpc::StatusCode; 0 = OK
   size_t calls = 0;
   size_t requests = 0;
   std::vector<FlatSpan> spans;
@@ -150,6 +151,9 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
     if (fail_next > 0) {
       --fail_next;
       return grpc::Status(grpc::StatusCode::UNAVAILABLE, "fake collector: try again");
+    }
+    if (answer_all != 0) {
+      return grpc::Status(static_cast<grpc::StatusCode>(answer_all), "fake collector: refused");
     }
     ++requests;
     metadata.clear();
@@ -184,9 +188,10 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   }
 };
 
-OtlpReceiver::OtlpReceiver() : impl_(std::make_unique<Impl>()) {
+OtlpReceiver::OtlpReceiver(uint16_t port) : impl_(std::make_unique<Impl>()) {
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &impl_->port);
+  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
+                           &impl_->port);
   builder.RegisterService(impl_.get());
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || impl_->port == 0) {
@@ -212,6 +217,11 @@ uint16_t OtlpReceiver::port() const {
 
 std::string OtlpReceiver::endpoint() const {
   return "http://127.0.0.1:" + std::to_string(impl_->port);
+}
+
+void OtlpReceiver::answerAll(grpc_status_code_t code) {
+  std::lock_guard lock(impl_->mu);
+  impl_->answer_all = code;
 }
 
 void OtlpReceiver::failNext(int n) {

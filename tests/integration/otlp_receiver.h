@@ -48,9 +48,13 @@ struct FlatSpan {
   std::string describe() const;  // one line for failure messages
 };
 
+using grpc_status_code_t = int;  // grpc::StatusCode, without grpc++ in this header
+
 class OtlpReceiver {
  public:
-  OtlpReceiver();  // listening on 127.0.0.1:0
+  // Listening on 127.0.0.1:port (0: an ephemeral port). A fixed port lets a test bring a
+  // "collector" back where the proxy expects it.
+  explicit OtlpReceiver(uint16_t port = 0);
   ~OtlpReceiver();
   OtlpReceiver(const OtlpReceiver&) = delete;
   OtlpReceiver& operator=(const OtlpReceiver&) = delete;
@@ -59,6 +63,8 @@ class OtlpReceiver {
   std::string endpoint() const;  // "http://127.0.0.1:<port>"
   // The next n Export calls are answered UNAVAILABLE (and not recorded as spans).
   void failNext(int n);
+  // Every Export call is answered with this code from now on (OK: record spans as usual).
+  void answerAll(grpc_status_code_t code);
   size_t exportCalls() const;   // all calls, failed ones included
   size_t requestCount() const;  // recorded (successful) requests
   std::vector<FlatSpan> spans() const;
