@@ -6,6 +6,12 @@
 #   ROUNDS=1 DURATION=3s tests/bench/run.sh          # quick smoke run
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 WRK_THREADS=1 WARMUP=2s SKIP_INSTALL=1 BUILD_DIR=build-bench
 #   PROXIES="nginx haproxy" tests/bench/run.sh      # a subset (default: nginx haproxy untraced traced)
+#   PROXIES="traced traced_down traced_blackhole" tests/bench/run.sh   # collector faults vs healthy
+#
+# Collector faults (opt-in): traced_down exports to an address that refuses connections,
+# traced_blackhole to one that accepts TCP and never answers (a Python listener that never calls
+# accept); both are otherwise the traced config. Compare their requests/s and p99 with "traced" in
+# the same run; their RSS and dropped spans are reported too.
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk, the upstream
 # (nginx returning 200 "ok") and the OTLP sink share LOAD_CPU (default 1); keep-alive on both legs for
@@ -78,7 +84,8 @@ free_port() {
   "$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 declare -A port
-for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced; do
+for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced \
+  traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole; do
   while :; do
     p="$(free_port)"
     dup=""; for v in "${port[@]}"; do [ "$v" = "$p" ] && dup=1; done
@@ -94,12 +101,12 @@ for m in proxy fastcgi uwsgi scgi; do
   grep -q -- "--without-http_${m}_module" <<<"$nginx_v" || nginx_temp_paths+=$'\n'"    ${m}_temp_path $tmp/nginx-$m;"
 done
 
-render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT
+render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT [SINK_PORT]
   local body
   body="$(cat "$1")"
   body="${body//@TMP@/$tmp}"
   body="${body//@UPSTREAM_PORT@/${port[upstream]}}"
-  body="${body//@SINK_PORT@/${port[sink]}}"
+  body="${body//@SINK_PORT@/${5:-${port[sink]}}}"
   body="${body//@LISTEN_PORT@/$3}"
   body="${body//@ADMIN_PORT@/$4}"
   body="${body//@NGINX_TEMP_PATHS@/$nginx_temp_paths}"
@@ -131,6 +138,10 @@ render "$bench_dir/nginx-proxy.conf.in" "$tmp/nginx-proxy.conf" "${port[nginx]}"
 render "$bench_dir/haproxy.cfg.in" "$tmp/haproxy.cfg" "${port[haproxy]}" ""
 render "$bench_dir/sidetrace-untraced.yaml.in" "$tmp/untraced.yaml" "${port[untraced]}" "${port[admin_untraced]}"
 render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced.yaml" "${port[traced]}" "${port[admin_traced]}"
+render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_down.yaml" "${port[traced_down]}" \
+  "${port[admin_traced_down]}" "${port[down_sink]}"
+render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_blackhole.yaml" "${port[traced_blackhole]}" \
+  "${port[admin_traced_blackhole]}" "${port[hole]}"
 mkdir -p "$tmp/nginx-body"
 
 start upstream "$LOAD_CPU" nginx -p "$tmp" -e "$tmp/upstream-error.log" -c "$tmp/upstream.conf"
@@ -150,6 +161,16 @@ if wants traced; then
   start traced "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/traced.yaml" --workers 1
   wait_http traced "http://127.0.0.1:${port[admin_traced]}/ready" ""
 fi
+if wants traced_blackhole; then
+  start hole "$LOAD_CPU" "$py" -c 'import socket, sys, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); time.sleep(1e9)' "${port[hole]}"
+fi
+for v in traced_down traced_blackhole; do
+  wants "$v" || continue
+  start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/$v.yaml" --workers 1
+  wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
+done
 for p in "${proxies[@]}"; do wait_http "$p" "http://127.0.0.1:${port[$p]}/" ok; done
 log "all up: upstream :${port[upstream]}, sink :${port[sink]}, nginx :${port[nginx]}, haproxy :${port[haproxy]}, sidetrace untraced :${port[untraced]}, traced :${port[traced]}"
 
@@ -167,6 +188,10 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # --- span accounting: stop the traced proxy first (SIGTERM flushes), then the sink ---------------
+for v in traced_down traced_blackhole; do
+  wants "$v" || continue
+  curl -fs "http://127.0.0.1:${port[admin_$v]}/metrics" >"$tmp/$v-metrics.txt" 2>/dev/null || true
+done
 if wants traced; then
   curl -fs "http://127.0.0.1:${port[admin_traced]}/metrics" >"$tmp/traced-metrics.txt" 2>/dev/null || true
   kill -TERM "$pid_traced"; traced_rc=0; wait "$pid_traced" || traced_rc=$?
@@ -187,7 +212,9 @@ cpu_model="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' ||
 import glob, os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
-          "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)"}
+          "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
+          "traced_down": "sidetrace, tracing on, collector down",
+          "traced_blackhole": "sidetrace, tracing on, collector black-holing"}
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 def ms(text):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
@@ -223,6 +250,24 @@ if "traced" in res and "untraced" in res:
     print()
     print("sidetrace traced/untraced: requests/s %.2f, p50 %.2fx, p99 %.2fx"
           % (t[0] / u[0], t[1] / u[1] if u[1] else float("nan"), t[2] / u[2] if u[2] else float("nan")))
+def metric(path, name, label=""):
+    total = None
+    if os.path.exists(path):
+        for line in open(path):
+            if line.startswith(name) and label in line and not line.startswith("#"):
+                total = (total or 0) + float(line.rsplit(" ", 1)[1])
+    return total
+for v in ("traced_down", "traced_blackhole"):
+    if v in res and "traced" in res:
+        f, t = res[v], res["traced"]
+        m = os.path.join(tmp, v + "-metrics.txt")
+        rss = metric(m, "sidetrace_process_resident_memory_bytes")
+        dropped = metric(m, "sidetrace_spans_dropped_total")
+        print()
+        print("%s vs healthy collector: requests/s %.2f, p99 %.2fx; RSS %s MB; spans dropped %s"
+              % (v, f[0] / t[0], f[2] / t[2] if t[2] else float("nan"),
+                 "%.1f" % (rss / 1e6) if rss is not None else "?",
+                 "%d" % dropped if dropped is not None else "?"))
 PY
 sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
 span_metrics="$(grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_total|export_requests_total)' \
