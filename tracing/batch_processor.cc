@@ -183,6 +183,7 @@ void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point dead
     if (exporter_->exportSpans(request_, n) == ExportResult::Success) {
       stats_.export_requests_ok.fetch_add(1, std::memory_order_relaxed);
       stats_.spans_exported.fetch_add(n, std::memory_order_relaxed);
+      stats_.spans_rejected.store(exporter_->rejectedSpans(), std::memory_order_relaxed);
     } else {
       stats_.export_requests_failed.fetch_add(1, std::memory_order_relaxed);
       stats_.spans_dropped_export_failed.fetch_add(n, std::memory_order_relaxed);

@@ -29,6 +29,7 @@ struct PipelineStats {
   std::atomic<uint64_t> spans_exported{0};  // in successful export calls
   std::atomic<uint64_t> spans_dropped_queue_full{0};
   std::atomic<uint64_t> spans_dropped_export_failed{0};
+  std::atomic<uint64_t> spans_rejected{0};  // exported, but rejected by the collector (partial)
   std::atomic<uint64_t> export_requests_ok{0};
   std::atomic<uint64_t> export_requests_failed{0};
   std::atomic<uint64_t> queue_size{0};

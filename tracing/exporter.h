@@ -22,6 +22,12 @@ class SpanExporter {
   // included.
   virtual ExportResult exportSpans(std::string_view request, size_t span_count) = 0;
   virtual void shutdown() {}
+  // Spans a collector accepted the request for but reported as rejected (OTLP partial success),
+  // summed over all exports so far. Read by the processor after each export.
+  uint64_t rejectedSpans() const { return rejected_spans_; }
+
+ protected:
+  uint64_t rejected_spans_ = 0;
 };
 
 // Human-readable JSON lines (one per span) on stdout; the zero-config default.

@@ -134,6 +134,7 @@ class OtlpGrpcExporter final : public SpanExporter {
       grpc::Status status = call(ctx, request_buffer);
       if (status.ok()) {
         if (response_.has_partial_success() && response_.partial_success().rejected_spans() > 0) {
+          rejected_spans_ += static_cast<uint64_t>(response_.partial_success().rejected_spans());
           warnRateLimited("otlp exporter: collector rejected {} of {} span(s): {}",
                           response_.partial_success().rejected_spans(), span_count,
                           response_.partial_success().error_message());

@@ -41,6 +41,7 @@ expected_types = {
     "sidetrace_spans_sampled": "counter",
     "sidetrace_spans_exported": "counter",
     "sidetrace_spans_dropped": "counter",
+    "sidetrace_spans_rejected": "counter",
     "sidetrace_export_requests": "counter",
     "sidetrace_export_queue_size": "gauge",
     "sidetrace_process_resident_memory_bytes": "gauge",

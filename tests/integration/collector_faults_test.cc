@@ -113,5 +113,20 @@ TEST_F(CollectorFaultsTest, CollectorRefusingEveryExport) {
   stopProxyExpectClean();
 }
 
+// OTLP partial success: the call succeeds but the collector rejected some spans. They are logged
+// (rate-limited) and counted, and the request path is untouched.
+TEST_F(CollectorFaultsTest, PartialSuccessIsCounted) {
+  otlp_.rejectInEachResponse(1);
+  ASSERT_NO_FATAL_FAILURE(startWithShortExportTimeout());
+  ASSERT_NO_FATAL_FAILURE(sendAll(5, "/api/partial-"));
+  otlp_.waitForSpans(10, milliseconds(5000));
+  double calls = static_cast<double>(otlp_.requestCount());
+  EXPECT_GE(waitMetric("sidetrace_spans_rejected_total", "", calls), calls)
+      << "one rejected span per successful export call";
+  EXPECT_GE(metricSum(metrics(), "sidetrace_spans_exported_total", ""), 10);
+  stopProxyExpectClean();
+  EXPECT_NE(proc_.stderrText().find("rejected"), std::string::npos) << proc_.logs();
+}
+
 }  // namespace
 }  // namespace sidetrace::it

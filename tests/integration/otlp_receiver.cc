@@ -136,6 +136,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   std::condition_variable cv;
   int fail_next = 0;
   int answer_all = 0;  // grpc::StatusCode; 0 = OK
+  int64_t reject = 0;
   size_t calls = 0;
   size_t requests = 0;
   std::vector<FlatSpan> spans;
@@ -145,7 +146,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
 
   grpc::Status Export(grpc::ServerContext* ctx,
                       const otlp_collector::ExportTraceServiceRequest* req,
-                      otlp_collector::ExportTraceServiceResponse*) override {
+                      otlp_collector::ExportTraceServiceResponse* resp) override {
     std::lock_guard lock(mu);
     ++calls;
     if (fail_next > 0) {
@@ -156,6 +157,10 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
       return grpc::Status(static_cast<grpc::StatusCode>(answer_all), "fake collector: refused");
     }
     ++requests;
+    if (reject > 0) {
+      resp->mutable_partial_success()->set_rejected_spans(reject);
+      resp->mutable_partial_success()->set_error_message("fake collector: over quota");
+    }
     metadata.clear();
     for (const auto& [k, v] : ctx->client_metadata()) {
       metadata.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
@@ -222,6 +227,11 @@ std::string OtlpReceiver::endpoint() const {
 void OtlpReceiver::answerAll(grpc_status_code_t code) {
   std::lock_guard lock(impl_->mu);
   impl_->answer_all = code;
+}
+
+void OtlpReceiver::rejectInEachResponse(int64_t spans) {
+  std::lock_guard lock(impl_->mu);
+  impl_->reject = spans;
 }
 
 void OtlpReceiver::failNext(int n) {

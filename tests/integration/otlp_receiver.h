@@ -65,6 +65,8 @@ class OtlpReceiver {
   void failNext(int n);
   // Every Export call is answered with this code from now on (OK: record spans as usual).
   void answerAll(grpc_status_code_t code);
+  // Successful calls answer with an OTLP partial success rejecting this many spans (0: none).
+  void rejectInEachResponse(int64_t spans);
   size_t exportCalls() const;   // all calls, failed ones included
   size_t requestCount() const;  // recorded (successful) requests
   std::vector<FlatSpan> spans() const;
