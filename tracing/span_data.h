@@ -76,7 +76,8 @@ class WireBuffer {
   size_t capacity_ = 0;
 };
 
-struct SpanRecord {
+// What both shapes share: everything but the attributes.
+struct SpanFields {
   TraceId trace_id;
   SpanId span_id;
   SpanId parent_span_id;  // all zero for a root span
@@ -86,24 +87,16 @@ struct SpanRecord {
   SpanKind kind = SpanKind::Internal;
   uint64_t start_unix_nanos = 0;
   uint64_t end_unix_nanos = 0;
-  WireBuffer attributes;  // OTLP wire bytes: a run of Span.attributes (field 9) KeyValues
   StatusCode status = StatusCode::Unset;
   std::string status_message;
 };
 
-struct SpanData {
-  TraceId trace_id;
-  SpanId span_id;
-  SpanId parent_span_id;  // all zero for a root span
-  std::string tracestate;
-  uint8_t flags = 0;
-  std::string name;
-  SpanKind kind = SpanKind::Internal;
-  uint64_t start_unix_nanos = 0;
-  uint64_t end_unix_nanos = 0;
+struct SpanRecord : SpanFields {
+  WireBuffer attributes;  // OTLP wire bytes: a run of Span.attributes (field 9) KeyValues
+};
+
+struct SpanData : SpanFields {
   std::vector<Attribute> attributes;
-  StatusCode status = StatusCode::Unset;
-  std::string status_message;
 
   // The attribute named key, or nullptr.
   const AttributeValue* attribute(std::string_view key) const;
