@@ -14,7 +14,8 @@ namespace {
 bool takesValue(std::string_view flag) {
   return flag == "--config" || flag == "--listen" || flag == "--upstream" ||
          flag == "--service-name" || flag == "--otlp-endpoint" || flag == "--admin" ||
-         flag == "--workers" || flag == "--ignore-path" || flag == "--log-level";
+         flag == "--workers" || flag == "--ignore-path" || flag == "--log-level" ||
+         flag == "--log-format";
 }
 
 bool isSwitch(std::string_view flag) {
@@ -57,6 +58,12 @@ void setValue(CliOptions& o, const std::string& flag, const std::string& value) 
       throw ConfigError(flag + ": " + err);
     }
     o.log_level = value;
+  } else if (flag == "--log-format") {
+    std::string err = detail::checkLogFormat(value);
+    if (!err.empty()) {
+      throw ConfigError(flag + ": " + err);
+    }
+    o.log_format = value;
   }
 }
 
@@ -122,6 +129,7 @@ Options (each overrides the config file):
   --workers N            worker threads (0 = one per core)
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
   --log-level LEVEL      trace | debug | info | warn | error | off
+  --log-format FORMAT    json (default: one JSON object per line) | text
   --version              print the version and exit
   -h, --help             print this help and exit
 

@@ -137,6 +137,10 @@ std::string checkLogLevel(const std::string& v) {
   return oneOf("log level", v, {"trace", "debug", "info", "warn", "error", "off"});
 }
 
+std::string checkLogFormat(const std::string& v) {
+  return oneOf("log format", v, {"json", "text"});
+}
+
 std::string checkSamplerType(const std::string& v) {
   return oneOf("sampler", v,
                {"always_on", "always_off", "traceidratio", "parentbased_always_on",

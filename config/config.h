@@ -97,10 +97,19 @@ struct SamplerConfig {
 
 struct ExporterConfig {
   std::string protocol = "console";  // grpc | http/protobuf | http/json | console | none
-  std::string endpoint;              // e.g. http://127.0.0.1:4317
+  // grpc: http[s]://host:port. http/*: the full traces URL, e.g. http://127.0.0.1:4318/v1/traces
+  // (the YAML loader appends /v1/traces to a URL without a path; env follows the OTLP spec).
+  std::string endpoint;
   std::vector<std::pair<std::string, std::string>> headers;
   Duration timeout{10000};
   std::string compression;  // "" | gzip ("none" in YAML/env is stored as "")
+  // TLS to an https:// collector. Files are read when the exporter starts, not here.
+  struct Tls {
+    std::string ca_file;                // PEM CA bundle to verify the collector; "" = system store
+    bool insecure_skip_verify = false;  // OTLP/HTTP only: accept any certificate (testing only)
+    bool operator==(const Tls&) const = default;
+  } tls;
+  bool operator==(const ExporterConfig&) const = default;  // a reload rebuilds the exporter if !=
 };
 
 struct BatchConfig {
@@ -108,6 +117,7 @@ struct BatchConfig {
   uint32_t max_export_batch_size = 512;
   Duration schedule_delay{5000};
   Duration export_timeout{30000};
+  bool operator==(const BatchConfig&) const = default;
 };
 
 struct TracingConfig {
@@ -151,6 +161,8 @@ struct Config {
   Limits limits;
   AccessLogConfig access_log;
   std::string log_level = "info";
+  // The proxy's own logs on stderr: json (one object per line, for log pipelines) | text.
+  std::string log_format = "json";
 
   const Cluster* findCluster(std::string_view name) const;
 };

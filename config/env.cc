@@ -207,6 +207,9 @@ void applyEnv(Config& cfg, const EnvLookup& env) {
     }
     e.compression = c == "gzip" ? "gzip" : "";
   }
+  if (auto v = getOtlp(env, "CERTIFICATE")) {
+    e.tls.ca_file = detail::trim(v->second);  // the CA bundle that verifies the collector
+  }
 
   BatchConfig& b = t.batch;
   if (auto v = get(env, "OTEL_BSP_MAX_QUEUE_SIZE")) {

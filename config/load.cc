@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "config/checks.h"
+#include "config/url.h"
 
 namespace sidetrace::config {
 
@@ -207,6 +208,9 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
   if (cli.log_level) {
     cfg.log_level = *cli.log_level;
   }
+  if (cli.log_format) {
+    cfg.log_format = *cli.log_format;
+  }
 }
 
 void validate(const Config& cfg) {
@@ -304,8 +308,20 @@ void validate(const Config& cfg) {
     invalid("tracing.exporter.protocol", e);
   }
   if (ex.protocol == "http/protobuf" || ex.protocol == "http/json") {
-    invalid("tracing.exporter.protocol",
-            "'" + ex.protocol + "' (OTLP/HTTP) is not implemented yet; use grpc, console or none");
+    if (ex.endpoint.empty()) {
+      invalid("tracing.exporter.endpoint",
+              "required with protocol " + ex.protocol +
+                  " (e.g. http://localhost:4318/v1/traces; or set OTEL_EXPORTER_OTLP_ENDPOINT)");
+    }
+    try {
+      parseHttpUrl(ex.endpoint);
+    } catch (const ConfigError& e) {
+      invalid("tracing.exporter.endpoint", e.what());
+    }
+  }
+  if (ex.tls.insecure_skip_verify && ex.protocol == "grpc") {
+    invalid("tracing.exporter.tls.insecure_skip_verify",
+            "only supported with protocol http/protobuf or http/json");
   }
   if (ex.protocol == "grpc" && ex.endpoint.empty()) {
     invalid("tracing.exporter.endpoint",
@@ -347,6 +363,9 @@ void validate(const Config& cfg) {
 
   if (std::string e = detail::checkLogLevel(cfg.log_level); !e.empty()) {
     invalid("log_level", e);
+  }
+  if (std::string e = detail::checkLogFormat(cfg.log_format); !e.empty()) {
+    invalid("log_format", e);
   }
   if (std::string e = detail::checkAccessLogFormat(cfg.access_log.format); !e.empty()) {
     invalid("access_log.format", e);

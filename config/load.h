@@ -38,6 +38,7 @@ struct CliOptions {
   std::optional<uint32_t> workers;
   std::vector<std::string> ignore_paths;  // each adds { prefix: PATH } ignore rule
   std::optional<std::string> log_level;
+  std::optional<std::string> log_format;
 };
 
 // Throws ConfigError("--flag: ...") on unknown flags or bad values.

@@ -15,6 +15,7 @@
 
 #include "config/checks.h"
 #include "config/load.h"
+#include "config/url.h"
 
 namespace sidetrace::config {
 
@@ -572,6 +573,67 @@ IgnoreRule parseIgnore(const Walker& w, const YAML::Node& n, const std::string& 
   return rule;
 }
 
+void parseExporterTls(const Walker& w, const YAML::Node& n, const std::string& path,
+                      ExporterConfig::Tls& tls) {
+  w.walkMap(n, path, {"ca_file", "insecure_skip_verify"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "ca_file") {
+                tls.ca_file = w.nonEmpty(v, sub);
+              } else {
+                tls.insecure_skip_verify = w.boolean(v, sub);
+              }
+            });
+}
+
+// OTLP/HTTP: a file's endpoint is the traces URL when it has a path, else a collector base URL
+// that gets /v1/traces (config/url.h); no endpoint at all means the OTLP default.
+void resolveOtlpHttpEndpoint(const Walker& w, const YAML::Node* endpoint_node,
+                             const std::string& path, ExporterConfig& e) {
+  if (e.protocol != "http/protobuf" && e.protocol != "http/json") {
+    return;
+  }
+  e.endpoint =
+      e.endpoint.empty() ? "http://localhost:4318/v1/traces" : otlpHttpTracesUrl(e.endpoint);
+  if (endpoint_node != nullptr) {
+    try {
+      parseHttpUrl(e.endpoint);
+    } catch (const ConfigError& err) {
+      w.fail(*endpoint_node, path, err.what());
+    }
+  }
+}
+
+void parseExporter(const Walker& w, const YAML::Node& n, const std::string& path,
+                   ExporterConfig& e) {
+  YAML::Node endpoint_node;  // kept for the error line
+  bool has_endpoint = false;
+  w.walkMap(n, path, {"protocol", "endpoint", "headers", "timeout", "compression", "tls"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "protocol") {
+                e.protocol = w.choice(v, sub, detail::checkExporterProtocol);
+              } else if (key == "endpoint") {
+                e.endpoint = w.nonEmpty(v, sub);
+                endpoint_node = v;
+                has_endpoint = true;
+              } else if (key == "headers") {
+                for (auto& [hk, hv] : w.stringMap(v, sub, true)) {
+                  upsert(e.headers, hk, hv);
+                }
+              } else if (key == "timeout") {
+                e.timeout = w.duration(v, sub);
+              } else if (key == "compression") {
+                std::string c = w.str(v, sub);
+                if (c != "gzip" && c != "none" && !c.empty()) {
+                  w.fail(v, sub, "expected gzip or none, got '" + c + "'");
+                }
+                e.compression = c == "gzip" ? "gzip" : "";
+              } else {
+                parseExporterTls(w, v, sub, e.tls);
+              }
+            });
+  resolveOtlpHttpEndpoint(w, has_endpoint ? &endpoint_node : nullptr, path + ".endpoint", e);
+}
+
 void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path, TracingConfig& t) {
   bool has_service_name = false;
   w.walkMap(n, path,
@@ -614,27 +676,7 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
                   t.ignore.push_back(parseIgnore(w, item, ip));
                 });
               } else if (key == "exporter") {
-                ExporterConfig& e = t.exporter;
-                w.walkMap(v, sub, {"protocol", "endpoint", "headers", "timeout", "compression"},
-                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                            if (k2 == "protocol") {
-                              e.protocol = w.choice(v2, s2, detail::checkExporterProtocol);
-                            } else if (k2 == "endpoint") {
-                              e.endpoint = w.nonEmpty(v2, s2);
-                            } else if (k2 == "headers") {
-                              for (auto& [hk, hv] : w.stringMap(v2, s2, true)) {
-                                upsert(e.headers, hk, hv);
-                              }
-                            } else if (k2 == "timeout") {
-                              e.timeout = w.duration(v2, s2);
-                            } else {
-                              std::string c = w.str(v2, s2);
-                              if (c != "gzip" && c != "none" && !c.empty()) {
-                                w.fail(v2, s2, "expected gzip or none, got '" + c + "'");
-                              }
-                              e.compression = c == "gzip" ? "gzip" : "";
-                            }
-                          });
+                parseExporter(w, v, sub, t.exporter);
               } else {
                 BatchConfig& b = t.batch;
                 w.walkMap(
@@ -697,58 +739,61 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
   }
   // Route → cluster references are checked here too so that the error can carry the line.
   std::vector<std::pair<YAML::Node, std::string>> cluster_refs;
-  w.walkMap(
-      root, "",
-      {"admin", "workers", "listeners", "clusters", "tracing", "limits", "access_log", "log_level"},
-      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
-        if (key == "admin") {
-          w.walkMap(v, sub, {"address", "enabled"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "address") {
-                        cfg.admin.address = w.address(v2, s2);
-                      } else {
-                        cfg.admin.enabled = w.boolean(v2, s2);
-                      }
-                    });
-        } else if (key == "workers") {
-          cfg.workers = w.u32(v, sub);
-        } else if (key == "listeners") {
-          cfg.listeners.clear();
-          size_t i = 0;
-          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
-            cfg.listeners.push_back(parseListener(w, item, ip, i));
-            const Listener& l = cfg.listeners.back();
-            const YAML::Node routes = item["routes"];
-            for (size_t r = 0; r < l.routes.size(); ++r) {
-              if (!l.routes[r].cluster.empty()) {
-                cluster_refs.emplace_back(routes[r]["cluster"],
-                                          Walker::index(ip + ".routes", r) + ".cluster");
+  w.walkMap(root, "",
+            {"admin", "workers", "listeners", "clusters", "tracing", "limits", "access_log",
+             "log_level", "log_format"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "admin") {
+                w.walkMap(v, sub, {"address", "enabled"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "address") {
+                              cfg.admin.address = w.address(v2, s2);
+                            } else {
+                              cfg.admin.enabled = w.boolean(v2, s2);
+                            }
+                          });
+              } else if (key == "workers") {
+                cfg.workers = w.u32(v, sub);
+              } else if (key == "listeners") {
+                cfg.listeners.clear();
+                size_t i = 0;
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  cfg.listeners.push_back(parseListener(w, item, ip, i));
+                  const Listener& l = cfg.listeners.back();
+                  const YAML::Node routes = item["routes"];
+                  for (size_t r = 0; r < l.routes.size(); ++r) {
+                    if (!l.routes[r].cluster.empty()) {
+                      cluster_refs.emplace_back(routes[r]["cluster"],
+                                                Walker::index(ip + ".routes", r) + ".cluster");
+                    }
+                  }
+                  ++i;
+                });
+              } else if (key == "clusters") {
+                cfg.clusters.clear();
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  cfg.clusters.push_back(parseCluster(w, item, ip));
+                });
+              } else if (key == "tracing") {
+                parseTracing(w, v, sub, cfg.tracing);
+              } else if (key == "limits") {
+                parseLimits(w, v, sub, cfg.limits);
+              } else if (key == "access_log") {
+                w.walkMap(v, sub, {"path", "format"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "path") {
+                              cfg.access_log.path = w.str(v2, s2);
+                            } else {
+                              cfg.access_log.format =
+                                  w.choice(v2, s2, detail::checkAccessLogFormat);
+                            }
+                          });
+              } else if (key == "log_format") {
+                cfg.log_format = w.choice(v, sub, detail::checkLogFormat);
+              } else {
+                cfg.log_level = w.choice(v, sub, detail::checkLogLevel);
               }
-            }
-            ++i;
-          });
-        } else if (key == "clusters") {
-          cfg.clusters.clear();
-          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
-            cfg.clusters.push_back(parseCluster(w, item, ip));
-          });
-        } else if (key == "tracing") {
-          parseTracing(w, v, sub, cfg.tracing);
-        } else if (key == "limits") {
-          parseLimits(w, v, sub, cfg.limits);
-        } else if (key == "access_log") {
-          w.walkMap(v, sub, {"path", "format"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "path") {
-                        cfg.access_log.path = w.str(v2, s2);
-                      } else {
-                        cfg.access_log.format = w.choice(v2, s2, detail::checkAccessLogFormat);
-                      }
-                    });
-        } else {
-          cfg.log_level = w.choice(v, sub, detail::checkLogLevel);
-        }
-      });
+            });
   for (const auto& [node, path] : cluster_refs) {
     if (cfg.findCluster(node.Scalar()) == nullptr) {
       w.fail(node, path, "unknown cluster '" + node.Scalar() + "'");

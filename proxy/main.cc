@@ -4,10 +4,12 @@
 #include <cstdio>
 
 #include "config/load.h"
+#include "proxy/self_log.h"
 #include "proxy/server.h"
 
 int main(int argc, char** argv) {
-  // Logs go to stderr; stdout belongs to the console exporter.
+  // Logs go to stderr; stdout belongs to the console exporter. Until the config says which
+  // format, errors about the config itself are plain text.
   spdlog::set_default_logger(spdlog::stderr_color_mt("sidetrace"));
   using sidetrace::config::ConfigError;
   sidetrace::config::CliOptions cli;
@@ -37,9 +39,12 @@ int main(int argc, char** argv) {
     std::printf("sidetrace: configuration is valid\n");
     return 0;
   }
-  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  sidetrace::proxy::setupSelfLog(cfg->log_level, cfg->log_format);
   try {
-    return sidetrace::proxy::runServer(cfg);
+    // A reload reads the same file, environment and flags again.
+    return sidetrace::proxy::runServer(cfg, [cli] {
+      return sidetrace::config::buildConfig(cli, sidetrace::config::processEnv());
+    });
   } catch (const std::exception& e) {
     spdlog::error("fatal: {}", e.what());
     return 2;

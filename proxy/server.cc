@@ -3,17 +3,24 @@
 #include <signal.h>
 
 #include <spdlog/spdlog.h>
+#include <atomic>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <sstream>
 #include <thread>
+#include <utility>
 
+#include "config/dump.h"
 #include "proxy/access_log.h"
 #include "proxy/admin.h"
+#include "proxy/otlp_http_client.h"
+#include "proxy/self_log.h"
 #include "proxy/worker.h"
 #include "tracing/exporter.h"
-#include "tracing/sampler.h"
+#include "tracing/tracer.h"
 
 namespace sidetrace::proxy {
 
@@ -62,9 +69,9 @@ uint64_t residentBytes() {
 
 }  // namespace
 
-std::string renderMetrics(const SharedState& shared,
+std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& ps,
                           const std::vector<std::unique_ptr<Worker>>& workers, bool draining) {
-  const auto& cfg = *shared.config;
+  const auto& cfg = *gen.config;
   std::ostringstream o;
   auto sum = [&](auto fn) {
     uint64_t n = 0;
@@ -73,6 +80,14 @@ std::string renderMetrics(const SharedState& shared,
     }
     return n;
   };
+  // Routes sharing a name share a slot (and a series): emit each slot once.
+  std::vector<char> route_seen;
+  auto firstSight = [&](size_t slot) {
+    if (slot >= route_seen.size()) {
+      route_seen.resize(slot + 1, false);
+    }
+    return std::exchange(route_seen[slot], 1) == 0;
+  };
 
   o << "# HELP sidetrace_downstream_requests_total Requests answered, by listener, route and "
        "status class.\n"
@@ -80,7 +95,10 @@ std::string renderMetrics(const SharedState& shared,
   for (size_t li = 0; li < cfg.listeners.size(); ++li) {
     const auto& l = cfg.listeners[li];
     for (size_t ri = 0; ri <= l.routes.size(); ++ri) {
-      size_t slot = shared.routes.slot(li, ri);
+      size_t slot = ri < l.routes.size() ? gen.routeSlot(li, ri) : gen.noRouteSlot(li);
+      if (!firstSight(slot)) {
+        continue;
+      }
       std::string route = ri < l.routes.size() ? l.routes[ri].name : "";
       for (size_t c = 0; c < kStatusClasses; ++c) {
         uint64_t n = sum([&](const WorkerStats& s) { return s.requests(slot, c); });
@@ -111,10 +129,14 @@ std::string renderMetrics(const SharedState& shared,
   };
   o << "# HELP sidetrace_request_duration_seconds Time from request head to response end.\n"
        "# TYPE sidetrace_request_duration_seconds histogram\n";
+  route_seen.assign(route_seen.size(), false);
   for (size_t li = 0; li < cfg.listeners.size(); ++li) {
     const auto& l = cfg.listeners[li];
     for (size_t ri = 0; ri <= l.routes.size(); ++ri) {
-      size_t slot = shared.routes.slot(li, ri);
+      size_t slot = ri < l.routes.size() ? gen.routeSlot(li, ri) : gen.noRouteSlot(li);
+      if (!firstSight(slot)) {
+        continue;
+      }
       if (ri == l.routes.size() &&
           sum([&](const WorkerStats& s) { return s.request_durations.count(slot); }) == 0) {
         continue;
@@ -128,9 +150,10 @@ std::string renderMetrics(const SharedState& shared,
   o << "# HELP sidetrace_upstream_responses_total Upstream response heads received, by cluster and "
        "status class.\n"
        "# TYPE sidetrace_upstream_responses_total counter\n";
-  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
     for (size_t k = 0; k < kStatusClasses; ++k) {
-      uint64_t n = sum([&](const WorkerStats& s) { return s.upstreamResponses(c, k); });
+      uint64_t n = sum([&](const WorkerStats& s) { return s.upstreamResponses(cs, k); });
       if (n == 0 && k != 1) {
         continue;  // zero series only for 2xx
       }
@@ -141,10 +164,11 @@ std::string renderMetrics(const SharedState& shared,
   o << "# HELP sidetrace_upstream_duration_seconds Time from the start of an upstream attempt "
        "(connect included) to the upstream response head.\n"
        "# TYPE sidetrace_upstream_duration_seconds histogram\n";
-  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
     histogram("sidetrace_upstream_duration_seconds",
               "cluster=\"" + escapeLabel(cfg.clusters[c].name) + "\"",
-              &WorkerStats::upstream_durations, c);
+              &WorkerStats::upstream_durations, cs);
   }
   o << "# HELP sidetrace_downstream_connections_active Open downstream connections.\n"
        "# TYPE sidetrace_downstream_connections_active gauge\n"
@@ -162,18 +186,19 @@ std::string renderMetrics(const SharedState& shared,
     << sum([](const WorkerStats& s) { return s.bad_requests.load(); }) << "\n";
   o << "# HELP sidetrace_upstream_connect_failures_total Upstream connections refused or failed.\n"
        "# TYPE sidetrace_upstream_connect_failures_total counter\n";
-  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
     o << "sidetrace_upstream_connect_failures_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-      << "\"} " << sum([&](const WorkerStats& s) { return s.connect_failures[c].load(); }) << "\n";
+      << "\"} " << sum([&](const WorkerStats& s) { return s.connect_failures[cs].load(); }) << "\n";
   }
   o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
        "# TYPE sidetrace_upstream_timeouts_total counter\n";
-  for (size_t c = 0; c < shared.clusters.size(); ++c) {
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
     o << "sidetrace_upstream_timeouts_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-      << "\"} " << sum([&](const WorkerStats& s) { return s.upstream_timeouts[c].load(); }) << "\n";
+      << "\"} " << sum([&](const WorkerStats& s) { return s.upstream_timeouts[cs].load(); })
+      << "\n";
   }
-  tracing::PipelineStats empty;
-  tracing::PipelineStats& ps = shared.processor != nullptr ? shared.processor->stats() : empty;
   o << "# HELP sidetrace_spans_started_total Spans started (sampled or not).\n"
        "# TYPE sidetrace_spans_started_total counter\n"
     << "sidetrace_spans_started_total " << ps.spans_started.load() << "\n"
@@ -218,121 +243,331 @@ std::string renderMetrics(const SharedState& shared,
   return o.str();
 }
 
-int runServer(config::ConfigPtr cfg) {
-  ::signal(SIGPIPE, SIG_IGN);
-  std::unique_ptr<AccessLog> access_log;
+namespace {
+
+// Why `next` cannot be applied by a reload, or "" when it can. Listeners, workers, the admin
+// listener and the access log are bound at start (sockets, threads, files): changing them needs a
+// restart, and a reload that tries is refused rather than half-applied.
+std::string restartOnlyChange(const config::Config& cur, const config::Config& next) {
+  if (next.listeners.size() != cur.listeners.size()) {
+    return "listeners: " + std::to_string(cur.listeners.size()) + " → " +
+           std::to_string(next.listeners.size()) + " listeners";
+  }
+  for (size_t i = 0; i < cur.listeners.size(); ++i) {
+    const auto& a = cur.listeners[i];
+    const auto& b = next.listeners[i];
+    const std::string key = "listeners[" + std::to_string(i) + "]";
+    if (a.name != b.name) {
+      return key + ".name: '" + a.name + "' → '" + b.name + "'";
+    }
+    if (a.address.str() != b.address.str()) {
+      return key + ".address: " + a.address.str() + " → " + b.address.str();
+    }
+    if (a.tls.has_value() != b.tls.has_value() ||
+        (a.tls && (a.tls->cert != b.tls->cert || a.tls->key != b.tls->key))) {
+      return key + ".tls changed";
+    }
+  }
+  if (next.workers != cur.workers) {
+    return "workers: " + std::to_string(cur.workers) + " → " + std::to_string(next.workers);
+  }
+  if (next.admin.enabled != cur.admin.enabled ||
+      next.admin.address.str() != cur.admin.address.str()) {
+    return "admin changed";
+  }
+  if (next.log_format != cur.log_format) {
+    return "log_format: " + cur.log_format + " → " + next.log_format;
+  }
+  if (next.access_log.path != cur.access_log.path ||
+      next.access_log.format != cur.access_log.format) {
+    return "access_log changed";
+  }
+  return "";
+}
+
+// Whether the span pipeline (exporter, batching, resource) must be rebuilt for `next`.
+bool pipelineChanged(const config::TracingConfig& cur, const config::TracingConfig& next) {
+  return cur.enabled != next.enabled || !(cur.exporter == next.exporter) ||
+         !(cur.batch == next.batch) || cur.service_name != next.service_name ||
+         cur.resource != next.resource;
+}
+
+struct ReloadResult {
+  bool ok = false;
+  std::string message;
+};
+
+class Server {
+ public:
+  Server(config::ConfigPtr cfg, ConfigLoader load) : load_(std::move(load)), initial_(cfg) {}
+  int run();
+
+ private:
+  std::unique_ptr<tracing::BatchSpanProcessor> makeProcessor(const config::TracingConfig& t);
+  ReloadResult reload(std::string_view trigger);
+  ReloadResult applyReload();
+  AdminResponse handleAdmin(const filters::RequestHead& req);
+  void waitForDrain();
+
+  ConfigLoader load_;
+  config::ConfigPtr initial_;
+  // Metric slots for the routes and clusters of every generation; the capacity leaves room for
+  // reloads to add routes and clusters without reallocating the workers' counters.
+  std::unique_ptr<StatsSlots> slots_;
+  std::shared_ptr<const Generation> gen_;
+  tracing::PipelineStats pipeline_stats_;  // outlives every processor: counters survive reloads
+  std::unique_ptr<tracing::BatchSpanProcessor> processor_;
+  struct Retiring {  // a processor a reload replaced, flushing on its own thread
+    std::thread thread;
+    std::shared_ptr<std::atomic<bool>> done;
+  };
+  std::vector<Retiring> retiring_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::unique_ptr<AccessLog> access_log_;
+  asio::io_context io_;
+  bool draining_ = false;
+  uint64_t reloads_ok_ = 0;
+  uint64_t reloads_failed_ = 0;
+};
+
+std::unique_ptr<tracing::BatchSpanProcessor> Server::makeProcessor(const config::TracingConfig& t) {
+  if (!t.enabled) {
+    return nullptr;
+  }
+  auto exporter = tracing::makeExporter(t.exporter, makeOtlpHttpTransport);
+  if (!exporter) {
+    return nullptr;
+  }
+  return std::make_unique<tracing::BatchSpanProcessor>(std::move(exporter), t.batch,
+                                                       tracing::makeResource(t), &pipeline_stats_);
+}
+
+ReloadResult Server::reload(std::string_view trigger) {
+  ReloadResult r = applyReload();
+  if (r.ok) {
+    ++reloads_ok_;
+    spdlog::info("reload ({}): {}", trigger, r.message);
+  } else {
+    ++reloads_failed_;
+    spdlog::error("reload ({}) refused, the running config stays: {}", trigger, r.message);
+  }
+  return r;
+}
+
+ReloadResult Server::applyReload() {
+  if (draining_) {
+    return {false, "draining"};
+  }
+  config::ConfigPtr next;
   try {
-    access_log = AccessLog::open(cfg->access_log);
+    next = std::make_shared<const config::Config>(load_());
+  } catch (const std::exception& e) {
+    return {false, e.what()};
+  }
+  const config::Config& cur = *gen_->config;
+  if (std::string why = restartOnlyChange(cur, *next); !why.empty()) {
+    return {false, why + " (needs a restart)"};
+  }
+  std::shared_ptr<const Generation> gen;
+  try {
+    gen = buildGeneration(next, *slots_);
+  } catch (const std::exception& e) {
+    return {false, e.what()};
+  }
+  std::unique_ptr<tracing::BatchSpanProcessor> fresh;
+  const bool new_pipeline = pipelineChanged(cur.tracing, next->tracing);
+  if (new_pipeline) {
+    try {
+      fresh = makeProcessor(next->tracing);
+    } catch (const std::exception& e) {
+      return {false, std::string("tracing.exporter: ") + e.what()};
+    }
+  }
+  tracing::BatchSpanProcessor* target = new_pipeline ? fresh.get() : processor_.get();
+
+  // Switch every worker and wait until all have: after a 200 from POST /reload, every new request
+  // sees the new config. Workers never block (and run until drain, when reloads are refused), so
+  // this takes microseconds.
+  struct Pending {
+    std::mutex mu;
+    std::condition_variable cv;
+    size_t left;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = workers_.size();
+  for (auto& w : workers_) {
+    w->switchTo(gen, target, [pending] {
+      std::lock_guard lock(pending->mu);
+      if (--pending->left == 0) {
+        pending->cv.notify_all();
+      }
+    });
+  }
+  {
+    std::unique_lock lock(pending->mu);
+    // No timeout: the old pipeline may only retire once no worker can hand it spans any more.
+    pending->cv.wait(lock, [&] { return pending->left == 0; });
+  }
+  if (new_pipeline) {
+    // The old pipeline exports what it still holds (up to its export timeout) off this thread.
+    std::erase_if(retiring_, [](Retiring& r) {
+      if (!r.done->load()) {
+        return false;
+      }
+      r.thread.join();
+      return true;
+    });
+    if (processor_) {
+      auto timeout = cur.tracing.batch.export_timeout;
+      auto done = std::make_shared<std::atomic<bool>>(false);
+      retiring_.push_back({std::thread([old = std::move(processor_), timeout, done] {
+                             old->shutdown(timeout);
+                             done->store(true);
+                           }),
+                           done});
+    }
+    processor_ = std::move(fresh);
+  }
+  gen_ = std::move(gen);
+  setSelfLogLevel(gen_->config->log_level);  // not spdlog::set_level: the access log stays at info
+  size_t routes = 0;
+  for (const auto& l : gen_->config->listeners) {
+    routes += l.routes.size();
+  }
+  return {true, "applied: " + std::to_string(routes) + " route(s), " +
+                    std::to_string(gen_->config->clusters.size()) + " cluster(s), sampler " +
+                    gen_->config->tracing.sampler.type + ", exporter " +
+                    (new_pipeline ? "restarted" : "unchanged")};
+}
+
+AdminResponse Server::handleAdmin(const filters::RequestHead& req) {
+  std::string_view path = req.path();
+  if (path == "/ready") {
+    return draining_ ? AdminResponse{503, "text/plain", "draining\n"}
+                     : AdminResponse{200, "text/plain", "ready\n"};
+  }
+  if (path == "/metrics") {
+    std::string text = renderMetrics(*gen_, pipeline_stats_, workers_, draining_);
+    text += fmt::format(
+        "# HELP sidetrace_config_reloads_total Config reloads (SIGHUP, POST /reload), by "
+        "outcome.\n"
+        "# TYPE sidetrace_config_reloads_total counter\n"
+        "sidetrace_config_reloads_total{{outcome=\"ok\"}} {}\n"
+        "sidetrace_config_reloads_total{{outcome=\"refused\"}} {}\n",
+        reloads_ok_, reloads_failed_);
+    return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(text)};
+  }
+  if (path == "/config_dump") {
+    return AdminResponse{200, "application/json", config::dumpConfigJson(*gen_->config)};
+  }
+  if (path == "/reload") {
+    if (req.method != "POST") {
+      return AdminResponse{405, "text/plain", "use POST /reload\n"};
+    }
+    ReloadResult r = reload("POST /reload");
+    // As Prometheus' /-/reload: 200 when applied, 500 with the reason when refused.
+    return r.ok ? AdminResponse{200, "text/plain", "reloaded: " + r.message + "\n"}
+                : AdminResponse{500, "text/plain", "reload refused: " + r.message + "\n"};
+  }
+  return AdminResponse{404, "text/plain", "not found\n"};
+}
+
+int Server::run() {
+  const config::Config& cfg = *initial_;
+  try {
+    access_log_ = AccessLog::open(cfg.access_log);
   } catch (const std::exception& e) {
     spdlog::error("access_log.path: {}", e.what());
     return 1;
   }
-  SharedState shared{cfg, {}, nullptr, nullptr, RouteIndex(*cfg), {}, access_log.get()};
+  size_t routes = 0;
+  for (const auto& l : cfg.listeners) {
+    routes += l.routes.size() + 1;
+  }
+  slots_ = std::make_unique<StatsSlots>(routes + 256, cfg.clusters.size() + 64);
   try {
-    shared.clusters = upstream::resolveClusters(*cfg);
+    gen_ = buildGeneration(initial_, *slots_);
   } catch (const std::exception& e) {
     spdlog::error("{}", e.what());
     return 2;
   }
-  for (const auto& l : cfg->listeners) {
-    std::vector<size_t> m;
-    for (const auto& r : l.routes) {
-      size_t idx = static_cast<size_t>(-1);
-      for (size_t c = 0; c < cfg->clusters.size(); ++c) {
-        if (cfg->clusters[c].name == r.cluster) {
-          idx = c;
-        }
-      }
-      m.push_back(idx);
-    }
-    shared.route_cluster.push_back(std::move(m));
-  }
-  shared.sampler = tracing::makeSampler(cfg->tracing.sampler.type, cfg->tracing.sampler.ratio);
-  std::unique_ptr<tracing::BatchSpanProcessor> processor;
-  if (cfg->tracing.enabled) {
-    auto exporter = tracing::makeExporter(cfg->tracing.exporter);
-    if (exporter) {
-      processor = std::make_unique<tracing::BatchSpanProcessor>(
-          std::move(exporter), cfg->tracing.batch, tracing::makeResource(cfg->tracing));
-      shared.processor = processor.get();
-    }
-  }
+  processor_ = makeProcessor(cfg.tracing);
 
-  unsigned n = cfg->workers != 0 ? cfg->workers : std::max(1u, std::thread::hardware_concurrency());
-  std::vector<std::unique_ptr<Worker>> workers;
+  unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
-    workers.push_back(std::make_unique<Worker>(i, shared));
+    workers_.push_back(
+        std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(), *slots_));
     try {
-      workers.back()->bind();
+      workers_.back()->bind();
     } catch (const boost::system::system_error& e) {
       spdlog::error("cannot listen: {}", e.what());
       return 2;
     }
   }
 
-  asio::io_context io;
-  bool draining = false;
   std::unique_ptr<AdminServer> admin;
-  if (cfg->admin.enabled) {
+  if (cfg.admin.enabled) {
     try {
       admin = std::make_unique<AdminServer>(
-          io, cfg->admin.address, [&](const filters::RequestHead& req) {
-            std::string_view path = req.path();
-            if (path == "/ready") {
-              return draining ? AdminResponse{503, "text/plain", "draining\n"}
-                              : AdminResponse{200, "text/plain", "ready\n"};
-            }
-            if (path == "/metrics") {
-              return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8",
-                                   renderMetrics(shared, workers, draining)};
-            }
-            return AdminResponse{404, "text/plain", "not found\n"};
-          });
+          io_, cfg.admin.address,
+          [this](const filters::RequestHead& req) { return handleAdmin(req); });
     } catch (const boost::system::system_error& e) {
-      spdlog::error("cannot listen on admin address {}: {}", cfg->admin.address.str(), e.what());
+      spdlog::error("cannot listen on admin address {}: {}", cfg.admin.address.str(), e.what());
       return 2;
     }
     admin->start();
   }
-  for (auto& w : workers) {
+  for (auto& w : workers_) {
     w->start();
   }
-  for (const auto& l : cfg->listeners) {
+  for (const auto& l : cfg.listeners) {
     spdlog::info("listener '{}' on {} ({} worker{})", l.name, l.address.str(), n,
                  n == 1 ? "" : "s");
   }
   if (admin) {
-    spdlog::info("admin on {}", cfg->admin.address.str());
+    spdlog::info("admin on {}", cfg.admin.address.str());
   }
 
   // SIGUSR1: reopen the access log file (logrotate's postrotate), as nginx does.
-  asio::signal_set reopen_signal(io, SIGUSR1);
+  asio::signal_set reopen_signal(io_, SIGUSR1);
   std::function<void()> arm_reopen = [&]() {
     reopen_signal.async_wait([&](boost::system::error_code ec, int) {
       if (ec) {
         return;
       }
-      if (access_log) {
-        access_log->reopen();
+      if (access_log_) {
+        access_log_->reopen();
         spdlog::info("SIGUSR1: access log reopened");
       }
       arm_reopen();
     });
   };
   arm_reopen();
-  asio::signal_set signals(io, SIGTERM, SIGINT);
-  asio::steady_timer drain_timer(io);
+  // SIGHUP: re-read the config and apply it (as nginx -s reload); a bad one is refused.
+  asio::signal_set reload_signal(io_, SIGHUP);
+  std::function<void()> arm_reload = [&]() {
+    reload_signal.async_wait([&](boost::system::error_code ec, int) {
+      if (ec) {
+        return;
+      }
+      reload("SIGHUP");
+      arm_reload();
+    });
+  };
+  arm_reload();
+  asio::signal_set signals(io_, SIGTERM, SIGINT);
+  asio::steady_timer drain_timer(io_);
   auto deadline = std::chrono::steady_clock::now();
   std::function<void()> poll = [&]() {
     int64_t active = 0;
-    for (auto& w : workers) {
+    for (auto& w : workers_) {
       active += w->activeConnections();
     }
     if (active == 0 || std::chrono::steady_clock::now() >= deadline) {
       if (active != 0) {
         spdlog::warn("drain timeout: closing {} connection(s)", active);
       }
-      io.stop();
+      io_.stop();
       return;
     }
     drain_timer.expires_after(std::chrono::milliseconds(20));
@@ -346,25 +581,37 @@ int runServer(config::ConfigPtr cfg) {
     if (ec) {
       return;
     }
-    spdlog::info("signal {}: draining (up to {} ms)", sig, cfg->limits.drain_timeout.count());
-    draining = true;
-    deadline = std::chrono::steady_clock::now() + cfg->limits.drain_timeout;
-    for (auto& w : workers) {
+    const auto drain_timeout = gen_->config->limits.drain_timeout;
+    spdlog::info("signal {}: draining (up to {} ms)", sig, drain_timeout.count());
+    draining_ = true;
+    deadline = std::chrono::steady_clock::now() + drain_timeout;
+    for (auto& w : workers_) {
       w->beginDrain();
     }
     poll();
   });
-  io.run();
+  io_.run();
 
-  for (auto& w : workers) {
+  for (auto& w : workers_) {
     w->stop();
   }
-  if (processor) {
-    processor->shutdown(cfg->tracing.batch.export_timeout);
+  if (processor_) {
+    processor_->shutdown(gen_->config->tracing.batch.export_timeout);
   }
-  workers.clear();
+  for (auto& r : retiring_) {
+    r.thread.join();
+  }
+  workers_.clear();
   spdlog::info("stopped");
   return 0;
+}
+
+}  // namespace
+
+int runServer(config::ConfigPtr cfg, ConfigLoader load) {
+  ::signal(SIGPIPE, SIG_IGN);
+  Server server(std::move(cfg), std::move(load));
+  return server.run();
 }
 
 }  // namespace sidetrace::proxy

@@ -1,24 +1,37 @@
 #pragma once
 // Server lifecycle: resolve clusters, start the span pipeline, bind and start workers, serve admin,
-// and on SIGTERM/SIGINT drain (ARCHITECTURE §1): /ready turns 503, listeners close, idle
-// connections close, in-flight requests finish up to drain_timeout, spans are flushed, exit 0.
+// reload on SIGHUP / POST /reload, and on SIGTERM/SIGINT drain (ARCHITECTURE §1): /ready turns 503,
+// listeners close, idle connections close, in-flight requests finish up to drain_timeout, spans are
+// flushed, exit 0.
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "config/config.h"
 
+namespace sidetrace::tracing {
+struct PipelineStats;
+}
+
 namespace sidetrace::proxy {
 
+// Re-reads the config from the same sources as at start (file, env, flags) for a reload; throws
+// (config::ConfigError) with a message naming the key and line when the new config is invalid.
+using ConfigLoader = std::function<config::Config()>;
+
 // Runs until a termination signal has been handled. Returns the process exit code
-// (0 clean shutdown; 2 failure at start, e.g. port in use).
-int runServer(config::ConfigPtr cfg);
+// (0 clean shutdown; 1 bad access log path; 2 failure at start, e.g. port in use). SIGHUP and
+// POST /reload re-read the config with `load` and apply routes, clusters, ignore rules, sampler,
+// propagators, exporter and batch settings, limits and log level to new requests; requests in
+// flight finish on the config they started with.
+int runServer(config::ConfigPtr cfg, ConfigLoader load);
 
 // Prometheus text for the given counters (exposed for tests).
 class Worker;
-struct SharedState;
-std::string renderMetrics(const SharedState& shared,
+struct Generation;
+std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& pipeline,
                           const std::vector<std::unique_ptr<Worker>>& workers, bool draining);
 
 }  // namespace sidetrace::proxy

@@ -23,6 +23,7 @@
 namespace sidetrace::proxy {
 
 class Worker;
+struct WorkerGeneration;
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
@@ -43,6 +44,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void finishStream(uint64_t start_ns);
 
   Worker& worker_;
+  std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
   boost::asio::ip::tcp::socket socket_;
   size_t listener_index_;
   upstream::Deadline deadline_;

@@ -2,15 +2,6 @@
 
 namespace sidetrace::proxy {
 
-RouteIndex::RouteIndex(const config::Config& cfg) {
-  size_t next = 0;
-  for (const auto& l : cfg.listeners) {
-    offsets.push_back(next);
-    next += l.routes.size() + 1;
-  }
-  offsets.push_back(next);
-}
-
 namespace {
 std::unique_ptr<std::atomic<uint64_t>[]> zeros(size_t n) {
   auto p = std::make_unique<std::atomic<uint64_t>[]>(n);

@@ -12,16 +12,6 @@
 
 namespace sidetrace::proxy {
 
-// Index of (listener, route) slots; the slot after a listener's routes counts requests that matched
-// no route. Built once from the config; shared read-only.
-struct RouteIndex {
-  explicit RouteIndex(const config::Config& cfg);
-  size_t slot(size_t listener, size_t route) const { return offsets[listener] + route; }
-  size_t noRouteSlot(size_t listener) const { return offsets[listener + 1] - 1; }
-  std::vector<size_t> offsets;  // offsets[i] = first slot of listener i; back() = total
-  size_t slots() const { return offsets.back(); }
-};
-
 inline constexpr size_t kStatusClasses = 5;  // 1xx..5xx
 // Upper bounds (seconds) of the request duration histogram buckets.
 inline constexpr std::array<double, 12> kDurationBuckets = {

@@ -15,20 +15,61 @@ namespace sidetrace::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Worker::Worker(size_t index, const SharedState& shared)
-    : index_(index),
-      shared_(shared),
-      span_buffer_(shared.processor),
-      tracer_(shared.sampler, &span_buffer_),
-      stats_(shared.routes.slots(), shared.clusters.size()),
-      flush_timer_(io_) {
-  const auto& cfg = *shared_.config;
-  chain_.add(std::make_unique<filters::TracingFilter>(cfg.tracing, tracer_));
-  chain_.add(std::make_unique<filters::HeaderPolicyFilter>());
-  chain_.add(std::make_unique<filters::RouterFilter>());
-  for (const auto& c : shared_.clusters) {
-    pools_.push_back(std::make_unique<upstream::ConnectionPool>(io_.get_executor(), c));
+namespace {
+
+// Out of file descriptors, accept fails once per connection attempt: log one line a second per
+// worker thread (with the count left out) instead of one per attempt.
+void warnAcceptFailed(size_t worker, const boost::system::error_code& ec) {
+  thread_local std::chrono::steady_clock::time_point last{};
+  thread_local uint64_t suppressed = 0;
+  const auto now = std::chrono::steady_clock::now();
+  if (last != std::chrono::steady_clock::time_point{} && now - last < std::chrono::seconds(1)) {
+    ++suppressed;
+    return;
   }
+  last = now;
+  spdlog::warn("worker {}: accept failed: {} ({} similar failure(s) not logged)", worker,
+               ec.message(), suppressed);
+  suppressed = 0;
+}
+
+}  // namespace
+
+Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
+               tracing::BatchSpanProcessor* processor, AccessLog* access_log,
+               const StatsSlots& stats_capacity)
+    : index_(index),
+      access_log_(access_log),
+      span_buffer_(processor),
+      tracer_(gen->sampler, &span_buffer_),
+      stats_(stats_capacity.routeCapacity(), stats_capacity.clusterCapacity()),
+      flush_timer_(io_) {
+  current_ = makeWorkerGeneration(std::move(gen));
+}
+
+std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
+    std::shared_ptr<const Generation> gen) {
+  auto wg = std::make_shared<WorkerGeneration>();
+  wg->gen = std::move(gen);
+  wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_));
+  wg->chain.add(std::make_unique<filters::HeaderPolicyFilter>());
+  wg->chain.add(std::make_unique<filters::RouterFilter>());
+  for (const auto& c : wg->gen->clusters) {
+    wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(io_.get_executor(), c));
+  }
+  return wg;
+}
+
+void Worker::switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanProcessor* processor,
+                      std::function<void()> done) {
+  asio::post(io_, [this, gen = std::move(gen), processor, done = std::move(done)]() mutable {
+    // Built here, on the worker thread, because pools and their sockets belong to this io_context.
+    auto next = makeWorkerGeneration(std::move(gen));
+    tracer_.setSampler(next->gen->sampler);
+    span_buffer_.setProcessor(processor);
+    current_ = std::move(next);  // the old one lives on in the requests still using it
+    done();
+  });
 }
 
 Worker::~Worker() {
@@ -36,7 +77,7 @@ Worker::~Worker() {
 }
 
 void Worker::bind() {
-  const auto& cfg = *shared_.config;
+  const auto& cfg = current_->config();
   for (const auto& l : cfg.listeners) {
     tcp::endpoint ep(asio::ip::make_address(l.address.host), l.address.port);
     auto acc = std::make_unique<tcp::acceptor>(io_);
@@ -69,7 +110,7 @@ void Worker::acceptLoop(size_t listener) {
       if (ec == asio::error::operation_aborted || draining_) {
         return;
       }
-      spdlog::warn("worker {}: accept failed: {}", index_, ec.message());
+      warnAcceptFailed(index_, ec);
     } else {
       Session::start(std::make_shared<Session>(*this, std::move(s), listener));
     }

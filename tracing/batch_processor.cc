@@ -20,8 +20,12 @@ int64_t steadyNanos() {
 }  // namespace
 
 BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
-                                       const config::BatchConfig& cfg, Resource resource)
-    : exporter_(std::move(exporter)), cfg_(cfg), encoder_(resource) {
+                                       const config::BatchConfig& cfg, Resource resource,
+                                       PipelineStats* stats)
+    : exporter_(std::move(exporter)),
+      cfg_(cfg),
+      encoder_(resource),
+      stats_(stats != nullptr ? stats : &own_stats_) {
   // A zero batch size would never make progress; a batch larger than the queue never fills.
   cfg_.max_queue_size = std::max<uint32_t>(cfg_.max_queue_size, 1);
   cfg_.max_export_batch_size =
@@ -42,7 +46,7 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
   if (spans.count == 0) {
     return;
   }
-  stats_.spans_sampled.fetch_add(spans.count, std::memory_order_relaxed);
+  stats_->spans_sampled.fetch_add(spans.count, std::memory_order_relaxed);
   size_t taken = 0;
   bool wake = false;
   {
@@ -57,7 +61,7 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
         queue_.push_back(SpanBatch{std::move(spans.bytes), taken});
         queued_spans_ += taken;
       }
-      stats_.queue_size.store(queued_spans_, std::memory_order_relaxed);
+      stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
       wake = queued_spans_ >= cfg_.max_export_batch_size;
     }
   }
@@ -66,7 +70,7 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
     cv_.notify_one();
   }
   if (dropped > 0) {
-    stats_.spans_dropped_queue_full.fetch_add(dropped, std::memory_order_relaxed);
+    stats_->spans_dropped_queue_full.fetch_add(dropped, std::memory_order_relaxed);
     warnDropped(dropped);
   }
 }
@@ -128,10 +132,10 @@ void BatchSpanProcessor::run() {
       flush_done_ = std::max(flush_done_, flush_target);
       if (stop) {
         // Whatever the deadline left behind is lost; count it as failed to export.
-        stats_.spans_dropped_export_failed.fetch_add(queued_spans_, std::memory_order_relaxed);
+        stats_->spans_dropped_export_failed.fetch_add(queued_spans_, std::memory_order_relaxed);
         queue_.clear();
         queued_spans_ = 0;
-        stats_.queue_size.store(0, std::memory_order_relaxed);
+        stats_->queue_size.store(0, std::memory_order_relaxed);
         flush_done_ = flush_requested_;
       }
     }
@@ -166,7 +170,7 @@ void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point dead
         n += take;
       }
       queued_spans_ -= n;
-      stats_.queue_size.store(queued_spans_, std::memory_order_relaxed);
+      stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
     }
     if (n == 0) {
       return;
@@ -181,12 +185,15 @@ void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point dead
     }
     encoder_.encode(runs, request_);
     if (exporter_->exportSpans(request_, n) == ExportResult::Success) {
-      stats_.export_requests_ok.fetch_add(1, std::memory_order_relaxed);
-      stats_.spans_exported.fetch_add(n, std::memory_order_relaxed);
-      stats_.spans_rejected.store(exporter_->rejectedSpans(), std::memory_order_relaxed);
+      stats_->export_requests_ok.fetch_add(1, std::memory_order_relaxed);
+      stats_->spans_exported.fetch_add(n, std::memory_order_relaxed);
+      // The exporter's count is cumulative; the shared counter may span several exporters.
+      const uint64_t rejected = exporter_->rejectedSpans();
+      stats_->spans_rejected.fetch_add(rejected - rejected_seen_, std::memory_order_relaxed);
+      rejected_seen_ = rejected;
     } else {
-      stats_.export_requests_failed.fetch_add(1, std::memory_order_relaxed);
-      stats_.spans_dropped_export_failed.fetch_add(n, std::memory_order_relaxed);
+      stats_->export_requests_failed.fetch_add(1, std::memory_order_relaxed);
+      stats_->spans_dropped_export_failed.fetch_add(n, std::memory_order_relaxed);
     }
   }
 }
@@ -225,6 +232,11 @@ void WorkerSpanBuffer::flush() {
   processor_->enqueue(SpanBatch{std::string(pending_.view()), pending_count_});
   pending_.clear();
   pending_count_ = 0;
+}
+
+void WorkerSpanBuffer::setProcessor(BatchSpanProcessor* processor) {
+  flush();
+  processor_ = processor;
 }
 
 }  // namespace sidetrace::tracing

@@ -43,8 +43,10 @@ struct SpanBatch {
 
 class BatchSpanProcessor {
  public:
+  // `stats` (optional) outlives the processor: the server keeps one set of counters across the
+  // processors a reload replaces. Without it the processor counts into its own.
   BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter, const config::BatchConfig& cfg,
-                     Resource resource);
+                     Resource resource, PipelineStats* stats = nullptr);
   ~BatchSpanProcessor();  // shutdown(export_timeout) if not yet done
   BatchSpanProcessor(const BatchSpanProcessor&) = delete;
   BatchSpanProcessor& operator=(const BatchSpanProcessor&) = delete;
@@ -57,7 +59,7 @@ class BatchSpanProcessor {
   // Flush, stop the thread, shut the exporter down. Idempotent.
   void shutdown(std::chrono::milliseconds timeout);
 
-  PipelineStats& stats() { return stats_; }
+  PipelineStats& stats() { return *stats_; }
 
  private:
   void run();
@@ -69,13 +71,15 @@ class BatchSpanProcessor {
   std::unique_ptr<SpanExporter> exporter_;
   config::BatchConfig cfg_;
   OtlpRequestEncoder encoder_;
-  PipelineStats stats_;
+  PipelineStats own_stats_;
+  PipelineStats* stats_;
   std::mutex mu_;
   std::condition_variable cv_;       // wakes the export thread
   std::condition_variable flushed_;  // wakes forceFlush callers
   std::deque<SpanBatch> queue_;
-  size_t queued_spans_ = 0;  // spans in queue_ (the bound is in spans)
-  std::string request_;      // export thread only: the framed request, capacity reused
+  size_t queued_spans_ = 0;     // spans in queue_ (the bound is in spans)
+  std::string request_;         // export thread only: the framed request, capacity reused
+  uint64_t rejected_seen_ = 0;  // export thread only: exporter_->rejectedSpans() last added
   uint64_t flush_requested_ = 0;
   uint64_t flush_done_ = 0;
   bool stopping_ = false;
@@ -94,6 +98,8 @@ class WorkerSpanBuffer {
   WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
   void add(const SpanRecord& span);
   void flush();
+  // Flushes, then hands later spans to `processor` (a reload replaced the pipeline; may be null).
+  void setProcessor(BatchSpanProcessor* processor);
   // nullptr when there is no processor (exporter "none"): spans need not be recorded at all.
   PipelineStats* stats() { return processor_ ? &processor_->stats() : nullptr; }
 

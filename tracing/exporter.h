@@ -2,12 +2,15 @@
 // Processor/exporter seam (opentelemetry-cpp exporter.h, trimmed). An exporter is owned by the
 // batch processor and only ever called from the processor's thread, never concurrently.
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config/config.h"
+#include "tracing/http_transport.h"
 #include "tracing/span_data.h"
 
 namespace sidetrace::tracing {
@@ -37,7 +40,24 @@ std::unique_ptr<SpanExporter> makeConsoleExporter();
 std::string formatConsoleSpan(const SpanData& span, const Resource& resource);
 // OTLP/gRPC TraceService/Export via grpc++; retries UNAVAILABLE etc. with back-off.
 std::unique_ptr<SpanExporter> makeOtlpGrpcExporter(const config::ExporterConfig& cfg);
-// Picks by cfg.protocol; returns nullptr for "none".
-std::unique_ptr<SpanExporter> makeExporter(const config::ExporterConfig& cfg);
+
+// The retry loop's clock and sleep. Empty members mean steady_clock and sleep_for; tests inject
+// a virtual clock so back-off and Retry-After cost no real time.
+struct ExportClock {
+  std::function<std::chrono::steady_clock::time_point()> now;
+  std::function<void(std::chrono::milliseconds)> sleep;
+};
+
+// OTLP/HTTP: POSTs http/protobuf or http/json (by cfg.protocol) through `transport`, gzip when
+// cfg.compression is gzip, with cfg.headers. Retries 429/502/503/504 and failed exchanges with the
+// gRPC exporter's back-off, honouring Retry-After, within cfg.timeout; counts partial success.
+std::unique_ptr<SpanExporter> makeOtlpHttpExporter(const config::ExporterConfig& cfg,
+                                                   std::unique_ptr<HttpTransport> transport,
+                                                   ExportClock clock = {});
+
+// Picks by cfg.protocol; returns nullptr for "none". `http_transport` builds the transport for
+// http/protobuf and http/json (the proxy passes its asio client: proxy/otlp_http_client.h).
+std::unique_ptr<SpanExporter> makeExporter(const config::ExporterConfig& cfg,
+                                           const HttpTransportFactory& http_transport);
 
 }  // namespace sidetrace::tracing

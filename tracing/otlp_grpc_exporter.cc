@@ -5,10 +5,14 @@
 #include <atomic>
 #include <cctype>
 #include <chrono>
+#include <fstream>
 #include <random>
+#include <sstream>
+#include <stdexcept>
 #include <thread>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "tracing/export_retry.h"
 #include "tracing/exporter.h"
 #include "tracing/log.h"
 
@@ -50,6 +54,17 @@ bool validMetadataValue(std::string_view value) {
   return std::all_of(value.begin(), value.end(), [](char c) { return c >= 0x20 && c <= 0x7e; });
 }
 
+// A startup-time read (exit 2 on failure, like an unreadable listener certificate).
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (!in || text.str().empty()) {
+    throw std::runtime_error("tracing.exporter.tls.ca_file: cannot read " + path);
+  }
+  return text.str();
+}
+
 struct Target {
   std::string address;
   bool tls = false;
@@ -79,8 +94,11 @@ class OtlpGrpcExporter final : public SpanExporter {
         gzip_(cfg.compression == "gzip"),
         rng_(std::random_device{}()) {
     Target target = parseEndpoint(cfg.endpoint);
-    auto creds = target.tls ? grpc::SslCredentials(grpc::SslCredentialsOptions())
-                            : grpc::InsecureChannelCredentials();
+    grpc::SslCredentialsOptions ssl;
+    if (target.tls && !cfg.tls.ca_file.empty()) {
+      ssl.pem_root_certs = readFile(cfg.tls.ca_file);  // else gRPC's default roots
+    }
+    auto creds = target.tls ? grpc::SslCredentials(ssl) : grpc::InsecureChannelCredentials();
     grpc::ChannelArguments args;
     args.SetUserAgentPrefix("sidetrace/" SIDETRACE_VERSION);
     // gRPC's reconnect back-off grows to 120 s by default: after a long collector outage, export
@@ -118,7 +136,7 @@ class OtlpGrpcExporter final : public SpanExporter {
     grpc::Slice slice(request.data(), request.size());  // one copy into gRPC-owned memory
     const grpc::ByteBuffer request_buffer(&slice, 1);
     const auto deadline = SteadyClock::now() + timeout_;
-    std::chrono::milliseconds backoff{100};
+    ExportBackoff backoff(rng_);
     int attempts = 0;
     while (true) {
       ++attempts;
@@ -135,23 +153,20 @@ class OtlpGrpcExporter final : public SpanExporter {
       if (status.ok()) {
         if (response_.has_partial_success() && response_.partial_success().rejected_spans() > 0) {
           rejected_spans_ += static_cast<uint64_t>(response_.partial_success().rejected_spans());
-          warnRateLimited("otlp exporter: collector rejected {} of {} span(s): {}",
-                          response_.partial_success().rejected_spans(), span_count,
-                          response_.partial_success().error_message());
+          warn_.warn("otlp exporter: collector rejected {} of {} span(s): {}",
+                     response_.partial_success().rejected_spans(), span_count,
+                     response_.partial_success().error_message());
         }
         return ExportResult::Success;
       }
-      // Jitter de-synchronises many proxies retrying against one recovering collector.
-      std::uniform_real_distribution<double> jitter(0.8, 1.2);
-      auto sleep = std::chrono::duration_cast<std::chrono::milliseconds>(backoff * jitter(rng_));
+      auto sleep = backoff.next();
       if (!retryable(status.error_code()) || SteadyClock::now() + sleep >= deadline) {
-        warnRateLimited("otlp exporter: export of {} span(s) failed after {} attempt(s): {} ({})",
-                        span_count, attempts, status.error_message(),
-                        static_cast<int>(status.error_code()));
+        warn_.warn("otlp exporter: export of {} span(s) failed after {} attempt(s): {} ({})",
+                   span_count, attempts, status.error_message(),
+                   static_cast<int>(status.error_code()));
         return ExportResult::Failure;
       }
       std::this_thread::sleep_for(sleep);
-      backoff = std::min(backoff * 2, std::chrono::milliseconds{5000});
     }
   }
 
@@ -184,22 +199,6 @@ class OtlpGrpcExporter final : public SpanExporter {
     return status;
   }
 
-  // At most one warning per 10 s: a dead collector must not flood the proxy's log.
-  template <typename... Args>
-  void warnRateLimited(fmt::format_string<Args...> format, Args&&... args) {
-    auto now = SteadyClock::now();
-    if (last_warn_ != SteadyClock::time_point{} && now - last_warn_ < std::chrono::seconds(10)) {
-      ++suppressed_;
-      return;
-    }
-    last_warn_ = now;
-    log().warn(format, std::forward<Args>(args)...);
-    if (suppressed_ > 0) {
-      log().warn("otlp exporter: {} similar message(s) suppressed", suppressed_);
-      suppressed_ = 0;
-    }
-  }
-
   std::unique_ptr<grpc::GenericStub> stub_;
   grpc::CompletionQueue cq_;  // one call at a time: the export thread waits on it
   std::vector<std::pair<std::string, std::string>> headers_;
@@ -207,8 +206,7 @@ class OtlpGrpcExporter final : public SpanExporter {
   bool gzip_;
   std::mt19937 rng_;
   collector::ExportTraceServiceResponse response_;
-  SteadyClock::time_point last_warn_{};
-  uint64_t suppressed_ = 0;
+  WarnLimiter warn_;
 };
 
 }  // namespace

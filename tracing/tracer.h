@@ -64,6 +64,8 @@ class Tracer {
   Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent);
 
   uint64_t now() const { return clock_(); }
+  // A reload's new sampler; spans already started keep their decision.
+  void setSampler(std::shared_ptr<const Sampler> sampler) { sampler_ = std::move(sampler); }
 
  private:
   friend class Span;

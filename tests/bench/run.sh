@@ -6,12 +6,18 @@
 #   ROUNDS=1 DURATION=3s tests/bench/run.sh          # quick smoke run
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 WRK_THREADS=1 WARMUP=2s SKIP_INSTALL=1 BUILD_DIR=build-bench
 #   PROXIES="nginx haproxy" tests/bench/run.sh      # a subset (default: nginx haproxy untraced traced)
-#   PROXIES="traced traced_down traced_blackhole" tests/bench/run.sh   # collector faults vs healthy
+#   PROXIES="traced traced_down traced_blackhole traced_slow traced_errors" tests/bench/run.sh
+#                                                    # collector faults vs the healthy collector
+#   ROUNDS=1 DURATION=120s PROXIES="traced traced_slow" tests/bench/run.sh   # minutes of load
 #
 # Collector faults (opt-in): traced_down exports to an address that refuses connections,
 # traced_blackhole to one that accepts TCP and never answers (a Python listener that never calls
-# accept); both are otherwise the traced config. Compare their requests/s and p99 with "traced" in
-# the same run; their RSS and dropped spans are reported too.
+# accept), traced_slow to an otlp_sink that answers every Export SLOW_DELAY_MS (default 500) ms late,
+# traced_errors to one that answers every Export UNAVAILABLE (retried until the export timeout,
+# then dropped); all are otherwise the traced config. Compare their requests/s and p99 with
+# "traced" in the same run; their RSS (now and peak), dropped spans and failed exports are reported
+# too. DURATION is per proxy per round, so ROUNDS=1 DURATION=120s holds each fault for two minutes
+# at full load.
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk, the upstream
 # (nginx returning 200 "ok") and the OTLP sink share LOAD_CPU (default 1); keep-alive on both legs for
@@ -29,6 +35,7 @@ WARMUP="${WARMUP:-2s}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 BUILD_DIR="${BUILD_DIR:-build-bench}"
+SLOW_DELAY_MS="${SLOW_DELAY_MS:-500}"
 read -r -a proxies <<<"${PROXIES:-nginx haproxy untraced traced}"  # a subset for debugging
 wants() { [[ " ${proxies[*]} " == *" $1 "* ]]; }
 bench_dir="$root/tests/bench"
@@ -58,7 +65,9 @@ fi
 # --- build ---------------------------------------------------------------------------------------
 sidetrace="$root/$BUILD_DIR/proxy/sidetrace"
 sink="$root/$BUILD_DIR/tests/bench/otlp_sink"
-if wants untraced || wants traced; then
+faults=(traced_down traced_blackhole traced_slow traced_errors)
+if wants untraced || wants traced || wants traced_down || wants traced_blackhole || wants traced_slow ||
+  wants traced_errors; then
   log "building sidetrace + otlp_sink (Release) in $BUILD_DIR"
   export CCACHE_BASEDIR="$root"
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null || die "cmake configure failed"
@@ -85,7 +94,8 @@ free_port() {
 }
 declare -A port
 for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced \
-  traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole; do
+  traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole \
+  traced_slow admin_traced_slow slow_sink traced_errors admin_traced_errors errors_sink; do
   while :; do
     p="$(free_port)"
     dup=""; for v in "${port[@]}"; do [ "$v" = "$p" ] && dup=1; done
@@ -142,10 +152,16 @@ render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_down.yaml" "${port[tra
   "${port[admin_traced_down]}" "${port[down_sink]}"
 render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_blackhole.yaml" "${port[traced_blackhole]}" \
   "${port[admin_traced_blackhole]}" "${port[hole]}"
+render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_slow.yaml" "${port[traced_slow]}" \
+  "${port[admin_traced_slow]}" "${port[slow_sink]}"
+render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_errors.yaml" "${port[traced_errors]}" \
+  "${port[admin_traced_errors]}" "${port[errors_sink]}"
 mkdir -p "$tmp/nginx-body"
 
 start upstream "$LOAD_CPU" nginx -p "$tmp" -e "$tmp/upstream-error.log" -c "$tmp/upstream.conf"
 wants traced && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
+wants traced_slow && start slow_sink "$LOAD_CPU" "$sink" --delay-ms "$SLOW_DELAY_MS" "127.0.0.1:${port[slow_sink]}"
+wants traced_errors && start errors_sink "$LOAD_CPU" "$sink" --fail unavailable "127.0.0.1:${port[errors_sink]}"
 wait_http upstream "http://127.0.0.1:${port[upstream]}/" ok
 
 wants nginx && start nginx "$PROXY_CPU" nginx -p "$tmp" -e "$tmp/nginx-proxy-error.log" -c "$tmp/nginx-proxy.conf"
@@ -166,7 +182,7 @@ if wants traced_blackhole; then
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); time.sleep(1e9)' "${port[hole]}"
 fi
-for v in traced_down traced_blackhole; do
+for v in "${faults[@]}"; do
   wants "$v" || continue
   start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/$v.yaml" --workers 1
   wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
@@ -188,12 +204,19 @@ for ((r = 1; r <= ROUNDS; r++)); do
 done
 
 # --- span accounting: stop the traced proxy first (SIGTERM flushes), then the sink ---------------
-for v in traced_down traced_blackhole; do
+peak_rss() {  # peak_rss NAME -> "sidetrace_peak_rss_bytes N" (VmHWM, the most RSS it ever had)
+  local pidvar="pid_$1" kb
+  kb="$(awk '/^VmHWM:/ {print $2}' "/proc/${!pidvar}/status" 2>/dev/null || true)"
+  [ -n "$kb" ] && echo "sidetrace_peak_rss_bytes $((kb * 1024))"
+}
+for v in "${faults[@]}"; do
   wants "$v" || continue
   curl -fs "http://127.0.0.1:${port[admin_$v]}/metrics" >"$tmp/$v-metrics.txt" 2>/dev/null || true
+  peak_rss "$v" >>"$tmp/$v-metrics.txt" || true
 done
 if wants traced; then
   curl -fs "http://127.0.0.1:${port[admin_traced]}/metrics" >"$tmp/traced-metrics.txt" 2>/dev/null || true
+  peak_rss traced >>"$tmp/traced-metrics.txt" || true
   kill -TERM "$pid_traced"; traced_rc=0; wait "$pid_traced" || traced_rc=$?
   kill -TERM "$pid_sink"; wait "$pid_sink" || true
   [ "$traced_rc" -eq 0 ] || log "traced sidetrace exited with status $traced_rc after SIGTERM"
@@ -214,7 +237,9 @@ tmp, rounds = sys.argv[1], int(sys.argv[2])
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
           "traced_down": "sidetrace, tracing on, collector down",
-          "traced_blackhole": "sidetrace, tracing on, collector black-holing"}
+          "traced_blackhole": "sidetrace, tracing on, collector black-holing",
+          "traced_slow": "sidetrace, tracing on, collector answering late",
+          "traced_errors": "sidetrace, tracing on, collector answering UNAVAILABLE"}
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 def ms(text):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
@@ -257,17 +282,25 @@ def metric(path, name, label=""):
             if line.startswith(name) and label in line and not line.startswith("#"):
                 total = (total or 0) + float(line.rsplit(" ", 1)[1])
     return total
-for v in ("traced_down", "traced_blackhole"):
+def mb(v):
+    return "%.1f" % (v / 1e6) if v is not None else "?"
+def count(v):
+    return "%d" % v if v is not None else "?"
+healthy_peak = metric(os.path.join(tmp, "traced-metrics.txt"), "sidetrace_peak_rss_bytes")
+for v in ("traced_down", "traced_blackhole", "traced_slow", "traced_errors"):
     if v in res and "traced" in res:
         f, t = res[v], res["traced"]
         m = os.path.join(tmp, v + "-metrics.txt")
         rss = metric(m, "sidetrace_process_resident_memory_bytes")
+        peak = metric(m, "sidetrace_peak_rss_bytes")
         dropped = metric(m, "sidetrace_spans_dropped_total")
+        exported = metric(m, "sidetrace_spans_exported_total")
+        failed = metric(m, "sidetrace_export_requests_total", 'outcome="failed"')
         print()
-        print("%s vs healthy collector: requests/s %.2f, p99 %.2fx; RSS %s MB; spans dropped %s"
-              % (v, f[0] / t[0], f[2] / t[2] if t[2] else float("nan"),
-                 "%.1f" % (rss / 1e6) if rss is not None else "?",
-                 "%d" % dropped if dropped is not None else "?"))
+        print("%s vs healthy collector: requests/s %.2f, p99 %.2fx; RSS %s MB (peak %s MB, healthy "
+              "peak %s MB); spans dropped %s, exported %s; failed exports %s"
+              % (v, f[0] / t[0], f[2] / t[2] if t[2] else float("nan"), mb(rss), mb(peak),
+                 mb(healthy_peak), count(dropped), count(exported), count(failed)))
 PY
 sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
 span_metrics="$(grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_total|export_requests_total)' \
@@ -278,6 +311,8 @@ span_metrics="$(grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_to
   echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency, GET / → upstream nginx \`return 200 \"ok\"\`."
   echo "Each proxy: one worker pinned to CPU $PROXY_CPU; wrk, upstream and OTLP sink on CPU $LOAD_CPU. Keep-alive on both legs."
   echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
+  wants traced_slow && echo "traced_slow: the sink answers every Export ${SLOW_DELAY_MS} ms late (exporter timeout 10s, one call at a time)."
+  wants traced_errors && echo "traced_errors: the sink answers every Export UNAVAILABLE (retried with back-off until the 10s export timeout, then dropped)."
   echo
   cat "$tmp/table.md"
   echo

@@ -1,5 +1,8 @@
 #include "tests/integration/harness.h"
 
+#include <sys/wait.h>
+
+#include <cstdio>
 #include <filesystem>
 #include <iostream>
 #include <sstream>
@@ -107,6 +110,44 @@ void IntegrationTest::stopProxyExpectClean() {
   auto r = proc_.stop();
   EXPECT_TRUE(r.exited) << "sidetrace did not exit within 20s of SIGTERM";
   EXPECT_EQ(r.code, 0) << "exit code after SIGTERM (signal " << r.signal << ")";
+}
+
+std::string IntegrationTest::metrics() {
+  auto m = httpRequest(proc_.adminPort(), "GET", "/metrics");
+  return m ? m->body : "";
+}
+
+double IntegrationTest::waitMetric(const std::string& name, const std::string& label, double min,
+                                   Millis timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  double v = -1;
+  while (std::chrono::steady_clock::now() < deadline) {
+    v = metricSum(metrics(), name, label);
+    if (v >= min) {
+      break;
+    }
+    std::this_thread::sleep_for(Millis(50));
+  }
+  return v;
+}
+
+std::string python3Path() {
+  return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
+}
+
+std::pair<int, std::string> runCommand(const std::string& cmd) {
+  std::string out;
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) {
+    return {-1, "popen failed"};
+  }
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
+    out.append(buf, n);
+  }
+  int status = ::pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 // Sum of the values of metric lines named `name` whose label set contains `label` ("" = any).

@@ -47,6 +47,12 @@ class IntegrationTest : public ::testing::Test {
   uint16_t port() const { return proc_.listenPort(); }
   // Stops (SIGTERM) and expects exit code 0.
   void stopProxyExpectClean();
+  // GET /metrics on the admin port ("" when it fails).
+  std::string metrics();
+  // Polls /metrics until the sum of `name{label}` reaches at least `min` (counters move just after
+  // a response is written or an export returns); returns the last value seen.
+  double waitMetric(const std::string& name, const std::string& label, double min,
+                    Millis timeout = Millis(10000));
 
   FakeUpstream upstream_;
   FakeUpstream dead_;  // stopped in SetUp: its port refuses connections
@@ -65,6 +71,10 @@ struct Traceparent {
 // -1 when no such line exists.
 double metricSum(const std::string& text, const std::string& name, const std::string& label);
 bool isLowerHex(const std::string& s, size_t len);
+// Debian's python3 (the one python3-* packages install into), else whatever is on PATH.
+std::string python3Path();
+// Runs a shell command; returns (exit status, stdout and stderr combined).
+std::pair<int, std::string> runCommand(const std::string& cmd);
 bool isAllZero(const std::string& s);
 // Waits `settle` after n spans arrived, so extra (unexpected) spans show up too.
 std::vector<FlatSpan> waitSpansSettled(OtlpReceiver& r, size_t n,

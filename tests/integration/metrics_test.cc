@@ -13,30 +13,9 @@ namespace {
 
 using std::chrono::milliseconds;
 
-// Debian's python3 (the one python3-prometheus-client installs into), else whatever is on PATH.
-std::string python() {
-  return std::filesystem::exists("/usr/bin/python3") ? "/usr/bin/python3" : "python3";
-}
-
 bool haveParser() {
-  std::string cmd = python() + " -c 'import prometheus_client.parser' 2>/dev/null";
+  std::string cmd = python3Path() + " -c 'import prometheus_client.parser' 2>/dev/null";
   return std::system(cmd.c_str()) == 0;
-}
-
-// Runs cmd; returns (exit status, combined output).
-std::pair<int, std::string> run(const std::string& cmd) {
-  std::string out;
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) {
-    return {-1, "popen failed"};
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) {
-    out.append(buf, n);
-  }
-  int status = ::pclose(p);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 class MetricsTest : public IntegrationTest {};
@@ -63,7 +42,8 @@ TEST_F(MetricsTest, ExpositionParsesWithThePrometheusParser) {
   ASSERT_TRUE(m);
   ASSERT_EQ(m->status, 200);
   std::string file = proc_.writeFile("metrics.txt", m->body);
-  auto [code, out] = run(python() + " " SIDETRACE_IT_SOURCE_DIR "/check_metrics.py " + file);
+  auto [code, out] =
+      runCommand(python3Path() + " " SIDETRACE_IT_SOURCE_DIR "/check_metrics.py " + file);
   EXPECT_EQ(code, 0) << out << "\n/metrics:\n" << m->body.substr(0, 12000);
   EXPECT_EQ(out, "ok\n");
 }

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <sstream>
+#include <thread>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
 
@@ -84,7 +85,42 @@ std::string attrText(const AttrValue& v) {
   }
 }
 
+void appendFlat(const otlp_collector::ExportTraceServiceRequest& req, std::vector<FlatSpan>& out) {
+  for (const auto& rs : req.resource_spans()) {
+    Attributes resource = convertAll(rs.resource().attributes());
+    for (const auto& ss : rs.scope_spans()) {
+      for (const auto& s : ss.spans()) {
+        FlatSpan f;
+        f.trace_id = toHex(s.trace_id());
+        f.span_id = toHex(s.span_id());
+        f.parent_span_id = toHex(s.parent_span_id());
+        f.trace_state = s.trace_state();
+        f.name = s.name();
+        f.kind = static_cast<int>(s.kind());
+        f.status_code = static_cast<int>(s.status().code());
+        f.status_message = s.status().message();
+        f.start_ns = s.start_time_unix_nano();
+        f.end_ns = s.end_time_unix_nano();
+        f.flags = s.flags();
+        f.attributes = convertAll(s.attributes());
+        f.resource = resource;
+        f.scope_name = ss.scope().name();
+        out.push_back(std::move(f));
+      }
+    }
+  }
+}
+
 }  // namespace
+
+bool flattenOtlpRequest(const std::string& serialized, std::vector<FlatSpan>* out) {
+  otlp_collector::ExportTraceServiceRequest req;
+  if (!req.ParseFromString(serialized)) {
+    return false;
+  }
+  appendFlat(req, *out);
+  return true;
+}
 
 std::string FlatSpan::str(const std::string& key) const {
   auto it = attributes.find(key);
@@ -137,6 +173,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   int fail_next = 0;
   int answer_all = 0;  // grpc::StatusCode; 0 = OK
   int64_t reject = 0;
+  std::chrono::milliseconds delay{0};
   size_t calls = 0;
   size_t requests = 0;
   std::vector<FlatSpan> spans;
@@ -147,6 +184,12 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   grpc::Status Export(grpc::ServerContext* ctx,
                       const otlp_collector::ExportTraceServiceRequest* req,
                       otlp_collector::ExportTraceServiceResponse* resp) override {
+    std::chrono::milliseconds wait;
+    {
+      std::lock_guard lock(mu);
+      wait = delay;
+    }
+    std::this_thread::sleep_for(wait);
     std::lock_guard lock(mu);
     ++calls;
     if (fail_next > 0) {
@@ -165,29 +208,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
     for (const auto& [k, v] : ctx->client_metadata()) {
       metadata.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
     }
-    for (const auto& rs : req->resource_spans()) {
-      Attributes resource = convertAll(rs.resource().attributes());
-      for (const auto& ss : rs.scope_spans()) {
-        for (const auto& s : ss.spans()) {
-          FlatSpan f;
-          f.trace_id = toHex(s.trace_id());
-          f.span_id = toHex(s.span_id());
-          f.parent_span_id = toHex(s.parent_span_id());
-          f.trace_state = s.trace_state();
-          f.name = s.name();
-          f.kind = static_cast<int>(s.kind());
-          f.status_code = static_cast<int>(s.status().code());
-          f.status_message = s.status().message();
-          f.start_ns = s.start_time_unix_nano();
-          f.end_ns = s.end_time_unix_nano();
-          f.flags = s.flags();
-          f.attributes = convertAll(s.attributes());
-          f.resource = resource;
-          f.scope_name = ss.scope().name();
-          spans.push_back(std::move(f));
-        }
-      }
-    }
+    appendFlat(*req, spans);
     cv.notify_all();
     return grpc::Status::OK;
   }
@@ -232,6 +253,11 @@ void OtlpReceiver::answerAll(grpc_status_code_t code) {
 void OtlpReceiver::rejectInEachResponse(int64_t spans) {
   std::lock_guard lock(impl_->mu);
   impl_->reject = spans;
+}
+
+void OtlpReceiver::delayAnswers(std::chrono::milliseconds delay) {
+  std::lock_guard lock(impl_->mu);
+  impl_->delay = delay;
 }
 
 void OtlpReceiver::failNext(int n) {

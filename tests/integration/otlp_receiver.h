@@ -67,6 +67,9 @@ class OtlpReceiver {
   void answerAll(grpc_status_code_t code);
   // Successful calls answer with an OTLP partial success rejecting this many spans (0: none).
   void rejectInEachResponse(int64_t spans);
+  // Every Export call is answered this long after it arrived (0: at once), whatever the answer; a
+  // slow collector. Calls wait on their own server threads, so they overlap.
+  void delayAnswers(std::chrono::milliseconds delay);
   size_t exportCalls() const;   // all calls, failed ones included
   size_t requestCount() const;  // recorded (successful) requests
   std::vector<FlatSpan> spans() const;
@@ -82,6 +85,8 @@ class OtlpReceiver {
 };
 
 std::string toHex(const std::string& bytes);
+// Appends the spans of a serialized ExportTraceServiceRequest to out; false if it does not parse.
+bool flattenOtlpRequest(const std::string& serialized, std::vector<FlatSpan>* out);
 // Finds spans by kind (2 server, 3 client).
 std::vector<FlatSpan> spansOfKind(const std::vector<FlatSpan>& spans, int kind);
 

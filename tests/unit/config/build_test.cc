@@ -251,8 +251,23 @@ TEST(Validate, Tracing) {
   Config http = valid();
   http.tracing.exporter.protocol = "http/protobuf";
   EXPECT_EQ(errorOf([&] { validate(http); }),
-            "tracing.exporter.protocol: 'http/protobuf' (OTLP/HTTP) is not implemented yet; use "
-            "grpc, console or none");
+            "tracing.exporter.endpoint: required with protocol http/protobuf (e.g. "
+            "http://localhost:4318/v1/traces; or set OTEL_EXPORTER_OTLP_ENDPOINT)");
+  http.tracing.exporter.endpoint = "collector:4318/v1/traces";
+  EXPECT_EQ(errorOf([&] { validate(http); }),
+            "tracing.exporter.endpoint: bad URL 'collector:4318/v1/traces': expected "
+            "http://host:port/path or https://host:port/path");
+  http.tracing.exporter.endpoint = "https://collector:4318/v1/traces";
+  EXPECT_EQ(errorOf([&] { validate(http); }), "<no error>");
+  Config skip = valid();
+  skip.tracing.exporter.protocol = "grpc";
+  skip.tracing.exporter.endpoint = "https://c:4317";
+  skip.tracing.exporter.tls.insecure_skip_verify = true;
+  EXPECT_EQ(errorOf([&] { validate(skip); }),
+            "tracing.exporter.tls.insecure_skip_verify: only supported with protocol "
+            "http/protobuf or http/json");
+  skip.tracing.exporter.protocol = "http/json";
+  EXPECT_EQ(errorOf([&] { validate(skip); }), "<no error>");
   Config grpc = valid();
   grpc.tracing.exporter.protocol = "grpc";
   EXPECT_EQ(errorOf([&] { validate(grpc); }),
@@ -275,16 +290,44 @@ TEST(Validate, Tracing) {
   EXPECT_EQ(errorOf([&] { validate(limits); }), "limits.idle_timeout: must be greater than 0");
 }
 
-TEST(Validate, EnvOtlpHttpIsNotImplementedYet) {
+TEST(Validate, EnvOtlpHttpDefaultsToLocalCollector) {
   CliOptions cli;
   cli.listen = ":1";
   cli.upstream = "h:2";
+  Config cfg = buildConfig(cli, envFrom({{"OTEL_TRACES_EXPORTER", "otlp"},
+                                         {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"},
+                                         {"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/ca.pem"}}));
+  EXPECT_EQ(cfg.tracing.exporter.protocol, "http/json");
+  EXPECT_EQ(cfg.tracing.exporter.endpoint, "http://localhost:4318/v1/traces");
+  EXPECT_EQ(cfg.tracing.exporter.tls.ca_file, "/etc/ca.pem");
   EXPECT_EQ(errorOf([&] {
-              buildConfig(cli, envFrom({{"OTEL_TRACES_EXPORTER", "otlp"},
-                                        {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"}}));
+              buildConfig(cli, envFrom({{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "ftp://c/v1/traces"},
+                                        {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}}));
             }),
-            "tracing.exporter.protocol: 'http/json' (OTLP/HTTP) is not implemented yet; use "
-            "grpc, console or none");
+            "tracing.exporter.endpoint: bad URL 'ftp://c/v1/traces': unsupported scheme 'ftp' "
+            "(expected http or https)");
+}
+
+// The file's endpoint for OTLP/HTTP: a URL with a path is the traces URL; a base URL gets
+// /v1/traces; env-provided endpoints keep the OTLP spec's own rule (env_test.cc).
+TEST(Validate, YamlOtlpHttpEndpointRule) {
+  auto load = [](const std::string& exporter) {
+    CliOptions cli;
+    cli.config_path = writeTemp("otlp_http.yaml", R"(listeners:
+  - address: ":1"
+    routes: [ { direct_response: { status: 200 } } ]
+tracing:
+  exporter: )" + exporter + "\n");
+    return buildConfig(cli, envFrom({})).tracing.exporter;
+  };
+  EXPECT_EQ(load("{ protocol: http/protobuf, endpoint: \"http://c:4318\" }").endpoint,
+            "http://c:4318/v1/traces");
+  EXPECT_EQ(load("{ protocol: http/protobuf, endpoint: \"http://c:4318/\" }").endpoint,
+            "http://c:4318/v1/traces");
+  EXPECT_EQ(load("{ protocol: http/json, endpoint: \"https://c/otlp/v1/traces\" }").endpoint,
+            "https://c/otlp/v1/traces");
+  EXPECT_EQ(load("{ protocol: http/json }").endpoint, "http://localhost:4318/v1/traces");
+  EXPECT_EQ(load("{ protocol: grpc, endpoint: \"http://c:4317\" }").endpoint, "http://c:4317");
 }
 
 // ---- examples/*.yaml -------------------------------------------------------------------------

@@ -118,6 +118,17 @@ TEST(ApplyEnv, HttpProtocolAppendsSignalPathToGeneralEndpoint) {
   EXPECT_EQ(specific.tracing.exporter.endpoint, "http://c:4318/custom");
 }
 
+TEST(ApplyEnv, CertificateIsTheExporterCaFile) {
+  EXPECT_EQ(withEnv({}).tracing.exporter.tls.ca_file, "");
+  EXPECT_EQ(
+      withEnv({{"OTEL_EXPORTER_OTLP_CERTIFICATE", " /etc/ca.pem "}}).tracing.exporter.tls.ca_file,
+      "/etc/ca.pem");
+  Config specific = withEnv({{"OTEL_EXPORTER_OTLP_CERTIFICATE", "/etc/general.pem"},
+                             {"OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE", "/etc/traces.pem"}});
+  EXPECT_EQ(specific.tracing.exporter.tls.ca_file, "/etc/traces.pem");
+  EXPECT_FALSE(specific.tracing.exporter.tls.insecure_skip_verify);
+}
+
 TEST(ApplyEnv, ExporterConsoleAndNone) {
   EXPECT_EQ(withEnv({{"OTEL_TRACES_EXPORTER", "none"}}).tracing.exporter.protocol, "none");
   Config cfg = withEnv(

@@ -78,6 +78,7 @@ tracing:
     headers: { X-Api-Token: "${API_TOKEN}" }
     timeout: 3s
     compression: gzip
+    tls: { ca_file: /etc/ssl/collector-ca.pem, insecure_skip_verify: false }
   batch: { max_queue_size: 100, max_export_batch_size: 10, schedule_delay: 1s, export_timeout: 2s }
 limits:
   max_request_headers_bytes: 1000
@@ -182,6 +183,8 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(t.exporter.headers, (KeyValues{{"x-api-token", "secret"}}));
   EXPECT_EQ(t.exporter.timeout, Duration(3000));
   EXPECT_EQ(t.exporter.compression, "gzip");
+  EXPECT_EQ(t.exporter.tls.ca_file, "/etc/ssl/collector-ca.pem");
+  EXPECT_FALSE(t.exporter.tls.insecure_skip_verify);
   EXPECT_EQ(t.batch.max_queue_size, 100u);
   EXPECT_EQ(t.batch.max_export_batch_size, 10u);
   EXPECT_EQ(t.batch.schedule_delay, Duration(1000));
@@ -315,6 +318,43 @@ TEST(ApplyYamlErrors, MissingEnvVar) {
             "t.yaml:1: unterminated '${' (write '$${' for a literal '${')");
   EXPECT_EQ(loadError("a: ${1X}\n"),
             "t.yaml:1: bad variable reference '${1X}' (expected ${NAME} or ${NAME:-default})");
+}
+
+TEST(ApplyYamlErrors, ExporterTlsAndHttpEndpoint) {
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    tls: { ca_file: a.pem, verify: false }\n"),
+            "t.yaml:3: tracing.exporter.tls.verify: unknown key (expected one of: ca_file, "
+            "insecure_skip_verify)");
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    tls:\n"
+                      "      insecure_skip_verify: sometimes\n"),
+            "t.yaml:4: tracing.exporter.tls.insecure_skip_verify: expected true or false, got "
+            "'sometimes'");
+  EXPECT_EQ(loadError("tracing:\n  exporter: { tls: { ca_file: \"\" } }\n"),
+            "t.yaml:2: tracing.exporter.tls.ca_file: must not be empty");
+  EXPECT_EQ(loadError("tracing:\n  exporter: { tls: pem }\n"),
+            "t.yaml:2: tracing.exporter.tls: expected a map, got 'pem'");
+  // The URL is checked where it is written, whichever order the keys come in.
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    endpoint: \"collector:4318\"\n"
+                      "    protocol: http/protobuf\n"),
+            "t.yaml:3: tracing.exporter.endpoint: bad URL 'collector:4318/v1/traces': expected "
+            "http://host:port/path or https://host:port/path");
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    protocol: http/json\n"
+                      "    endpoint: \"http://c:99999/v1/traces\"\n"),
+            "t.yaml:4: tracing.exporter.endpoint: bad URL 'http://c:99999/v1/traces': port must "
+            "be a number 1..65535, got '99999'");
+  Config ok = load(
+      "tracing:\n"
+      "  exporter: { protocol: http/json, endpoint: \"https://otlp.example.com\" }\n");
+  EXPECT_EQ(ok.tracing.exporter.endpoint, "https://otlp.example.com/v1/traces");
+  EXPECT_TRUE(load("tracing: { exporter: { tls: { insecure_skip_verify: true } } }\n")
+                  .tracing.exporter.tls.insecure_skip_verify);
 }
 
 TEST(ApplyYamlErrors, SyntaxError) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -122,18 +123,15 @@ TEST(ConsoleExporterTest, EmptyAndInvalidRequests) {
 TEST(ExporterFactoryTest, ByProtocol) {
   config::ExporterConfig cfg;
   cfg.protocol = "none";
-  EXPECT_EQ(makeExporter(cfg), nullptr);
+  EXPECT_EQ(makeExporter(cfg, {}), nullptr);
   cfg.protocol = "console";
-  EXPECT_NE(makeExporter(cfg), nullptr);
+  EXPECT_NE(makeExporter(cfg, {}), nullptr);
   cfg.protocol = "grpc";
   cfg.endpoint = "http://127.0.0.1:1";
-  EXPECT_NE(makeExporter(cfg), nullptr);
-  cfg.protocol = "http/protobuf";
-  EXPECT_THROW(makeExporter(cfg), std::invalid_argument);
-  cfg.protocol = "http/json";
-  EXPECT_THROW(makeExporter(cfg), std::invalid_argument);
+  EXPECT_NE(makeExporter(cfg, {}), nullptr);
   cfg.protocol = "zipkin";
-  EXPECT_THROW(makeExporter(cfg), std::invalid_argument);
+  EXPECT_THROW(makeExporter(cfg, {}), std::invalid_argument);
+  // http/protobuf and http/json: otlp_http_exporter_test.cc
 }
 
 TEST(OtlpGrpcExporterTest, UnreachableCollectorFailsWithinTimeout) {
@@ -157,6 +155,18 @@ TEST(OtlpGrpcExporterTest, UnreachableCollectorFailsWithinTimeout) {
   start = std::chrono::steady_clock::now();
   EXPECT_EQ(e->exportSpans("", 0), ExportResult::Success);  // nothing to send: no call at all
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(100));
+}
+
+// tracing.exporter.tls.ca_file (OTEL_EXPORTER_OTLP_CERTIFICATE) replaces gRPC's roots; a file that
+// cannot be read stops the start instead of silently trusting the defaults.
+TEST(OtlpGrpcExporterTest, UnreadableCaFileStopsTheStart) {
+  config::ExporterConfig cfg;
+  cfg.protocol = "grpc";
+  cfg.endpoint = "https://127.0.0.1:1";
+  cfg.tls.ca_file = "/nonexistent/ca.pem";
+  EXPECT_THROW(makeOtlpGrpcExporter(cfg), std::runtime_error);
+  cfg.endpoint = "http://127.0.0.1:1";  // plaintext: no CA needed
+  EXPECT_NE(makeOtlpGrpcExporter(cfg), nullptr);
 }
 
 }  // namespace

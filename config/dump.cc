@@ -1,0 +1,393 @@
+#include "config/dump.h"
+
+#include <cstdio>
+#include <string_view>
+#include <type_traits>
+
+namespace sidetrace::config {
+
+namespace {
+
+constexpr std::string_view kRedacted = "[redacted]";
+
+// A small JSON writer: enough for nested objects, arrays and scalars with stable indentation.
+class JsonWriter {
+ public:
+  std::string take() {
+    out_ += '\n';
+    return std::move(out_);
+  }
+
+  void beginObject() { open('{'); }
+  void endObject() { close('}'); }
+  void beginArray() { open('['); }
+  void endArray() { close(']'); }
+
+  void key(std::string_view k) {
+    separate();
+    appendString(k);
+    out_ += ": ";
+    after_key_ = true;
+  }
+  void string(std::string_view v) {
+    separate();
+    appendString(v);
+  }
+  void number(uint64_t v) {
+    separate();
+    out_ += std::to_string(v);
+  }
+  void number(double v) {
+    separate();
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.17g", v);
+    out_ += buf;
+  }
+  void boolean(bool v) {
+    separate();
+    out_ += v ? "true" : "false";
+  }
+
+  // key + scalar in one call, for the common case.
+  template <typename T>
+  void field(std::string_view k, const T& v) {
+    key(k);
+    if constexpr (std::is_same_v<T, bool>) {
+      boolean(v);
+    } else if constexpr (std::is_arithmetic_v<T>) {
+      if constexpr (std::is_floating_point_v<T>) {
+        number(static_cast<double>(v));
+      } else {
+        number(static_cast<uint64_t>(v));
+      }
+    } else {
+      string(v);
+    }
+  }
+
+ private:
+  void open(char c) {
+    separate();
+    out_ += c;
+    ++depth_;
+    first_ = true;
+  }
+  void close(char c) {
+    --depth_;
+    if (!first_) {
+      newline();
+    }
+    out_ += c;
+    first_ = false;
+  }
+  // Comma and newline before a value, unless it follows its key.
+  void separate() {
+    if (after_key_) {
+      after_key_ = false;
+      return;
+    }
+    if (depth_ == 0) {
+      return;
+    }
+    if (!first_) {
+      out_ += ',';
+    }
+    first_ = false;
+    newline();
+  }
+  void newline() {
+    out_ += '\n';
+    out_.append(static_cast<size_t>(depth_) * 2, ' ');
+  }
+  void appendString(std::string_view s) {
+    out_ += '"';
+    for (unsigned char c : s) {
+      switch (c) {
+        case '"':
+          out_ += "\\\"";
+          break;
+        case '\\':
+          out_ += "\\\\";
+          break;
+        case '\n':
+          out_ += "\\n";
+          break;
+        case '\r':
+          out_ += "\\r";
+          break;
+        case '\t':
+          out_ += "\\t";
+          break;
+        default:
+          if (c < 0x20) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\u%04x", c);
+            out_ += buf;
+          } else {
+            out_ += static_cast<char>(c);
+          }
+      }
+    }
+    out_ += '"';
+  }
+
+  std::string out_;
+  int depth_ = 0;
+  bool first_ = true;
+  bool after_key_ = false;
+};
+
+// "https://user:secret@host:4318/v1/traces" → "https://user:[redacted]@host:4318/v1/traces".
+std::string redactUrlPassword(const std::string& url) {
+  size_t scheme = url.find("://");
+  size_t start = scheme == std::string::npos ? 0 : scheme + 3;
+  size_t end = url.find_first_of("/?#", start);
+  size_t at = url.rfind('@', end == std::string::npos ? url.size() : end);
+  if (at == std::string::npos || at < start) {
+    return url;
+  }
+  size_t colon = url.find(':', start);
+  if (colon == std::string::npos || colon > at) {
+    return url;
+  }
+  return url.substr(0, colon + 1) + std::string(kRedacted) + url.substr(at);
+}
+
+void writeRouteMatch(JsonWriter& w, const RouteMatch& m) {
+  w.beginObject();
+  switch (m.path_kind) {
+    case RouteMatch::PathKind::Any:
+      break;
+    case RouteMatch::PathKind::Exact:
+      w.field("path", m.path);
+      break;
+    case RouteMatch::PathKind::Prefix:
+      w.field("prefix", m.path);
+      break;
+    case RouteMatch::PathKind::Regex:
+      w.field("regex", m.path_regex.source);
+      break;
+  }
+  if (!m.host.empty()) {
+    w.field("host", m.host);
+  }
+  if (!m.method.empty()) {
+    w.field("method", m.method);
+  }
+  if (!m.headers.empty()) {
+    w.key("headers");
+    w.beginArray();
+    for (const auto& h : m.headers) {
+      w.beginObject();
+      w.field("name", h.name);
+      switch (h.kind) {
+        case HeaderMatch::Kind::Present:
+          w.field("present", true);
+          break;
+        case HeaderMatch::Kind::Exact:
+          w.field("exact", h.value);
+          break;
+        case HeaderMatch::Kind::Prefix:
+          w.field("prefix", h.value);
+          break;
+        case HeaderMatch::Kind::Regex:
+          w.field("regex", h.regex.source);
+          break;
+      }
+      w.endObject();
+    }
+    w.endArray();
+  }
+  w.endObject();
+}
+
+void writeListener(JsonWriter& w, const Listener& l) {
+  w.beginObject();
+  w.field("name", l.name);
+  w.field("address", l.address.str());
+  if (l.tls) {
+    w.key("tls");
+    w.beginObject();
+    w.field("cert", l.tls->cert);
+    w.field("key", kRedacted);
+    w.endObject();
+  }
+  w.key("routes");
+  w.beginArray();
+  for (const auto& r : l.routes) {
+    w.beginObject();
+    w.field("name", r.name);
+    w.key("match");
+    writeRouteMatch(w, r.match);
+    if (r.direct_response) {
+      w.key("direct_response");
+      w.beginObject();
+      w.field("status", r.direct_response->status);
+      w.field("body", r.direct_response->body);
+      w.endObject();
+    } else {
+      w.field("cluster", r.cluster);
+      w.field("timeout", formatDuration(r.timeout));
+    }
+    w.endObject();
+  }
+  w.endArray();
+  w.endObject();
+}
+
+void writeCluster(JsonWriter& w, const Cluster& c) {
+  w.beginObject();
+  w.field("name", c.name);
+  w.key("endpoints");
+  w.beginArray();
+  for (const auto& e : c.endpoints) {
+    w.string(e.str());
+  }
+  w.endArray();
+  w.field("protocol", c.protocol);
+  w.field("lb", c.lb);
+  w.field("connect_timeout", formatDuration(c.connect_timeout));
+  w.field("max_idle_connections", c.max_idle_connections);
+  w.endObject();
+}
+
+void writeIgnoreRule(JsonWriter& w, const IgnoreRule& rule) {
+  w.beginObject();
+  switch (rule.kind) {
+    case IgnoreRule::Kind::Path:
+      w.field("path", rule.value);
+      break;
+    case IgnoreRule::Kind::Prefix:
+      w.field("prefix", rule.value);
+      break;
+    case IgnoreRule::Kind::Regex:
+      w.field("regex", rule.regex.source);
+      break;
+    case IgnoreRule::Kind::Header:
+      w.key("header");
+      w.beginObject();
+      w.field("name", rule.header);
+      w.field("value", rule.value);
+      w.endObject();
+      break;
+  }
+  w.endObject();
+}
+
+void writeTracing(JsonWriter& w, const TracingConfig& t) {
+  w.beginObject();
+  w.field("enabled", t.enabled);
+  w.field("service_name", t.service_name);
+  w.key("resource");
+  w.beginObject();
+  for (const auto& [k, v] : t.resource) {
+    w.field(k, v);
+  }
+  w.endObject();
+  w.key("propagators");
+  w.beginArray();
+  for (const auto& p : t.propagators) {
+    w.string(p);
+  }
+  w.endArray();
+  w.key("sampler");
+  w.beginObject();
+  w.field("type", t.sampler.type);
+  w.field("ratio", t.sampler.ratio);
+  w.endObject();
+  w.key("ignore");
+  w.beginArray();
+  for (const auto& rule : t.ignore) {
+    writeIgnoreRule(w, rule);
+  }
+  w.endArray();
+  const auto& e = t.exporter;
+  w.key("exporter");
+  w.beginObject();
+  w.field("protocol", e.protocol);
+  w.field("endpoint", redactUrlPassword(e.endpoint));
+  w.key("headers");
+  w.beginObject();
+  for (const auto& [k, v] : e.headers) {
+    w.field(k, kRedacted);
+  }
+  w.endObject();
+  w.field("timeout", formatDuration(e.timeout));
+  w.field("compression", e.compression.empty() ? std::string("none") : e.compression);
+  w.key("tls");
+  w.beginObject();
+  w.field("ca_file", e.tls.ca_file);
+  w.field("insecure_skip_verify", e.tls.insecure_skip_verify);
+  w.endObject();
+  w.endObject();
+  w.key("batch");
+  w.beginObject();
+  w.field("max_queue_size", t.batch.max_queue_size);
+  w.field("max_export_batch_size", t.batch.max_export_batch_size);
+  w.field("schedule_delay", formatDuration(t.batch.schedule_delay));
+  w.field("export_timeout", formatDuration(t.batch.export_timeout));
+  w.endObject();
+  w.endObject();
+}
+
+}  // namespace
+
+std::string formatDuration(Duration d) {
+  const auto ms = static_cast<uint64_t>(d.count());
+  if (ms != 0 && ms % 3'600'000 == 0) {
+    return std::to_string(ms / 3'600'000) + "h";
+  }
+  if (ms != 0 && ms % 60'000 == 0) {
+    return std::to_string(ms / 60'000) + "m";
+  }
+  if (ms != 0 && ms % 1000 == 0) {
+    return std::to_string(ms / 1000) + "s";
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string dumpConfigJson(const Config& cfg) {
+  JsonWriter w;
+  w.beginObject();
+  w.key("admin");
+  w.beginObject();
+  w.field("enabled", cfg.admin.enabled);
+  w.field("address", cfg.admin.address.str());
+  w.endObject();
+  w.field("workers", cfg.workers);
+  w.field("log_level", cfg.log_level);
+  w.field("log_format", cfg.log_format);
+  w.key("listeners");
+  w.beginArray();
+  for (const auto& l : cfg.listeners) {
+    writeListener(w, l);
+  }
+  w.endArray();
+  w.key("clusters");
+  w.beginArray();
+  for (const auto& c : cfg.clusters) {
+    writeCluster(w, c);
+  }
+  w.endArray();
+  w.key("tracing");
+  writeTracing(w, cfg.tracing);
+  const auto& lim = cfg.limits;
+  w.key("limits");
+  w.beginObject();
+  w.field("max_request_headers_bytes", lim.max_request_headers_bytes);
+  w.field("request_header_timeout", formatDuration(lim.request_header_timeout));
+  w.field("idle_timeout", formatDuration(lim.idle_timeout));
+  w.field("drain_timeout", formatDuration(lim.drain_timeout));
+  w.field("max_pipelined_requests", lim.max_pipelined_requests);
+  w.field("buffer_bytes", lim.buffer_bytes);
+  w.endObject();
+  w.key("access_log");
+  w.beginObject();
+  w.field("path", cfg.access_log.path);  // "" = off
+  w.field("format", cfg.access_log.format);
+  w.endObject();
+  w.endObject();
+  return w.take();
+}
+
+}  // namespace sidetrace::config

@@ -1,0 +1,67 @@
+#include "proxy/generation.h"
+
+#include <stdexcept>
+
+namespace sidetrace::proxy {
+
+size_t StatsSlots::slotFor(std::map<std::string, size_t, std::less<>>& slots, std::string key,
+                           size_t capacity, const char* what) {
+  if (auto it = slots.find(key); it != slots.end()) {
+    return it->second;
+  }
+  if (slots.size() >= capacity) {
+    throw std::runtime_error(std::string("more than ") + std::to_string(capacity) + " " + what +
+                             " since start (metric slots are allocated at start); restart to "
+                             "apply this config");
+  }
+  size_t slot = slots.size();
+  slots.emplace(std::move(key), slot);
+  return slot;
+}
+
+size_t StatsSlots::route(std::string_view listener, std::string_view route) {
+  std::string key(listener);
+  key += std::string_view("\0r", 2);  // a NUL never occurs in a YAML name: keys cannot collide
+  key += route;
+  return slotFor(routes_, std::move(key), route_capacity_, "distinct routes");
+}
+
+size_t StatsSlots::noRoute(std::string_view listener) {
+  std::string key(listener);
+  key += std::string_view("\0n", 2);
+  return slotFor(routes_, std::move(key), route_capacity_, "distinct routes");
+}
+
+size_t StatsSlots::cluster(std::string_view cluster) {
+  return slotFor(clusters_, std::string(cluster), cluster_capacity_, "distinct clusters");
+}
+
+std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots) {
+  auto gen = std::make_shared<Generation>();
+  gen->clusters = upstream::resolveClusters(*cfg);
+  gen->sampler = tracing::makeSampler(cfg->tracing.sampler.type, cfg->tracing.sampler.ratio);
+  for (const auto& c : cfg->clusters) {
+    gen->cluster_slots.push_back(slots.cluster(c.name));
+  }
+  for (const auto& l : cfg->listeners) {
+    std::vector<size_t> route_slots;
+    std::vector<size_t> route_cluster;
+    for (const auto& r : l.routes) {
+      route_slots.push_back(slots.route(l.name, r.name));
+      size_t idx = kNoCluster;
+      for (size_t c = 0; c < cfg->clusters.size(); ++c) {
+        if (cfg->clusters[c].name == r.cluster) {
+          idx = c;
+        }
+      }
+      route_cluster.push_back(idx);
+    }
+    route_slots.push_back(slots.noRoute(l.name));
+    gen->route_slots.push_back(std::move(route_slots));
+    gen->route_cluster.push_back(std::move(route_cluster));
+  }
+  gen->config = std::move(cfg);
+  return gen;
+}
+
+}  // namespace sidetrace::proxy

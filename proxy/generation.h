@@ -1,0 +1,63 @@
+#pragma once
+// A generation: what the workers derive from one config — resolved clusters, the sampler, and the
+// metric slot of every route and cluster. The main thread builds one at start and one per reload
+// (SIGHUP, POST /reload); it is immutable once published. A worker switches to a new generation
+// between requests, and a request keeps the generation it started with, so the routes and clusters
+// it points into stay alive until it is done: nothing in flight notices a reload.
+
+#include <cstddef>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config/config.h"
+#include "tracing/sampler.h"
+#include "upstream/cluster.h"
+
+namespace sidetrace::proxy {
+
+inline constexpr auto kNoCluster = static_cast<size_t>(-1);
+
+// Metric slots by name, so a counter keeps counting across reloads for the same listener/route or
+// cluster (and a renamed route starts a new series, as Prometheus expects). Grow-only, bounded by
+// the capacity the workers' counters were allocated with. Main thread only.
+class StatsSlots {
+ public:
+  StatsSlots(size_t route_capacity, size_t cluster_capacity)
+      : route_capacity_(route_capacity), cluster_capacity_(cluster_capacity) {}
+  // Throws std::runtime_error when the capacity is exhausted (a reload then asks for a restart).
+  size_t route(std::string_view listener, std::string_view route);
+  size_t noRoute(std::string_view listener);  // requests of this listener that matched no route
+  size_t cluster(std::string_view cluster);
+  size_t routeCapacity() const { return route_capacity_; }
+  size_t clusterCapacity() const { return cluster_capacity_; }
+
+ private:
+  size_t slotFor(std::map<std::string, size_t, std::less<>>& slots, std::string key,
+                 size_t capacity, const char* what);
+  size_t route_capacity_;
+  size_t cluster_capacity_;
+  std::map<std::string, size_t, std::less<>> routes_;
+  std::map<std::string, size_t, std::less<>> clusters_;
+};
+
+struct Generation {
+  config::ConfigPtr config;
+  std::vector<upstream::ResolvedCluster> clusters;  // point into *config
+  std::shared_ptr<const tracing::Sampler> sampler;
+  // [listener][route] → metric slot; [listener][routes.size()] is the listener's no-route slot.
+  std::vector<std::vector<size_t>> route_slots;
+  std::vector<size_t> cluster_slots;               // [cluster] → metric slot
+  std::vector<std::vector<size_t>> route_cluster;  // [listener][route] → cluster index | kNoCluster
+
+  size_t routeSlot(size_t listener, size_t route) const { return route_slots[listener][route]; }
+  size_t noRouteSlot(size_t listener) const { return route_slots[listener].back(); }
+};
+
+// Resolves the clusters (blocking DNS) and assigns metric slots. Throws std::runtime_error with a
+// message naming the cluster or the exhausted capacity.
+std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots);
+
+}  // namespace sidetrace::proxy

@@ -1,0 +1,70 @@
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "config/load.h"
+#include "config/url.h"
+#include "tests/unit/config/env_map.h"
+
+namespace sidetrace::config {
+namespace {
+
+using testing::errorOf;
+
+TEST(HttpUrl, Parts) {
+  HttpUrl u = parseHttpUrl("http://collector:4318/v1/traces");
+  EXPECT_FALSE(u.tls);
+  EXPECT_EQ(u.host, "collector");
+  EXPECT_EQ(u.port, 4318);
+  EXPECT_EQ(u.target, "/v1/traces");
+  EXPECT_EQ(u.authority(), "collector:4318");
+
+  HttpUrl s = parseHttpUrl("HTTPS://otlp.example.com/api/v1/traces?tenant=a");
+  EXPECT_TRUE(s.tls);
+  EXPECT_EQ(s.host, "otlp.example.com");
+  EXPECT_EQ(s.port, 443);
+  EXPECT_EQ(s.target, "/api/v1/traces?tenant=a");
+  EXPECT_EQ(s.authority(), "otlp.example.com");
+
+  HttpUrl v6 = parseHttpUrl("http://[::1]:4318");
+  EXPECT_EQ(v6.host, "::1");
+  EXPECT_EQ(v6.target, "/");
+  EXPECT_EQ(v6.authority(), "[::1]:4318");
+  EXPECT_EQ(parseHttpUrl("http://[fe80::1]").authority(), "[fe80::1]");
+  EXPECT_EQ(parseHttpUrl("http://h:80/x").authority(), "h");
+  EXPECT_EQ(parseHttpUrl("https://h:80/x").authority(), "h:80");
+  EXPECT_EQ(parseHttpUrl("http://h?q=1").target, "/?q=1");
+}
+
+TEST(HttpUrl, Errors) {
+  auto err = [](const std::string& url) { return errorOf([&] { parseHttpUrl(url); }); };
+  EXPECT_EQ(err("collector:4318"),
+            "bad URL 'collector:4318': expected http://host:port/path or https://host:port/path");
+  EXPECT_EQ(err("grpc://c:4317"),
+            "bad URL 'grpc://c:4317': unsupported scheme 'grpc' (expected http or https)");
+  EXPECT_EQ(err("http://:4318/v1/traces"), "bad URL 'http://:4318/v1/traces': missing host");
+  EXPECT_EQ(err("http://c:0/"), "bad URL 'http://c:0/': port must be a number 1..65535, got '0'");
+  EXPECT_EQ(err("http://c:x/"), "bad URL 'http://c:x/': port must be a number 1..65535, got 'x'");
+  EXPECT_EQ(err("http://c:/"), "bad URL 'http://c:/': empty port");
+  EXPECT_EQ(err("http://::1:4318/"), "bad URL 'http://::1:4318/': IPv6 addresses need brackets");
+  EXPECT_EQ(err("http://[::1/"), "bad URL 'http://[::1/': missing ']' after IPv6 address");
+  EXPECT_EQ(err("http://u:p@c/"),
+            "bad URL 'http://u:p@c/': user info in the URL is not supported (send credentials "
+            "with exporter headers)");
+  EXPECT_EQ(err("http://c/a#b"), "bad URL 'http://c/a#b': a fragment ('#') has no meaning here");
+  EXPECT_EQ(err("http://c/a b"),
+            "bad URL 'http://c/a b': spaces, control and non-ASCII characters must be "
+            "percent-encoded");
+}
+
+// The OTLP exporter spec: a per-signal endpoint is used as-is; a base URL gets the signal path.
+TEST(HttpUrl, OtlpTracesUrl) {
+  EXPECT_EQ(otlpHttpTracesUrl("http://c:4318"), "http://c:4318/v1/traces");
+  EXPECT_EQ(otlpHttpTracesUrl("http://c:4318/"), "http://c:4318/v1/traces");
+  EXPECT_EQ(otlpHttpTracesUrl("https://c/v1/traces"), "https://c/v1/traces");
+  EXPECT_EQ(otlpHttpTracesUrl("https://c/custom"), "https://c/custom");
+  EXPECT_EQ(otlpHttpTracesUrl("http://[::1]:4318"), "http://[::1]:4318/v1/traces");
+}
+
+}  // namespace
+}  // namespace sidetrace::config
