@@ -59,10 +59,24 @@ struct Route {
   Duration timeout{15000};  // whole upstream exchange, first byte out to last byte in
 };
 
-// Server certificate for a TLS listener (ALPN h2, http/1.1). Files are read at start, not here.
+// One server certificate: PEM chain and its PEM private key (paths; read at start, not here).
+struct TlsCertificate {
+  std::string cert;
+  std::string key;
+  bool operator==(const TlsCertificate&) const = default;
+};
+
+// Downstream TLS for a listener (TLS 1.2+, ALPN http/1.1; h2 comes with HTTP/2). Files are read
+// once at start, not here; a reload that changes any of this is refused (restart-only).
 struct TlsConfig {
-  std::string cert;  // PEM certificate chain path
+  std::string cert;  // PEM certificate chain path: the default certificate
   std::string key;   // PEM private key path
+  // More certificates, chosen by the client's SNI name (matched against SAN/CN); no match or no
+  // SNI gets the default one above.
+  std::vector<TlsCertificate> certificates;
+  std::string client_ca;  // PEM CA bundle: ask for client certificates and verify them (mTLS)
+  bool require_client_cert = true;  // with client_ca: refuse clients without a certificate
+  bool operator==(const TlsConfig&) const = default;
 };
 
 struct Listener {

@@ -210,6 +210,17 @@ void writeListener(JsonWriter& w, const Listener& l) {
     w.beginObject();
     w.field("cert", l.tls->cert);
     w.field("key", kRedacted);
+    w.key("certificates");
+    w.beginArray();
+    for (const auto& c : l.tls->certificates) {
+      w.beginObject();
+      w.field("cert", c.cert);
+      w.field("key", kRedacted);
+      w.endObject();
+    }
+    w.endArray();
+    w.field("client_ca", l.tls->client_ca);
+    w.field("require_client_cert", l.tls->require_client_cert);
     w.endObject();
   }
   w.key("routes");

@@ -264,9 +264,13 @@ void validate(const Config& cfg) {
     if (l.tls && (l.tls->cert.empty() || l.tls->key.empty())) {
       invalid(path + ".tls", "needs both cert and key");
     }
-    // Refuse rather than silently serve plaintext where TLS was asked for.
     if (l.tls) {
-      invalid(path + ".tls", "TLS listeners are not implemented yet");
+      for (size_t c = 0; c < l.tls->certificates.size(); ++c) {
+        const auto& cert = l.tls->certificates[c];
+        if (cert.cert.empty() || cert.key.empty()) {
+          invalid(path + ".tls.certificates[" + std::to_string(c) + "]", "needs both cert and key");
+        }
+      }
     }
     for (size_t r = 0; r < l.routes.size(); ++r) {
       const Route& route = l.routes[r];

@@ -464,6 +464,42 @@ Route parseRoute(const Walker& w, const YAML::Node& n, const std::string& path) 
   return r;
 }
 
+TlsCertificate parseCertificate(const Walker& w, const YAML::Node& n, const std::string& path) {
+  TlsCertificate c;
+  w.walkMap(n, path, {"cert", "key"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              (key == "cert" ? c.cert : c.key) = w.nonEmpty(v, sub);
+            });
+  if (c.cert.empty() || c.key.empty()) {
+    w.fail(n, path, "needs both cert and key");
+  }
+  return c;
+}
+
+TlsConfig parseListenerTls(const Walker& w, const YAML::Node& n, const std::string& path) {
+  TlsConfig tls;
+  w.walkMap(n, path, {"cert", "key", "certificates", "client_ca", "require_client_cert"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "cert") {
+                tls.cert = w.nonEmpty(v, sub);
+              } else if (key == "key") {
+                tls.key = w.nonEmpty(v, sub);
+              } else if (key == "certificates") {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  tls.certificates.push_back(parseCertificate(w, item, ip));
+                });
+              } else if (key == "client_ca") {
+                tls.client_ca = w.nonEmpty(v, sub);
+              } else {
+                tls.require_client_cert = w.boolean(v, sub);
+              }
+            });
+  if (tls.cert.empty() || tls.key.empty()) {
+    w.fail(n, path, "needs both cert and key");
+  }
+  return tls;
+}
+
 Listener parseListener(const Walker& w, const YAML::Node& n, const std::string& path, size_t i) {
   Listener l;
   l.name = i == 0 ? "ingress" : "listener" + std::to_string(i);
@@ -476,15 +512,7 @@ Listener parseListener(const Walker& w, const YAML::Node& n, const std::string& 
                 l.address = w.address(v, sub);
                 has_address = true;
               } else if (key == "tls") {
-                TlsConfig tls;
-                w.walkMap(v, sub, {"cert", "key"},
-                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                            (k2 == "cert" ? tls.cert : tls.key) = w.nonEmpty(v2, s2);
-                          });
-                if (tls.cert.empty() || tls.key.empty()) {
-                  w.fail(v, sub, "needs both cert and key");
-                }
-                l.tls = tls;
+                l.tls = parseListenerTls(w, v, sub);
               } else {
                 w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
                   l.routes.push_back(parseRoute(w, item, ip));

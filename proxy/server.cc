@@ -18,6 +18,7 @@
 #include "proxy/admin.h"
 #include "proxy/otlp_http_client.h"
 #include "proxy/self_log.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 #include "tracing/exporter.h"
 #include "tracing/tracer.h"
@@ -184,6 +185,18 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
        "# TYPE sidetrace_downstream_rejected_total counter\n"
     << "sidetrace_downstream_rejected_total "
     << sum([](const WorkerStats& s) { return s.bad_requests.load(); }) << "\n";
+  o << "# HELP sidetrace_downstream_tls_handshake_failures_total Downstream TLS handshakes that "
+       "failed or timed out (not TLS, old protocol, no shared cipher, client certificate refused, "
+       "closed early), by listener.\n"
+       "# TYPE sidetrace_downstream_tls_handshake_failures_total counter\n";
+  for (size_t li = 0; li < cfg.listeners.size(); ++li) {
+    if (!cfg.listeners[li].tls) {
+      continue;
+    }
+    o << "sidetrace_downstream_tls_handshake_failures_total{listener=\""
+      << escapeLabel(cfg.listeners[li].name) << "\"} "
+      << sum([&](const WorkerStats& s) { return s.tls_handshake_failures[li].load(); }) << "\n";
+  }
   o << "# HELP sidetrace_upstream_connect_failures_total Upstream connections refused or failed.\n"
        "# TYPE sidetrace_upstream_connect_failures_total counter\n";
   for (size_t c = 0; c < cfg.clusters.size(); ++c) {
@@ -263,8 +276,7 @@ std::string restartOnlyChange(const config::Config& cur, const config::Config& n
     if (a.address.str() != b.address.str()) {
       return key + ".address: " + a.address.str() + " → " + b.address.str();
     }
-    if (a.tls.has_value() != b.tls.has_value() ||
-        (a.tls && (a.tls->cert != b.tls->cert || a.tls->key != b.tls->key))) {
+    if (a.tls != b.tls) {
       return key + ".tls changed";
     }
   }
@@ -322,6 +334,7 @@ class Server {
     std::shared_ptr<std::atomic<bool>> done;
   };
   std::vector<Retiring> retiring_;
+  std::vector<std::unique_ptr<TlsServerContext>> tls_;  // per listener (null: plain); restart-only
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AccessLog> access_log_;
   asio::io_context io_;
@@ -491,12 +504,26 @@ int Server::run() {
     spdlog::error("{}", e.what());
     return 2;
   }
+  std::vector<TlsServerContext*> tls;
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    tls_.emplace_back();
+    if (cfg.listeners[i].tls) {
+      try {
+        tls_.back() = std::make_unique<TlsServerContext>(
+            *cfg.listeners[i].tls, "listeners[" + std::to_string(i) + "].tls");
+      } catch (const std::exception& e) {
+        spdlog::error("{}", e.what());
+        return 2;
+      }
+    }
+    tls.push_back(tls_.back().get());
+  }
   processor_ = makeProcessor(cfg.tracing);
 
   unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
   for (unsigned i = 0; i < n; ++i) {
     workers_.push_back(
-        std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(), *slots_));
+        std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(), *slots_, tls));
     try {
       workers_.back()->bind();
     } catch (const boost::system::system_error& e) {
@@ -521,8 +548,8 @@ int Server::run() {
     w->start();
   }
   for (const auto& l : cfg.listeners) {
-    spdlog::info("listener '{}' on {} ({} worker{})", l.name, l.address.str(), n,
-                 n == 1 ? "" : "s");
+    spdlog::info("listener '{}' on {}{} ({} worker{})", l.name, l.address.str(),
+                 l.tls ? " (TLS)" : "", n, n == 1 ? "" : "s");
   }
   if (admin) {
     spdlog::info("admin on {}", cfg.admin.address.str());

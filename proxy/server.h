@@ -22,7 +22,8 @@ namespace sidetrace::proxy {
 using ConfigLoader = std::function<config::Config()>;
 
 // Runs until a termination signal has been handled. Returns the process exit code
-// (0 clean shutdown; 1 bad access log path; 2 failure at start, e.g. port in use). SIGHUP and
+// (0 clean shutdown; 1 bad access log path; 2 failure at start, e.g. port in use, or a TLS
+// certificate, key or CA file that cannot be read or does not match). SIGHUP and
 // POST /reload re-read the config with `load` and apply routes, clusters, ignore rules, sampler,
 // propagators, exporter and batch settings, limits and log level to new requests; requests in
 // flight finish on the config they started with.

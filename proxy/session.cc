@@ -3,6 +3,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "proxy/access_log.h"
+#include "proxy/tls_context.h"
 #include "proxy/worker.h"
 
 namespace sidetrace::proxy {
@@ -42,8 +44,10 @@ void toOriginForm(filters::RequestHead& req) {
 
 }  // namespace
 
-void Session::Gather::build(std::string_view head, const std::vector<std::string_view>& pieces,
-                            bool chunked, bool last) {
+template <class Stream>
+void Session<Stream>::Gather::build(std::string_view head,
+                                    const std::vector<std::string_view>& pieces, bool chunked,
+                                    bool last) {
   bufs.clear();
   bytes = 0;
   if (!head.empty()) {
@@ -74,53 +78,84 @@ void Session::Gather::build(std::string_view head, const std::vector<std::string
   }
 }
 
-Session::Session(Worker& worker, asio::ip::tcp::socket socket, size_t listener_index)
+template <class Stream>
+Stream Session<Stream>::makeStream(asio::ip::tcp::socket socket, TlsServerContext* tls) {
+  if constexpr (kTls) {
+    return Stream(std::move(socket), tls->context());
+  } else {
+    (void)tls;
+    return socket;
+  }
+}
+
+template <class Stream>
+asio::ip::tcp::socket& Session<Stream>::tcp() {
+  if constexpr (kTls) {
+    return socket_.next_layer();
+  } else {
+    return socket_;
+  }
+}
+
+template <class Stream>
+Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t listener_index,
+                         TlsServerContext* tls)
     : worker_(worker),
-      socket_(std::move(socket)),
+      socket_(makeStream(std::move(socket), tls)),
       listener_index_(listener_index),
-      deadline_(socket_.get_executor()),
+      deadline_(tcp().get_executor()),
       in_(worker.current()->config().limits.buffer_bytes),
       upbuf_(worker.current()->config().limits.buffer_bytes),
       parser_(Http1Parser::Kind::Request,
               worker.current()->config().limits.max_request_headers_bytes),
       up_parser_(Http1Parser::Kind::Response, 1024 * 1024) {
-  deadline_.watch(&socket_);
+  deadline_.watch(&tcp());
   worker_.add(this);
   worker_.mutableStats().active_connections.fetch_add(1, std::memory_order_relaxed);
   worker_.mutableStats().connections_total.fetch_add(1, std::memory_order_relaxed);
 }
 
-Session::~Session() {
+template <class Stream>
+Session<Stream>::~Session() {
   worker_.remove(this);
   worker_.mutableStats().active_connections.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Session::start(std::shared_ptr<Session> self) {
+template <class Stream>
+void Session<Stream>::start(std::shared_ptr<Session> self) {
   Session* s = self.get();
   asio::co_spawn(
-      s->socket_.get_executor(), [self = std::move(self)]() { return self->run(); },
-      asio::detached);
+      s->tcp().get_executor(), [self = std::move(self)]() { return self->run(); }, asio::detached);
 }
 
-void Session::closeIfIdle() {
+template <class Stream>
+void Session<Stream>::closeIfIdle() {
   close_after_ = true;
   if (idle_ && in_.size() == 0) {
     error_code ec;
-    socket_.cancel(ec);
+    tcp().cancel(ec);
   }
 }
 
-awaitable<void> Session::run() {
+template <class Stream>
+awaitable<void> Session<Stream>::run() {
   error_code ec;
-  auto remote = socket_.remote_endpoint(ec);
-  auto local = socket_.local_endpoint(ec);
-  socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  auto remote = tcp().remote_endpoint(ec);
+  auto local = tcp().local_endpoint(ec);
+  tcp().set_option(asio::ip::tcp::no_delay(true), ec);
   std::string peer = remote.address().to_string();
   uint16_t peer_port = remote.port();
   uint16_t local_port = local.port();
 
+  if constexpr (kTls) {
+    if (!co_await handshake(peer)) {
+      tcp().close(ec);
+      co_return;
+    }
+  }
   for (;;) {
     stream_.reset();
+    stream_.scheme = kTls ? "https" : "http";
     stream_.peer_address = peer;
     stream_.peer_port = peer_port;
     stream_.local_port = local_port;
@@ -149,11 +184,59 @@ awaitable<void> Session::run() {
       break;
     }
   }
-  socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-  socket_.close(ec);
+  if constexpr (kTls) {
+    co_await shutdownTls();
+  }
+  tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+  tcp().close(ec);
 }
 
-awaitable<Session::HeadStatus> Session::readRequestHead(FeedResult& first) {
+template <class Stream>
+awaitable<bool> Session<Stream>::handshake(const std::string& peer) {
+  if constexpr (kTls) {
+    deadline_.arm(worker_.current()->config().limits.request_header_timeout);
+    error_code ec;
+    co_await socket_.async_handshake(asio::ssl::stream_base::server,
+                                     asio::redirect_error(use_awaitable, ec));
+    const bool expired = deadline_.expired();
+    deadline_.disarm();
+    if (!ec) {
+      co_return true;
+    }
+    if (close_after_) {
+      co_return false;  // drained before the handshake finished: not the client's fault
+    }
+    worker_.mutableStats().tls_handshake_failures[listener_index_].fetch_add(
+        1, std::memory_order_relaxed);
+    // Scanners and broken clients make these common: debug only (STYLE.md 15).
+    spdlog::debug("{}: TLS handshake with {} failed: {}",
+                  worker_.current()->config().listeners[listener_index_].name, peer,
+                  expired ? std::string("timed out") : ec.message());
+    co_return false;
+  } else {
+    (void)peer;
+    co_return true;
+  }
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::shutdownTls() {
+  if constexpr (kTls) {
+    // Send close_notify without waiting for the peer's (as nginx does): marking the peer's as
+    // received makes SSL_shutdown complete once ours is written. Harmless after a fatal error.
+    SSL* ssl = socket_.native_handle();
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+    error_code ec;
+    deadline_.arm(std::chrono::seconds(5));
+    co_await socket_.async_shutdown(asio::redirect_error(use_awaitable, ec));
+    deadline_.disarm();
+  }
+  co_return;
+}
+
+template <class Stream>
+awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead(
+    FeedResult& first) {
   const auto& limits = worker_.current()->config().limits;
   bool header_clock = false;
   auto armForState = [&]() {
@@ -201,7 +284,8 @@ awaitable<Session::HeadStatus> Session::readRequestHead(FeedResult& first) {
   }
 }
 
-awaitable<void> Session::sendError(int status) {
+template <class Stream>
+awaitable<void> Session<Stream>::sendError(int status) {
   spdlog::debug("bad request from {}: answered {}", stream_.peer_address, status);
   std::string msg = std::string(reasonPhrase(status)) + "\n";
   out_.clear();
@@ -219,7 +303,8 @@ awaitable<void> Session::sendError(int status) {
   deadline_.disarm();
 }
 
-awaitable<bool> Session::sendLocalReply(int status, std::string_view body, bool close) {
+template <class Stream>
+awaitable<bool> Session<Stream>::sendLocalReply(int status, std::string_view body, bool close) {
   filters::ResponseHead head;
   head.status = status;
   head.headers.add("Content-Type", "text/plain");
@@ -240,7 +325,8 @@ awaitable<bool> Session::sendLocalReply(int status, std::string_view body, bool 
   co_return !ec && !close;
 }
 
-void Session::finishStream(uint64_t start_ns) {
+template <class Stream>
+void Session<Stream>::finishStream(uint64_t start_ns) {
   gen_->chain.onComplete(stream_);
   const Generation& gen = *gen_->gen;
   size_t slot = stream_.route != nullptr ? gen.routeSlot(listener_index_, stream_.route_index)
@@ -265,7 +351,8 @@ void Session::finishStream(uint64_t start_ns) {
                 stream_.error_type.empty() ? "" : " ", stream_.error_type, duration / 1000);
 }
 
-awaitable<bool> Session::handleRequest(FeedResult& first) {
+template <class Stream>
+awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& chain = gen_->chain;
   auto& req = stream_.request;
@@ -333,7 +420,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   bool reused = conn != nullptr;
   const bool replayable =
       request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
-  upstream::Deadline route_deadline(socket_.get_executor());
+  upstream::Deadline route_deadline(tcp().get_executor());
   error_code ec;
 
   for (int attempt = 0;; ++attempt) {
@@ -352,7 +439,7 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
       }
     }
     stream_.upstream.endpoint_address = conn->peer_address;
-    route_deadline.watch(&socket_, &conn->socket);
+    route_deadline.watch(&tcp(), &conn->socket);
     if (attempt == 0) {
       route_deadline.arm(route.timeout);
     }
@@ -554,7 +641,8 @@ awaitable<bool> Session::handleRequest(FeedResult& first) {
   co_return keep_client && !broken;
 }
 
-awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf) {
+template <class Stream>
+awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf) {
   // Bytes already read past the heads belong to the tunnel.
   error_code ec;
   if (in_.size() > 0) {
@@ -570,7 +658,7 @@ awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& up
   if (ec) {
     co_return;
   }
-  auto pump = [](asio::ip::tcp::socket& from, asio::ip::tcp::socket& to, FlatBuffer& buf,
+  auto pump = [](auto& from, auto& to, FlatBuffer& buf,
                  std::shared_ptr<Session> keep) -> awaitable<void> {
     (void)keep;
     error_code e;
@@ -588,14 +676,16 @@ awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& up
         break;
       }
     }
-    to.shutdown(asio::ip::tcp::socket::shutdown_send, e);
+    // A TCP half-close; towards a TLS client that ends the TLS stream without close_notify, which
+    // the connection's own end follows anyway.
+    to.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, e);
   };
   // Upstream → downstream runs detached; it shares this frame's lifetime through `self`, and the
   // tunnel's upstream connection outlives it because the up→down pump is awaited last below.
-  auto self = shared_from_this();
+  auto self = this->shared_from_this();
   bool other_done = false;
   asio::co_spawn(
-      socket_.get_executor(),
+      tcp().get_executor(),
       [&, self]() -> awaitable<void> {
         co_await pump(up.socket, socket_, upbuf, self);
         other_done = true;
@@ -603,7 +693,7 @@ awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& up
       asio::detached);
   co_await pump(socket_, up.socket, in_, self);
   // Give the other direction a moment to finish after our half-close, then cut it.
-  asio::steady_timer t(socket_.get_executor());
+  asio::steady_timer t(tcp().get_executor());
   for (int i = 0; !other_done && i < 250; ++i) {
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
@@ -614,5 +704,8 @@ awaitable<void> Session::tunnel(upstream::UpstreamConnection& up, FlatBuffer& up
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
   }
 }
+
+template class Session<PlainStream>;
+template class Session<TlsStream>;
 
 }  // namespace sidetrace::proxy

@@ -9,9 +9,11 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include "filters/stream.h"
@@ -23,19 +25,44 @@
 namespace sidetrace::proxy {
 
 class Worker;
+class TlsServerContext;
 struct WorkerGeneration;
 
-class Session : public std::enable_shared_from_this<Session> {
+using PlainStream = boost::asio::ip::tcp::socket;
+using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+
+// What a worker knows of each of its downstream connections: enough to drain it.
+class DownstreamConnection {
  public:
-  Session(Worker& worker, boost::asio::ip::tcp::socket socket, size_t listener_index);
-  ~Session();
-  static void start(std::shared_ptr<Session> self);
+  virtual ~DownstreamConnection() = default;
   // Drain: close now if idle between requests, else close after the current response.
-  void closeIfIdle();
+  virtual void closeIfIdle() = 0;
+};
+
+// One template for both stream types (explicitly instantiated in session.cc for PlainStream and
+// TlsStream), so the per-read path has no virtual call. A TLS session handshakes first, bounded by
+// limits.request_header_timeout; a failed handshake is logged at debug, counted per listener, and
+// the connection closed.
+template <class Stream>
+class Session final : public DownstreamConnection,
+                      public std::enable_shared_from_this<Session<Stream>> {
+ public:
+  static constexpr bool kTls = std::is_same_v<Stream, TlsStream>;
+
+  // `tls` is the listener's context for a TlsStream session, null for a plain one.
+  Session(Worker& worker, boost::asio::ip::tcp::socket socket, size_t listener_index,
+          TlsServerContext* tls);
+  ~Session() override;
+  static void start(std::shared_ptr<Session> self);
+  void closeIfIdle() override;
 
  private:
   enum class HeadStatus { Ok, Closed, Error, Timeout };
+  static Stream makeStream(boost::asio::ip::tcp::socket socket, TlsServerContext* tls);
+  boost::asio::ip::tcp::socket& tcp();  // the TCP socket under the stream
   boost::asio::awaitable<void> run();
+  boost::asio::awaitable<bool> handshake(const std::string& peer);
+  boost::asio::awaitable<void> shutdownTls();
   boost::asio::awaitable<HeadStatus> readRequestHead(FeedResult& first);
   boost::asio::awaitable<bool> handleRequest(FeedResult& first);
   boost::asio::awaitable<bool> sendLocalReply(int status, std::string_view body, bool close);
@@ -45,7 +72,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Worker& worker_;
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
-  boost::asio::ip::tcp::socket socket_;
+  Stream socket_;
   size_t listener_index_;
   upstream::Deadline deadline_;
   FlatBuffer in_;
@@ -69,5 +96,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool idle_ = true;
   bool close_after_ = false;
 };
+
+extern template class Session<PlainStream>;
+extern template class Session<TlsStream>;
 
 }  // namespace sidetrace::proxy

@@ -47,11 +47,12 @@ size_t statusClass(int status) {
 }
 }  // namespace
 
-WorkerStats::WorkerStats(size_t route_slots, size_t clusters)
+WorkerStats::WorkerStats(size_t route_slots, size_t clusters, size_t listeners)
     : request_durations(route_slots),
       upstream_durations(clusters),
       connect_failures(zeros(clusters)),
       upstream_timeouts(zeros(clusters)),
+      tls_handshake_failures(zeros(listeners)),
       requests_(zeros(route_slots * kStatusClasses)),
       upstream_responses_(zeros(clusters * kStatusClasses)) {}
 

@@ -33,7 +33,8 @@ class DurationHistograms {
 
 class WorkerStats {
  public:
-  WorkerStats(size_t route_slots, size_t clusters);
+  // `listeners`: fixed for the process (listeners are restart-only).
+  WorkerStats(size_t route_slots, size_t clusters, size_t listeners);
   void countRequest(size_t slot, int status, uint64_t duration_ns);
   // An upstream response head arrived `latency_ns` after the attempt started.
   void countUpstreamResponse(size_t cluster, int status, uint64_t latency_ns);
@@ -46,8 +47,9 @@ class WorkerStats {
   std::atomic<int64_t> active_connections{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> bad_requests{0};  // 400/408/431 answered by the codec layer
-  std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;   // per cluster
-  std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;  // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;        // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;       // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> tls_handshake_failures;  // per listener
 
  private:
   std::unique_ptr<std::atomic<uint64_t>[]> requests_;            // slot * 5 + class

@@ -37,13 +37,16 @@ void warnAcceptFailed(size_t worker, const boost::system::error_code& ec) {
 
 Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
                tracing::BatchSpanProcessor* processor, AccessLog* access_log,
-               const StatsSlots& stats_capacity)
+               const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls)
     : index_(index),
       access_log_(access_log),
       span_buffer_(processor),
       tracer_(gen->sampler, &span_buffer_),
-      stats_(stats_capacity.routeCapacity(), stats_capacity.clusterCapacity()),
+      stats_(stats_capacity.routeCapacity(), stats_capacity.clusterCapacity(),
+             gen->config->listeners.size()),
+      tls_(std::move(tls)),
       flush_timer_(io_) {
+  tls_.resize(gen->config->listeners.size(), nullptr);
   current_ = makeWorkerGeneration(std::move(gen));
 }
 
@@ -112,7 +115,13 @@ void Worker::acceptLoop(size_t listener) {
       }
       warnAcceptFailed(index_, ec);
     } else {
-      Session::start(std::make_shared<Session>(*this, std::move(s), listener));
+      if (TlsServerContext* tls = tls_[listener]) {
+        Session<TlsStream>::start(
+            std::make_shared<Session<TlsStream>>(*this, std::move(s), listener, tls));
+      } else {
+        Session<PlainStream>::start(
+            std::make_shared<Session<PlainStream>>(*this, std::move(s), listener, nullptr));
+      }
     }
     if (!draining_) {
       acceptLoop(listener);
@@ -139,7 +148,7 @@ void Worker::beginDrain() {
       boost::system::error_code ec;
       a->close(ec);
     }
-    std::vector<Session*> snapshot(sessions_.begin(), sessions_.end());
+    std::vector<DownstreamConnection*> snapshot(sessions_.begin(), sessions_.end());
     for (auto* s : snapshot) {
       s->closeIfIdle();
     }

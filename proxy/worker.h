@@ -25,7 +25,8 @@
 namespace sidetrace::proxy {
 
 class AccessLog;
-class Session;
+class DownstreamConnection;
+class TlsServerContext;
 
 // A generation as one worker uses it: its filter chain (bound to that config) and its connection
 // pools (bound to those clusters). Worker thread only; a request holds it until it is done.
@@ -39,10 +40,12 @@ struct WorkerGeneration {
 
 class Worker {
  public:
-  // `stats_capacity` sizes the counters for every route/cluster slot a reload may add.
+  // `stats_capacity` sizes the counters for every route/cluster slot a reload may add. `tls` holds
+  // one entry per listener: its TLS context (owned by the server, outliving the worker), or null
+  // for a plain listener.
   Worker(size_t index, std::shared_ptr<const Generation> gen,
          tracing::BatchSpanProcessor* processor, AccessLog* access_log,
-         const StatsSlots& stats_capacity);
+         const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls);
   ~Worker();
 
   // Binds this worker's listening sockets (SO_REUSEPORT); throws boost::system::system_error.
@@ -66,8 +69,8 @@ class Worker {
   tracing::Tracer& tracer() { return tracer_; }
   WorkerStats& mutableStats() { return stats_; }
   bool draining() const { return draining_; }
-  void add(Session* s) { sessions_.insert(s); }
-  void remove(Session* s) { sessions_.erase(s); }
+  void add(DownstreamConnection* s) { sessions_.insert(s); }
+  void remove(DownstreamConnection* s) { sessions_.erase(s); }
 
  private:
   std::shared_ptr<WorkerGeneration> makeWorkerGeneration(std::shared_ptr<const Generation> gen);
@@ -81,7 +84,8 @@ class Worker {
   tracing::WorkerSpanBuffer span_buffer_;
   tracing::Tracer tracer_;
   WorkerStats stats_;
-  std::unordered_set<Session*> sessions_;
+  std::unordered_set<DownstreamConnection*> sessions_;
+  std::vector<TlsServerContext*> tls_;  // per listener; null: plain TCP
   bool draining_ = false;
   boost::asio::io_context io_{1};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;

@@ -79,8 +79,8 @@ void writeKey(const std::string& path, EVP_PKEY* key) {
 }  // namespace
 
 TestPki makeTestPki(const std::string& dir, const std::string& prefix, const std::string& ca_name,
-                    const std::vector<std::string>& dns_names,
-                    const std::vector<std::string>& ips) {
+                    const std::vector<std::string>& dns_names, const std::vector<std::string>& ips,
+                    const std::string& eku) {
   Key ca_key = newKey();
   Cert ca = newCert(ca_key.get(), ca_name, 1, nullptr);
   addExt(ca.get(), ca.get(), NID_basic_constraints, "critical,CA:TRUE");
@@ -99,7 +99,7 @@ TestPki makeTestPki(const std::string& dir, const std::string& prefix, const std
   }
   addExt(cert.get(), ca.get(), NID_basic_constraints, "critical,CA:FALSE");
   addExt(cert.get(), ca.get(), NID_key_usage, "critical,digitalSignature");
-  addExt(cert.get(), ca.get(), NID_ext_key_usage, "serverAuth");
+  addExt(cert.get(), ca.get(), NID_ext_key_usage, eku);
   addExt(cert.get(), ca.get(), NID_authority_key_identifier, "keyid:always");
   if (!san.empty()) {
     addExt(cert.get(), ca.get(), NID_subject_alt_name, san);

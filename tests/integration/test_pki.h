@@ -1,6 +1,7 @@
 #pragma once
 // Throwaway X.509 material for TLS tests, made with OpenSSL's C API at test time (nothing checked
-// in, nothing that expires in the repository): a CA, and a server certificate it signed.
+// in, nothing that expires in the repository): a CA, and a server (or client) certificate it
+// signed.
 
 #include <string>
 #include <vector>
@@ -13,10 +14,12 @@ struct TestPki {
   std::string key_file;   // PEM: the server's private key
 };
 
-// Writes <dir>/<prefix>-{ca,cert,key}.pem: a fresh P-256 CA named `ca_name`, and a server
-// certificate for `dns_names` and `ips` (subjectAltName), valid from an hour ago for a day.
-// Throws std::runtime_error if OpenSSL fails.
+// Writes <dir>/<prefix>-{ca,cert,key}.pem: a fresh P-256 CA named `ca_name`, and a certificate
+// it signed for `dns_names` and `ips` (subjectAltName; CN = the first DNS name), valid from an
+// hour ago for a day, with extended key usage `eku` ("serverAuth", or "clientAuth" for a client
+// certificate). Throws std::runtime_error if OpenSSL fails.
 TestPki makeTestPki(const std::string& dir, const std::string& prefix, const std::string& ca_name,
-                    const std::vector<std::string>& dns_names, const std::vector<std::string>& ips);
+                    const std::vector<std::string>& dns_names, const std::vector<std::string>& ips,
+                    const std::string& eku = "serverAuth");
 
 }  // namespace sidetrace::it

@@ -225,9 +225,13 @@ TEST(Validate, Clusters) {
   EXPECT_EQ(errorOf([&] { validate(h2); }),
             "clusters[0].protocol: http2 upstreams are not implemented yet (use http1)");
   Config tls = valid();
-  tls.listeners[0].tls = TlsConfig{"s.pem", "s.key"};
+  tls.listeners[0].tls.emplace();
+  tls.listeners[0].tls->cert = "s.pem";
+  tls.listeners[0].tls->key = "s.key";
+  EXPECT_NO_THROW(validate(tls));
+  tls.listeners[0].tls->certificates.push_back({"b.pem", ""});
   EXPECT_EQ(errorOf([&] { validate(tls); }),
-            "listeners[0].tls: TLS listeners are not implemented yet");
+            "listeners[0].tls.certificates[0]: needs both cert and key");
   Config lb = valid();
   lb.clusters[0].lb = "least_request";
   EXPECT_EQ(errorOf([&] { validate(lb); }),

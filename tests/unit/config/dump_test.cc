@@ -14,7 +14,6 @@ using testing::envFrom;
 
 Config fromYaml(const std::string& yaml) {
   Config cfg;
-  // Not validate(): TLS listeners are refused until they are implemented; the dump shows any.
   applyYaml(cfg, yaml, "test.yaml", envFrom({{"TOKEN", "s3cret-token"}}));
   return cfg;
 }
@@ -25,7 +24,11 @@ workers: 2
 listeners:
   - name: ingress
     address: 0.0.0.0:15001
-    tls: { cert: /etc/st/server.pem, key: /etc/st/server.key }
+    tls:
+      cert: /etc/st/server.pem
+      key: /etc/st/server.key
+      certificates: [ { cert: /etc/st/other.pem, key: /etc/st/other.key } ]
+      client_ca: /etc/st/clients.pem
     routes:
       - name: orders
         match: { prefix: /api, method: POST, headers: [ { name: x-canary, exact: "1" } ] }
@@ -68,7 +71,15 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "address": "0.0.0.0:15001",
       "tls": {
         "cert": "/etc/st/server.pem",
-        "key": "[redacted]"
+        "key": "[redacted]",
+        "certificates": [
+          {
+            "cert": "/etc/st/other.pem",
+            "key": "[redacted]"
+          }
+        ],
+        "client_ca": "/etc/st/clients.pem",
+        "require_client_cert": true
       },
       "routes": [
         {
@@ -175,6 +186,7 @@ TEST(ConfigDump, SecretsNeverAppear) {
   EXPECT_EQ(dump.find("s3cret-token"), std::string::npos) << dump;
   EXPECT_EQ(dump.find("pa55"), std::string::npos) << dump;
   EXPECT_EQ(dump.find("server.key"), std::string::npos) << dump;
+  EXPECT_EQ(dump.find("other.key"), std::string::npos) << dump;
 }
 
 TEST(ConfigDump, EscapesStringsForJson) {

@@ -31,7 +31,12 @@ log_level: debug
 listeners:
   - name: edge
     address: "[::]:8443"
-    tls: { cert: s.pem, key: s.key }
+    tls:
+      cert: s.pem
+      key: s.key
+      certificates: [ { cert: b.pem, key: b.key } ]
+      client_ca: ca.pem
+      require_client_cert: false
     routes:
       - name: orders-api
         match:
@@ -105,6 +110,11 @@ TEST(ApplyYaml, EveryKey) {
   ASSERT_TRUE(l.tls);
   EXPECT_EQ(l.tls->cert, "s.pem");
   EXPECT_EQ(l.tls->key, "s.key");
+  ASSERT_EQ(l.tls->certificates.size(), 1u);
+  EXPECT_EQ(l.tls->certificates[0].cert, "b.pem");
+  EXPECT_EQ(l.tls->certificates[0].key, "b.key");
+  EXPECT_EQ(l.tls->client_ca, "ca.pem");
+  EXPECT_FALSE(l.tls->require_client_cert);
   ASSERT_EQ(l.routes.size(), 4u);
 
   const Route& r0 = l.routes[0];
@@ -199,9 +209,8 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(cfg.access_log.path, "stdout");
   EXPECT_EQ(cfg.access_log.format, "text");
 
-  // Parsed, but refused until TLS listeners and HTTP/2 upstreams exist.
+  // Parsed, but refused until HTTP/2 upstreams exist.
   EXPECT_THROW(validate(cfg), ConfigError);
-  cfg.listeners[0].tls.reset();
   cfg.clusters[0].protocol = "http1";
   EXPECT_NO_THROW(validate(cfg));
 }
@@ -318,6 +327,30 @@ TEST(ApplyYamlErrors, MissingEnvVar) {
             "t.yaml:1: unterminated '${' (write '$${' for a literal '${')");
   EXPECT_EQ(loadError("a: ${1X}\n"),
             "t.yaml:1: bad variable reference '${1X}' (expected ${NAME} or ${NAME:-default})");
+}
+
+TEST(ApplyYamlErrors, ListenerTls) {
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: 127.0.0.1:1\n"
+                      "    tls: { cert: a.pem }\n"),
+            "t.yaml:3: listeners[0].tls: needs both cert and key");
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: 127.0.0.1:1\n"
+                      "    tls:\n"
+                      "      cert: a.pem\n"
+                      "      key: a.key\n"
+                      "      certificates: [ { cert: b.pem } ]\n"),
+            "t.yaml:6: listeners[0].tls.certificates[0]: needs both cert and key");
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: 127.0.0.1:1\n"
+                      "    tls: { cert: a.pem, key: a.key, ca: x.pem }\n"),
+            "t.yaml:3: listeners[0].tls.ca: unknown key (expected one of: cert, key, "
+            "certificates, client_ca, require_client_cert)");
+  EXPECT_EQ(loadError("listeners:\n"
+                      "  - address: 127.0.0.1:1\n"
+                      "    tls: { cert: a.pem, key: a.key, require_client_cert: maybe }\n"),
+            "t.yaml:3: listeners[0].tls.require_client_cert: expected true or false, got "
+            "'maybe'");
 }
 
 TEST(ApplyYamlErrors, ExporterTlsAndHttpEndpoint) {
