@@ -109,6 +109,10 @@ std::optional<HttpResponse> HttpConnection::readResponse(Millis timeout, bool he
       eof = true;
     }
   }
+  return toHttpResponse(parser);
+}
+
+HttpResponse toHttpResponse(http::response_parser<http::string_body>& parser) {
   auto& msg = parser.get();
   HttpResponse resp;
   resp.status = static_cast<int>(msg.result_int());

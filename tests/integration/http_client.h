@@ -3,6 +3,8 @@
 // connection (keep-alive, pipelining) and returns exactly what came back, so tests can assert on
 // every header and byte.
 
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/string_body.hpp>
 #include <map>
 #include <optional>
 #include <string>
@@ -28,6 +30,10 @@ struct HttpResponse {
   std::optional<std::string> header(std::string_view name) const;
   size_t headerCount(std::string_view name) const;
 };
+
+// A complete parsed response as an HttpResponse (shared by the plain and the TLS test client).
+HttpResponse toHttpResponse(
+    boost::beast::http::response_parser<boost::beast::http::string_body>& parser);
 
 // Builds a request's bytes. Adds "Host: 127.0.0.1" unless headers has a host or version is 1.0
 // with no_host; adds Content-Length when body is non-empty and no Transfer-Encoding is given.

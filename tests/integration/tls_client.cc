@@ -152,18 +152,7 @@ std::optional<HttpResponse> TlsConnection::request(std::string_view method, std:
       return std::nullopt;
     }
   }
-  auto& msg = parser.get();
-  HttpResponse resp;
-  resp.status = static_cast<int>(msg.result_int());
-  resp.reason = std::string(msg.reason());
-  resp.version = static_cast<int>(msg.version());
-  for (const auto& f : msg) {
-    resp.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
-  }
-  resp.body = std::move(msg.body());
-  resp.keep_alive = msg.keep_alive();
-  resp.chunked = parser.chunked();
-  return resp;
+  return toHttpResponse(parser);
 }
 
 bool TlsConnection::send(std::string_view bytes) {
