@@ -185,6 +185,41 @@ std::string checkHostPattern(const std::string& v) {
   return "bad host pattern '" + v + "' (only a leading '*.' wildcard is supported)";
 }
 
+std::string checkServerName(const std::string& v) {
+  const std::string bad = "bad server name '" + v + "' ";
+  if (v.empty() || v.size() > 253) {
+    return bad + "(expected a DNS name of 1..253 characters)";
+  }
+  bool all_digits_and_dots = true;
+  size_t label = 0;
+  for (char c : v) {
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (c == '.') {
+      if (label == 0) {
+        return bad + "(empty label)";
+      }
+      label = 0;
+      continue;
+    }
+    if (!alnum && c != '-' && c != '_') {
+      return bad + "(expected letters, digits, '-' and '.'; IP addresses take no SNI)";
+    }
+    if (c < '0' || c > '9') {
+      all_digits_and_dots = false;
+    }
+    if (++label > 63) {
+      return bad + "(a label is longer than 63 characters)";
+    }
+  }
+  if (label == 0) {
+    return bad + "(empty label)";
+  }
+  if (all_digits_and_dots) {
+    return bad + "(an IP address takes no SNI: leave sni unset to verify the IP)";
+  }
+  return "";
+}
+
 std::vector<std::string> normalizePropagators(const std::vector<std::string>& names) {
   std::vector<std::string> out;
   for (const auto& n : names) {

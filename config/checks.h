@@ -37,6 +37,8 @@ std::string checkClusterProtocol(const std::string& v);
 std::string checkLb(const std::string& v);
 std::string checkAccessLogFormat(const std::string& v);
 std::string checkHostPattern(const std::string& v);  // route match host
+// A TLS server name (SNI): a DNS name, not an IP literal (RFC 6066 forbids those in SNI).
+std::string checkServerName(const std::string& v);
 
 // Drops "none" and duplicates: an empty list is how "propagate nothing" is stored.
 std::vector<std::string> normalizePropagators(const std::vector<std::string>& names);

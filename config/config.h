@@ -86,13 +86,27 @@ struct Listener {
   std::vector<Route> routes;     // first match wins
 };
 
+// TLS towards a cluster's endpoints (TLS 1.2+; ALPN h2 for http2 clusters, http/1.1 otherwise).
+// Files are read when a generation is built (at start and on each reload), not here.
+struct UpstreamTlsConfig {
+  std::string ca_file;  // PEM CA bundle the upstream certificate must chain to; "" = system store
+  // Sent as SNI and matched against the certificate. "" = the endpoint's host when it is a DNS
+  // name (an IP endpoint sends no SNI and its certificate must name the IP).
+  std::string sni;
+  std::string cert;  // client certificate chain (PEM), for upstreams that ask for one; with key
+  std::string key;   // its PEM private key
+  bool insecure_skip_verify = false;  // accept any certificate and name (testing only)
+  bool operator==(const UpstreamTlsConfig&) const = default;
+};
+
 struct Cluster {
   std::string name;
   std::vector<HostPort> endpoints;
   std::string protocol = "http1";  // http1 | http2
   std::string lb = "round_robin";
   Duration connect_timeout{1000};
-  uint32_t max_idle_connections = 64;  // per worker per endpoint, kept-alive upstream connections
+  uint32_t max_idle_connections = 64;    // per worker per endpoint, kept-alive upstream connections
+  std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
 };
 
 struct IgnoreRule {
@@ -153,7 +167,8 @@ struct Limits {
   Duration idle_timeout{60000};                    // keep-alive idle downstream
   Duration drain_timeout{15000};                   // SIGTERM: wait this long for in-flight
   uint32_t max_pipelined_requests = 64;
-  uint32_t buffer_bytes = 64 * 1024;  // body chunk size per direction
+  uint32_t buffer_bytes = 64 * 1024;      // body chunk size per direction
+  uint32_t max_concurrent_streams = 100;  // HTTP/2, per downstream connection (SETTINGS)
 };
 
 struct AdminConfig {

@@ -259,6 +259,16 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("lb", c.lb);
   w.field("connect_timeout", formatDuration(c.connect_timeout));
   w.field("max_idle_connections", c.max_idle_connections);
+  if (c.tls) {
+    w.key("tls");
+    w.beginObject();
+    w.field("ca_file", c.tls->ca_file);
+    w.field("sni", c.tls->sni);
+    w.field("cert", c.tls->cert);
+    w.field("key", c.tls->key.empty() ? std::string_view() : kRedacted);
+    w.field("insecure_skip_verify", c.tls->insecure_skip_verify);
+    w.endObject();
+  }
   w.endObject();
 }
 
@@ -391,6 +401,7 @@ std::string dumpConfigJson(const Config& cfg) {
   w.field("drain_timeout", formatDuration(lim.drain_timeout));
   w.field("max_pipelined_requests", lim.max_pipelined_requests);
   w.field("buffer_bytes", lim.buffer_bytes);
+  w.field("max_concurrent_streams", lim.max_concurrent_streams);
   w.endObject();
   w.key("access_log");
   w.beginObject();

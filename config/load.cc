@@ -235,9 +235,6 @@ void validate(const Config& cfg) {
     if (std::string e = detail::checkClusterProtocol(c.protocol); !e.empty()) {
       invalid(path + ".protocol", e);
     }
-    if (c.protocol == "http2") {
-      invalid(path + ".protocol", "http2 upstreams are not implemented yet (use http1)");
-    }
     if (std::string e = detail::checkLb(c.lb); !e.empty()) {
       invalid(path + ".lb", e);
     }

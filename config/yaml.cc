@@ -525,30 +525,59 @@ Listener parseListener(const Walker& w, const YAML::Node& n, const std::string& 
   return l;
 }
 
-Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
-  Cluster c;
-  w.walkMap(n, path,
-            {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections"},
+// `tls: {}` is valid: TLS verified against the system store with the endpoint's name.
+UpstreamTlsConfig parseClusterTls(const Walker& w, const YAML::Node& n, const std::string& path) {
+  UpstreamTlsConfig tls;
+  w.walkMap(n, path, {"ca_file", "sni", "cert", "key", "insecure_skip_verify"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
-              if (key == "name") {
-                c.name = w.nonEmpty(v, sub);
-              } else if (key == "endpoints") {
-                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
-                  c.endpoints.push_back(w.address(item, ip));
-                });
-                if (c.endpoints.empty()) {
-                  w.fail(v, sub, "needs at least one endpoint");
-                }
-              } else if (key == "protocol") {
-                c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
-              } else if (key == "lb") {
-                c.lb = w.choice(v, sub, detail::checkLb);
-              } else if (key == "connect_timeout") {
-                c.connect_timeout = w.duration(v, sub);
+              if (key == "ca_file") {
+                tls.ca_file = w.nonEmpty(v, sub);
+              } else if (key == "sni") {
+                tls.sni = detail::toLower(w.choice(v, sub, detail::checkServerName));
+              } else if (key == "cert") {
+                tls.cert = w.nonEmpty(v, sub);
+              } else if (key == "key") {
+                tls.key = w.nonEmpty(v, sub);
               } else {
-                c.max_idle_connections = w.u32(v, sub);
+                tls.insecure_skip_verify = w.boolean(v, sub);
               }
             });
+  if (!tls.cert.empty() && tls.key.empty()) {
+    w.fail(n, path + ".key", "missing (a client certificate needs its private key)");
+  }
+  if (tls.cert.empty() && !tls.key.empty()) {
+    w.fail(n, path + ".cert", "missing (a client key needs its certificate)");
+  }
+  return tls;
+}
+
+Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
+  Cluster c;
+  w.walkMap(
+      n, path,
+      {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+        if (key == "name") {
+          c.name = w.nonEmpty(v, sub);
+        } else if (key == "endpoints") {
+          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+            c.endpoints.push_back(w.address(item, ip));
+          });
+          if (c.endpoints.empty()) {
+            w.fail(v, sub, "needs at least one endpoint");
+          }
+        } else if (key == "protocol") {
+          c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
+        } else if (key == "lb") {
+          c.lb = w.choice(v, sub, detail::checkLb);
+        } else if (key == "connect_timeout") {
+          c.connect_timeout = w.duration(v, sub);
+        } else if (key == "tls") {
+          c.tls = parseClusterTls(w, v, sub);
+        } else {
+          c.max_idle_connections = w.u32(v, sub);
+        }
+      });
   if (c.name.empty()) {
     w.fail(n, path + ".name", "missing");
   }
@@ -728,7 +757,7 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
 void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, Limits& l) {
   w.walkMap(n, path,
             {"max_request_headers_bytes", "request_header_timeout", "idle_timeout", "drain_timeout",
-             "max_pipelined_requests", "buffer_bytes"},
+             "max_pipelined_requests", "buffer_bytes", "max_concurrent_streams"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "max_request_headers_bytes") {
                 l.max_request_headers_bytes = w.positive(v, sub);
@@ -740,6 +769,8 @@ void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, 
                 l.drain_timeout = w.duration(v, sub);
               } else if (key == "max_pipelined_requests") {
                 l.max_pipelined_requests = w.positive(v, sub);
+              } else if (key == "max_concurrent_streams") {
+                l.max_concurrent_streams = w.positive(v, sub);
               } else {
                 l.buffer_bytes = w.positive(v, sub);
               }

@@ -37,7 +37,9 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
   std::erase_if(headers.raw(), [&](const Header& h) {
     for (auto name : kHopByHop) {
       if (iequals(h.name, name)) {
-        return true;
+        // "TE: trailers" is the one TE value HTTP/2 allows, and gRPC servers expect it: it
+        // passes (as Envoy does); any other TE value is hop-by-hop.
+        return !(name == "te" && iequals(h.value, "trailers"));
       }
     }
     if (!keep_upgrade && iequals(h.name, "upgrade")) {

@@ -20,6 +20,8 @@ const char* errorTypeName(UpstreamResult::Error e) {
 
 void Stream::reset() {
   request.clear();
+  grpc = false;
+  grpc_status = -1;
   route = nullptr;
   route_index = 0;
   local_reply.reset();

@@ -26,6 +26,9 @@ struct UpstreamResult {
   std::string endpoint_address;  // peer IP
   uint16_t endpoint_port = 0;
   std::string endpoint_host;  // as configured (IP or DNS name)
+  bool http2 = false;         // the attempt spoke HTTP/2
+  bool tls = false;           // over TLS (https)
+  int grpc_status = -1;       // gRPC calls: grpc-status from the upstream's trailers (or head)
 };
 
 const char* errorTypeName(UpstreamResult::Error e);
@@ -38,7 +41,12 @@ struct Stream {
   uint16_t peer_port = 0;
   uint16_t local_port = 0;
   std::string scheme = "http";
+  bool http2 = false;  // the downstream connection speaks HTTP/2
   RequestHead request;
+  // gRPC call (content-type application/grpc*): spans are named and attributed as RPCs. The
+  // status is what the client got, from the upstream's trailers or the proxy's own answer.
+  bool grpc = false;
+  int grpc_status = -1;
 
   // Router decision.
   const config::Route* route = nullptr;

@@ -3,6 +3,8 @@
 #include <charconv>
 #include <string>
 
+#include "filters/grpc.h"
+
 namespace sidetrace::filters {
 
 bool globMatch(std::string_view pattern, std::string_view text) {
@@ -95,8 +97,13 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
 
 namespace {
 
-// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route.
+// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route. A gRPC
+// call is named "package.Service/Method" as the RPC conventions say (its path, which names a
+// method, not a resource: low cardinality by construction).
 std::string_view spanName(const Stream& s, std::string& scratch) {
+  if (s.grpc && s.request.path().size() > 1) {
+    return s.request.path().substr(1);
+  }
   if (s.route == nullptr) {
     return s.request.method;
   }
@@ -116,12 +123,30 @@ struct StatusText {
   }
 };
 
-void setCommonRequestAttributes(tracing::Span& span, const Stream& s) {
+void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
   span.setAttribute("http.request.method", s.request.method);
-  span.setAttribute("network.protocol.version",
-                    s.request.version_minor == 0 ? std::string_view("1.0") : "1.1");
+  span.setAttribute("network.protocol.version", http2 ? std::string_view("2")
+                                                : s.request.version_minor == 0 ? "1.0"
+                                                                               : "1.1");
   if (s.route != nullptr) {
     span.setAttribute("http.route", s.route->name);
+  }
+}
+
+// rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
+void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
+  std::string_view method = s.request.path();
+  if (!method.empty() && method.front() == '/') {
+    method.remove_prefix(1);
+  }
+  size_t slash = method.find('/');
+  span.setAttribute("rpc.system", std::string_view("grpc"));
+  if (slash != std::string_view::npos) {
+    span.setAttribute("rpc.service", method.substr(0, slash));
+    span.setAttribute("rpc.method", method.substr(slash + 1));
+  }
+  if (code >= 0) {
+    span.setAttribute("rpc.grpc.status_code", int64_t{code});
   }
 }
 
@@ -143,7 +168,10 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   }
   auto& span = s.client_span;
   const auto& up = s.upstream;
-  setCommonRequestAttributes(span, s);
+  setCommonRequestAttributes(span, s, up.http2);
+  if (s.grpc) {
+    setRpcAttributes(span, s, up.grpc_status);
+  }
   span.setAttribute("server.address", up.endpoint_host);
   span.setAttribute("server.port", int64_t{up.endpoint_port});
   if (!up.endpoint_address.empty()) {
@@ -151,7 +179,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
   }
   std::string& url = scratch_;
-  url.assign("http://");
+  url.assign(up.tls ? "https://" : "http://");
   url += up.endpoint_host;
   url += ':';
   StatusText port(up.endpoint_port);
@@ -173,6 +201,9 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     if (up.status >= 400) {
       span.setAttribute("error.type", StatusText(up.status).text);
       span.setStatus(tracing::StatusCode::Error);
+    } else if (s.grpc && up.grpc_status > 0) {  // a client span errs on any code but OK
+      span.setAttribute("error.type", StatusText(up.grpc_status).text);
+      span.setStatus(tracing::StatusCode::Error);
     }
   }
   span.end();
@@ -192,7 +223,10 @@ void TracingFilter::onComplete(Stream& s) {
     return;
   }
   span.setName(spanName(s, scratch_));
-  setCommonRequestAttributes(span, s);
+  setCommonRequestAttributes(span, s, s.http2);
+  if (s.grpc) {
+    setRpcAttributes(span, s, s.grpc_status);
+  }
   span.setAttribute("url.path", s.request.path());
   if (!s.request.query().empty()) {
     span.setAttribute("url.query", redactQuery(s.request.query()));
@@ -217,6 +251,10 @@ void TracingFilter::onComplete(Stream& s) {
                             : s.response_status != 0 ? status.text
                                                      : "no_response";
     span.setAttribute("error.type", type);
+    span.setStatus(tracing::StatusCode::Error);
+  } else if (s.grpc && grpcServerError(s.grpc_status)) {
+    span.setAttribute("error.type", !s.error_type.empty() ? std::string_view(s.error_type)
+                                                          : StatusText(s.grpc_status).text);
     span.setStatus(tracing::StatusCode::Error);
   }
   span.end();

@@ -204,6 +204,20 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
     o << "sidetrace_upstream_connect_failures_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
       << "\"} " << sum([&](const WorkerStats& s) { return s.connect_failures[cs].load(); }) << "\n";
   }
+  o << "# HELP sidetrace_upstream_tls_handshake_failures_total Upstream TLS handshakes that "
+       "failed (certificate or name refused, no common protocol, not a TLS server), by cluster; "
+       "also counted as connect failures.\n"
+       "# TYPE sidetrace_upstream_tls_handshake_failures_total counter\n";
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    if (!cfg.clusters[c].tls) {
+      continue;
+    }
+    const size_t cs = gen.cluster_slots[c];
+    o << "sidetrace_upstream_tls_handshake_failures_total{cluster=\""
+      << escapeLabel(cfg.clusters[c].name) << "\"} "
+      << sum([&](const WorkerStats& s) { return s.upstream_tls_handshake_failures[cs].load(); })
+      << "\n";
+  }
   o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
        "# TYPE sidetrace_upstream_timeouts_total counter\n";
   for (size_t c = 0; c < cfg.clusters.size(); ++c) {

@@ -10,7 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "proxy/access_log.h"
+#include "proxy/exchange.h"
+#include "proxy/http2_server.h"
 #include "proxy/tls_context.h"
 #include "proxy/worker.h"
 
@@ -131,6 +132,10 @@ void Session<Stream>::start(std::shared_ptr<Session> self) {
 template <class Stream>
 void Session<Stream>::closeIfIdle() {
   close_after_ = true;
+  if (h2_) {
+    h2_->drain();  // GOAWAY: streams in flight finish, then the connection closes
+    return;
+  }
   if (idle_ && in_.size() == 0) {
     error_code ec;
     tcp().cancel(ec);
@@ -151,6 +156,32 @@ awaitable<void> Session<Stream>::run() {
     if (!co_await handshake(peer)) {
       tcp().close(ec);
       co_return;
+    }
+    const unsigned char* alpn = nullptr;
+    unsigned int alpn_len = 0;
+    SSL_get0_alpn_selected(socket_.native_handle(), &alpn, &alpn_len);
+    if (alpn_len == 2 && alpn[0] == 'h' && alpn[1] == '2') {
+      co_await serveHttp2(peer, peer_port, local_port);
+      co_await shutdownTls();
+      tcp().close(ec);
+      co_return;
+    }
+  } else {
+    switch (co_await sniffHttp2()) {
+      case Sniffed::Http2:
+        co_await serveHttp2(peer, peer_port, local_port);
+        tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+        tcp().close(ec);
+        co_return;
+      case Sniffed::Closed:
+        tcp().close(ec);
+        co_return;
+      case Sniffed::Timeout:
+        co_await sendError(408);
+        tcp().close(ec);
+        co_return;
+      case Sniffed::Http1:
+        break;
     }
   }
   for (;;) {
@@ -189,6 +220,58 @@ awaitable<void> Session<Stream>::run() {
   }
   tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   tcp().close(ec);
+}
+
+template <class Stream>
+awaitable<typename Session<Stream>::Sniffed> Session<Stream>::sniffHttp2() {
+  const auto& limits = worker_.current()->config().limits;
+  deadline_.arm(limits.idle_timeout);
+  bool header_clock = false;
+  while (in_.size() < kHttp2Preface.size()) {
+    if (!kHttp2Preface.starts_with(std::string_view(in_.data(), in_.size()))) {
+      deadline_.disarm();
+      co_return Sniffed::Http1;
+    }
+    if (!header_clock && in_.size() > 0) {
+      header_clock = true;  // a request has begun: the header timeout applies
+      deadline_.arm(limits.request_header_timeout);
+    }
+    if (close_after_ && in_.size() == 0) {
+      deadline_.disarm();
+      co_return Sniffed::Closed;
+    }
+    error_code ec;
+    size_t n =
+        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      const bool expired = deadline_.expired();
+      deadline_.disarm();
+      if (expired && header_clock) {
+        worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+        co_return Sniffed::Timeout;
+      }
+      co_return Sniffed::Closed;
+    }
+    in_.commit(n);
+  }
+  deadline_.disarm();
+  co_return std::string_view(in_.data(), kHttp2Preface.size()) == kHttp2Preface ? Sniffed::Http2
+                                                                                : Sniffed::Http1;
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::serveHttp2(const std::string& peer, uint16_t peer_port,
+                                            uint16_t local_port) {
+  idle_ = false;
+  h2_ = std::make_unique<Http2Server<Stream>>(
+      worker_, socket_, tcp(), DownstreamInfo{listener_index_, peer, peer_port, local_port, kTls});
+  if (close_after_ || worker_.draining()) {
+    h2_->drain();
+  }
+  std::string preread(in_.data(), in_.size());
+  in_.consume(in_.size());
+  co_await h2_->run(preread);
+  h2_.reset();
 }
 
 template <class Stream>
@@ -327,29 +410,153 @@ awaitable<bool> Session<Stream>::sendLocalReply(int status, std::string_view bod
 
 template <class Stream>
 void Session<Stream>::finishStream(uint64_t start_ns) {
-  gen_->chain.onComplete(stream_);
-  const Generation& gen = *gen_->gen;
-  size_t slot = stream_.route != nullptr ? gen.routeSlot(listener_index_, stream_.route_index)
-                                         : gen.noRouteSlot(listener_index_);
-  uint64_t now = worker_.tracer().now();
-  const uint64_t duration = now > start_ns ? now - start_ns : 0;
-  worker_.mutableStats().countRequest(slot, stream_.response_status, duration);
-  if (stream_.upstream_latency_nanos != 0 && stream_.route != nullptr) {
-    const size_t cluster = gen.route_cluster[listener_index_][stream_.route_index];
-    if (cluster != kNoCluster) {
-      worker_.mutableStats().countUpstreamResponse(
-          gen.cluster_slots[cluster], stream_.upstream.status, stream_.upstream_latency_nanos);
+  finishRequest(worker_, *gen_, stream_, start_ns);
+}
+
+template <class Stream>
+struct Session<Stream>::Http1Side final : DownstreamSide {
+  Http1Side(Session& session, FeedResult& first, bool done, bool expect, bool client_keep_alive)
+      : s(session),
+        pieces(std::move(first.body)),
+        request_done(done),
+        expect_continue(expect),
+        keep(client_keep_alive) {}
+
+  awaitable<bool> readBody(std::string_view& data, bool& end) override {
+    for (;;) {
+      if (interrupted || failed) {
+        co_return false;
+      }
+      if (piece < pieces.size()) {
+        data = pieces[piece++];
+        end = request_done && piece == pieces.size();
+        co_return true;
+      }
+      if (request_done) {
+        data = {};
+        end = true;
+        co_return true;
+      }
+      error_code ec;
+      if (expect_continue) {
+        expect_continue = false;
+        static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+        co_await asio::async_write(s.socket_, asio::buffer(k100),
+                                   asio::redirect_error(use_awaitable, ec));
+      }
+      size_t n = 0;
+      if (!ec) {
+        n = co_await s.socket_.async_read_some(s.in_.prepare(),
+                                               asio::redirect_error(use_awaitable, ec));
+      }
+      if (ec) {
+        failed = true;
+        co_return false;
+      }
+      s.in_.commit(n);
+      FeedResult r = s.parser_.feed(s.in_.data(), s.in_.size());
+      s.in_.consume(r.consumed);
+      if (r.error != ParseError::None) {
+        failed = true;
+        co_return false;
+      }
+      request_done = r.message_complete;
+      pieces = std::move(r.body);
+      piece = 0;
     }
   }
-  if (auto* log = worker_.accessLog()) {
-    log->log(stream_, stream_.listener->name, {start_ns, duration});
+  void consumeBody(size_t) override {}  // TCP is the flow control
+  const filters::HeaderMap* requestTrailers() override { return nullptr; }
+
+  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
+    const auto& req = s.stream_.request;
+    head_only = req.method == "HEAD";
+    const bool no_body_status = head.status == 204 || head.status == 304;
+    const bool no_body = end || head_only || no_body_status;
+    const bool has_length = head.headers.get("content-length").has_value();
+    keep = keep && !s.worker_.draining() && !s.close_after_;
+    chunk_out = !no_body && !has_length && req.version_minor >= 1;
+    if (!no_body && !has_length && !chunk_out) {
+      keep = false;  // HTTP/1.0 client: the body ends with the connection
+    }
+    if (chunk_out) {
+      head.headers.add("Transfer-Encoding", "chunked");
+    } else if (end && !has_length && !head_only && !no_body_status) {
+      head.headers.add("Content-Length", "0");
+    }
+    if (!keep) {
+      head.headers.set("Connection", "close");
+    } else if (req.version_minor == 0) {
+      head.headers.set("Connection", "keep-alive");
+    }
+    s.out_.clear();
+    appendResponseHead(s.out_, head);
+    s.out_ += "\r\n";
+    co_return co_await write(asio::buffer(s.out_));
   }
-  // Per request, so debug only (STYLE.md 15); the query may hold secrets and is left out.
-  const std::string_view target = stream_.request.target;
-  spdlog::debug("{}: {} {} -> {}{}{} in {} us", stream_.listener->name, stream_.request.method,
-                target.substr(0, target.find('?')), stream_.response_status,
-                stream_.error_type.empty() ? "" : " ", stream_.error_type, duration / 1000);
-}
+
+  awaitable<bool> sendBody(std::string_view data, bool end) override {
+    if (head_only) {
+      co_return !failed;
+    }
+    one_piece.assign(1, data);
+    s.gather_.build({}, one_piece, chunk_out, end);
+    if (s.gather_.bufs.empty()) {
+      co_return !failed;
+    }
+    co_return co_await write(s.gather_.bufs);
+  }
+
+  awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override {
+    if (!chunk_out || head_only) {
+      co_return co_await sendBody({}, true);
+    }
+    trailer_block = "0\r\n";
+    for (const auto& t : trailers) {
+      trailer_block += t.name;
+      trailer_block += ": ";
+      trailer_block += t.value;
+      trailer_block += "\r\n";
+    }
+    trailer_block += "\r\n";
+    co_return co_await write(asio::buffer(trailer_block));
+  }
+
+  void reset() override {
+    keep = false;  // a cut-short response: closing the connection is how HTTP/1 says so
+  }
+  void interrupt() override {
+    interrupted = true;
+    error_code ec;
+    s.tcp().cancel(ec);
+  }
+
+  template <class Buffers>
+  awaitable<bool> write(const Buffers& bufs) {
+    if (failed) {
+      co_return false;
+    }
+    error_code ec;
+    co_await asio::async_write(s.socket_, bufs, asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      failed = true;
+    }
+    co_return !failed;
+  }
+
+  Session& s;
+  std::vector<std::string_view> pieces;
+  size_t piece = 0;
+  std::vector<std::string_view> one_piece;
+  std::string trailer_block;
+  bool request_done;
+  bool expect_continue;
+  bool keep;
+  bool chunk_out = false;
+  bool head_only = false;
+  bool failed = false;
+  bool interrupted = false;
+};
 
 template <class Stream>
 awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
@@ -382,6 +589,12 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     finishStream(start_ns);
     co_return keep;
   }
+  if (gen_->h2pools[cluster_index] && !upgrade_request) {
+    const bool no_body = request_done && first.body.empty();
+    Http1Side side(*this, first, request_done, expect_continue, client_keep_alive);
+    co_await forwardUpstream(worker_, *gen_, stream_, side, no_body, start_ns);
+    co_return side.keep && !side.failed && !side.interrupted && side.request_done;
+  }
   auto& pool = *gen_->pools[cluster_index];
   const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
   const auto& endpoint = pool.pick();
@@ -390,13 +603,14 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   // Upstream request head: filters have edited the headers; framing is ours to write.
   chain.onUpstreamRequest(stream_, req);
   req.headers.remove("content-length");
+  req.headers.remove("te");  // the header policy lets "TE: trailers" through for HTTP/2 only
   if (req_chunked) {
     req.headers.add("Transfer-Encoding", "chunked");
   } else if (req_length) {
     req.headers.add("Content-Length", std::to_string(*req_length));
   }
   if (!req.headers.get("host")) {
-    req.headers.add("Host", endpoint.host + ":" + std::to_string(endpoint.port));
+    req.headers.add("Host", endpoint.authority);
   }
 
   stream_.upstream_attempted = true;
@@ -435,6 +649,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
           co_return co_await fail(UpstreamResult::Error::Timeout, 504);
         }
         st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
+        if (cerr == upstream::ConnectError::TlsHandshake) {
+          st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
+        }
         co_return co_await fail(UpstreamResult::Error::ConnectFailure, 502);
       }
     }
@@ -448,7 +665,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     appendRequestHead(out_, req);
     out_ += "\r\n";
     gather_.build(out_, first.body, req_chunked, request_done);
-    co_await asio::async_write(conn->socket, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+    co_await asio::async_write(*conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
     if (!ec) {
       break;
     }
@@ -495,8 +712,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     request_done = r.message_complete;
     gather_.build({}, r.body, req_chunked, request_done);
     if (!gather_.bufs.empty()) {
-      co_await asio::async_write(conn->socket, gather_.bufs,
-                                 asio::redirect_error(use_awaitable, ec));
+      co_await asio::async_write(*conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
       if (ec) {
         co_return co_await fail(route_deadline.expired() ? UpstreamResult::Error::Timeout
                                                          : UpstreamResult::Error::Reset,
@@ -525,8 +741,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
         break;
       }
     }
-    size_t n = co_await conn->socket.async_read_some(upbuf_.prepare(),
-                                                     asio::redirect_error(use_awaitable, ec));
+    size_t n =
+        co_await conn->async_read_some(upbuf_.prepare(), asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (route_deadline.expired()) {
         worker_.mutableStats().upstream_timeouts[cluster_slot].fetch_add(1,
@@ -591,8 +807,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
 
   // Stream the response body upstream → downstream.
   while (!resp_done && !broken) {
-    size_t n = co_await conn->socket.async_read_some(upbuf_.prepare(),
-                                                     asio::redirect_error(use_awaitable, ec));
+    size_t n =
+        co_await conn->async_read_some(upbuf_.prepare(), asio::redirect_error(use_awaitable, ec));
     if (ec) {
       if (until_eof && ec == asio::error::eof && up_parser_.finishOnEof()) {
         resp_done = true;
@@ -646,7 +862,7 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
   // Bytes already read past the heads belong to the tunnel.
   error_code ec;
   if (in_.size() > 0) {
-    co_await asio::async_write(up.socket, asio::buffer(in_.data(), in_.size()),
+    co_await asio::async_write(up, asio::buffer(in_.data(), in_.size()),
                                asio::redirect_error(use_awaitable, ec));
     in_.consume(in_.size());
   }
@@ -687,11 +903,11 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
   asio::co_spawn(
       tcp().get_executor(),
       [&, self]() -> awaitable<void> {
-        co_await pump(up.socket, socket_, upbuf, self);
+        co_await pump(up, socket_, upbuf, self);
         other_done = true;
       },
       asio::detached);
-  co_await pump(socket_, up.socket, in_, self);
+  co_await pump(socket_, up, in_, self);
   // Give the other direction a moment to finish after our half-close, then cut it.
   asio::steady_timer t(tcp().get_executor());
   for (int i = 0; !other_done && i < 250; ++i) {

@@ -1,4 +1,7 @@
 #pragma once
+// One downstream connection. HTTP/2 ones (ALPN h2, or the h2c preface on a plain listener) are
+// handed to Http2Server; the rest of this comment is about HTTP/1.x.
+//
 // One downstream HTTP/1.x connection: a coroutine that reads a request head, runs the filter chain,
 // carries out the upstream exchange (pooled connection, body streamed both ways with back-pressure:
 // it never reads more from one side than it has written to the other), and loops for keep-alive and
@@ -19,6 +22,7 @@
 #include "filters/stream.h"
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
+#include "proxy/http2_server.h"
 #include "upstream/connection_pool.h"
 #include "upstream/deadline.h"
 
@@ -58,17 +62,26 @@ class Session final : public DownstreamConnection,
 
  private:
   enum class HeadStatus { Ok, Closed, Error, Timeout };
+  enum class Sniffed { Http1, Http2, Closed, Timeout };
   static Stream makeStream(boost::asio::ip::tcp::socket socket, TlsServerContext* tls);
   boost::asio::ip::tcp::socket& tcp();  // the TCP socket under the stream
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> handshake(const std::string& peer);
   boost::asio::awaitable<void> shutdownTls();
+  // Plain listeners: reads until the first bytes are the HTTP/2 preface or cannot be (h2c by
+  // prior knowledge next to HTTP/1.1 on one port).
+  boost::asio::awaitable<Sniffed> sniffHttp2();
+  boost::asio::awaitable<void> serveHttp2(const std::string& peer, uint16_t peer_port,
+                                          uint16_t local_port);
   boost::asio::awaitable<HeadStatus> readRequestHead(FeedResult& first);
   boost::asio::awaitable<bool> handleRequest(FeedResult& first);
   boost::asio::awaitable<bool> sendLocalReply(int status, std::string_view body, bool close);
   boost::asio::awaitable<void> sendError(int status);
   boost::asio::awaitable<void> tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf);
   void finishStream(uint64_t start_ns);
+  // This connection's current request as runExchange's DownstreamSide: how an HTTP/1 client
+  // reaches an http2 cluster (translation in the exchange, framing here).
+  struct Http1Side;
 
   Worker& worker_;
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
@@ -95,6 +108,7 @@ class Session final : public DownstreamConnection,
   Gather gather_;
   bool idle_ = true;
   bool close_after_ = false;
+  std::unique_ptr<Http2Server<Stream>> h2_;  // while the connection speaks HTTP/2
 };
 
 extern template class Session<PlainStream>;

@@ -52,6 +52,7 @@ WorkerStats::WorkerStats(size_t route_slots, size_t clusters, size_t listeners)
       upstream_durations(clusters),
       connect_failures(zeros(clusters)),
       upstream_timeouts(zeros(clusters)),
+      upstream_tls_handshake_failures(zeros(clusters)),
       tls_handshake_failures(zeros(listeners)),
       requests_(zeros(route_slots * kStatusClasses)),
       upstream_responses_(zeros(clusters * kStatusClasses)) {}

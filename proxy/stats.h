@@ -47,8 +47,10 @@ class WorkerStats {
   std::atomic<int64_t> active_connections{0};
   std::atomic<uint64_t> connections_total{0};
   std::atomic<uint64_t> bad_requests{0};  // 400/408/431 answered by the codec layer
-  std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;        // per cluster
-  std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;       // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;   // per cluster
+  std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;  // per cluster
+  // Per cluster; also counted in connect_failures.
+  std::unique_ptr<std::atomic<uint64_t>[]> upstream_tls_handshake_failures;
   std::unique_ptr<std::atomic<uint64_t>[]> tls_handshake_failures;  // per listener
 
  private:

@@ -8,6 +8,7 @@
 #include "filters/header_policy_filter.h"
 #include "filters/router_filter.h"
 #include "filters/tracing_filter.h"
+#include "proxy/http2_client.h"
 #include "proxy/session.h"
 
 namespace sidetrace::proxy {
@@ -50,6 +51,9 @@ Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
   current_ = makeWorkerGeneration(std::move(gen));
 }
 
+WorkerGeneration::WorkerGeneration() = default;
+WorkerGeneration::~WorkerGeneration() = default;
+
 std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
     std::shared_ptr<const Generation> gen) {
   auto wg = std::make_shared<WorkerGeneration>();
@@ -59,6 +63,9 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   wg->chain.add(std::make_unique<filters::RouterFilter>());
   for (const auto& c : wg->gen->clusters) {
     wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(io_.get_executor(), c));
+    wg->h2pools.push_back(c.cfg->protocol == "http2" ? std::make_unique<Http2ClientPool>(
+                                                           io_.get_executor(), *wg->pools.back())
+                                                     : nullptr);
   }
   return wg;
 }

@@ -26,6 +26,7 @@ namespace sidetrace::proxy {
 
 class AccessLog;
 class DownstreamConnection;
+class Http2ClientPool;
 class TlsServerContext;
 
 // A generation as one worker uses it: its filter chain (bound to that config) and its connection
@@ -34,7 +35,12 @@ struct WorkerGeneration {
   std::shared_ptr<const Generation> gen;
   filters::FilterChain chain;
   std::vector<std::unique_ptr<upstream::ConnectionPool>> pools;  // per gen->clusters
+  // Per gen->clusters: the multiplexed pool of a `protocol: http2` cluster (connecting through
+  // `pools`), null for http1 clusters. Declared after `pools`, so it goes first.
+  std::vector<std::unique_ptr<Http2ClientPool>> h2pools;
 
+  WorkerGeneration();
+  ~WorkerGeneration();
   const config::Config& config() const { return *gen->config; }
 };
 

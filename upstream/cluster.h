@@ -1,6 +1,7 @@
 #pragma once
-// Clusters as the workers see them: endpoints resolved once at start (DNS re-resolution belongs to
-// the resilience work), shared read-only by all workers.
+// Clusters as the workers see them: endpoints resolved once per generation (DNS re-resolution
+// belongs to the resilience work), and each TLS cluster's client context, shared read-only by all
+// workers.
 
 #include <boost/asio/ip/tcp.hpp>
 #include <memory>
@@ -11,19 +12,34 @@
 
 namespace sidetrace::upstream {
 
+class TlsClientContext;
+
 struct Endpoint {
   std::string host;  // as configured
   uint16_t port = 0;
   std::vector<boost::asio::ip::tcp::endpoint> addresses;  // tried in order on connect
+  // The Host header for a request that arrived without one: the cluster's TLS sni when set, else
+  // host (IPv6 in brackets); ":port" unless it is the scheme's default (80, or 443 with TLS).
+  std::string authority;
+  // TLS clusters only. tls_sni: the SNI sent ("" for an IP endpoint without sni:). tls_name: what
+  // the certificate must name, a DNS name or, when tls_name_is_ip, an IP address.
+  std::string tls_sni;
+  std::string tls_name;
+  bool tls_name_is_ip = false;
 };
 
 struct ResolvedCluster {
   const config::Cluster* cfg = nullptr;
   std::vector<Endpoint> endpoints;
+  std::shared_ptr<TlsClientContext> tls;  // null: plain TCP
 };
 
-// Resolves every endpoint of every cluster (blocking; call at start). Throws std::runtime_error
-// naming the cluster and endpoint that failed to resolve.
+// Fills ep's authority and TLS names (above) from its host and port and the cluster's settings.
+void nameEndpoint(Endpoint& ep, const config::Cluster& c);
+
+// Resolves every endpoint of every cluster (blocking; call at start and on reload) and builds
+// each TLS cluster's client context. Throws std::runtime_error naming the cluster and endpoint
+// that failed to resolve, or the TLS key whose file is bad (TlsClientContext).
 std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg);
 
 }  // namespace sidetrace::upstream

@@ -6,16 +6,27 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <spdlog/spdlog.h>
+
 #include "upstream/deadline.h"
 
 namespace sidetrace::upstream {
 
 namespace asio = boost::asio;
 
+UpstreamConnection::~UpstreamConnection() {
+  if (tls) {
+    // Closed without close_notify: the HTTP framing has ended the exchange. Marking it shut down
+    // keeps OpenSSL from flagging its session (which the pool may hold for resumption) as not
+    // resumable when the SSL object is freed.
+    SSL_set_shutdown(tls->native_handle(), SSL_SENT_SHUTDOWN);
+  }
+}
+
 ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& cluster)
     : ex_(std::move(ex)), cluster_(cluster) {
   for (const auto& ep : cluster_.endpoints) {
-    slots_.push_back({&ep, {}});
+    slots_.push_back({&ep, {}, {}});
   }
 }
 
@@ -32,10 +43,17 @@ ConnectionPool::PerEndpoint& ConnectionPool::slot(const Endpoint& ep) {
 namespace {
 
 // An idle keep-alive connection the peer has closed reads as EOF (or has stray bytes, which is a
-// protocol error for an idle HTTP/1 connection): either way it must not be reused.
-bool stillUsable(asio::ip::tcp::socket& s) {
+// protocol error for an idle HTTP/1 connection): either way it must not be reused. With TLS the
+// peer's close_notify may already sit, unprocessed, in the TLS stream's buffer.
+bool stillUsable(UpstreamConnection& conn) {
+  if (conn.tls) {
+    SSL* ssl = conn.tls->native_handle();
+    if (SSL_pending(ssl) != 0 || BIO_pending(SSL_get_rbio(ssl)) != 0) {
+      return false;
+    }
+  }
   char c;
-  ssize_t n = ::recv(s.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(conn.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -46,7 +64,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep)
   while (!idle.empty()) {
     auto conn = std::move(idle.back());
     idle.pop_back();
-    if (stillUsable(conn->socket)) {
+    if (stillUsable(*conn)) {
       return conn;
     }
   }
@@ -65,18 +83,59 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
     conn->socket = asio::ip::tcp::socket(ex_);
     deadline.arm(cluster_.cfg->connect_timeout);
     co_await conn->socket.async_connect(addr, asio::redirect_error(asio::use_awaitable, ec));
-    deadline.disarm();
     if (!ec) {
       conn->socket.set_option(asio::ip::tcp::no_delay(true), ec);
       conn->peer_address = addr.address().to_string();
+      // A failed handshake is not retried on the next address: a certificate or name problem
+      // would repeat there, costing a connect timeout each.
+      bool ok = true;
+      if (cluster_.tls) {
+        ok = co_await handshake(*conn, slot(ep));
+      }
+      deadline.disarm();
+      if (!ok) {
+        err = deadline.expired() ? ConnectError::Timeout : ConnectError::TlsHandshake;
+        co_return nullptr;
+      }
       err = ConnectError::None;
       co_return conn;
     }
+    deadline.disarm();
     if (deadline.expired()) {
       err = ConnectError::Timeout;
     }
   }
   co_return nullptr;
+}
+
+asio::awaitable<bool> ConnectionPool::handshake(UpstreamConnection& conn, PerEndpoint& slot) {
+  TlsClientContext& tls = *cluster_.tls;
+  conn.tls.emplace(conn.socket, tls.context());
+  SSL* ssl = conn.tls->native_handle();
+  tls.prepare(ssl, *slot.endpoint, slot.tls_session);
+  boost::system::error_code ec;
+  co_await conn.tls->async_handshake(asio::ssl::stream_base::client,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) {
+    const unsigned char* proto = nullptr;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl, &proto, &len);
+    if (proto != nullptr) {
+      conn.alpn.assign(reinterpret_cast<const char*>(proto), len);
+    }
+    co_return true;
+  }
+  slot.tls_session.session.reset();  // in case the offered session was what the server refused
+  std::string reason = ec.message();
+  if (const long v = SSL_get_verify_result(ssl); v != X509_V_OK) {
+    reason += std::string(" (") + X509_verify_cert_error_string(v) + ")";
+  }
+  // Per connection, and a misconfigured cluster repeats it per request: debug only (STYLE.md 15);
+  // sidetrace_upstream_tls_handshake_failures_total counts them.
+  spdlog::debug("cluster '{}': TLS handshake with {} ({}:{}) failed: {}", cluster_.cfg->name,
+                conn.peer_address, slot.endpoint->host, slot.endpoint->port, reason);
+  conn.tls.reset();
+  co_return false;
 }
 
 void ConnectionPool::release(std::unique_ptr<UpstreamConnection> conn) {

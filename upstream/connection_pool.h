@@ -2,28 +2,67 @@
 // Per-worker, per-cluster HTTP/1 keep-alive pool with round-robin endpoint choice. Single-threaded:
 // owned and used by one worker's io_context, so no locks. A connection is either checked out by
 // exactly one stream or idle here; idle ones that the peer closed are discarded on checkout.
+// Connections must not outlive their pool (they point into its cluster and per-endpoint state).
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "upstream/cluster.h"
+#include "upstream/tls_client_context.h"
 
 namespace sidetrace::upstream {
 
+// One upstream connection, plain or TLS, usable as an asio stream either way
+// (asio::async_write(*conn, ...), conn->async_read_some(...)). Each call picks the TLS stream or
+// the socket with one branch and returns the underlying operation's own result, so a plain
+// connection pays no allocation, virtual call or coroutine frame for being able to do TLS.
+// `socket` is always the TCP layer: cancel or close it to end whatever is in flight.
 struct UpstreamConnection {
-  explicit UpstreamConnection(boost::asio::any_io_executor ex) : socket(ex) {}
+  using executor_type = boost::asio::any_io_executor;
+  using lowest_layer_type = boost::asio::ip::tcp::socket;
+  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+
+  explicit UpstreamConnection(executor_type ex) : socket(std::move(ex)) {}
+  ~UpstreamConnection();
+  UpstreamConnection(const UpstreamConnection&) = delete;  // `tls` refers to `socket`
+  UpstreamConnection& operator=(const UpstreamConnection&) = delete;
+
+  executor_type get_executor() { return socket.get_executor(); }
+  lowest_layer_type& lowest_layer() { return socket; }
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    if (tls) {
+      return tls->async_read_some(buffers, std::forward<Token>(token));
+    }
+    return socket.async_read_some(buffers, std::forward<Token>(token));
+  }
+  template <class ConstBuffers, class Token>
+  auto async_write_some(const ConstBuffers& buffers, Token&& token) {
+    if (tls) {
+      return tls->async_write_some(buffers, std::forward<Token>(token));
+    }
+    return socket.async_write_some(buffers, std::forward<Token>(token));
+  }
+
   boost::asio::ip::tcp::socket socket;
+  std::optional<TlsStream> tls;  // engaged for TLS clusters, after a successful handshake
   const Endpoint* endpoint = nullptr;
   std::string peer_address;  // the address connected to, as text (for spans; computed once)
+  std::string alpn;          // the protocol the TLS handshake negotiated ("" if none or plain)
   uint32_t requests = 0;     // requests sent on it so far
 };
 
-enum class ConnectError { None, Refused, Timeout };
+// TlsHandshake: connected, but the TLS handshake failed (certificate refused, name mismatch, no
+// common protocol, not a TLS server); a handshake that runs past connect_timeout is Timeout.
+enum class ConnectError { None, Refused, Timeout, TlsHandshake };
 
 class ConnectionPool {
  public:
@@ -34,7 +73,8 @@ class ConnectionPool {
   const Endpoint& pick();
   // A live idle connection to ep, or nullptr.
   std::unique_ptr<UpstreamConnection> takeIdle(const Endpoint& ep);
-  // New connection to ep within the cluster's connect timeout.
+  // New connection to ep: TCP connect and, for TLS clusters, the handshake, together within the
+  // cluster's connect timeout.
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> connect(const Endpoint& ep,
                                                                       ConnectError& err);
   // Return a connection whose last exchange ended cleanly; kept if the pool has room.
@@ -45,12 +85,14 @@ class ConnectionPool {
   struct PerEndpoint {
     const Endpoint* endpoint;
     std::vector<std::unique_ptr<UpstreamConnection>> idle;  // LIFO: warmest first
+    TlsSessionSlot tls_session;                             // TLS clusters: offered on connect
   };
   PerEndpoint& slot(const Endpoint& ep);
+  boost::asio::awaitable<bool> handshake(UpstreamConnection& conn, PerEndpoint& slot);
 
   boost::asio::any_io_executor ex_;
   const ResolvedCluster& cluster_;
-  std::vector<PerEndpoint> slots_;
+  std::vector<PerEndpoint> slots_;  // fixed size: TLS sessions point into it
   size_t next_ = 0;
 };
 

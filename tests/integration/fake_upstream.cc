@@ -1,5 +1,13 @@
 #include "tests/integration/fake_upstream.h"
 
+#include <fcntl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <csignal>
 #include <limits>
 
 #include <boost/beast/core/error.hpp>
@@ -81,7 +89,181 @@ Behavior Behavior::sink() {
   return b;
 }
 
+struct FakeUpstream::TlsContext {
+  SSL_CTX* ctx = nullptr;
+  ~TlsContext() { SSL_CTX_free(ctx); }
+};
+
+namespace {
+
+// What one TLS handshake carried; the ALPN callback fills in the offer.
+struct HandshakeInfo {
+  std::string sni;
+  std::string alpn_offered;
+  std::string alpn;
+  std::string client_cn;
+  bool resumed = false;
+};
+
+constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+
+int selectAlpn(SSL* ssl, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+               unsigned int inlen, void*) {
+  auto* info = static_cast<HandshakeInfo*>(SSL_get_app_data(ssl));
+  for (unsigned i = 0; i < inlen && i + 1 + in[i] <= inlen; i += 1u + in[i]) {
+    info->alpn_offered += (info->alpn_offered.empty() ? "" : ",") +
+                          std::string(reinterpret_cast<const char*>(in + i + 1), in[i]);
+  }
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK;  // this origin speaks HTTP/1.1 only
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// One accepted connection, plain or TLS: the blocking reads and writes serve() needs. TLS runs
+// on a blocking socket whose reads time out every 100 ms, so a stop() is noticed.
+class FakeConn {
+ public:
+  explicit FakeConn(TcpSocket sock) : sock_(std::move(sock)) {}
+  ~FakeConn() {
+    if (ssl_ != nullptr) {
+      if (clean_) {
+        SSL_shutdown(ssl_);  // close_notify, so the client may resume the session later
+      }
+      SSL_free(ssl_);
+      ERR_clear_error();
+    }
+  }
+  FakeConn(const FakeConn&) = delete;
+  FakeConn& operator=(const FakeConn&) = delete;
+
+  bool handshake(SSL_CTX* ctx, const std::atomic<bool>& stopping, HandshakeInfo& info) {
+    const int fd = sock_.fd();
+    ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    timeval rcv{0, 100 * 1000};
+    timeval snd{10, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rcv, sizeof rcv);
+    ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &snd, sizeof snd);
+    ssl_ = SSL_new(ctx);
+    SSL_set_fd(ssl_, fd);
+    SSL_set_app_data(ssl_, &info);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+      const int rc = SSL_accept(ssl_);
+      if (rc == 1) {
+        break;
+      }
+      const int err = SSL_get_error(ssl_, rc);
+      if ((err != SSL_ERROR_WANT_READ && err != SSL_ERROR_WANT_WRITE) || stopping ||
+          std::chrono::steady_clock::now() > deadline) {
+        ERR_clear_error();
+        return false;
+      }
+    }
+    if (const char* name = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name)) {
+      info.sni = name;
+    }
+    const unsigned char* p = nullptr;
+    unsigned len = 0;
+    SSL_get0_alpn_selected(ssl_, &p, &len);
+    if (p != nullptr) {
+      info.alpn.assign(reinterpret_cast<const char*>(p), len);
+    }
+    if (X509* peer = SSL_get0_peer_certificate(ssl_)) {
+      char cn[256] = {};
+      X509_NAME_get_text_by_NID(X509_get_subject_name(peer), NID_commonName, cn, sizeof cn);
+      info.client_cn = cn;
+    }
+    info.resumed = SSL_session_reused(ssl_) == 1;
+    clean_ = true;
+    return true;
+  }
+
+  bool sendAll(std::string_view data) {
+    if (ssl_ == nullptr) {
+      return sock_.sendAll(data);
+    }
+    if (data.empty()) {
+      return true;
+    }
+    if (SSL_write(ssl_, data.data(), static_cast<int>(data.size())) !=
+        static_cast<int>(data.size())) {
+      clean_ = false;
+      ERR_clear_error();
+      return false;
+    }
+    return true;
+  }
+
+  TcpSocket::ReadResult recvSome(std::string& out, Millis timeout) {
+    if (ssl_ == nullptr) {
+      return sock_.recvSome(out, timeout);
+    }
+    if (SSL_pending(ssl_) == 0) {
+      pollfd p{sock_.fd(), POLLIN, 0};
+      const int rc = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      if (rc == 0) {
+        return TcpSocket::ReadResult::Timeout;
+      }
+      if (rc < 0) {
+        return TcpSocket::ReadResult::Error;
+      }
+    }
+    char buf[16384];
+    const int n = SSL_read(ssl_, buf, sizeof buf);
+    if (n > 0) {
+      out.append(buf, static_cast<size_t>(n));
+      return TcpSocket::ReadResult::Data;
+    }
+    const int err = SSL_get_error(ssl_, n);
+    ERR_clear_error();
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
+      return TcpSocket::ReadResult::Timeout;  // a partial record or a post-handshake message
+    }
+    clean_ = err == SSL_ERROR_ZERO_RETURN;
+    return TcpSocket::ReadResult::Closed;
+  }
+
+ private:
+  TcpSocket sock_;
+  SSL* ssl_ = nullptr;
+  bool clean_ = false;  // no TLS error so far: end with close_notify
+};
+
+}  // namespace
+
 FakeUpstream::FakeUpstream() {
+  if (!listener_.listen(0)) {
+    throw std::runtime_error("FakeUpstream: cannot listen");
+  }
+  port_ = listener_.port();
+  acceptor_ = std::thread([this] { acceptLoop(); });
+}
+
+FakeUpstream::FakeUpstream(const FakeUpstreamTls& tls) : tls_(std::make_shared<TlsContext>()) {
+  ::signal(SIGPIPE, SIG_IGN);  // SSL_write to a client that went away must not kill the test
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  tls_->ctx = ctx;
+  SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+  if (tls.max_version != 0) {
+    SSL_CTX_set_max_proto_version(ctx, tls.max_version);
+  }
+  if (SSL_CTX_use_certificate_chain_file(ctx, tls.cert_file.c_str()) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, tls.key_file.c_str(), SSL_FILETYPE_PEM) != 1) {
+    throw std::runtime_error("FakeUpstream: cannot load " + tls.cert_file);
+  }
+  static const unsigned char kSid[] = "fake-upstream";
+  SSL_CTX_set_session_id_context(ctx, kSid, sizeof kSid - 1);
+  SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
+  if (!tls.client_ca.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx, tls.client_ca.c_str(), nullptr) != 1) {
+      throw std::runtime_error("FakeUpstream: cannot load " + tls.client_ca);
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
   if (!listener_.listen(0)) {
     throw std::runtime_error("FakeUpstream: cannot listen");
   }
@@ -207,6 +389,12 @@ std::string fixedResponse(int status, const Headers& headers, const std::string&
 }  // namespace
 
 void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
+  FakeConn conn(std::move(sock));
+  HandshakeInfo tls;
+  if (tls_ && !conn.handshake(tls_->ctx, stopping_, tls)) {
+    ++tls_failures_;
+    return;
+  }
   std::string buf;
   while (!stopping_) {
     http::request_parser<http::string_body> parser;
@@ -243,14 +431,14 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           parser.get().body().clear();
         }
         if (ec && ec != http::error::need_more) {
-          sock.sendAll(fixedResponse(400, {}, "fake upstream: bad request\n", false));
+          conn.sendAll(fixedResponse(400, {}, "fake upstream: bad request\n", false));
           return;
         }
       }
       if (parser.is_header_done() && !parser.is_done() && !sent_continue) {
         auto expect = parser.get()[http::field::expect];
         if (iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
-          sock.sendAll("HTTP/1.1 100 Continue\r\n\r\n");
+          conn.sendAll("HTTP/1.1 100 Continue\r\n\r\n");
           sent_continue = true;
         }
       }
@@ -261,7 +449,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
         continue;
       }
       size_t before = buf.size();
-      auto r = sock.recvSome(buf, std::chrono::milliseconds(100));
+      auto r = conn.recvSome(buf, std::chrono::milliseconds(100));
       bytes_received_ += buf.size() - before;
       if (r == TcpSocket::ReadResult::Closed || r == TcpSocket::ReadResult::Error) {
         return;
@@ -282,6 +470,11 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
     rec.body = msg.body();
     rec.chunked = parser.chunked();
     rec.connection_id = id;
+    rec.tls_sni = tls.sni;
+    rec.tls_alpn_offered = tls.alpn_offered;
+    rec.tls_alpn = tls.alpn;
+    rec.tls_client_cn = tls.client_cn;
+    rec.tls_resumed = tls.resumed;
     bool keep_alive = msg.keep_alive();
     Behavior b = behaviorFor(rec.target);
     Headers echo_headers = {{"x-echo-method", rec.method}, {"x-echo-target", rec.target}};
@@ -295,7 +488,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
     switch (b.kind) {
       case Behavior::Kind::Echo: {
         echo_headers.emplace_back("Content-Type", "application/octet-stream");
-        if (!sock.sendAll(fixedResponse(200, echo_headers, body, keep_alive))) {
+        if (!conn.sendAll(fixedResponse(200, echo_headers, body, keep_alive))) {
           return;
         }
         break;
@@ -306,7 +499,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
         }
         [[fallthrough]];
       case Behavior::Kind::Fixed:
-        if (!sock.sendAll(fixedResponse(b.status, b.headers, b.body, keep_alive))) {
+        if (!conn.sendAll(fixedResponse(b.status, b.headers, b.body, keep_alive))) {
           return;
         }
         break;
@@ -316,7 +509,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           out += k + ": " + v + "\r\n";
         }
         out += "Transfer-Encoding: chunked\r\n\r\n";
-        if (!sock.sendAll(out)) {
+        if (!conn.sendAll(out)) {
           return;
         }
         size_t piece = std::max<size_t>(1, (b.body.size() + b.chunks - 1) / b.chunks);
@@ -325,12 +518,12 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           char size_hex[32];
           std::snprintf(size_hex, sizeof size_hex, "%zx\r\n", chunk.size());
           // Separate writes with a pause so the proxy sees the body arrive in pieces.
-          if (!sock.sendAll(std::string(size_hex) + chunk + "\r\n")) {
+          if (!conn.sendAll(std::string(size_hex) + chunk + "\r\n")) {
             return;
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
-        if (!sock.sendAll("0\r\n\r\n")) {
+        if (!conn.sendAll("0\r\n\r\n")) {
           return;
         }
         break;
@@ -339,7 +532,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
         return;
       case Behavior::Kind::Sink: {
         std::string count = std::to_string(sink_bytes);
-        if (!sock.sendAll(fixedResponse(200, {{"x-sink-bytes", count}}, count, keep_alive))) {
+        if (!conn.sendAll(fixedResponse(200, {{"x-sink-bytes", count}}, count, keep_alive))) {
           return;
         }
         break;
@@ -347,7 +540,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
       case Behavior::Kind::Large: {
         std::string head = statusLine(200) + "Content-Type: application/octet-stream\r\n" +
                            "Content-Length: " + std::to_string(b.large_bytes) + "\r\n\r\n";
-        if (!sock.sendAll(head)) {
+        if (!conn.sendAll(head)) {
           return;
         }
         std::string block;
@@ -357,7 +550,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           for (uint64_t i = 0; i < len; ++i) {
             block[i] = patternByte(off + i);
           }
-          if (!sock.sendAll(block) || stopping_) {
+          if (!conn.sendAll(block) || stopping_) {
             return;
           }
           off += len;
@@ -367,18 +560,18 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
       case Behavior::Kind::Upgrade: {
         std::string out =
             "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
-        if (!sock.sendAll(out)) {
+        if (!conn.sendAll(out)) {
           return;
         }
         // Tunnel: echo every byte back until the peer closes.
         while (!stopping_) {
           if (!buf.empty()) {
-            if (!sock.sendAll(buf)) {
+            if (!conn.sendAll(buf)) {
               return;
             }
             buf.clear();
           }
-          auto r = sock.recvSome(buf, std::chrono::milliseconds(100));
+          auto r = conn.recvSome(buf, std::chrono::milliseconds(100));
           if (r == TcpSocket::ReadResult::Closed || r == TcpSocket::ReadResult::Error) {
             return;
           }

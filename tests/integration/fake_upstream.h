@@ -2,6 +2,7 @@
 // A real HTTP/1.1 origin server on 127.0.0.1:0 for integration tests (Envoy's FakeUpstream idea):
 // one thread per connection, keep-alive, records every request, and answers per path with a
 // scripted behaviour (echo, fixed, chunked, stall, close, large body, 101 upgrade + echo tunnel).
+// Optionally TLS (OpenSSL, server side): then it records what each handshake carried.
 
 #include <atomic>
 #include <condition_variable>
@@ -27,6 +28,12 @@ struct RecordedRequest {
   std::string body;
   bool chunked = false;        // arrived with Transfer-Encoding: chunked
   uint64_t connection_id = 0;  // which upstream connection carried it
+  // TLS upstreams only: what the connection's handshake carried.
+  std::string tls_sni;           // server name the client sent ("" if none)
+  std::string tls_alpn_offered;  // the client's ALPN list, comma-separated ("" if none)
+  std::string tls_alpn;          // the protocol chosen (http/1.1 when offered, else none)
+  std::string tls_client_cn;     // CN of the client certificate ("" if none)
+  bool tls_resumed = false;      // the handshake resumed an earlier session
 
   std::optional<std::string> header(std::string_view name) const;
   size_t headerCount(std::string_view name) const;
@@ -68,9 +75,19 @@ inline char patternByte(uint64_t i) {
   return static_cast<char>((i * 131 + i / 251) & 0xff);
 }
 
+// Server-side TLS for a FakeUpstream (TLS 1.2+, session resumption on).
+struct FakeUpstreamTls {
+  std::string cert_file;  // PEM certificate and key
+  std::string key_file;
+  std::string client_ca;  // "": no client certificate asked for; else required, verified with it
+  int max_version = 0;    // 0: TLS 1.3; e.g. TLS1_2_VERSION to test a TLS 1.2-only origin
+};
+
 class FakeUpstream {
  public:
   FakeUpstream();  // starts listening and serving on an ephemeral port
+  // The same, speaking TLS. Throws std::runtime_error when the files do not load.
+  explicit FakeUpstream(const FakeUpstreamTls& tls);
   ~FakeUpstream();
   FakeUpstream(const FakeUpstream&) = delete;
   FakeUpstream& operator=(const FakeUpstream&) = delete;
@@ -88,6 +105,8 @@ class FakeUpstream {
   std::vector<RecordedRequest> waitForRequests(size_t n, std::chrono::milliseconds timeout);
   // Total raw bytes received over all connections (catches a request that failed to parse).
   uint64_t bytesReceived() const { return bytes_received_.load(); }
+  // TLS: connections whose handshake failed (the client refused us, or we refused it).
+  size_t tlsHandshakeFailures() const { return tls_failures_.load(); }
 
   // Stops accepting and closes every connection. After stop() the port refuses connections.
   void stop();
@@ -103,6 +122,9 @@ class FakeUpstream {
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> bytes_received_{0};
+  std::atomic<size_t> tls_failures_{0};
+  struct TlsContext;
+  std::shared_ptr<TlsContext> tls_;  // null: plain TCP
   std::thread acceptor_;
 
   mutable std::mutex mu_;

@@ -69,7 +69,8 @@ TlsConnection::TlsConnection(uint16_t port, const TlsClientOptions& o) {
   }
   if (o.alpn) {
     static const unsigned char kProtos[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-    SSL_CTX_set_alpn_protos(ctx_, kProtos, sizeof kProtos);
+    const unsigned char* protos = o.offer_h2 ? kProtos : kProtos + 3;  // skip "h2"
+    SSL_CTX_set_alpn_protos(ctx_, protos, sizeof kProtos - (o.offer_h2 ? 0 : 3));
   }
   ssl_ = SSL_new(ctx_);
   SSL_set_fd(ssl_, sock_.fd());

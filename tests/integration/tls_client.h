@@ -26,7 +26,10 @@ struct TlsClientOptions {
   // also allows everything down to TLS 1.0 (security level 0), so the server is what refuses.
   int max_version = 0;
   TlsSession resume;  // offer this session
-  bool alpn = true;   // offer h2 and http/1.1
+  bool alpn = true;   // send ALPN: http/1.1, preceded by h2 if offer_h2
+  // This client speaks HTTP/1.1 only, so by default it offers only that (as such clients do);
+  // true makes it offer h2 too, to probe what a listener negotiates (then send no requests).
+  bool offer_h2 = false;
 };
 
 class TlsConnection {

@@ -170,7 +170,8 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
     "idle_timeout": "1m",
     "drain_timeout": "15s",
     "max_pipelined_requests": 64,
-    "buffer_bytes": 65536
+    "buffer_bytes": 65536,
+    "max_concurrent_streams": 100
   },
   "access_log": {
     "path": "stdout",

@@ -92,6 +92,7 @@ limits:
   drain_timeout: 3s
   max_pipelined_requests: 5
   buffer_bytes: 4096
+  max_concurrent_streams: 7
 access_log: { path: stdout, format: text }
 )";
 
@@ -206,12 +207,11 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(cfg.limits.drain_timeout, Duration(3000));
   EXPECT_EQ(cfg.limits.max_pipelined_requests, 5u);
   EXPECT_EQ(cfg.limits.buffer_bytes, 4096u);
+  EXPECT_EQ(cfg.limits.max_concurrent_streams, 7u);
   EXPECT_EQ(cfg.access_log.path, "stdout");
   EXPECT_EQ(cfg.access_log.format, "text");
 
-  // Parsed, but refused until HTTP/2 upstreams exist.
-  EXPECT_THROW(validate(cfg), ConfigError);
-  cfg.clusters[0].protocol = "http1";
+  EXPECT_EQ(cfg.clusters[0].protocol, "http2");
   EXPECT_NO_THROW(validate(cfg));
 }
 

@@ -42,7 +42,7 @@ TEST(RemoveHopByHopTest, RemovesFixedHopByHopHeaders) {
   auto h = headers({{"Host", "x"},
                     {"Connection", "close"},
                     {"Keep-Alive", "timeout=5"},
-                    {"TE", "trailers"},
+                    {"TE", "gzip"},
                     {"Trailer", "X-Checksum"},
                     {"Transfer-Encoding", "chunked"},
                     {"Proxy-Connection", "keep-alive"},
@@ -54,13 +54,20 @@ TEST(RemoveHopByHopTest, RemovesFixedHopByHopHeaders) {
 TEST(RemoveHopByHopTest, NamesAreCaseInsensitive) {
   auto h = headers({{"CONNECTION", "close"},
                     {"keep-alive", "1"},
-                    {"te", "trailers"},
+                    {"te", "deflate"},
                     {"TRAILER", "x"},
                     {"transfer-ENCODING", "chunked"},
                     {"proxy-connection", "close"},
                     {"X-Keep", "1"}});
   removeHopByHop(h, false);
   EXPECT_EQ(dump(h), (Pairs{{"X-Keep", "1"}}));
+}
+
+// The one TE value HTTP/2 allows; gRPC servers expect it end to end.
+TEST(RemoveHopByHopTest, TeTrailersPasses) {
+  auto h = headers({{"te", "trailers"}, {"TE", "trailers, deflate"}, {"X", "1"}});
+  removeHopByHop(h, false);
+  EXPECT_EQ(dump(h), (Pairs{{"te", "trailers"}, {"X", "1"}}));
 }
 
 TEST(RemoveHopByHopTest, RemovesHeadersNamedInConnection) {
@@ -198,7 +205,7 @@ TEST(HeaderPolicyFilterTest, RemovesExpectAndHopByHop) {
                          {"Connection", "keep-alive, X-Secret"},
                          {"X-Secret", "s"},
                          {"Transfer-Encoding", "chunked"},
-                         {"TE", "trailers"},
+                         {"TE", "gzip"},
                          {"Upgrade", "websocket"}});  // no "upgrade" token: not an upgrade
   f.onRequest(s);
   auto& h = s.request.headers;

@@ -1,0 +1,524 @@
+#include "proxy/http2_server.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <charconv>
+#include <deque>
+#include <map>
+
+#include <spdlog/spdlog.h>
+
+#include "filters/grpc.h"
+#include "proxy/exchange.h"
+#include "proxy/http2_transport.h"
+#include "proxy/upstream_call.h"
+#include "proxy/worker.h"
+#include "upstream/cluster.h"
+
+namespace sidetrace::proxy {
+
+namespace asio = boost::asio;
+using asio::awaitable;
+
+namespace {
+
+// A client that resets at least this many streams, and at least half of all it opened, before
+// their responses finished is abusing resets (Envoy's premature-reset heuristic).
+constexpr uint64_t kPrematureResetFloor = 100;
+// Response bytes buffered per stream before the exchange waits for nghttp2 to send them.
+constexpr size_t kResponseHighWater = 64 * 1024;
+
+}  // namespace
+
+// One stream: the request as nghttp2 delivered it, and the response on its way out.
+template <class Io>
+struct Http2ServerStream final : DownstreamSide {
+  Http2ServerStream(Http2ServerConnection<Io>& c, int32_t stream_id, asio::any_io_executor ex)
+      : conn(c), id(stream_id), req_wake(ex), resp_wake(ex) {}
+
+  awaitable<bool> readBody(std::string_view& data, bool& end) override;
+  void consumeBody(size_t n) override;
+  const filters::HeaderMap* requestTrailers() override {
+    return req_trailers.size() > 0 ? &req_trailers : nullptr;
+  }
+  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override;
+  awaitable<bool> sendBody(std::string_view data, bool end) override;
+  awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override;
+  void reset() override;
+  void interrupt() override {
+    interrupted = true;
+    req_wake.notify();
+    resp_wake.notify();
+  }
+
+  Http2ServerConnection<Io>& conn;
+  int32_t id;
+  filters::Stream fs;
+  uint64_t start_ns = 0;
+  uint64_t header_bytes = 0;
+  bool headers_too_large = false;
+  bool started = false;   // the exchange coroutine runs
+  bool finished = false;  // the exchange is over: request bytes are consumed on arrival
+
+  // Request body: one chunk per DATA frame, so a view handed out stays valid while more arrive.
+  std::deque<std::string> req_chunks;
+  size_t unconsumed = 0;  // received, not yet given back as window credit
+  bool req_end = false;
+  filters::HeaderMap req_trailers;
+  Wakeup req_wake;
+
+  // Response body waiting for nghttp2's data source callback.
+  std::string resp_buf;
+  size_t resp_off = 0;
+  bool resp_end = false;   // no more body will be added
+  bool resp_done = false;  // END_STREAM queued (nghttp2 read the last byte)
+  bool deferred = false;   // the data source said "nothing yet"; resume on more
+  NvList resp_trailers;
+  bool has_trailers = false;
+  Wakeup resp_wake;
+
+  bool closed = false;  // nghttp2 closed the stream (done, or reset by either side)
+  bool interrupted = false;
+};
+
+template <class Io>
+class Http2ServerConnection final : public Http2Transport<Io>,
+                                    public std::enable_shared_from_this<Http2ServerConnection<Io>> {
+  using Base = Http2Transport<Io>;
+  using Stream = Http2ServerStream<Io>;
+
+ public:
+  Http2ServerConnection(Worker& worker, Io& io, asio::ip::tcp::socket& tcp, DownstreamInfo info)
+      : Base(io, tcp), worker_(worker), info_(std::move(info)), done_wake_(tcp.get_executor()) {
+    nghttp2_session_callbacks* cb = nullptr;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &onBeginHeaders);
+    nghttp2_session_callbacks_set_on_header_callback(cb, &onHeader);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &onFrameRecv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &onDataChunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, &onStreamClose);
+    nghttp2_option* opt = nullptr;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_session_server_new2(&this->session_, cb, this, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+
+    const auto& limits = worker_.current()->config().limits;
+    max_header_bytes_ = limits.max_request_headers_bytes;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kHttp2StreamWindow)},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, limits.max_request_headers_bytes},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    nghttp2_submit_settings(this->session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
+    nghttp2_session_set_local_window_size(this->session_, NGHTTP2_FLAG_NONE, 0,
+                                          kHttp2ConnectionWindow);
+  }
+
+  awaitable<void> run(std::string_view preread) {
+    auto self = this->shared_from_this();
+    bool writer_done = false;
+    asio::co_spawn(
+        this->tcp_.get_executor(),
+        [self, &writer_done]() -> awaitable<void> {
+          co_await self->writeLoop();
+          writer_done = true;
+          self->done_wake_.notify();
+        },
+        asio::detached);
+    if (preread.empty() ||
+        this->feed(reinterpret_cast<const uint8_t*>(preread.data()), preread.size())) {
+      co_await this->readLoop();
+    }
+    // The connection is over (or winding down after GOAWAY): streams still running lose their
+    // client; wake them so they end, then wait for them and the writer.
+    while (!writer_done) {
+      co_await done_wake_.wait();
+    }
+    this->dead_ = true;
+    for (auto& [sid, st] : streams_) {
+      st->closed = true;
+      if (st->active_upstream != nullptr) {
+        cancelUpstream(*st);
+      }
+      st->interrupt();
+    }
+    while (running_ > 0) {
+      co_await done_wake_.wait();
+    }
+    streams_.clear();
+  }
+
+  void drain() {
+    if (this->dead_ || draining_) {
+      return;
+    }
+    draining_ = true;
+    nghttp2_submit_goaway(this->session_, NGHTTP2_FLAG_NONE,
+                          nghttp2_session_get_last_proc_stream_id(this->session_), NGHTTP2_NO_ERROR,
+                          nullptr, 0);
+    this->flush();
+  }
+
+  nghttp2_session* session() { return this->session_; }
+
+ private:
+  friend struct Http2ServerStream<Io>;
+
+  static Http2ServerConnection& self(void* user_data) {
+    return *static_cast<Http2ServerConnection*>(user_data);
+  }
+  Stream* find(int32_t id) {
+    auto it = streams_.find(id);
+    return it == streams_.end() ? nullptr : it->second.get();
+  }
+  void cancelUpstream(Stream& st);
+
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    auto& c = self(ud);
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+      return 0;
+    }
+    auto st = std::make_shared<Stream>(c, frame->hd.stream_id, c.tcp_.get_executor());
+    st->start_ns = c.worker_.tracer().now();
+    c.streams_.emplace(frame->hd.stream_id, std::move(st));
+    ++c.streams_total_;
+    return 0;
+  }
+
+  static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name_p,
+                      size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* ud) {
+    auto& c = self(ud);
+    Stream* st = c.find(frame->hd.stream_id);
+    if (st == nullptr) {
+      return 0;
+    }
+    std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
+    std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
+    if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {  // trailers (nghttp2 checked the order)
+      st->req_trailers.add(std::string(name), std::string(value));
+      return 0;
+    }
+    st->header_bytes += namelen + valuelen + 32;  // RFC 9113 6.5.2's accounting
+    if (st->header_bytes > c.max_header_bytes_) {
+      st->headers_too_large = true;
+      return 0;
+    }
+    auto& req = st->fs.request;
+    if (name == ":method") {
+      req.method = value;
+    } else if (name == ":path") {
+      req.target = value;
+    } else if (name == ":authority") {
+      req.headers.set("host", value);  // :authority wins over a Host header (RFC 9113 8.3.1)
+    } else if (name == ":scheme" || name == ":protocol") {
+      // the listener knows its scheme; extended CONNECT is not enabled
+    } else if (name == "host") {
+      if (!req.headers.get("host")) {
+        req.headers.add(std::string(name), std::string(value));
+      }
+    } else {
+      req.headers.add(std::string(name), std::string(value));
+    }
+    return 0;
+  }
+
+  static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    auto& c = self(ud);
+    Stream* st = c.find(frame->hd.stream_id);
+    if (st == nullptr) {
+      return 0;
+    }
+    const bool end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+      st->req_end = end_stream;
+      c.startStream(c.streams_.at(frame->hd.stream_id));
+    } else if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) {
+      if (end_stream) {
+        st->req_end = true;
+        st->req_wake.notify();
+      }
+    }
+    return 0;
+  }
+
+  static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
+                         size_t len, void* ud) {
+    auto& c = self(ud);
+    Stream* st = c.find(stream_id);
+    if (st == nullptr || st->finished || !st->started) {
+      nghttp2_session_consume(session, stream_id, len);  // nobody will read it
+      return 0;
+    }
+    st->req_chunks.emplace_back(reinterpret_cast<const char*>(data), len);
+    st->unconsumed += len;
+    st->req_wake.notify();
+    return 0;
+  }
+
+  static int onStreamClose(nghttp2_session* session, int32_t stream_id, uint32_t error_code,
+                           void* ud) {
+    auto& c = self(ud);
+    auto it = c.streams_.find(stream_id);
+    if (it == c.streams_.end()) {
+      return 0;
+    }
+    auto st = std::move(it->second);
+    c.streams_.erase(it);
+    st->closed = true;
+    if (st->unconsumed > 0) {
+      nghttp2_session_consume_connection(session, st->unconsumed);
+      st->unconsumed = 0;
+    }
+    if (!st->resp_done) {
+      if (error_code != NGHTTP2_NO_ERROR) {
+        ++c.premature_resets_;
+      }
+      if (st->active_upstream != nullptr) {
+        c.cancelUpstream(*st);
+      }
+    }
+    st->interrupt();
+    return 0;
+  }
+
+  // The data source of every response: copies what the exchange buffered.
+  static ssize_t readResponse(nghttp2_session* session, int32_t stream_id, uint8_t* buf,
+                              size_t length, uint32_t* flags, nghttp2_data_source*, void* ud) {
+    auto& c = self(ud);
+    Stream* st = c.find(stream_id);
+    if (st == nullptr) {
+      return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    const size_t avail = st->resp_buf.size() - st->resp_off;
+    const size_t n = std::min(avail, length);
+    if (n > 0) {
+      std::memcpy(buf, st->resp_buf.data() + st->resp_off, n);
+      st->resp_off += n;
+      if (st->resp_off == st->resp_buf.size()) {
+        st->resp_buf.clear();
+        st->resp_off = 0;
+      }
+      st->resp_wake.notify();  // room again
+    }
+    if (n == avail && st->resp_end) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      st->resp_done = true;
+      if (st->has_trailers) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        nghttp2_submit_trailer(session, stream_id, st->resp_trailers.data(),
+                               st->resp_trailers.size());
+      }
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+      st->deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    return static_cast<ssize_t>(n);
+  }
+
+  void afterFeed() override {
+    if (premature_resets_ >= kPrematureResetFloor && premature_resets_ * 2 >= streams_total_ &&
+        !calmed_) {
+      calmed_ = true;
+      spdlog::debug("{}: HTTP/2 client {} reset {} of {} streams early: GOAWAY",
+                    worker_.current()->config().listeners[info_.listener_index].name,
+                    info_.peer_address, premature_resets_, streams_total_);
+      nghttp2_session_terminate_session(this->session_, NGHTTP2_ENHANCE_YOUR_CALM);
+      this->stop_reading_ = true;
+    }
+  }
+
+  void startStream(const std::shared_ptr<Stream>& st) {
+    if (st->headers_too_large) {
+      // Answer on this stream only; the connection (and its HPACK state) stays good.
+      static const std::string_view kBody = "Request Header Fields Too Large\n";
+      worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+      st->resp_buf.assign(kBody);
+      st->resp_end = true;
+      NvList nv;
+      filters::HeaderMap h;
+      h.add("content-type", "text/plain");
+      nv.build(h, 431);
+      nghttp2_data_provider prd{};
+      prd.read_callback = &readResponse;
+      nghttp2_submit_response(this->session_, st->id, nv.data(), nv.size(), &prd);
+      st->finished = true;
+      return;
+    }
+    st->started = true;
+    ++running_;
+    asio::co_spawn(
+        this->tcp_.get_executor(),
+        [self = this->shared_from_this(), st]() { return self->runStream(st); }, asio::detached);
+  }
+
+  awaitable<void> runStream(std::shared_ptr<Stream> st) {
+    auto gen = worker_.current();  // the stream keeps the generation it started on
+    auto& fs = st->fs;
+    fs.listener = &gen->config().listeners[info_.listener_index];
+    fs.listener_index = info_.listener_index;
+    fs.peer_address = info_.peer_address;
+    fs.peer_port = info_.peer_port;
+    fs.local_port = info_.local_port;
+    fs.scheme = info_.tls ? "https" : "http";
+    fs.http2 = true;
+    fs.grpc = filters::isGrpcRequest(fs.request);
+    // DATA may have arrived (even all of it) before this coroutine ran: "no body" only when the
+    // request ended with nothing buffered.
+    const bool no_body = st->req_end && st->req_chunks.empty();
+    co_await runExchange(worker_, *gen, fs, *st, no_body, st->start_ns);
+    st->finished = true;
+    if (st->unconsumed > 0 && !st->closed) {
+      nghttp2_session_consume(this->session_, st->id, st->unconsumed);
+      st->unconsumed = 0;
+    }
+    st->req_chunks.clear();
+    this->flush();
+    if (--running_ == 0) {
+      done_wake_.notify();
+    }
+  }
+
+  Worker& worker_;
+  DownstreamInfo info_;
+  std::map<int32_t, std::shared_ptr<Stream>> streams_;
+  Wakeup done_wake_;  // the writer ended, or the last stream did
+  size_t running_ = 0;
+  uint32_t max_header_bytes_ = 0;
+  uint64_t streams_total_ = 0;
+  uint64_t premature_resets_ = 0;
+  bool calmed_ = false;
+  bool draining_ = false;
+};
+
+template <class Io>
+void Http2ServerConnection<Io>::cancelUpstream(Stream& st) {
+  st.active_upstream->cancel();
+}
+
+// ---- the stream as the exchange sees it ----
+
+template <class Io>
+awaitable<bool> Http2ServerStream<Io>::readBody(std::string_view& data, bool& end) {
+  for (;;) {
+    if (interrupted || (closed && !req_end)) {
+      co_return false;
+    }
+    if (!req_chunks.empty()) {
+      data = req_chunks.front();
+      end = req_end && req_chunks.size() == 1;
+      co_return true;
+    }
+    if (req_end) {
+      data = {};
+      end = true;
+      co_return true;
+    }
+    co_await req_wake.wait();
+  }
+}
+
+template <class Io>
+void Http2ServerStream<Io>::consumeBody(size_t n) {
+  if (n == 0 || req_chunks.empty()) {
+    return;
+  }
+  req_chunks.pop_front();  // readBody hands out one whole chunk at a time
+  unconsumed -= std::min(unconsumed, n);
+  if (!closed) {
+    nghttp2_session_consume(conn.session(), id, n);
+    conn.flush();
+  }
+}
+
+template <class Io>
+awaitable<bool> Http2ServerStream<Io>::sendHead(filters::ResponseHead& head, bool end) {
+  if (closed) {
+    co_return false;
+  }
+  NvList nv;
+  nv.build(head.headers, head.status);
+  if (end) {
+    resp_end = true;
+    resp_done = true;
+    nghttp2_submit_response(conn.session(), id, nv.data(), nv.size(), nullptr);
+  } else {
+    nghttp2_data_provider prd{};
+    prd.read_callback = &Http2ServerConnection<Io>::readResponse;
+    nghttp2_submit_response(conn.session(), id, nv.data(), nv.size(), &prd);
+  }
+  conn.flush();
+  co_return true;
+}
+
+template <class Io>
+awaitable<bool> Http2ServerStream<Io>::sendBody(std::string_view data, bool end) {
+  while (!closed && !interrupted && resp_buf.size() - resp_off >= kResponseHighWater) {
+    co_await resp_wake.wait();
+  }
+  if (closed || interrupted) {
+    co_return false;
+  }
+  resp_buf.append(data);
+  resp_end = end;
+  if (deferred) {
+    deferred = false;
+    nghttp2_session_resume_data(conn.session(), id);
+  }
+  conn.flush();
+  co_return true;
+}
+
+template <class Io>
+awaitable<bool> Http2ServerStream<Io>::sendTrailers(filters::HeaderMap& trailers) {
+  if (closed) {
+    co_return false;
+  }
+  resp_trailers.build(trailers, 0);
+  has_trailers = !resp_trailers.empty();
+  resp_end = true;
+  if (deferred) {
+    deferred = false;
+    nghttp2_session_resume_data(conn.session(), id);
+  }
+  conn.flush();
+  co_return true;
+}
+
+template <class Io>
+void Http2ServerStream<Io>::reset() {
+  if (!closed) {
+    nghttp2_submit_rst_stream(conn.session(), NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
+    conn.flush();
+  }
+}
+
+// ---- Http2Server ----
+
+template <class Io>
+Http2Server<Io>::Http2Server(Worker& worker, Io& io, asio::ip::tcp::socket& tcp,
+                             DownstreamInfo info)
+    : conn_(std::make_shared<Http2ServerConnection<Io>>(worker, io, tcp, std::move(info))) {}
+
+template <class Io>
+Http2Server<Io>::~Http2Server() = default;
+
+template <class Io>
+awaitable<void> Http2Server<Io>::run(std::string_view preread) {
+  co_await conn_->run(preread);
+}
+
+template <class Io>
+void Http2Server<Io>::drain() {
+  conn_->drain();
+}
+
+template class Http2Server<asio::ip::tcp::socket>;
+template class Http2Server<asio::ssl::stream<asio::ip::tcp::socket>>;
+
+}  // namespace sidetrace::proxy

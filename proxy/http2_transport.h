@@ -1,0 +1,219 @@
+#pragma once
+// The byte side shared by both HTTP/2 codecs. nghttp2 does the protocol (framing, HPACK, flow
+// control, SETTINGS, stream states, most abuse limits); this class owns the socket: one reader
+// coroutine feeding nghttp2_session_mem_recv, one writer coroutine draining
+// nghttp2_session_mem_send whenever something was submitted (flush()). Both run on the worker
+// thread, so nghttp2 is never entered concurrently.
+//
+// Flow control is manual (NO_AUTO_WINDOW_UPDATE): window credit goes back only when a stream's
+// bytes were passed on, so a slow peer on the other side holds the sender back (back-pressure),
+// and memory per stream stays bounded by its window.
+
+#include <utility>  // before asio (DEPENDENCIES.md 1)
+
+#include <nghttp2/nghttp2.h>
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <string>
+#include <vector>
+
+#include "filters/http_message.h"
+#include "proxy/wakeup.h"
+
+namespace sidetrace::proxy {
+
+// Windows we advertise (both directions, both codecs): enough for line rate on loopback while
+// bounding buffered bytes per stream and per connection.
+inline constexpr int32_t kHttp2StreamWindow = 256 * 1024;
+inline constexpr int32_t kHttp2ConnectionWindow = 1024 * 1024;
+
+// nghttp2_nv for a name/value pair that outlives the submit call (nghttp2 copies them).
+inline nghttp2_nv makeNv(std::string_view name, std::string_view value) {
+  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+          NGHTTP2_NV_FLAG_NONE};
+}
+
+// A header block for one nghttp2 submit: lower-case names (HTTP/2 requires them), without the
+// fields HTTP/2 forbids (connection-specific ones, Host, pseudo-headers from the other side; TE
+// unless "trailers"), owning every string so it may outlive the HeaderMap it came from (trailers
+// are submitted later, from a data source callback).
+class NvList {
+ public:
+  // `status` != 0 puts ":status" first (a response head).
+  void build(const filters::HeaderMap& headers, int status = 0) {
+    clear();
+    if (status != 0) {
+      add(":status", std::to_string(status));
+    }
+    append(headers);
+  }
+  // Adds the allowed fields of `headers` after what is there (e.g. a request's pseudo-headers).
+  void append(const filters::HeaderMap& headers) {
+    for (const auto& h : headers) {
+      std::string name = h.name;
+      for (char& c : name) {
+        if (c >= 'A' && c <= 'Z') {
+          c = static_cast<char>(c - 'A' + 'a');
+        }
+      }
+      if (!forbidden(name, h.value)) {
+        add(std::move(name), h.value);
+      }
+    }
+  }
+  void add(std::string name, std::string value) {
+    strings_.push_back(std::move(name));
+    strings_.push_back(std::move(value));
+  }
+  void clear() {
+    strings_.clear();
+    nv_.clear();
+  }
+  // Pointers are taken here, once the strings stopped moving.
+  const nghttp2_nv* data() {
+    nv_.clear();
+    for (size_t i = 0; i + 1 < strings_.size(); i += 2) {
+      nv_.push_back(makeNv(strings_[i], strings_[i + 1]));
+    }
+    return nv_.data();
+  }
+  size_t size() const { return strings_.size() / 2; }
+  bool empty() const { return strings_.empty(); }
+
+  static bool forbidden(std::string_view lower_name, std::string_view value) {
+    if (lower_name == "te") {
+      return value != "trailers";
+    }
+    return lower_name == "connection" || lower_name == "keep-alive" ||
+           lower_name == "proxy-connection" || lower_name == "transfer-encoding" ||
+           lower_name == "upgrade" || lower_name == "host" || lower_name.empty() ||
+           lower_name.front() == ':';
+  }
+
+ private:
+  std::vector<std::string> strings_;
+  std::vector<nghttp2_nv> nv_;
+};
+
+// `Io` is a tcp::socket, an ssl::stream<tcp::socket>, or anything with the same async_read_some /
+// async_write_some; `tcp` is its lowest layer (cancelled to stop the loops).
+template <class Io>
+class Http2Transport {
+ public:
+  Http2Transport(Io& io, boost::asio::ip::tcp::socket& tcp)
+      : io_(io), tcp_(tcp), write_wake_(tcp.get_executor()), rbuf_(16 * 1024) {}
+  virtual ~Http2Transport() {
+    if (session_ != nullptr) {
+      nghttp2_session_del(session_);
+    }
+  }
+  Http2Transport(const Http2Transport&) = delete;
+  Http2Transport& operator=(const Http2Transport&) = delete;
+
+  // Something was submitted (or window credit given back): let the writer send it.
+  void flush() { write_wake_.notify(); }
+  bool dead() const { return dead_; }
+  // Stop both loops now (peer gone, fatal error, shutdown).
+  void kill() {
+    dead_ = true;
+    boost::system::error_code ec;
+    tcp_.cancel(ec);
+    flush();
+  }
+
+ protected:
+  // Feeds bytes already read (e.g. the h2c preface the HTTP/1 sniffing read). False on a fatal
+  // protocol error: nghttp2 has queued GOAWAY, and reading stops.
+  bool feed(const uint8_t* data, size_t len) {
+    ssize_t rv = nghttp2_session_mem_recv(session_, data, len);
+    flush();
+    if (rv < 0) {
+      stop_reading_ = true;
+      return false;
+    }
+    afterFeed();
+    return !stop_reading_;
+  }
+  virtual void afterFeed() {}
+
+  // Until EOF, an error, or neither side wants more.
+  boost::asio::awaitable<void> readLoop() {
+    while (!dead_ && !stop_reading_ && wantsIo()) {
+      boost::system::error_code ec;
+      size_t n = co_await io_.async_read_some(
+          boost::asio::buffer(rbuf_), boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      if (ec) {
+        if (!stop_reading_) {
+          dead_ = true;  // EOF or reset: nothing more can be sent either
+        }
+        break;
+      }
+      if (!feed(rbuf_.data(), n)) {
+        break;
+      }
+    }
+    stop_reading_ = true;
+    flush();
+  }
+
+  // Sends whatever nghttp2 has queued; ends when reading stopped and nothing is left to send.
+  boost::asio::awaitable<void> writeLoop() {
+    while (!dead_) {
+      if (nghttp2_session_want_write(session_) != 0) {
+        wbuf_.clear();
+        while (wbuf_.size() < 64 * 1024) {
+          const uint8_t* data = nullptr;
+          ssize_t n = nghttp2_session_mem_send(session_, &data);
+          if (n < 0) {
+            dead_ = true;
+            break;
+          }
+          if (n == 0) {
+            break;
+          }
+          wbuf_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+        }
+        if (!wbuf_.empty()) {
+          boost::system::error_code ec;
+          co_await boost::asio::async_write(
+              io_, boost::asio::buffer(wbuf_),
+              boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+          if (ec) {
+            dead_ = true;
+          }
+        }
+        continue;
+      }
+      if (stop_reading_ || !wantsIo()) {
+        break;
+      }
+      co_await write_wake_.wait();
+    }
+    // The reader may be parked on a read that no longer matters.
+    stop_reading_ = true;
+    boost::system::error_code ec;
+    tcp_.cancel(ec);
+  }
+
+  bool wantsIo() const {
+    return nghttp2_session_want_read(session_) != 0 || nghttp2_session_want_write(session_) != 0;
+  }
+
+  nghttp2_session* session_ = nullptr;
+  Io& io_;
+  boost::asio::ip::tcp::socket& tcp_;
+  bool dead_ = false;
+  bool stop_reading_ = false;
+
+ private:
+  Wakeup write_wake_;
+  std::vector<uint8_t> rbuf_;
+  std::string wbuf_;
+};
+
+}  // namespace sidetrace::proxy

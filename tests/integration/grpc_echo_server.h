@@ -1,0 +1,61 @@
+#pragma once
+// A real gRPC peer for the HTTP/2 tests: an in-process grpc++ server on 127.0.0.1:0 implementing
+// sidetrace.test.Echo (tests/integration/proto/echo.proto: each request says how to answer —
+// status, delay, reply count, trailing metadata) and the standard grpc.health.v1.Health service.
+// It records the metadata of every call so tests can see what the proxy forwarded. grpc++ headers
+// stay in the .cc.
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sidetrace::it {
+
+// What the server saw of one Echo call.
+struct EchoCallRecord {
+  std::string method;  // "Unary", "ServerStream", "ClientStream" or "Bidi"
+  std::multimap<std::string, std::string> metadata;  // client metadata, lower-case keys
+  std::string authority;                             // :authority as received
+  std::string peer;        // e.g. "ipv4:127.0.0.1:41234": one value per upstream connection
+  bool finished = false;   // the handler returned
+  bool cancelled = false;  // the call was cancelled (deadline, RST_STREAM) before it finished
+
+  // The first value of a metadata key ("" if absent).
+  std::string header(const std::string& key) const;
+};
+
+struct EchoServerOptions {
+  // Both set: serve TLS with this certificate (PEM files, e.g. from makeTestPki); ALPN h2.
+  std::string cert_file;
+  std::string key_file;
+};
+
+class EchoServer {
+ public:
+  // Starts listening at once; throws std::runtime_error if the server cannot start.
+  explicit EchoServer(const EchoServerOptions& options = {});
+  ~EchoServer();
+  EchoServer(const EchoServer&) = delete;
+  EchoServer& operator=(const EchoServer&) = delete;
+
+  uint16_t port() const;
+  std::string target() const;  // "127.0.0.1:<port>"
+  std::vector<EchoCallRecord> calls() const;
+  // Waits until at least n calls arrived; returns all recorded calls (possibly fewer).
+  std::vector<EchoCallRecord> waitForCalls(size_t n, std::chrono::milliseconds timeout);
+  // Waits until at least n calls finished (handlers returned); returns all recorded calls.
+  std::vector<EchoCallRecord> waitForFinished(size_t n, std::chrono::milliseconds timeout);
+  // The health service's overall status (serving at start).
+  void setServing(bool serving);
+  // Stops the server (calls in flight are cancelled after a short grace period). Idempotent.
+  void shutdown();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace sidetrace::it
