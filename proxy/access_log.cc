@@ -130,7 +130,7 @@ std::string formatAccessLogJson(const filters::Stream& s, std::string_view liste
   str("route", s.route != nullptr ? std::string_view(s.route->name) : "");
   str("method", s.request.method);
   str("path", f.path);
-  str("protocol", s.request.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
+  str("protocol", s.http2 ? "HTTP/2" : s.request.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1");
   key("status");
   fmt::format_to(std::back_inserter(out), "{}", s.response_status);
   key("duration_ms");
@@ -171,7 +171,10 @@ std::string formatAccessLogText(const filters::Stream& s, std::string_view liste
   appendEscaped(out, s.request.method);
   out += ' ';
   appendEscaped(out, f.path);
-  fmt::format_to(std::back_inserter(out), " HTTP/1.{}\" {} {} \"", s.request.version_minor,
+  fmt::format_to(std::back_inserter(out), " {}\" {} {} \"",
+                 s.http2                        ? "HTTP/2.0"
+                 : s.request.version_minor == 0 ? "HTTP/1.0"
+                                                : "HTTP/1.1",
                  s.response_status, s.response_body_bytes);
   appendEscaped(out, s.request.headers.get("referer").value_or("-"));
   out += "\" \"";

@@ -90,7 +90,11 @@ class Http2ServerConnection final : public Http2Transport<Io>,
 
  public:
   Http2ServerConnection(Worker& worker, Io& io, asio::ip::tcp::socket& tcp, DownstreamInfo info)
-      : Base(io, tcp), worker_(worker), info_(std::move(info)), done_wake_(tcp.get_executor()) {
+      : Base(io, tcp),
+        worker_(worker),
+        info_(std::move(info)),
+        done_wake_(tcp.get_executor()),
+        idle_timer_(tcp.get_executor()) {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &onBeginHeaders);
@@ -107,6 +111,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
 
     const auto& limits = worker_.current()->config().limits;
     max_header_bytes_ = limits.max_request_headers_bytes;
+    idle_timeout_ = limits.idle_timeout;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kHttp2StreamWindow)},
@@ -120,6 +125,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
 
   awaitable<void> run(std::string_view preread) {
     auto self = this->shared_from_this();
+    armIdle();
     bool writer_done = false;
     asio::co_spawn(
         this->tcp_.get_executor(),
@@ -150,6 +156,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       co_await done_wake_.wait();
     }
     streams_.clear();
+    idle_timer_.cancel();
   }
 
   void drain() {
@@ -177,10 +184,28 @@ class Http2ServerConnection final : public Http2Transport<Io>,
   }
   void cancelUpstream(Stream& st);
 
+  // limits.idle_timeout without an open stream: GOAWAY, after which the connection closes.
+  void armIdle() {
+    idle_timer_.expires_after(idle_timeout_);
+    idle_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+      if (ec || self->dead_) {
+        return;
+      }
+      if (self->streams_.empty() && self->running_ == 0) {
+        self->drain();
+      } else {
+        self->armIdle();  // a response still draining to a slow reader: look again later
+      }
+    });
+  }
+
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     auto& c = self(ud);
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
       return 0;
+    }
+    if (c.streams_.empty()) {
+      c.idle_timer_.cancel();
     }
     auto st = std::make_shared<Stream>(c, frame->hd.stream_id, c.tcp_.get_executor());
     st->start_ns = c.worker_.tracer().now();
@@ -381,6 +406,9 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     this->flush();
     if (--running_ == 0) {
       done_wake_.notify();
+      if (!this->dead_) {
+        armIdle();
+      }
     }
   }
 
@@ -388,6 +416,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
   DownstreamInfo info_;
   std::map<int32_t, std::shared_ptr<Stream>> streams_;
   Wakeup done_wake_;  // the writer ended, or the last stream did
+  asio::steady_timer idle_timer_;
+  std::chrono::milliseconds idle_timeout_{0};
   size_t running_ = 0;
   uint32_t max_header_bytes_ = 0;
   uint64_t streams_total_ = 0;

@@ -45,6 +45,7 @@ struct GrpcProxyConfig {
   std::string ignore{};        // tracing ignore rules (YAML flow list); "" = none
   std::string tls{};           // listener tls (YAML flow map); "" = plain
   uint16_t endpoint_port = 0;  // the echo cluster's endpoint; 0 = the EchoServer
+  std::string cluster_tls{};   // the echo cluster's tls (YAML flow map); "" = plaintext
 };
 
 // The SERVER and CLIENT span of one proxied call.
@@ -153,7 +154,11 @@ clusters:
     endpoints: [ "127.0.0.1:)" +
          std::to_string(endpoint) + R"(" ]
     connect_timeout: 1s
-tracing:
+)";
+    if (!c.cluster_tls.empty()) {
+      y += "    tls: " + c.cluster_tls + "\n";
+    }
+    y += R"(tracing:
   service_name: it-grpc
   propagators: [ tracecontext, baggage ]
   sampler: { type: parentbased_always_on }
@@ -593,6 +598,38 @@ TEST_F(GrpcTest, UnaryOverTlsListenerWithAlpnH2) {
     EXPECT_EQ(cs.server->str("url.scheme"), "https") << cs.server->describe();
   }
   expectInjectedFrom(u.replies[0].traceparent, cs);
+}
+
+// gRPC to a TLS upstream: the cluster's TLS offers ALPN h2, verifies the server against the CA
+// and the SNI name, and the call works end to end with the CLIENT span saying https.
+TEST_F(GrpcTest, UnaryToTlsUpstreamNegotiatesH2) {
+  TestPki pki = makeTestPki(proc_.dir(), "up", "up-ca", {"echo.internal"}, {"127.0.0.1"});
+  EchoServer tls_echo(EchoServerOptions{pki.cert_file, pki.key_file});
+  ASSERT_NO_FATAL_FAILURE(
+      startGrpcProxy({.endpoint_port = tls_echo.port(),
+                      .cluster_tls = "{ ca_file: \"" + pki.ca_file + "\", sni: echo.internal }"}));
+  EchoClient client(viaProxy());
+  auto u = client.unary({.message = "to tls upstream"});
+  ASSERT_TRUE(u.ok()) << u.describe();
+  ASSERT_EQ(u.replies.size(), 1u);
+  EXPECT_EQ(u.replies[0].message, "to tls upstream");
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto cs = expectGrpcSpans(spans, "Unary", kOk, false, false);
+  ASSERT_TRUE(cs.client);
+  EXPECT_EQ(cs.client->str("url.full").rfind("https://", 0), 0u) << cs.client->describe();
+}
+
+// The upstream's certificate does not name the SNI: the handshake fails, and the gRPC client sees
+// UNAVAILABLE from the proxy, not INTERNAL.
+TEST_F(GrpcTest, TlsUpstreamNameMismatchAnswersUnavailable) {
+  TestPki pki = makeTestPki(proc_.dir(), "up", "up-ca", {"echo.internal"}, {"127.0.0.1"});
+  EchoServer tls_echo(EchoServerOptions{pki.cert_file, pki.key_file});
+  ASSERT_NO_FATAL_FAILURE(
+      startGrpcProxy({.endpoint_port = tls_echo.port(),
+                      .cluster_tls = "{ ca_file: \"" + pki.ca_file + "\", sni: wrong.internal }"}));
+  EchoClient again(viaProxy());
+  auto bad = again.unary({.message = "x"});
+  EXPECT_EQ(bad.code, kUnavailable) << bad.describe();
 }
 
 }  // namespace

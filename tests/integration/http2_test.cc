@@ -737,5 +737,29 @@ TEST_F(Http2Test, DrainSendsGoawayAndFinishesInFlightStream) {
   EXPECT_EQ(exit.code, 0) << "signal " << exit.signal;
 }
 
+// limits.idle_timeout applies to HTTP/2 connections too: with no stream open for that long the
+// proxy sends GOAWAY and closes; a connection that keeps a stream open past it is left alone.
+TEST_F(Http2Test, IdleConnectionGetsGoawayAndCloses) {
+  upstream_.onPrefix("/api/idle-slow", Behavior::stall(milliseconds(700)));
+  ProxyConfig cfg;
+  cfg.limits_extra = "idle_timeout: 300ms";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  H2Connection busy(port());
+  ASSERT_TRUE(busy.connected()) << busy.error();
+  auto slow = busy.request(get("/api/idle-slow"));
+  ASSERT_TRUE(slow) << busy.error();
+  EXPECT_EQ(slow->status, 200) << "a stream open past idle_timeout must not be cut";
+  EXPECT_FALSE(busy.goaway().received);
+
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto r = c.request(get("/ping"));
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(c.waitClosed(milliseconds(5000))) << "idle h2 connection left open";
+  EXPECT_TRUE(c.goaway().received) << "closed without GOAWAY";
+  EXPECT_EQ(c.goaway().error_code, 0u);
+}
+
 }  // namespace
 }  // namespace sidetrace::it

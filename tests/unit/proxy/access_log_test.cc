@@ -120,6 +120,13 @@ TEST_F(AccessLogFormatTest, TextLineWithoutTraceOrRoute) {
   EXPECT_NE(line.find(" trace_id=- span_id=- sampled=0 error=timeout"), std::string::npos) << line;
 }
 
+TEST_F(AccessLogFormatTest, Http2Protocol) {
+  s_.http2 = true;
+  EXPECT_NE(formatAccessLogText(s_, "ingress", times_).find(" HTTP/2.0\" 201 "), std::string::npos);
+  EXPECT_NE(formatAccessLogJson(s_, "ingress", times_).find("\"protocol\":\"HTTP/2\""),
+            std::string::npos);
+}
+
 TEST(AccessLogOpenTest, OffWhenNoPathAndClearErrorForBadPath) {
   config::AccessLogConfig off;
   EXPECT_EQ(AccessLog::open(off), nullptr);
