@@ -34,6 +34,7 @@ const stats = {
   open_streams: 0,
   max_open_streams: 0, // highest number of such requests in flight at once, over all sessions
   peer_resets: 0,      // streams the peer (the proxy) reset before we ended them
+  goaways: 0,          // GOAWAYs sent (/goaway)
 };
 
 const gates = new Map(); // n → streams waiting at /gate/<n>
@@ -133,6 +134,13 @@ function handle(stream, headers, body, trailers) {
         s.end('gate');
       }
     }
+  } else if (path === '/goaway') {
+    // A graceful GOAWAY that still covers this stream (a server restarting): answer it, then
+    // refuse anything newer on this connection.
+    stream.session.goaway(http2.constants.NGHTTP2_NO_ERROR, stream.id);
+    stats.goaways++;
+    stream.respond({ ':status': 200 });
+    stream.end('bye');
   } else if (path === '/reset') {
     resetNow(stream);
   } else if (path === '/reset-mid') {

@@ -453,6 +453,32 @@ TEST_F(Http2Test, ParallelRequestsShareFewUpstreamConnections) {
   EXPECT_LE(stats["connections"], cfg.workers * 2) << "upstream h2 connections not multiplexed";
 }
 
+// The origin sends GOAWAY (a graceful restart): the stream it covers completes, and later requests
+// go out on a new upstream connection instead of failing on the old one.
+TEST_F(Http2Test, UpstreamGoawayMovesLaterStreamsToANewConnection) {
+  ProxyConfig cfg;
+  cfg.workers = 1;  // one upstream pool, so the connection count is exact
+  ASSERT_NO_FATAL_FAILURE(startWithH2Cluster(cfg));
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto warm = c.request(get("/h2/echo/warm"));
+  ASSERT_TRUE(warm) << c.error();
+  EXPECT_EQ(warm->status, 200) << warm->describe();
+  auto bye = c.request(get("/h2/goaway"));
+  ASSERT_TRUE(bye) << c.error();
+  EXPECT_EQ(bye->status, 200) << bye->describe();
+  EXPECT_EQ(bye->body, "bye");
+  for (int i = 0; i < 3; ++i) {
+    auto r = c.request(get("/h2/echo/after"));
+    ASSERT_TRUE(r) << c.error();
+    EXPECT_EQ(r->status, 200) << "request " << i << " after GOAWAY: " << r->describe();
+  }
+  auto stats = h2up_->stats();
+  EXPECT_EQ(stats["goaways"], 1);
+  EXPECT_EQ(stats["connections"], 2) << "one connection before the GOAWAY, one after";
+  EXPECT_EQ(stats["streams"], 5);
+}
+
 // The origin advertises 5 concurrent streams: 20 requests at once on one downstream connection
 // still all succeed (the proxy queues, or opens more connections, rather than exceeding the
 // peer's limit and getting REFUSED_STREAM).
