@@ -3,12 +3,15 @@
 # request sampled and exported over OTLP/gRPC to a local sink), in ONE run, on loopback.
 #
 #   tests/bench/run.sh
-#   ROUNDS=1 DURATION=3s tests/bench/run.sh          # quick smoke run
+#   ROUNDS=1 DURATION=3s RESULTS_DIR=/tmp/bench tests/bench/run.sh   # quick smoke run, results aside
 #   ROUNDS=5 DURATION=10s CONNECTIONS=32 WRK_THREADS=1 WARMUP=2s SKIP_INSTALL=1 BUILD_DIR=build-bench
 #   PROXIES="nginx haproxy" tests/bench/run.sh      # a subset (default: nginx haproxy untraced traced)
 #   PROXIES="traced traced_down traced_blackhole traced_slow traced_errors" tests/bench/run.sh
 #                                                    # collector faults vs the healthy collector
 #   ROUNDS=1 DURATION=120s PROXIES="traced traced_slow" tests/bench/run.sh   # minutes of load
+#   MODE=h2 tests/bench/run.sh                      # HTTP/2 (h2c) and gRPC with h2load, see below
+#   MODE=h2 ROUNDS=1 DURATION=3s CONNECTIONS=8 STREAMS=16 tests/bench/run.sh
+#   MODE=h2 PROXIES="grpc_direct grpc_untraced grpc_traced" tests/bench/run.sh   # gRPC only
 #
 # Collector faults (opt-in): traced_down exports to an address that refuses connections,
 # traced_blackhole to one that accepts TCP and never answers (a Python listener that never calls
@@ -19,39 +22,97 @@
 # too. DURATION is per proxy per round, so ROUNDS=1 DURATION=120s holds each fault for two minutes
 # at full load.
 #
-# Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk, the upstream
-# (nginx returning 200 "ok") and the OTLP sink share LOAD_CPU (default 1); keep-alive on both legs for
-# every proxy; rounds are interleaved (and the order rotated each round) so drift hits all alike;
-# medians over rounds are reported. Results also go to tests/bench/results/latest.md.
+# MODE=h2 (default MODE=h1 is wrk over HTTP/1.1 as above): h2load (nghttp2-client) drives h2c by
+# prior knowledge, CONNECTIONS (default 8) connections x STREAMS (default 16) concurrent streams,
+# H2LOAD_THREADS (default 1) threads. Two tables, results in tests/bench/results/h2-latest.md:
+#   h2c:  nginx (listen ... http2), HAProxy (bind ... proto h2), sidetrace untraced and traced, each
+#         proxying GET / to the same HTTP/1.1 keep-alive upstream as MODE=h1.
+#   gRPC: Echo/Unary calls (grpc_echo_bench, a grpc++ callback server on LOAD_CPU) posted by h2load
+#         as one fixed length-prefixed EchoRequest (GRPC_MESSAGE) with content-type application/grpc
+#         and te: trailers: grpc_direct (no proxy), grpc_untraced and grpc_traced (sidetrace with a
+#         `protocol: http2` cluster).
+# h2load reports no percentiles: the tables give its per-request mean / sd / max. Every response
+# must be 2xx with no failed, errored or timed-out stream, or the run stops (ALLOW_ERRORS=1 counts
+# them in the table instead). h2load sees only HTTP 200 for gRPC, so each gRPC path is checked
+# once with a real grpc++ call and once with curl posting h2load's exact request (grpc-status 0 in
+# the trailers), and the echo server's count of OK calls must cover h2load's 2xx total.
+# grpc_direct has no proxy: h2load and the server share LOAD_CPU and PROXY_CPU idles, as the
+# proxied paths also run h2load and the server there. Upstream pools: nginx keeps 64 idle
+# connections (keepalive 64), sidetrace 64 (max_idle_connections' default), HAProxy reuses without
+# a cap; well above 64 requests in flight (CONNECTIONS x STREAMS) the first two open and close
+# HTTP/1.1 upstream connections and fall far behind HAProxy (4 x 100 streams: about a third).
+#
+# Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
+# upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU
+# (default 1); keep-alive on both legs for every proxy; rounds are interleaved (and the order
+# rotated each round) so drift hits all alike; medians over rounds are reported. Results also go
+# to tests/bench/results/latest.md (MODE=h1) or h2-latest.md (MODE=h2), with the command that
+# reproduces the run on top.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
 
+die() { echo "bench: $*" >&2; exit 1; }
+log() { echo "bench: $*" >&2; }
+
+MODE="${MODE:-h1}"
+faults=(traced_down traced_blackhole traced_slow traced_errors)
+case "$MODE" in
+  h1)
+    known=(nginx haproxy untraced traced "${faults[@]}")
+    default_targets="nginx haproxy untraced traced"
+    CONNECTIONS="${CONNECTIONS:-32}"
+    ;;
+  h2)
+    known=(nginx haproxy untraced traced grpc_direct grpc_untraced grpc_traced)
+    default_targets="${known[*]}"
+    CONNECTIONS="${CONNECTIONS:-8}"
+    ;;
+  *) die "MODE must be h1 or h2, not '$MODE'" ;;
+esac
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-10s}"
-CONNECTIONS="${CONNECTIONS:-32}"
 WRK_THREADS="${WRK_THREADS:-1}"
+STREAMS="${STREAMS:-16}"
+H2LOAD_THREADS="${H2LOAD_THREADS:-1}"
+GRPC_MESSAGE="${GRPC_MESSAGE:-hello from h2load}"
 WARMUP="${WARMUP:-2s}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 BUILD_DIR="${BUILD_DIR:-build-bench}"
 SLOW_DELAY_MS="${SLOW_DELAY_MS:-500}"
-read -r -a proxies <<<"${PROXIES:-nginx haproxy untraced traced}"  # a subset for debugging
+read -r -a proxies <<<"${PROXIES:-$default_targets}"  # a subset for debugging
 wants() { [[ " ${proxies[*]} " == *" $1 "* ]]; }
+for p in "${proxies[@]}"; do
+  [[ " ${known[*]} " == *" $p "* ]] || die "PROXIES: '$p' is not one of: ${known[*]} (MODE=$MODE)"
+done
+wants_grpc() { wants grpc_direct || wants grpc_untraced || wants grpc_traced; }
 bench_dir="$root/tests/bench"
-results_dir="$bench_dir/results"
+results_dir="${RESULTS_DIR:-$bench_dir/results}"  # smoke runs: RESULTS_DIR=/tmp/x keeps the real ones
 
-die() { echo "bench: $*" >&2; exit 1; }
-log() { echo "bench: $*" >&2; }
+# The command that reproduces this run (effective values), for the top of the report.
+command_line="MODE=$MODE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS"
+if [ "$MODE" = h1 ]; then
+  command_line+=" WRK_THREADS=$WRK_THREADS"
+  wants traced_slow && command_line+=" SLOW_DELAY_MS=$SLOW_DELAY_MS"
+else
+  command_line+=" STREAMS=$STREAMS H2LOAD_THREADS=$H2LOAD_THREADS"
+  wants_grpc && command_line+=" GRPC_MESSAGE=\"$GRPC_MESSAGE\""
+fi
+[ -n "${ALLOW_ERRORS:-}" ] && command_line+=" ALLOW_ERRORS=1"
+command_line+=" PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU BUILD_DIR=$BUILD_DIR PROXIES=\"${proxies[*]}\""
+command_line+=" tests/bench/run.sh"
 
 # --- dependencies --------------------------------------------------------------------------------
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  extra=(util-linux wrk haproxy)
+  extra=(util-linux wrk haproxy nghttp2-client)
   command -v nginx >/dev/null 2>&1 || extra+=(nginx-light)
   bash tests/install-deps.sh "${extra[@]}" || die "installing dependencies failed"
 fi
 export PATH="$PATH:/usr/sbin:/sbin"
-for tool in wrk nginx haproxy taskset curl cmake; do
+load_tool=wrk
+[ "$MODE" = h2 ] && load_tool=h2load
+for tool in "$load_tool" nginx haproxy taskset curl cmake; do
   command -v "$tool" >/dev/null 2>&1 || die "'$tool' not found (install it, or drop SKIP_INSTALL)"
 done
 if [ -x /usr/bin/python3 ]; then py=/usr/bin/python3; else py="$(command -v python3)" || die "python3 not found"; fi
@@ -65,15 +126,22 @@ fi
 # --- build ---------------------------------------------------------------------------------------
 sidetrace="$root/$BUILD_DIR/proxy/sidetrace"
 sink="$root/$BUILD_DIR/tests/bench/otlp_sink"
-faults=(traced_down traced_blackhole traced_slow traced_errors)
-if wants untraced || wants traced || wants traced_down || wants traced_blackhole || wants traced_slow ||
-  wants traced_errors; then
-  log "building sidetrace + otlp_sink (Release) in $BUILD_DIR"
+grpc_bench="$root/$BUILD_DIR/tests/bench/grpc_echo_bench"
+sidetraces=(untraced traced "${faults[@]}" grpc_untraced grpc_traced)  # sidetrace instances
+targets=()
+for v in "${sidetraces[@]}"; do wants "$v" && targets=(sidetrace otlp_sink); done
+wants_grpc && targets+=(grpc_echo_bench)
+if [ ${#targets[@]} -gt 0 ]; then
+  log "building ${targets[*]} (Release) in $BUILD_DIR"
   export CCACHE_BASEDIR="$root"
   cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null || die "cmake configure failed"
-  cmake --build "$BUILD_DIR" -j "${JOBS:-$ncpu}" --target sidetrace otlp_sink >/dev/null ||
-    die "build failed (re-run: cmake --build $BUILD_DIR --target sidetrace otlp_sink)"
-  [ -x "$sidetrace" ] && [ -x "$sink" ] || die "binaries missing after build"
+  cmake --build "$BUILD_DIR" -j "${JOBS:-$ncpu}" --target "${targets[@]}" >/dev/null ||
+    die "build failed (re-run: cmake --build $BUILD_DIR --target ${targets[*]})"
+  for t in "${targets[@]}"; do
+    case "$t" in
+      sidetrace) [ -x "$sidetrace" ] ;; otlp_sink) [ -x "$sink" ] ;; *) [ -x "$grpc_bench" ] ;;
+    esac || die "$t missing after build"
+  done
 fi
 
 # --- processes -----------------------------------------------------------------------------------
@@ -95,7 +163,8 @@ free_port() {
 declare -A port
 for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced \
   traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole \
-  traced_slow admin_traced_slow slow_sink traced_errors admin_traced_errors errors_sink; do
+  traced_slow admin_traced_slow slow_sink traced_errors admin_traced_errors errors_sink \
+  grpc_direct grpc_untraced admin_grpc_untraced grpc_traced admin_grpc_traced; do
   while :; do
     p="$(free_port)"
     dup=""; for v in "${port[@]}"; do [ "$v" = "$p" ] && dup=1; done
@@ -111,6 +180,12 @@ for m in proxy fastcgi uwsgi scgi; do
   grep -q -- "--without-http_${m}_module" <<<"$nginx_v" || nginx_temp_paths+=$'\n'"    ${m}_temp_path $tmp/nginx-$m;"
 done
 
+# MODE=h2: the reference proxies listen h2c by prior knowledge (sidetrace does on every listener).
+nginx_listen_h2=""; haproxy_bind_h2=""; curl_proto=()
+if [ "$MODE" = h2 ]; then
+  nginx_listen_h2=" http2"; haproxy_bind_h2=" proto h2"; curl_proto=(--http2-prior-knowledge)
+fi
+
 render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT [SINK_PORT]
   local body
   body="$(cat "$1")"
@@ -120,6 +195,9 @@ render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT [SINK_PORT]
   body="${body//@LISTEN_PORT@/$3}"
   body="${body//@ADMIN_PORT@/$4}"
   body="${body//@NGINX_TEMP_PATHS@/$nginx_temp_paths}"
+  body="${body//@GRPC_PORT@/${port[grpc_direct]}}"
+  body="${body//@NGINX_LISTEN_H2@/$nginx_listen_h2}"
+  body="${body//@HAPROXY_BIND_H2@/$haproxy_bind_h2}"
   printf '%s\n' "$body" >"$2"
 }
 
@@ -130,17 +208,39 @@ start() {  # start NAME CPU CMD... ; stdout/stderr to $tmp/NAME.{out,err}
   eval "pid_$name=$!"
 }
 
-wait_http() {  # wait_http NAME URL EXPECTED_BODY
+wait_http() {  # wait_http NAME URL EXPECTED_BODY [CURL_ARG...]
   local name="$1" url="$2" want="$3" pidvar="pid_$1" got=""
+  shift 3
   for _ in $(seq 100); do
-    got="$(curl -s --max-time 1 "$url" 2>/dev/null || true)"
+    got="$(curl -s --max-time 1 "$@" "$url" 2>/dev/null || true)"
     [ -n "$want" ] && [ "$got" = "$want" ] && return 0
-    [ -z "$want" ] && curl -fs -o /dev/null --max-time 1 "$url" && return 0
+    [ -z "$want" ] && curl -fs -o /dev/null --max-time 1 "$@" "$url" && return 0
     kill -0 "${!pidvar}" 2>/dev/null || { cat "$tmp/$name.err" >&2; die "$name exited at start"; }
     sleep 0.1
   done
   cat "$tmp/$name.err" >&2
   die "$name not answering at $url (last body: '${got:0:80}')"
+}
+
+# wait_grpc NAME: one real grpc++ Echo/Unary call through NAME succeeds, then curl posting h2load's
+# exact request gets HTTP 200 and grpc-status 0 in the trailers (h2load itself sees only the 200).
+grpc_path=/sidetrace.test.Echo/Unary
+grpc_headers=(-H 'content-type: application/grpc' -H 'te: trailers')
+wait_grpc() {
+  local name="$1" pidvar="pid_$1" target="127.0.0.1:${port[$1]}" ok=""
+  for _ in $(seq 100); do
+    "$grpc_bench" call "$target" "$GRPC_MESSAGE" 2>"$tmp/$name-call.err" && { ok=1; break; }
+    kill -0 "${!pidvar}" 2>/dev/null || { cat "$tmp/$name.err" >&2; die "$name exited at start"; }
+    kill -0 "$pid_grpc_direct" 2>/dev/null || { cat "$tmp/grpc_direct.err" >&2; die "the gRPC echo server exited"; }
+    sleep 0.1
+  done
+  [ -n "$ok" ] || die "$name: no gRPC OK at $target: $(cat "$tmp/$name-call.err")"
+  curl -s --max-time 5 --http2-prior-knowledge -D "$tmp/$name-curl.headers" -o "$tmp/$name-curl.body" \
+    --data-binary "@$tmp/grpc-request.bin" "${grpc_headers[@]}" "http://$target$grpc_path" ||
+    die "$name: curl with h2load's gRPC request failed"
+  grep -q '^HTTP/2 200' "$tmp/$name-curl.headers" && grep -qi '^grpc-status: 0' "$tmp/$name-curl.headers" &&
+    [ -s "$tmp/$name-curl.body" ] ||
+    die "$name: h2load's request did not get a gRPC OK: $(tr -d '\r' <"$tmp/$name-curl.headers")"
 }
 
 render "$bench_dir/nginx-upstream.conf.in" "$tmp/upstream.conf" "" ""
@@ -156,10 +256,18 @@ render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_slow.yaml" "${port[tra
   "${port[admin_traced_slow]}" "${port[slow_sink]}"
 render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_errors.yaml" "${port[traced_errors]}" \
   "${port[admin_traced_errors]}" "${port[errors_sink]}"
+render "$bench_dir/sidetrace-grpc-untraced.yaml.in" "$tmp/grpc_untraced.yaml" "${port[grpc_untraced]}" \
+  "${port[admin_grpc_untraced]}"
+render "$bench_dir/sidetrace-grpc-traced.yaml.in" "$tmp/grpc_traced.yaml" "${port[grpc_traced]}" \
+  "${port[admin_grpc_traced]}"
 mkdir -p "$tmp/nginx-body"
+if wants_grpc; then
+  "$grpc_bench" frame "$GRPC_MESSAGE" >"$tmp/grpc-request.bin" || die "grpc_echo_bench frame failed"
+fi
 
 start upstream "$LOAD_CPU" nginx -p "$tmp" -e "$tmp/upstream-error.log" -c "$tmp/upstream.conf"
-wants traced && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
+{ wants traced || wants grpc_traced; } && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
+wants_grpc && start grpc_direct "$LOAD_CPU" "$grpc_bench" serve "127.0.0.1:${port[grpc_direct]}"
 wants traced_slow && start slow_sink "$LOAD_CPU" "$sink" --delay-ms "$SLOW_DELAY_MS" "127.0.0.1:${port[slow_sink]}"
 wants traced_errors && start errors_sink "$LOAD_CPU" "$sink" --fail unavailable "127.0.0.1:${port[errors_sink]}"
 wait_http upstream "http://127.0.0.1:${port[upstream]}/" ok
@@ -169,57 +277,118 @@ wants haproxy && start haproxy "$PROXY_CPU" haproxy -db -f "$tmp/haproxy.cfg"
 # Bench runs must not inherit OTEL_* settings from the caller's shell: the YAML says it all.
 otel_unset=()
 while IFS='=' read -r k _; do otel_unset+=(-u "$k"); done < <(env | grep '^OTEL_' || true)
-if wants untraced; then
-  start untraced "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/untraced.yaml" --workers 1
-  wait_http untraced "http://127.0.0.1:${port[admin_untraced]}/ready" ""
-fi
-if wants traced; then
-  start traced "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/traced.yaml" --workers 1
-  wait_http traced "http://127.0.0.1:${port[admin_traced]}/ready" ""
-fi
 if wants traced_blackhole; then
   start hole "$LOAD_CPU" "$py" -c 'import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); time.sleep(1e9)' "${port[hole]}"
 fi
-for v in "${faults[@]}"; do
+for v in "${sidetraces[@]}"; do
   wants "$v" || continue
   start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/$v.yaml" --workers 1
   wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
 done
-for p in "${proxies[@]}"; do wait_http "$p" "http://127.0.0.1:${port[$p]}/" ok; done
-log "all up: upstream :${port[upstream]}, sink :${port[sink]}, nginx :${port[nginx]}, haproxy :${port[haproxy]}, sidetrace untraced :${port[untraced]}, traced :${port[traced]}"
+for p in "${proxies[@]}"; do
+  case "$p" in
+    grpc_*) wait_grpc "$p" ;;
+    *) wait_http "$p" "http://127.0.0.1:${port[$p]}/" ok "${curl_proto[@]}" ;;
+  esac
+done
+up=""
+for p in "${proxies[@]}"; do up+=", $p :${port[$p]}"; done
+log "all up (MODE=$MODE): upstream :${port[upstream]}, sink :${port[sink]}$up"
 
 # --- load ----------------------------------------------------------------------------------------
 run_wrk() {  # run_wrk PROXY DURATION OUTFILE
   taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$2" --latency \
     "http://127.0.0.1:${port[$1]}/" >"$3" 2>&1 || die "wrk failed against $1: $(tail -3 "$3")"
 }
-for p in "${proxies[@]}"; do run_wrk "$p" "$WARMUP" "$tmp/warmup-$p.txt"; done
+# h2load's summary, e.g. "requests: 9 total, 9 started, 9 done, 9 succeeded, 0 failed, 0 errored,
+# 0 timeout" and "status codes: 9 2xx, 0 3xx, 0 4xx, 0 5xx". In duration mode the streams still in
+# flight when the time is up are not counted as done or failed (a status that arrived just before
+# may still be counted, so 2xx can exceed done by a few), so any failure or non-2xx status is real.
+h2load_problems() {  # h2load_problems FILE -> "" or what went wrong
+  "$py" - "$1" <<'PY'
+import re, sys
+t = open(sys.argv[1]).read()
+req = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                r"(\d+) errored, (\d+) timeout", t)
+st = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", t)
+if not req or not st:
+    print("h2load printed no request summary")
+    sys.exit()
+total, started, done, ok, failed, errored, timeout = map(int, req.groups())
+s2, s3, s4, s5 = map(int, st.groups())
+if done == 0:
+    print("no request completed")
+elif s3 or s4 or s5 or failed or errored or timeout:
+    print("%d done, %d 2xx, %d 3xx, %d 4xx, %d 5xx, %d failed, %d errored, %d timeout"
+          % (done, s2, s3, s4, s5, failed, errored, timeout))
+PY
+}
+run_h2load() {  # run_h2load TARGET DURATION OUTFILE
+  local cmd=(h2load -t "$H2LOAD_THREADS" -c "$CONNECTIONS" -m "$STREAMS" -D "$2")
+  case "$1" in
+    grpc_*) cmd+=(-d "$tmp/grpc-request.bin" "${grpc_headers[@]}" "http://127.0.0.1:${port[$1]}$grpc_path") ;;
+    *) cmd+=("http://127.0.0.1:${port[$1]}/") ;;
+  esac
+  taskset -c "$LOAD_CPU" "${cmd[@]}" >"$3" 2>&1 || die "h2load failed against $1 ($(printf '%q ' "${cmd[@]}")): $(tail -3 "$3")"
+  local problems
+  problems="$(h2load_problems "$3")"
+  [ -z "$problems" ] && return 0
+  if [ -n "${ALLOW_ERRORS:-}" ]; then
+    log "$1: $problems (counted as errors: ALLOW_ERRORS is set)"
+  else
+    die "$1: not every request got a 2xx: $problems; command: $(printf '%q ' "${cmd[@]}"); output: $3"
+  fi
+}
+run_load() {  # run_load TARGET DURATION OUTFILE
+  if [ "$MODE" = h1 ]; then run_wrk "$@"; else run_h2load "$@"; fi
+}
+load_desc="$CONNECTIONS connections"
+[ "$MODE" = h2 ] && load_desc="$CONNECTIONS connections x $STREAMS streams"
+for p in "${proxies[@]}"; do run_load "$p" "$WARMUP" "$tmp/warmup-$p.txt"; done
 for ((r = 1; r <= ROUNDS; r++)); do
   order=()
   for ((i = 0; i < ${#proxies[@]}; i++)); do order+=("${proxies[$(((i + r - 1) % ${#proxies[@]}))]}"); done
-  log "round $r/$ROUNDS: ${order[*]} ($DURATION each, $CONNECTIONS connections)"
-  for p in "${order[@]}"; do run_wrk "$p" "$DURATION" "$tmp/wrk-$p-$r.txt"; done
+  log "round $r/$ROUNDS: ${order[*]} ($DURATION each, $load_desc)"
+  for p in "${order[@]}"; do run_load "$p" "$DURATION" "$tmp/$load_tool-$p-$r.txt"; done
 done
 
-# --- span accounting: stop the traced proxy first (SIGTERM flushes), then the sink ---------------
+# --- shutdown: scrape every sidetrace's /metrics, stop the traced ones first (SIGTERM flushes),
+# then the sink; the gRPC echo server prints its count of OK calls when stopped -----------------
 peak_rss() {  # peak_rss NAME -> "sidetrace_peak_rss_bytes N" (VmHWM, the most RSS it ever had)
   local pidvar="pid_$1" kb
   kb="$(awk '/^VmHWM:/ {print $2}' "/proc/${!pidvar}/status" 2>/dev/null || true)"
   [ -n "$kb" ] && echo "sidetrace_peak_rss_bytes $((kb * 1024))"
 }
-for v in "${faults[@]}"; do
+for v in "${sidetraces[@]}"; do
   wants "$v" || continue
   curl -fs "http://127.0.0.1:${port[admin_$v]}/metrics" >"$tmp/$v-metrics.txt" 2>/dev/null || true
   peak_rss "$v" >>"$tmp/$v-metrics.txt" || true
 done
-if wants traced; then
-  curl -fs "http://127.0.0.1:${port[admin_traced]}/metrics" >"$tmp/traced-metrics.txt" 2>/dev/null || true
-  peak_rss traced >>"$tmp/traced-metrics.txt" || true
-  kill -TERM "$pid_traced"; traced_rc=0; wait "$pid_traced" || traced_rc=$?
-  kill -TERM "$pid_sink"; wait "$pid_sink" || true
-  [ "$traced_rc" -eq 0 ] || log "traced sidetrace exited with status $traced_rc after SIGTERM"
+exit_notes=""
+for v in traced grpc_traced; do
+  wants "$v" || continue
+  pidvar="pid_$v"; rc=0
+  kill -TERM "${!pidvar}"; wait "${!pidvar}" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    log "$v sidetrace exited with status $rc after SIGTERM"
+    exit_notes+="$v sidetrace exited with status $rc after SIGTERM. "
+  fi
+done
+if wants traced || wants grpc_traced; then kill -TERM "$pid_sink"; wait "$pid_sink" || true; fi
+grpc_check=""
+if wants_grpc; then
+  kill -TERM "$pid_grpc_direct"; wait "$pid_grpc_direct" || true
+  server_calls="$(sed -n 's/^grpc_echo_bench: calls=\([0-9]*\)$/\1/p' "$tmp/grpc_direct.out")"
+  [ -n "$server_calls" ] || die "the gRPC echo server printed no call count: $(cat "$tmp/grpc_direct.err")"
+  # In-flight calls cut off when an h2load run ends reached the server but are not in h2load's
+  # counts, so the server's number may be higher; lower means some HTTP 2xx was not a gRPC OK.
+  h2load_2xx="$(cat "$tmp"/warmup-grpc_*.txt "$tmp"/h2load-grpc_*-*.txt |
+    sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' | awk '{n += $1} END {print n + 0}')"
+  [ "$server_calls" -ge "$h2load_2xx" ] ||
+    die "the echo server answered $server_calls gRPC calls OK, but h2load counted $h2load_2xx HTTP 2xx on the gRPC paths: some 200s were not gRPC OKs (logs in $tmp)"
+  grpc_check="the echo server answered $server_calls calls with status OK; h2load counted $h2load_2xx HTTP 2xx on the gRPC paths (warm-ups included; the server's count also has the check calls and calls in flight when a run ended)"
 fi
 
 # --- report --------------------------------------------------------------------------------------
@@ -229,9 +398,13 @@ st_version="sidetrace (not run)"
 nginx_version="$(nginx -v 2>&1 | sed 's/.*nginx\///' || true)"
 haproxy_version="$(haproxy -v 2>&1 | head -1 | awk '{print $3}' || true)"
 wrk_version="$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)"  # wrk -v exits 1
-versions="nginx $nginx_version, HAProxy $haproxy_version, $st_version, wrk $wrk_version"
+h2load_version="$(h2load --version 2>&1 | head -1 | awk '{print $2}' || true)"
+grpc_version="$(pkg-config --modversion grpc++ 2>/dev/null || echo '?')"
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown)"
-"$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
+# MODE=h1: wrk's numbers -> $tmp/report.md
+report_h1() {
+  versions="nginx $nginx_version, HAProxy $haproxy_version, $st_version, wrk $wrk_version"
+  "$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
 import glob, os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
@@ -302,29 +475,146 @@ for v in ("traced_down", "traced_blackhole", "traced_slow", "traced_errors"):
               % (v, f[0] / t[0], f[2] / t[2] if t[2] else float("nan"), mb(rss), mb(peak),
                  mb(healthy_peak), count(dropped), count(exported), count(failed)))
 PY
-sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
-span_metrics="$(grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_total|export_requests_total)' \
-  "$tmp/traced-metrics.txt" 2>/dev/null || true)"
-{
-  echo "# sidetrace benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
-  echo
-  echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency, GET / → upstream nginx \`return 200 \"ok\"\`."
-  echo "Each proxy: one worker pinned to CPU $PROXY_CPU; wrk, upstream and OTLP sink on CPU $LOAD_CPU. Keep-alive on both legs."
-  echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
-  wants traced_slow && echo "traced_slow: the sink answers every Export ${SLOW_DELAY_MS} ms late (exporter timeout 10s, one call at a time)."
-  wants traced_errors && echo "traced_errors: the sink answers every Export UNAVAILABLE (retried with back-off until the 10s export timeout, then dropped)."
-  echo
-  cat "$tmp/table.md"
-  echo
-  echo "Traced instance span accounting (admin /metrics before shutdown; sink totals after SIGTERM flush):"
-  echo
-  echo '```'
-  [ -n "$span_metrics" ] && echo "$span_metrics" || echo "(no span metrics scraped)"
-  echo "${sink_line:-otlp_sink: (no total printed)}"
-  echo '```'
-} >"$tmp/report.md"
-cp "$tmp/report.md" "$results_dir/latest.md"
+  sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
+  span_metrics="$(grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_total|export_requests_total)' \
+    "$tmp/traced-metrics.txt" 2>/dev/null || true)"
+  {
+    echo "# sidetrace benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$command_line\`"
+    echo
+    echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency, GET / → upstream nginx \`return 200 \"ok\"\`."
+    echo "Each proxy: one worker pinned to CPU $PROXY_CPU; wrk, upstream and OTLP sink on CPU $LOAD_CPU. Keep-alive on both legs."
+    echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
+    wants traced_slow && echo "traced_slow: the sink answers every Export ${SLOW_DELAY_MS} ms late (exporter timeout 10s, one call at a time)."
+    wants traced_errors && echo "traced_errors: the sink answers every Export UNAVAILABLE (retried with back-off until the 10s export timeout, then dropped)."
+    echo
+    cat "$tmp/table.md"
+    echo
+    echo "Traced instance span accounting (admin /metrics before shutdown; sink totals after SIGTERM flush):"
+    echo
+    echo '```'
+    [ -n "$span_metrics" ] && echo "$span_metrics" || echo "(no span metrics scraped)"
+    echo "${sink_line:-otlp_sink: (no total printed)}"
+    echo '```'
+    if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
+  } >"$tmp/report.md"
+  report=latest.md  # a global: where main copies the report
+}
+
+# MODE=h2: h2load's numbers, h2c and gRPC tables -> $tmp/report.md
+report_h2() {
+  versions="nginx $nginx_version, HAProxy $haproxy_version, $st_version, h2load $h2load_version, grpc++ $grpc_version"
+  "$py" - "$tmp" "$ROUNDS" <<'PY'
+import os, re, statistics, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+def ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s)$", text)
+    return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
+def parse(path):  # one h2load run -> (req/s, mean ms, sd ms, max ms, errors)
+    t = open(path).read()
+    rps = float(re.search(r"finished in \S+, ([\d.]+) req/s", t).group(1))
+    mn, mx, mean, sd = (ms(x) for x in re.search(
+        r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", t).groups())
+    failed, timeout = (int(x) for x in re.search(r"(\d+) failed, \d+ errored, (\d+) timeout", t).groups())
+    s3 = int(re.search(r"status codes: \d+ 2xx, (\d+) 3xx", t).group(1))
+    return rps, mean, sd, mx, failed + s3 + timeout
+def medians(name):
+    rows = [parse(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r))) for r in range(1, rounds + 1)
+            if os.path.exists(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r)))]
+    if not rows:
+        return None
+    return tuple(statistics.median(r[i] for r in rows) for i in range(4)) + (sum(r[4] for r in rows),)
+def table(out, labels, first_col, unit_name, base_name, base_label):
+    res = {p: medians(p) for p in labels}
+    res = {p: v for p, v in res.items() if v}
+    base = res.get(base_name, (0,))[0]
+    with open(os.path.join(tmp, out), "w") as f:
+        if not res:
+            return res
+        f.write("| %s | %s/s (median) | mean ms | sd ms | max ms | %s/s vs %s | errors |\n"
+                % (first_col, unit_name, unit_name, base_label))
+        f.write("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        for p, label in labels.items():
+            if p in res:
+                rps, mean, sd, mx, errs = res[p]
+                ratio = "%.2f" % (rps / base) if base else "-"
+                f.write("| %s | %.0f | %.3f | %.3f | %.3f | %s | %d |\n"
+                        % (label, rps, mean, sd, mx, ratio, errs))
+    return res
+h2 = table("table-h2c.md", {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
+                            "untraced": "sidetrace, tracing off",
+                            "traced": "sidetrace, tracing on (100%, OTLP/gRPC)"},
+           "proxy", "requests", "nginx", "nginx")
+g = table("table-grpc.md", {"grpc_direct": "direct (no proxy)",
+                            "grpc_untraced": "through sidetrace, tracing off",
+                            "grpc_traced": "through sidetrace, tracing on (100%, OTLP/gRPC)"},
+          "path", "calls", "grpc_direct", "direct")
+def ratio_line(res, traced, untraced, what):
+    if traced in res and untraced in res:
+        t, u = res[traced], res[untraced]
+        return ("\nsidetrace traced/untraced (%s): %s/s %.2f, mean %.2fx\n"
+                % (what, "calls" if what == "gRPC" else "requests", t[0] / u[0],
+                   t[1] / u[1] if u[1] else float("nan")))
+    return ""
+with open(os.path.join(tmp, "table-h2c.md"), "a") as f:
+    f.write(ratio_line(h2, "traced", "untraced", "h2c"))
+with open(os.path.join(tmp, "table-grpc.md"), "a") as f:
+    f.write(ratio_line(g, "grpc_traced", "grpc_untraced", "gRPC"))
+PY
+  sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
+  grpc_bytes="$(stat -c %s "$tmp/grpc-request.bin" 2>/dev/null || echo '?')"
+  h2load_cmd="h2load -t$H2LOAD_THREADS -c$CONNECTIONS -m$STREAMS -D $DURATION"
+  {
+    echo "# sidetrace HTTP/2 benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$command_line\`"
+    echo
+    echo "$ROUNDS interleaved rounds × $DURATION per target, h2c by prior knowledge ($CONNECTIONS connections × $STREAMS concurrent streams)."
+    echo "Each proxy: one worker pinned to CPU $PROXY_CPU; h2load, the upstreams and the OTLP sink on CPU $LOAD_CPU."
+    echo "Request time is h2load's own per-request mean / sd / max (it reports no percentiles); each a median over rounds. Errors: h2load's failed (non-2xx/3xx or broken stream) + 3xx + timeout, summed over rounds."
+    echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
+    if [ -s "$tmp/table-h2c.md" ]; then
+      echo
+      echo "## h2c → HTTP/1.1 upstream"
+      echo
+      echo "\`$h2load_cmd http://127.0.0.1:PORT/\` → proxy → upstream nginx \`return 200 \"ok\"\` over HTTP/1.1 keep-alive. nginx: \`listen ... http2\`; HAProxy: \`bind ... proto h2\`; sidetrace: h2c on its one listener."
+      echo
+      cat "$tmp/table-h2c.md"
+    fi
+    if [ -s "$tmp/table-grpc.md" ]; then
+      echo
+      echo "## gRPC unary through sidetrace vs direct"
+      echo
+      echo "\`$h2load_cmd -d REQ -H 'content-type: application/grpc' -H 'te: trailers' http://127.0.0.1:PORT$grpc_path\`, REQ one length-prefixed EchoRequest ($grpc_bytes bytes, message \"$GRPC_MESSAGE\"). Server: grpc_echo_bench (grpc++ $grpc_version callback API) on CPU $LOAD_CPU; sidetrace's cluster \`protocol: http2\` (h2c). Direct: h2load and the server share CPU $LOAD_CPU, CPU $PROXY_CPU idles."
+      echo
+      cat "$tmp/table-grpc.md"
+      echo
+      echo "gRPC check: per path, one grpc++ call and one curl posting REQ got grpc-status 0; $grpc_check."
+    fi
+    if wants traced || wants grpc_traced; then
+      echo
+      echo "Traced instances' span accounting (admin /metrics before shutdown; sink totals after SIGTERM flush; both traced instances export to the one sink):"
+      echo
+      echo '```'
+      for v in traced grpc_traced; do
+        wants "$v" || continue
+        echo "# $v"
+        grep -E '^sidetrace_(spans_(started|sampled|exported|dropped)_total|export_requests_total)' \
+          "$tmp/$v-metrics.txt" 2>/dev/null || echo "(no span metrics scraped)"
+      done
+      echo "${sink_line:-otlp_sink: (no total printed)}"
+      echo '```'
+    fi
+    if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
+  } >"$tmp/report.md"
+  report=h2-latest.md
+}
+
+if [ "$MODE" = h1 ]; then report_h1; else report_h2; fi
+cp "$tmp/report.md" "$results_dir/$report"
 echo
 cat "$tmp/report.md"
 echo
-log "written to ${results_dir#$root/}/latest.md"
+log "written to ${results_dir#"$root"/}/$report"
