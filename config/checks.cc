@@ -160,14 +160,19 @@ std::string checkClusterProtocol(const std::string& v) {
 }
 
 std::string checkLb(const std::string& v) {
-  if (v == "round_robin") {
-    return "";
-  }
-  if (v == "least_request" || v == "random" || v == "ring_hash" || v == "maglev") {
+  if (v == "ring_hash" || v == "maglev") {
     return "load balancer '" + v +
-           "' is not implemented yet (only round_robin; others are planned)";
+           "' is not implemented yet (expected one of: round_robin, random, least_request)";
   }
-  return "unknown load balancer '" + v + "' (only round_robin is implemented)";
+  return oneOf("load balancer", v, {"round_robin", "random", "least_request"});
+}
+
+std::string checkEndpointWeight(uint32_t w) {
+  if (w < 1 || w > kMaxEndpointWeight) {
+    return "must be between 1 and " + std::to_string(kMaxEndpointWeight) + ", got " +
+           std::to_string(w);
+  }
+  return "";
 }
 
 std::string checkAccessLogFormat(const std::string& v) {
@@ -225,6 +230,43 @@ std::vector<std::string> normalizePropagators(const std::vector<std::string>& na
   for (const auto& n : names) {
     if (n != "none" && std::find(out.begin(), out.end(), n) == out.end()) {
       out.push_back(n);
+    }
+  }
+  return out;
+}
+
+namespace {
+struct RetryOnName {
+  const char* name;
+  uint32_t bit;
+};
+constexpr RetryOnName kRetryOn[] = {
+    {"connect-failure", RetryPolicy::kConnectFailure},
+    {"reset", RetryPolicy::kReset},
+    {"5xx", RetryPolicy::k5xx},
+    {"gateway-error", RetryPolicy::kGatewayError},
+    {"retriable-status-codes", RetryPolicy::kRetriableStatusCodes},
+    {"cancelled", RetryPolicy::kGrpcCancelled},
+    {"deadline-exceeded", RetryPolicy::kGrpcDeadlineExceeded},
+    {"resource-exhausted", RetryPolicy::kGrpcResourceExhausted},
+    {"unavailable", RetryPolicy::kGrpcUnavailable},
+};
+}  // namespace
+
+uint32_t retryOnBit(const std::string& name) {
+  for (const auto& r : kRetryOn) {
+    if (name == r.name) {
+      return r.bit;
+    }
+  }
+  return 0;
+}
+
+std::vector<std::string> retryOnNames(uint32_t bits) {
+  std::vector<std::string> out;
+  for (const auto& r : kRetryOn) {
+    if ((bits & r.bit) != 0) {
+      out.emplace_back(r.name);
     }
   }
   return out;

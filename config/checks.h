@@ -35,10 +35,19 @@ std::string checkExporterProtocol(
     const std::string& v);  // grpc|http/protobuf|http/json|console|none
 std::string checkClusterProtocol(const std::string& v);
 std::string checkLb(const std::string& v);
+std::string checkEndpointWeight(uint32_t w);  // 1..kMaxEndpointWeight
 std::string checkAccessLogFormat(const std::string& v);
 std::string checkHostPattern(const std::string& v);  // route match host
 // A TLS server name (SNI): a DNS name, not an IP literal (RFC 6066 forbids those in SNI).
 std::string checkServerName(const std::string& v);
+
+// A retry_on name (Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on names) as its
+// RetryPolicy::On bit; 0 when unknown. The inverse for dumps.
+uint32_t retryOnBit(const std::string& name);
+std::vector<std::string> retryOnNames(uint32_t bits);
+inline constexpr const char* kRetryOnNames =
+    "connect-failure, reset, 5xx, gateway-error, retriable-status-codes, cancelled, "
+    "deadline-exceeded, resource-exhausted, unavailable";
 
 // Drops "none" and duplicates: an empty list is how "propagate nothing" is stored.
 std::vector<std::string> normalizePropagators(const std::vector<std::string>& names);

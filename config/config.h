@@ -51,12 +51,44 @@ struct DirectResponse {
   std::string body;
 };
 
+// When and how often a failed upstream attempt is tried again (Envoy's retry_policy). Retries
+// happen only before any response byte went to the client, with the request body in hand.
+struct RetryPolicy {
+  enum On : uint32_t {
+    kConnectFailure = 1u << 0,        // no connection (nothing was sent)
+    kReset = 1u << 1,                 // connection reset / closed before a response head
+    k5xx = 1u << 2,                   // any 5xx, resets, connect failures, per-try timeouts
+    kGatewayError = 1u << 3,          // 502, 503, 504 (and what causes the proxy to answer them)
+    kRetriableStatusCodes = 1u << 4,  // the statuses listed in retriable_status_codes
+    kGrpcCancelled = 1u << 5,         // gRPC status in the response head (trailers-only)
+    kGrpcDeadlineExceeded = 1u << 6,
+    kGrpcResourceExhausted = 1u << 7,
+    kGrpcUnavailable = 1u << 8,
+  };
+  uint32_t retry_on = 0;
+  uint32_t num_retries = 1;
+  Duration per_try_timeout{0};  // 0: none (the route timeout bounds all attempts together)
+  std::vector<int> retriable_status_codes;
+  Duration base_interval{25};  // back-off before retry n: random in [0, min(max, base * 2^n)]
+  Duration max_interval{250};
+  bool operator==(const RetryPolicy&) const = default;
+};
+
 struct Route {
   std::string name;  // defaults to the cluster name, or "direct" for direct_response
   RouteMatch match;
   std::string cluster;  // exactly one of cluster / direct_response
   std::optional<DirectResponse> direct_response;
   Duration timeout{15000};  // whole upstream exchange, first byte out to last byte in
+  std::optional<RetryPolicy> retry_policy;
+};
+
+// Retries in flight may not exceed this share of the cluster's active requests (per worker), so
+// retries cannot multiply load on a struggling cluster (Envoy's retry_budget).
+struct RetryBudget {
+  uint32_t budget_percent = 20;
+  uint32_t min_retry_concurrency = 3;  // always allowed, however few requests are active
+  bool operator==(const RetryBudget&) const = default;
 };
 
 // One server certificate: PEM chain and its PEM private key (paths; read at start, not here).
@@ -99,14 +131,22 @@ struct UpstreamTlsConfig {
   bool operator==(const UpstreamTlsConfig&) const = default;
 };
 
+// One endpoint of a cluster: its address and its share of the load balancer's picks, relative to
+// the other endpoints' weights. A HostPort, so code that only needs the address reads it as one.
+struct ClusterEndpoint : HostPort {
+  uint32_t weight = 1;  // 1..kMaxEndpointWeight
+};
+inline constexpr uint32_t kMaxEndpointWeight = 1000;
+
 struct Cluster {
   std::string name;
-  std::vector<HostPort> endpoints;
+  std::vector<ClusterEndpoint> endpoints;
   std::string protocol = "http1";  // http1 | http2
-  std::string lb = "round_robin";
+  std::string lb = "round_robin";  // round_robin | random | least_request (per worker)
   Duration connect_timeout{1000};
   uint32_t max_idle_connections = 64;    // per worker per endpoint, kept-alive upstream connections
   std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
+  RetryBudget retry_budget;
 };
 
 struct IgnoreRule {

@@ -4,6 +4,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include "config/checks.h"
+
 namespace sidetrace::config {
 
 namespace {
@@ -239,6 +241,31 @@ void writeListener(JsonWriter& w, const Listener& l) {
     } else {
       w.field("cluster", r.cluster);
       w.field("timeout", formatDuration(r.timeout));
+      if (r.retry_policy) {
+        const auto& p = *r.retry_policy;
+        w.key("retry_policy");
+        w.beginObject();
+        w.key("retry_on");
+        w.beginArray();
+        for (const auto& name : detail::retryOnNames(p.retry_on)) {
+          w.string(name);
+        }
+        w.endArray();
+        w.field("num_retries", p.num_retries);
+        w.field("per_try_timeout", formatDuration(p.per_try_timeout));
+        w.key("retriable_status_codes");
+        w.beginArray();
+        for (int st : p.retriable_status_codes) {
+          w.number(static_cast<uint64_t>(st));
+        }
+        w.endArray();
+        w.key("back_off");
+        w.beginObject();
+        w.field("base_interval", formatDuration(p.base_interval));
+        w.field("max_interval", formatDuration(p.max_interval));
+        w.endObject();
+        w.endObject();
+      }
     }
     w.endObject();
   }
@@ -252,7 +279,15 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.key("endpoints");
   w.beginArray();
   for (const auto& e : c.endpoints) {
-    w.string(e.str());
+    // As written in YAML: the plain string unless a weight was given.
+    if (e.weight == 1) {
+      w.string(e.str());
+    } else {
+      w.beginObject();
+      w.field("address", e.str());
+      w.field("weight", e.weight);
+      w.endObject();
+    }
   }
   w.endArray();
   w.field("protocol", c.protocol);
@@ -269,6 +304,11 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
     w.field("insecure_skip_verify", c.tls->insecure_skip_verify);
     w.endObject();
   }
+  w.key("retry_budget");
+  w.beginObject();
+  w.field("budget_percent", c.retry_budget.budget_percent);
+  w.field("min_retry_concurrency", c.retry_budget.min_retry_concurrency);
+  w.endObject();
   w.endObject();
 }
 

@@ -159,14 +159,14 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
       bool replaced = false;
       for (auto& c : cfg.clusters) {
         if (c.name == "upstream") {
-          c.endpoints = {up};
+          c.endpoints = {ClusterEndpoint{up}};
           replaced = true;
         }
       }
       if (!replaced) {
         Cluster c;
         c.name = "upstream";
-        c.endpoints = {up};
+        c.endpoints = {ClusterEndpoint{up}};
         cfg.clusters.push_back(std::move(c));
       }
     } else {
@@ -177,7 +177,7 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
         if (cfg.clusters.empty()) {
           throw ConfigError("--upstream: the config has listeners but no clusters to point at");
         }
-        cfg.clusters[0].endpoints = {flagAddress("--upstream", *cli.upstream)};
+        cfg.clusters[0].endpoints = {ClusterEndpoint{flagAddress("--upstream", *cli.upstream)}};
       }
     }
   }
@@ -231,6 +231,11 @@ void validate(const Config& cfg) {
     }
     if (c.endpoints.empty()) {
       invalid(path + ".endpoints", "needs at least one endpoint");
+    }
+    for (size_t j = 0; j < c.endpoints.size(); ++j) {
+      if (std::string e = detail::checkEndpointWeight(c.endpoints[j].weight); !e.empty()) {
+        invalid(path + ".endpoints[" + std::to_string(j) + "].weight", e);
+      }
     }
     if (std::string e = detail::checkClusterProtocol(c.protocol); !e.empty()) {
       invalid(path + ".protocol", e);

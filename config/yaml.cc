@@ -415,12 +415,61 @@ RouteMatch parseMatch(const Walker& w, const YAML::Node& n, const std::string& p
   return m;
 }
 
+RetryPolicy parseRetryPolicy(const Walker& w, const YAML::Node& n, const std::string& path) {
+  RetryPolicy p;
+  bool has_retry_on = false;
+  w.walkMap(
+      n, path, {"retry_on", "num_retries", "per_try_timeout", "retriable_status_codes", "back_off"},
+      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+        if (key == "retry_on") {
+          has_retry_on = true;
+          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+            uint32_t bit = detail::retryOnBit(w.str(item, ip));
+            if (bit == 0) {
+              w.fail(item, ip,
+                     "unknown retry condition '" + item.Scalar() +
+                         "' (expected one of: " + detail::kRetryOnNames + ")");
+            }
+            p.retry_on |= bit;
+          });
+        } else if (key == "num_retries") {
+          p.num_retries = w.u32(v, sub);
+          if (p.num_retries > 10) {
+            w.fail(v, sub, "at most 10 retries");
+          }
+        } else if (key == "per_try_timeout") {
+          p.per_try_timeout = w.duration(v, sub);
+        } else if (key == "retriable_status_codes") {
+          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+            uint32_t st = w.u32(item, ip);
+            if (st < 100 || st > 599) {
+              w.fail(item, ip, "expected an HTTP status 100..599, got '" + item.Scalar() + "'");
+            }
+            p.retriable_status_codes.push_back(static_cast<int>(st));
+          });
+        } else {
+          w.walkMap(v, sub, {"base_interval", "max_interval"},
+                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                      (k2 == "base_interval" ? p.base_interval : p.max_interval) =
+                          w.duration(v2, s2);
+                    });
+          if (p.max_interval < p.base_interval) {
+            w.fail(v, sub + ".max_interval", "must not be less than base_interval");
+          }
+        }
+      });
+  if (!has_retry_on) {
+    w.fail(n, path + ".retry_on", "missing (e.g. retry_on: [ connect-failure, gateway-error ])");
+  }
+  return p;
+}
+
 Route parseRoute(const Walker& w, const YAML::Node& n, const std::string& path) {
   Route r;
   bool named = false;
   YAML::Node cluster_node;  // kept for the error line
   bool has_cluster = false;
-  w.walkMap(n, path, {"name", "match", "cluster", "direct_response", "timeout"},
+  w.walkMap(n, path, {"name", "match", "cluster", "direct_response", "timeout", "retry_policy"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "name") {
                 r.name = w.nonEmpty(v, sub);
@@ -448,6 +497,8 @@ Route parseRoute(const Walker& w, const YAML::Node& n, const std::string& path) 
                             }
                           });
                 r.direct_response = d;
+              } else if (key == "retry_policy") {
+                r.retry_policy = parseRetryPolicy(w, v, sub);
               } else {
                 r.timeout = w.duration(v, sub);
               }
@@ -551,33 +602,75 @@ UpstreamTlsConfig parseClusterTls(const Walker& w, const YAML::Node& n, const st
   return tls;
 }
 
+// An endpoint is "host:port", or { address: "host:port", weight: N } to give it a weight.
+ClusterEndpoint parseEndpoint(const Walker& w, const YAML::Node& n, const std::string& path) {
+  if (n.IsScalar()) {
+    return ClusterEndpoint{w.address(n, path)};
+  }
+  if (!n.IsMap()) {
+    w.fail(n, path,
+           "expected \"host:port\" or { address: \"host:port\", weight: N }, got " +
+               Walker::describe(n));
+  }
+  ClusterEndpoint ep;
+  bool has_address = false;
+  w.walkMap(n, path, {"address", "weight"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "address") {
+                static_cast<HostPort&>(ep) = w.address(v, sub);
+                has_address = true;
+              } else {
+                ep.weight = w.u32(v, sub);
+                if (std::string err = detail::checkEndpointWeight(ep.weight); !err.empty()) {
+                  w.fail(v, sub, err);
+                }
+              }
+            });
+  if (!has_address) {
+    w.fail(n, path + ".address", "missing (e.g. { address: \"127.0.0.1:8080\", weight: 2 })");
+  }
+  return ep;
+}
+
 Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
   Cluster c;
-  w.walkMap(
-      n, path,
-      {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls"},
-      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
-        if (key == "name") {
-          c.name = w.nonEmpty(v, sub);
-        } else if (key == "endpoints") {
-          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
-            c.endpoints.push_back(w.address(item, ip));
-          });
-          if (c.endpoints.empty()) {
-            w.fail(v, sub, "needs at least one endpoint");
-          }
-        } else if (key == "protocol") {
-          c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
-        } else if (key == "lb") {
-          c.lb = w.choice(v, sub, detail::checkLb);
-        } else if (key == "connect_timeout") {
-          c.connect_timeout = w.duration(v, sub);
-        } else if (key == "tls") {
-          c.tls = parseClusterTls(w, v, sub);
-        } else {
-          c.max_idle_connections = w.u32(v, sub);
-        }
-      });
+  w.walkMap(n, path,
+            {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections",
+             "tls", "retry_budget"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                c.name = w.nonEmpty(v, sub);
+              } else if (key == "endpoints") {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  c.endpoints.push_back(parseEndpoint(w, item, ip));
+                });
+                if (c.endpoints.empty()) {
+                  w.fail(v, sub, "needs at least one endpoint");
+                }
+              } else if (key == "protocol") {
+                c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
+              } else if (key == "lb") {
+                c.lb = w.choice(v, sub, detail::checkLb);
+              } else if (key == "connect_timeout") {
+                c.connect_timeout = w.duration(v, sub);
+              } else if (key == "tls") {
+                c.tls = parseClusterTls(w, v, sub);
+              } else if (key == "retry_budget") {
+                w.walkMap(v, sub, {"budget_percent", "min_retry_concurrency"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "budget_percent") {
+                              c.retry_budget.budget_percent = w.u32(v2, s2);
+                              if (c.retry_budget.budget_percent > 100) {
+                                w.fail(v2, s2, "expected a percentage 0..100");
+                              }
+                            } else {
+                              c.retry_budget.min_retry_concurrency = w.u32(v2, s2);
+                            }
+                          });
+              } else {
+                c.max_idle_connections = w.u32(v, sub);
+              }
+            });
   if (c.name.empty()) {
     w.fail(n, path + ".name", "missing");
   }

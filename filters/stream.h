@@ -28,6 +28,7 @@ struct UpstreamResult {
   std::string endpoint_host;  // as configured (IP or DNS name)
   bool http2 = false;         // the attempt spoke HTTP/2
   bool tls = false;           // over TLS (https)
+  uint32_t resend_count = 0;  // retries before this attempt (http.request.resend_count)
   int grpc_status = -1;       // gRPC calls: grpc-status from the upstream's trailers (or head)
 };
 

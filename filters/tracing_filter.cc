@@ -169,6 +169,9 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   auto& span = s.client_span;
   const auto& up = s.upstream;
   setCommonRequestAttributes(span, s, up.http2);
+  if (up.resend_count > 0) {
+    span.setAttribute("http.request.resend_count", int64_t{up.resend_count});
+  }
   if (s.grpc) {
     setRpcAttributes(span, s, up.grpc_status);
   }

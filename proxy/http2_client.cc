@@ -131,7 +131,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
 class Http2Call final : public UpstreamCall {
  public:
   Http2Call(Http2ClientPool& pool, const upstream::Endpoint& ep, asio::any_io_executor ex)
-      : pool_(pool), ep_(ep), resp_wake_(ex), send_wake_(ex) {}
+      : pool_(pool), ep_(ep), active_(pool.tcpPool().track(ep)), resp_wake_(ex), send_wake_(ex) {}
 
   ~Http2Call() override {
     if (!conn_) {
@@ -318,6 +318,7 @@ class Http2Call final : public UpstreamCall {
 
   Http2ClientPool& pool_;
   const upstream::Endpoint& ep_;
+  upstream::ActiveRequest active_;  // this stream, for least_request
   std::shared_ptr<Http2ClientConnection> conn_;
   int32_t id_ = 0;
 

@@ -39,6 +39,7 @@ class Http2ClientPool {
       const upstream::Endpoint& ep, filters::UpstreamResult::Error& err, bool& tls_failed);
   size_t connectionCount() const;
   const boost::asio::any_io_executor& executor() const { return ex_; }
+  upstream::ConnectionPool& tcpPool() { return tcp_pool_; }
 
  private:
   struct Connecting;

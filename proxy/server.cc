@@ -218,6 +218,21 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
       << sum([&](const WorkerStats& s) { return s.upstream_tls_handshake_failures[cs].load(); })
       << "\n";
   }
+  o << "# HELP sidetrace_upstream_retries_total Retries by cluster and outcome: attempted (a "
+       "retry sent), succeeded / exhausted (requests that retried and finally succeeded / still "
+       "failed), overflow (a retriable failure not retried: retry budget full).\n"
+       "# TYPE sidetrace_upstream_retries_total counter\n";
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
+    static constexpr const char* kOutcomes[] = {"attempted", "succeeded", "exhausted", "overflow"};
+    for (size_t k = 0; k < WorkerStats::kRetryOutcomes; ++k) {
+      o << "sidetrace_upstream_retries_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
+        << "\",outcome=\"" << kOutcomes[k] << "\"} " << sum([&](const WorkerStats& s) {
+             return s.retries[cs * WorkerStats::kRetryOutcomes + k].load();
+           })
+        << "\n";
+    }
+  }
   o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
        "# TYPE sidetrace_upstream_timeouts_total counter\n";
   for (size_t c = 0; c < cfg.clusters.size(); ++c) {

@@ -12,6 +12,7 @@
 
 #include "proxy/exchange.h"
 #include "proxy/http2_server.h"
+#include "proxy/retry.h"
 #include "proxy/tls_context.h"
 #include "proxy/worker.h"
 
@@ -597,11 +598,22 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   }
   auto& pool = *gen_->pools[cluster_index];
   const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
-  const auto& endpoint = pool.pick();
   const auto& route = *stream_.route;
+  const auto& cluster_cfg = *pool.cluster().cfg;
+  auto& load = gen_->load[cluster_index];
+  ++load.active;
+  struct LoadGuard {  // this request's share of the cluster's load, until it ends
+    WorkerGeneration::ClusterLoad& load;
+    bool retrying = false;
+    ~LoadGuard() {
+      --load.active;
+      if (retrying) {
+        --load.retrying;
+      }
+    }
+  } load_guard{load};
 
   // Upstream request head: filters have edited the headers; framing is ours to write.
-  chain.onUpstreamRequest(stream_, req);
   req.headers.remove("content-length");
   req.headers.remove("te");  // the header policy lets "TE: trailers" through for HTTP/2 only
   if (req_chunked) {
@@ -609,14 +621,16 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   } else if (req_length) {
     req.headers.add("Content-Length", std::to_string(*req_length));
   }
-  if (!req.headers.get("host")) {
-    req.headers.add("Host", endpoint.authority);
-  }
-
   stream_.upstream_attempted = true;
-  const uint64_t attempt_start_ns = worker_.tracer().now();
-  stream_.upstream.endpoint_host = endpoint.host;
-  stream_.upstream.endpoint_port = endpoint.port;
+  upstream::Deadline route_deadline(tcp().get_executor());
+  upstream::Deadline per_try(tcp().get_executor());
+  const auto route_deadline_at = std::chrono::steady_clock::now() + route.timeout;
+  // Retries need the whole request in hand (it went out with the head) and no protocol switch.
+  const config::RetryPolicy* retry =
+      route.retry_policy && request_done && !upgrade_request ? &*route.retry_policy : nullptr;
+  const bool idempotent = idempotentMethod(req.method);
+  uint32_t retries = 0;
+  error_code ec;
 
   auto fail = [&](UpstreamResult::Error e, int status) -> awaitable<bool> {
     stream_.upstream.error = e;
@@ -628,136 +642,243 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     co_return keep;
   };
 
-  // Connect (or reuse) — a reused connection that turns out dead before any response byte is
-  // retried once on a fresh one, but only when the request had no body to replay.
-  std::unique_ptr<upstream::UpstreamConnection> conn = pool.takeIdle(endpoint);
-  bool reused = conn != nullptr;
-  const bool replayable =
-      request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
-  upstream::Deadline route_deadline(tcp().get_executor());
-  error_code ec;
+  // One attempt: connect (or reuse), send the head (and the body as it arrives), read the response
+  // head. On return either `error` is set (nothing was sent downstream) or `conn` and `rr` hold
+  // the response; `downstream_gone` when the client left mid-body.
+  struct Attempt {
+    UpstreamResult::Error error = UpstreamResult::Error::None;
+    int fail_status = 0;
+    bool per_try_expired = false;
+    bool downstream_gone = false;
+    std::unique_ptr<upstream::UpstreamConnection> conn;
+    FeedResult rr;
+  };
+  auto attemptOnce = [&](const upstream::Endpoint& endpoint, Attempt& a) -> awaitable<void> {
+    auto failWith = [&](UpstreamResult::Error e, int status) {
+      a.error = e;
+      a.fail_status = status;
+      a.per_try_expired = per_try.expired();
+      a.conn.reset();
+    };
+    // A reused connection that turns out dead before any response byte is tried once more on a
+    // fresh one, when the request had no body to replay.
+    a.conn = pool.takeIdle(endpoint);
+    bool reused = a.conn != nullptr;
+    const bool replayable =
+        request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
+    for (int attempt = 0;; ++attempt) {
+      if (!a.conn) {
+        upstream::ConnectError cerr;
+        a.conn = co_await pool.connect(endpoint, cerr);
+        reused = false;
+        if (!a.conn) {
+          auto& st = worker_.mutableStats();
+          if (cerr == upstream::ConnectError::Timeout) {
+            st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
+            failWith(UpstreamResult::Error::Timeout, 504);
+            a.per_try_expired = true;  // the connect timeout is per attempt
+            co_return;
+          }
+          st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
+          if (cerr == upstream::ConnectError::TlsHandshake) {
+            st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1,
+                                                                       std::memory_order_relaxed);
+          }
+          failWith(UpstreamResult::Error::ConnectFailure, 502);
+          co_return;
+        }
+      }
+      stream_.upstream.endpoint_address = a.conn->peer_address;
+      route_deadline.watch(&tcp(), &a.conn->socket);
+      per_try.watch(&a.conn->socket);
 
-  for (int attempt = 0;; ++attempt) {
-    if (!conn) {
-      upstream::ConnectError cerr;
-      conn = co_await pool.connect(endpoint, cerr);
-      reused = false;
-      if (!conn) {
-        auto& st = worker_.mutableStats();
-        if (cerr == upstream::ConnectError::Timeout) {
-          st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-          co_return co_await fail(UpstreamResult::Error::Timeout, 504);
-        }
-        st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-        if (cerr == upstream::ConnectError::TlsHandshake) {
-          st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-        }
-        co_return co_await fail(UpstreamResult::Error::ConnectFailure, 502);
+      out_.clear();
+      appendRequestHead(out_, req);
+      out_ += "\r\n";
+      gather_.build(out_, first.body, req_chunked, request_done);
+      co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+      if (!ec) {
+        break;
+      }
+      if (route_deadline.expired() || per_try.expired()) {
+        failWith(UpstreamResult::Error::Timeout, 504);
+        co_return;
+      }
+      if (reused && replayable && attempt == 0) {
+        a.conn.reset();
+        continue;
+      }
+      failWith(UpstreamResult::Error::Reset, 502);
+      co_return;
+    }
+    a.conn->requests++;
+    stream_.request_body_bytes = gather_.bytes;
+
+    // Stream the rest of the request body downstream → upstream (never on a retried request).
+    if (!request_done && expect_continue) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      co_await asio::async_write(socket_, asio::buffer(k100),
+                                 asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        a.downstream_gone = true;
+        co_return;
       }
     }
-    stream_.upstream.endpoint_address = conn->peer_address;
-    route_deadline.watch(&tcp(), &conn->socket);
-    if (attempt == 0) {
-      route_deadline.arm(route.timeout);
-    }
-
-    out_.clear();
-    appendRequestHead(out_, req);
-    out_ += "\r\n";
-    gather_.build(out_, first.body, req_chunked, request_done);
-    co_await asio::async_write(*conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
-    if (!ec) {
-      break;
-    }
-    if (route_deadline.expired()) {
-      co_return co_await fail(UpstreamResult::Error::Timeout, 504);
-    }
-    if (reused && replayable && attempt == 0) {
-      conn.reset();
-      continue;
-    }
-    co_return co_await fail(UpstreamResult::Error::Reset, 502);
-  }
-  conn->requests++;
-  stream_.request_body_bytes += gather_.bytes;
-
-  // Stream the rest of the request body downstream → upstream.
-  if (!request_done && expect_continue) {
-    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-    co_await asio::async_write(socket_, asio::buffer(k100),
-                               asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      co_return false;
-    }
-  }
-  while (!request_done) {
-    size_t n =
-        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
-    if (ec) {  // client went away (or the route timed out) mid-body
-      if (route_deadline.expired()) {
-        co_return co_await fail(UpstreamResult::Error::Timeout, 504);
+    while (!request_done) {
+      size_t n =
+          co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+      if (ec) {  // client went away (or the route timed out) mid-body
+        if (route_deadline.expired()) {
+          failWith(UpstreamResult::Error::Timeout, 504);
+          co_return;
+        }
+        a.downstream_gone = true;
+        co_return;
       }
+      in_.commit(n);
+      FeedResult r = parser_.feed(in_.data(), in_.size());
+      in_.consume(r.consumed);
+      if (r.error != ParseError::None) {
+        failWith(UpstreamResult::Error::ProtocolError, 400);
+        co_return;
+      }
+      request_done = r.message_complete;
+      gather_.build({}, r.body, req_chunked, request_done);
+      if (!gather_.bufs.empty()) {
+        co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+        if (ec) {
+          const bool expired = route_deadline.expired() || per_try.expired();
+          failWith(expired ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset,
+                   expired ? 504 : 502);
+          co_return;
+        }
+        stream_.request_body_bytes += gather_.bytes;
+      }
+    }
+
+    // Response head from upstream (skipping interim 1xx other than 101).
+    up_parser_.reset();
+    up_parser_.setNoBody(is_head);
+    for (;;) {
+      if (upbuf_.size() > 0) {
+        a.rr = up_parser_.feed(upbuf_.data(), upbuf_.size());
+        upbuf_.consume(a.rr.consumed);
+        if (a.rr.error != ParseError::None) {
+          failWith(UpstreamResult::Error::ProtocolError, 502);
+          co_return;
+        }
+        if (a.rr.head_complete) {
+          int st = up_parser_.response().status;
+          if (st >= 100 && st < 200 && st != 101) {
+            continue;  // interim response: the next head follows
+          }
+          break;
+        }
+      }
+      size_t n = co_await a.conn->async_read_some(upbuf_.prepare(),
+                                                  asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        if (route_deadline.expired() || per_try.expired()) {
+          worker_.mutableStats().upstream_timeouts[cluster_slot].fetch_add(
+              1, std::memory_order_relaxed);
+          failWith(UpstreamResult::Error::Timeout, 504);
+          co_return;
+        }
+        failWith(UpstreamResult::Error::Reset, 502);
+        co_return;
+      }
+      upbuf_.commit(n);
+    }
+  };
+
+  Attempt a;
+  route_deadline.arm(route.timeout);
+  for (;;) {
+    const auto& endpoint = pool.pick();
+    stream_.upstream = UpstreamResult();
+    stream_.upstream.endpoint_host = endpoint.host;
+    stream_.upstream.endpoint_port = endpoint.port;
+    stream_.upstream.tls = pool.cluster().tls != nullptr;
+    stream_.upstream.resend_count = retries;
+    if (!req.headers.get("host")) {
+      req.headers.add("Host", endpoint.authority);
+    }
+    chain.onUpstreamRequest(stream_, req);  // a CLIENT span per attempt
+    const uint64_t attempt_start_ns = worker_.tracer().now();
+    if (retry != nullptr && retry->per_try_timeout.count() > 0) {
+      per_try.arm(retry->per_try_timeout);
+    }
+    a = Attempt();
+    upbuf_.consume(upbuf_.size());  // whatever a dropped connection left unread
+    co_await attemptOnce(endpoint, a);
+    per_try.disarm();
+    if (a.downstream_gone) {
+      route_deadline.disarm();
       stream_.upstream.error = UpstreamResult::Error::Reset;
       stream_.error_type = "downstream_reset";
       chain.onUpstreamResult(stream_);
       finishStream(start_ns);
       co_return false;
     }
-    in_.commit(n);
-    FeedResult r = parser_.feed(in_.data(), in_.size());
-    in_.consume(r.consumed);
-    if (r.error != ParseError::None) {
-      co_return co_await fail(UpstreamResult::Error::ProtocolError, 400);
+    if (a.error == UpstreamResult::Error::None) {
+      stream_.upstream.status = up_parser_.response().status;
+      stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
     }
-    request_done = r.message_complete;
-    gather_.build({}, r.body, req_chunked, request_done);
-    if (!gather_.bufs.empty()) {
-      co_await asio::async_write(*conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        co_return co_await fail(route_deadline.expired() ? UpstreamResult::Error::Timeout
-                                                         : UpstreamResult::Error::Reset,
-                                route_deadline.expired() ? 504 : 502);
-      }
-      stream_.request_body_bytes += gather_.bytes;
+    if (retry == nullptr) {
+      break;
+    }
+    const bool retriable =
+        a.error != UpstreamResult::Error::None
+            ? retriableFailure(*retry, a.error, a.per_try_expired && !route_deadline.expired()) &&
+                  (idempotent || a.error == UpstreamResult::Error::ConnectFailure)
+            : idempotent && retriableResponse(*retry, stream_.upstream.status, -1);
+    if (!retriable || retries >= retry->num_retries) {
+      break;
+    }
+    const uint32_t others_retrying = load.retrying - (load_guard.retrying ? 1 : 0);
+    if (!retryBudgetAllows(cluster_cfg.retry_budget, load.active, others_retrying)) {
+      worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
+      break;
+    }
+    const auto wait = retryBackOff(*retry, retries + 1, worker_.random());
+    if (std::chrono::steady_clock::now() + wait >= route_deadline_at) {
+      break;  // no time left for another attempt
+    }
+    // This attempt ends here: its CLIENT span records why, and its connection is dropped.
+    if (a.error != UpstreamResult::Error::None) {
+      stream_.upstream.error = a.error;
+    }
+    chain.onUpstreamResult(stream_);
+    a.conn.reset();
+    if (!load_guard.retrying) {
+      load_guard.retrying = true;
+      ++load.retrying;
+    }
+    ++retries;
+    worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryAttempted);
+    if (wait.count() > 0) {
+      asio::steady_timer t(tcp().get_executor());
+      t.expires_after(wait);
+      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     }
   }
-
-  // Response head from upstream (skipping interim 1xx other than 101).
-  up_parser_.reset();
-  up_parser_.setNoBody(is_head);
-  FeedResult rr;
-  for (;;) {
-    if (upbuf_.size() > 0) {
-      rr = up_parser_.feed(upbuf_.data(), upbuf_.size());
-      upbuf_.consume(rr.consumed);
-      if (rr.error != ParseError::None) {
-        co_return co_await fail(UpstreamResult::Error::ProtocolError, 502);
-      }
-      if (rr.head_complete) {
-        int st = up_parser_.response().status;
-        if (st >= 100 && st < 200 && st != 101) {
-          continue;  // interim response: the next head follows
-        }
-        break;
-      }
+  if (a.error != UpstreamResult::Error::None) {
+    route_deadline.disarm();
+    if (retries > 0) {
+      worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryExhausted);
     }
-    size_t n =
-        co_await conn->async_read_some(upbuf_.prepare(), asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      if (route_deadline.expired()) {
-        worker_.mutableStats().upstream_timeouts[cluster_slot].fetch_add(1,
-                                                                         std::memory_order_relaxed);
-        co_return co_await fail(UpstreamResult::Error::Timeout, 504);
-      }
-      co_return co_await fail(UpstreamResult::Error::Reset, 502);
-    }
-    upbuf_.commit(n);
+    co_return co_await fail(a.error, a.fail_status);
   }
+  if (retries > 0) {
+    worker_.mutableStats().countRetry(cluster_slot, stream_.upstream.status >= 500
+                                                        ? WorkerStats::kRetryExhausted
+                                                        : WorkerStats::kRetrySucceeded);
+  }
+  auto conn = std::move(a.conn);
+  FeedResult& rr = a.rr;
 
   auto& resp = up_parser_.response();
   const int status = resp.status;
-  stream_.upstream.status = status;
-  stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
   const bool is_upgrade = status == 101 && upgrade_request;
   const bool resp_no_body = is_head || status == 204 || status == 304 || is_upgrade;
   const auto resp_length = up_parser_.contentLength();

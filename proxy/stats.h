@@ -52,6 +52,14 @@ class WorkerStats {
   // Per cluster; also counted in connect_failures.
   std::unique_ptr<std::atomic<uint64_t>[]> upstream_tls_handshake_failures;
   std::unique_ptr<std::atomic<uint64_t>[]> tls_handshake_failures;  // per listener
+  // Per cluster * kRetryOutcomes: a retry sent; a request that succeeded after retrying; one that
+  // still failed when its retries ran out; a retriable failure not retried (budget full).
+  enum RetryOutcome : size_t { kRetryAttempted, kRetrySucceeded, kRetryExhausted, kRetryOverflow };
+  static constexpr size_t kRetryOutcomes = 4;
+  std::unique_ptr<std::atomic<uint64_t>[]> retries;
+  void countRetry(size_t cluster, RetryOutcome o) {
+    retries[cluster * kRetryOutcomes + o].fetch_add(1, std::memory_order_relaxed);
+  }
 
  private:
   std::unique_ptr<std::atomic<uint64_t>[]> requests_;            // slot * 5 + class

@@ -48,6 +48,9 @@ Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
       tls_(std::move(tls)),
       flush_timer_(io_) {
   tls_.resize(gen->config->listeners.size(), nullptr);
+  rng_ =
+      0x9E3779B97F4A7C15ULL ^
+      (static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) + index);
   current_ = makeWorkerGeneration(std::move(gen));
 }
 
@@ -61,6 +64,7 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_));
   wg->chain.add(std::make_unique<filters::HeaderPolicyFilter>());
   wg->chain.add(std::make_unique<filters::RouterFilter>());
+  wg->load.resize(wg->gen->clusters.size());
   for (const auto& c : wg->gen->clusters) {
     wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(io_.get_executor(), c));
     wg->h2pools.push_back(c.cfg->protocol == "http2" ? std::make_unique<Http2ClientPool>(

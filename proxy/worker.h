@@ -38,6 +38,13 @@ struct WorkerGeneration {
   // Per gen->clusters: the multiplexed pool of a `protocol: http2` cluster (connecting through
   // `pools`), null for http1 clusters. Declared after `pools`, so it goes first.
   std::vector<std::unique_ptr<Http2ClientPool>> h2pools;
+  // Per gen->clusters: requests in flight on this worker, and how many of them are retrying (the
+  // retry budget's inputs).
+  struct ClusterLoad {
+    uint32_t active = 0;
+    uint32_t retrying = 0;
+  };
+  std::vector<ClusterLoad> load;
 
   WorkerGeneration();
   ~WorkerGeneration();
@@ -74,6 +81,13 @@ class Worker {
   AccessLog* accessLog() const { return access_log_; }
   tracing::Tracer& tracer() { return tracer_; }
   WorkerStats& mutableStats() { return stats_; }
+  // A fast per-worker pseudo-random number (xorshift64*), e.g. for retry jitter.
+  uint64_t random() {
+    rng_ ^= rng_ >> 12;
+    rng_ ^= rng_ << 25;
+    rng_ ^= rng_ >> 27;
+    return rng_ * 0x2545F4914F6CDD1DULL;
+  }
   bool draining() const { return draining_; }
   void add(DownstreamConnection* s) { sessions_.insert(s); }
   void remove(DownstreamConnection* s) { sessions_.erase(s); }
@@ -93,6 +107,7 @@ class Worker {
   std::unordered_set<DownstreamConnection*> sessions_;
   std::vector<TlsServerContext*> tls_;  // per listener; null: plain TCP
   bool draining_ = false;
+  uint64_t rng_;
   boost::asio::io_context io_{1};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<WorkerGeneration> current_;  // holds pools: destroyed before io_

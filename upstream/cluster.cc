@@ -36,7 +36,7 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg) {
                                                   "clusters[" + std::to_string(i) + "].tls");
     }
     for (const auto& hp : c.endpoints) {
-      Endpoint ep{hp.host, hp.port, {}, {}, {}, {}, false};
+      Endpoint ep{hp.host, hp.port, {}, {}, {}, {}, false, hp.weight};
       nameEndpoint(ep, c);
       boost::system::error_code ec;
       auto results = resolver.resolve(hp.host, std::to_string(hp.port), ec);

@@ -4,6 +4,7 @@
 // workers.
 
 #include <boost/asio/ip/tcp.hpp>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct Endpoint {
   std::string tls_sni;
   std::string tls_name;
   bool tls_name_is_ip = false;
+  uint32_t weight = 1;  // its share of the load balancer's picks (clusters[].endpoints[].weight)
 };
 
 struct ResolvedCluster {

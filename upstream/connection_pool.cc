@@ -23,21 +23,28 @@ UpstreamConnection::~UpstreamConnection() {
   }
 }
 
-ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& cluster)
-    : ex_(std::move(ex)), cluster_(cluster) {
+namespace {
+
+std::vector<uint32_t> weightsOf(const ResolvedCluster& cluster) {
+  std::vector<uint32_t> w;
+  for (const auto& ep : cluster.endpoints) {
+    w.push_back(ep.weight);
+  }
+  return w;
+}
+
+}  // namespace
+
+ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& cluster,
+                               uint64_t lb_seed)
+    : ex_(std::move(ex)),
+      cluster_(cluster),
+      active_(cluster.endpoints.size(), 0),
+      count_connections_(cluster.cfg->protocol != "http2"),
+      lb_(lbPolicy(cluster.cfg->lb), weightsOf(cluster), lb_seed) {
   for (const auto& ep : cluster_.endpoints) {
     slots_.push_back({&ep, {}, {}});
   }
-}
-
-const Endpoint& ConnectionPool::pick() {
-  const Endpoint& ep = cluster_.endpoints[next_ % cluster_.endpoints.size()];
-  ++next_;
-  return ep;
-}
-
-ConnectionPool::PerEndpoint& ConnectionPool::slot(const Endpoint& ep) {
-  return slots_[static_cast<size_t>(&ep - cluster_.endpoints.data())];
 }
 
 namespace {
@@ -65,6 +72,9 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep)
     auto conn = std::move(idle.back());
     idle.pop_back();
     if (stillUsable(*conn)) {
+      if (count_connections_) {
+        conn->active = track(ep);
+      }
       return conn;
     }
   }
@@ -75,6 +85,9 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
                                                                              ConnectError& err) {
   auto conn = std::make_unique<UpstreamConnection>(ex_);
   conn->endpoint = &ep;
+  if (count_connections_) {
+    conn->active = track(ep);  // from the start: a slow connect is load too
+  }
   Deadline deadline(ex_);
   deadline.watch(&conn->socket);
   err = ConnectError::Refused;
@@ -139,6 +152,7 @@ asio::awaitable<bool> ConnectionPool::handshake(UpstreamConnection& conn, PerEnd
 }
 
 void ConnectionPool::release(std::unique_ptr<UpstreamConnection> conn) {
+  conn->active.end();
   auto& idle = slot(*conn->endpoint).idle;
   if (idle.size() < cluster_.cfg->max_idle_connections) {
     idle.push_back(std::move(conn));

@@ -1,8 +1,9 @@
 #pragma once
-// Per-worker, per-cluster HTTP/1 keep-alive pool with round-robin endpoint choice. Single-threaded:
-// owned and used by one worker's io_context, so no locks. A connection is either checked out by
-// exactly one stream or idle here; idle ones that the peer closed are discarded on checkout.
-// Connections must not outlive their pool (they point into its cluster and per-endpoint state).
+// Per-worker, per-cluster HTTP/1 keep-alive pool and the cluster's load balancer (clusters[].lb).
+// Single-threaded: owned and used by one worker's io_context, so no locks or atomics. A connection
+// is either checked out by exactly one stream or idle here; idle ones that the peer closed are
+// discarded on checkout. Connections must not outlive their pool (they point into its cluster and
+// per-endpoint state, including the active-request counts below).
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -15,9 +16,38 @@
 #include <vector>
 
 #include "upstream/cluster.h"
+#include "upstream/load_balancer.h"
 #include "upstream/tls_client_context.h"
 
 namespace sidetrace::upstream {
+
+// One active request on an endpoint, counted for least_request while this is held (ends on
+// end(), on destruction, or when another is moved in). Move-only; must not outlive its pool.
+class ActiveRequest {
+ public:
+  ActiveRequest() = default;
+  explicit ActiveRequest(uint32_t& count) : count_(&count) { ++count; }
+  ActiveRequest(ActiveRequest&& o) noexcept : count_(std::exchange(o.count_, nullptr)) {}
+  ActiveRequest& operator=(ActiveRequest&& o) noexcept {
+    if (this != &o) {
+      end();
+      count_ = std::exchange(o.count_, nullptr);
+    }
+    return *this;
+  }
+  ~ActiveRequest() { end(); }
+
+  void end() {
+    if (count_ != nullptr) {
+      --*count_;
+      count_ = nullptr;
+    }
+  }
+  bool counting() const { return count_ != nullptr; }
+
+ private:
+  uint32_t* count_ = nullptr;
+};
 
 // One upstream connection, plain or TLS, usable as an asio stream either way
 // (asio::async_write(*conn, ...), conn->async_read_some(...)). Each call picks the TLS stream or
@@ -58,6 +88,8 @@ struct UpstreamConnection {
   std::string peer_address;  // the address connected to, as text (for spans; computed once)
   std::string alpn;          // the protocol the TLS handshake negotiated ("" if none or plain)
   uint32_t requests = 0;     // requests sent on it so far
+  // Counts as one active request on `endpoint` while checked out of an http1 cluster's pool.
+  ActiveRequest active;
 };
 
 // TlsHandshake: connected, but the TLS handshake failed (certificate refused, name mismatch, no
@@ -66,11 +98,23 @@ enum class ConnectError { None, Refused, Timeout, TlsHandshake };
 
 class ConnectionPool {
  public:
-  ConnectionPool(boost::asio::any_io_executor ex, const ResolvedCluster& cluster);
+  // `lb_seed`: the random policies' generator (fixed in tests for reproducible picks).
+  ConnectionPool(boost::asio::any_io_executor ex, const ResolvedCluster& cluster,
+                 uint64_t lb_seed = randomLbSeed());
 
   const ResolvedCluster& cluster() const { return cluster_; }
-  // Round-robin pick (per worker, lock-free).
-  const Endpoint& pick();
+  // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free).
+  const Endpoint& pick() { return cluster_.endpoints[lb_.pick(active_)]; }
+
+  // Active requests per endpoint on this worker, which least_request compares. An http1 cluster's
+  // connection counts one from takeIdle()/connect() until release() or its destruction. An http2
+  // cluster's connections carry many streams and never count: its multiplexing pool counts each
+  // stream instead, with track() (RAII) or beginRequest()/endRequest() (paired, same endpoint).
+  ActiveRequest track(const Endpoint& ep) { return ActiveRequest(active_[index(ep)]); }
+  void beginRequest(const Endpoint& ep) { ++active_[index(ep)]; }
+  void endRequest(const Endpoint& ep) { --active_[index(ep)]; }
+  uint32_t activeRequests(const Endpoint& ep) const { return active_[index(ep)]; }
+
   // A live idle connection to ep, or nullptr.
   std::unique_ptr<UpstreamConnection> takeIdle(const Endpoint& ep);
   // New connection to ep: TCP connect and, for TLS clusters, the handshake, together within the
@@ -87,13 +131,18 @@ class ConnectionPool {
     std::vector<std::unique_ptr<UpstreamConnection>> idle;  // LIFO: warmest first
     TlsSessionSlot tls_session;                             // TLS clusters: offered on connect
   };
-  PerEndpoint& slot(const Endpoint& ep);
+  size_t index(const Endpoint& ep) const {
+    return static_cast<size_t>(&ep - cluster_.endpoints.data());
+  }
+  PerEndpoint& slot(const Endpoint& ep) { return slots_[index(ep)]; }
   boost::asio::awaitable<bool> handshake(UpstreamConnection& conn, PerEndpoint& slot);
 
   boost::asio::any_io_executor ex_;
   const ResolvedCluster& cluster_;
   std::vector<PerEndpoint> slots_;  // fixed size: TLS sessions point into it
-  size_t next_ = 0;
+  std::vector<uint32_t> active_;    // per endpoint; fixed size: ActiveRequest points into it
+  const bool count_connections_;    // http1 clusters: a checked-out connection is a request
+  LoadBalancer lb_;
 };
 
 }  // namespace sidetrace::upstream

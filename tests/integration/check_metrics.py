@@ -39,6 +39,7 @@ expected_types = {
     "sidetrace_upstream_connect_failures": "counter",
     "sidetrace_upstream_timeouts": "counter",
     "sidetrace_upstream_tls_handshake_failures": "counter",  # HELP/TYPE even without TLS clusters
+    "sidetrace_upstream_retries": "counter",
     "sidetrace_spans_started": "counter",
     "sidetrace_spans_sampled": "counter",
     "sidetrace_spans_exported": "counter",

@@ -233,9 +233,11 @@ TEST(Validate, Clusters) {
             "listeners[0].tls.certificates[0]: needs both cert and key");
   Config lb = valid();
   lb.clusters[0].lb = "least_request";
+  EXPECT_NO_THROW(validate(lb));
+  lb.clusters[0].lb = "ring_hash";
   EXPECT_EQ(errorOf([&] { validate(lb); }),
-            "clusters[0].lb: load balancer 'least_request' is not implemented yet (only "
-            "round_robin; others are planned)");
+            "clusters[0].lb: load balancer 'ring_hash' is not implemented yet (expected one of: "
+            "round_robin, random, least_request)");
 }
 
 TEST(Validate, Tracing) {

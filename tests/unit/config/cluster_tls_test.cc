@@ -126,8 +126,8 @@ TEST(ClusterTls, DumpShowsSettingsAndRedactsTheKey) {
         "cert": "/etc/c.pem",
         "key": "[redacted]",
         "insecure_skip_verify": false
-      }
-    },)"),
+      },
+      "retry_budget": {)"),
             std::string::npos)
       << dump;
   EXPECT_EQ(dump.find("c.key"), std::string::npos) << dump;

@@ -119,7 +119,11 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "protocol": "http1",
       "lb": "round_robin",
       "connect_timeout": "1s",
-      "max_idle_connections": 64
+      "max_idle_connections": 64,
+      "retry_budget": {
+        "budget_percent": 20,
+        "min_retry_concurrency": 3
+      }
     }
   ],
   "tracing": {

@@ -403,9 +403,9 @@ TEST(ApplyYamlErrors, ValueChecks) {
   EXPECT_EQ(loadError("tracing:\n  propagators: [ tracecontext, jaeger ]\n"),
             "t.yaml:2: tracing.propagators[1]: unknown propagator 'jaeger' (expected one of: "
             "tracecontext, baggage, b3, b3multi, none)");
-  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n    lb: random\n"),
-            "t.yaml:4: clusters[0].lb: load balancer 'random' is not implemented yet (only "
-            "round_robin; others are planned)");
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n    lb: maglev\n"),
+            "t.yaml:4: clusters[0].lb: load balancer 'maglev' is not implemented yet (expected "
+            "one of: round_robin, random, least_request)");
   EXPECT_EQ(loadError("listeners:\n  - address: localhost\n"),
             "t.yaml:2: listeners[0].address: bad address 'localhost': missing ':port' (expected "
             "host:port, [v6]:port or :port)");
@@ -434,6 +434,72 @@ TEST(ApplyYamlErrors, ValueChecks) {
   EXPECT_EQ(loadError("workers: 1\nworkers: 2\n"), "t.yaml:2: workers: duplicate key");
   EXPECT_EQ(loadError("- a\n"),
             "t.yaml:1: expected a map of settings at the top level, got a list");
+}
+
+}  // namespace
+}  // namespace sidetrace::config
+
+namespace sidetrace::config {
+namespace {
+
+constexpr const char* kRetryYaml = R"(clusters:
+  - name: c
+    endpoints: [ "h:1" ]
+    retry_budget: { budget_percent: 50, min_retry_concurrency: 1 }
+listeners:
+  - address: :80
+    routes:
+      - cluster: c
+        retry_policy:
+          retry_on: [ connect-failure, 5xx, retriable-status-codes, unavailable ]
+          num_retries: 3
+          per_try_timeout: 250ms
+          retriable_status_codes: [ 409 ]
+          back_off: { base_interval: 10ms, max_interval: 1s }
+      - match: { prefix: /b }
+        cluster: c
+)";
+
+TEST(ApplyYamlRetry, PolicyAndBudget) {
+  Config cfg = load(kRetryYaml);
+  ASSERT_EQ(cfg.listeners[0].routes.size(), 2u);
+  const auto& p = cfg.listeners[0].routes[0].retry_policy;
+  ASSERT_TRUE(p);
+  EXPECT_EQ(p->retry_on, RetryPolicy::kConnectFailure | RetryPolicy::k5xx |
+                             RetryPolicy::kRetriableStatusCodes | RetryPolicy::kGrpcUnavailable);
+  EXPECT_EQ(p->num_retries, 3u);
+  EXPECT_EQ(p->per_try_timeout, Duration(250));
+  EXPECT_EQ(p->retriable_status_codes, std::vector<int>{409});
+  EXPECT_EQ(p->base_interval, Duration(10));
+  EXPECT_EQ(p->max_interval, Duration(1000));
+  EXPECT_FALSE(cfg.listeners[0].routes[1].retry_policy) << "no policy: no retries";
+  EXPECT_EQ(cfg.clusters[0].retry_budget.budget_percent, 50u);
+  EXPECT_EQ(cfg.clusters[0].retry_budget.min_retry_concurrency, 1u);
+  EXPECT_EQ(RetryBudget{}.budget_percent, 20u);
+  EXPECT_EQ(RetryBudget{}.min_retry_concurrency, 3u);
+}
+
+TEST(ApplyYamlRetry, Errors) {
+  const std::string head =
+      "clusters: [ { name: c, endpoints: [ \"h:1\" ] } ]\nlisteners:\n  - address: :80\n"
+      "    routes:\n      - cluster: c\n";
+  EXPECT_EQ(loadError(head + "        retry_policy: { retry_on: [ 5xx, sometimes ] }\n"),
+            "t.yaml:6: listeners[0].routes[0].retry_policy.retry_on[1]: unknown retry condition "
+            "'sometimes' (expected one of: connect-failure, reset, 5xx, gateway-error, "
+            "retriable-status-codes, cancelled, deadline-exceeded, resource-exhausted, "
+            "unavailable)");
+  EXPECT_EQ(loadError(head + "        retry_policy: { num_retries: 2 }\n"),
+            "t.yaml:6: listeners[0].routes[0].retry_policy.retry_on: missing (e.g. retry_on: [ "
+            "connect-failure, gateway-error ])");
+  EXPECT_EQ(loadError(head + "        retry_policy: { retry_on: [ 5xx ], num_retries: 11 }\n"),
+            "t.yaml:6: listeners[0].routes[0].retry_policy.num_retries: at most 10 retries");
+  EXPECT_EQ(loadError(head + "        retry_policy: { retry_on: [ 5xx ], back_off: { "
+                             "base_interval: 2s, max_interval: 1s } }\n"),
+            "t.yaml:6: listeners[0].routes[0].retry_policy.back_off.max_interval: must not be "
+            "less than base_interval");
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    retry_budget: { budget_percent: 101 }\n"),
+            "t.yaml:4: clusters[0].retry_budget.budget_percent: expected a percentage 0..100");
 }
 
 }  // namespace

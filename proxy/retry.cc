@@ -1,0 +1,74 @@
+#include "proxy/retry.h"
+
+#include <algorithm>
+
+#include "filters/grpc.h"
+
+namespace sidetrace::proxy {
+
+using Error = filters::UpstreamResult::Error;
+using P = config::RetryPolicy;
+
+bool retriableFailure(const P& p, Error e, bool per_try_timeout) {
+  const bool any5xx = (p.retry_on & (P::k5xx | P::kGatewayError)) != 0;
+  switch (e) {
+    case Error::None:
+      return false;
+    case Error::ConnectFailure:
+      return any5xx || (p.retry_on & P::kConnectFailure) != 0;
+    case Error::Reset:
+      return any5xx || (p.retry_on & P::kReset) != 0;
+    case Error::Timeout:
+      return per_try_timeout && (any5xx || (p.retry_on & P::kReset) != 0);
+    case Error::ProtocolError:
+      return any5xx;
+  }
+  return false;
+}
+
+bool retriableResponse(const P& p, int status, int grpc_status) {
+  if ((p.retry_on & P::k5xx) != 0 && status >= 500 && status <= 599) {
+    return true;
+  }
+  if ((p.retry_on & P::kGatewayError) != 0 && (status == 502 || status == 503 || status == 504)) {
+    return true;
+  }
+  if ((p.retry_on & P::kRetriableStatusCodes) != 0 &&
+      std::find(p.retriable_status_codes.begin(), p.retriable_status_codes.end(), status) !=
+          p.retriable_status_codes.end()) {
+    return true;
+  }
+  switch (grpc_status) {
+    case filters::kGrpcCancelled:
+      return (p.retry_on & P::kGrpcCancelled) != 0;
+    case filters::kGrpcDeadlineExceeded:
+      return (p.retry_on & P::kGrpcDeadlineExceeded) != 0;
+    case 8:  // RESOURCE_EXHAUSTED
+      return (p.retry_on & P::kGrpcResourceExhausted) != 0;
+    case filters::kGrpcUnavailable:
+      return (p.retry_on & P::kGrpcUnavailable) != 0;
+    default:
+      return false;
+  }
+}
+
+bool idempotentMethod(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
+bool retryBudgetAllows(const config::RetryBudget& b, uint32_t active_requests,
+                       uint32_t active_retries) {
+  const uint64_t share = uint64_t{active_requests} * b.budget_percent / 100;
+  const uint64_t limit = std::max<uint64_t>(share, b.min_retry_concurrency);
+  return active_retries < limit;
+}
+
+std::chrono::milliseconds retryBackOff(const P& p, uint32_t retry, uint64_t random) {
+  const uint64_t base = static_cast<uint64_t>(p.base_interval.count());
+  const uint64_t cap = static_cast<uint64_t>(p.max_interval.count());
+  const uint32_t shift = std::min<uint32_t>(retry > 0 ? retry - 1 : 0, 20);
+  const uint64_t ceiling = std::min(cap, base << shift);
+  return std::chrono::milliseconds(ceiling == 0 ? 0 : random % (ceiling + 1));
+}
+
+}  // namespace sidetrace::proxy

@@ -1,0 +1,222 @@
+// Route retry policies through the real binary (issue 5 item 5): what the client gets, one CLIENT
+// span per attempt (all children of the one SERVER span, the retries with
+// http.request.resend_count), and sidetrace_upstream_retries_total by outcome. Upstreams fail on
+// purpose: a refused port, a FakeUpstream answering 503, one that stalls past the per-try timeout.
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+
+class RetryTest : public IntegrationTest {
+ protected:
+  // One route /api → cluster "pool" with `endpoints` (ports) in round-robin order and `policy`
+  // (a YAML flow map, "" = none); one worker, so round-robin order is exact.
+  void start(const std::vector<uint16_t>& endpoints, const std::string& policy,
+             const std::string& budget = "", const std::string& timeout = "5s") {
+    std::string eps;
+    for (uint16_t p : endpoints) {
+      eps += (eps.empty() ? "" : ", ") + std::string("\"127.0.0.1:") + std::to_string(p) + "\"";
+    }
+    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
+workers: 1
+listeners:
+  - name: ingress
+    address: "127.0.0.1:{{LISTEN_PORT}}"
+    routes:
+      - name: api
+        match: { prefix: /api }
+        cluster: pool
+        timeout: )" +
+                    timeout + "\n";
+    if (!policy.empty()) {
+      y += "        retry_policy: " + policy + "\n";
+    }
+    y += "clusters:\n  - name: pool\n    endpoints: [ " + eps + " ]\n    connect_timeout: 500ms\n";
+    if (!budget.empty()) {
+      y += "    retry_budget: " + budget + "\n";
+    }
+    y += R"(tracing:
+  service_name: it-retry
+  sampler: { type: parentbased_always_on }
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: { schedule_delay: 100ms }
+limits: { drain_timeout: 2s }
+)";
+    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+  }
+
+  double retries(const std::string& outcome) {
+    return metricSum(metrics(), "sidetrace_upstream_retries_total", "outcome=\"" + outcome + "\"");
+  }
+
+  FakeUpstream second_;
+};
+
+// The first endpoint refuses connections: every request still gets 200, through a retry on the
+// second, and the trace shows both attempts.
+TEST_F(RetryTest, ConnectFailureRetriedOnAnotherEndpointWithSpanPerAttempt) {
+  ASSERT_NO_FATAL_FAILURE(
+      start({dead_.port(), upstream_.port()}, "{ retry_on: [ connect-failure ], num_retries: 1 }"));
+  for (int i = 0; i < 4; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << "request " << i;
+  }
+  // Round robin per attempt on one worker: each request's first pick is the dead endpoint (the
+  // retry used the other), so every request needed exactly one retry.
+  EXPECT_EQ(upstream_.requestCount(), 4u);
+  EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"attempted\"", 4), 4);
+  EXPECT_EQ(retries("succeeded"), 4);
+  EXPECT_EQ(retries("exhausted"), 0);
+
+  auto spans = waitSpansSettled(otlp_, 4 + 8);
+  auto servers = spansOfKind(spans, 2);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(servers.size(), 4u) << describeAll(spans);
+  ASSERT_EQ(clients.size(), 8u) << describeAll(spans);
+  int retried_traces = 0;
+  for (const auto& srv : servers) {
+    std::vector<FlatSpan> attempts;
+    for (const auto& c : clients) {
+      if (c.trace_id == srv.trace_id) {
+        EXPECT_EQ(c.parent_span_id, srv.span_id) << "every attempt is a child of the SERVER span";
+        attempts.push_back(c);
+      }
+    }
+    EXPECT_EQ(srv.integer("http.response.status_code").value_or(0), 200);
+    EXPECT_NE(srv.status_code, 2) << "a request that succeeded on retry is not an error";
+    if (attempts.size() == 2) {
+      ++retried_traces;
+      std::sort(attempts.begin(), attempts.end(),
+                [](const FlatSpan& a, const FlatSpan& b) { return a.start_ns < b.start_ns; });
+      EXPECT_EQ(attempts[0].str("error.type"), "connect_failure") << attempts[0].describe();
+      EXPECT_EQ(attempts[0].status_code, 2);
+      EXPECT_FALSE(attempts[0].has("http.request.resend_count")) << attempts[0].describe();
+      EXPECT_EQ(attempts[1].integer("http.request.resend_count").value_or(-1), 1)
+          << attempts[1].describe();
+      EXPECT_EQ(attempts[1].integer("http.response.status_code").value_or(0), 200);
+      EXPECT_LE(attempts[0].end_ns, attempts[1].start_ns) << "attempts run one after the other";
+    } else {
+      EXPECT_EQ(attempts.size(), 1u);
+    }
+  }
+  EXPECT_EQ(retried_traces, 4);
+}
+
+// 503 from one endpoint: idempotent requests are retried (retry_on 5xx) and succeed; a POST is
+// not (it may have had an effect) and the client sees the 503.
+TEST_F(RetryTest, ServerErrorsRetriedForIdempotentMethodsOnly) {
+  upstream_.onPrefix("/api", Behavior::fixed(503, "busy"));
+  second_.onPrefix("/api", Behavior::fixed(200, "fine"));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ retry_on: [ 5xx ], num_retries: 2, "
+                                "back_off: { base_interval: 1ms, max_interval: 5ms } }"));
+  for (int i = 0; i < 4; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/get");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200) << "GET " << i;
+    EXPECT_EQ(r->body, "fine");
+  }
+  int posts_503 = 0;
+  for (int i = 0; i < 4; ++i) {
+    auto r = httpRequest(port(), "POST", "/api/post", {{"Content-Type", "text/plain"}}, "body");
+    ASSERT_TRUE(r);
+    posts_503 += r->status == 503 ? 1 : 0;
+  }
+  EXPECT_EQ(posts_503, 2) << "every other POST lands on the failing endpoint and stays failed";
+  // Each GET started on the failing endpoint (its retry took the other pick); POSTs alternate.
+  EXPECT_GE(waitMetric("sidetrace_upstream_retries_total", "outcome=\"attempted\"", 4), 4);
+  EXPECT_EQ(retries("attempted"), 4) << "only the GETs were retried";
+}
+
+// retriable-status-codes retries exactly the listed statuses; gateway-error does not cover 500.
+TEST_F(RetryTest, RetriableStatusCodesAndGatewayError) {
+  upstream_.onPrefix("/api/409", Behavior::fixed(409, "conflict"));
+  upstream_.onPrefix("/api/500", Behavior::fixed(500, "oops"));
+  second_.onPrefix("/api", Behavior::fixed(200, "fine"));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ retry_on: [ retriable-status-codes, gateway-error ], "
+                                "retriable_status_codes: [ 409 ], num_retries: 1 }"));
+  auto a = httpRequest(port(), "GET", "/api/409");  // endpoint 1: 409 → retried on 2 → 200
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->status, 200);
+  auto b = httpRequest(port(), "GET", "/api/500");  // endpoint 1: 500, not a gateway error
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->status, 500);
+  auto c = httpRequest(port(), "GET", "/api/500");  // endpoint 2: 200
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->status, 200);
+  EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"attempted\"", 1), 1);
+}
+
+// A stalled endpoint: the per-try timeout ends the attempt early and the retry answers, well
+// inside the route timeout; the first CLIENT span says timeout.
+TEST_F(RetryTest, PerTryTimeoutRetriesAStalledEndpoint) {
+  upstream_.onPrefix("/api", Behavior::stall(milliseconds(3000)));
+  second_.onPrefix("/api", Behavior::fixed(200, "fine"));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ retry_on: [ 5xx ], num_retries: 1, per_try_timeout: 200ms }"));
+  auto t0 = std::chrono::steady_clock::now();
+  auto r = httpRequest(port(), "GET", "/api/slow");
+  auto took = std::chrono::steady_clock::now() - t0;
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_LT(took, milliseconds(2500)) << "the stalled attempt was not cut at its per-try timeout";
+  auto spans = waitSpansSettled(otlp_, 3);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(clients.size(), 2u) << describeAll(spans);
+  std::sort(clients.begin(), clients.end(),
+            [](const FlatSpan& a, const FlatSpan& b) { return a.start_ns < b.start_ns; });
+  EXPECT_EQ(clients[0].str("error.type"), "timeout") << clients[0].describe();
+  EXPECT_EQ(clients[1].integer("http.request.resend_count").value_or(-1), 1);
+}
+
+// Every endpoint down: the retries run out, the client gets 502, and it is counted as exhausted.
+TEST_F(RetryTest, RetriesExhaustedAnswer502) {
+  FakeUpstream also_dead;
+  also_dead.stop();
+  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), also_dead.port()},
+                                "{ retry_on: [ connect-failure ], num_retries: 3, "
+                                "back_off: { base_interval: 1ms, max_interval: 2ms } }"));
+  auto r = httpRequest(port(), "GET", "/api/x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"exhausted\"", 1), 1);
+  EXPECT_EQ(retries("attempted"), 3);
+  auto spans = waitSpansSettled(otlp_, 5);
+  EXPECT_EQ(spansOfKind(spans, 3).size(), 4u) << "one CLIENT span per attempt";
+}
+
+// A budget of zero retries in flight: the retriable failure is not retried, and counted.
+TEST_F(RetryTest, EmptyRetryBudgetOverflows) {
+  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), upstream_.port()},
+                                "{ retry_on: [ connect-failure ], num_retries: 1 }",
+                                "{ budget_percent: 0, min_retry_concurrency: 0 }"));
+  auto r = httpRequest(port(), "GET", "/api/x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"overflow\"", 1), 1);
+  EXPECT_EQ(retries("attempted"), 0);
+}
+
+// Without a retry policy nothing is retried (the default stays one attempt).
+TEST_F(RetryTest, NoPolicyNoRetry) {
+  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), upstream_.port()}, ""));
+  auto r = httpRequest(port(), "GET", "/api/x");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 502);
+  auto ok = httpRequest(port(), "GET", "/api/x");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  EXPECT_EQ(retries("attempted"), 0);
+}
+
+}  // namespace
+}  // namespace sidetrace::it
