@@ -10,6 +10,7 @@
 #include "proxy/access_log.h"
 #include "proxy/http1_codec.h"
 #include "proxy/http2_client.h"
+#include "proxy/retry.h"
 #include "proxy/upstream_call.h"
 #include "proxy/wakeup.h"
 #include "proxy/worker.h"
@@ -116,8 +117,19 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
   }
   auto& pool = *wg.pools[cluster_index];
   const size_t cluster_slot = wg.gen->cluster_slots[cluster_index];
-  const auto& endpoint = pool.pick();
   const auto& route = *s.route;
+  auto& load = wg.load[cluster_index];
+  ++load.active;
+  struct LoadGuard {  // this request's share of the cluster's load, until it ends
+    WorkerGeneration::ClusterLoad& load;
+    bool retrying = false;
+    ~LoadGuard() {
+      --load.active;
+      if (retrying) {
+        --load.retrying;
+      }
+    }
+  } load_guard{load};
 
   // The deadline: the route's timeout, or the caller's grpc-timeout when that is sooner.
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(route.timeout);
@@ -128,33 +140,19 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
       }
     }
   }
-
-  chain.onUpstreamRequest(s, req);
-  if (!req.headers.get("host")) {
-    req.headers.add("Host", endpoint.authority);
-  }
+  const auto deadline_at = std::chrono::steady_clock::now() + timeout;
   s.upstream_attempted = true;
-  const uint64_t attempt_start_ns = worker.tracer().now();
-  s.upstream.endpoint_host = endpoint.host;
-  s.upstream.endpoint_port = endpoint.port;
 
-  std::unique_ptr<UpstreamCall> up =
-      wg.h2pools[cluster_index]
-          ? makeHttp2Call(*wg.h2pools[cluster_index], endpoint)
-          : makeHttp1Call(pool, endpoint, req.method == "HEAD", wg.config().limits.buffer_bytes);
-  s.upstream.http2 = up->http2();
-  s.upstream.tls = pool.cluster().tls != nullptr;
-  down.active_upstream = up.get();
-
-  // The timer's handler may already be queued when the exchange ends, so what it touches is
-  // reached through a shared state the exchange switches off.
+  // Timer handlers may already be queued when an attempt or the exchange ends, so what they touch
+  // is reached through shared state the exchange switches off.
   struct DeadlineState {
     bool active = true;
     bool fired = false;
-    UpstreamCall* up;
-    DownstreamSide* down;
+    UpstreamCall* up = nullptr;
+    DownstreamSide* down = nullptr;
   };
-  auto dl = std::make_shared<DeadlineState>(DeadlineState{true, false, up.get(), &down});
+  auto dl = std::make_shared<DeadlineState>();
+  dl->down = &down;
   const bool& timed_out = dl->fired;
   asio::steady_timer deadline(ex);
   deadline.expires_after(timeout);
@@ -163,11 +161,162 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
       return;
     }
     dl->fired = true;
-    dl->up->cancel();
+    if (dl->up != nullptr) {
+      dl->up->cancel();
+    }
     dl->down->interrupt();
   });
 
-  // Request body, downstream → upstream, running beside the response loop below.
+  // Retries replay the request, so its whole body must be here already (it is read into `body`
+  // once); a streamed body goes out once, beside the response, through the pump below.
+  const config::RetryPolicy* retry = route.retry_policy ? &*route.retry_policy : nullptr;
+  std::string body;
+  filters::HeaderMap body_trailers;
+  if (retry != nullptr && !request_ended && down.bodyComplete()) {
+    for (bool end = false; !end;) {
+      std::string_view data;
+      if (!co_await down.readBody(data, end)) {
+        retry = nullptr;  // the client went away; the attempt below finds out
+        break;
+      }
+      body.append(data);
+      down.consumeBody(data.size());
+    }
+    if (const auto* t = down.requestTrailers()) {
+      body_trailers = *t;
+    }
+  } else if (!request_ended) {
+    retry = nullptr;
+  }
+  const bool replay = retry != nullptr && !request_ended;
+  const bool idempotent = idempotentMethod(req.method);
+  uint32_t retries = 0;
+
+  std::unique_ptr<UpstreamCall> up;
+  UpstreamResult::Error err = UpstreamResult::Error::None;
+  filters::ResponseHead resp;
+  bool resp_end = false;
+  uint64_t attempt_start_ns = 0;
+  for (;;) {
+    const auto& endpoint = pool.pick();
+    s.upstream = UpstreamResult();
+    s.upstream.endpoint_host = endpoint.host;
+    s.upstream.endpoint_port = endpoint.port;
+    s.upstream.tls = pool.cluster().tls != nullptr;
+    s.upstream.resend_count = retries;
+    if (!req.headers.get("host")) {
+      req.headers.add("Host", endpoint.authority);
+    }
+    chain.onUpstreamRequest(s, req);  // a CLIENT span per attempt
+    attempt_start_ns = worker.tracer().now();
+    up = wg.h2pools[cluster_index]
+             ? makeHttp2Call(*wg.h2pools[cluster_index], endpoint)
+             : makeHttp1Call(pool, endpoint, req.method == "HEAD", wg.config().limits.buffer_bytes);
+    s.upstream.http2 = up->http2();
+    down.active_upstream = up.get();
+    dl->up = up.get();
+
+    auto per_try = std::make_shared<DeadlineState>();
+    per_try->up = up.get();
+    asio::steady_timer per_try_timer(ex);
+    if (retry != nullptr && retry->per_try_timeout.count() > 0) {
+      per_try_timer.expires_after(retry->per_try_timeout);
+      per_try_timer.async_wait([per_try](boost::system::error_code ec) {
+        if (ec || !per_try->active) {
+          return;
+        }
+        per_try->fired = true;
+        per_try->up->cancel();
+      });
+    }
+
+    err = co_await up->start(
+        req, request_ended || (replay && body.empty() && body_trailers.size() == 0));
+    if (err == UpstreamResult::Error::None) {
+      s.upstream.endpoint_address = up->peer_address;
+      if (replay && (!body.empty() || body_trailers.size() > 0)) {
+        const bool ok = body_trailers.size() > 0
+                            ? (body.empty() || co_await up->sendBody(body, false)) &&
+                                  co_await up->sendTrailers(body_trailers)
+                            : co_await up->sendBody(body, true);
+        s.request_body_bytes = body.size();
+        if (!ok) {
+          err = UpstreamResult::Error::Reset;
+        }
+      }
+    }
+    resp = filters::ResponseHead();
+    resp_end = false;
+    if (err == UpstreamResult::Error::None && (request_ended || replay)) {
+      err = co_await up->readHead(resp, resp_end);
+    }
+    per_try->active = false;
+    per_try_timer.cancel();
+    if (err != UpstreamResult::Error::None && per_try->fired) {
+      err = UpstreamResult::Error::Timeout;
+    }
+    if (retry == nullptr || timed_out) {
+      break;
+    }
+    int grpc_head = s.grpc && resp_end && err == UpstreamResult::Error::None
+                        ? filters::parseGrpcStatus(resp.headers)
+                        : -1;
+    bool retriable;
+    if (err != UpstreamResult::Error::None) {
+      retriable = retriableFailure(*retry, err, per_try->fired) &&
+                  (idempotent || s.grpc || err == UpstreamResult::Error::ConnectFailure);
+    } else if (grpc_head > 0) {
+      // A trailers-only gRPC failure: the call did not run (or failed as a whole), whatever
+      // the HTTP method, which is always POST for gRPC.
+      retriable = retriableResponse(*retry, resp.status, grpc_head);
+    } else {
+      retriable = idempotent && retriableResponse(*retry, resp.status, -1);
+    }
+    if (!retriable || retries >= retry->num_retries) {
+      break;
+    }
+    const uint32_t others_retrying = load.retrying - (load_guard.retrying ? 1 : 0);
+    if (!retryBudgetAllows(pool.cluster().cfg->retry_budget, load.active, others_retrying)) {
+      worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
+      break;
+    }
+    const auto wait = retryBackOff(*retry, retries + 1, worker.random());
+    if (std::chrono::steady_clock::now() + wait >= deadline_at) {
+      break;  // no time left for another attempt
+    }
+    // This attempt ends here: its CLIENT span records why.
+    if (err != UpstreamResult::Error::None) {
+      s.upstream.error = err;
+      s.error_type = filters::errorTypeName(err);
+      if (s.grpc) {
+        s.upstream.grpc_status = grpcFailureCode(err);
+      }
+    } else {
+      s.upstream.status = resp.status;
+      s.upstream.grpc_status = grpc_head;
+    }
+    chain.onUpstreamResult(s);
+    s.error_type.clear();
+    dl->up = nullptr;
+    down.active_upstream = nullptr;
+    up->cancel();
+    up.reset();
+    if (!load_guard.retrying) {
+      load_guard.retrying = true;
+      ++load.retrying;
+    }
+    ++retries;
+    worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryAttempted);
+    if (wait.count() > 0) {
+      asio::steady_timer t(ex);
+      t.expires_after(wait);
+      boost::system::error_code ec;
+      co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
+  // Request body, downstream → upstream, running beside the response loop below (a request
+  // that is not replayed).
   bool pump_running = false;
   Wakeup pump_done(ex);
   auto pumpRequest = [&]() -> awaitable<void> {
@@ -194,21 +343,19 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     pump_running = false;
     pump_done.notify();
   };
-
-  UpstreamResult::Error err = co_await up->start(req, request_ended);
-  if (err == UpstreamResult::Error::None) {
-    s.upstream.endpoint_address = up->peer_address;
-    if (!request_ended) {
-      pump_running = true;
-      asio::co_spawn(ex, pumpRequest, asio::detached);
-    }
-  }
-
-  filters::ResponseHead resp;
-  bool resp_end = false;
-  if (err == UpstreamResult::Error::None) {
+  if (err == UpstreamResult::Error::None && !request_ended && !replay) {
+    pump_running = true;
+    asio::co_spawn(ex, pumpRequest, asio::detached);
     err = co_await up->readHead(resp, resp_end);
   }
+  if (retries > 0) {
+    const bool failed =
+        err != UpstreamResult::Error::None || resp.status >= 500 ||
+        (s.grpc && filters::grpcServerError(filters::parseGrpcStatus(resp.headers)));
+    worker.mutableStats().countRetry(
+        cluster_slot, failed ? WorkerStats::kRetryExhausted : WorkerStats::kRetrySucceeded);
+  }
+
   bool broken = false;
   if (err == UpstreamResult::Error::None) {
     s.upstream.status = resp.status;

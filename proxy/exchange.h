@@ -37,6 +37,8 @@ class DownstreamSide {
   virtual void consumeBody(size_t n) = 0;
   // Request trailers, once readBody() reported the end (null when none).
   virtual const filters::HeaderMap* requestTrailers() = 0;
+  // The whole request body has arrived (readBody() will not wait): it can be replayed.
+  virtual bool bodyComplete() const = 0;
   // `end`: no body follows. Waits while the codec's send buffer is full (back-pressure).
   virtual boost::asio::awaitable<bool> sendHead(filters::ResponseHead& head, bool end) = 0;
   virtual boost::asio::awaitable<bool> sendBody(std::string_view data, bool end) = 0;

@@ -42,6 +42,7 @@ struct Http2ServerStream final : DownstreamSide {
   const filters::HeaderMap* requestTrailers() override {
     return req_trailers.size() > 0 ? &req_trailers : nullptr;
   }
+  bool bodyComplete() const override { return req_end; }
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override;
   awaitable<bool> sendBody(std::string_view data, bool end) override;
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override;

@@ -468,6 +468,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   }
   void consumeBody(size_t) override {}  // TCP is the flow control
   const filters::HeaderMap* requestTrailers() override { return nullptr; }
+  bool bodyComplete() const override { return request_done; }
 
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
     const auto& req = s.stream_.request;

@@ -41,11 +41,13 @@ const char* kService = "sidetrace.test.Echo";
 
 // Knobs of the gRPC config (grpcConfigYaml).
 struct GrpcProxyConfig {
-  std::string echo_timeout{};  // route timeout of the Echo route, e.g. "200ms"; "" = default
-  std::string ignore{};        // tracing ignore rules (YAML flow list); "" = none
-  std::string tls{};           // listener tls (YAML flow map); "" = plain
-  uint16_t endpoint_port = 0;  // the echo cluster's endpoint; 0 = the EchoServer
-  std::string cluster_tls{};   // the echo cluster's tls (YAML flow map); "" = plaintext
+  std::string echo_timeout{};   // route timeout of the Echo route, e.g. "200ms"; "" = default
+  std::string ignore{};         // tracing ignore rules (YAML flow list); "" = none
+  std::string tls{};            // listener tls (YAML flow map); "" = plain
+  uint16_t endpoint_port = 0;   // the echo cluster's endpoint; 0 = the EchoServer
+  std::string cluster_tls{};    // the echo cluster's tls (YAML flow map); "" = plaintext
+  std::string retry_policy{};   // the Echo route's retry_policy (YAML flow map); "" = none
+  uint16_t first_endpoint = 0;  // another endpoint before the echo one (round robin); 0 = none
 };
 
 // The SERVER and CLIENT span of one proxied call.
@@ -145,14 +147,19 @@ listeners:
     if (!c.echo_timeout.empty()) {
       y += "        timeout: " + c.echo_timeout + "\n";
     }
+    if (!c.retry_policy.empty()) {
+      y += "        retry_policy: " + c.retry_policy + "\n";
+    }
     y += R"(      - name: health
         match: { prefix: /grpc.health.v1.Health/ }
         cluster: echo
 clusters:
   - name: echo
     protocol: http2
-    endpoints: [ "127.0.0.1:)" +
-         std::to_string(endpoint) + R"(" ]
+    endpoints: [ )" +
+         (c.first_endpoint != 0 ? "\"127.0.0.1:" + std::to_string(c.first_endpoint) + "\", "
+                                : std::string()) +
+         "\"127.0.0.1:" + std::to_string(endpoint) + R"(" ]
     connect_timeout: 1s
 )";
     if (!c.cluster_tls.empty()) {
@@ -630,6 +637,52 @@ TEST_F(GrpcTest, TlsUpstreamNameMismatchAnswersUnavailable) {
   EchoClient again(viaProxy());
   auto bad = again.unary({.message = "x"});
   EXPECT_EQ(bad.code, kUnavailable) << bad.describe();
+}
+
+// Retries on the HTTP/2 path: the first endpoint refuses connections, so with retry_on
+// connect-failure every call still succeeds, and the trace shows both attempts.
+TEST_F(GrpcTest, ConnectFailureRetriedWithSpanPerAttempt) {
+  ASSERT_NO_FATAL_FAILURE(
+      startGrpcProxy({.retry_policy = "{ retry_on: [ connect-failure ], num_retries: 1 }",
+                      .first_endpoint = dead_.port()}));
+  EchoClient client(viaProxy());
+  for (int i = 0; i < 2; ++i) {
+    auto u = client.unary({.message = "retry me"});
+    EXPECT_TRUE(u.ok()) << u.describe();
+  }
+  auto spans = waitSpansSettled(otlp_, 2 + 4);
+  auto clients = spansOfKind(spans, 3);
+  ASSERT_EQ(clients.size(), 4u) << describeAll(spans);
+  int retried = 0;
+  for (const auto& c : clients) {
+    if (c.integer("http.request.resend_count").value_or(0) == 1) {
+      ++retried;
+      EXPECT_EQ(c.integer("rpc.grpc.status_code").value_or(-1), kOk) << c.describe();
+    } else {
+      EXPECT_EQ(c.str("error.type"), "connect_failure") << c.describe();
+      EXPECT_EQ(c.integer("rpc.grpc.status_code").value_or(-1), kUnavailable) << c.describe();
+    }
+  }
+  EXPECT_EQ(retried, 2);
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_retries_total", "outcome=\"succeeded\""), 2);
+}
+
+// retry_on unavailable: a trailers-only UNAVAILABLE is retried (gRPC calls are POSTs, retried
+// anyway for gRPC conditions) until num_retries runs out; the client gets the last answer.
+TEST_F(GrpcTest, UnavailableRetriedUntilExhausted) {
+  ASSERT_NO_FATAL_FAILURE(
+      startGrpcProxy({.retry_policy = "{ retry_on: [ unavailable ], num_retries: 2, "
+                                      "back_off: { base_interval: 1ms, max_interval: 2ms } }"}));
+  EchoClient client(viaProxy());
+  auto u = client.unary({.message = "x", .status_code = kUnavailable, .status_message = "busy"});
+  EXPECT_EQ(u.code, kUnavailable) << u.describe();
+  EXPECT_EQ(u.message, "busy");
+  EXPECT_EQ(echo_.waitForCalls(3, milliseconds(5000)).size(), 3u) << "1 call + 2 retries";
+  auto nf = client.unary({.message = "x", .status_code = 5});  // NOT_FOUND: not retried
+  EXPECT_EQ(nf.code, 5);
+  EXPECT_EQ(echo_.waitForCalls(4, milliseconds(5000)).size(), 4u);
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_retries_total", "outcome=\"attempted\""), 2);
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_retries_total", "outcome=\"exhausted\""), 1);
 }
 
 }  // namespace
