@@ -83,6 +83,17 @@ struct Route {
   std::optional<RetryPolicy> retry_policy;
 };
 
+inline constexpr uint32_t kUnlimited = UINT32_MAX;
+
+// Per-cluster limits across all workers; unset ones are unlimited (Envoy's circuit_breakers).
+struct CircuitBreakerConfig {
+  uint32_t max_connections = kUnlimited;
+  uint32_t max_pending_requests = kUnlimited;
+  uint32_t max_requests = kUnlimited;
+  uint32_t max_retries = kUnlimited;
+  bool operator==(const CircuitBreakerConfig&) const = default;
+};
+
 // Retries in flight may not exceed this share of the cluster's active requests (per worker), so
 // retries cannot multiply load on a struggling cluster (Envoy's retry_budget).
 struct RetryBudget {
@@ -147,6 +158,7 @@ struct Cluster {
   uint32_t max_idle_connections = 64;    // per worker per endpoint, kept-alive upstream connections
   std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
   RetryBudget retry_budget;
+  CircuitBreakerConfig circuit_breakers;
 };
 
 struct IgnoreRule {

@@ -309,6 +309,21 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("budget_percent", c.retry_budget.budget_percent);
   w.field("min_retry_concurrency", c.retry_budget.min_retry_concurrency);
   w.endObject();
+  const auto& cb = c.circuit_breakers;
+  if (cb != CircuitBreakerConfig{}) {
+    w.key("circuit_breakers");
+    w.beginObject();
+    auto limit = [&](std::string_view k, uint32_t v) {
+      if (v != kUnlimited) {
+        w.field(k, v);
+      }
+    };
+    limit("max_connections", cb.max_connections);
+    limit("max_pending_requests", cb.max_pending_requests);
+    limit("max_requests", cb.max_requests);
+    limit("max_retries", cb.max_retries);
+    w.endObject();
+  }
   w.endObject();
 }
 

@@ -636,7 +636,7 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
   Cluster c;
   w.walkMap(n, path,
             {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections",
-             "tls", "retry_budget"},
+             "tls", "retry_budget", "circuit_breakers"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "name") {
                 c.name = w.nonEmpty(v, sub);
@@ -655,6 +655,17 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
                 c.connect_timeout = w.duration(v, sub);
               } else if (key == "tls") {
                 c.tls = parseClusterTls(w, v, sub);
+              } else if (key == "circuit_breakers") {
+                w.walkMap(
+                    v, sub,
+                    {"max_connections", "max_pending_requests", "max_requests", "max_retries"},
+                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                      auto& b = c.circuit_breakers;
+                      (k2 == "max_connections"        ? b.max_connections
+                       : k2 == "max_pending_requests" ? b.max_pending_requests
+                       : k2 == "max_requests"         ? b.max_requests
+                                                      : b.max_retries) = w.u32(v2, s2);
+                    });
               } else if (key == "retry_budget") {
                 w.walkMap(v, sub, {"budget_percent", "min_retry_concurrency"},
                           [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {

@@ -14,6 +14,8 @@ const char* errorTypeName(UpstreamResult::Error e) {
       return "reset";
     case UpstreamResult::Error::ProtocolError:
       return "protocol_error";
+    case UpstreamResult::Error::Overflow:
+      return "overflow";
   }
   return "";
 }

@@ -21,7 +21,15 @@ struct LocalReply {
 
 // How one upstream attempt ended, as the proxy saw it.
 struct UpstreamResult {
-  enum class Error { None, ConnectFailure, Timeout, Reset, ProtocolError } error = Error::None;
+  // Overflow: a circuit breaker refused it (503 at once, never retried).
+  enum class Error {
+    None,
+    ConnectFailure,
+    Timeout,
+    Reset,
+    ProtocolError,
+    Overflow
+  } error = Error::None;
   int status = 0;                // response status when a head arrived
   std::string endpoint_address;  // peer IP
   uint16_t endpoint_port = 0;

@@ -82,7 +82,9 @@ awaitable<void> sendLocalReply(WorkerGeneration& wg, filters::Stream& s, Downstr
 }
 
 int failureStatus(UpstreamResult::Error e) {
-  return e == UpstreamResult::Error::Timeout ? 504 : 502;
+  return e == UpstreamResult::Error::Timeout    ? 504
+         : e == UpstreamResult::Error::Overflow ? 503
+                                                : 502;
 }
 
 // What a gRPC client library reports for a failed attempt, and what the proxy answers with.
@@ -118,6 +120,16 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
   auto& pool = *wg.pools[cluster_index];
   const size_t cluster_slot = wg.gen->cluster_slots[cluster_index];
   const auto& route = *s.route;
+  upstream::BreakerSlot request_slot =
+      upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
+  if (!request_slot) {
+    worker.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRequests);
+    s.error_type = "overflow";
+    co_await sendLocalReply(wg, s, down, 503, "upstream overflow\n");
+    finishRequest(worker, wg, s, start_ns);
+    co_return;
+  }
+  upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
   auto& load = wg.load[cluster_index];
   ++load.active;
   struct LoadGuard {  // this request's share of the cluster's load, until it ends
@@ -280,6 +292,14 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
       worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
       break;
     }
+    if (!retry_slot) {
+      retry_slot = upstream::CircuitBreakers::take(pool.cluster().breakers->retries);
+      if (!retry_slot) {
+        worker.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRetries);
+        worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
+        break;
+      }
+    }
     const auto wait = retryBackOff(*retry, retries + 1, worker.random());
     if (std::chrono::steady_clock::now() + wait >= deadline_at) {
       break;  // no time left for another attempt
@@ -434,9 +454,13 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
       st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
     } else if (err == UpstreamResult::Error::ConnectFailure) {
       st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-      if (up->tls_handshake_failed) {
+      if (up->connect_error == upstream::ConnectError::TlsHandshake) {
         st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
       }
+    } else if (err == UpstreamResult::Error::Overflow) {
+      st.countTrip(cluster_slot, up->connect_error == upstream::ConnectError::OverflowPending
+                                     ? WorkerStats::kBreakerPending
+                                     : WorkerStats::kBreakerConnections);
     }
     s.upstream.error = err;
     s.error_type = filters::errorTypeName(err);

@@ -69,9 +69,12 @@ class Http1Call final : public UpstreamCall {
         conn_ = co_await pool_.connect(ep_, cerr);
         reused = false;
         if (!conn_) {
-          tls_handshake_failed = cerr == upstream::ConnectError::TlsHandshake;
+          connect_error = cerr;
           co_return cerr == upstream::ConnectError::Timeout ? UpstreamError::Timeout
-                                                            : UpstreamError::ConnectFailure;
+          : cerr == upstream::ConnectError::OverflowConnections ||
+                  cerr == upstream::ConnectError::OverflowPending
+              ? UpstreamError::Overflow
+              : UpstreamError::ConnectFailure;
         }
       }
       peer_address = conn_->peer_address;

@@ -38,9 +38,14 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
  public:
   // `peer_max_hint`: the peer's stream limit as last seen on this endpoint, assumed until its
   // SETTINGS arrive (so a burst does not overrun a peer that allows fewer than the default 100).
+  // `breakers`: the cluster's, kept alive while this connection (which holds one of its
+  // max_connections) lives, which may be past the generation's end.
   Http2ClientConnection(std::unique_ptr<upstream::UpstreamConnection> conn, bool tls,
-                        uint32_t peer_max_hint)
-      : Base(*conn, conn->socket), conn_(std::move(conn)), tls_(tls) {
+                        uint32_t peer_max_hint, std::shared_ptr<upstream::CircuitBreakers> breakers)
+      : Base(*conn, conn->socket),
+        breakers_(std::move(breakers)),
+        conn_(std::move(conn)),
+        tls_(tls) {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
     nghttp2_session_callbacks_set_on_header_callback(cb, &onHeader);
@@ -119,6 +124,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
                          size_t len, void* ud);
   static int onStreamClose(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* ud);
 
+  std::shared_ptr<upstream::CircuitBreakers> breakers_;  // destroyed after conn_ releases its slot
   std::unique_ptr<upstream::UpstreamConnection> conn_;
   std::map<int32_t, Http2Call*> streams_;
   uint32_t reserved_ = 0;
@@ -153,7 +159,7 @@ class Http2Call final : public UpstreamCall {
 
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
     UpstreamError err = UpstreamError::None;
-    conn_ = co_await pool_.acquire(ep_, err, tls_handshake_failed);
+    conn_ = co_await pool_.acquire(ep_, err, connect_error);
     if (!conn_) {
       co_return err;
     }
@@ -478,11 +484,12 @@ struct Http2ClientPool::Connecting {
   uint32_t waiters = 0;
   std::shared_ptr<Http2ClientConnection> conn;
   filters::UpstreamResult::Error err = filters::UpstreamResult::Error::None;
-  bool tls_failed = false;
+  upstream::ConnectError cerr = upstream::ConnectError::None;
 };
 
 awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
-    const upstream::Endpoint& ep, filters::UpstreamResult::Error& err, bool& tls_failed) {
+    const upstream::Endpoint& ep, filters::UpstreamResult::Error& err,
+    upstream::ConnectError& cerr_out) {
   const size_t idx = static_cast<size_t>(&ep - tcp_pool_.cluster().endpoints.data());
   auto& per = conns_[idx];
   std::erase_if(per, [](const auto& c) { return c->dead(); });
@@ -508,7 +515,7 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
       co_return pending->conn;
     }
     err = pending->err;
-    tls_failed = pending->tls_failed;
+    cerr_out = pending->cerr;
     co_return nullptr;
   }
   auto pending = std::make_shared<Connecting>(ex_);
@@ -525,13 +532,17 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
     cerr = upstream::ConnectError::TlsHandshake;
   }
   if (tcp) {
-    pending->conn = std::make_shared<Http2ClientConnection>(std::move(tcp), tls, peer_max_[idx]);
+    pending->conn = std::make_shared<Http2ClientConnection>(std::move(tcp), tls, peer_max_[idx],
+                                                            tcp_pool_.cluster().breakers);
     pending->conn->start();
     pending->conn->reserveSlot();
     conns_[idx].push_back(pending->conn);
   } else {
-    pending->tls_failed = cerr == upstream::ConnectError::TlsHandshake;
-    pending->err = cerr == upstream::ConnectError::Timeout
+    pending->cerr = cerr;
+    pending->err = cerr == upstream::ConnectError::OverflowConnections ||
+                           cerr == upstream::ConnectError::OverflowPending
+                       ? filters::UpstreamResult::Error::Overflow
+                   : cerr == upstream::ConnectError::Timeout
                        ? filters::UpstreamResult::Error::Timeout
                        : filters::UpstreamResult::Error::ConnectFailure;
   }
@@ -541,7 +552,7 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
     connecting_[idx].reset();
   }
   err = pending->err;
-  tls_failed = pending->tls_failed;
+  cerr_out = pending->cerr;
   co_return pending->conn;
 }
 

@@ -14,11 +14,7 @@
 #include <vector>
 
 #include "filters/stream.h"
-
-namespace sidetrace::upstream {
-class ConnectionPool;
-struct Endpoint;
-}  // namespace sidetrace::upstream
+#include "upstream/connection_pool.h"
 
 namespace sidetrace::proxy {
 
@@ -33,10 +29,11 @@ class Http2ClientPool {
   Http2ClientPool& operator=(const Http2ClientPool&) = delete;
 
   // A connection to `ep` with a stream slot reserved for the caller (release it with
-  // Http2ClientConnection::releaseSlot), or null with `err` set (and `tls_failed` when the TLS
-  // handshake or the ALPN agreement failed).
+  // Http2ClientConnection::releaseSlot), or null with `err` set and `cerr` saying why the connect
+  // failed (TlsHandshake also when ALPN did not settle on h2).
   boost::asio::awaitable<std::shared_ptr<Http2ClientConnection>> acquire(
-      const upstream::Endpoint& ep, filters::UpstreamResult::Error& err, bool& tls_failed);
+      const upstream::Endpoint& ep, filters::UpstreamResult::Error& err,
+      upstream::ConnectError& cerr);
   size_t connectionCount() const;
   const boost::asio::any_io_executor& executor() const { return ex_; }
   upstream::ConnectionPool& tcpPool() { return tcp_pool_; }

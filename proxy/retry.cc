@@ -22,6 +22,8 @@ bool retriableFailure(const P& p, Error e, bool per_try_timeout) {
       return per_try_timeout && (any5xx || (p.retry_on & P::kReset) != 0);
     case Error::ProtocolError:
       return any5xx;
+    case Error::Overflow:
+      return false;  // the breakers say the cluster has enough in flight already
   }
   return false;
 }

@@ -233,6 +233,22 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
         << "\n";
     }
   }
+  o << "# HELP sidetrace_upstream_circuit_breaker_trips_total Requests answered 503 at once "
+       "because a cluster's circuit breaker (connections, pending, requests, retries) was full.\n"
+       "# TYPE sidetrace_upstream_circuit_breaker_trips_total counter\n";
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
+    static constexpr const char* kBreakerNames[] = {"connections", "pending", "requests",
+                                                    "retries"};
+    for (size_t k = 0; k < WorkerStats::kBreakers; ++k) {
+      o << "sidetrace_upstream_circuit_breaker_trips_total{cluster=\""
+        << escapeLabel(cfg.clusters[c].name) << "\",breaker=\"" << kBreakerNames[k] << "\"} "
+        << sum([&](const WorkerStats& s) {
+             return s.breaker_trips[cs * WorkerStats::kBreakers + k].load();
+           })
+        << "\n";
+    }
+  }
   o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
        "# TYPE sidetrace_upstream_timeouts_total counter\n";
   for (size_t c = 0; c < cfg.clusters.size(); ++c) {

@@ -601,6 +601,17 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
   const auto& route = *stream_.route;
   const auto& cluster_cfg = *pool.cluster().cfg;
+  upstream::BreakerSlot request_slot =
+      upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
+  if (!request_slot) {
+    worker_.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRequests);
+    stream_.error_type = "overflow";
+    bool keep =
+        co_await sendLocalReply(503, "upstream overflow\n", !request_done || !client_keep_alive);
+    finishStream(start_ns);
+    co_return keep;
+  }
+  upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
   auto& load = gen_->load[cluster_index];
   ++load.active;
   struct LoadGuard {  // this request's share of the cluster's load, until it ends
@@ -678,6 +689,14 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
             st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
             failWith(UpstreamResult::Error::Timeout, 504);
             a.per_try_expired = true;  // the connect timeout is per attempt
+            co_return;
+          }
+          if (cerr == upstream::ConnectError::OverflowConnections ||
+              cerr == upstream::ConnectError::OverflowPending) {
+            st.countTrip(cluster_slot, cerr == upstream::ConnectError::OverflowPending
+                                           ? WorkerStats::kBreakerPending
+                                           : WorkerStats::kBreakerConnections);
+            failWith(UpstreamResult::Error::Overflow, 503);
             co_return;
           }
           st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
@@ -840,6 +859,14 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     if (!retryBudgetAllows(cluster_cfg.retry_budget, load.active, others_retrying)) {
       worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
       break;
+    }
+    if (!retry_slot) {
+      retry_slot = upstream::CircuitBreakers::take(pool.cluster().breakers->retries);
+      if (!retry_slot) {
+        worker_.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRetries);
+        worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
+        break;
+      }
     }
     const auto wait = retryBackOff(*retry, retries + 1, worker_.random());
     if (std::chrono::steady_clock::now() + wait >= route_deadline_at) {

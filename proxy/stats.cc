@@ -55,6 +55,7 @@ WorkerStats::WorkerStats(size_t route_slots, size_t clusters, size_t listeners)
       upstream_tls_handshake_failures(zeros(clusters)),
       tls_handshake_failures(zeros(listeners)),
       retries(zeros(clusters * kRetryOutcomes)),
+      breaker_trips(zeros(clusters * kBreakers)),
       requests_(zeros(route_slots * kStatusClasses)),
       upstream_responses_(zeros(clusters * kStatusClasses)) {}
 

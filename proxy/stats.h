@@ -57,6 +57,13 @@ class WorkerStats {
   enum RetryOutcome : size_t { kRetryAttempted, kRetrySucceeded, kRetryExhausted, kRetryOverflow };
   static constexpr size_t kRetryOutcomes = 4;
   std::unique_ptr<std::atomic<uint64_t>[]> retries;
+  // Per cluster * kBreakers: requests refused by a circuit breaker, by which one.
+  enum Breaker : size_t { kBreakerConnections, kBreakerPending, kBreakerRequests, kBreakerRetries };
+  static constexpr size_t kBreakers = 4;
+  std::unique_ptr<std::atomic<uint64_t>[]> breaker_trips;
+  void countTrip(size_t cluster, Breaker b) {
+    breaker_trips[cluster * kBreakers + b].fetch_add(1, std::memory_order_relaxed);
+  }
   void countRetry(size_t cluster, RetryOutcome o) {
     retries[cluster * kRetryOutcomes + o].fetch_add(1, std::memory_order_relaxed);
   }

@@ -12,11 +12,7 @@
 #include <string_view>
 
 #include "filters/stream.h"
-
-namespace sidetrace::upstream {
-class ConnectionPool;
-struct Endpoint;
-}  // namespace sidetrace::upstream
+#include "upstream/connection_pool.h"
 
 namespace sidetrace::proxy {
 
@@ -44,8 +40,10 @@ class UpstreamCall {
   virtual void cancel() = 0;
   virtual bool http2() const = 0;
 
-  std::string peer_address;           // the address connected to, once started
-  bool tls_handshake_failed = false;  // start() failed in the TLS handshake (counted apart)
+  std::string peer_address;  // the address connected to, once started
+  // Why start() could not connect, when it could not (TLS handshake failures and circuit breaker
+  // trips are counted apart).
+  upstream::ConnectError connect_error = upstream::ConnectError::None;
 };
 
 // `head_request`: the response to a HEAD has no body whatever its framing says.

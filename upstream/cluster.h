@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "upstream/circuit_breakers.h"
 
 namespace sidetrace::upstream {
 
@@ -33,7 +34,8 @@ struct Endpoint {
 struct ResolvedCluster {
   const config::Cluster* cfg = nullptr;
   std::vector<Endpoint> endpoints;
-  std::shared_ptr<TlsClientContext> tls;  // null: plain TCP
+  std::shared_ptr<TlsClientContext> tls;      // null: plain TCP
+  std::shared_ptr<CircuitBreakers> breakers;  // shared by the workers; never null
 };
 
 // Fills ep's authority and TLS names (above) from its host and port and the cluster's settings.

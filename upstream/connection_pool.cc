@@ -83,7 +83,22 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep)
 
 asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(const Endpoint& ep,
                                                                              ConnectError& err) {
+  // Circuit breakers first: a refused connect costs nothing. (A cluster built by hand, as in
+  // unit tests, may have none.)
   auto conn = std::make_unique<UpstreamConnection>(ex_);
+  BreakerSlot pending;
+  if (auto* b = cluster_.breakers.get()) {
+    pending = CircuitBreakers::take(b->pending);
+    if (!pending) {
+      err = ConnectError::OverflowPending;
+      co_return nullptr;
+    }
+    conn->open_slot = CircuitBreakers::take(b->connections);
+    if (!conn->open_slot) {
+      err = ConnectError::OverflowConnections;
+      co_return nullptr;
+    }
+  }
   conn->endpoint = &ep;
   if (count_connections_) {
     conn->active = track(ep);  // from the start: a slow connect is load too

@@ -90,11 +90,20 @@ struct UpstreamConnection {
   uint32_t requests = 0;     // requests sent on it so far
   // Counts as one active request on `endpoint` while checked out of an http1 cluster's pool.
   ActiveRequest active;
+  BreakerSlot open_slot;  // one of the cluster's max_connections, while this connection exists
 };
 
 // TlsHandshake: connected, but the TLS handshake failed (certificate refused, name mismatch, no
 // common protocol, not a TLS server); a handshake that runs past connect_timeout is Timeout.
-enum class ConnectError { None, Refused, Timeout, TlsHandshake };
+// Overflow: a circuit breaker (max_connections or max_pending_requests) refused the connect.
+enum class ConnectError {
+  None,
+  Refused,
+  Timeout,
+  TlsHandshake,
+  OverflowConnections,
+  OverflowPending
+};
 
 class ConnectionPool {
  public:

@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/dump.h"
 #include "config/load.h"
 #include "tests/unit/config/env_map.h"
 
@@ -500,6 +501,34 @@ TEST(ApplyYamlRetry, Errors) {
   EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
                       "    retry_budget: { budget_percent: 101 }\n"),
             "t.yaml:4: clusters[0].retry_budget.budget_percent: expected a percentage 0..100");
+}
+
+}  // namespace
+}  // namespace sidetrace::config
+
+namespace sidetrace::config {
+namespace {
+
+TEST(ApplyYamlCircuitBreakers, LimitsAndDump) {
+  Config cfg = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+      "    circuit_breakers: { max_connections: 10, max_requests: 100, max_retries: 0 }\n");
+  const auto& b = cfg.clusters[0].circuit_breakers;
+  EXPECT_EQ(b.max_connections, 10u);
+  EXPECT_EQ(b.max_pending_requests, kUnlimited);
+  EXPECT_EQ(b.max_requests, 100u);
+  EXPECT_EQ(b.max_retries, 0u);
+  EXPECT_NE(dumpConfigJson(cfg).find(R"("circuit_breakers": {
+        "max_connections": 10,
+        "max_requests": 100,
+        "max_retries": 0
+      })"),
+            std::string::npos)
+      << dumpConfigJson(cfg);
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    circuit_breakers: { max_streams: 1 }\n"),
+            "t.yaml:4: clusters[0].circuit_breakers.max_streams: unknown key (expected one of: "
+            "max_connections, max_pending_requests, max_requests, max_retries)");
 }
 
 }  // namespace
