@@ -209,8 +209,9 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
   filters::ResponseHead resp;
   bool resp_end = false;
   uint64_t attempt_start_ns = 0;
+  TriedEndpoints tried;
   for (;;) {
-    const auto& endpoint = pool.pick();
+    const auto& endpoint = pickForAttempt(pool, tried);
     s.upstream = UpstreamResult();
     s.upstream.endpoint_host = endpoint.host;
     s.upstream.endpoint_port = endpoint.port;

@@ -54,6 +54,15 @@ bool retriableResponse(const P& p, int status, int grpc_status) {
   }
 }
 
+const upstream::Endpoint& pickForAttempt(upstream::ConnectionPool& pool, TriedEndpoints& tried) {
+  const upstream::Endpoint* ep = &pool.pick();
+  for (size_t i = 1; tried.contains(ep) && i < pool.cluster().endpoints.size(); ++i) {
+    ep = &pool.pick();
+  }
+  tried.add(ep);
+  return *ep;
+}
+
 bool idempotentMethod(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }

@@ -5,12 +5,15 @@
 // bad response) and 5xx responses; "gateway-error" the same, but only 502/503/504 responses; the
 // route's total timeout is never retried.
 
+#include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <string_view>
 
 #include "config/config.h"
 #include "filters/stream.h"
+#include "upstream/connection_pool.h"
 
 namespace sidetrace::proxy {
 
@@ -26,6 +29,24 @@ bool idempotentMethod(std::string_view method);
 // Retries in flight on this worker's cluster, if one more starts, stay within the budget.
 bool retryBudgetAllows(const config::RetryBudget& b, uint32_t active_requests,
                        uint32_t active_retries);
+// The endpoints one request has tried (at most 1 + 10 retries).
+struct TriedEndpoints {
+  std::array<const upstream::Endpoint*, 11> list{};
+  size_t size = 0;
+  bool contains(const upstream::Endpoint* ep) const {
+    return std::find(list.begin(), list.begin() + size, ep) != list.begin() + size;
+  }
+  void add(const upstream::Endpoint* ep) {
+    if (size < list.size()) {
+      list[size++] = ep;
+    }
+  }
+};
+// The endpoint for the next attempt: the balancer's pick, picked again (at most once per endpoint
+// of the cluster) while it is one this request already tried — Envoy's previous_hosts predicate,
+// so a retry does not land on the endpoint that just failed while others are there.
+const upstream::Endpoint& pickForAttempt(upstream::ConnectionPool& pool, TriedEndpoints& tried);
+
 // Full-jitter exponential back-off before retry number `retry` (1-based): uniform in
 // [0, min(max_interval, base_interval * 2^(retry-1))], drawn from `random`.
 std::chrono::milliseconds retryBackOff(const config::RetryPolicy& p, uint32_t retry,

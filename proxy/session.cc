@@ -812,9 +812,10 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   };
 
   Attempt a;
+  TriedEndpoints tried;
   route_deadline.arm(route.timeout);
   for (;;) {
-    const auto& endpoint = pool.pick();
+    const auto& endpoint = pickForAttempt(pool, tried);
     stream_.upstream = UpstreamResult();
     stream_.upstream.endpoint_host = endpoint.host;
     stream_.upstream.endpoint_port = endpoint.port;
