@@ -389,6 +389,20 @@ TEST(Examples, Edge) {
   EXPECT_EQ(cfg.listeners[0].routes[0].match.path, "/ping");
 }
 
+TEST(Examples, Grpc) {
+  Config cfg = loadExample("grpc.yaml");
+  ASSERT_EQ(cfg.clusters.size(), 1u);
+  EXPECT_EQ(cfg.clusters[0].protocol, "http2");
+  EXPECT_EQ(cfg.clusters[0].lb, "least_request");
+  EXPECT_EQ(cfg.clusters[0].endpoints[1].weight, 2u);
+  EXPECT_EQ(cfg.clusters[0].circuit_breakers.max_requests, 1000u);
+  ASSERT_TRUE(cfg.listeners[0].routes[0].retry_policy);
+  EXPECT_EQ(cfg.listeners[0].routes[0].retry_policy->retry_on,
+            RetryPolicy::kGrpcUnavailable | RetryPolicy::kConnectFailure);
+  EXPECT_EQ(cfg.tracing.ignore.size(), 2u);
+  EXPECT_EQ(cfg.limits.max_concurrent_streams, 200u);
+}
+
 TEST(Examples, Console) {
   Config cfg = loadExample("console.yaml");
   EXPECT_EQ(cfg.tracing.exporter.protocol, "console");
