@@ -85,6 +85,18 @@ struct Route {
 
 inline constexpr uint32_t kUnlimited = UINT32_MAX;
 
+// Passive outlier detection (Envoy's outlier_detection, consecutive_5xx flavour): an endpoint
+// whose last `consecutive_5xx` attempts all failed (5xx response, connect failure, reset,
+// timeout) is ejected for base_ejection_time × (times ejected so far), at most max_ejection_time,
+// while at most max_ejection_percent of the endpoints (but always one) are out. Per worker.
+struct OutlierDetection {
+  uint32_t consecutive_5xx = 5;
+  Duration base_ejection_time{30000};
+  Duration max_ejection_time{300000};
+  uint32_t max_ejection_percent = 10;
+  bool operator==(const OutlierDetection&) const = default;
+};
+
 // Per-cluster limits across all workers; unset ones are unlimited (Envoy's circuit_breakers).
 struct CircuitBreakerConfig {
   uint32_t max_connections = kUnlimited;
@@ -159,6 +171,7 @@ struct Cluster {
   std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
   RetryBudget retry_budget;
   CircuitBreakerConfig circuit_breakers;
+  std::optional<OutlierDetection> outlier_detection;  // unset: no passive ejection
 };
 
 struct IgnoreRule {

@@ -309,6 +309,16 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("budget_percent", c.retry_budget.budget_percent);
   w.field("min_retry_concurrency", c.retry_budget.min_retry_concurrency);
   w.endObject();
+  if (c.outlier_detection) {
+    const auto& o = *c.outlier_detection;
+    w.key("outlier_detection");
+    w.beginObject();
+    w.field("consecutive_5xx", o.consecutive_5xx);
+    w.field("base_ejection_time", formatDuration(o.base_ejection_time));
+    w.field("max_ejection_time", formatDuration(o.max_ejection_time));
+    w.field("max_ejection_percent", o.max_ejection_percent);
+    w.endObject();
+  }
   const auto& cb = c.circuit_breakers;
   if (cb != CircuitBreakerConfig{}) {
     w.key("circuit_breakers");

@@ -636,7 +636,7 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
   Cluster c;
   w.walkMap(n, path,
             {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections",
-             "tls", "retry_budget", "circuit_breakers"},
+             "tls", "retry_budget", "circuit_breakers", "outlier_detection"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "name") {
                 c.name = w.nonEmpty(v, sub);
@@ -655,6 +655,29 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
                 c.connect_timeout = w.duration(v, sub);
               } else if (key == "tls") {
                 c.tls = parseClusterTls(w, v, sub);
+              } else if (key == "outlier_detection") {
+                OutlierDetection o;
+                w.walkMap(v, sub,
+                          {"consecutive_5xx", "base_ejection_time", "max_ejection_time",
+                           "max_ejection_percent"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "consecutive_5xx") {
+                              o.consecutive_5xx = w.positive(v2, s2);
+                            } else if (k2 == "base_ejection_time") {
+                              o.base_ejection_time = w.duration(v2, s2);
+                            } else if (k2 == "max_ejection_time") {
+                              o.max_ejection_time = w.duration(v2, s2);
+                            } else {
+                              o.max_ejection_percent = w.u32(v2, s2);
+                              if (o.max_ejection_percent > 100) {
+                                w.fail(v2, s2, "expected a percentage 0..100");
+                              }
+                            }
+                          });
+                if (o.max_ejection_time < o.base_ejection_time) {
+                  w.fail(v, sub + ".max_ejection_time", "must not be less than base_ejection_time");
+                }
+                c.outlier_detection = o;
               } else if (key == "circuit_breakers") {
                 w.walkMap(
                     v, sub,

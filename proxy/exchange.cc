@@ -268,6 +268,10 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     if (err != UpstreamResult::Error::None && per_try->fired) {
       err = UpstreamResult::Error::Timeout;
     }
+    if ((request_ended || replay) && err != UpstreamResult::Error::Overflow && !timed_out &&
+        pool.reportOutcome(endpoint, err != UpstreamResult::Error::None || resp.status >= 500)) {
+      worker.mutableStats().countEjection(cluster_slot, endpoint.host, endpoint.port);
+    }
     if (retry == nullptr || timed_out) {
       break;
     }
@@ -368,6 +372,12 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     pump_running = true;
     asio::co_spawn(ex, pumpRequest, asio::detached);
     err = co_await up->readHead(resp, resp_end);
+    if (err != UpstreamResult::Error::Overflow && !timed_out &&
+        pool.reportOutcome(*tried.list[tried.size - 1],
+                           err != UpstreamResult::Error::None || resp.status >= 500)) {
+      worker.mutableStats().countEjection(cluster_slot, tried.list[tried.size - 1]->host,
+                                          tried.list[tried.size - 1]->port);
+    }
   }
   if (retries > 0) {
     const bool failed =

@@ -233,6 +233,14 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
         << "\n";
     }
   }
+  o << "# HELP sidetrace_upstream_ejections_total Endpoints ejected by outlier detection "
+       "(consecutive failures), per worker and time, summed.\n"
+       "# TYPE sidetrace_upstream_ejections_total counter\n";
+  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
+    const size_t cs = gen.cluster_slots[c];
+    o << "sidetrace_upstream_ejections_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
+      << "\"} " << sum([&](const WorkerStats& s) { return s.ejections[cs].load(); }) << "\n";
+  }
   o << "# HELP sidetrace_upstream_circuit_breaker_trips_total Requests answered 503 at once "
        "because a cluster's circuit breaker (connections, pending, requests, retries) was full.\n"
        "# TYPE sidetrace_upstream_circuit_breaker_trips_total counter\n";

@@ -845,6 +845,13 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       stream_.upstream.status = up_parser_.response().status;
       stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
     }
+    if (a.error != UpstreamResult::Error::Overflow &&
+        !(a.error == UpstreamResult::Error::Timeout && route_deadline.expired() &&
+          !a.per_try_expired) &&
+        pool.reportOutcome(
+            endpoint, a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500)) {
+      worker_.mutableStats().countEjection(cluster_slot, endpoint.host, endpoint.port);
+    }
     if (retry == nullptr) {
       break;
     }

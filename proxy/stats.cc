@@ -1,5 +1,7 @@
 #include "proxy/stats.h"
 
+#include <spdlog/spdlog.h>
+
 namespace sidetrace::proxy {
 
 namespace {
@@ -56,6 +58,7 @@ WorkerStats::WorkerStats(size_t route_slots, size_t clusters, size_t listeners)
       tls_handshake_failures(zeros(listeners)),
       retries(zeros(clusters * kRetryOutcomes)),
       breaker_trips(zeros(clusters * kBreakers)),
+      ejections(zeros(clusters)),
       requests_(zeros(route_slots * kStatusClasses)),
       upstream_responses_(zeros(clusters * kStatusClasses)) {}
 
@@ -77,6 +80,12 @@ uint64_t WorkerStats::requests(size_t slot, size_t status_class) const {
 uint64_t WorkerStats::upstreamResponses(size_t cluster, size_t status_class) const {
   return upstream_responses_[cluster * kStatusClasses + status_class].load(
       std::memory_order_relaxed);
+}
+
+void WorkerStats::countEjection(size_t cluster, const std::string& host, uint16_t port) {
+  ejections[cluster].fetch_add(1, std::memory_order_relaxed);
+  // Rare and worth knowing about: an endpoint stopped getting this worker's traffic.
+  spdlog::info("outlier detection: ejected {}:{} (consecutive failures)", host, port);
 }
 
 }  // namespace sidetrace::proxy

@@ -2,6 +2,8 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -41,10 +43,69 @@ ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& 
       cluster_(cluster),
       active_(cluster.endpoints.size(), 0),
       count_connections_(cluster.cfg->protocol != "http2"),
-      lb_(lbPolicy(cluster.cfg->lb), weightsOf(cluster), lb_seed) {
+      lb_(lbPolicy(cluster.cfg->lb), weightsOf(cluster), lb_seed),
+      outliers_(cluster.endpoints.size()) {
   for (const auto& ep : cluster_.endpoints) {
     slots_.push_back({&ep, {}, {}});
   }
+}
+
+bool ConnectionPool::stillEjected(size_t i, std::chrono::steady_clock::time_point now) {
+  Outlier& o = outliers_[i];
+  if (!o.ejected) {
+    return false;
+  }
+  if (now < o.until) {
+    return true;
+  }
+  o.ejected = false;  // time served: back in rotation, with a clean slate of failures
+  o.consecutive_failures = 0;
+  --ejected_count_;
+  return false;
+}
+
+size_t ConnectionPool::pickAroundEjected(size_t first) {
+  const auto now = std::chrono::steady_clock::now();
+  size_t i = first;
+  // Every endpoint gets its chance to come back, then the balancer picks again (bounded: at most
+  // max_ejection_percent are out, so a few picks find one in rotation).
+  for (size_t n = 0; n < outliers_.size(); ++n) {
+    stillEjected(n, now);
+  }
+  for (size_t tries = 0; tries < 2 * outliers_.size() && outliers_[i].ejected; ++tries) {
+    i = lb_.pick(active_);
+  }
+  return i;  // when every pick was ejected (a one-endpoint cluster), use it anyway
+}
+
+bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {
+  const auto& od = cluster_.cfg->outlier_detection;
+  if (!od) {
+    return false;
+  }
+  Outlier& o = outliers_[index(ep)];
+  if (!failed) {
+    o.consecutive_failures = 0;
+    return false;
+  }
+  if (o.ejected || ++o.consecutive_failures < od->consecutive_5xx) {
+    return false;
+  }
+  const size_t n = outliers_.size();
+  const size_t cap = std::max<size_t>(1, n * od->max_ejection_percent / 100);
+  if (ejected_count_ >= cap) {
+    return false;  // enough are out already: keep serving from this one
+  }
+  ++o.times_ejected;
+  auto span = od->base_ejection_time * o.times_ejected;
+  if (span > od->max_ejection_time) {
+    span = od->max_ejection_time;
+  }
+  o.ejected = true;
+  o.until = std::chrono::steady_clock::now() + span;
+  o.consecutive_failures = 0;
+  ++ejected_count_;
+  return true;
 }
 
 namespace {

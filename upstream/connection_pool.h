@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -112,8 +113,28 @@ class ConnectionPool {
                  uint64_t lb_seed = randomLbSeed());
 
   const ResolvedCluster& cluster() const { return cluster_; }
-  // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free).
-  const Endpoint& pick() { return cluster_.endpoints[lb_.pick(active_)]; }
+  // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free),
+  // skipping endpoints outlier detection has ejected (while any is).
+  const Endpoint& pick() {
+    size_t i = lb_.pick(active_);
+    if (ejected_count_ > 0) {
+      i = pickAroundEjected(i);
+    }
+    return cluster_.endpoints[i];
+  }
+
+  // Outlier detection (clusters[].outlier_detection): the outcome of one attempt on `ep`
+  // (failed: 5xx response, connect failure, reset or timeout). True when this report ejected it.
+  bool reportOutcome(const Endpoint& ep, bool failed);
+  bool ejected(const Endpoint& ep) const { return outliers_[index(ep)].ejected; }
+  std::chrono::steady_clock::time_point ejectedUntil(const Endpoint& ep) const {
+    return outliers_[index(ep)].until;
+  }
+  void endEjectionForTest(const Endpoint& ep) {
+    outliers_[index(ep)].until = {};
+    stillEjected(index(ep), std::chrono::steady_clock::now());
+  }
+  size_t ejectedCount() const { return ejected_count_; }
 
   // Active requests per endpoint on this worker, which least_request compares. An http1 cluster's
   // connection counts one from takeIdle()/connect() until release() or its destruction. An http2
@@ -145,6 +166,16 @@ class ConnectionPool {
   }
   PerEndpoint& slot(const Endpoint& ep) { return slots_[index(ep)]; }
   boost::asio::awaitable<bool> handshake(UpstreamConnection& conn, PerEndpoint& slot);
+  size_t pickAroundEjected(size_t first);
+  // Ends an ejection whose time is up; true while `i` stays ejected.
+  bool stillEjected(size_t i, std::chrono::steady_clock::time_point now);
+
+  struct Outlier {
+    uint32_t consecutive_failures = 0;
+    uint32_t times_ejected = 0;
+    bool ejected = false;
+    std::chrono::steady_clock::time_point until;
+  };
 
   boost::asio::any_io_executor ex_;
   const ResolvedCluster& cluster_;
@@ -152,6 +183,8 @@ class ConnectionPool {
   std::vector<uint32_t> active_;    // per endpoint; fixed size: ActiveRequest points into it
   const bool count_connections_;    // http1 clusters: a checked-out connection is a request
   LoadBalancer lb_;
+  std::vector<Outlier> outliers_;  // per endpoint
+  size_t ejected_count_ = 0;
 };
 
 }  // namespace sidetrace::upstream

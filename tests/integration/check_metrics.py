@@ -41,6 +41,7 @@ expected_types = {
     "sidetrace_upstream_tls_handshake_failures": "counter",  # HELP/TYPE even without TLS clusters
     "sidetrace_upstream_retries": "counter",
     "sidetrace_upstream_circuit_breaker_trips": "counter",
+    "sidetrace_upstream_ejections": "counter",
     "sidetrace_spans_started": "counter",
     "sidetrace_spans_sampled": "counter",
     "sidetrace_spans_exported": "counter",

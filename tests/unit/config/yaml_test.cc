@@ -533,3 +533,39 @@ TEST(ApplyYamlCircuitBreakers, LimitsAndDump) {
 
 }  // namespace
 }  // namespace sidetrace::config
+
+namespace sidetrace::config {
+namespace {
+
+TEST(ApplyYamlOutlierDetection, KeysDefaultsAndErrors) {
+  Config cfg = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+      "    outlier_detection: { consecutive_5xx: 3, base_ejection_time: 10s }\n");
+  ASSERT_TRUE(cfg.clusters[0].outlier_detection);
+  const auto& o = *cfg.clusters[0].outlier_detection;
+  EXPECT_EQ(o.consecutive_5xx, 3u);
+  EXPECT_EQ(o.base_ejection_time, Duration(10000));
+  EXPECT_EQ(o.max_ejection_time, Duration(300000));
+  EXPECT_EQ(o.max_ejection_percent, 10u);
+  EXPECT_NE(dumpConfigJson(cfg).find(R"("outlier_detection": {
+        "consecutive_5xx": 3,
+        "base_ejection_time": "10s",
+        "max_ejection_time": "5m",
+        "max_ejection_percent": 10
+      })"),
+            std::string::npos)
+      << dumpConfigJson(cfg);
+  Config none = load("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n");
+  EXPECT_FALSE(none.clusters[0].outlier_detection) << "off unless configured";
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    outlier_detection: { max_ejection_percent: 150 }\n"),
+            "t.yaml:4: clusters[0].outlier_detection.max_ejection_percent: expected a percentage "
+            "0..100");
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    outlier_detection: { base_ejection_time: 10m }\n"),
+            "t.yaml:4: clusters[0].outlier_detection.max_ejection_time: must not be less than "
+            "base_ejection_time");
+}
+
+}  // namespace
+}  // namespace sidetrace::config

@@ -1,0 +1,132 @@
+// Passive outlier detection through the real binary (issue 5 item 4): an endpoint that keeps
+// failing is ejected (no more traffic from that worker), the ejection is counted and logged, and
+// with retries the clients stop seeing the failures altogether.
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+using std::chrono::milliseconds;
+
+class OutlierDetectionTest : public IntegrationTest {
+ protected:
+  void start(const std::vector<uint16_t>& endpoints, const std::string& outlier,
+             const std::string& retry = "") {
+    std::string eps;
+    for (uint16_t p : endpoints) {
+      eps += (eps.empty() ? "" : ", ") + std::string("\"127.0.0.1:") + std::to_string(p) + "\"";
+    }
+    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
+workers: 1
+listeners:
+  - name: ingress
+    address: "127.0.0.1:{{LISTEN_PORT}}"
+    routes:
+      - name: api
+        match: { prefix: /api }
+        cluster: pool
+)";
+    if (!retry.empty()) {
+      y += "        retry_policy: " + retry + "\n";
+    }
+    y += "clusters:\n  - name: pool\n    endpoints: [ " + eps +
+         " ]\n    connect_timeout: 500ms\n    outlier_detection: " + outlier + "\n";
+    y += R"(tracing:
+  service_name: it-outlier
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: { schedule_delay: 100ms }
+limits: { drain_timeout: 2s }
+)";
+    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+  }
+  FakeUpstream second_;
+  FakeUpstream third_;
+};
+
+// Three 503s in a row and the endpoint is out: the rest of the requests all go to the other one.
+TEST_F(OutlierDetectionTest, FailingEndpointIsEjected) {
+  upstream_.setDefault(Behavior::fixed(503, "broken"));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ consecutive_5xx: 3, base_ejection_time: 30s, "
+                                "max_ejection_percent: 50 }"));
+  int failures = 0;
+  for (int i = 0; i < 30; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/x");
+    ASSERT_TRUE(r);
+    failures += r->status == 503 ? 1 : 0;
+  }
+  EXPECT_EQ(upstream_.requestCount(), 3u) << "ejected after its third failure in a row";
+  EXPECT_EQ(failures, 3);
+  EXPECT_EQ(second_.requestCount(), 27u);
+  EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 1), 1);
+  EXPECT_NE(proc_.stderrText().find("outlier detection: ejected 127.0.0.1:" +
+                                    std::to_string(upstream_.port())),
+            std::string::npos)
+      << proc_.stderrText();
+}
+
+// The ejection ends after base_ejection_time: the endpoint gets traffic again (and, still
+// failing, is ejected again).
+TEST_F(OutlierDetectionTest, EjectionEnds) {
+  upstream_.setDefault(Behavior::fixed(503, "broken"));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ consecutive_5xx: 1, base_ejection_time: 300ms, "
+                                "max_ejection_percent: 50 }"));
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(httpRequest(port(), "GET", "/api/x"));
+  }
+  EXPECT_EQ(upstream_.requestCount(), 1u);
+  std::this_thread::sleep_for(milliseconds(400));
+  for (int i = 0; i < 6; ++i) {
+    ASSERT_TRUE(httpRequest(port(), "GET", "/api/x"));
+  }
+  EXPECT_EQ(upstream_.requestCount(), 2u) << "back after 300 ms, then out again";
+  EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 2), 2);
+}
+
+// The issue's load test with the default retry budget: one of three endpoints fails hard; retries
+// hide most of its first failures (the budget may refuse a few while a third of attempts fail)
+// and outlier detection then takes it out of rotation, so failures stay a bounded handful.
+TEST_F(OutlierDetectionTest, WithRetriesOneFailingEndpointIsInvisible) {
+  second_.setDefault(Behavior::close());
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port(), third_.port()},
+                                "{ consecutive_5xx: 5, base_ejection_time: 30s }",
+                                "{ retry_on: [ connect-failure, reset, gateway-error ], "
+                                "num_retries: 2 }"));
+  constexpr int kClients = 8;
+  constexpr int kPerClient = 500;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      std::optional<HttpConnection> conn;
+      conn.emplace(port());
+      for (int i = 0; i < kPerClient; ++i) {
+        auto r = conn->request("GET", "/api/load");
+        if (r && r->status == 200) {
+          ++ok;
+        } else {
+          conn.emplace(port());
+        }
+      }
+    });
+  }
+  for (auto& t : clients) {
+    t.join();
+  }
+  const int total = kClients * kPerClient;
+  EXPECT_GE(ok * 1000, total * 999) << ok << " of " << total << " succeeded";
+  EXPECT_LE(second_.requestCount(), 10u) << "ejected after a handful of failures";
+}
+
+}  // namespace
+}  // namespace sidetrace::it

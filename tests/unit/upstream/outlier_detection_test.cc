@@ -1,0 +1,137 @@
+// ConnectionPool's passive outlier detection: consecutive failures eject an endpoint from pick(),
+// for a time that grows with each ejection and is capped; successes reset the count; at most
+// max_ejection_percent of the endpoints (but always one) are out at once.
+
+#include <utility>  // before asio (Boost 1.74 with C++20)
+
+#include <gtest/gtest.h>
+#include <boost/asio/io_context.hpp>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <thread>
+
+#include "upstream/cluster.h"
+#include "upstream/connection_pool.h"
+
+namespace sidetrace::upstream {
+namespace {
+
+using std::chrono::milliseconds;
+
+class OutlierTest : public ::testing::Test {
+ protected:
+  void make(size_t endpoints, config::OutlierDetection od) {
+    cfg_.name = "c";
+    cfg_.outlier_detection = od;
+    cluster_.cfg = &cfg_;
+    for (size_t i = 0; i < endpoints; ++i) {
+      Endpoint ep;
+      ep.host = "10.0.0." + std::to_string(i + 1);
+      ep.port = 80;
+      cluster_.endpoints.push_back(std::move(ep));
+    }
+    pool_ = std::make_unique<ConnectionPool>(io_.get_executor(), cluster_, 1);
+  }
+  std::map<const Endpoint*, int> picks(int n) {
+    std::map<const Endpoint*, int> out;
+    for (int i = 0; i < n; ++i) {
+      ++out[&pool_->pick()];
+    }
+    return out;
+  }
+  const Endpoint& ep(size_t i) { return cluster_.endpoints[i]; }
+
+  boost::asio::io_context io_;
+  config::Cluster cfg_;
+  ResolvedCluster cluster_;
+  std::unique_ptr<ConnectionPool> pool_;
+};
+
+TEST_F(OutlierTest, ConsecutiveFailuresEjectUntilTheTimeIsUp) {
+  make(3, {.consecutive_5xx = 3,
+           .base_ejection_time = milliseconds(200),
+           .max_ejection_time = milliseconds(1000),
+           .max_ejection_percent = 50});
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  EXPECT_TRUE(pool_->reportOutcome(ep(0), true)) << "the third failure in a row ejects";
+  EXPECT_TRUE(pool_->ejected(ep(0)));
+  auto p = picks(60);
+  EXPECT_EQ(p[&ep(0)], 0) << "an ejected endpoint gets no picks";
+  EXPECT_EQ(p[&ep(1)] + p[&ep(2)], 60);
+  std::this_thread::sleep_for(milliseconds(250));
+  p = picks(60);
+  EXPECT_EQ(p[&ep(0)], 20) << "back in rotation once its time is served";
+  EXPECT_FALSE(pool_->ejected(ep(0)));
+}
+
+TEST_F(OutlierTest, SuccessResetsTheCount) {
+  make(2, {.consecutive_5xx = 2,
+           .base_ejection_time = milliseconds(1000),
+           .max_ejection_time = milliseconds(1000),
+           .max_ejection_percent = 50});
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), false));
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true)) << "not consecutive";
+  EXPECT_TRUE(pool_->reportOutcome(ep(0), true));
+}
+
+TEST_F(OutlierTest, AtMostMaxEjectionPercentButAlwaysOne) {
+  make(4, {.consecutive_5xx = 1,
+           .base_ejection_time = milliseconds(10000),
+           .max_ejection_time = milliseconds(10000),
+           .max_ejection_percent = 10});  // 10% of 4 rounds down to 0: still one may go
+  EXPECT_TRUE(pool_->reportOutcome(ep(0), true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(1), true)) << "the cap keeps the second in rotation";
+  EXPECT_EQ(pool_->ejectedCount(), 1u);
+  auto p = picks(30);
+  EXPECT_EQ(p[&ep(0)], 0);
+  EXPECT_EQ(p[&ep(1)], 10);
+}
+
+TEST_F(OutlierTest, EjectionTimeGrowsAndIsCapped) {
+  make(2, {.consecutive_5xx = 1,
+           .base_ejection_time = milliseconds(1000),
+           .max_ejection_time = milliseconds(2500),
+           .max_ejection_percent = 50});
+  // Ejection k lasts k × base, at most max: checked against the clock around each report.
+  auto ejectFor = [&](milliseconds expected) {
+    const auto before = std::chrono::steady_clock::now();
+    ASSERT_TRUE(pool_->reportOutcome(ep(0), true));
+    const auto after = std::chrono::steady_clock::now();
+    EXPECT_GE(pool_->ejectedUntil(ep(0)), before + expected);
+    EXPECT_LE(pool_->ejectedUntil(ep(0)), after + expected);
+  };
+  auto release = [&] {  // end the ejection without waiting for it
+    ASSERT_TRUE(pool_->ejected(ep(0)));
+    pool_->endEjectionForTest(ep(0));
+  };
+  ejectFor(milliseconds(1000));
+  release();
+  ejectFor(milliseconds(2000));
+  release();
+  ejectFor(milliseconds(2500));  // 3 × 1000, capped
+}
+
+TEST_F(OutlierTest, OneEndpointClusterStillServes) {
+  make(1, {.consecutive_5xx = 1,
+           .base_ejection_time = milliseconds(10000),
+           .max_ejection_time = milliseconds(10000),
+           .max_ejection_percent = 100});
+  EXPECT_TRUE(pool_->reportOutcome(ep(0), true));
+  EXPECT_EQ(&pool_->pick(), &ep(0)) << "with nothing else left, the ejected one is used";
+}
+
+TEST_F(OutlierTest, OffWithoutConfig) {
+  make(2, {});
+  cfg_.outlier_detection.reset();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  }
+  EXPECT_EQ(pool_->ejectedCount(), 0u);
+}
+
+}  // namespace
+}  // namespace sidetrace::upstream
