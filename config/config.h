@@ -85,6 +85,22 @@ struct Route {
 
 inline constexpr uint32_t kUnlimited = UINT32_MAX;
 
+// Active health checking of a cluster's endpoints (Envoy's health_checks, HTTP and TCP kinds):
+// probes every `interval` from one checker thread; `unhealthy_threshold` failures in a row take
+// an endpoint out of rotation, `healthy_threshold` successes bring it back. Endpoints start
+// healthy. When none is healthy requests get 503 at once, unless `panic` (use them anyway).
+struct HealthCheck {
+  std::string type = "http";  // http | tcp
+  std::string path = "/health";
+  std::vector<int> expected_statuses;  // empty: any 2xx
+  Duration interval{5000};
+  Duration timeout{1000};
+  uint32_t healthy_threshold = 2;
+  uint32_t unhealthy_threshold = 3;
+  bool panic = false;
+  bool operator==(const HealthCheck&) const = default;
+};
+
 // Passive outlier detection (Envoy's outlier_detection, consecutive_5xx flavour): an endpoint
 // whose last `consecutive_5xx` attempts all failed (5xx response, connect failure, reset,
 // timeout) is ejected for base_ejection_time × (times ejected so far), at most max_ejection_time,
@@ -172,6 +188,7 @@ struct Cluster {
   RetryBudget retry_budget;
   CircuitBreakerConfig circuit_breakers;
   std::optional<OutlierDetection> outlier_detection;  // unset: no passive ejection
+  std::optional<HealthCheck> health_check;            // unset: no active checks
 };
 
 struct IgnoreRule {

@@ -309,6 +309,25 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("budget_percent", c.retry_budget.budget_percent);
   w.field("min_retry_concurrency", c.retry_budget.min_retry_concurrency);
   w.endObject();
+  if (c.health_check) {
+    const auto& h = *c.health_check;
+    w.key("health_check");
+    w.beginObject();
+    w.field("type", h.type);
+    w.field("path", h.path);
+    w.key("expected_statuses");
+    w.beginArray();
+    for (int st : h.expected_statuses) {
+      w.number(static_cast<uint64_t>(st));
+    }
+    w.endArray();
+    w.field("interval", formatDuration(h.interval));
+    w.field("timeout", formatDuration(h.timeout));
+    w.field("healthy_threshold", h.healthy_threshold);
+    w.field("unhealthy_threshold", h.unhealthy_threshold);
+    w.field("panic", h.panic);
+    w.endObject();
+  }
   if (c.outlier_detection) {
     const auto& o = *c.outlier_detection;
     w.key("outlier_detection");

@@ -129,6 +129,12 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     finishRequest(worker, wg, s, start_ns);
     co_return;
   }
+  if (pool.noneHealthy()) {  // health checks say every endpoint is down: fail fast
+    s.error_type = "no_healthy_upstream";
+    co_await sendLocalReply(wg, s, down, 503, "no healthy upstream\n");
+    finishRequest(worker, wg, s, start_ns);
+    co_return;
+  }
   upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
   auto& load = wg.load[cluster_index];
   ++load.active;

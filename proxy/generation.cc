@@ -1,5 +1,6 @@
 #include "proxy/generation.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 namespace sidetrace::proxy {
@@ -39,6 +40,10 @@ size_t StatsSlots::cluster(std::string_view cluster) {
 std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots) {
   auto gen = std::make_shared<Generation>();
   gen->clusters = upstream::resolveClusters(*cfg);
+  if (std::any_of(gen->clusters.begin(), gen->clusters.end(),
+                  [](const auto& c) { return c.health != nullptr; })) {
+    gen->health_checker = std::make_unique<upstream::HealthChecker>(gen->clusters);
+  }
   gen->sampler = tracing::makeSampler(cfg->tracing.sampler.type, cfg->tracing.sampler.ratio);
   for (const auto& c : cfg->clusters) {
     gen->cluster_slots.push_back(slots.cluster(c.name));

@@ -46,6 +46,9 @@ class StatsSlots {
 struct Generation {
   config::ConfigPtr config;
   std::vector<upstream::ResolvedCluster> clusters;  // point into *config
+  // Probes the clusters with a health_check while this generation lives (null: none has one).
+  // Declared after `clusters`, which it reads, so it stops first.
+  std::unique_ptr<upstream::HealthChecker> health_checker;
   std::shared_ptr<const tracing::Sampler> sampler;
   // [listener][route] → metric slot; [listener][routes.size()] is the listener's no-route slot.
   std::vector<std::vector<size_t>> route_slots;

@@ -233,6 +233,19 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
         << "\n";
     }
   }
+  o << "# HELP sidetrace_upstream_endpoint_healthy Active health check verdict per endpoint of "
+       "health-checked clusters (1 in rotation, 0 out).\n"
+       "# TYPE sidetrace_upstream_endpoint_healthy gauge\n";
+  for (const auto& rc : gen.clusters) {
+    if (!rc.health) {
+      continue;
+    }
+    for (size_t i = 0; i < rc.endpoints.size(); ++i) {
+      o << "sidetrace_upstream_endpoint_healthy{cluster=\"" << escapeLabel(rc.cfg->name)
+        << "\",endpoint=\"" << escapeLabel(rc.endpoints[i].host) << ":" << rc.endpoints[i].port
+        << "\"} " << (rc.health->healthy(i) ? 1 : 0) << "\n";
+    }
+  }
   o << "# HELP sidetrace_upstream_ejections_total Endpoints ejected by outlier detection "
        "(consecutive failures), per worker and time, summed.\n"
        "# TYPE sidetrace_upstream_ejections_total counter\n";

@@ -611,6 +611,13 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     finishStream(start_ns);
     co_return keep;
   }
+  if (pool.noneHealthy()) {  // health checks say every endpoint is down: fail fast
+    stream_.error_type = "no_healthy_upstream";
+    bool keep =
+        co_await sendLocalReply(503, "no healthy upstream\n", !request_done || !client_keep_alive);
+    finishStream(start_ns);
+    co_return keep;
+  }
   upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
   auto& load = gen_->load[cluster_index];
   ++load.active;

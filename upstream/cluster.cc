@@ -30,7 +30,8 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg) {
   std::vector<ResolvedCluster> out;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     const config::Cluster& c = cfg.clusters[i];
-    ResolvedCluster rc{&c, {}, nullptr, std::make_shared<CircuitBreakers>(c.circuit_breakers)};
+    ResolvedCluster rc{&c, {}, nullptr, std::make_shared<CircuitBreakers>(c.circuit_breakers),
+                       nullptr};
     if (c.tls) {
       rc.tls = std::make_shared<TlsClientContext>(*c.tls, c.protocol,
                                                   "clusters[" + std::to_string(i) + "].tls");
@@ -48,6 +49,9 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg) {
         ep.addresses.push_back(r.endpoint());
       }
       rc.endpoints.push_back(std::move(ep));
+    }
+    if (c.health_check) {
+      rc.health = std::make_shared<EndpointHealth>(rc.endpoints.size());
     }
     out.push_back(std::move(rc));
   }

@@ -11,6 +11,7 @@
 
 #include "config/config.h"
 #include "upstream/circuit_breakers.h"
+#include "upstream/health_checker.h"
 
 namespace sidetrace::upstream {
 
@@ -36,6 +37,7 @@ struct ResolvedCluster {
   std::vector<Endpoint> endpoints;
   std::shared_ptr<TlsClientContext> tls;      // null: plain TCP
   std::shared_ptr<CircuitBreakers> breakers;  // shared by the workers; never null
+  std::shared_ptr<EndpointHealth> health;     // clusters with a health_check; else null
 };
 
 // Fills ep's authority and TLS names (above) from its host and port and the cluster's settings.

@@ -67,15 +67,18 @@ bool ConnectionPool::stillEjected(size_t i, std::chrono::steady_clock::time_poin
 size_t ConnectionPool::pickAroundEjected(size_t first) {
   const auto now = std::chrono::steady_clock::now();
   size_t i = first;
-  // Every endpoint gets its chance to come back, then the balancer picks again (bounded: at most
-  // max_ejection_percent are out, so a few picks find one in rotation).
+  // Every ejected endpoint gets its chance to come back, then the balancer picks again while the
+  // pick is ejected or unhealthy (bounded: a few picks find one in rotation when any is).
   for (size_t n = 0; n < outliers_.size(); ++n) {
     stillEjected(n, now);
   }
-  for (size_t tries = 0; tries < 2 * outliers_.size() && outliers_[i].ejected; ++tries) {
+  auto out = [&](size_t k) {
+    return outliers_[k].ejected || (cluster_.health && !cluster_.health->healthy(k));
+  };
+  for (size_t tries = 0; tries < 2 * outliers_.size() && out(i); ++tries) {
     i = lb_.pick(active_);
   }
-  return i;  // when every pick was ejected (a one-endpoint cluster), use it anyway
+  return i;  // when every pick was out (a one-endpoint cluster, panic mode), use it anyway
 }
 
 bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {

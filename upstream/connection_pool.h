@@ -117,10 +117,15 @@ class ConnectionPool {
   // skipping endpoints outlier detection has ejected (while any is).
   const Endpoint& pick() {
     size_t i = lb_.pick(active_);
-    if (ejected_count_ > 0) {
+    if (ejected_count_ > 0 || cluster_.health) {
       i = pickAroundEjected(i);
     }
     return cluster_.endpoints[i];
+  }
+  // Active health checks say no endpoint is in rotation (and the cluster is not in panic mode):
+  // the request should get 503 at once rather than an endpoint known to be down.
+  bool noneHealthy() const {
+    return cluster_.health && !cluster_.cfg->health_check->panic && !cluster_.health->anyHealthy();
   }
 
   // Outlier detection (clusters[].outlier_detection): the outcome of one attempt on `ep`

@@ -42,6 +42,7 @@ expected_types = {
     "sidetrace_upstream_retries": "counter",
     "sidetrace_upstream_circuit_breaker_trips": "counter",
     "sidetrace_upstream_ejections": "counter",
+    "sidetrace_upstream_endpoint_healthy": "gauge",
     "sidetrace_spans_started": "counter",
     "sidetrace_spans_sampled": "counter",
     "sidetrace_spans_exported": "counter",

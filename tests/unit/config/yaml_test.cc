@@ -569,3 +569,41 @@ TEST(ApplyYamlOutlierDetection, KeysDefaultsAndErrors) {
 
 }  // namespace
 }  // namespace sidetrace::config
+
+namespace sidetrace::config {
+namespace {
+
+TEST(ApplyYamlHealthCheck, KeysDefaultsAndErrors) {
+  Config cfg = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+      "    health_check: { path: /ready, expected_statuses: [ 200, 204 ], interval: 2s, "
+      "panic: true }\n");
+  ASSERT_TRUE(cfg.clusters[0].health_check);
+  const auto& h = *cfg.clusters[0].health_check;
+  EXPECT_EQ(h.type, "http");
+  EXPECT_EQ(h.path, "/ready");
+  EXPECT_EQ(h.expected_statuses, (std::vector<int>{200, 204}));
+  EXPECT_EQ(h.interval, Duration(2000));
+  EXPECT_EQ(h.timeout, Duration(1000));
+  EXPECT_EQ(h.healthy_threshold, 2u);
+  EXPECT_EQ(h.unhealthy_threshold, 3u);
+  EXPECT_TRUE(h.panic);
+  EXPECT_NE(dumpConfigJson(cfg).find("\"health_check\": {"), std::string::npos);
+  const std::string head = "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n";
+  EXPECT_EQ(loadError(head + "    health_check: { type: grpc }\n"),
+            "t.yaml:4: clusters[0].health_check.type: unknown health check type 'grpc' (expected "
+            "one of: http, tcp)");
+  EXPECT_EQ(loadError(head + "    health_check: { path: health }\n"),
+            "t.yaml:4: clusters[0].health_check.path: must start with '/'");
+  Config tls = load(head +
+                    "    tls: {}\n    health_check: { type: http }\n"
+                    "listeners:\n  - address: :80\n    routes: [ { cluster: c } ]\n");
+  EXPECT_EQ(errorOf([&] { validate(tls); }),
+            "clusters[0].health_check.type: http checks over TLS are not implemented yet (use "
+            "type: tcp)");
+  tls.clusters[0].health_check->type = "tcp";
+  EXPECT_NO_THROW(validate(tls));
+}
+
+}  // namespace
+}  // namespace sidetrace::config
