@@ -184,6 +184,8 @@ struct Cluster {
   std::string lb = "round_robin";  // round_robin | random | least_request (per worker)
   Duration connect_timeout{1000};
   uint32_t max_idle_connections = 64;    // per worker per endpoint, kept-alive upstream connections
+  Duration idle_timeout{60000};          // an upstream connection unused this long is closed
+  Duration max_connection_duration{0};   // 0: none; older connections take no new requests
   std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
   RetryBudget retry_budget;
   CircuitBreakerConfig circuit_breakers;

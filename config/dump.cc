@@ -294,6 +294,8 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("lb", c.lb);
   w.field("connect_timeout", formatDuration(c.connect_timeout));
   w.field("max_idle_connections", c.max_idle_connections);
+  w.field("idle_timeout", formatDuration(c.idle_timeout));
+  w.field("max_connection_duration", formatDuration(c.max_connection_duration));
   if (c.tls) {
     w.key("tls");
     w.beginObject();

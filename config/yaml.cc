@@ -637,7 +637,8 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
   w.walkMap(
       n, path,
       {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls",
-       "retry_budget", "circuit_breakers", "outlier_detection", "health_check"},
+       "retry_budget", "circuit_breakers", "outlier_detection", "health_check", "idle_timeout",
+       "max_connection_duration"},
       [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
         if (key == "name") {
           c.name = w.nonEmpty(v, sub);
@@ -656,6 +657,13 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
           c.connect_timeout = w.duration(v, sub);
         } else if (key == "tls") {
           c.tls = parseClusterTls(w, v, sub);
+        } else if (key == "idle_timeout") {
+          c.idle_timeout = w.duration(v, sub);
+          if (c.idle_timeout.count() <= 0) {
+            w.fail(v, sub, "must be greater than 0");
+          }
+        } else if (key == "max_connection_duration") {
+          c.max_connection_duration = w.duration(v, sub);
         } else if (key == "health_check") {
           HealthCheck h;
           w.walkMap(v, sub,

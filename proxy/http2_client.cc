@@ -81,7 +81,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   }
 
   // New streams may go here.
-  bool usable() const { return !dead_ && !stop_reading_ && !goaway_; }
+  bool usable() const { return !dead_ && !stop_reading_ && !goaway_ && !retired_; }
   uint32_t maxStreams() const {
     return std::min(
         nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS),
@@ -90,7 +90,30 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   bool hasRoom() const { return reserved_ < maxStreams(); }
   bool settingsSeen() const { return settings_seen_; }
   void reserveSlot() { ++reserved_; }
-  void releaseSlot() { --reserved_; }
+  void releaseSlot() {
+    if (--reserved_ == 0) {
+      idle_since_ = std::chrono::steady_clock::now();
+      if (retired_) {
+        shutdown();
+      }
+    }
+  }
+  // clusters[].max_connection_duration / idle_timeout: an old connection takes no new streams
+  // and closes once its last one ends; an idle one closes now.
+  void expireIfDue(const config::Cluster& c, std::chrono::steady_clock::time_point now) {
+    if (retired_ || dead_) {
+      return;
+    }
+    const bool too_old =
+        c.max_connection_duration.count() > 0 && now - created_ >= c.max_connection_duration;
+    const bool idle_too_long = reserved_ == 0 && now - idle_since_ >= c.idle_timeout;
+    if (too_old || idle_too_long) {
+      retired_ = true;
+      if (reserved_ == 0) {
+        shutdown();
+      }
+    }
+  }
   void shutdown() {
     if (!dead_ && !goaway_) {
       goaway_ = true;
@@ -130,6 +153,9 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   uint32_t reserved_ = 0;
   bool tls_;
   bool goaway_ = false;
+  bool retired_ = false;
+  std::chrono::steady_clock::time_point created_ = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point idle_since_ = created_;
   bool settings_seen_ = false;
 };
 
@@ -493,7 +519,9 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
   const size_t idx = static_cast<size_t>(&ep - tcp_pool_.cluster().endpoints.data());
   auto& per = conns_[idx];
   std::erase_if(per, [](const auto& c) { return c->dead(); });
+  const auto now = std::chrono::steady_clock::now();
   for (auto& c : per) {
+    c->expireIfDue(*tcp_pool_.cluster().cfg, now);
     if (c->settingsSeen()) {
       peer_max_[idx] = c->maxStreams();
     }

@@ -30,8 +30,8 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg) {
   std::vector<ResolvedCluster> out;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     const config::Cluster& c = cfg.clusters[i];
-    ResolvedCluster rc{&c, {}, nullptr, std::make_shared<CircuitBreakers>(c.circuit_breakers),
-                       nullptr};
+    ResolvedCluster rc{
+        &c, {}, nullptr, std::make_shared<CircuitBreakers>(c.circuit_breakers), nullptr};
     if (c.tls) {
       rc.tls = std::make_shared<TlsClientContext>(*c.tls, c.protocol,
                                                   "clusters[" + std::to_string(i) + "].tls");

@@ -44,7 +44,8 @@ ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& 
       active_(cluster.endpoints.size(), 0),
       count_connections_(cluster.cfg->protocol != "http2"),
       lb_(lbPolicy(cluster.cfg->lb), weightsOf(cluster), lb_seed),
-      outliers_(cluster.endpoints.size()) {
+      outliers_(cluster.endpoints.size()),
+      sweep_timer_(ex_) {
   for (const auto& ep : cluster_.endpoints) {
     slots_.push_back({&ep, {}, {}});
   }
@@ -130,12 +131,47 @@ bool stillUsable(UpstreamConnection& conn) {
 
 }  // namespace
 
+bool ConnectionPool::expired(const UpstreamConnection& c,
+                             std::chrono::steady_clock::time_point now) const {
+  const auto& cfg = *cluster_.cfg;
+  return now - c.idle_since >= cfg.idle_timeout || (cfg.max_connection_duration.count() > 0 &&
+                                                    now - c.created >= cfg.max_connection_duration);
+}
+
+void ConnectionPool::sweepLater() {
+  if (sweeping_) {
+    return;
+  }
+  sweeping_ = true;
+  sweep_timer_.expires_after(std::max<std::chrono::milliseconds>(cluster_.cfg->idle_timeout / 2,
+                                                                 std::chrono::milliseconds(50)));
+  sweep_timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
+    if (ec || !*alive) {
+      return;  // the pool is going away: do not touch it
+    }
+    sweeping_ = false;
+    const auto now = std::chrono::steady_clock::now();
+    bool any = false;
+    for (auto& s : slots_) {
+      // Oldest first (LIFO), so expired ones are a prefix.
+      auto keep = std::find_if(s.idle.begin(), s.idle.end(),
+                               [&](const auto& c) { return !expired(*c, now); });
+      s.idle.erase(s.idle.begin(), keep);
+      any = any || !s.idle.empty();
+    }
+    if (any) {
+      sweepLater();
+    }
+  });
+}
+
 std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep) {
   auto& idle = slot(ep).idle;
+  const auto now = std::chrono::steady_clock::now();
   while (!idle.empty()) {
     auto conn = std::move(idle.back());
     idle.pop_back();
-    if (stillUsable(*conn)) {
+    if (!expired(*conn, now) && stillUsable(*conn)) {
       if (count_connections_) {
         conn->active = track(ep);
       }
@@ -190,6 +226,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
         co_return nullptr;
       }
       err = ConnectError::None;
+      conn->created = std::chrono::steady_clock::now();
       co_return conn;
     }
     deadline.disarm();
@@ -233,8 +270,10 @@ asio::awaitable<bool> ConnectionPool::handshake(UpstreamConnection& conn, PerEnd
 void ConnectionPool::release(std::unique_ptr<UpstreamConnection> conn) {
   conn->active.end();
   auto& idle = slot(*conn->endpoint).idle;
-  if (idle.size() < cluster_.cfg->max_idle_connections) {
+  conn->idle_since = std::chrono::steady_clock::now();
+  if (idle.size() < cluster_.cfg->max_idle_connections && !expired(*conn, conn->idle_since)) {
     idle.push_back(std::move(conn));
+    sweepLater();
   }
 }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -92,6 +93,8 @@ struct UpstreamConnection {
   // Counts as one active request on `endpoint` while checked out of an http1 cluster's pool.
   ActiveRequest active;
   BreakerSlot open_slot;  // one of the cluster's max_connections, while this connection exists
+  std::chrono::steady_clock::time_point created;     // connected at
+  std::chrono::steady_clock::time_point idle_since;  // put back in the pool at
 };
 
 // TlsHandshake: connected, but the TLS handshake failed (certificate refused, name mismatch, no
@@ -111,6 +114,7 @@ class ConnectionPool {
   // `lb_seed`: the random policies' generator (fixed in tests for reproducible picks).
   ConnectionPool(boost::asio::any_io_executor ex, const ResolvedCluster& cluster,
                  uint64_t lb_seed = randomLbSeed());
+  ~ConnectionPool() { *alive_ = false; }
 
   const ResolvedCluster& cluster() const { return cluster_; }
   // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free),
@@ -172,6 +176,10 @@ class ConnectionPool {
   PerEndpoint& slot(const Endpoint& ep) { return slots_[index(ep)]; }
   boost::asio::awaitable<bool> handshake(UpstreamConnection& conn, PerEndpoint& slot);
   size_t pickAroundEjected(size_t first);
+  // Idle past clusters[].idle_timeout, or older than max_connection_duration.
+  bool expired(const UpstreamConnection& c, std::chrono::steady_clock::time_point now) const;
+  // Closes expired idle connections in a while (one timer per pool, armed while any are idle).
+  void sweepLater();
   // Ends an ejection whose time is up; true while `i` stays ejected.
   bool stillEjected(size_t i, std::chrono::steady_clock::time_point now);
 
@@ -190,6 +198,10 @@ class ConnectionPool {
   LoadBalancer lb_;
   std::vector<Outlier> outliers_;  // per endpoint
   size_t ejected_count_ = 0;
+  boost::asio::steady_timer sweep_timer_;
+  bool sweeping_ = false;
+  // False once the pool is gone: a sweep already queued when it went must not touch it.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 
 }  // namespace sidetrace::upstream

@@ -119,7 +119,7 @@ TEST(ClusterTls, DumpShowsSettingsAndRedactsTheKey) {
       "  - name: plain\n"
       "    endpoints: [ \"h:80\" ]\n");
   const std::string dump = dumpConfigJson(cfg);
-  EXPECT_NE(dump.find(R"("max_idle_connections": 64,
+  EXPECT_NE(dump.find(R"("max_connection_duration": "0ms",
       "tls": {
         "ca_file": "/etc/ca.pem",
         "sni": "h.example",

@@ -120,6 +120,8 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "lb": "round_robin",
       "connect_timeout": "1s",
       "max_idle_connections": 64,
+      "idle_timeout": "1m",
+      "max_connection_duration": "0ms",
       "retry_budget": {
         "budget_percent": 20,
         "min_retry_concurrency": 3
