@@ -205,7 +205,7 @@ class Http2Call final : public UpstreamCall {
     nv.add(":authority", std::move(authority));
     nv.add(":path", head.target);
     nv.append(head.headers);
-    send_end_ = end_stream;
+    send_.end = end_stream;
     nghttp2_data_provider prd{};
     prd.read_callback = &Http2ClientConnection::readRequest;
     id_ = nghttp2_submit_request(conn_->session(), nullptr, nv.data(), nv.size(),
@@ -219,14 +219,14 @@ class Http2Call final : public UpstreamCall {
   }
 
   awaitable<bool> sendBody(std::string_view data, bool end) override {
-    while (!failed() && send_buf_.size() - send_off_ >= kRequestHighWater) {
+    while (!failed() && send_.pending() >= kRequestHighWater) {
       co_await send_wake_.wait();
     }
     if (failed()) {
       co_return false;
     }
-    send_buf_.append(data);
-    send_end_ = end;
+    send_.buf.append(data);
+    send_.end = end;
     resume();
     co_return true;
   }
@@ -235,8 +235,8 @@ class Http2Call final : public UpstreamCall {
     if (failed()) {
       co_return false;
     }
-    trailers_out_.build(trailers);
-    send_end_ = true;
+    send_.trailers.build(trailers);
+    send_.end = true;
     resume();
     co_return true;
   }
@@ -302,8 +302,7 @@ class Http2Call final : public UpstreamCall {
 
   bool failed() const { return cancelled_ || closed_ || !conn_; }
   void resume() {
-    if (deferred_) {
-      deferred_ = false;
+    if (send_.takeDeferred()) {
       nghttp2_session_resume_data(conn_->session(), id_);
     }
     conn_->flush();
@@ -354,11 +353,7 @@ class Http2Call final : public UpstreamCall {
   std::shared_ptr<Http2ClientConnection> conn_;
   int32_t id_ = 0;
 
-  std::string send_buf_;
-  size_t send_off_ = 0;
-  bool send_end_ = false;
-  bool deferred_ = false;
-  NvList trailers_out_;
+  OutgoingBody send_;
 
   filters::ResponseHead pending_;
   filters::ResponseHead head_;
@@ -384,31 +379,11 @@ ssize_t Http2ClientConnection::readRequest(nghttp2_session* session, int32_t str
   if (call == nullptr) {
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  const size_t avail = call->send_buf_.size() - call->send_off_;
-  const size_t n = std::min(avail, length);
+  const ssize_t n = call->send_.read(session, stream_id, buf, length, flags);
   if (n > 0) {
-    std::memcpy(buf, call->send_buf_.data() + call->send_off_, n);
-    call->send_off_ += n;
-    if (call->send_off_ == call->send_buf_.size()) {
-      call->send_buf_.clear();
-      call->send_off_ = 0;
-    }
-    call->send_wake_.notify();
+    call->send_wake_.notify();  // room again
   }
-  if (n == avail && call->send_end_) {
-    *flags |= NGHTTP2_DATA_FLAG_EOF;
-    if (!call->trailers_out_.empty()) {
-      *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-      nghttp2_submit_trailer(session, stream_id, call->trailers_out_.data(),
-                             call->trailers_out_.size());
-    }
-    return static_cast<ssize_t>(n);
-  }
-  if (n == 0) {
-    call->deferred_ = true;
-    return NGHTTP2_ERR_DEFERRED;
-  }
-  return static_cast<ssize_t>(n);
+  return n;
 }
 
 int Http2ClientConnection::onHeader(nghttp2_session*, const nghttp2_frame* frame,

@@ -70,13 +70,8 @@ struct Http2ServerStream final : DownstreamSide {
   Wakeup req_wake;
 
   // Response body waiting for nghttp2's data source callback.
-  std::string resp_buf;
-  size_t resp_off = 0;
-  bool resp_end = false;   // no more body will be added
+  OutgoingBody resp;
   bool resp_done = false;  // END_STREAM queued (nghttp2 read the last byte)
-  bool deferred = false;   // the data source said "nothing yet"; resume on more
-  NvList resp_trailers;
-  bool has_trailers = false;
   Wakeup resp_wake;
 
   bool closed = false;  // nghttp2 closed the stream (done, or reset by either side)
@@ -319,32 +314,14 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     if (st == nullptr) {
       return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    const size_t avail = st->resp_buf.size() - st->resp_off;
-    const size_t n = std::min(avail, length);
+    const ssize_t n = st->resp.read(session, stream_id, buf, length, flags);
     if (n > 0) {
-      std::memcpy(buf, st->resp_buf.data() + st->resp_off, n);
-      st->resp_off += n;
-      if (st->resp_off == st->resp_buf.size()) {
-        st->resp_buf.clear();
-        st->resp_off = 0;
-      }
       st->resp_wake.notify();  // room again
     }
-    if (n == avail && st->resp_end) {
-      *flags |= NGHTTP2_DATA_FLAG_EOF;
+    if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0) {
       st->resp_done = true;
-      if (st->has_trailers) {
-        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
-        nghttp2_submit_trailer(session, stream_id, st->resp_trailers.data(),
-                               st->resp_trailers.size());
-      }
-      return static_cast<ssize_t>(n);
     }
-    if (n == 0) {
-      st->deferred = true;
-      return NGHTTP2_ERR_DEFERRED;
-    }
-    return static_cast<ssize_t>(n);
+    return n;
   }
 
   void afterFeed() override {
@@ -364,8 +341,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       // Answer on this stream only; the connection (and its HPACK state) stays good.
       static const std::string_view kBody = "Request Header Fields Too Large\n";
       worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
-      st->resp_buf.assign(kBody);
-      st->resp_end = true;
+      st->resp.buf.assign(kBody);
+      st->resp.end = true;
       NvList nv;
       filters::HeaderMap h;
       h.add("content-type", "text/plain");
@@ -475,7 +452,7 @@ awaitable<bool> Http2ServerStream<Io>::sendHead(filters::ResponseHead& head, boo
   NvList nv;
   nv.build(head.headers, head.status);
   if (end) {
-    resp_end = true;
+    resp.end = true;
     resp_done = true;
     nghttp2_submit_response(conn.session(), id, nv.data(), nv.size(), nullptr);
   } else {
@@ -489,16 +466,15 @@ awaitable<bool> Http2ServerStream<Io>::sendHead(filters::ResponseHead& head, boo
 
 template <class Io>
 awaitable<bool> Http2ServerStream<Io>::sendBody(std::string_view data, bool end) {
-  while (!closed && !interrupted && resp_buf.size() - resp_off >= kResponseHighWater) {
+  while (!closed && !interrupted && resp.pending() >= kResponseHighWater) {
     co_await resp_wake.wait();
   }
   if (closed || interrupted) {
     co_return false;
   }
-  resp_buf.append(data);
-  resp_end = end;
-  if (deferred) {
-    deferred = false;
+  resp.buf.append(data);
+  resp.end = end;
+  if (resp.takeDeferred()) {
     nghttp2_session_resume_data(conn.session(), id);
   }
   conn.flush();
@@ -510,11 +486,9 @@ awaitable<bool> Http2ServerStream<Io>::sendTrailers(filters::HeaderMap& trailers
   if (closed) {
     co_return false;
   }
-  resp_trailers.build(trailers, 0);
-  has_trailers = !resp_trailers.empty();
-  resp_end = true;
-  if (deferred) {
-    deferred = false;
+  resp.trailers.build(trailers, 0);
+  resp.end = true;
+  if (resp.takeDeferred()) {
     nghttp2_session_resume_data(conn.session(), id);
   }
   conn.flush();

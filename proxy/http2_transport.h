@@ -13,12 +13,15 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <algorithm>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <cstring>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "filters/http_message.h"
@@ -98,6 +101,49 @@ class NvList {
  private:
   std::vector<std::string> strings_;
   std::vector<nghttp2_nv> nv_;
+};
+
+// A body on its way out through an nghttp2 data source (a response downstream, a request
+// upstream): the codec appends, nghttp2's read callback takes, and an empty queue defers the
+// stream until the next append resumes it. Trailers, when set, follow the last byte.
+struct OutgoingBody {
+  std::string buf;
+  size_t off = 0;
+  bool end = false;       // nothing more will be appended
+  bool deferred = false;  // nghttp2 was told "nothing yet"
+  NvList trailers;
+
+  size_t pending() const { return buf.size() - off; }
+  // The data source callback's work: copies up to `length` bytes into `out`; at the end sets
+  // EOF (and submits the trailers); with nothing to give, defers.
+  ssize_t read(nghttp2_session* session, int32_t stream_id, uint8_t* out, size_t length,
+               uint32_t* flags) {
+    const size_t avail = pending();
+    const size_t n = std::min(avail, length);
+    if (n > 0) {
+      std::memcpy(out, buf.data() + off, n);
+      off += n;
+      if (off == buf.size()) {
+        buf.clear();
+        off = 0;
+      }
+    }
+    if (n == avail && end) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!trailers.empty()) {
+        *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        nghttp2_submit_trailer(session, stream_id, trailers.data(), trailers.size());
+      }
+      return static_cast<ssize_t>(n);
+    }
+    if (n == 0) {
+      deferred = true;
+      return NGHTTP2_ERR_DEFERRED;
+    }
+    return static_cast<ssize_t>(n);
+  }
+  // After an append: true when nghttp2 must be told to ask again (nghttp2_session_resume_data).
+  bool takeDeferred() { return std::exchange(deferred, false); }
 };
 
 // `Io` is a tcp::socket, an ssl::stream<tcp::socket>, or anything with the same async_read_some /

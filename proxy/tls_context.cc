@@ -11,6 +11,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "upstream/tls_files.h"
+
 namespace sidetrace::proxy {
 
 namespace asio = boost::asio;
@@ -27,35 +29,10 @@ constexpr const char* kTls12Ciphers =
 constexpr unsigned char kAlpn[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
 
 [[noreturn]] void fail(const std::string& key, const std::string& msg) {
-  throw std::runtime_error(key + ": " + msg);
+  upstream::tlsConfigError(key, msg);
 }
-
-// The most specific reason OpenSSL queued (its last error); clears the queue.
-std::string opensslReason() {
-  unsigned long last = 0;
-  while (unsigned long e = ERR_get_error()) {
-    last = e;
-  }
-  if (last == 0) {
-    return "unknown OpenSSL error";
-  }
-  char buf[256];
-  ERR_error_string_n(last, buf, sizeof buf);
-  return buf;
-}
-
-// Opens `path` for reading, failing with the key and errno's text (missing file, permissions).
-struct File {
-  File(const std::string& path, const std::string& key) : f(std::fopen(path.c_str(), "r")) {
-    if (f == nullptr) {
-      fail(key, "cannot read '" + path + "': " + std::strerror(errno));
-    }
-  }
-  ~File() { std::fclose(f); }
-  File(const File&) = delete;
-  File& operator=(const File&) = delete;
-  FILE* f;
-};
+using upstream::opensslReason;
+using File = upstream::TlsFile;
 
 int selectAlpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
                unsigned int inlen, void*) {
