@@ -135,19 +135,8 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     finishRequest(worker, wg, s, start_ns);
     co_return;
   }
-  upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
-  auto& load = wg.load[cluster_index];
-  ++load.active;
-  struct LoadGuard {  // this request's share of the cluster's load, until it ends
-    WorkerGeneration::ClusterLoad& load;
-    bool retrying = false;
-    ~LoadGuard() {
-      --load.active;
-      if (retrying) {
-        --load.retrying;
-      }
-    }
-  } load_guard{load};
+  RetryAttempts attempts(wg.load[cluster_index], pool.cluster(), worker.mutableStats(),
+                         cluster_slot);
 
   // The deadline: the route's timeout, or the caller's grpc-timeout when that is sooner.
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(route.timeout);
@@ -208,7 +197,6 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
   }
   const bool replay = retry != nullptr && !request_ended;
   const bool idempotent = idempotentMethod(req.method);
-  uint32_t retries = 0;
 
   std::unique_ptr<UpstreamCall> up;
   UpstreamResult::Error err = UpstreamResult::Error::None;
@@ -222,7 +210,7 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     s.upstream.endpoint_host = endpoint.host;
     s.upstream.endpoint_port = endpoint.port;
     s.upstream.tls = pool.cluster().tls != nullptr;
-    s.upstream.resend_count = retries;
+    s.upstream.resend_count = attempts.count();
     if (!req.headers.get("host")) {
       req.headers.add("Host", endpoint.authority);
     }
@@ -295,25 +283,10 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     } else {
       retriable = idempotent && retriableResponse(*retry, resp.status, -1);
     }
-    if (!retriable || retries >= retry->num_retries) {
+    const auto wait =
+        retriable ? attempts.admit(*retry, worker.random(), deadline_at) : std::nullopt;
+    if (!wait) {
       break;
-    }
-    const uint32_t others_retrying = load.retrying - (load_guard.retrying ? 1 : 0);
-    if (!retryBudgetAllows(pool.cluster().cfg->retry_budget, load.active, others_retrying)) {
-      worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
-      break;
-    }
-    if (!retry_slot) {
-      retry_slot = upstream::CircuitBreakers::take(pool.cluster().breakers->retries);
-      if (!retry_slot) {
-        worker.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRetries);
-        worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
-        break;
-      }
-    }
-    const auto wait = retryBackOff(*retry, retries + 1, worker.random());
-    if (std::chrono::steady_clock::now() + wait >= deadline_at) {
-      break;  // no time left for another attempt
     }
     // This attempt ends here: its CLIENT span records why.
     if (err != UpstreamResult::Error::None) {
@@ -332,15 +305,10 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     down.active_upstream = nullptr;
     up->cancel();
     up.reset();
-    if (!load_guard.retrying) {
-      load_guard.retrying = true;
-      ++load.retrying;
-    }
-    ++retries;
-    worker.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryAttempted);
-    if (wait.count() > 0) {
+    attempts.begin();
+    if (wait->count() > 0) {
       asio::steady_timer t(ex);
-      t.expires_after(wait);
+      t.expires_after(*wait);
       boost::system::error_code ec;
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
@@ -385,13 +353,8 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
                                           tried.list[tried.size - 1]->port);
     }
   }
-  if (retries > 0) {
-    const bool failed =
-        err != UpstreamResult::Error::None || resp.status >= 500 ||
-        (s.grpc && filters::grpcServerError(filters::parseGrpcStatus(resp.headers)));
-    worker.mutableStats().countRetry(
-        cluster_slot, failed ? WorkerStats::kRetryExhausted : WorkerStats::kRetrySucceeded);
-  }
+  attempts.finish(err != UpstreamResult::Error::None || resp.status >= 500 ||
+                  (s.grpc && filters::grpcServerError(filters::parseGrpcStatus(resp.headers))));
 
   bool broken = false;
   if (err == UpstreamResult::Error::None) {

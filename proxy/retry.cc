@@ -82,4 +82,55 @@ std::chrono::milliseconds retryBackOff(const P& p, uint32_t retry, uint64_t rand
   return std::chrono::milliseconds(ceiling == 0 ? 0 : random % (ceiling + 1));
 }
 
+RetryAttempts::RetryAttempts(ClusterLoad& load, const upstream::ResolvedCluster& cluster,
+                             WorkerStats& stats, size_t cluster_slot)
+    : load_(load), cluster_(cluster), stats_(stats), slot_(cluster_slot) {
+  ++load_.active;
+}
+
+RetryAttempts::~RetryAttempts() {
+  --load_.active;
+  if (retries_ > 0) {
+    --load_.retrying;
+  }
+}
+
+std::optional<std::chrono::milliseconds> RetryAttempts::admit(
+    const config::RetryPolicy& p, uint64_t random, std::chrono::steady_clock::time_point deadline) {
+  if (retries_ >= p.num_retries) {
+    return std::nullopt;
+  }
+  const uint32_t others_retrying = load_.retrying - (retries_ > 0 ? 1 : 0);
+  if (!retryBudgetAllows(cluster_.cfg->retry_budget, load_.active, others_retrying)) {
+    stats_.countRetry(slot_, WorkerStats::kRetryOverflow);
+    return std::nullopt;
+  }
+  if (!breaker_) {
+    breaker_ = upstream::CircuitBreakers::take(cluster_.breakers->retries);
+    if (!breaker_) {
+      stats_.countTrip(slot_, WorkerStats::kBreakerRetries);
+      stats_.countRetry(slot_, WorkerStats::kRetryOverflow);
+      return std::nullopt;
+    }
+  }
+  const auto wait = retryBackOff(p, retries_ + 1, random);
+  if (std::chrono::steady_clock::now() + wait >= deadline) {
+    return std::nullopt;  // no time left for another attempt
+  }
+  return wait;
+}
+
+void RetryAttempts::begin() {
+  if (retries_++ == 0) {
+    ++load_.retrying;
+  }
+  stats_.countRetry(slot_, WorkerStats::kRetryAttempted);
+}
+
+void RetryAttempts::finish(bool failed) {
+  if (retries_ > 0) {
+    stats_.countRetry(slot_, failed ? WorkerStats::kRetryExhausted : WorkerStats::kRetrySucceeded);
+  }
+}
+
 }  // namespace sidetrace::proxy

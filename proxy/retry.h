@@ -11,8 +11,11 @@
 #include <cstdint>
 #include <string_view>
 
+#include <optional>
 #include "config/config.h"
+
 #include "filters/stream.h"
+#include "proxy/stats.h"
 #include "upstream/connection_pool.h"
 
 namespace sidetrace::proxy {
@@ -29,6 +32,43 @@ bool idempotentMethod(std::string_view method);
 // Retries in flight on this worker's cluster, if one more starts, stay within the budget.
 bool retryBudgetAllows(const config::RetryBudget& b, uint32_t active_requests,
                        uint32_t active_retries);
+// Requests in flight to one cluster on one worker, and how many of them are retrying: the retry
+// budget's inputs. Worker thread only.
+struct ClusterLoad {
+  uint32_t active = 0;
+  uint32_t retrying = 0;
+};
+
+// One request's retries against its cluster, for both exchange loops: it counts the request as
+// active while it lives, and admits each retry through the policy's limit, the retry budget, the
+// cluster's max_retries breaker and the time left, counting why when it says no.
+class RetryAttempts {
+ public:
+  RetryAttempts(ClusterLoad& load, const upstream::ResolvedCluster& cluster, WorkerStats& stats,
+                size_t cluster_slot);
+  ~RetryAttempts();
+  RetryAttempts(const RetryAttempts&) = delete;
+  RetryAttempts& operator=(const RetryAttempts&) = delete;
+
+  uint32_t count() const { return retries_; }  // retries made so far
+  // After a retriable failure: the back-off before the next attempt, or nullopt when there is
+  // to be none (retries used up, budget or breaker full, or no time left before `deadline`).
+  std::optional<std::chrono::milliseconds> admit(const config::RetryPolicy& p, uint64_t random,
+                                                 std::chrono::steady_clock::time_point deadline);
+  // The admitted retry starts now.
+  void begin();
+  // The request is over; after retries, counts whether it finally succeeded.
+  void finish(bool failed);
+
+ private:
+  ClusterLoad& load_;
+  const upstream::ResolvedCluster& cluster_;
+  WorkerStats& stats_;
+  size_t slot_;
+  upstream::BreakerSlot breaker_;  // one of max_retries, from the first retry to the end
+  uint32_t retries_ = 0;
+};
+
 // The endpoints one request has tried (at most 1 + 10 retries).
 struct TriedEndpoints {
   std::array<const upstream::Endpoint*, 11> list{};

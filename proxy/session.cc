@@ -600,7 +600,6 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   auto& pool = *gen_->pools[cluster_index];
   const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
   const auto& route = *stream_.route;
-  const auto& cluster_cfg = *pool.cluster().cfg;
   upstream::BreakerSlot request_slot =
       upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
   if (!request_slot) {
@@ -618,19 +617,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     finishStream(start_ns);
     co_return keep;
   }
-  upstream::BreakerSlot retry_slot;  // taken with the first retry, held to the end
-  auto& load = gen_->load[cluster_index];
-  ++load.active;
-  struct LoadGuard {  // this request's share of the cluster's load, until it ends
-    WorkerGeneration::ClusterLoad& load;
-    bool retrying = false;
-    ~LoadGuard() {
-      --load.active;
-      if (retrying) {
-        --load.retrying;
-      }
-    }
-  } load_guard{load};
+  RetryAttempts attempts(gen_->load[cluster_index], pool.cluster(), worker_.mutableStats(),
+                         cluster_slot);
 
   // Upstream request head: filters have edited the headers; framing is ours to write.
   req.headers.remove("content-length");
@@ -648,7 +636,6 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const config::RetryPolicy* retry =
       route.retry_policy && request_done && !upgrade_request ? &*route.retry_policy : nullptr;
   const bool idempotent = idempotentMethod(req.method);
-  uint32_t retries = 0;
   error_code ec;
 
   auto fail = [&](UpstreamResult::Error e, int status) -> awaitable<bool> {
@@ -827,7 +814,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     stream_.upstream.endpoint_host = endpoint.host;
     stream_.upstream.endpoint_port = endpoint.port;
     stream_.upstream.tls = pool.cluster().tls != nullptr;
-    stream_.upstream.resend_count = retries;
+    stream_.upstream.resend_count = attempts.count();
     if (!req.headers.get("host")) {
       req.headers.add("Host", endpoint.authority);
     }
@@ -867,25 +854,10 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
             ? retriableFailure(*retry, a.error, a.per_try_expired && !route_deadline.expired()) &&
                   (idempotent || a.error == UpstreamResult::Error::ConnectFailure)
             : idempotent && retriableResponse(*retry, stream_.upstream.status, -1);
-    if (!retriable || retries >= retry->num_retries) {
+    const auto wait =
+        retriable ? attempts.admit(*retry, worker_.random(), route_deadline_at) : std::nullopt;
+    if (!wait) {
       break;
-    }
-    const uint32_t others_retrying = load.retrying - (load_guard.retrying ? 1 : 0);
-    if (!retryBudgetAllows(cluster_cfg.retry_budget, load.active, others_retrying)) {
-      worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
-      break;
-    }
-    if (!retry_slot) {
-      retry_slot = upstream::CircuitBreakers::take(pool.cluster().breakers->retries);
-      if (!retry_slot) {
-        worker_.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRetries);
-        worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryOverflow);
-        break;
-      }
-    }
-    const auto wait = retryBackOff(*retry, retries + 1, worker_.random());
-    if (std::chrono::steady_clock::now() + wait >= route_deadline_at) {
-      break;  // no time left for another attempt
     }
     // This attempt ends here: its CLIENT span records why, and its connection is dropped.
     if (a.error != UpstreamResult::Error::None) {
@@ -893,29 +865,17 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     }
     chain.onUpstreamResult(stream_);
     a.conn.reset();
-    if (!load_guard.retrying) {
-      load_guard.retrying = true;
-      ++load.retrying;
-    }
-    ++retries;
-    worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryAttempted);
-    if (wait.count() > 0) {
+    attempts.begin();
+    if (wait->count() > 0) {
       asio::steady_timer t(tcp().get_executor());
-      t.expires_after(wait);
+      t.expires_after(*wait);
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     }
   }
+  attempts.finish(a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500);
   if (a.error != UpstreamResult::Error::None) {
     route_deadline.disarm();
-    if (retries > 0) {
-      worker_.mutableStats().countRetry(cluster_slot, WorkerStats::kRetryExhausted);
-    }
     co_return co_await fail(a.error, a.fail_status);
-  }
-  if (retries > 0) {
-    worker_.mutableStats().countRetry(cluster_slot, stream_.upstream.status >= 500
-                                                        ? WorkerStats::kRetryExhausted
-                                                        : WorkerStats::kRetrySucceeded);
   }
   auto conn = std::move(a.conn);
   FeedResult& rr = a.rr;

@@ -16,6 +16,7 @@
 #include "config/config.h"
 #include "filters/filter.h"
 #include "proxy/generation.h"
+#include "proxy/retry.h"
 #include "proxy/stats.h"
 #include "tracing/batch_processor.h"
 #include "tracing/tracer.h"
@@ -38,13 +39,7 @@ struct WorkerGeneration {
   // Per gen->clusters: the multiplexed pool of a `protocol: http2` cluster (connecting through
   // `pools`), null for http1 clusters. Declared after `pools`, so it goes first.
   std::vector<std::unique_ptr<Http2ClientPool>> h2pools;
-  // Per gen->clusters: requests in flight on this worker, and how many of them are retrying (the
-  // retry budget's inputs).
-  struct ClusterLoad {
-    uint32_t active = 0;
-    uint32_t retrying = 0;
-  };
-  std::vector<ClusterLoad> load;
+  std::vector<ClusterLoad> load;  // per gen->clusters (retry.h)
 
   WorkerGeneration();
   ~WorkerGeneration();

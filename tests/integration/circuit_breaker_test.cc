@@ -16,35 +16,14 @@ using std::chrono::milliseconds;
 
 class CircuitBreakerTest : public IntegrationTest {
  protected:
-  void start(const std::string& breakers, const std::string& endpoints,
+  void start(const std::string& breakers, const std::vector<uint16_t>& endpoints,
              const std::string& retry = "") {
-    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
-workers: 1
-listeners:
-  - name: ingress
-    address: "127.0.0.1:{{LISTEN_PORT}}"
-    routes:
-      - name: api
-        match: { prefix: /api }
-        cluster: app
-        timeout: 5s
-)";
+    std::vector<std::string> route = {"timeout: 5s"};
     if (!retry.empty()) {
-      y += "        retry_policy: " + retry + "\n";
+      route.push_back("retry_policy: " + retry);
     }
-    y += "clusters:\n  - name: app\n    endpoints: " + endpoints +
-         "\n    connect_timeout: 500ms\n    circuit_breakers: " + breakers + "\n";
-    y += R"(tracing:
-  service_name: it-cb
-  sampler: { type: parentbased_always_on }
-  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
-  batch: { schedule_delay: 100ms }
-limits: { drain_timeout: 2s }
-)";
-    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
-  }
-  std::string appEndpoint() const {
-    return "[ \"127.0.0.1:" + std::to_string(upstream_.port()) + "\" ]";
+    ASSERT_NO_FATAL_FAILURE(
+        startProxyYaml(poolConfigYaml(endpoints, route, {"circuit_breakers: " + breakers})));
   }
   double trips(const std::string& breaker) {
     return metricSum(metrics(), "sidetrace_upstream_circuit_breaker_trips_total",
@@ -56,7 +35,7 @@ limits: { drain_timeout: 2s }
 // flow again.
 TEST_F(CircuitBreakerTest, MaxRequestsAnswers503AtOnce) {
   upstream_.onPrefix("/api/slow", Behavior::stall(milliseconds(1000)));
-  ASSERT_NO_FATAL_FAILURE(start("{ max_requests: 1 }", appEndpoint()));
+  ASSERT_NO_FATAL_FAILURE(start("{ max_requests: 1 }", {upstream_.port()}));
   auto slow =
       std::async(std::launch::async, [&] { return httpRequest(port(), "GET", "/api/slow"); });
   ASSERT_EQ(upstream_.waitForRequests(1, milliseconds(5000)).size(), 1u);
@@ -89,7 +68,7 @@ TEST_F(CircuitBreakerTest, MaxRequestsAnswers503AtOnce) {
 // request while the first holds the connection would need another: 503.
 TEST_F(CircuitBreakerTest, MaxConnectionsLimitsOpenUpstreamConnections) {
   upstream_.onPrefix("/api/slow", Behavior::stall(milliseconds(1000)));
-  ASSERT_NO_FATAL_FAILURE(start("{ max_connections: 1 }", appEndpoint()));
+  ASSERT_NO_FATAL_FAILURE(start("{ max_connections: 1 }", {upstream_.port()}));
   for (int i = 0; i < 3; ++i) {
     auto r = httpRequest(port(), "GET", "/api/seq");
     ASSERT_TRUE(r);
@@ -109,9 +88,7 @@ TEST_F(CircuitBreakerTest, MaxConnectionsLimitsOpenUpstreamConnections) {
 // max_retries: 0 — a retriable failure is not retried, and both the breaker and the retry
 // overflow count it.
 TEST_F(CircuitBreakerTest, MaxRetriesStopsRetries) {
-  ASSERT_NO_FATAL_FAILURE(start("{ max_retries: 0 }",
-                                "[ \"127.0.0.1:" + std::to_string(dead_.port()) +
-                                    "\", \"127.0.0.1:" + std::to_string(upstream_.port()) + "\" ]",
+  ASSERT_NO_FATAL_FAILURE(start("{ max_retries: 0 }", {dead_.port(), upstream_.port()},
                                 "{ retry_on: [ connect-failure ], num_retries: 2 }"));
   auto r = httpRequest(port(), "GET", "/api/x");
   ASSERT_TRUE(r);

@@ -90,6 +90,40 @@ void IntegrationTest::TearDown() {
   }
 }
 
+std::string poolConfigYaml(const std::vector<uint16_t>& endpoints,
+                           const std::vector<std::string>& route_yaml,
+                           const std::vector<std::string>& cluster_yaml) {
+  std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
+workers: 1
+listeners:
+  - name: ingress
+    address: "127.0.0.1:{{LISTEN_PORT}}"
+    routes:
+      - name: api
+        match: { prefix: /api }
+        cluster: pool
+)";
+  for (const auto& line : route_yaml) {
+    y += "        " + line + "\n";
+  }
+  y += "clusters:\n  - name: pool\n    endpoints: [ ";
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    y += (i ? ", \"127.0.0.1:" : "\"127.0.0.1:") + std::to_string(endpoints[i]) + "\"";
+  }
+  y += " ]\n    connect_timeout: 500ms\n";
+  for (const auto& line : cluster_yaml) {
+    y += "    " + line + "\n";
+  }
+  y += R"(tracing:
+  service_name: it-pool
+  sampler: { type: parentbased_always_on }
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: { schedule_delay: 100ms }
+limits: { drain_timeout: 2s }
+)";
+  return y;
+}
+
 std::map<std::string, std::string> IntegrationTest::vars() const {
   return {{"UPSTREAM_PORT", std::to_string(upstream_.port())},
           {"DEAD_PORT", std::to_string(dead_.port())},

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 #include "tests/integration/fake_upstream.h"
 #include "tests/integration/http_client.h"
@@ -33,6 +34,14 @@ struct ProxyConfig {
 //   /health cluster app (route health)  /api*    cluster app (route app)
 //   /ws*    cluster app (route ws)      anything else: no route (404)
 std::string standardConfigYaml(const ProxyConfig& c);
+
+// The resilience tests' config: one worker, route "api" (prefix /api) to cluster "pool" of
+// 127.0.0.1 endpoints (round robin, connect_timeout 500ms), every request traced. `route_yaml`
+// and `cluster_yaml` are extra keys for the route and the cluster ("key: value" lines, indented
+// here).
+std::string poolConfigYaml(const std::vector<uint16_t>& endpoints,
+                           const std::vector<std::string>& route_yaml,
+                           const std::vector<std::string>& cluster_yaml);
 
 class IntegrationTest : public ::testing::Test {
  protected:

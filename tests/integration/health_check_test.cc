@@ -17,29 +17,8 @@ using std::chrono::milliseconds;
 class HealthCheckTest : public IntegrationTest {
  protected:
   void start(const std::vector<uint16_t>& endpoints, const std::string& check) {
-    std::string eps;
-    for (uint16_t p : endpoints) {
-      eps += (eps.empty() ? "" : ", ") + std::string("\"127.0.0.1:") + std::to_string(p) + "\"";
-    }
-    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
-workers: 1
-listeners:
-  - name: ingress
-    address: "127.0.0.1:{{LISTEN_PORT}}"
-    routes:
-      - name: api
-        match: { prefix: /api }
-        cluster: pool
-)";
-    y += "clusters:\n  - name: pool\n    endpoints: [ " + eps +
-         " ]\n    connect_timeout: 500ms\n    health_check: " + check + "\n";
-    y += R"(tracing:
-  service_name: it-health
-  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
-  batch: { schedule_delay: 100ms }
-limits: { drain_timeout: 2s }
-)";
-    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+    ASSERT_NO_FATAL_FAILURE(
+        startProxyYaml(poolConfigYaml(endpoints, {}, {"health_check: " + check})));
   }
   // Waits until the gauge for 127.0.0.1:port reads `healthy`.
   bool waitHealth(uint16_t port, int healthy) {

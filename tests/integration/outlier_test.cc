@@ -21,32 +21,12 @@ class OutlierDetectionTest : public IntegrationTest {
  protected:
   void start(const std::vector<uint16_t>& endpoints, const std::string& outlier,
              const std::string& retry = "") {
-    std::string eps;
-    for (uint16_t p : endpoints) {
-      eps += (eps.empty() ? "" : ", ") + std::string("\"127.0.0.1:") + std::to_string(p) + "\"";
-    }
-    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
-workers: 1
-listeners:
-  - name: ingress
-    address: "127.0.0.1:{{LISTEN_PORT}}"
-    routes:
-      - name: api
-        match: { prefix: /api }
-        cluster: pool
-)";
+    std::vector<std::string> route;
     if (!retry.empty()) {
-      y += "        retry_policy: " + retry + "\n";
+      route.push_back("retry_policy: " + retry);
     }
-    y += "clusters:\n  - name: pool\n    endpoints: [ " + eps +
-         " ]\n    connect_timeout: 500ms\n    outlier_detection: " + outlier + "\n";
-    y += R"(tracing:
-  service_name: it-outlier
-  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
-  batch: { schedule_delay: 100ms }
-limits: { drain_timeout: 2s }
-)";
-    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+    ASSERT_NO_FATAL_FAILURE(
+        startProxyYaml(poolConfigYaml(endpoints, route, {"outlier_detection: " + outlier})));
   }
   FakeUpstream second_;
   FakeUpstream third_;

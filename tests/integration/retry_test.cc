@@ -23,37 +23,16 @@ class RetryTest : public IntegrationTest {
   // One route /api → cluster "pool" with `endpoints` (ports) in round-robin order and `policy`
   // (a YAML flow map, "" = none); one worker, so round-robin order is exact.
   void start(const std::vector<uint16_t>& endpoints, const std::string& policy,
-             const std::string& budget = "", const std::string& timeout = "5s") {
-    std::string eps;
-    for (uint16_t p : endpoints) {
-      eps += (eps.empty() ? "" : ", ") + std::string("\"127.0.0.1:") + std::to_string(p) + "\"";
-    }
-    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
-workers: 1
-listeners:
-  - name: ingress
-    address: "127.0.0.1:{{LISTEN_PORT}}"
-    routes:
-      - name: api
-        match: { prefix: /api }
-        cluster: pool
-        timeout: )" +
-                    timeout + "\n";
+             const std::string& budget = "") {
+    std::vector<std::string> route = {"timeout: 5s"};
     if (!policy.empty()) {
-      y += "        retry_policy: " + policy + "\n";
+      route.push_back("retry_policy: " + policy);
     }
-    y += "clusters:\n  - name: pool\n    endpoints: [ " + eps + " ]\n    connect_timeout: 500ms\n";
+    std::vector<std::string> cluster;
     if (!budget.empty()) {
-      y += "    retry_budget: " + budget + "\n";
+      cluster.push_back("retry_budget: " + budget);
     }
-    y += R"(tracing:
-  service_name: it-retry
-  sampler: { type: parentbased_always_on }
-  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
-  batch: { schedule_delay: 100ms }
-limits: { drain_timeout: 2s }
-)";
-    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+    ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml(endpoints, route, cluster)));
   }
 
   double retries(const std::string& outcome) {

@@ -16,31 +16,13 @@ using std::chrono::milliseconds;
 
 class UpstreamLifetimeTest : public IntegrationTest {
  protected:
-  void start(const std::string& cluster_extra) {
-    std::string y = R"(admin: { address: "127.0.0.1:{{ADMIN_PORT}}" }
-workers: 1
-listeners:
-  - name: ingress
-    address: "127.0.0.1:{{LISTEN_PORT}}"
-    routes:
-      - name: api
-        match: { prefix: /api }
-        cluster: app
-clusters:
-  - name: app
-    endpoints: [ "127.0.0.1:{{UPSTREAM_PORT}}" ]
-)" + cluster_extra + R"(
-tracing:
-  service_name: it-lifetime
-  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
-limits: { drain_timeout: 2s }
-)";
-    ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+  void start(const std::string& cluster_key) {
+    ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml({upstream_.port()}, {}, {cluster_key})));
   }
 };
 
 TEST_F(UpstreamLifetimeTest, IdleConnectionsAreClosedAfterIdleTimeout) {
-  ASSERT_NO_FATAL_FAILURE(start("    idle_timeout: 200ms"));
+  ASSERT_NO_FATAL_FAILURE(start("idle_timeout: 200ms"));
   for (int i = 0; i < 3; ++i) {
     ASSERT_EQ(httpRequest(port(), "GET", "/api/a")->status, 200);
   }
@@ -51,7 +33,7 @@ TEST_F(UpstreamLifetimeTest, IdleConnectionsAreClosedAfterIdleTimeout) {
 }
 
 TEST_F(UpstreamLifetimeTest, MaxConnectionDurationRetiresOldConnections) {
-  ASSERT_NO_FATAL_FAILURE(start("    max_connection_duration: 300ms"));
+  ASSERT_NO_FATAL_FAILURE(start("max_connection_duration: 300ms"));
   for (int i = 0; i < 10; ++i) {  // a request every 100 ms for a second
     ASSERT_EQ(httpRequest(port(), "GET", "/api/x")->status, 200);
     std::this_thread::sleep_for(milliseconds(100));
