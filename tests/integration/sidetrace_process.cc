@@ -90,6 +90,15 @@ SidetraceProcess::SidetraceProcess() {
     throw std::runtime_error("mkdtemp failed");
   }
   dir_ = templ;
+}
+
+void SidetraceProcess::pickPorts() const {
+  // Picked as late as possible (the first config written), not when the fixture is built: a
+  // port released early may meanwhile go to a test peer started in between (grpc++ servers bind
+  // with SO_REUSEPORT, as sidetrace does, so both binds would succeed and share the port).
+  if (listen_port_ != 0) {
+    return;
+  }
   listen_port_ = pickFreePort();
   do {
     admin_port_ = pickFreePort();
@@ -110,6 +119,7 @@ SidetraceProcess::~SidetraceProcess() {
 
 std::string SidetraceProcess::writeFile(const std::string& file, const std::string& text,
                                         const std::map<std::string, std::string>& vars) {
+  pickPorts();
   auto all = vars;
   all.emplace("LISTEN_PORT", std::to_string(listen_port_));
   all.emplace("ADMIN_PORT", std::to_string(admin_port_));

@@ -32,8 +32,15 @@ class SidetraceProcess {
 
   // Ports chosen at construction (free at that moment); available as {{LISTEN_PORT}} and
   // {{ADMIN_PORT}} in configs, plus any vars given.
-  uint16_t listenPort() const { return listen_port_; }
-  uint16_t adminPort() const { return admin_port_; }
+  // Picked on first use (asking, or writing a config), as late as the test allows.
+  uint16_t listenPort() const {
+    pickPorts();
+    return listen_port_;
+  }
+  uint16_t adminPort() const {
+    pickPorts();
+    return admin_port_;
+  }
   const std::string& dir() const { return dir_; }
 
   // Writes `file` (relative to dir()) with placeholders expanded; returns its full path.
@@ -66,8 +73,9 @@ class SidetraceProcess {
 
  private:
   std::string dir_;
-  uint16_t listen_port_ = 0;
-  uint16_t admin_port_ = 0;
+  void pickPorts() const;
+  mutable uint16_t listen_port_ = 0;
+  mutable uint16_t admin_port_ = 0;
   int pid_ = -1;
   std::optional<ExitResult> exit_;
   bool keep_dir_ = false;
