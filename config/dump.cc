@@ -296,6 +296,7 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
   w.field("max_idle_connections", c.max_idle_connections);
   w.field("idle_timeout", formatDuration(c.idle_timeout));
   w.field("max_connection_duration", formatDuration(c.max_connection_duration));
+  w.field("dns_refresh_rate", formatDuration(c.dns_refresh_rate));
   if (c.tls) {
     w.key("tls");
     w.beginObject();

@@ -638,7 +638,7 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
       n, path,
       {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls",
        "retry_budget", "circuit_breakers", "outlier_detection", "health_check", "idle_timeout",
-       "max_connection_duration"},
+       "max_connection_duration", "dns_refresh_rate"},
       [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
         if (key == "name") {
           c.name = w.nonEmpty(v, sub);
@@ -664,6 +664,8 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
           }
         } else if (key == "max_connection_duration") {
           c.max_connection_duration = w.duration(v, sub);
+        } else if (key == "dns_refresh_rate") {
+          c.dns_refresh_rate = w.duration(v, sub);
         } else if (key == "health_check") {
           HealthCheck h;
           w.walkMap(v, sub,

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <stdexcept>
+#include <thread>
 
 namespace sidetrace::proxy {
 
@@ -37,12 +38,15 @@ size_t StatsSlots::cluster(std::string_view cluster) {
   return slotFor(clusters_, std::string(cluster), cluster_capacity_, "distinct clusters");
 }
 
+size_t workerCount(const config::Config& cfg) {
+  return cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
+}
+
 std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots) {
   auto gen = std::make_shared<Generation>();
-  gen->clusters = upstream::resolveClusters(*cfg);
-  if (std::any_of(gen->clusters.begin(), gen->clusters.end(),
-                  [](const auto& c) { return c.health != nullptr; })) {
-    gen->health_checker = std::make_unique<upstream::HealthChecker>(gen->clusters);
+  gen->clusters = upstream::resolveClusters(*cfg, workerCount(*cfg));
+  if (upstream::ClusterMonitor::needed(gen->clusters)) {
+    gen->monitor = std::make_unique<upstream::ClusterMonitor>(gen->clusters);
   }
   gen->sampler = tracing::makeSampler(cfg->tracing.sampler.type, cfg->tracing.sampler.ratio);
   for (const auto& c : cfg->clusters) {

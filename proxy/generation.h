@@ -1,9 +1,11 @@
 #pragma once
 // A generation: what the workers derive from one config — resolved clusters, the sampler, and the
 // metric slot of every route and cluster. The main thread builds one at start and one per reload
-// (SIGHUP, POST /reload); it is immutable once published. A worker switches to a new generation
-// between requests, and a request keeps the generation it started with, so the routes and clusters
-// it points into stay alive until it is done: nothing in flight notices a reload.
+// (SIGHUP, POST /reload); it is immutable once published, but for what the monitor thread keeps
+// current through atomics (the clusters' endpoint tables and health flags). A worker switches to a
+// new generation between requests, and a request keeps the generation it started with, so the
+// routes and clusters it points into stay alive until it is done: nothing in flight notices a
+// reload.
 
 #include <cstddef>
 #include <map>
@@ -15,6 +17,7 @@
 #include "config/config.h"
 #include "tracing/sampler.h"
 #include "upstream/cluster.h"
+#include "upstream/cluster_monitor.h"
 
 namespace sidetrace::proxy {
 
@@ -46,9 +49,9 @@ class StatsSlots {
 struct Generation {
   config::ConfigPtr config;
   std::vector<upstream::ResolvedCluster> clusters;  // point into *config
-  // Probes the clusters with a health_check while this generation lives (null: none has one).
-  // Declared after `clusters`, which it reads, so it stops first.
-  std::unique_ptr<upstream::HealthChecker> health_checker;
+  // Health checks and DNS refresh for the clusters while this generation lives (null: no cluster
+  // needs either). Declared after `clusters`, which it reads and refreshes, so it stops first.
+  std::unique_ptr<upstream::ClusterMonitor> monitor;
   std::shared_ptr<const tracing::Sampler> sampler;
   // [listener][route] → metric slot; [listener][routes.size()] is the listener's no-route slot.
   std::vector<std::vector<size_t>> route_slots;
@@ -58,6 +61,9 @@ struct Generation {
   size_t routeSlot(size_t listener, size_t route) const { return route_slots[listener][route]; }
   size_t noRouteSlot(size_t listener) const { return route_slots[listener].back(); }
 };
+
+// Worker threads for this config: workers, or one per core when 0. Fixed for the process.
+size_t workerCount(const config::Config& cfg);
 
 // Resolves the clusters (blocking DNS) and assigns metric slots. Throws std::runtime_error with a
 // message naming the cluster or the exhausted capacity.

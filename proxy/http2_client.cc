@@ -455,7 +455,7 @@ void Http2ClientConnection::onClosed() {
 
 Http2ClientPool::Http2ClientPool(asio::any_io_executor ex, upstream::ConnectionPool& tcp_pool)
     : ex_(std::move(ex)), tcp_pool_(tcp_pool) {
-  conns_.resize(tcp_pool.cluster().endpoints.size());
+  conns_.resize(tcp_pool.cluster().endpoints->capacity());
   connecting_.resize(conns_.size());
   peer_max_.resize(conns_.size(), 100);  // nghttp2's own assumption before SETTINGS
 }
@@ -491,7 +491,7 @@ struct Http2ClientPool::Connecting {
 awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
     const upstream::Endpoint& ep, filters::UpstreamResult::Error& err,
     upstream::ConnectError& cerr_out) {
-  const size_t idx = static_cast<size_t>(&ep - tcp_pool_.cluster().endpoints.data());
+  const size_t idx = tcp_pool_.cluster().endpoints->indexOf(ep);
   auto& per = conns_[idx];
   std::erase_if(per, [](const auto& c) { return c->dead(); });
   const auto now = std::chrono::steady_clock::now();

@@ -56,10 +56,11 @@ bool retriableResponse(const P& p, int status, int grpc_status) {
 
 const upstream::Endpoint& pickForAttempt(upstream::ConnectionPool& pool, TriedEndpoints& tried) {
   const upstream::Endpoint* ep = &pool.pick();
-  for (size_t i = 1; tried.contains(ep) && i < pool.cluster().endpoints.size(); ++i) {
+  for (size_t i = 1; tried.contains(ep) && i < pool.endpointCount(); ++i) {
     ep = &pool.pick();
   }
   tried.add(ep);
+  pool.countPick(*ep);
   return *ep;
 }
 

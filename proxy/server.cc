@@ -240,11 +240,32 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
     if (!rc.health) {
       continue;
     }
-    for (size_t i = 0; i < rc.endpoints.size(); ++i) {
-      o << "sidetrace_upstream_endpoint_healthy{cluster=\"" << escapeLabel(rc.cfg->name)
-        << "\",endpoint=\"" << escapeLabel(rc.endpoints[i].host) << ":" << rc.endpoints[i].port
-        << "\"} " << (rc.health->healthy(i) ? 1 : 0) << "\n";
+    for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
+      if (rc.endpoints->present(i)) {
+        o << "sidetrace_upstream_endpoint_healthy{cluster=\"" << escapeLabel(rc.cfg->name)
+          << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} "
+          << (rc.health->healthy(i) ? 1 : 0) << "\n";
+      }
     }
+  }
+  o << "# HELP sidetrace_upstream_lb_picks_total Request attempts the load balancer sent to each "
+       "endpoint (retries included) since the last reload.\n"
+       "# TYPE sidetrace_upstream_lb_picks_total counter\n";
+  for (const auto& rc : gen.clusters) {
+    for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
+      o << "sidetrace_upstream_lb_picks_total{cluster=\"" << escapeLabel(rc.cfg->name)
+        << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->picks(i) << "\n";
+    }
+  }
+  o << "# HELP sidetrace_upstream_endpoints Endpoints per cluster: every address its endpoints "
+       "resolve to, by whether DNS still returns it.\n"
+       "# TYPE sidetrace_upstream_endpoints gauge\n";
+  for (const auto& rc : gen.clusters) {
+    const size_t present = rc.endpoints->presentCount();
+    o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
+      << "\",state=\"present\"} " << present << "\n";
+    o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
+      << "\",state=\"removed\"} " << rc.endpoints->size() - present << "\n";
   }
   o << "# HELP sidetrace_upstream_ejections_total Endpoints ejected by outlier detection "
        "(consecutive failures), per worker and time, summed.\n"
@@ -586,8 +607,8 @@ int Server::run() {
   }
   processor_ = makeProcessor(cfg.tracing);
 
-  unsigned n = cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
-  for (unsigned i = 0; i < n; ++i) {
+  const size_t n = workerCount(cfg);
+  for (size_t i = 0; i < n; ++i) {
     workers_.push_back(
         std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(), *slots_, tls));
     try {

@@ -66,7 +66,8 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   wg->chain.add(std::make_unique<filters::RouterFilter>());
   wg->load.resize(wg->gen->clusters.size());
   for (const auto& c : wg->gen->clusters) {
-    wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(io_.get_executor(), c));
+    wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(
+        io_.get_executor(), c, upstream::randomLbSeed(), index_));
     wg->h2pools.push_back(c.cfg->protocol == "http2" ? std::make_unique<Http2ClientPool>(
                                                            io_.get_executor(), *wg->pools.back())
                                                      : nullptr);

@@ -27,28 +27,68 @@ UpstreamConnection::~UpstreamConnection() {
 
 namespace {
 
-std::vector<uint32_t> weightsOf(const ResolvedCluster& cluster) {
-  std::vector<uint32_t> w;
-  for (const auto& ep : cluster.endpoints) {
-    w.push_back(ep.weight);
-  }
-  return w;
+// The next seed from the last (an LCG step): rebuilt balancers keep a reproducible sequence.
+uint64_t nextSeed(uint64_t seed) {
+  return seed * 6364136223846793005ULL + 1442695040888963407ULL;
 }
 
 }  // namespace
 
 ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& cluster,
-                               uint64_t lb_seed)
+                               uint64_t lb_seed, size_t worker)
     : ex_(std::move(ex)),
       cluster_(cluster),
-      active_(cluster.endpoints.size(), 0),
+      table_(*cluster.endpoints),
+      worker_(worker),
+      active_(table_.capacity(), 0),
+      outliers_(table_.capacity()),
       count_connections_(cluster.cfg->protocol != "http2"),
-      lb_(lbPolicy(cluster.cfg->lb), weightsOf(cluster), lb_seed),
-      outliers_(cluster.endpoints.size()),
+      seen_version_(table_.version()),
+      lb_seed_(lb_seed),
+      lb_(LbPolicy::RoundRobin, {1}, 0),
       sweep_timer_(ex_) {
-  for (const auto& ep : cluster_.endpoints) {
-    slots_.push_back({&ep, {}, {}});
+  slots_.reserve(table_.capacity());
+  for (size_t i = 0; i < table_.capacity(); ++i) {
+    slots_.push_back({table_.data() + i, {}, {}});
   }
+  syncEndpoints();
+}
+
+void ConnectionPool::syncEndpoints() {
+  seen_version_ = table_.version();
+  std::vector<uint32_t> weights;
+  std::vector<size_t> ids;
+  for (size_t i = 0, n = table_.size(); i < n; ++i) {
+    if (table_.present(i)) {
+      ids.push_back(i);
+      weights.push_back(table_[i].weight);
+      continue;
+    }
+    slots_[i].idle.clear();  // gone from DNS: no new requests on its connections
+    if (outliers_[i].ejected) {
+      outliers_[i] = {};
+      --ejected_count_;
+    }
+  }
+  if (ids.empty()) {  // DNS refresh never removes the last address; a hand-built table might
+    ids.push_back(0);
+    weights.push_back(table_.size() > 0 ? table_[0].weight : 1);
+  }
+  members_ = ids.size();
+  lb_ = LoadBalancer(lbPolicy(cluster_.cfg->lb), std::move(weights), lb_seed_, std::move(ids));
+  lb_seed_ = nextSeed(lb_seed_);
+}
+
+bool ConnectionPool::noneHealthy() const {
+  if (!cluster_.health || cluster_.cfg->health_check->panic) {
+    return false;
+  }
+  for (size_t i = 0, n = table_.size(); i < n; ++i) {
+    if (table_.present(i) && cluster_.health->healthy(i)) {
+      return false;
+    }
+  }
+  return true;
 }
 
 bool ConnectionPool::stillEjected(size_t i, std::chrono::steady_clock::time_point now) {
@@ -70,13 +110,13 @@ size_t ConnectionPool::pickAroundEjected(size_t first) {
   size_t i = first;
   // Every ejected endpoint gets its chance to come back, then the balancer picks again while the
   // pick is ejected or unhealthy (bounded: a few picks find one in rotation when any is).
-  for (size_t n = 0; n < outliers_.size(); ++n) {
+  for (size_t n = 0, end = table_.size(); n < end; ++n) {
     stillEjected(n, now);
   }
   auto out = [&](size_t k) {
     return outliers_[k].ejected || (cluster_.health && !cluster_.health->healthy(k));
   };
-  for (size_t tries = 0; tries < 2 * outliers_.size() && out(i); ++tries) {
+  for (size_t tries = 0; tries < 2 * members_ && out(i); ++tries) {
     i = lb_.pick(active_);
   }
   return i;  // when every pick was out (a one-endpoint cluster, panic mode), use it anyway
@@ -95,7 +135,7 @@ bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {
   if (o.ejected || ++o.consecutive_failures < od->consecutive_5xx) {
     return false;
   }
-  const size_t n = outliers_.size();
+  const size_t n = members_;
   const size_t cap = std::max<size_t>(1, n * od->max_ejection_percent / 100);
   if (ejected_count_ >= cap) {
     return false;  // enough are out already: keep serving from this one
@@ -167,6 +207,10 @@ void ConnectionPool::sweepLater() {
 
 std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep) {
   auto& idle = slot(ep).idle;
+  if (!table_.present(index(ep))) {
+    idle.clear();
+    return nullptr;
+  }
   const auto now = std::chrono::steady_clock::now();
   while (!idle.empty()) {
     auto conn = std::move(idle.back());
@@ -205,36 +249,28 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
   }
   Deadline deadline(ex_);
   deadline.watch(&conn->socket);
-  err = ConnectError::Refused;
-  for (const auto& addr : ep.addresses) {
-    boost::system::error_code ec;
-    conn->socket = asio::ip::tcp::socket(ex_);
-    deadline.arm(cluster_.cfg->connect_timeout);
-    co_await conn->socket.async_connect(addr, asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec) {
-      conn->socket.set_option(asio::ip::tcp::no_delay(true), ec);
-      conn->peer_address = addr.address().to_string();
-      // A failed handshake is not retried on the next address: a certificate or name problem
-      // would repeat there, costing a connect timeout each.
-      bool ok = true;
-      if (cluster_.tls) {
-        ok = co_await handshake(*conn, slot(ep));
-      }
-      deadline.disarm();
-      if (!ok) {
-        err = deadline.expired() ? ConnectError::Timeout : ConnectError::TlsHandshake;
-        co_return nullptr;
-      }
-      err = ConnectError::None;
-      conn->created = std::chrono::steady_clock::now();
-      co_return conn;
-    }
+  boost::system::error_code ec;
+  deadline.arm(cluster_.cfg->connect_timeout);
+  co_await conn->socket.async_connect(ep.address, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) {
     deadline.disarm();
-    if (deadline.expired()) {
-      err = ConnectError::Timeout;
-    }
+    err = deadline.expired() ? ConnectError::Timeout : ConnectError::Refused;
+    co_return nullptr;
   }
-  co_return nullptr;
+  conn->socket.set_option(asio::ip::tcp::no_delay(true), ec);
+  conn->peer_address = ep.address.address().to_string();
+  bool ok = true;
+  if (cluster_.tls) {
+    ok = co_await handshake(*conn, slot(ep));
+  }
+  deadline.disarm();
+  if (!ok) {
+    err = deadline.expired() ? ConnectError::Timeout : ConnectError::TlsHandshake;
+    co_return nullptr;
+  }
+  err = ConnectError::None;
+  conn->created = std::chrono::steady_clock::now();
+  co_return conn;
 }
 
 asio::awaitable<bool> ConnectionPool::handshake(UpstreamConnection& conn, PerEndpoint& slot) {
@@ -271,7 +307,8 @@ void ConnectionPool::release(std::unique_ptr<UpstreamConnection> conn) {
   conn->active.end();
   auto& idle = slot(*conn->endpoint).idle;
   conn->idle_since = std::chrono::steady_clock::now();
-  if (idle.size() < cluster_.cfg->max_idle_connections && !expired(*conn, conn->idle_since)) {
+  if (idle.size() < cluster_.cfg->max_idle_connections && !expired(*conn, conn->idle_since) &&
+      table_.present(index(*conn->endpoint))) {
     idle.push_back(std::move(conn));
     sweepLater();
   }

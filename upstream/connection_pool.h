@@ -111,26 +111,33 @@ enum class ConnectError {
 
 class ConnectionPool {
  public:
-  // `lb_seed`: the random policies' generator (fixed in tests for reproducible picks).
+  // `lb_seed`: the random policies' generator (fixed in tests for reproducible picks). `worker`:
+  // this pool's worker, whose shard of the endpoints' pick counters it writes.
   ConnectionPool(boost::asio::any_io_executor ex, const ResolvedCluster& cluster,
-                 uint64_t lb_seed = randomLbSeed());
+                 uint64_t lb_seed = randomLbSeed(), size_t worker = 0);
   ~ConnectionPool() { *alive_ = false; }
 
   const ResolvedCluster& cluster() const { return cluster_; }
-  // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free),
-  // skipping endpoints outlier detection has ejected (while any is).
+  // The endpoint for the next request, by the cluster's lb policy (per worker, lock-free), among
+  // the endpoints DNS currently returns, skipping those outlier detection has ejected or health
+  // checks failed (while any is).
   const Endpoint& pick() {
+    if (table_.version() != seen_version_) {
+      syncEndpoints();
+    }
     size_t i = lb_.pick(active_);
     if (ejected_count_ > 0 || cluster_.health) {
       i = pickAroundEjected(i);
     }
-    return cluster_.endpoints[i];
+    return table_[i];
   }
+  // Counts the endpoint a request attempt went to (sidetrace_upstream_lb_picks_total).
+  void countPick(const Endpoint& ep) { table_.countPick(worker_, index(ep)); }
+  // Endpoints the balancer chooses among (present in DNS), as of the last pick.
+  size_t endpointCount() const { return members_; }
   // Active health checks say no endpoint is in rotation (and the cluster is not in panic mode):
   // the request should get 503 at once rather than an endpoint known to be down.
-  bool noneHealthy() const {
-    return cluster_.health && !cluster_.cfg->health_check->panic && !cluster_.health->anyHealthy();
-  }
+  bool noneHealthy() const;
 
   // Outlier detection (clusters[].outlier_detection): the outcome of one attempt on `ep`
   // (failed: 5xx response, connect failure, reset or timeout). True when this report ejected it.
@@ -170,12 +177,12 @@ class ConnectionPool {
     std::vector<std::unique_ptr<UpstreamConnection>> idle;  // LIFO: warmest first
     TlsSessionSlot tls_session;                             // TLS clusters: offered on connect
   };
-  size_t index(const Endpoint& ep) const {
-    return static_cast<size_t>(&ep - cluster_.endpoints.data());
-  }
+  size_t index(const Endpoint& ep) const { return table_.indexOf(ep); }
   PerEndpoint& slot(const Endpoint& ep) { return slots_[index(ep)]; }
   boost::asio::awaitable<bool> handshake(UpstreamConnection& conn, PerEndpoint& slot);
   size_t pickAroundEjected(size_t first);
+  // Rebuilds the balancer over the endpoints now present; closes idle connections to the rest.
+  void syncEndpoints();
   // Idle past clusters[].idle_timeout, or older than max_connection_duration.
   bool expired(const UpstreamConnection& c, std::chrono::steady_clock::time_point now) const;
   // Closes expired idle connections in a while (one timer per pool, armed while any are idle).
@@ -192,11 +199,17 @@ class ConnectionPool {
 
   boost::asio::any_io_executor ex_;
   const ResolvedCluster& cluster_;
-  std::vector<PerEndpoint> slots_;  // fixed size: TLS sessions point into it
-  std::vector<uint32_t> active_;    // per endpoint; fixed size: ActiveRequest points into it
-  const bool count_connections_;    // http1 clusters: a checked-out connection is a request
+  const EndpointTable& table_;  // *cluster_.endpoints
+  const size_t worker_;
+  // Per-endpoint state, sized to the table's capacity up front so that it never moves.
+  std::vector<PerEndpoint> slots_;  // TLS sessions point into it
+  std::vector<uint32_t> active_;    // ActiveRequest points into it
+  std::vector<Outlier> outliers_;
+  const bool count_connections_;  // http1 clusters: a checked-out connection is a request
+  uint64_t seen_version_;         // the table's version lb_ was built for
+  uint64_t lb_seed_;
+  size_t members_ = 0;  // endpoints lb_ chooses among
   LoadBalancer lb_;
-  std::vector<Outlier> outliers_;  // per endpoint
   size_t ejected_count_ = 0;
   boost::asio::steady_timer sweep_timer_;
   bool sweeping_ = false;

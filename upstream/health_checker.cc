@@ -1,7 +1,5 @@
 #include "upstream/health_checker.h"
 
-#include <pthread.h>
-
 #include <algorithm>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -35,15 +33,6 @@ EndpointHealth::EndpointHealth(size_t endpoints)
   }
 }
 
-bool EndpointHealth::anyHealthy() const {
-  for (size_t i = 0; i < size_; ++i) {
-    if (healthy(i)) {
-      return true;
-    }
-  }
-  return false;
-}
-
 namespace {
 
 bool expectedStatus(const config::HealthCheck& hc, int status) {
@@ -71,14 +60,8 @@ awaitable<bool> probe(const config::HealthCheck& hc, const Endpoint& ep) {
   Deadline deadline(ex);
   deadline.watch(&socket);
   deadline.arm(hc.timeout);
-  error_code ec = asio::error::host_not_found;
-  for (const auto& addr : ep.addresses) {
-    socket = asio::ip::tcp::socket(ex);
-    co_await socket.async_connect(addr, asio::redirect_error(use_awaitable, ec));
-    if (!ec || deadline.expired()) {
-      break;
-    }
-  }
+  error_code ec;
+  co_await socket.async_connect(ep.address, asio::redirect_error(use_awaitable, ec));
   if (ec || hc.type == "tcp") {
     co_return !ec;
   }
@@ -101,65 +84,40 @@ awaitable<bool> probe(const config::HealthCheck& hc, const Endpoint& ep) {
 
 }  // namespace
 
-struct HealthChecker::Impl {
-  asio::io_context io{1};
-
-  // Probes one endpoint forever (until the io_context stops), flipping its flag on thresholds.
-  static awaitable<void> watch(const ResolvedCluster& cluster, size_t i) {
-    const auto& hc = *cluster.cfg->health_check;
-    const Endpoint& ep = cluster.endpoints[i];
-    auto ex = co_await asio::this_coro::executor;
-    asio::steady_timer timer(ex);
-    uint32_t passes = 0;
-    uint32_t failures = 0;
-    for (;;) {
+awaitable<void> watchHealth(const ResolvedCluster& cluster, size_t i, bool fresh) {
+  const auto& hc = *cluster.cfg->health_check;
+  const Endpoint& ep = (*cluster.endpoints)[i];
+  EndpointHealth& health = *cluster.health;
+  auto ex = co_await asio::this_coro::executor;
+  asio::steady_timer timer(ex);
+  uint32_t passes = 0;
+  uint32_t failures = 0;
+  for (;;) {
+    if (cluster.endpoints->present(i)) {
       const bool ok = co_await probe(hc, ep);
-      EndpointHealth& health = *cluster.health;
       if (ok) {
         failures = 0;
-        if (++passes >= hc.healthy_threshold && !health.healthy(i)) {
+        if ((++passes >= hc.healthy_threshold || fresh) && !health.healthy(i)) {
           health.set(i, true);
-          spdlog::info("health check: {} endpoint {}:{} is healthy again", cluster.cfg->name,
-                       ep.host, ep.port);
+          spdlog::info("health check: {} endpoint {} ({}) is {}", cluster.cfg->name, ep.label,
+                       ep.host, fresh ? "healthy" : "healthy again");
         }
+        fresh = false;
       } else {
         passes = 0;
         if (++failures >= hc.unhealthy_threshold && health.healthy(i)) {
           health.set(i, false);
-          spdlog::warn("health check: {} endpoint {}:{} is unhealthy ({} failed checks)",
-                       cluster.cfg->name, ep.host, ep.port, failures);
+          spdlog::warn("health check: {} endpoint {} ({}) is unhealthy ({} failed checks)",
+                       cluster.cfg->name, ep.label, ep.host, failures);
         }
       }
-      timer.expires_after(hc.interval);
-      error_code ec;
-      co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        co_return;
-      }
     }
-  }
-};
-
-HealthChecker::HealthChecker(const std::vector<ResolvedCluster>& clusters)
-    : impl_(std::make_unique<Impl>()) {
-  for (const auto& c : clusters) {
-    if (!c.cfg->health_check || !c.health) {
-      continue;
+    timer.expires_after(hc.interval);
+    error_code ec;
+    co_await timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (ec) {
+      co_return;
     }
-    for (size_t i = 0; i < c.endpoints.size(); ++i) {
-      asio::co_spawn(impl_->io, Impl::watch(c, i), asio::detached);
-    }
-  }
-  thread_ = std::thread([this] {
-    pthread_setname_np(pthread_self(), "st-health");
-    impl_->io.run();
-  });
-}
-
-HealthChecker::~HealthChecker() {
-  impl_->io.stop();
-  if (thread_.joinable()) {
-    thread_.join();
   }
 }
 

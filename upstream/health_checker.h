@@ -1,5 +1,5 @@
 #pragma once
-// Active health checks (clusters[].health_check): one checker thread per config generation
+// Active health checks (clusters[].health_check): the generation's monitor thread (ClusterMonitor)
 // probes every endpoint of every cluster that asks for it — a TCP connect, or an HTTP/1.1 GET of
 // the path whose status must be expected — and publishes each endpoint's health as a relaxed
 // atomic the workers read when they pick (share nothing on the data path: no lock, no message).
@@ -7,8 +7,8 @@
 // traced, logged or counted as traffic.
 
 #include <atomic>
+#include <boost/asio/awaitable.hpp>
 #include <memory>
-#include <thread>
 #include <vector>
 
 #include "config/config.h"
@@ -24,26 +24,16 @@ class EndpointHealth {
   bool healthy(size_t i) const { return flags_[i].load(std::memory_order_relaxed); }
   void set(size_t i, bool v) { flags_[i].store(v, std::memory_order_relaxed); }
   size_t size() const { return size_; }
-  bool anyHealthy() const;
 
  private:
   std::unique_ptr<std::atomic<bool>[]> flags_;
   size_t size_;
 };
 
-class HealthChecker {
- public:
-  // Starts probing the clusters that have a health_check (their `health` must be set); the
-  // clusters must outlive this object.
-  explicit HealthChecker(const std::vector<ResolvedCluster>& clusters);
-  ~HealthChecker();  // stops the probes and joins the thread
-  HealthChecker(const HealthChecker&) = delete;
-  HealthChecker& operator=(const HealthChecker&) = delete;
-
- private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
-  std::thread thread_;
-};
+// Probes endpoint `i` of `cluster` every health_check.interval until the coroutine's io_context
+// stops, flipping its flag on the thresholds; skips probes while DNS no longer returns it. `fresh`:
+// the endpoint appeared after start (DNS refresh) and waits out of rotation for its first passing
+// probe, which alone puts it in (a new pod is not trusted before it answers).
+boost::asio::awaitable<void> watchHealth(const ResolvedCluster& cluster, size_t i, bool fresh);
 
 }  // namespace sidetrace::upstream

@@ -23,8 +23,18 @@ uint64_t randomLbSeed() {
 }
 
 LoadBalancer::LoadBalancer(LbPolicy policy, std::vector<uint32_t> weights, uint64_t seed)
-    : size_(weights.size()), weights_(std::move(weights)), rng_state_(seed) {
+    : LoadBalancer(policy, weights, seed, {}) {}
+
+LoadBalancer::LoadBalancer(LbPolicy policy, std::vector<uint32_t> weights, uint64_t seed,
+                           std::vector<size_t> ids)
+    : size_(weights.size()), weights_(std::move(weights)), ids_(std::move(ids)), rng_state_(seed) {
   assert(size_ > 0);
+  if (ids_.empty()) {
+    for (size_t i = 0; i < size_; ++i) {
+      ids_.push_back(i);
+    }
+  }
+  assert(ids_.size() == size_);
   equal_weights_ = std::all_of(weights_.begin(), weights_.end(),
                                [&](uint32_t w) { return w == weights_.front(); });
   for (uint32_t w : weights_) {
@@ -53,10 +63,10 @@ size_t LoadBalancer::pickOther(std::span<const uint32_t> active) {
     case Mode::Random:
       return randomIndex();
     case Mode::LeastRequest: {
-      assert(active.size() == size_);
+      assert(!active.empty());
       const size_t a = randomIndex();
       const size_t b = randomIndexOtherThan(a);
-      return active[b] < active[a] ? b : a;
+      return active[ids_[b]] < active[ids_[a]] ? b : a;
     }
     case Mode::Rotate:
       break;

@@ -1,7 +1,9 @@
 #pragma once
 // Endpoint choice for one worker's pool of one cluster (clusters[].lb). Plain state, no locks or
-// atomics: each worker owns its pools, so each balancer is used by one thread. Picks are indexes
-// into the cluster's endpoints; weights and active-request counts are indexed the same way.
+// atomics: each worker owns its pools, so each balancer is used by one thread. A balancer chooses
+// among `ids` (by default 0..n-1: the cluster's endpoint indexes); a pick is one of them, and
+// active-request counts are indexed by id, so a pool can balance over the endpoints DNS currently
+// returns without renumbering its per-endpoint state.
 //
 //   round_robin    equal weights: strict rotation. Otherwise nginx's smooth weighted round robin:
 //                  deterministic, each endpoint gets exactly its share of every sum-of-weights
@@ -32,16 +34,19 @@ class LoadBalancer {
   // weights: one per endpoint, each at least 1; at least one endpoint. seed: the random policies'
   // generator (a fixed seed makes picks reproducible, for tests).
   LoadBalancer(LbPolicy policy, std::vector<uint32_t> weights, uint64_t seed);
+  // The same over endpoints `ids` (one per weight).
+  LoadBalancer(LbPolicy policy, std::vector<uint32_t> weights, uint64_t seed,
+               std::vector<size_t> ids);
 
-  // The next endpoint's index. `active` (least_request only, ignored otherwise): the active
-  // requests per endpoint on this worker; it must have one entry per endpoint.
+  // The next endpoint's id. `active` (least_request only, ignored otherwise): the active
+  // requests per endpoint on this worker, indexed by id.
   size_t pick(std::span<const uint32_t> active = {}) {
     if (mode_ == Mode::Rotate) {  // the common case, kept as cheap as a counter
       const size_t i = next_;
       next_ = i + 1 == size_ ? 0 : i + 1;
-      return i;
+      return ids_[i];
     }
-    return pickOther(active);
+    return ids_[pickOther(active)];
   }
 
   size_t size() const { return size_; }
@@ -62,6 +67,7 @@ class LoadBalancer {
   size_t next_ = 0;  // Rotate
   bool equal_weights_ = true;
   std::vector<uint32_t> weights_;
+  std::vector<size_t> ids_;  // what each of the positions the policies choose among stands for
   std::vector<uint64_t> cumulative_;  // inclusive prefix sums of weights_ (random draws)
   std::vector<int64_t> current_;      // SmoothWeighted: each endpoint's running credit
   uint64_t total_ = 0;                // sum of weights_

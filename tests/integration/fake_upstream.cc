@@ -235,9 +235,11 @@ class FakeConn {
 
 }  // namespace
 
-FakeUpstream::FakeUpstream() {
-  if (!listener_.listen(0)) {
-    throw std::runtime_error("FakeUpstream: cannot listen");
+FakeUpstream::FakeUpstream() : FakeUpstream("127.0.0.1", 0) {}
+
+FakeUpstream::FakeUpstream(const std::string& ipv4, uint16_t port) {
+  if (!listener_.listen(port, ipv4.c_str())) {
+    throw std::runtime_error("FakeUpstream: cannot listen on " + ipv4 + ":" + std::to_string(port));
   }
   port_ = listener_.port();
   acceptor_ = std::thread([this] { acceptLoop(); });

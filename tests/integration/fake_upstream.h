@@ -86,6 +86,8 @@ struct FakeUpstreamTls {
 class FakeUpstream {
  public:
   FakeUpstream();  // starts listening and serving on an ephemeral port
+  // The same on ipv4:port (port 0: ephemeral); throws std::runtime_error when it cannot bind.
+  FakeUpstream(const std::string& ipv4, uint16_t port);
   // The same, speaking TLS. Throws std::runtime_error when the files do not load.
   explicit FakeUpstream(const FakeUpstreamTls& tls);
   ~FakeUpstream();

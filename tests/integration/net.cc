@@ -212,7 +212,7 @@ TcpListener::~TcpListener() {
   close();
 }
 
-bool TcpListener::listen(uint16_t port) {
+bool TcpListener::listen(uint16_t port, const char* ipv4) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
   if (fd_ < 0) {
     return false;
@@ -220,6 +220,10 @@ bool TcpListener::listen(uint16_t port) {
   int one = 1;
   ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
   auto addr = loopback(port);
+  if (::inet_pton(AF_INET, ipv4, &addr.sin_addr) != 1) {
+    close();
+    return false;
+  }
   if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
       ::listen(fd_, 128) != 0) {
     close();

@@ -56,7 +56,8 @@ class TcpListener {
  public:
   TcpListener() = default;
   ~TcpListener();
-  bool listen(uint16_t port = 0);
+  // On 127.0.0.1, or another IPv4 address (any of 127.0.0.0/8 is loopback on Linux).
+  bool listen(uint16_t port = 0, const char* ipv4 = "127.0.0.1");
   uint16_t port() const { return port_; }
   // Waits up to timeout for a connection; invalid socket on timeout or after close().
   TcpSocket accept(Millis timeout);

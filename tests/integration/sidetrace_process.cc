@@ -133,7 +133,8 @@ std::string SidetraceProcess::writeFile(const std::string& file, const std::stri
 bool SidetraceProcess::start(const std::vector<std::string>& args,
                              const std::map<std::string, std::string>& extra_env) {
   std::string bin = sidetraceBinary();
-  std::vector<std::string> argv_s{bin};
+  std::vector<std::string> argv_s = wrapper_;
+  argv_s.push_back(bin);
   argv_s.insert(argv_s.end(), args.begin(), args.end());
   std::vector<char*> argv;
   for (auto& a : argv_s) {
@@ -172,7 +173,8 @@ bool SidetraceProcess::start(const std::vector<std::string>& args,
   posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
                                    0644);
   pid_t pid = -1;
-  int rc = ::posix_spawn(&pid, bin.c_str(), &actions, nullptr, argv.data(), envp.data());
+  int rc =
+      ::posix_spawnp(&pid, argv_s.front().c_str(), &actions, nullptr, argv.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   if (rc != 0) {
     pid_ = -1;

@@ -48,6 +48,9 @@ class SidetraceProcess {
                         const std::map<std::string, std::string>& vars = {});
   // Starts `sidetrace args...`; extra_env entries are added to the inherited environment
   // (OTEL_* variables of the test's own environment are removed first).
+  // Runs the binary as the last arguments of `wrapper` (e.g. unshare ... sh -c '...; exec "$@"'),
+  // which must exec it in the same process. Before start().
+  void runUnder(std::vector<std::string> wrapper) { wrapper_ = std::move(wrapper); }
   bool start(const std::vector<std::string>& args,
              const std::map<std::string, std::string>& extra_env = {});
   // start({"--config", writeFile("sidetrace.yaml", yaml, vars)}).
@@ -77,6 +80,7 @@ class SidetraceProcess {
   mutable uint16_t listen_port_ = 0;
   mutable uint16_t admin_port_ = 0;
   int pid_ = -1;
+  std::vector<std::string> wrapper_;
   std::optional<ExitResult> exit_;
   bool keep_dir_ = false;
 };

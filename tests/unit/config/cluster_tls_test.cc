@@ -119,7 +119,7 @@ TEST(ClusterTls, DumpShowsSettingsAndRedactsTheKey) {
       "  - name: plain\n"
       "    endpoints: [ \"h:80\" ]\n");
   const std::string dump = dumpConfigJson(cfg);
-  EXPECT_NE(dump.find(R"("max_connection_duration": "0ms",
+  EXPECT_NE(dump.find(R"("dns_refresh_rate": "5s",
       "tls": {
         "ca_file": "/etc/ca.pem",
         "sni": "h.example",

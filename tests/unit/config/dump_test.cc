@@ -122,6 +122,7 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "max_idle_connections": 64,
       "idle_timeout": "1m",
       "max_connection_duration": "0ms",
+      "dns_refresh_rate": "5s",
       "retry_budget": {
         "budget_percent": 20,
         "min_retry_concurrency": 3

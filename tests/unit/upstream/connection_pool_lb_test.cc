@@ -29,24 +29,35 @@ constexpr uint64_t kSeed = 42;
 class PoolLbTest : public ::testing::Test {
  protected:
   // A cluster of endpoints with these weights, all pointing at the local listener.
+  // `spare`: room for endpoints added later (addEndpoint), as DNS refresh adds them.
   void makeCluster(const std::string& lb, const std::string& protocol,
-                   const std::vector<uint32_t>& weights) {
+                   const std::vector<uint32_t>& weights, size_t spare = 0) {
     cfg_.name = "c";
     cfg_.lb = lb;
     cfg_.protocol = protocol;
     cluster_.cfg = &cfg_;
+    std::vector<Endpoint> eps;
     for (uint32_t w : weights) {
       Endpoint ep;
       ep.host = "127.0.0.1";
       ep.port = acceptor_.local_endpoint().port();
-      ep.addresses = {acceptor_.local_endpoint()};
+      ep.address = acceptor_.local_endpoint();
       ep.weight = w;
-      cluster_.endpoints.push_back(std::move(ep));
+      eps.push_back(std::move(ep));
+    }
+    cluster_.endpoints = std::make_shared<EndpointTable>(eps.size() + spare, 1);
+    for (auto& e : eps) {
+      cluster_.endpoints->add(std::move(e));
     }
     pool_ = std::make_unique<ConnectionPool>(io_.get_executor(), cluster_, kSeed);
   }
 
-  const Endpoint& ep(size_t i) const { return cluster_.endpoints.at(i); }
+  const Endpoint& ep(size_t i) const { return cluster_.endpoints->at(i); }
+  void addEndpoint() {
+    Endpoint e = ep(0);
+    e.weight = 1;
+    ASSERT_TRUE(cluster_.endpoints->add(std::move(e)));
+  }
 
   std::unique_ptr<UpstreamConnection> connect(const Endpoint& e) {
     std::unique_ptr<UpstreamConnection> out;
@@ -63,7 +74,7 @@ class PoolLbTest : public ::testing::Test {
   std::map<size_t, size_t> countPicks(size_t n) {
     std::map<size_t, size_t> counts;
     for (size_t i = 0; i < n; ++i) {
-      ++counts[static_cast<size_t>(&pool_->pick() - cluster_.endpoints.data())];
+      ++counts[static_cast<size_t>(&pool_->pick() - cluster_.endpoints->data())];
     }
     return counts;
   }
@@ -151,6 +162,58 @@ TEST_F(PoolLbTest, RandomUsesEndpointWeights) {
   EXPECT_LT(c[0], 11000u);
 }
 
+// DNS refresh marks an endpoint absent: the next pick rebuilds the balancer without it, and its
+// connections are not reused — idle ones close, one in use finishes and is not kept.
+TEST_F(PoolLbTest, AbsentEndpointGetsNoPicksAndKeepsNoConnections) {
+  makeCluster("round_robin", "http1", {1, 1, 1});
+  auto idle = connect(ep(1));
+  auto in_use = connect(ep(1));
+  ASSERT_TRUE(idle && in_use);
+  pool_->release(std::move(idle));
+  ASSERT_EQ(pool_->idleCount(), 1u);
+
+  cluster_.endpoints->setPresent(1, false);
+  EXPECT_EQ(countPicks(300), (std::map<size_t, size_t>{{0, 150}, {2, 150}}));
+  EXPECT_EQ(pool_->endpointCount(), 2u);
+  EXPECT_EQ(pool_->idleCount(), 0u);
+  pool_->release(std::move(in_use));
+  EXPECT_EQ(pool_->idleCount(), 0u);
+  EXPECT_EQ(pool_->takeIdle(ep(1)), nullptr);
+
+  cluster_.endpoints->setPresent(1, true);  // back in DNS: back in rotation
+  EXPECT_EQ(countPicks(300), (std::map<size_t, size_t>{{0, 100}, {1, 100}, {2, 100}}));
+}
+
+TEST_F(PoolLbTest, AddedEndpointJoinsTheRotation) {
+  makeCluster("round_robin", "http1", {1, 1}, 2);
+  EXPECT_EQ(countPicks(100), (std::map<size_t, size_t>{{0, 50}, {1, 50}}));
+  ASSERT_NO_FATAL_FAILURE(addEndpoint());
+  EXPECT_EQ(countPicks(300), (std::map<size_t, size_t>{{0, 100}, {1, 100}, {2, 100}}));
+  ASSERT_NO_FATAL_FAILURE(addEndpoint());
+  pool_->pick();
+  EXPECT_EQ(pool_->endpointCount(), 4u);
+  EXPECT_FALSE(cluster_.endpoints->add(ep(0))) << "the table is full";
+}
+
+// least_request over the present endpoints compares active requests by endpoint, not by
+// position among the present ones.
+TEST_F(PoolLbTest, LeastRequestOverPresentEndpoints) {
+  makeCluster("least_request", "http1", {1, 1, 1});
+  cluster_.endpoints->setPresent(0, false);
+  auto busy = connect(ep(1));
+  ASSERT_TRUE(busy);
+  EXPECT_EQ(countPicks(200), (std::map<size_t, size_t>{{2, 200}}));
+}
+
+TEST_F(PoolLbTest, PicksCountPerEndpoint) {
+  makeCluster("round_robin", "http1", {1, 1});
+  for (int i = 0; i < 10; ++i) {
+    pool_->countPick(pool_->pick());
+  }
+  EXPECT_EQ(cluster_.endpoints->picks(0), 5u);
+  EXPECT_EQ(cluster_.endpoints->picks(1), 5u);
+}
+
 TEST(ResolveClustersLb, CarriesEndpointWeights) {
   config::Config cfg;
   config::Cluster c;
@@ -158,10 +221,10 @@ TEST(ResolveClustersLb, CarriesEndpointWeights) {
   c.endpoints = {{"127.0.0.1", 8080}, {"127.0.0.1", 8081}};
   c.endpoints[1].weight = 7;
   cfg.clusters = {c};
-  auto clusters = resolveClusters(cfg);
-  ASSERT_EQ(clusters.at(0).endpoints.size(), 2u);
-  EXPECT_EQ(clusters[0].endpoints[0].weight, 1u);
-  EXPECT_EQ(clusters[0].endpoints[1].weight, 7u);
+  auto clusters = resolveClusters(cfg, 1);
+  ASSERT_EQ(clusters.at(0).endpoints->size(), 2u);
+  EXPECT_EQ((*clusters[0].endpoints)[0].weight, 1u);
+  EXPECT_EQ((*clusters[0].endpoints)[1].weight, 7u);
 }
 
 }  // namespace

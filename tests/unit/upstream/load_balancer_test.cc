@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -136,6 +137,26 @@ TEST(AllPolicies, ASingleEndpointAlwaysWins) {
       EXPECT_EQ(countPicks(lb, 100, {7}), (std::vector<size_t>{100}));
     }
   }
+}
+
+// A balancer over ids picks ids, and least_request reads active counts by id.
+TEST(LoadBalancerIds, PicksAreIds) {
+  LoadBalancer rr(LbPolicy::RoundRobin, {1, 1}, 1, {4, 7});
+  EXPECT_EQ(rr.pick(), 4u);
+  EXPECT_EQ(rr.pick(), 7u);
+  EXPECT_EQ(rr.pick(), 4u);
+  std::vector<uint32_t> active(8, 0);
+  active[4] = 3;
+  LoadBalancer lr(LbPolicy::LeastRequest, {1, 1}, 1, {4, 7});
+  for (int i = 0; i < 50; ++i) {
+    EXPECT_EQ(lr.pick(active), 7u);
+  }
+  LoadBalancer weighted(LbPolicy::RoundRobin, {1, 3}, 1, {2, 5});
+  std::map<size_t, int> n;
+  for (int i = 0; i < 400; ++i) {
+    ++n[weighted.pick()];
+  }
+  EXPECT_EQ(n, (std::map<size_t, int>{{2, 100}, {5, 300}}));
 }
 
 }  // namespace

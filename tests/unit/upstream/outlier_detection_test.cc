@@ -26,12 +26,14 @@ class OutlierTest : public ::testing::Test {
     cfg_.name = "c";
     cfg_.outlier_detection = od;
     cluster_.cfg = &cfg_;
+    std::vector<Endpoint> eps;
     for (size_t i = 0; i < endpoints; ++i) {
       Endpoint ep;
       ep.host = "10.0.0." + std::to_string(i + 1);
       ep.port = 80;
-      cluster_.endpoints.push_back(std::move(ep));
+      eps.push_back(std::move(ep));
     }
+    cluster_.endpoints = std::make_shared<EndpointTable>(std::move(eps));
     pool_ = std::make_unique<ConnectionPool>(io_.get_executor(), cluster_, 1);
   }
   std::map<const Endpoint*, int> picks(int n) {
@@ -41,7 +43,7 @@ class OutlierTest : public ::testing::Test {
     }
     return out;
   }
-  const Endpoint& ep(size_t i) { return cluster_.endpoints[i]; }
+  const Endpoint& ep(size_t i) { return (*cluster_.endpoints)[i]; }
 
   boost::asio::io_context io_;
   config::Cluster cfg_;

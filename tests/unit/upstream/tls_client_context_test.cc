@@ -258,12 +258,12 @@ TEST(ResolveClusters, TlsContextPerTlsCluster) {
   plain.name = "plain";
   plain.endpoints = {{"127.0.0.1", 8080}};
   cfg.clusters = {tls, plain};
-  auto clusters = resolveClusters(cfg);
+  auto clusters = resolveClusters(cfg, 1);
   ASSERT_EQ(clusters.size(), 2u);
   EXPECT_NE(clusters[0].tls, nullptr);
   EXPECT_EQ(clusters[1].tls, nullptr);
-  EXPECT_EQ(clusters[0].endpoints[0].tls_name, "127.0.0.1");
-  EXPECT_EQ(clusters[1].endpoints[0].authority, "127.0.0.1:8080");
+  EXPECT_EQ((*clusters[0].endpoints)[0].tls_name, "127.0.0.1");
+  EXPECT_EQ((*clusters[1].endpoints)[0].authority, "127.0.0.1:8080");
 }
 
 }  // namespace
