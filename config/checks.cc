@@ -167,6 +167,18 @@ std::string checkLb(const std::string& v) {
   return oneOf("load balancer", v, {"round_robin", "random", "least_request"});
 }
 
+std::string checkHealthCheckType(const std::string& v) {
+  return oneOf("health check type", v, {"http", "tcp", "grpc"});
+}
+
+std::string checkHealthCheckProtocol(const std::string& type, const std::string& protocol) {
+  if (type == "grpc" && protocol != "http2") {
+    return "grpc health checks need the cluster's protocol: http2 (gRPC runs over HTTP/2), not " +
+           protocol;
+  }
+  return "";
+}
+
 std::string checkEndpointWeight(uint32_t w) {
   if (w < 1 || w > kMaxEndpointWeight) {
     return "must be between 1 and " + std::to_string(kMaxEndpointWeight) + ", got " +

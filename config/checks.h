@@ -35,6 +35,9 @@ std::string checkExporterProtocol(
     const std::string& v);  // grpc|http/protobuf|http/json|console|none
 std::string checkClusterProtocol(const std::string& v);
 std::string checkLb(const std::string& v);
+std::string checkHealthCheckType(const std::string& v);  // http | tcp | grpc
+// A health check type against its cluster's protocol: grpc needs http2.
+std::string checkHealthCheckProtocol(const std::string& type, const std::string& protocol);
 std::string checkEndpointWeight(uint32_t w);  // 1..kMaxEndpointWeight
 std::string checkAccessLogFormat(const std::string& v);
 std::string checkHostPattern(const std::string& v);  // route match host

@@ -85,14 +85,15 @@ struct Route {
 
 inline constexpr uint32_t kUnlimited = UINT32_MAX;
 
-// Active health checking of a cluster's endpoints (Envoy's health_checks, HTTP and TCP kinds):
-// probes every `interval` from one checker thread; `unhealthy_threshold` failures in a row take
-// an endpoint out of rotation, `healthy_threshold` successes bring it back. Endpoints start
+// Active health checking of a cluster's endpoints (Envoy's health_checks, HTTP, gRPC and TCP
+// kinds): probes every `interval` from one checker thread; `unhealthy_threshold` failures in a row
+// take an endpoint out of rotation, `healthy_threshold` successes bring it back. Endpoints start
 // healthy. When none is healthy requests get 503 at once, unless `panic` (use them anyway).
 struct HealthCheck {
-  std::string type = "http";  // http | tcp
-  std::string path = "/health";
-  std::vector<int> expected_statuses;  // empty: any 2xx
+  std::string type = "http";           // http | tcp | grpc (grpc: http2 clusters only)
+  std::string path = "/health";        // http
+  std::vector<int> expected_statuses;  // http; empty: any 2xx
+  std::string service_name;            // grpc: the HealthCheckRequest.service; "" = whole server
   Duration interval{5000};
   Duration timeout{1000};
   uint32_t healthy_threshold = 2;

@@ -324,6 +324,7 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
       w.number(static_cast<uint64_t>(st));
     }
     w.endArray();
+    w.field("service_name", h.service_name);
     w.field("interval", formatDuration(h.interval));
     w.field("timeout", formatDuration(h.timeout));
     w.field("healthy_threshold", h.healthy_threshold);

@@ -240,9 +240,14 @@ void validate(const Config& cfg) {
     if (std::string e = detail::checkClusterProtocol(c.protocol); !e.empty()) {
       invalid(path + ".protocol", e);
     }
-    if (c.health_check && c.health_check->type == "http" && c.tls) {
-      invalid(path + ".health_check.type",
-              "http checks over TLS are not implemented yet (use type: tcp)");
+    if (c.health_check) {
+      std::string e = detail::checkHealthCheckType(c.health_check->type);
+      if (e.empty()) {
+        e = detail::checkHealthCheckProtocol(c.health_check->type, c.protocol);
+      }
+      if (!e.empty()) {
+        invalid(path + ".health_check.type", e);
+      }
     }
     if (std::string e = detail::checkLb(c.lb); !e.empty()) {
       invalid(path + ".lb", e);

@@ -634,6 +634,7 @@ ClusterEndpoint parseEndpoint(const Walker& w, const YAML::Node& n, const std::s
 
 Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
   Cluster c;
+  YAML::Node check_type;  // health_check.type as written, for the protocol check at the end
   w.walkMap(
       n, path,
       {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls",
@@ -669,16 +670,14 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
         } else if (key == "health_check") {
           HealthCheck h;
           w.walkMap(v, sub,
-                    {"type", "path", "expected_statuses", "interval", "timeout",
+                    {"type", "path", "expected_statuses", "service_name", "interval", "timeout",
                      "healthy_threshold", "unhealthy_threshold", "panic"},
                     [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
                       if (k2 == "type") {
-                        h.type = w.str(v2, s2);
-                        if (h.type != "http" && h.type != "tcp") {
-                          w.fail(v2, s2,
-                                 "unknown health check type '" + h.type +
-                                     "' (expected one of: http, tcp)");
-                        }
+                        h.type = w.choice(v2, s2, detail::checkHealthCheckType);
+                        check_type = v2;
+                      } else if (k2 == "service_name") {
+                        h.service_name = w.str(v2, s2);
                       } else if (k2 == "path") {
                         h.path = w.nonEmpty(v2, s2);
                         if (h.path.front() != '/') {
@@ -762,6 +761,12 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
   }
   if (c.endpoints.empty()) {
     w.fail(n, path + ".endpoints", "missing (e.g. endpoints: [ \"127.0.0.1:8080\" ])");
+  }
+  if (c.health_check) {
+    if (std::string e = detail::checkHealthCheckProtocol(c.health_check->type, c.protocol);
+        !e.empty()) {
+      w.fail(check_type, path + ".health_check.type", e);
+    }
   }
   return c;
 }

@@ -1,7 +1,7 @@
 #pragma once
 // Active health checks (clusters[].health_check): the generation's monitor thread (ClusterMonitor)
-// probes every endpoint of every cluster that asks for it — a TCP connect, or an HTTP/1.1 GET of
-// the path whose status must be expected — and publishes each endpoint's health as a relaxed
+// probes every endpoint of every cluster that asks for it — a TCP connect, an HTTP GET or a gRPC
+// Health/Check (health_probe.h) — and publishes each endpoint's health as a relaxed
 // atomic the workers read when they pick (share nothing on the data path: no lock, no message).
 // Probes are the proxy's own requests: they never go through the filter chain, so they are never
 // traced, logged or counted as traffic.

@@ -2,12 +2,14 @@
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/support/server_interceptor.h>
 
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
 #include <sstream>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
 
 #include "echo.grpc.pb.h"
@@ -72,6 +74,7 @@ struct EchoServer::Impl final : sidetrace::test::Echo::Service {
   mutable std::mutex mu;
   std::condition_variable cv;
   std::vector<EchoCallRecord> calls;
+  std::vector<EchoCallRecord> health_calls;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
 
@@ -201,6 +204,63 @@ struct EchoServer::Impl final : sidetrace::test::Echo::Service {
   }
 };
 
+namespace {
+
+// Records each grpc.health.v1.Health call's metadata as it arrives: the standard health service
+// is grpc++'s own, so no Echo handler sees these calls.
+class HealthCallRecorder final : public grpc::experimental::Interceptor {
+ public:
+  HealthCallRecorder(grpc::experimental::ServerRpcInfo* info, std::mutex& mu,
+                     std::condition_variable& cv, std::vector<EchoCallRecord>& out)
+      : info_(info), mu_(mu), cv_(cv), out_(out) {}
+
+  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+    using grpc::experimental::InterceptionHookPoints;
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      EchoCallRecord r;
+      r.method = info_->method();
+      for (const auto& [k, v] : *methods->GetRecvInitialMetadata()) {
+        r.metadata.emplace(toString(k), toString(v));
+      }
+      r.authority = toString(info_->server_context()->ExperimentalGetAuthority());
+      r.peer = info_->server_context()->peer();
+      std::lock_guard lock(mu_);
+      out_.push_back(std::move(r));
+      cv_.notify_all();
+    }
+    methods->Proceed();
+  }
+
+ private:
+  grpc::experimental::ServerRpcInfo* info_;
+  std::mutex& mu_;
+  std::condition_variable& cv_;
+  std::vector<EchoCallRecord>& out_;
+};
+
+class HealthCallRecorderFactory final
+    : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  HealthCallRecorderFactory(std::mutex& mu, std::condition_variable& cv,
+                            std::vector<EchoCallRecord>& out)
+      : mu_(mu), cv_(cv), out_(out) {}
+
+  grpc::experimental::Interceptor* CreateServerInterceptor(
+      grpc::experimental::ServerRpcInfo* info) override {
+    if (std::string_view(info->method()).rfind("/grpc.health.v1.Health/", 0) != 0) {
+      return nullptr;  // not intercepted
+    }
+    return new HealthCallRecorder(info, mu_, cv_, out_);
+  }
+
+ private:
+  std::mutex& mu_;
+  std::condition_variable& cv_;
+  std::vector<EchoCallRecord>& out_;
+};
+
+}  // namespace
+
 EchoServer::EchoServer(const EchoServerOptions& options) : impl_(std::make_unique<Impl>()) {
   grpc::EnableDefaultHealthCheckService(true);
   std::shared_ptr<grpc::ServerCredentials> creds = grpc::InsecureServerCredentials();
@@ -212,6 +272,10 @@ EchoServer::EchoServer(const EchoServerOptions& options) : impl_(std::make_uniqu
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", creds, &impl_->port);
   builder.RegisterService(impl_.get());
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
+  interceptors.push_back(
+      std::make_unique<HealthCallRecorderFactory>(impl_->mu, impl_->cv, impl_->health_calls));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // Generous bounds for the flow-control test's large messages (default 4 MiB).
   builder.SetMaxReceiveMessageSize(16 << 20);
   builder.SetMaxSendMessageSize(16 << 20);
@@ -263,6 +327,17 @@ std::vector<EchoCallRecord> EchoServer::waitForFinished(size_t n,
     return done >= n;
   });
   return impl_->calls;
+}
+
+std::vector<EchoCallRecord> EchoServer::healthCalls() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->health_calls;
+}
+
+void EchoServer::setServing(const std::string& service, bool serving) {
+  if (impl_->server && impl_->server->GetHealthCheckService() != nullptr) {
+    impl_->server->GetHealthCheckService()->SetServingStatus(service, serving);
+  }
 }
 
 void EchoServer::setServing(bool serving) {

@@ -1,9 +1,9 @@
 #pragma once
 // A real gRPC peer for the HTTP/2 tests: an in-process grpc++ server on 127.0.0.1:0 implementing
 // sidetrace.test.Echo (tests/integration/proto/echo.proto: each request says how to answer —
-// status, delay, reply count, trailing metadata) and the standard grpc.health.v1.Health service.
-// It records the metadata of every call so tests can see what the proxy forwarded. grpc++ headers
-// stay in the .cc.
+// status, delay, reply count, trailing metadata) and grpc++'s standard grpc.health.v1.Health
+// service. It records the metadata of every call (health calls apart, through a server
+// interceptor) so tests can see what the proxy forwarded or sent. grpc++ headers stay in the .cc.
 
 #include <chrono>
 #include <cstdint>
@@ -16,7 +16,9 @@ namespace sidetrace::it {
 
 // What the server saw of one Echo call.
 struct EchoCallRecord {
-  std::string method;  // "Unary", "ServerStream", "ClientStream" or "Bidi"
+  // "Unary", "ServerStream", "ClientStream" or "Bidi"; health calls: the path, e.g.
+  // "/grpc.health.v1.Health/Check"
+  std::string method;
   std::multimap<std::string, std::string> metadata;  // client metadata, lower-case keys
   std::string authority;                             // :authority as received
   std::string peer;        // e.g. "ipv4:127.0.0.1:41234": one value per upstream connection
@@ -48,8 +50,15 @@ class EchoServer {
   std::vector<EchoCallRecord> waitForCalls(size_t n, std::chrono::milliseconds timeout);
   // Waits until at least n calls finished (handlers returned); returns all recorded calls.
   std::vector<EchoCallRecord> waitForFinished(size_t n, std::chrono::milliseconds timeout);
-  // The health service's overall status (serving at start).
+  // Every grpc.health.v1.Health call so far (the standard service's; finished and cancelled are
+  // not tracked).
+  std::vector<EchoCallRecord> healthCalls() const;
+  // The health service's status for every service it knows, the overall one ("") included
+  // (serving at start).
   void setServing(bool serving);
+  // The status of one service name ("" = the server as a whole), leaving the others as they are.
+  // A name never set is unknown to the service (its Check answers NOT_FOUND).
+  void setServing(const std::string& service, bool serving);
   // Stops the server (calls in flight are cancelled after a short grace period). Idempotent.
   void shutdown();
 

@@ -590,19 +590,59 @@ TEST(ApplyYamlHealthCheck, KeysDefaultsAndErrors) {
   EXPECT_TRUE(h.panic);
   EXPECT_NE(dumpConfigJson(cfg).find("\"health_check\": {"), std::string::npos);
   const std::string head = "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n";
-  EXPECT_EQ(loadError(head + "    health_check: { type: grpc }\n"),
-            "t.yaml:4: clusters[0].health_check.type: unknown health check type 'grpc' (expected "
-            "one of: http, tcp)");
+  EXPECT_EQ(loadError(head + "    health_check: { type: udp }\n"),
+            "t.yaml:4: clusters[0].health_check.type: unknown health check type 'udp' (expected "
+            "one of: http, tcp, grpc)");
   EXPECT_EQ(loadError(head + "    health_check: { path: health }\n"),
             "t.yaml:4: clusters[0].health_check.path: must start with '/'");
+  // HTTP checks on a TLS cluster run over the cluster's TLS (health_probe.h).
   Config tls = load(head +
                     "    tls: {}\n    health_check: { type: http }\n"
                     "listeners:\n  - address: :80\n    routes: [ { cluster: c } ]\n");
-  EXPECT_EQ(errorOf([&] { validate(tls); }),
-            "clusters[0].health_check.type: http checks over TLS are not implemented yet (use "
-            "type: tcp)");
+  EXPECT_NO_THROW(validate(tls));
   tls.clusters[0].health_check->type = "tcp";
   EXPECT_NO_THROW(validate(tls));
+}
+
+TEST(ApplyYamlHealthCheck, GrpcNeedsAnHttp2Cluster) {
+  const std::string routes = "listeners:\n  - address: :80\n    routes: [ { cluster: c } ]\n";
+  Config cfg = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n    protocol: http2\n"
+      "    health_check: { type: grpc, service_name: pkg.Orders, interval: 1s }\n" +
+      routes);
+  ASSERT_TRUE(cfg.clusters[0].health_check);
+  const auto& h = *cfg.clusters[0].health_check;
+  EXPECT_EQ(h.type, "grpc");
+  EXPECT_EQ(h.service_name, "pkg.Orders");
+  EXPECT_EQ(h.interval, Duration(1000));
+  EXPECT_NO_THROW(validate(cfg));
+  EXPECT_NE(dumpConfigJson(cfg).find(R"("type": "grpc",)"), std::string::npos)
+      << dumpConfigJson(cfg);
+  EXPECT_NE(dumpConfigJson(cfg).find(R"("service_name": "pkg.Orders",)"), std::string::npos)
+      << dumpConfigJson(cfg);
+  // The default: the server's overall health.
+  Config overall = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n    protocol: http2\n"
+      "    tls: {}\n    health_check: { type: grpc }\n" +
+      routes);
+  EXPECT_EQ(overall.clusters[0].health_check->service_name, "");
+  EXPECT_NO_THROW(validate(overall)) << "gRPC checks over TLS";
+  EXPECT_NE(dumpConfigJson(overall).find(R"("service_name": "",)"), std::string::npos);
+
+  // Refused on http1 clusters, naming the key and the line, whichever order the keys come in.
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    health_check:\n      interval: 1s\n      type: grpc\n"),
+            "t.yaml:6: clusters[0].health_check.type: grpc health checks need the cluster's "
+            "protocol: http2 (gRPC runs over HTTP/2), not http1");
+  EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+                      "    health_check: { type: grpc }\n    protocol: http1\n"),
+            "t.yaml:4: clusters[0].health_check.type: grpc health checks need the cluster's "
+            "protocol: http2 (gRPC runs over HTTP/2), not http1");
+  // validate() holds the same rule for configs built without YAML.
+  cfg.clusters[0].protocol = "http1";
+  EXPECT_EQ(errorOf([&] { validate(cfg); }),
+            "clusters[0].health_check.type: grpc health checks need the cluster's protocol: http2 "
+            "(gRPC runs over HTTP/2), not http1");
 }
 
 }  // namespace
