@@ -264,7 +264,7 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     }
     if ((request_ended || replay) && err != UpstreamResult::Error::Overflow && !timed_out &&
         pool.reportOutcome(endpoint, err != UpstreamResult::Error::None || resp.status >= 500)) {
-      worker.mutableStats().countEjection(cluster_slot, endpoint.host, endpoint.port);
+      worker.mutableStats().countEjection(cluster_slot, endpoint.label);
     }
     if (retry == nullptr || timed_out) {
       break;
@@ -349,8 +349,7 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     if (err != UpstreamResult::Error::Overflow && !timed_out &&
         pool.reportOutcome(*tried.list[tried.size - 1],
                            err != UpstreamResult::Error::None || resp.status >= 500)) {
-      worker.mutableStats().countEjection(cluster_slot, tried.list[tried.size - 1]->host,
-                                          tried.list[tried.size - 1]->port);
+      worker.mutableStats().countEjection(cluster_slot, tried.list[tried.size - 1]->label);
     }
   }
   attempts.finish(err != UpstreamResult::Error::None || resp.status >= 500 ||

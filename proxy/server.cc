@@ -257,6 +257,19 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
         << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->picks(i) << "\n";
     }
   }
+  o << "# HELP sidetrace_upstream_endpoint_ejections_total Outlier-detection ejections of each "
+       "endpoint (by any worker) since the last reload.\n"
+       "# TYPE sidetrace_upstream_endpoint_ejections_total counter\n";
+  for (const auto& rc : gen.clusters) {
+    if (!rc.cfg->outlier_detection) {
+      continue;
+    }
+    for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
+      o << "sidetrace_upstream_endpoint_ejections_total{cluster=\"" << escapeLabel(rc.cfg->name)
+        << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->ejections(i)
+        << "\n";
+    }
+  }
   o << "# HELP sidetrace_upstream_endpoints Endpoints per cluster: every address its endpoints "
        "resolve to, by whether DNS still returns it.\n"
        "# TYPE sidetrace_upstream_endpoints gauge\n";

@@ -844,7 +844,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
           !a.per_try_expired) &&
         pool.reportOutcome(
             endpoint, a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500)) {
-      worker_.mutableStats().countEjection(cluster_slot, endpoint.host, endpoint.port);
+      worker_.mutableStats().countEjection(cluster_slot, endpoint.label);
     }
     if (retry == nullptr) {
       break;

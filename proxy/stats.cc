@@ -82,10 +82,10 @@ uint64_t WorkerStats::upstreamResponses(size_t cluster, size_t status_class) con
       std::memory_order_relaxed);
 }
 
-void WorkerStats::countEjection(size_t cluster, const std::string& host, uint16_t port) {
+void WorkerStats::countEjection(size_t cluster, const std::string& endpoint) {
   ejections[cluster].fetch_add(1, std::memory_order_relaxed);
   // Rare and worth knowing about: an endpoint stopped getting this worker's traffic.
-  spdlog::info("outlier detection: ejected {}:{} (consecutive failures)", host, port);
+  spdlog::info("outlier detection: ejected {} (consecutive failures)", endpoint);
 }
 
 }  // namespace sidetrace::proxy

@@ -63,7 +63,7 @@ class WorkerStats {
   static constexpr size_t kBreakers = 4;
   std::unique_ptr<std::atomic<uint64_t>[]> breaker_trips;
   std::unique_ptr<std::atomic<uint64_t>[]> ejections;  // per cluster: outlier ejections
-  void countEjection(size_t cluster, const std::string& host, uint16_t port);
+  void countEjection(size_t cluster, const std::string& endpoint);
   void countTrip(size_t cluster, Breaker b) {
     breaker_trips[cluster * kBreakers + b].fetch_add(1, std::memory_order_relaxed);
   }

@@ -25,9 +25,11 @@ EndpointTable::EndpointTable(size_t capacity, size_t workers)
       present_(new std::atomic<bool>[capacity]),
       workers_(std::max<size_t>(workers, 1)),
       stride_((capacity + kCountersPerLine - 1) / kCountersPerLine * kCountersPerLine),
-      picks_(new std::atomic<uint64_t>[workers_ * stride_]) {
+      picks_(new std::atomic<uint64_t>[workers_ * stride_]),
+      ejections_(new std::atomic<uint64_t>[capacity]) {
   for (size_t i = 0; i < capacity_; ++i) {
     present_[i].store(false, std::memory_order_relaxed);
+    ejections_[i].store(0, std::memory_order_relaxed);
   }
   for (size_t i = 0; i < workers_ * stride_; ++i) {
     picks_[i].store(0, std::memory_order_relaxed);

@@ -74,6 +74,9 @@ class EndpointTable {
     picks_[worker * stride_ + i].fetch_add(1, std::memory_order_relaxed);
   }
   uint64_t picks(size_t i) const;  // all workers'
+  // Outlier detection ejected endpoint i on some worker (rare: one shared counter each).
+  void countEjection(size_t i) const { ejections_[i].fetch_add(1, std::memory_order_relaxed); }
+  uint64_t ejections(size_t i) const { return ejections_[i].load(std::memory_order_relaxed); }
 
   // Writer side: one thread at a time (resolveClusters, then the monitor thread).
   std::optional<size_t> add(Endpoint ep);  // nullopt when full
@@ -88,6 +91,7 @@ class EndpointTable {
   size_t workers_;
   size_t stride_;  // capacity rounded up to whole cache lines of counters
   std::unique_ptr<std::atomic<uint64_t>[]> picks_;
+  std::unique_ptr<std::atomic<uint64_t>[]> ejections_;
 };
 
 struct ResolvedCluster {

@@ -146,6 +146,7 @@ bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {
     span = od->max_ejection_time;
   }
   o.ejected = true;
+  table_.countEjection(index(ep));
   o.until = std::chrono::steady_clock::now() + span;
   o.consecutive_failures = 0;
   ++ejected_count_;

@@ -48,6 +48,20 @@ TEST_F(OutlierDetectionTest, FailingEndpointIsEjected) {
   EXPECT_EQ(failures, 3);
   EXPECT_EQ(second_.requestCount(), 27u);
   EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 1), 1);
+  // Per endpoint: the failing one ejected once, the healthy one never.
+  const std::string m = metrics();
+  EXPECT_EQ(metricSum(m, "sidetrace_upstream_endpoint_ejections_total",
+                      "endpoint=\"127.0.0.1:" + std::to_string(upstream_.port()) + "\""),
+            1)
+      << m;
+  EXPECT_EQ(metricSum(m, "sidetrace_upstream_endpoint_ejections_total",
+                      "endpoint=\"127.0.0.1:" + std::to_string(second_.port()) + "\""),
+            0)
+      << m;
+  EXPECT_EQ(metricSum(m, "sidetrace_upstream_lb_picks_total",
+                      "endpoint=\"127.0.0.1:" + std::to_string(second_.port()) + "\""),
+            27)
+      << m;
   EXPECT_NE(proc_.stderrText().find("outlier detection: ejected 127.0.0.1:" +
                                     std::to_string(upstream_.port())),
             std::string::npos)
