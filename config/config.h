@@ -105,7 +105,8 @@ struct HealthCheck {
 // Passive outlier detection (Envoy's outlier_detection, consecutive_5xx flavour): an endpoint
 // whose last `consecutive_5xx` attempts all failed (5xx response, connect failure, reset,
 // timeout) is ejected for base_ejection_time × (times ejected so far), at most max_ejection_time,
-// while at most max_ejection_percent of the endpoints (but always one) are out. Per worker.
+// while at most max_ejection_percent of the endpoints (but always one) are out. Shared by the
+// workers (upstream/outlier_detector.h).
 struct OutlierDetection {
   uint32_t consecutive_5xx = 5;
   Duration base_ejection_time{30000};

@@ -123,9 +123,9 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg, size_t w
   std::vector<ResolvedCluster> out;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     const config::Cluster& c = cfg.clusters[i];
-    ResolvedCluster rc{&c,      nullptr,
-                       nullptr, std::make_shared<CircuitBreakers>(c.circuit_breakers),
-                       nullptr, false};
+    ResolvedCluster rc;
+    rc.cfg = &c;
+    rc.breakers = std::make_shared<CircuitBreakers>(c.circuit_breakers);
     if (c.tls) {
       rc.tls = std::make_shared<TlsClientContext>(*c.tls, c.protocol,
                                                   "clusters[" + std::to_string(i) + "].tls");
@@ -163,6 +163,9 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg, size_t w
     }
     if (c.health_check) {
       rc.health = std::make_shared<EndpointHealth>(capacity);
+    }
+    if (c.outlier_detection) {
+      rc.outliers = std::make_shared<OutlierDetector>(*c.outlier_detection, capacity);
     }
     out.push_back(std::move(rc));
   }

@@ -22,6 +22,7 @@
 #include "config/config.h"
 #include "upstream/circuit_breakers.h"
 #include "upstream/health_checker.h"
+#include "upstream/outlier_detector.h"
 
 namespace sidetrace::upstream {
 
@@ -100,6 +101,7 @@ struct ResolvedCluster {
   std::shared_ptr<TlsClientContext> tls;      // null: plain TCP
   std::shared_ptr<CircuitBreakers> breakers;  // shared by the workers; never null
   std::shared_ptr<EndpointHealth> health;     // clusters with a health_check; else null
+  std::shared_ptr<OutlierDetector> outliers;  // clusters with outlier_detection; else null
   // Some endpoint is a DNS name and dns_refresh_rate is set: the monitor re-resolves it.
   bool refreshes_dns = false;
 };

@@ -57,6 +57,9 @@ void applyAnswer(const ResolvedCluster& cluster, size_t k,
     if (table.present(i) != now) {
       (now ? added : removed).push_back(ep.label);
       table.setPresent(i, now);
+      if (!now && cluster.outliers) {
+        cluster.outliers->clear(i);  // its ejection no longer counts against the cap
+      }
     }
   }
   for (size_t a = 0; a < addrs.size(); ++a) {

@@ -41,7 +41,6 @@ ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& 
       table_(*cluster.endpoints),
       worker_(worker),
       active_(table_.capacity(), 0),
-      outliers_(table_.capacity()),
       count_connections_(cluster.cfg->protocol != "http2"),
       seen_version_(table_.version()),
       lb_seed_(lb_seed),
@@ -65,10 +64,6 @@ void ConnectionPool::syncEndpoints() {
       continue;
     }
     slots_[i].idle.clear();  // gone from DNS: no new requests on its connections
-    if (outliers_[i].ejected) {
-      outliers_[i] = {};
-      --ejected_count_;
-    }
   }
   if (ids.empty()) {  // DNS refresh never removes the last address; a hand-built table might
     ids.push_back(0);
@@ -91,31 +86,20 @@ bool ConnectionPool::noneHealthy() const {
   return true;
 }
 
-bool ConnectionPool::stillEjected(size_t i, std::chrono::steady_clock::time_point now) {
-  Outlier& o = outliers_[i];
-  if (!o.ejected) {
-    return false;
-  }
-  if (now < o.until) {
-    return true;
-  }
-  o.ejected = false;  // time served: back in rotation, with a clean slate of failures
-  o.consecutive_failures = 0;
-  --ejected_count_;
-  return false;
-}
-
 size_t ConnectionPool::pickAroundEjected(size_t first) {
+  // The balancer picks again while the pick is ejected or unhealthy (bounded: a few picks find
+  // one in rotation when any is).
   const auto now = std::chrono::steady_clock::now();
-  size_t i = first;
-  // Every ejected endpoint gets its chance to come back, then the balancer picks again while the
-  // pick is ejected or unhealthy (bounded: a few picks find one in rotation when any is).
-  for (size_t n = 0, end = table_.size(); n < end; ++n) {
-    stillEjected(n, now);
+  if (cluster_.outliers && cluster_.outliers->ejectedCount() > 0) {
+    for (size_t n = 0, end = table_.size(); n < end; ++n) {
+      cluster_.outliers->ejected(n, now);  // every ejected endpoint gets its chance to come back
+    }
   }
   auto out = [&](size_t k) {
-    return outliers_[k].ejected || (cluster_.health && !cluster_.health->healthy(k));
+    return (cluster_.health && !cluster_.health->healthy(k)) ||
+           (cluster_.outliers && cluster_.outliers->ejected(k, now));
   };
+  size_t i = first;
   for (size_t tries = 0; tries < 2 * members_ && out(i); ++tries) {
     i = lb_.pick(active_);
   }
@@ -123,33 +107,13 @@ size_t ConnectionPool::pickAroundEjected(size_t first) {
 }
 
 bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {
-  const auto& od = cluster_.cfg->outlier_detection;
-  if (!od) {
+  if (!cluster_.cfg->outlier_detection || !cluster_.outliers) {
     return false;
   }
-  Outlier& o = outliers_[index(ep)];
-  if (!failed) {
-    o.consecutive_failures = 0;
+  if (!cluster_.outliers->report(index(ep), failed, members_)) {
     return false;
   }
-  if (o.ejected || ++o.consecutive_failures < od->consecutive_5xx) {
-    return false;
-  }
-  const size_t n = members_;
-  const size_t cap = std::max<size_t>(1, n * od->max_ejection_percent / 100);
-  if (ejected_count_ >= cap) {
-    return false;  // enough are out already: keep serving from this one
-  }
-  ++o.times_ejected;
-  auto span = od->base_ejection_time * o.times_ejected;
-  if (span > od->max_ejection_time) {
-    span = od->max_ejection_time;
-  }
-  o.ejected = true;
   table_.countEjection(index(ep));
-  o.until = std::chrono::steady_clock::now() + span;
-  o.consecutive_failures = 0;
-  ++ejected_count_;
   return true;
 }
 

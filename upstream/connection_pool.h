@@ -126,7 +126,7 @@ class ConnectionPool {
       syncEndpoints();
     }
     size_t i = lb_.pick(active_);
-    if (ejected_count_ > 0 || cluster_.health) {
+    if (cluster_.health || (cluster_.outliers && cluster_.outliers->ejectedCount() > 0)) {
       i = pickAroundEjected(i);
     }
     return table_[i];
@@ -142,15 +142,15 @@ class ConnectionPool {
   // Outlier detection (clusters[].outlier_detection): the outcome of one attempt on `ep`
   // (failed: 5xx response, connect failure, reset or timeout). True when this report ejected it.
   bool reportOutcome(const Endpoint& ep, bool failed);
-  bool ejected(const Endpoint& ep) const { return outliers_[index(ep)].ejected; }
+  // Outlier state is the cluster's (OutlierDetector, shared by the workers); these read it.
+  bool ejected(const Endpoint& ep) const {
+    return cluster_.outliers && cluster_.outliers->ejected(index(ep));
+  }
   std::chrono::steady_clock::time_point ejectedUntil(const Endpoint& ep) const {
-    return outliers_[index(ep)].until;
+    return cluster_.outliers->ejectedUntil(index(ep));
   }
-  void endEjectionForTest(const Endpoint& ep) {
-    outliers_[index(ep)].until = {};
-    stillEjected(index(ep), std::chrono::steady_clock::now());
-  }
-  size_t ejectedCount() const { return ejected_count_; }
+  void endEjectionForTest(const Endpoint& ep) { cluster_.outliers->clear(index(ep)); }
+  size_t ejectedCount() const { return cluster_.outliers ? cluster_.outliers->ejectedCount() : 0; }
 
   // Active requests per endpoint on this worker, which least_request compares. An http1 cluster's
   // connection counts one from takeIdle()/connect() until release() or its destruction. An http2
@@ -187,15 +187,6 @@ class ConnectionPool {
   bool expired(const UpstreamConnection& c, std::chrono::steady_clock::time_point now) const;
   // Closes expired idle connections in a while (one timer per pool, armed while any are idle).
   void sweepLater();
-  // Ends an ejection whose time is up; true while `i` stays ejected.
-  bool stillEjected(size_t i, std::chrono::steady_clock::time_point now);
-
-  struct Outlier {
-    uint32_t consecutive_failures = 0;
-    uint32_t times_ejected = 0;
-    bool ejected = false;
-    std::chrono::steady_clock::time_point until;
-  };
 
   boost::asio::any_io_executor ex_;
   const ResolvedCluster& cluster_;
@@ -204,13 +195,11 @@ class ConnectionPool {
   // Per-endpoint state, sized to the table's capacity up front so that it never moves.
   std::vector<PerEndpoint> slots_;  // TLS sessions point into it
   std::vector<uint32_t> active_;    // ActiveRequest points into it
-  std::vector<Outlier> outliers_;
-  const bool count_connections_;  // http1 clusters: a checked-out connection is a request
-  uint64_t seen_version_;         // the table's version lb_ was built for
+  const bool count_connections_;    // http1 clusters: a checked-out connection is a request
+  uint64_t seen_version_;           // the table's version lb_ was built for
   uint64_t lb_seed_;
   size_t members_ = 0;  // endpoints lb_ chooses among
   LoadBalancer lb_;
-  size_t ejected_count_ = 0;
   boost::asio::steady_timer sweep_timer_;
   bool sweeping_ = false;
   // False once the pool is gone: a sweep already queued when it went must not touch it.

@@ -87,6 +87,26 @@ TEST_F(OutlierDetectionTest, EjectionEnds) {
   EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 2), 2);
 }
 
+// Four workers share the cluster's outlier state: sequential requests, each on a new connection,
+// land on different workers (SO_REUSEPORT), yet the failing endpoint gets exactly consecutive_5xx
+// of them — not that many per worker.
+TEST_F(OutlierDetectionTest, WorkersShareTheEjection) {
+  upstream_.setDefault(Behavior::fixed(503, "broken"));
+  std::string yaml =
+      poolConfigYaml({upstream_.port(), second_.port()}, {},
+                     {"outlier_detection: { consecutive_5xx: 3, base_ejection_time: 30s, "
+                      "max_ejection_percent: 50 }"});
+  const auto at = yaml.find("workers: 1");
+  ASSERT_NE(at, std::string::npos);
+  yaml.replace(at, 10, "workers: 4");
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(yaml));
+  for (int i = 0; i < 40; ++i) {
+    ASSERT_TRUE(httpRequest(port(), "GET", "/api/x"));
+  }
+  EXPECT_EQ(upstream_.requestCount(), 3u);
+  EXPECT_EQ(second_.requestCount(), 37u);
+}
+
 // The load test with the default retry budget: one of three endpoints fails hard; retries
 // hide most of its first failures (the budget may refuse a few while a third of attempts fail)
 // and outlier detection then takes it out of rotation, so failures stay a bounded handful.

@@ -1,16 +1,19 @@
-// ConnectionPool's passive outlier detection: consecutive failures eject an endpoint from pick(),
-// for a time that grows with each ejection and is capped; successes reset the count; at most
-// max_ejection_percent of the endpoints (but always one) are out at once.
+// Passive outlier detection (OutlierDetector, as ConnectionPool uses it): consecutive failures
+// eject an endpoint from pick(), for a time that grows with each ejection and is capped;
+// successes reset the count; at most max_ejection_percent of the endpoints (but always one) are
+// out at once; the state is the cluster's, shared by every worker's pool.
 
 #include <utility>  // before asio (Boost 1.74 with C++20)
 
 #include <gtest/gtest.h>
 #include <boost/asio/io_context.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <memory>
 #include <thread>
+#include <vector>
 
 #include "upstream/cluster.h"
 #include "upstream/connection_pool.h"
@@ -34,6 +37,7 @@ class OutlierTest : public ::testing::Test {
       eps.push_back(std::move(ep));
     }
     cluster_.endpoints = std::make_shared<EndpointTable>(std::move(eps));
+    cluster_.outliers = std::make_shared<OutlierDetector>(od, endpoints);
     pool_ = std::make_unique<ConnectionPool>(io_.get_executor(), cluster_, 1);
   }
   std::map<const Endpoint*, int> picks(int n) {
@@ -133,6 +137,51 @@ TEST_F(OutlierTest, OffWithoutConfig) {
     EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
   }
   EXPECT_EQ(pool_->ejectedCount(), 0u);
+}
+
+// Workers share the cluster's outlier state: failures add up across pools, and an ejection
+// takes the endpoint out of every pool's rotation.
+TEST_F(OutlierTest, WorkersShareFailuresAndEjections) {
+  make(2, {.consecutive_5xx = 4,
+           .base_ejection_time = milliseconds(10000),
+           .max_ejection_time = milliseconds(10000),
+           .max_ejection_percent = 50});
+  ConnectionPool other(io_.get_executor(), cluster_, 2, 1);
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  EXPECT_FALSE(other.reportOutcome(ep(0), true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
+  EXPECT_TRUE(other.reportOutcome(ep(0), true)) << "the fourth failure in a row, on any worker";
+  EXPECT_TRUE(pool_->ejected(ep(0)));
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(&other.pick(), &ep(1));
+    EXPECT_EQ(&pool_->pick(), &ep(1));
+  }
+  EXPECT_EQ(cluster_.endpoints->ejections(0), 1u);
+}
+
+// Concurrent ejections from many threads never overshoot max_ejection_percent.
+TEST(OutlierDetectorTest, ConcurrentEjectionsRespectTheCap) {
+  OutlierDetector d({.consecutive_5xx = 1,
+                     .base_ejection_time = milliseconds(10000),
+                     .max_ejection_time = milliseconds(10000),
+                     .max_ejection_percent = 25},
+                    16);
+  std::atomic<int> ejected{0};
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < 16; i += 8) {
+        for (int k = 0; k < 100; ++k) {
+          ejected += d.report(i, true, 16) ? 1 : 0;
+        }
+      }
+    });
+  }
+  for (auto& t : threads) {
+    t.join();
+  }
+  EXPECT_EQ(ejected, 4);  // 25% of 16
+  EXPECT_EQ(d.ejectedCount(), 4u);
 }
 
 }  // namespace

@@ -1,0 +1,82 @@
+#include "upstream/outlier_detector.h"
+
+#include <algorithm>
+
+namespace sidetrace::upstream {
+
+namespace {
+
+int64_t toNanos(OutlierDetector::Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
+
+}  // namespace
+
+OutlierDetector::OutlierDetector(const config::OutlierDetection& cfg, size_t capacity)
+    : cfg_(cfg), endpoints_(new PerEndpoint[std::max<size_t>(capacity, 1)]) {}
+
+bool OutlierDetector::endEjection(PerEndpoint& e, int64_t until) {
+  if (until == 0 || !e.until.compare_exchange_strong(until, 0, std::memory_order_relaxed)) {
+    return false;  // not ejected, or another thread ended (or renewed) it first
+  }
+  e.consecutive_failures.store(0, std::memory_order_relaxed);  // a clean slate on return
+  ejected_count_.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool OutlierDetector::ejected(size_t i, Clock::time_point now) {
+  PerEndpoint& e = endpoints_[i];
+  const int64_t until = e.until.load(std::memory_order_relaxed);
+  if (until == 0) {
+    return false;
+  }
+  if (toNanos(now) < until) {
+    return true;
+  }
+  endEjection(e, until);
+  return false;
+}
+
+OutlierDetector::Clock::time_point OutlierDetector::ejectedUntil(size_t i) const {
+  return Clock::time_point(std::chrono::nanoseconds(endpoints_[i].until.load()));
+}
+
+void OutlierDetector::clear(size_t i) {
+  PerEndpoint& e = endpoints_[i];
+  endEjection(e, e.until.load(std::memory_order_relaxed));
+  e.consecutive_failures.store(0, std::memory_order_relaxed);
+}
+
+bool OutlierDetector::report(size_t i, bool failed, size_t endpoints, Clock::time_point now) {
+  PerEndpoint& e = endpoints_[i];
+  if (!failed) {
+    if (e.consecutive_failures.load(std::memory_order_relaxed) != 0) {
+      e.consecutive_failures.store(0, std::memory_order_relaxed);
+    }
+    return false;
+  }
+  if (e.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 < cfg_.consecutive_5xx ||
+      ejected(i, now)) {
+    return false;
+  }
+  // Take a slot under the cap first, so that concurrent ejections cannot overshoot it.
+  const size_t cap = std::max<size_t>(1, endpoints * cfg_.max_ejection_percent / 100);
+  size_t out = ejected_count_.load(std::memory_order_relaxed);
+  do {
+    if (out >= cap) {
+      return false;  // enough are out already: keep serving from this one
+    }
+  } while (!ejected_count_.compare_exchange_weak(out, out + 1, std::memory_order_relaxed));
+  const uint32_t times = e.times_ejected.fetch_add(1, std::memory_order_relaxed) + 1;
+  auto span = std::min<config::Duration>(cfg_.base_ejection_time * times, cfg_.max_ejection_time);
+  int64_t expected = 0;
+  if (!e.until.compare_exchange_strong(expected, toNanos(now + span), std::memory_order_relaxed)) {
+    e.times_ejected.fetch_sub(1, std::memory_order_relaxed);
+    ejected_count_.fetch_sub(1, std::memory_order_relaxed);
+    return false;  // another worker ejected it just now
+  }
+  e.consecutive_failures.store(0, std::memory_order_relaxed);
+  return true;
+}
+
+}  // namespace sidetrace::upstream
