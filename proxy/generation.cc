@@ -42,9 +42,13 @@ size_t workerCount(const config::Config& cfg) {
   return cfg.workers != 0 ? cfg.workers : std::max(1u, std::thread::hardware_concurrency());
 }
 
-std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots) {
+std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots,
+                                                  const Generation* prev) {
   auto gen = std::make_shared<Generation>();
   gen->clusters = upstream::resolveClusters(*cfg, workerCount(*cfg));
+  if (prev != nullptr) {
+    upstream::inheritEndpointState(gen->clusters, prev->clusters);
+  }
   if (upstream::ClusterMonitor::needed(gen->clusters)) {
     gen->monitor = std::make_unique<upstream::ClusterMonitor>(gen->clusters);
   }

@@ -67,6 +67,9 @@ size_t workerCount(const config::Config& cfg);
 
 // Resolves the clusters (blocking DNS) and assigns metric slots. Throws std::runtime_error with a
 // message naming the cluster or the exhausted capacity.
-std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots);
+// `prev` (on reload): the generation it replaces, whose endpoints' health and outlier state the
+// new one starts from (inheritEndpointState).
+std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots,
+                                                  const Generation* prev = nullptr);
 
 }  // namespace sidetrace::proxy

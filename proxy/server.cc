@@ -483,7 +483,7 @@ ReloadResult Server::applyReload() {
   }
   std::shared_ptr<const Generation> gen;
   try {
-    gen = buildGeneration(next, *slots_);
+    gen = buildGeneration(next, *slots_, gen_.get());
   } catch (const std::exception& e) {
     return {false, e.what()};
   }

@@ -117,6 +117,38 @@ std::vector<boost::asio::ip::tcp::endpoint> preferredAddresses(
   return v4.empty() ? v6 : v4;
 }
 
+void inheritEndpointState(std::vector<ResolvedCluster>& next,
+                          const std::vector<ResolvedCluster>& prev) {
+  for (auto& n : next) {
+    auto old = std::find_if(prev.begin(), prev.end(),
+                            [&](const ResolvedCluster& p) { return p.cfg->name == n.cfg->name; });
+    if (old == prev.end()) {
+      continue;
+    }
+    const bool health = n.health && old->health && *n.cfg->health_check == *old->cfg->health_check;
+    const bool outliers = n.outliers && old->outliers;
+    if (!health && !outliers) {
+      continue;
+    }
+    const EndpointTable& from = *old->endpoints;
+    for (size_t i = 0, end = n.endpoints->size(); i < end; ++i) {
+      const Endpoint& ep = (*n.endpoints)[i];
+      for (size_t j = 0, old_end = from.size(); j < old_end; ++j) {
+        if (from[j].address != ep.address || from[j].host != ep.host) {
+          continue;
+        }
+        if (health) {
+          n.health->set(i, old->health->healthy(j));
+        }
+        if (outliers) {
+          n.outliers->inherit(i, *old->outliers, j);
+        }
+        break;
+      }
+    }
+  }
+}
+
 std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg, size_t workers) {
   boost::asio::io_context io;
   boost::asio::ip::tcp::resolver resolver(io);

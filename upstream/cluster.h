@@ -115,6 +115,13 @@ void nameEndpoint(Endpoint& ep, const config::Cluster& c);
 std::vector<boost::asio::ip::tcp::endpoint> preferredAddresses(
     const boost::asio::ip::tcp::resolver::results_type& results);
 
+// On reload: carries over to `next` what the previous generation learned about the endpoints it
+// shares with `prev` (same cluster name and address): health verdicts, when the health_check is
+// unchanged, and outlier ejections, so that a reload neither sends traffic to an endpoint known
+// to be down nor waits for thresholds to find out again. Before `next` is in use.
+void inheritEndpointState(std::vector<ResolvedCluster>& next,
+                          const std::vector<ResolvedCluster>& prev);
+
 // Resolves every endpoint of every cluster (blocking; call at start and on reload) and builds
 // each TLS cluster's client context. `workers`: how many workers will count LB picks. Throws
 // std::runtime_error naming the cluster and endpoint that failed to resolve, or the TLS key whose

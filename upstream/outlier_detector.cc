@@ -47,6 +47,17 @@ void OutlierDetector::clear(size_t i) {
   e.consecutive_failures.store(0, std::memory_order_relaxed);
 }
 
+void OutlierDetector::inherit(size_t i, const OutlierDetector& from, size_t j) {
+  const PerEndpoint& src = from.endpoints_[j];
+  PerEndpoint& dst = endpoints_[i];
+  dst.times_ejected.store(src.times_ejected.load(std::memory_order_relaxed),
+                          std::memory_order_relaxed);
+  const int64_t until = src.until.load(std::memory_order_relaxed);
+  if (until != 0 && dst.until.exchange(until, std::memory_order_relaxed) == 0) {
+    ejected_count_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
 bool OutlierDetector::report(size_t i, bool failed, size_t endpoints, Clock::time_point now) {
   PerEndpoint& e = endpoints_[i];
   if (!failed) {

@@ -36,6 +36,10 @@ class OutlierDetector {
   size_t ejectedCount() const { return ejected_count_.load(std::memory_order_relaxed); }
   // Forgets endpoint i's ejection and failures (it left DNS, or a test wants it back).
   void clear(size_t i);
+  // Takes over endpoint j's ejection (and its count of ejections) from `from`, an earlier
+  // generation's detector for the same endpoint i: a reload must not put a bad endpoint back.
+  // Before this detector is in use.
+  void inherit(size_t i, const OutlierDetector& from, size_t j);
 
  private:
   struct alignas(64) PerEndpoint {  // one cache line each: workers write neighbours' freely

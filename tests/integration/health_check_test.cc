@@ -47,6 +47,34 @@ class HealthCheckTest : public IntegrationTest {
   FakeUpstream second_;
 };
 
+// A reload keeps what the checks learned: an endpoint known to be down stays out of rotation from
+// the first request after the reload, rather than getting traffic until it fails its thresholds
+// again (a reload resets nothing else either: the check config is unchanged).
+TEST_F(HealthCheckTest, ReloadKeepsTheVerdicts) {
+  upstream_.on("/health", Behavior::fixed(503, "sick"));
+  second_.on("/health", Behavior::fixed(200, "ok"));
+  const std::string check =
+      "health_check: { path: /health, interval: 1s, timeout: 500ms, unhealthy_threshold: 2, "
+      "healthy_threshold: 2 }";
+  const std::vector<uint16_t> eps = {upstream_.port(), second_.port()};
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml(eps, {}, {check})));
+  ASSERT_TRUE(waitHealth(upstream_.port(), 0)) << metrics();
+
+  proc_.writeFile("sidetrace.yaml", poolConfigYaml(eps, {}, {check, "idle_timeout: 30s"}), vars());
+  auto reloaded = httpRequest(proc_.adminPort(), "POST", "/reload", {}, {}, milliseconds(15000));
+  ASSERT_TRUE(reloaded && reloaded->status == 200) << (reloaded ? reloaded->body : "no answer");
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_endpoint_healthy",
+                      "endpoint=\"127.0.0.1:" + std::to_string(upstream_.port()) + "\""),
+            0);
+  for (int i = 0; i < 20; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/after-reload");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(apiRequests(upstream_), 0u) << "the reload put an endpoint known to be down back";
+  EXPECT_EQ(apiRequests(second_), 20u);
+}
+
 TEST_F(HealthCheckTest, FailingCheckTakesEndpointOutAndPassingBringsItBack) {
   upstream_.on("/health", Behavior::fixed(503, "sick"));
   second_.on("/health", Behavior::fixed(200, "ok"));

@@ -87,6 +87,30 @@ TEST_F(OutlierDetectionTest, EjectionEnds) {
   EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 2), 2);
 }
 
+// A reload keeps ejections: the ejected endpoint stays out under the new config.
+TEST_F(OutlierDetectionTest, ReloadKeepsEjections) {
+  upstream_.setDefault(Behavior::fixed(503, "broken"));
+  const std::string od =
+      "outlier_detection: { consecutive_5xx: 3, base_ejection_time: 30s, max_ejection_percent: "
+      "50 }";
+  const std::vector<uint16_t> eps = {upstream_.port(), second_.port()};
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml(eps, {}, {od})));
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(httpRequest(port(), "GET", "/api/x"));
+  }
+  ASSERT_EQ(upstream_.requestCount(), 3u);
+
+  proc_.writeFile("sidetrace.yaml", poolConfigYaml(eps, {}, {od, "idle_timeout: 30s"}), vars());
+  auto reloaded = httpRequest(proc_.adminPort(), "POST", "/reload", {}, {}, milliseconds(15000));
+  ASSERT_TRUE(reloaded && reloaded->status == 200) << (reloaded ? reloaded->body : "no answer");
+  for (int i = 0; i < 20; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/x");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+  }
+  EXPECT_EQ(upstream_.requestCount(), 3u) << "the reload put an ejected endpoint back";
+}
+
 // Four workers share the cluster's outlier state: sequential requests, each on a new connection,
 // land on different workers (SO_REUSEPORT), yet the failing endpoint gets exactly consecutive_5xx
 // of them — not that many per worker.
