@@ -2,6 +2,7 @@
 
 #include <llhttp.h>
 
+#include <array>
 #include <charconv>
 
 namespace sidetrace::proxy {
@@ -22,6 +23,7 @@ struct Http1Parser::Impl {
     auto& s = self(p);
     s.request_.clear();
     s.response_.clear();
+    s.trailers_.clear();
     s.field_.clear();
     s.value_.clear();
     s.in_value_ = false;
@@ -42,19 +44,14 @@ struct Http1Parser::Impl {
     s.response_.reason.append(at, n);
     return countHead(s, n);
   }
+  // Header and trailer fields take the same path; head_done_ tells them apart.
   static int onHeaderField(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
-    if (s.head_done_) {
-      return 0;  // trailers: not forwarded (see header comment of the session)
-    }
     s.field_.append(at, n);
     return countHead(s, n);
   }
   static int onHeaderValue(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
-    if (s.head_done_) {
-      return 0;
-    }
     // llhttp accepts obs-fold (CRLF then SP/HTAB continuing a value) even in strict mode, and
     // reports the continuation as another value span with the CRLF dropped. A value span can only
     // follow a line feed when it is such a continuation. RFC 9112 §5.2 lets a proxy reject it, and
@@ -77,14 +74,13 @@ struct Http1Parser::Impl {
   }
   static int onHeaderValueComplete(llhttp_t* p) {
     auto& s = self(p);
-    if (s.head_done_) {
-      return 0;
-    }
     while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t')) {
       s.value_.pop_back();
     }
-    auto& headers = s.kind_ == Kind::Request ? s.request_.headers : s.response_.headers;
-    if (filters::iequals(s.field_, "content-length")) {
+    auto& headers = s.head_done_               ? s.trailers_
+                    : s.kind_ == Kind::Request ? s.request_.headers
+                                               : s.response_.headers;
+    if (!s.head_done_ && filters::iequals(s.field_, "content-length")) {
       uint64_t v = 0;
       auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
       if (ec == std::errc() && ptr == s.value_.data() + s.value_.size()) {
@@ -102,6 +98,7 @@ struct Http1Parser::Impl {
   static int onHeadersComplete(llhttp_t* p) {
     auto& s = self(p);
     s.head_done_ = true;
+    s.head_bytes_ = 1;  // a trailer section gets a budget of its own, the head's limit
     if (s.kind_ == Kind::Request) {
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
       s.request_.version_minor = p->http_minor;
@@ -114,9 +111,11 @@ struct Http1Parser::Impl {
     }
     s.current_->head_complete = true;
     if (s.kind_ == Kind::Response && s.no_body_) {
-      return 1;
+      p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
-    return 0;
+    // Pausing is how the position of the head's end reaches feed(), which checks its line ending.
+    s.section_ended_ = true;
+    return HPE_PAUSED;
   }
   static int onBody(llhttp_t* p, const char* at, size_t n) {
     self(p).current_->body.emplace_back(at, n);
@@ -124,6 +123,8 @@ struct Http1Parser::Impl {
   }
   static int onMessageComplete(llhttp_t* p) {
     auto& s = self(p);
+    // After a chunked body the pause lands right after the trailer section's final LF.
+    s.section_ended_ = (p->flags & F_TRAILING) != 0;
     s.in_message_ = false;
     s.head_bytes_ = 0;
     s.current_->message_complete = true;
@@ -163,6 +164,25 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
   current_ = &r;
   feed_begin_ = data;
   llhttp_errno_t err = llhttp_execute(&impl_->parser, data, len);
+  while (err == HPE_PAUSED && section_ended_) {
+    // llhttp 8.1 accepts "\n" alone as the empty line ending a head or trailer section (it has no
+    // flag against it) while rejecting bare LF everywhere else. Reject it too: a peer that ends
+    // the section elsewhere would frame the message differently.
+    section_ended_ = false;
+    const char* end = llhttp_get_error_pos(&impl_->parser);  // just after that line's LF
+    const char before_lf = end - data >= 2 ? end[-2] : prev_last_byte_;
+    if (before_lf != '\r') {
+      impl_->parser.error = HPE_CR_EXPECTED;  // sticky, as llhttp's own errors are
+      llhttp_set_error_reason(&impl_->parser, "bare LF ending the header or trailer section");
+      err = HPE_CR_EXPECTED;
+      break;
+    }
+    if (r.message_complete) {
+      break;  // the message-end pause: reported below like any other
+    }
+    llhttp_resume(&impl_->parser);
+    err = llhttp_execute(&impl_->parser, end, len - static_cast<size_t>(end - data));
+  }
   current_ = nullptr;
   switch (err) {
     case HPE_OK:
@@ -181,7 +201,7 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
       r.consumed = len;
       if (err == HPE_USER && !bad_header_ && head_bytes_ > max_head_bytes_) {
         r.error = ParseError::HeadersTooLarge;
-        r.error_reason = "request header block too large";
+        r.error_reason = head_done_ ? "trailer section too large" : "header block too large";
       } else {
         r.error = ParseError::BadRequest;
         r.error_reason = bad_header_ ? "obs-fold or bare CR/LF in header value"
@@ -205,6 +225,7 @@ void Http1Parser::reset() {
   in_message_ = false;
   head_bytes_ = 0;
   no_body_ = false;
+  section_ended_ = false;
   prev_last_byte_ = 0;
 }
 
@@ -238,6 +259,19 @@ bool Http1Parser::bodyUntilEof() const {
 
 namespace {
 
+bool forwardableTrailer(std::string_view name) {
+  static constexpr std::array<std::string_view, 11> kNotInTrailers = {
+      "content-length", "transfer-encoding",   "trailer",           "host",
+      "connection",     "keep-alive",          "proxy-connection",  "te",
+      "upgrade",        "proxy-authorization", "proxy-authenticate"};
+  for (auto n : kNotInTrailers) {
+    if (filters::iequals(name, n)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 void appendHeaders(std::string& out, const filters::HeaderMap& headers) {
   for (const auto& h : headers) {
     out.append(h.name);
@@ -267,6 +301,19 @@ void appendResponseHead(std::string& out, const filters::ResponseHead& head) {
   out.append(head.reason.empty() ? reasonPhrase(head.status) : head.reason);
   out.append("\r\n");
   appendHeaders(out, head.headers);
+}
+
+void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
+  out.append("0\r\n");
+  for (const auto& t : trailers) {
+    if (forwardableTrailer(t.name)) {
+      out.append(t.name);
+      out.append(": ");
+      out.append(t.value);
+      out.append("\r\n");
+    }
+  }
+  out.append("\r\n");
 }
 
 const char* reasonPhrase(int status) {

@@ -6,6 +6,10 @@
 // Contract of feed(): consumes bytes up to the end of the input or the end of the current message,
 // whichever comes first (it pauses at each message end so pipelined requests are handled one at a
 // time). Body pieces point into the caller's input and stay valid until the caller changes it.
+//
+// Strictness beyond llhttp's strict mode: obs-fold, and a bare LF as the empty line that ends the
+// head or a chunked trailer section (llhttp 8.1 accepts that one line ending), are errors.
+// Trailers of a chunked message are parsed into trailers(), bounded by the same limit as the head.
 
 #include <cstdint>
 #include <memory>
@@ -21,7 +25,7 @@ namespace sidetrace::proxy {
 enum class ParseError {
   None,
   BadRequest,       // any grammar or framing violation (incl. smuggling shapes) → 400
-  HeadersTooLarge,  // head over the configured limit → 431
+  HeadersTooLarge,  // head, or chunked trailer section, over the configured limit → 431
 };
 
 struct FeedResult {
@@ -55,6 +59,10 @@ class Http1Parser {
   bool keepAlive() const;     // llhttp_should_keep_alive for the current message
   bool bodyUntilEof() const;  // response framed by connection close
   bool inMessage() const { return in_message_; }
+  // The trailer fields of a chunked message, as received, once message_complete was reported
+  // (empty when none); cleared when the next message begins. appendLastChunk() decides which may
+  // be forwarded.
+  const filters::HeaderMap& trailers() const { return trailers_; }
   bool bytesSeen() const { return head_bytes_ > 0; }
 
   // Response parsers must know when the request was HEAD (no body follows the head).
@@ -70,6 +78,7 @@ class Http1Parser {
   uint32_t max_head_bytes_;
   filters::RequestHead request_;
   filters::ResponseHead response_;
+  filters::HeaderMap trailers_;
   std::string field_;
   std::string value_;
   bool in_value_ = false;
@@ -77,6 +86,8 @@ class Http1Parser {
   bool in_message_ = false;
   bool no_body_ = false;
   bool bad_header_ = false;
+  // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
+  bool section_ended_ = false;
   uint64_t head_bytes_ = 0;
   std::optional<uint64_t> content_length_;
   FeedResult* current_ = nullptr;
@@ -88,6 +99,11 @@ class Http1Parser {
 // are written by the caller as needed.
 void appendRequestHead(std::string& out, const filters::RequestHead& head);
 void appendResponseHead(std::string& out, const filters::ResponseHead& head);
+// The end of a chunked body: the last chunk, the trailer section and its empty line. Fields that
+// must not travel in a trailer section are left out (RFC 9110 §6.5.1: framing, routing and
+// hop-by-hop fields: Content-Length, Transfer-Encoding, Trailer, Host, Connection, Keep-Alive, TE,
+// Upgrade, Proxy-*): a recipient that merged them into its head would be misled.
+void appendLastChunk(std::string& out, const filters::HeaderMap& trailers);
 const char* reasonPhrase(int status);
 
 }  // namespace sidetrace::proxy

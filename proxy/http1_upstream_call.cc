@@ -124,14 +124,8 @@ class Http1Call final : public UpstreamCall {
     }
     bufs_.clear();
     if (chunked_) {
-      trailer_block_ = "0\r\n";
-      for (const auto& t : trailers) {
-        trailer_block_ += t.name;
-        trailer_block_ += ": ";
-        trailer_block_ += t.value;
-        trailer_block_ += "\r\n";
-      }
-      trailer_block_ += "\r\n";
+      trailer_block_.clear();
+      appendLastChunk(trailer_block_, trailers);
       bufs_.emplace_back(trailer_block_.data(), trailer_block_.size());
     }
     co_return co_await write(true);

@@ -49,7 +49,7 @@ void toOriginForm(filters::RequestHead& req) {
 template <class Stream>
 void Session<Stream>::Gather::build(std::string_view head,
                                     const std::vector<std::string_view>& pieces, bool chunked,
-                                    bool last) {
+                                    bool last, const filters::HeaderMap* trailers) {
   bufs.clear();
   bytes = 0;
   if (!head.empty()) {
@@ -76,7 +76,13 @@ void Session<Stream>::Gather::build(std::string_view head,
     }
   }
   if (last && chunked) {
-    bufs.emplace_back("0\r\n\r\n", 5);
+    if (trailers != nullptr && trailers->size() > 0) {
+      last_chunk.clear();
+      appendLastChunk(last_chunk, *trailers);
+      bufs.emplace_back(last_chunk.data(), last_chunk.size());
+    } else {
+      bufs.emplace_back("0\r\n\r\n", 5);
+    }
   }
 }
 
@@ -513,14 +519,8 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (!chunk_out || head_only) {
       co_return co_await sendBody({}, true);
     }
-    trailer_block = "0\r\n";
-    for (const auto& t : trailers) {
-      trailer_block += t.name;
-      trailer_block += ": ";
-      trailer_block += t.value;
-      trailer_block += "\r\n";
-    }
-    trailer_block += "\r\n";
+    trailer_block.clear();
+    appendLastChunk(trailer_block, trailers);
     co_return co_await write(asio::buffer(trailer_block));
   }
 
@@ -709,7 +709,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       out_.clear();
       appendRequestHead(out_, req);
       out_ += "\r\n";
-      gather_.build(out_, first.body, req_chunked, request_done);
+      gather_.build(out_, first.body, req_chunked, request_done, &parser_.trailers());
       co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
       if (!ec) {
         break;
@@ -753,11 +753,12 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       FeedResult r = parser_.feed(in_.data(), in_.size());
       in_.consume(r.consumed);
       if (r.error != ParseError::None) {
-        failWith(UpstreamResult::Error::ProtocolError, 400);
+        failWith(UpstreamResult::Error::ProtocolError,
+                 r.error == ParseError::HeadersTooLarge ? 431 : 400);
         co_return;
       }
       request_done = r.message_complete;
-      gather_.build({}, r.body, req_chunked, request_done);
+      gather_.build({}, r.body, req_chunked, request_done, &parser_.trailers());
       if (!gather_.bufs.empty()) {
         co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
         if (ec) {
@@ -916,7 +917,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   appendResponseHead(out_, resp);
   out_ += "\r\n";
   bool resp_done = rr.message_complete;
-  gather_.build(out_, rr.body, chunk_out, resp_done);
+  gather_.build(out_, rr.body, chunk_out, resp_done, &up_parser_.trailers());
   co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
   stream_.response_body_bytes += gather_.bytes;
   bool broken = static_cast<bool>(ec);
@@ -960,7 +961,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       break;
     }
     resp_done = r.message_complete;
-    gather_.build({}, r.body, chunk_out, resp_done);
+    gather_.build({}, r.body, chunk_out, resp_done, &up_parser_.trailers());
     if (!gather_.bufs.empty()) {
       co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
       if (ec) {

@@ -8,7 +8,9 @@
 // pipelining, one request at a time in order.
 //
 // Limits applied here: header block size (431), header timeout (408), idle timeout, route timeout
-// (504, or connection abort once the response has started). Chunked trailers are not forwarded.
+// (504, or connection abort once the response has started). Chunked trailers pass through when
+// the message is chunked on both hops (the codec bounds them like a head; appendLastChunk() leaves
+// out the fields no trailer may carry); an HTTP/1.0 client gets none.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -94,14 +96,15 @@ class Session final : public DownstreamConnection,
   Http1Parser up_parser_;
   filters::Stream stream_;
   // What one write sends: an optional head, then the body pieces of one feed (as-is, or as one
-  // chunk when re-chunking), then the last-chunk marker when the message ends. Reused, so the data
-  // path does not allocate a buffer list per write.
+  // chunk when re-chunking), then the last chunk when the message ends (with `trailers` when there
+  // are some). Reused, so the data path does not allocate a buffer list per write.
   struct Gather {
     std::vector<boost::asio::const_buffer> bufs;
     char size_line[24];
-    uint64_t bytes = 0;  // body bytes in bufs
+    std::string last_chunk;  // a last chunk that carries trailers
+    uint64_t bytes = 0;      // body bytes in bufs
     void build(std::string_view head, const std::vector<std::string_view>& pieces, bool chunked,
-               bool last);
+               bool last, const filters::HeaderMap* trailers = nullptr);
   };
 
   std::string out_;  // reused serialization buffer

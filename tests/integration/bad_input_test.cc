@@ -54,6 +54,30 @@ TEST_F(BadInputTest, OversizedHeaderBlockIs431) {
   EXPECT_EQ(upstream_.requestCount(), 1u);
 }
 
+// A chunked request's trailer section has the head's limit: over it, 431, whether it arrives with
+// the head or after the head went upstream (that upstream request is abandoned, never completed).
+TEST_F(BadInputTest, OversizedTrailerSectionIs431) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "max_request_headers_bytes: 4096";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  const std::string head =
+      buildRequest("POST", "/api/big-trailers", {{"Transfer-Encoding", "chunked"}});
+  const std::string trailers = "0\r\nX-Big: " + std::string(8000, 't') + "\r\n\r\n";
+  expectRejected(head + "2\r\nhi\r\n" + trailers, 431);
+
+  HttpConnection c(port());
+  ASSERT_TRUE(c.connected());
+  ASSERT_TRUE(c.send(head + "2\r\nhi\r\n"));
+  std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_TRUE(c.send(trailers));
+  auto r = c.readResponse(milliseconds(5000));
+  ASSERT_TRUE(r) << "no response: " << c.lastError();
+  EXPECT_EQ(r->status, 431);
+  EXPECT_TRUE(c.waitClosed(milliseconds(3000)));
+  std::this_thread::sleep_for(milliseconds(300));
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+}
+
 TEST_F(BadInputTest, SlowlorisGets408) {
   ProxyConfig cfg;
   cfg.limits_extra = "request_header_timeout: 500ms";
@@ -89,6 +113,9 @@ const SmugglingCase kSmugglingCases[] = {
     {"ObsFoldHeader", "GET /api/s4 HTTP/1.1\r\nHost: a\r\nX-Folded: a\r\n b\r\n\r\n"},
     {"BareLfLineEndings", "GET /api/s5 HTTP/1.1\nHost: a\n\n"},
     {"SpaceBeforeColon", "GET /api/s6 HTTP/1.1\r\nHost : a\r\n\r\n"},
+    {"BareLfEndingTheHead", "GET /api/s7 HTTP/1.1\r\nHost: a\r\n\n"},
+    {"BareLfEndingTheTrailers",
+     "POST /api/s8 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n"},
 };
 
 // Names the case in gtest output instead of dumping the struct's bytes.

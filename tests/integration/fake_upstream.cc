@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include <csignal>
+#include <iterator>
 #include <limits>
 
 #include <boost/beast/core/error.hpp>
@@ -46,11 +47,12 @@ Behavior Behavior::fixed(int status, std::string body, Headers headers) {
   return b;
 }
 
-Behavior Behavior::chunked(std::string body, size_t chunks) {
+Behavior Behavior::chunked(std::string body, size_t chunks, Headers trailers) {
   Behavior b;
   b.kind = Kind::Chunked;
   b.body = std::move(body);
   b.chunks = chunks;
+  b.trailers = std::move(trailers);
   return b;
 }
 
@@ -409,6 +411,15 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
     bool sink_checked = false;
     bool sink = false;
     uint64_t sink_bytes = 0;
+    // Beast adds trailer fields to the message's fields: those after the count taken at the last
+    // chunk are the trailers.
+    size_t head_fields = std::numeric_limits<size_t>::max();
+    auto on_chunk = [&](std::uint64_t size, boost::beast::string_view, boost::beast::error_code&) {
+      if (size == 0) {
+        head_fields = static_cast<size_t>(std::distance(parser.get().begin(), parser.get().end()));
+      }
+    };
+    parser.on_chunk_header(on_chunk);
     for (;;) {
       boost::beast::error_code ec;
       size_t n = 0;
@@ -466,8 +477,10 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
     rec.method = std::string(msg.method_string());
     rec.target = std::string(msg.target());
     rec.version = static_cast<int>(msg.version());
+    size_t field_index = 0;
     for (const auto& f : msg) {
-      rec.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+      (field_index++ < head_fields ? rec.headers : rec.trailers)
+          .emplace_back(std::string(f.name_string()), std::string(f.value()));
     }
     rec.body = msg.body();
     rec.chunked = parser.chunked();
@@ -525,7 +538,11 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           }
           std::this_thread::sleep_for(std::chrono::milliseconds(5));
         }
-        if (!conn.sendAll("0\r\n\r\n")) {
+        std::string last = "0\r\n";
+        for (const auto& [k, v] : b.trailers) {
+          last += k + ": " + v + "\r\n";
+        }
+        if (!conn.sendAll(last + "\r\n")) {
           return;
         }
         break;

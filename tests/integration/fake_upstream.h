@@ -27,6 +27,7 @@ struct RecordedRequest {
   Headers headers;  // wire order, names as received
   std::string body;
   bool chunked = false;        // arrived with Transfer-Encoding: chunked
+  Headers trailers;            // chunked: the trailer section's fields, wire order
   uint64_t connection_id = 0;  // which upstream connection carried it
   // TLS upstreams only: what the connection's handshake carried.
   std::string tls_sni;           // server name the client sent ("" if none)
@@ -44,7 +45,8 @@ struct Behavior {
   enum class Kind {
     Echo,     // status 200, body = request body, x-echo-method / x-echo-target headers
     Fixed,    // status + body + headers
-    Chunked,  // status + body sent with Transfer-Encoding: chunked in `chunks` pieces
+    Chunked,  // status + body sent with Transfer-Encoding: chunked in `chunks` pieces, then
+              // `trailers` in the trailer section
     Stall,    // wait `delay` (or until stop), then act like Fixed
     Close,    // read the request, close without a response
     Large,    // status 200 with `large_bytes` of patternByte(i), streamed
@@ -59,10 +61,11 @@ struct Behavior {
   std::chrono::milliseconds delay{0};
   size_t chunks = 3;
   uint64_t large_bytes = 0;
+  Headers trailers;
 
   static Behavior echo() { return {}; }
   static Behavior fixed(int status, std::string body, Headers headers = {});
-  static Behavior chunked(std::string body, size_t chunks = 3);
+  static Behavior chunked(std::string body, size_t chunks = 3, Headers trailers = {});
   static Behavior stall(std::chrono::milliseconds delay, int status = 200);
   static Behavior close();
   static Behavior large(uint64_t bytes);

@@ -281,6 +281,72 @@ TEST_F(ProxyTest, Expect100Continue) {
   EXPECT_EQ(r->body, body);
 }
 
+// Trailers of a chunked message cross an HTTP/1.1 hop in both directions (as with Envoy and
+// nginx); framing, routing and hop-by-hop fields are left out of them.
+TEST_F(ProxyTest, ChunkedRequestTrailersReachTheUpstream) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  const std::string head =
+      buildRequest("POST", "/api/trailers", {{"Transfer-Encoding", "chunked"}});
+  const std::string last =
+      "0\r\nX-Checksum: abc123\r\nContent-Length: 99\r\nHost: evil.example\r\n"
+      "Connection: close\r\nX-Second: 2\r\n\r\n";
+  // Trailers in the first read (sent with the head), and arriving after the head went upstream.
+  for (bool split : {false, true}) {
+    SCOPED_TRACE(split ? "trailers after the head" : "all at once");
+    HttpConnection c(port());
+    ASSERT_TRUE(c.connected());
+    if (split) {
+      ASSERT_TRUE(c.send(head + "5\r\nhello\r\n"));
+      std::this_thread::sleep_for(milliseconds(50));
+      ASSERT_TRUE(c.send(last));
+    } else {
+      ASSERT_TRUE(c.send(head + "5\r\nhello\r\n" + last));
+    }
+    auto r = c.readResponse();
+    ASSERT_TRUE(r) << c.lastError();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, "hello");
+  }
+  auto reqs = upstream_.waitForRequests(2, milliseconds(3000));
+  ASSERT_EQ(reqs.size(), 2u);
+  for (const auto& q : reqs) {
+    EXPECT_TRUE(q.chunked);
+    EXPECT_EQ(q.body, "hello");
+    EXPECT_EQ(q.trailers, (Headers{{"X-Checksum", "abc123"}, {"X-Second", "2"}}))
+        << describeHeaders(q.trailers);
+    EXPECT_FALSE(q.hasHeader("x-checksum")) << describeHeaders(q.headers);
+    EXPECT_NE(q.header("host").value_or(""), "evil.example");
+  }
+}
+
+TEST_F(ProxyTest, ChunkedResponseTrailersReachTheClient) {
+  upstream_.on("/api/resp-trailers", Behavior::chunked("alpha-beta-gamma", 3,
+                                                       {{"X-Checksum", "xyz"},
+                                                        {"Content-Length", "5"},
+                                                        {"Transfer-Encoding", "chunked"},
+                                                        {"Keep-Alive", "timeout=1"},
+                                                        {"grpc-status", "0"}}));
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  TcpSocket s;
+  ASSERT_TRUE(s.connect(port()));
+  ASSERT_TRUE(s.sendAll(buildRequest("GET", "/api/resp-trailers", {{"Connection", "close"}})));
+  const std::string raw = s.readUntilClosed(milliseconds(5000));
+  const size_t head_end = raw.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << raw;
+  const std::string head = raw.substr(0, head_end);
+  EXPECT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos) << head;
+  EXPECT_EQ(head.find("X-Checksum"), std::string::npos) << "a trailer moved into the head";
+  EXPECT_TRUE(raw.ends_with("\r\n0\r\nX-Checksum: xyz\r\ngrpc-status: 0\r\n\r\n")) << raw;
+
+  // An HTTP/1.0 client cannot take trailers: the body ends with the connection, without them.
+  TcpSocket old;
+  ASSERT_TRUE(old.connect(port()));
+  ASSERT_TRUE(old.sendAll("GET /api/resp-trailers HTTP/1.0\r\n\r\n"));
+  const std::string raw10 = old.readUntilClosed(milliseconds(5000));
+  EXPECT_TRUE(raw10.ends_with("\r\n\r\nalpha-beta-gamma")) << raw10;
+  EXPECT_EQ(raw10.find("X-Checksum"), std::string::npos) << raw10;
+}
+
 TEST_F(ProxyTest, Http10WithoutHostWorksAndCloses) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
   HttpConnection c(port());

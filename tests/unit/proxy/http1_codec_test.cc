@@ -47,6 +47,7 @@ struct Message {
   std::string reason;
   Pairs headers;
   std::string body;
+  Pairs trailers;
   int heads = 0;  // head_complete seen
   bool upgrade = false;
   bool chunked = false;
@@ -94,6 +95,7 @@ Outcome feedChunks(Http1Parser& p, const std::vector<std::string>& chunks) {
       }
       if (r.message_complete) {
         cur.upgrade = r.upgrade;
+        cur.trailers = dump(p.trailers());
         out.messages.push_back(std::move(cur));
         cur = Message();
         if (r.upgrade) {
@@ -138,6 +140,7 @@ void expectSame(const Outcome& a, const Outcome& b) {
     EXPECT_EQ(x.reason, y.reason);
     EXPECT_EQ(x.headers, y.headers);
     EXPECT_EQ(x.body, y.body);
+    EXPECT_EQ(x.trailers, y.trailers);
     EXPECT_EQ(x.heads, 1);
     EXPECT_EQ(y.heads, 1);
     EXPECT_EQ(x.upgrade, y.upgrade);
@@ -425,11 +428,60 @@ TEST(Http1RequestErrorTest, BareLfLineEndings) {
   EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: a\nX: b\r\n\r\n"), ParseError::BadRequest);
 }
 
-// Known gap: llhttp accepts a bare LF as the empty line that ends the head ("…\r\n\n"), while
-// rejecting it everywhere else. Harmless for smuggling (the proxy re-serializes the head with
-// CRLF), but not strict; enable when the codec checks the head terminator itself.
-TEST(Http1RequestErrorTest, DISABLED_BareLfEndingTheHead) {
+// llhttp 8.1 accepts a bare LF as the empty line that ends the head ("…\r\n\n") while rejecting
+// it everywhere else; the codec checks that line ending itself.
+TEST(Http1RequestErrorTest, BareLfEndingTheHead) {
   EXPECT_EQ(requestError("GET / HTTP/1.1\r\nHost: a\r\n\n"), ParseError::BadRequest);
+  EXPECT_EQ(requestError("GET / HTTP/1.1\r\n\n"), ParseError::BadRequest);  // no fields at all
+  EXPECT_EQ(requestError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\nhi"),
+            ParseError::BadRequest);
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  std::string bytes = "GET / HTTP/1.1\r\nHost: a\r\n\n";
+  FeedResult r = p.feed(bytes.data(), bytes.size());
+  EXPECT_EQ(r.error, ParseError::BadRequest);
+  EXPECT_EQ(r.error_reason, "bare LF ending the header or trailer section");
+  EXPECT_FALSE(r.message_complete);
+  // The error sticks: more bytes do not revive the parser.
+  r = p.feed(kGet.data(), kGet.size());
+  EXPECT_EQ(r.error, ParseError::BadRequest);
+}
+
+// The byte before the final LF may have come in an earlier feed().
+TEST(Http1RequestErrorTest, BareLfEndingTheHeadAtEverySplit) {
+  const std::string bytes = "GET / HTTP/1.1\r\nHost: a\r\n\n";
+  for (size_t cut = 1; cut < bytes.size(); ++cut) {
+    SCOPED_TRACE(cut);
+    Http1Parser p(Http1Parser::Kind::Request, 65536);
+    Outcome o = feedChunks(p, {bytes.substr(0, cut), bytes.substr(cut)});
+    EXPECT_EQ(o.error, ParseError::BadRequest);
+    EXPECT_TRUE(o.messages.empty());
+  }
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  EXPECT_EQ(feedChunks(p, bytewise(bytes)).error, ParseError::BadRequest);
+}
+
+// A pipelined request after a well-formed one: each head is checked on its own.
+TEST(Http1RequestErrorTest, BareLfEndingASecondPipelinedHead) {
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  Outcome o = feedChunks(p, {kGet + "GET /b HTTP/1.1\r\nHost: a\r\n\n"});
+  EXPECT_EQ(o.error, ParseError::BadRequest);
+  EXPECT_EQ(o.messages.size(), 1u);
+}
+
+TEST(Http1RequestErrorTest, BareLfEndingTheTrailerSection) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  EXPECT_EQ(requestError(head + "2\r\nhi\r\n0\r\n\n"), ParseError::BadRequest);
+  EXPECT_EQ(requestError(head + "0\r\nX-Sum: 1\r\n\n"), ParseError::BadRequest);
+  for (const std::string& tail : std::vector<std::string>{"0\r\n\n", "0\r\nX-Sum: 1\r\n\n"}) {
+    const std::string bytes = head + tail;
+    for (size_t cut = 1; cut < bytes.size(); ++cut) {
+      SCOPED_TRACE(cut);
+      Http1Parser p(Http1Parser::Kind::Request, 65536);
+      Outcome o = feedChunks(p, {bytes.substr(0, cut), bytes.substr(cut)});
+      EXPECT_EQ(o.error, ParseError::BadRequest);
+      EXPECT_TRUE(o.messages.empty());
+    }
+  }
 }
 
 TEST(Http1RequestErrorTest, ErrorReasonIsFilled) {
@@ -562,6 +614,7 @@ TEST(Http1ResponseTest, ChunkedResponseEverySplit) {
   EXPECT_TRUE(whole.messages[0].chunked);
   // Trailers are not added to the head.
   EXPECT_EQ(whole.messages[0].headers, (Pairs{{"Transfer-Encoding", "chunked"}}));
+  EXPECT_EQ(whole.messages[0].trailers, (Pairs{{"X-Trailer", "t"}}));
   for (size_t cut = 0; cut <= msg.size(); ++cut) {
     SCOPED_TRACE(cut);
     Http1Parser p(Http1Parser::Kind::Response, 65536);
@@ -662,6 +715,138 @@ TEST(Http1ResponseTest, SwitchingProtocols) {
   EXPECT_EQ(p.response().status, 101);
 }
 
+TEST(Http1ResponseTest, BareLfEndingTheHeadOrTrailers) {
+  for (const std::string& bytes : std::vector<std::string>{
+           "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\n", "HTTP/1.1 204 No Content\r\n\n",
+           "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-T: 1\r\n\n"}) {
+    SCOPED_TRACE(bytes);
+    EXPECT_EQ(feedAll(Http1Parser::Kind::Response, bytes).error, ParseError::BadRequest);
+    Http1Parser p(Http1Parser::Kind::Response, 65536);
+    EXPECT_EQ(feedChunks(p, bytewise(bytes)).error, ParseError::BadRequest);
+  }
+  // The response to HEAD: no body follows the head, whose line ending is still checked.
+  Http1Parser p(Http1Parser::Kind::Response, 65536);
+  p.setNoBody(true);
+  const std::string head = "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\n";
+  EXPECT_EQ(p.feed(head.data(), head.size()).error, ParseError::BadRequest);
+}
+
+// ---- trailers ----
+
+const std::string kChunkedWithTrailers =
+    "POST /upload HTTP/1.1\r\n"
+    "Host: a\r\n"
+    "Transfer-Encoding: chunked\r\n"
+    "Trailer: X-Checksum\r\n"
+    "\r\n"
+    "5\r\nhello\r\n"
+    "0\r\n"
+    "X-Checksum: abc123 \r\n"
+    "x-multi: 1\r\n"
+    "X-Multi: 2\r\n"
+    "Content-Length: 99\r\n"
+    "\r\n";
+
+TEST(Http1TrailerTest, ChunkedRequestTrailersParsedApartFromTheHead) {
+  Outcome o = feedAll(Http1Parser::Kind::Request, kChunkedWithTrailers);
+  ASSERT_EQ(o.error, ParseError::None);
+  ASSERT_EQ(o.messages.size(), 1u);
+  const Message& m = o.messages[0];
+  EXPECT_EQ(m.headers,
+            (Pairs{{"Host", "a"}, {"Transfer-Encoding", "chunked"}, {"Trailer", "X-Checksum"}}));
+  EXPECT_EQ(m.body, "hello");
+  // As received (whitespace trimmed like a head's); Content-Length here frames nothing.
+  EXPECT_EQ(
+      m.trailers,
+      (Pairs{
+          {"X-Checksum", "abc123"}, {"x-multi", "1"}, {"X-Multi", "2"}, {"Content-Length", "99"}}));
+  EXPECT_EQ(m.content_length, std::nullopt);
+  EXPECT_TRUE(m.chunked);
+}
+
+TEST(Http1TrailerTest, TrailersAtEverySplitAndByteByByte) {
+  Outcome whole = feedAll(Http1Parser::Kind::Request, kChunkedWithTrailers);
+  ASSERT_EQ(whole.messages.size(), 1u);
+  ASSERT_EQ(whole.messages[0].trailers.size(), 4u);
+  for (size_t cut = 0; cut <= kChunkedWithTrailers.size(); ++cut) {
+    SCOPED_TRACE(cut);
+    Http1Parser p(Http1Parser::Kind::Request, 65536);
+    expectSame(whole, feedChunks(p, {kChunkedWithTrailers.substr(0, cut),
+                                     kChunkedWithTrailers.substr(cut)}));
+  }
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  expectSame(whole, feedChunks(p, bytewise(kChunkedWithTrailers)));
+}
+
+TEST(Http1TrailerTest, NoTrailersAndClearedPerMessage) {
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  Outcome o = feedChunks(p, {kChunkedWithTrailers + kChunkedPost + kGet});
+  ASSERT_EQ(o.error, ParseError::None);
+  ASSERT_EQ(o.messages.size(), 3u);
+  EXPECT_EQ(o.messages[0].trailers.size(), 4u);
+  EXPECT_TRUE(o.messages[1].trailers.empty());  // chunked, empty trailer section
+  EXPECT_TRUE(o.messages[2].trailers.empty());
+  EXPECT_EQ(o.messages[2].target, "/ping");
+}
+
+// llhttp reads framing fields in a trailer section too: in a request, smuggling shapes stay 400.
+TEST(Http1TrailerTest, FramingFieldsInRequestTrailers) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+  EXPECT_EQ(requestError(head + "Transfer-Encoding: chunked\r\n\r\n"), ParseError::BadRequest);
+  EXPECT_EQ(requestError(head + "Content-Length: 5\r\nContent-Length: 6\r\n\r\n"),
+            ParseError::BadRequest);
+  // A lone Content-Length frames nothing there: the message ends, the next one parses.
+  Http1Parser p(Http1Parser::Kind::Request, 65536);
+  Outcome o = feedChunks(p, {head + "Content-Length: 5\r\n\r\n" + kGet});
+  EXPECT_EQ(o.error, ParseError::None);
+  ASSERT_EQ(o.messages.size(), 2u);
+  EXPECT_EQ(o.messages[0].trailers, (Pairs{{"Content-Length", "5"}}));
+  EXPECT_EQ(o.messages[1].target, "/ping");
+}
+
+TEST(Http1TrailerTest, ObsFoldInTrailersRejected) {
+  EXPECT_EQ(requestError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         "0\r\nX-T: a\r\n b\r\n\r\n"),
+            ParseError::BadRequest);
+}
+
+// The trailer section is bounded by the head's limit, on its own budget (a head just under the
+// limit leaves the trailers theirs).
+TEST(Http1TrailerTest, TrailerSectionOverTheHeadLimit) {
+  const std::string head = "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string big_trailer = "0\r\nX-Big: " + std::string(5000, 't') + "\r\n\r\n";
+  Http1Parser p(Http1Parser::Kind::Request, 4096);
+  const std::string bytes = head + "2\r\nhi\r\n" + big_trailer;
+  FeedResult r = p.feed(bytes.data(), bytes.size());
+  EXPECT_EQ(r.error, ParseError::HeadersTooLarge);
+  EXPECT_EQ(r.error_reason, "trailer section too large");
+  EXPECT_FALSE(r.message_complete);
+
+  Http1Parser b(Http1Parser::Kind::Request, 4096);
+  EXPECT_EQ(feedChunks(b, bytewise(bytes)).error, ParseError::HeadersTooLarge);
+
+  // Many small trailer fields count too, as in a head.
+  std::string many = head + "0\r\n";
+  for (int i = 0; i < 300; ++i) {  // ~5.9 KB
+    many += "X-T" + std::to_string(i) + ": 0123456789\r\n";
+  }
+  EXPECT_EQ(requestError(many + "\r\n", 4096), ParseError::HeadersTooLarge);
+
+  std::string near_head = bigHead(40, 20, 50);  // ~3.1 KB
+  near_head.insert(near_head.size() - 2, "Transfer-Encoding: chunked\r\n");
+  std::string near_trailer = "0\r\nX-T: " + std::string(3000, 't') + "\r\n\r\n";
+  Http1Parser ok(Http1Parser::Kind::Request, 4096);
+  Outcome o = feedChunks(ok, {near_head + near_trailer});
+  EXPECT_EQ(o.error, ParseError::None);
+  ASSERT_EQ(o.messages.size(), 1u);
+  EXPECT_EQ(o.messages[0].trailers.size(), 1u);
+
+  Http1Parser resp(Http1Parser::Kind::Response, 4096);
+  const std::string rbytes =
+      "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n" + big_trailer;
+  EXPECT_EQ(resp.feed(rbytes.data(), rbytes.size()).error, ParseError::HeadersTooLarge);
+}
+
 // ---- serializers ----
 
 TEST(Http1SerializeTest, RequestHeadExact) {
@@ -710,6 +895,34 @@ TEST(Http1SerializeTest, ResponseHeadExact) {
   out.clear();
   appendResponseHead(out, u);
   EXPECT_EQ(out, "HTTP/1.1 599 Unknown\r\n");
+}
+
+TEST(Http1SerializeTest, LastChunkWithTrailers) {
+  std::string out = "x";
+  appendLastChunk(out, filters::HeaderMap());
+  EXPECT_EQ(out, "x0\r\n\r\n");
+
+  filters::HeaderMap t;
+  t.add("X-Checksum", "abc");
+  out.clear();
+  appendLastChunk(out, t);
+  EXPECT_EQ(out, "0\r\nX-Checksum: abc\r\n\r\n");
+}
+
+// Framing, routing and hop-by-hop fields never go out in a trailer section, whatever their case.
+TEST(Http1SerializeTest, LastChunkLeavesOutFieldsNoTrailerMayCarry) {
+  filters::HeaderMap t;
+  t.add("X-Before", "1");
+  for (const char* name :
+       {"Content-Length", "transfer-encoding", "Trailer", "HOST", "Connection", "Keep-Alive",
+        "Proxy-Connection", "TE", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate"}) {
+    t.add(name, "x");
+  }
+  t.add("X-After", "2");
+  t.add("grpc-status", "0");
+  std::string out;
+  appendLastChunk(out, t);
+  EXPECT_EQ(out, "0\r\nX-Before: 1\r\nX-After: 2\r\ngrpc-status: 0\r\n\r\n");
 }
 
 TEST(Http1SerializeTest, ReasonPhrases) {
