@@ -316,6 +316,16 @@ void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
   out.append("\r\n");
 }
 
+filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers) {
+  filters::HeaderMap out;
+  for (const auto& t : trailers) {
+    if (forwardableTrailer(t.name)) {
+      out.add(t.name, t.value);
+    }
+  }
+  return out;
+}
+
 const char* reasonPhrase(int status) {
   switch (status) {
     case 100:

@@ -104,6 +104,9 @@ void appendResponseHead(std::string& out, const filters::ResponseHead& head);
 // hop-by-hop fields: Content-Length, Transfer-Encoding, Trailer, Host, Connection, Keep-Alive, TE,
 // Upgrade, Proxy-*): a recipient that merged them into its head would be misled.
 void appendLastChunk(std::string& out, const filters::HeaderMap& trailers);
+// The fields of `trailers` that appendLastChunk passes on, as a map (for an HTTP/2 peer, where
+// connection-specific fields are a protocol error).
+filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers);
 const char* reasonPhrase(int status);
 
 }  // namespace sidetrace::proxy

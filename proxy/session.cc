@@ -473,7 +473,15 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     }
   }
   void consumeBody(size_t) override {}  // TCP is the flow control
-  const filters::HeaderMap* requestTrailers() override { return nullptr; }
+  // A chunked request's trailers, once it ended (for an HTTP/2 upstream; the h1 -> h1 path writes
+  // them itself).
+  const filters::HeaderMap* requestTrailers() override {
+    if (!request_done || s.parser_.trailers().size() == 0) {
+      return nullptr;
+    }
+    trailers_out = forwardableTrailers(s.parser_.trailers());
+    return trailers_out.size() > 0 ? &trailers_out : nullptr;
+  }
   bool bodyComplete() const override { return request_done; }
 
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
@@ -551,6 +559,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   size_t piece = 0;
   std::vector<std::string_view> one_piece;
   std::string trailer_block;
+  filters::HeaderMap trailers_out;  // requestTrailers(): what of the parsed ones may travel
   bool request_done;
   bool expect_continue;
   bool keep;

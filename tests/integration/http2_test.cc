@@ -426,6 +426,41 @@ TEST_F(Http2Test, Http11ClientToH2Cluster) {
   EXPECT_EQ(h2up_->stats()["streams"], 3);
 }
 
+// Trailers cross between the protocols: a chunked HTTP/1.1 request's trailers reach the h2 origin
+// (which echoes them as response trailers), and those come back in the HTTP/1.1 client's chunked
+// response; fields that may not travel in trailers (TE here) are dropped on the way.
+TEST_F(Http2Test, Http11TrailersCrossToAndFromH2Cluster) {
+  ASSERT_NO_FATAL_FAILURE(startWithH2Cluster());
+  TcpSocket s;
+  ASSERT_TRUE(s.connect(port()));
+  ASSERT_TRUE(s.sendAll(
+      "POST /h2/echo/trailers HTTP/1.1\r\nHost: legacy.example\r\nConnection: close\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\nX-Req-Trailer: sent\r\nTE: gzip\r\n"
+      "\r\n"));
+  const std::string raw = s.readUntilClosed(milliseconds(5000));
+  ASSERT_TRUE(raw.starts_with("HTTP/1.1 200")) << raw;
+  EXPECT_TRUE(raw.ends_with("\r\n0\r\nx-echo-x-req-trailer: sent\r\n\r\n")) << raw;
+}
+
+// An HTTP/1 origin's chunked response trailers reach an h2c client as a trailing HEADERS block,
+// without the fields HTTP/2 forbids there.
+TEST_F(Http2Test, Http1UpstreamTrailersReachH2Client) {
+  upstream_.on("/api/resp-trailers", Behavior::chunked("alpha-beta", 2,
+                                                       {{"X-Checksum", "xyz"},
+                                                        {"Keep-Alive", "timeout=1"},
+                                                        {"Transfer-Encoding", "chunked"}}));
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto rs = c.requestAll({get("/api/resp-trailers")});
+  ASSERT_EQ(rs.size(), 1u);
+  EXPECT_TRUE(rs[0].ok()) << rs[0].describe();
+  EXPECT_EQ(rs[0].body, "alpha-beta");
+  EXPECT_EQ(rs[0].trailer("x-checksum").value_or("<missing>"), "xyz") << rs[0].describe();
+  EXPECT_FALSE(rs[0].trailer("keep-alive")) << rs[0].describe();
+  EXPECT_FALSE(rs[0].trailer("transfer-encoding")) << rs[0].describe();
+}
+
 // 50 HTTP/1.1 requests in flight at once through the proxy (the origin holds them until all 50
 // wait) share a handful of multiplexed upstream connections: at most two per worker.
 TEST_F(Http2Test, ParallelRequestsShareFewUpstreamConnections) {
