@@ -665,6 +665,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     int fail_status = 0;
     bool per_try_expired = false;
     bool downstream_gone = false;
+    bool client_fault = false;  // the client's body was malformed: not the endpoint's failure
     std::unique_ptr<upstream::UpstreamConnection> conn;
     FeedResult rr;
   };
@@ -764,6 +765,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       if (r.error != ParseError::None) {
         failWith(UpstreamResult::Error::ProtocolError,
                  r.error == ParseError::HeadersTooLarge ? 431 : 400);
+        a.client_fault = true;
         co_return;
       }
       request_done = r.message_complete;
@@ -849,14 +851,14 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       stream_.upstream.status = up_parser_.response().status;
       stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
     }
-    if (a.error != UpstreamResult::Error::Overflow &&
+    if (a.error != UpstreamResult::Error::Overflow && !a.client_fault &&
         !(a.error == UpstreamResult::Error::Timeout && route_deadline.expired() &&
           !a.per_try_expired) &&
         pool.reportOutcome(
             endpoint, a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500)) {
       worker_.mutableStats().countEjection(cluster_slot, endpoint.label);
     }
-    if (retry == nullptr) {
+    if (retry == nullptr || a.client_fault) {
       break;
     }
     const bool retriable =

@@ -87,6 +87,28 @@ TEST_F(OutlierDetectionTest, EjectionEnds) {
   EXPECT_EQ(waitMetric("sidetrace_upstream_ejections_total", "cluster=\"pool\"", 2), 2);
 }
 
+// A client that sends a malformed body mid-request gets 400, and the endpoint the request was
+// streaming to is not blamed: a bad client must not be able to eject endpoints.
+TEST_F(OutlierDetectionTest, MalformedClientBodyIsNotTheEndpointsFailure) {
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port()},
+                                "{ consecutive_5xx: 1, base_ejection_time: 30s, "
+                                "max_ejection_percent: 50 }"));
+  for (int i = 0; i < 4; ++i) {
+    TcpSocket s;
+    ASSERT_TRUE(s.connect(port()));
+    ASSERT_TRUE(
+        s.sendAll("POST /api/up HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+                  "5\r\nhello\r\n"));
+    std::this_thread::sleep_for(milliseconds(100));  // the head is on its way upstream by now
+    ASSERT_TRUE(s.sendAll("zz\r\nnot a chunk size\r\n"));
+    const std::string raw = s.readUntilClosed(milliseconds(5000));
+    EXPECT_TRUE(raw.starts_with("HTTP/1.1 400")) << raw;
+  }
+  EXPECT_GT(upstream_.bytesReceived(), 0u) << "each endpoint saw request heads";
+  EXPECT_GT(second_.bytesReceived(), 0u);
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_ejections_total", "cluster=\"pool\""), 0);
+}
+
 // A reload keeps ejections: the ejected endpoint stays out under the new config.
 TEST_F(OutlierDetectionTest, ReloadKeepsEjections) {
   upstream_.setDefault(Behavior::fixed(503, "broken"));
