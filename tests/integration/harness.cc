@@ -130,6 +130,12 @@ std::map<std::string, std::string> IntegrationTest::vars() const {
           {"OTLP_PORT", std::to_string(otlp_.port())}};
 }
 
+void IntegrationTest::reloadYaml(const std::string& yaml) {
+  proc_.writeFile("sidetrace.yaml", yaml, vars());
+  auto r = httpRequest(proc_.adminPort(), "POST", "/reload", {}, {}, Millis(15000));
+  ASSERT_TRUE(r && r->status == 200) << (r ? r->body : "no answer") << "\n" << proc_.logs();
+}
+
 void IntegrationTest::startProxy(const ProxyConfig& c) {
   startProxyYaml(standardConfigYaml(c));
 }

@@ -52,6 +52,9 @@ class IntegrationTest : public ::testing::Test {
   // Use as ASSERT_NO_FATAL_FAILURE(startProxy(...)).
   void startProxy(const ProxyConfig& c = {});
   void startProxyYaml(const std::string& yaml);
+  // Rewrites the config file with `yaml` and POSTs /reload; use as
+  // ASSERT_NO_FATAL_FAILURE(reloadYaml(...)): fails the test unless the reload answers 200.
+  void reloadYaml(const std::string& yaml);
   std::map<std::string, std::string> vars() const;
   uint16_t port() const { return proc_.listenPort(); }
   // Stops (SIGTERM) and expects exit code 0.

@@ -60,9 +60,7 @@ TEST_F(HealthCheckTest, ReloadKeepsTheVerdicts) {
   ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml(eps, {}, {check})));
   ASSERT_TRUE(waitHealth(upstream_.port(), 0)) << metrics();
 
-  proc_.writeFile("sidetrace.yaml", poolConfigYaml(eps, {}, {check, "idle_timeout: 30s"}), vars());
-  auto reloaded = httpRequest(proc_.adminPort(), "POST", "/reload", {}, {}, milliseconds(15000));
-  ASSERT_TRUE(reloaded && reloaded->status == 200) << (reloaded ? reloaded->body : "no answer");
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(poolConfigYaml(eps, {}, {check, "idle_timeout: 30s"})));
   EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_endpoint_healthy",
                       "endpoint=\"127.0.0.1:" + std::to_string(upstream_.port()) + "\""),
             0);

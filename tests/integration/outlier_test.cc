@@ -122,9 +122,7 @@ TEST_F(OutlierDetectionTest, ReloadKeepsEjections) {
   }
   ASSERT_EQ(upstream_.requestCount(), 3u);
 
-  proc_.writeFile("sidetrace.yaml", poolConfigYaml(eps, {}, {od, "idle_timeout: 30s"}), vars());
-  auto reloaded = httpRequest(proc_.adminPort(), "POST", "/reload", {}, {}, milliseconds(15000));
-  ASSERT_TRUE(reloaded && reloaded->status == 200) << (reloaded ? reloaded->body : "no answer");
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(poolConfigYaml(eps, {}, {od, "idle_timeout: 30s"})));
   for (int i = 0; i < 20; ++i) {
     auto r = httpRequest(port(), "GET", "/api/x");
     ASSERT_TRUE(r);
