@@ -34,34 +34,25 @@ std::string joinLabels(const std::vector<std::string>& labels) {
   return out;
 }
 
-// Brings the table's endpoints for configured endpoint `k` in line with `addrs` (its new DNS
-// answer); `fresh` gets the index of every endpoint appended.
-void applyAnswer(const ResolvedCluster& cluster, size_t k,
-                 const std::vector<asio::ip::tcp::endpoint>& addrs, std::vector<size_t>& fresh,
-                 bool& warned_full) {
+}  // namespace
+
+void applyDnsAnswer(const ResolvedCluster& cluster, size_t k,
+                    const std::vector<asio::ip::tcp::endpoint>& addrs, std::vector<size_t>& fresh,
+                    bool& warned_full) {
   EndpointTable& table = *cluster.endpoints;
   const auto& hp = cluster.cfg->endpoints[k];
-  std::vector<std::string> added;
-  std::vector<std::string> removed;
+  const size_t before = table.size();
   std::vector<bool> known(addrs.size(), false);
-  for (size_t i = 0, n = table.size(); i < n; ++i) {
-    const Endpoint& ep = table[i];
-    if (ep.config_index != k) {
-      continue;
-    }
-    auto it = std::find(addrs.begin(), addrs.end(), ep.address);
-    const bool now = it != addrs.end();
-    if (now) {
-      known[static_cast<size_t>(it - addrs.begin())] = true;
-    }
-    if (table.present(i) != now) {
-      (now ? added : removed).push_back(ep.label);
-      table.setPresent(i, now);
-      if (!now && cluster.outliers) {
-        cluster.outliers->clear(i);  // its ejection no longer counts against the cap
+  for (size_t i = 0; i < before; ++i) {
+    if (table[i].config_index == k) {
+      if (auto it = std::find(addrs.begin(), addrs.end(), table[i].address); it != addrs.end()) {
+        known[static_cast<size_t>(it - addrs.begin())] = true;
       }
     }
   }
+  // New addresses first: whether any of the answer made it into the table decides below whether
+  // the old ones may go.
+  std::vector<std::string> added;
   for (size_t a = 0; a < addrs.size(); ++a) {
     if (known[a]) {
       continue;
@@ -91,14 +82,32 @@ void applyAnswer(const ResolvedCluster& cluster, size_t k,
     table.add(std::move(ep));
     fresh.push_back(next);
   }
+  // Then presence. When none of the answer is in the table (it is full), the old addresses stay:
+  // better a stale endpoint than none.
+  const bool any_kept =
+      !added.empty() || std::find(known.begin(), known.end(), true) != known.end();
+  std::vector<std::string> removed;
+  for (size_t i = 0; i < before; ++i) {
+    const Endpoint& ep = table[i];
+    if (ep.config_index != k) {
+      continue;
+    }
+    const bool now = std::find(addrs.begin(), addrs.end(), ep.address) != addrs.end();
+    if (table.present(i) == now || (!now && !any_kept)) {
+      continue;
+    }
+    (now ? added : removed).push_back(ep.label);
+    table.setPresent(i, now);
+    if (!now && cluster.outliers) {
+      cluster.outliers->clear(i);  // its ejection no longer counts against the cap
+    }
+  }
   if (!added.empty() || !removed.empty()) {
     spdlog::info("cluster '{}': {} now resolves to {} endpoint(s){}{}", cluster.cfg->name, hp.str(),
                  addrs.size(), added.empty() ? "" : "; added " + joinLabels(added),
                  removed.empty() ? "" : "; removed " + joinLabels(removed));
   }
 }
-
-}  // namespace
 
 struct ClusterMonitor::Impl {
   asio::io_context io{1};
@@ -133,7 +142,7 @@ struct ClusterMonitor::Impl {
           continue;
         }
         std::vector<size_t> fresh;
-        applyAnswer(cluster, k, addrs, fresh, warned_full);
+        applyDnsAnswer(cluster, k, addrs, fresh, warned_full);
         if (cluster.health) {
           for (size_t i : fresh) {
             asio::co_spawn(io, watchHealth(cluster, i, true), asio::detached);

@@ -6,6 +6,7 @@
 // passing probe), addresses no longer returned are marked absent, ones that come back present
 // again. A failed lookup changes nothing: the last answer stands, as in Envoy's strict DNS.
 
+#include <boost/asio/ip/tcp.hpp>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -13,6 +14,14 @@
 namespace sidetrace::upstream {
 
 struct ResolvedCluster;
+
+// Brings the cluster's endpoints for clusters[].endpoints[k] in line with `addrs`, its new DNS
+// answer: unknown addresses appended (their indexes added to `fresh`), known ones present, the rest
+// absent — unless none of the answer could be kept (the table is full), when the old ones stay.
+// `warned_full`: the cluster's "table full" warning was logged. Monitor thread only.
+void applyDnsAnswer(const ResolvedCluster& cluster, size_t k,
+                    const std::vector<boost::asio::ip::tcp::endpoint>& addrs,
+                    std::vector<size_t>& fresh, bool& warned_full);
 
 class ClusterMonitor {
  public:
