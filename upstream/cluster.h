@@ -75,6 +75,7 @@ class EndpointTable {
     picks_[worker * stride_ + i].fetch_add(1, std::memory_order_relaxed);
   }
   uint64_t picks(size_t i) const;  // all workers'
+  size_t workers() const { return workers_; }
   // Outlier detection ejected endpoint i on some worker (rare: one shared counter each).
   void countEjection(size_t i) const { ejections_[i].fetch_add(1, std::memory_order_relaxed); }
   uint64_t ejections(size_t i) const { return ejections_[i].load(std::memory_order_relaxed); }

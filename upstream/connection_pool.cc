@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include <boost/asio/connect.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -46,6 +47,7 @@ ConnectionPool::ConnectionPool(asio::any_io_executor ex, const ResolvedCluster& 
       lb_seed_(lb_seed),
       lb_(LbPolicy::RoundRobin, {1}, 0),
       sweep_timer_(ex_) {
+  assert(worker_ < table_.workers() && "the table has no pick counters for this worker");
   slots_.reserve(table_.capacity());
   for (size_t i = 0; i < table_.capacity(); ++i) {
     slots_.push_back({table_.data() + i, {}, {}});

@@ -146,7 +146,7 @@ TEST_F(OutlierTest, WorkersShareFailuresAndEjections) {
            .base_ejection_time = milliseconds(10000),
            .max_ejection_time = milliseconds(10000),
            .max_ejection_percent = 50});
-  ConnectionPool other(io_.get_executor(), cluster_, 2, 1);
+  ConnectionPool other(io_.get_executor(), cluster_, 2);
   EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
   EXPECT_FALSE(other.reportOutcome(ep(0), true));
   EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
