@@ -5,6 +5,8 @@
 #include <charconv>
 #include <initializer_list>
 
+#include <re2/re2.h>
+
 #include "config/load.h"
 
 namespace sidetrace::config::detail {
@@ -126,11 +128,13 @@ std::optional<double> parseDouble(std::string_view s) {
 }
 
 Regex compileRegex(const std::string& source) {
-  try {
-    return Regex{source, std::make_shared<const std::regex>(source, std::regex::ECMAScript)};
-  } catch (const std::regex_error& e) {
-    throw ConfigError("invalid regex '" + source + "': " + e.what());
+  RE2::Options opts;
+  opts.set_log_errors(false);  // the error goes into the ConfigError, naming key and line
+  auto re = std::make_shared<const RE2>(source, opts);
+  if (!re->ok()) {
+    throw ConfigError("invalid regex '" + source + "': " + re->error());
   }
+  return Regex{source, std::move(re)};
 }
 
 std::string checkLogLevel(const std::string& v) {

@@ -23,7 +23,7 @@ std::string percentDecode(std::string_view s);
 std::optional<uint32_t> parseUint32(std::string_view s);
 std::optional<double> parseDouble(std::string_view s);
 
-// Compiles with std::regex ECMAScript; throws ConfigError("invalid regex '...': ...").
+// Compiles with RE2 (linear-time matching); throws ConfigError("invalid regex '...': ...").
 Regex compileRegex(const std::string& source);
 
 // Each returns "" when the value is acceptable, else a message (without key path) saying what is.

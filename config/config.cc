@@ -1,5 +1,7 @@
 #include "config/config.h"
 
+#include <re2/re2.h>
+
 namespace sidetrace::config {
 
 std::string HostPort::str() const {
@@ -14,7 +16,7 @@ bool Regex::matches(std::string_view s) const {
   if (!re) {
     return false;
   }
-  return std::regex_search(s.begin(), s.end(), *re);
+  return RE2::PartialMatch(re2::StringPiece(s.data(), s.size()), *re);
 }
 
 const Cluster* Config::findCluster(std::string_view name) const {

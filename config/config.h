@@ -7,7 +7,6 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
-#include <regex>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -23,11 +22,22 @@ struct HostPort {
   std::string str() const;  // "host:port", IPv6 in brackets
 };
 
-// A compiled regex that remembers its source text (for dumps and error messages).
+}  // namespace sidetrace::config
+
+namespace re2 {
+class RE2;
+}
+
+namespace sidetrace::config {
+
+// A compiled regex that remembers its source text (for dumps and error messages). RE2, not
+// std::regex: matching runs on untrusted paths and headers, and RE2 takes linear time with no
+// recursion per character (libstdc++'s std::regex overflows the stack on a 40 KB path and
+// backtracks exponentially on `(a+)+`). RE2 syntax: no backreferences or lookaround.
 struct Regex {
   std::string source;
-  std::shared_ptr<const std::regex> re;
-  bool matches(std::string_view s) const;  // std::regex_search semantics
+  std::shared_ptr<const re2::RE2> re;
+  bool matches(std::string_view s) const;  // unanchored search, as std::regex_search
 };
 
 struct HeaderMatch {

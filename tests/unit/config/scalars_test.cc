@@ -1,5 +1,6 @@
 #include <gtest/gtest.h>
 
+#include "config/checks.h"
 #include "config/load.h"
 #include "tests/unit/config/env_map.h"
 
@@ -73,11 +74,32 @@ TEST(HostPort, Str) {
 TEST(Regex, Matches) {
   Regex none;
   EXPECT_FALSE(none.matches("anything"));
-  Regex r{"^/api/[0-9]+", std::make_shared<const std::regex>("^/api/[0-9]+")};
+  Regex r = detail::compileRegex("^/api/[0-9]+");
   EXPECT_TRUE(r.matches("/api/42/x"));  // search, not full match
   EXPECT_FALSE(r.matches("/x/api/42"));
-  Regex inner{"ord", std::make_shared<const std::regex>("ord")};
+  Regex inner = detail::compileRegex("ord");
   EXPECT_TRUE(inner.matches("/orders"));
+}
+
+// std::regex recursed once per character (a 40 KB path overflowed the stack) and backtracked
+// exponentially on nested quantifiers; RE2 does neither.
+TEST(Regex, LongAndHostileInputsMatchInLinearTime) {
+  Regex digits = detail::compileRegex("^/api/orders/[0-9]+$");
+  std::string path = "/api/orders/" + std::string(1 << 20, '7');
+  EXPECT_TRUE(digits.matches(path));
+  path.back() = 'x';
+  EXPECT_FALSE(digits.matches(path));
+  Regex nested = detail::compileRegex("^(a+)+$");
+  EXPECT_FALSE(nested.matches(std::string(100000, 'a') + "b"));
+  EXPECT_TRUE(nested.matches(std::string(100000, 'a')));
+}
+
+TEST(Regex, InvalidPatternIsAConfigError) {
+  EXPECT_EQ(errorOf([] { detail::compileRegex("^/api/(unclosed"); }),
+            "invalid regex '^/api/(unclosed': missing ): ^/api/(unclosed");
+  // RE2 has no backreferences: refused at load, never a surprise at match time.
+  EXPECT_NE(errorOf([] { detail::compileRegex("(a)\\1"); }).find("invalid regex"),
+            std::string::npos);
 }
 
 TEST(Config, FindCluster) {

@@ -1,9 +1,10 @@
 #include "filters/route_match.h"
 
+#include "config/checks.h"
+
 #include <gtest/gtest.h>
 
 #include <memory>
-#include <regex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -12,7 +13,7 @@ namespace sidetrace::filters {
 namespace {
 
 config::Regex makeRegex(const std::string& src) {
-  return config::Regex{src, std::make_shared<const std::regex>(src)};
+  return config::detail::compileRegex(src);
 }
 
 RequestHead request(std::string method, std::string target, std::string host = "example.com",

@@ -1,12 +1,13 @@
 #include "filters/tracing_filter.h"
 
+#include "config/checks.h"
+
 #include <gtest/gtest.h>
 
 #include <chrono>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <regex>
 #include <set>
 #include <string>
 #include <string_view>
@@ -382,7 +383,7 @@ config::IgnoreRule ignorePath(config::IgnoreRule::Kind kind, std::string value) 
   config::IgnoreRule r;
   r.kind = kind;
   if (kind == config::IgnoreRule::Kind::Regex) {
-    r.regex = config::Regex{value, std::make_shared<const std::regex>(value)};
+    r.regex = config::detail::compileRegex(value);
   } else {
     r.value = std::move(value);
   }
