@@ -25,6 +25,13 @@ AdminServer::AdminServer(asio::io_context& io, const config::HostPort& address,
   acceptor_.listen();
 }
 
+bool isLoopback(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+  }
+  return a.is_loopback();
+}
+
 uint16_t AdminServer::port() const {
   return acceptor_.local_endpoint().port();
 }
@@ -54,6 +61,8 @@ asio::awaitable<void> AdminServer::serve(tcp::socket s) {
   upstream::Deadline deadline(s.get_executor());
   deadline.watch(&s);
   boost::system::error_code ec;
+  const tcp::endpoint peer = s.remote_endpoint(ec);
+  const bool from_loopback = !ec && isLoopback(peer.address());
   for (;;) {
     deadline.arm(std::chrono::seconds(30));
     bool done = false;
@@ -79,8 +88,8 @@ asio::awaitable<void> AdminServer::serve(tcp::socket s) {
       buf.commit(n);
     }
     deadline.disarm();
-    AdminResponse resp =
-        bad ? AdminResponse{400, "text/plain", "bad request\n"} : handler_(parser.request());
+    AdminResponse resp = bad ? AdminResponse{400, "text/plain", "bad request\n"}
+                             : handler_(parser.request(), from_loopback);
     bool keep = !bad && parser.keepAlive();
     std::string out = "HTTP/1.1 " + std::to_string(resp.status) + " " + reasonPhrase(resp.status) +
                       "\r\nContent-Type: " + resp.content_type +

@@ -2,6 +2,10 @@
 // The admin listener (ARCHITECTURE §7): a tiny HTTP/1.1 server on the main thread's io_context.
 // It answers with whatever the handler returns; the handler runs on the main thread, so it may read
 // the workers' counters (atomics) but never touches a worker's data path.
+//
+// A sidecar binds it on 0.0.0.0 so kubelet can probe /ready and Prometheus can scrape /metrics,
+// which also puts it in reach of every pod in the cluster. The handler therefore learns whether
+// the peer is on loopback, and the control endpoints (/reload, /config_dump) answer only then.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
@@ -21,7 +25,10 @@ struct AdminResponse {
   std::string body;
 };
 
-using AdminHandler = std::function<AdminResponse(const filters::RequestHead&)>;
+// `from_loopback`: the peer address is 127.0.0.0/8 or ::1 (also IPv4-mapped).
+using AdminHandler = std::function<AdminResponse(const filters::RequestHead&, bool from_loopback)>;
+
+bool isLoopback(const boost::asio::ip::address& a);
 
 class AdminServer {
  public:

@@ -418,7 +418,7 @@ class Server {
   std::unique_ptr<tracing::BatchSpanProcessor> makeProcessor(const config::TracingConfig& t);
   ReloadResult reload(std::string_view trigger);
   ReloadResult applyReload();
-  AdminResponse handleAdmin(const filters::RequestHead& req);
+  AdminResponse handleAdmin(const filters::RequestHead& req, bool from_loopback);
   void waitForDrain();
 
   ConfigLoader load_;
@@ -553,8 +553,14 @@ ReloadResult Server::applyReload() {
                     (new_pipeline ? "restarted" : "unchanged")};
 }
 
-AdminResponse Server::handleAdmin(const filters::RequestHead& req) {
+AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loopback) {
   std::string_view path = req.path();
+  if ((path == "/reload" || path == "/config_dump") && !from_loopback) {
+    // Probes and scrapes come from the pod network; control stays inside the pod (admin.h).
+    return AdminResponse{
+        403, "text/plain",
+        "forbidden: " + std::string(path) + " answers only on loopback (127.0.0.1, ::1)\n"};
+  }
   if (path == "/ready") {
     return draining_ ? AdminResponse{503, "text/plain", "draining\n"}
                      : AdminResponse{200, "text/plain", "ready\n"};
@@ -636,8 +642,9 @@ int Server::run() {
   if (cfg.admin.enabled) {
     try {
       admin = std::make_unique<AdminServer>(
-          io_, cfg.admin.address,
-          [this](const filters::RequestHead& req) { return handleAdmin(req); });
+          io_, cfg.admin.address, [this](const filters::RequestHead& req, bool from_loopback) {
+            return handleAdmin(req, from_loopback);
+          });
     } catch (const boost::system::system_error& e) {
       spdlog::error("cannot listen on admin address {}: {}", cfg.admin.address.str(), e.what());
       return 2;
