@@ -16,7 +16,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <string>
 #include <thread>
@@ -57,6 +59,12 @@ int statusOf(const char* ip, uint16_t port, const std::string& method, const std
   return status;
 }
 
+std::string nsOf(const std::string& link) {
+  char buf[64] = {};
+  ssize_t n = readlink(link.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, n) : "";
+}
+
 class AdminControlTest : public IntegrationTest {};
 
 TEST_F(AdminControlTest, ControlEndpointsAnswerOnlyLoopbackPeers) {
@@ -85,13 +93,20 @@ tracing: { exporter: { protocol: none } }
   started_ = true;
   const uint16_t admin = proc_.adminPort();
   std::map<std::string, int> remote, local;
+  std::string failure;
   std::thread inside([&] {
-    int ns = open(("/proc/" + std::to_string(proc_.pid()) + "/ns/net").c_str(), O_RDONLY);
+    const std::string path = "/proc/" + std::to_string(proc_.pid()) + "/ns/net";
+    // The child unshares after the spawn returned: wait until it is in a namespace of its own.
+    auto deadline = Clock::now() + milliseconds(15000);
+    while (nsOf(path) == nsOf("/proc/self/ns/net") && Clock::now() < deadline) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    int ns = open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (ns < 0 || setns(ns, CLONE_NEWNET) != 0) {
-      return;  // statuses stay empty: the assertions below say so
+      failure = "cannot join " + path + ": " + std::strerror(errno);
+      return;
     }
     close(ns);
-    auto deadline = Clock::now() + milliseconds(15000);
     while (statusOf("127.0.0.1", admin, "GET", "/ready") != 200 && Clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(50));
     }
@@ -103,6 +118,7 @@ tracing: { exporter: { protocol: none } }
     local["/reload"] = statusOf("127.0.0.1", admin, "POST", "/reload");
   });
   inside.join();
+  ASSERT_EQ(failure, "");
 
   EXPECT_EQ(remote["/ready"], 200) << proc_.logs();
   EXPECT_EQ(remote["/metrics"], 200);
