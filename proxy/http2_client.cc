@@ -39,15 +39,21 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   // `peer_max_hint`: the peer's stream limit as last seen on this endpoint, assumed until its
   // SETTINGS arrive (so a burst does not overrun a peer that allows fewer than the default 100).
   // `breakers`: the cluster's, kept alive while this connection (which holds one of its
-  // max_connections) lives, which may be past the generation's end.
+  // max_connections) lives, which may be past the generation's end. `header_limits` bound each
+  // response head and trailer section; a write the peer takes nothing of for `write_timeout`
+  // ends the connection.
   Http2ClientConnection(std::unique_ptr<upstream::UpstreamConnection> conn, bool tls,
-                        uint32_t peer_max_hint, std::shared_ptr<upstream::CircuitBreakers> breakers)
+                        uint32_t peer_max_hint, std::shared_ptr<upstream::CircuitBreakers> breakers,
+                        HeaderBlockLimits header_limits, std::chrono::milliseconds write_timeout)
       : Base(*conn, conn->socket),
         breakers_(std::move(breakers)),
         conn_(std::move(conn)),
+        header_limits_(header_limits),
         tls_(tls) {
+    write_timeout_ = write_timeout;
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &onBeginHeaders);
     nghttp2_session_callbacks_set_on_header_callback(cb, &onHeader);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &onFrameRecv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &onDataChunk);
@@ -62,6 +68,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kHttp2StreamWindow)},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, header_limits_.max_bytes},
     };
     nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, iv, std::size(iv));
     nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kHttp2ConnectionWindow);
@@ -140,6 +147,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   }
   void onClosed();
 
+  static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud);
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name,
                       size_t namelen, const uint8_t* value, size_t valuelen, uint8_t, void* ud);
   static int onFrameRecv(nghttp2_session*, const nghttp2_frame* frame, void* ud);
@@ -150,6 +158,7 @@ class Http2ClientConnection final : public Http2Transport<upstream::UpstreamConn
   std::shared_ptr<upstream::CircuitBreakers> breakers_;  // destroyed after conn_ releases its slot
   std::unique_ptr<upstream::UpstreamConnection> conn_;
   std::map<int32_t, Http2Call*> streams_;
+  HeaderBlockLimits header_limits_;
   uint32_t reserved_ = 0;
   bool tls_;
   bool goaway_ = false;
@@ -246,7 +255,7 @@ class Http2Call final : public UpstreamCall {
       co_await resp_wake_.wait();
     }
     if (!got_head_) {
-      co_return UpstreamError::Reset;
+      co_return header_budget_.over() ? UpstreamError::ProtocolError : UpstreamError::Reset;
     }
     std::swap(head, head_);
     end = resp_end_ && chunks_.empty();
@@ -268,7 +277,7 @@ class Http2Call final : public UpstreamCall {
       co_await resp_wake_.wait();
     }
     if (cancelled_ || (chunks_.empty() && !resp_end_)) {
-      co_return UpstreamError::Reset;
+      co_return header_budget_.over() ? UpstreamError::ProtocolError : UpstreamError::Reset;
     }
     if (chunks_.empty()) {
       data = {};
@@ -308,11 +317,16 @@ class Http2Call final : public UpstreamCall {
     conn_->flush();
   }
 
-  // nghttp2 callbacks, routed here by the connection.
-  void onHeader(const nghttp2_frame* frame, std::string_view name, std::string_view value) {
+  // nghttp2 callbacks, routed here by the connection. False: the block went over the limits
+  // (nghttp2 then resets the stream and decodes the rest without calling back).
+  bool onHeader(const nghttp2_frame* frame, std::string_view name, std::string_view value,
+                const HeaderBlockLimits& limits) {
+    if (!header_budget_.admit(name.size(), value.size(), limits)) {
+      return false;
+    }
     if (got_head_ && frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
       trailers_.add(std::string(name), std::string(value));
-      return;
+      return true;
     }
     if (name == ":status") {
       int st = 0;
@@ -321,6 +335,7 @@ class Http2Call final : public UpstreamCall {
     } else if (!name.empty() && name.front() != ':') {
       pending_.headers.add(std::string(name), std::string(value));
     }
+    return true;
   }
   void onHeadersEnd(bool end_stream) {
     if (!got_head_) {
@@ -355,6 +370,7 @@ class Http2Call final : public UpstreamCall {
 
   OutgoingBody send_;
 
+  HeaderBlockBudget header_budget_;  // of the block arriving: a head, or the trailers
   filters::ResponseHead pending_;
   filters::ResponseHead head_;
   bool got_head_ = false;
@@ -386,12 +402,24 @@ ssize_t Http2ClientConnection::readRequest(nghttp2_session* session, int32_t str
   return n;
 }
 
+int Http2ClientConnection::onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+  if (Http2Call* call = self(ud).find(frame->hd.stream_id)) {
+    call->header_budget_.reset();  // each head (interim ones too) and the trailers on its own
+  }
+  return 0;
+}
+
 int Http2ClientConnection::onHeader(nghttp2_session*, const nghttp2_frame* frame,
                                     const uint8_t* name, size_t namelen, const uint8_t* value,
                                     size_t valuelen, uint8_t, void* ud) {
-  if (Http2Call* call = self(ud).find(frame->hd.stream_id)) {
-    call->onHeader(frame, {reinterpret_cast<const char*>(name), namelen},
-                   {reinterpret_cast<const char*>(value), valuelen});
+  auto& c = self(ud);
+  Http2Call* call = c.find(frame->hd.stream_id);
+  if (call != nullptr &&
+      !call->onHeader(frame, {reinterpret_cast<const char*>(name), namelen},
+                      {reinterpret_cast<const char*>(value), valuelen}, c.header_limits_)) {
+    spdlog::debug("{}: HTTP/2 header block over {} bytes on stream {}: reset", c.peerAddress(),
+                  c.header_limits_.max_bytes, frame->hd.stream_id);
+    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   return 0;
 }
@@ -535,8 +563,9 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
     cerr = upstream::ConnectError::TlsHandshake;
   }
   if (tcp) {
-    pending->conn = std::make_shared<Http2ClientConnection>(std::move(tcp), tls, peer_max_[idx],
-                                                            tcp_pool_.cluster().breakers);
+    pending->conn = std::make_shared<Http2ClientConnection>(
+        std::move(tcp), tls, peer_max_[idx], tcp_pool_.cluster().breakers,
+        upstreamHeaderBlockLimits(), tcp_pool_.cluster().cfg->idle_timeout);
     pending->conn->start();
     pending->conn->reserveSlot();
     conns_[idx].push_back(pending->conn);

@@ -23,6 +23,9 @@ class Http2ClientConnection;
 class Http2ClientPool {
  public:
   // `tcp_pool` connects (the cluster's endpoints, connect timeout, TLS); it outlives this pool.
+  // Response heads and trailer sections are bounded (upstreamHeaderBlockLimits(): over it, the
+  // stream is reset and the exchange fails with a protocol error); a connection whose peer takes
+  // no bytes for the cluster's idle_timeout is closed.
   Http2ClientPool(boost::asio::any_io_executor ex, upstream::ConnectionPool& tcp_pool);
   ~Http2ClientPool();  // GOAWAY and close every connection
   Http2ClientPool(const Http2ClientPool&) = delete;

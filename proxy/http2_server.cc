@@ -1,5 +1,6 @@
 #include "proxy/http2_server.h"
 
+#include <array>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -29,6 +30,41 @@ constexpr uint64_t kPrematureResetFloor = 100;
 // Response bytes buffered per stream before the exchange waits for nghttp2 to send them.
 constexpr size_t kResponseHighWater = 64 * 1024;
 
+// RFC 9113 §5.1.1: a client opens streams in increasing order, and the ids it skips are closed
+// for good, so a HEADERS that would open one of them is a connection error (nghttp2 1.52 ignores
+// it silently). Ids below the highest opened are otherwise trailers or late frames of streams
+// that were open, which nghttp2 handles. Remembers the last kMaxGaps ranges skipped (a client
+// that opens 1, 3, 5... skips none); below the oldest, nghttp2's handling applies.
+class SkippedStreamIds {
+ public:
+  // A HEADERS frame on `id`: false when it would open a stream the client skipped.
+  bool admit(int32_t id) {
+    if ((id & 1) == 0) {
+      return true;  // not a client stream: nghttp2's error
+    }
+    if (id > highest_) {
+      if (id > highest_ + 2) {
+        gaps_[next_ % kMaxGaps] = {highest_ + 2, id - 2};
+        ++next_;
+      }
+      highest_ = id;
+      return true;
+    }
+    for (size_t i = 0; i < std::min(next_, kMaxGaps); ++i) {
+      if (id >= gaps_[i].first && id <= gaps_[i].second) {
+        return false;
+      }
+    }
+    return true;
+  }
+
+ private:
+  static constexpr size_t kMaxGaps = 8;
+  int32_t highest_ = -1;  // so that stream 1 skips nothing
+  std::array<std::pair<int32_t, int32_t>, kMaxGaps> gaps_{};
+  size_t next_ = 0;
+};
+
 }  // namespace
 
 // One stream: the request as nghttp2 delivered it, and the response on its way out.
@@ -47,6 +83,8 @@ struct Http2ServerStream final : DownstreamSide {
   awaitable<bool> sendBody(std::string_view data, bool end) override;
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override;
   void reset() override;
+  // Wakes the exchange: reads end; a send still goes through when there is room for it (the
+  // timeout's 504 must reach the client whole).
   void interrupt() override {
     interrupted = true;
     req_wake.notify();
@@ -57,10 +95,14 @@ struct Http2ServerStream final : DownstreamSide {
   int32_t id;
   filters::Stream fs;
   uint64_t start_ns = 0;
-  uint64_t header_bytes = 0;
-  bool headers_too_large = false;
-  bool started = false;   // the exchange coroutine runs
-  bool finished = false;  // the exchange is over: request bytes are consumed on arrival
+  HeaderBlockBudget header_budget;  // of the block arriving: the head, later the trailers
+  bool started = false;             // the exchange coroutine runs
+  bool finished = false;            // the exchange is over: request bytes are consumed on arrival
+  bool end_sent = false;            // our END_STREAM went out
+  bool reset_queued = false;
+  // Response bytes moved since the connection's last tick (a finished stream that moves none
+  // for a whole tick is stalled: reset).
+  bool progressed = true;
 
   // Request body: one chunk per DATA frame, so a view handed out stays valid while more arrive.
   std::deque<std::string> req_chunks;
@@ -90,10 +132,13 @@ class Http2ServerConnection final : public Http2Transport<Io>,
         worker_(worker),
         info_(std::move(info)),
         done_wake_(tcp.get_executor()),
-        idle_timer_(tcp.get_executor()) {
+        tick_timer_(tcp.get_executor()),
+        header_timer_(tcp.get_executor()) {
     nghttp2_session_callbacks* cb = nullptr;
     nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, &onBeginFrame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, &onBeginHeaders);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, &onFrameSend);
     nghttp2_session_callbacks_set_on_header_callback(cb, &onHeader);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, &onFrameRecv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, &onDataChunk);
@@ -106,8 +151,10 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     nghttp2_session_callbacks_del(cb);
 
     const auto& limits = worker_.current()->config().limits;
-    max_header_bytes_ = limits.max_request_headers_bytes;
+    header_limits_ = headerBlockLimits(limits);
     idle_timeout_ = limits.idle_timeout;
+    header_timeout_ = limits.request_header_timeout;
+    this->write_timeout_ = limits.idle_timeout;
     nghttp2_settings_entry iv[] = {
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, limits.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, static_cast<uint32_t>(kHttp2StreamWindow)},
@@ -121,7 +168,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
 
   awaitable<void> run(std::string_view preread) {
     auto self = this->shared_from_this();
-    armIdle();
+    armTick();
     bool writer_done = false;
     asio::co_spawn(
         this->tcp_.get_executor(),
@@ -152,7 +199,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       co_await done_wake_.wait();
     }
     streams_.clear();
-    idle_timer_.cancel();
+    tick_timer_.cancel();
+    header_timer_.cancel();
   }
 
   void drain() {
@@ -180,29 +228,101 @@ class Http2ServerConnection final : public Http2Transport<Io>,
   }
   void cancelUpstream(Stream& st);
 
-  // limits.idle_timeout without an open stream: GOAWAY, after which the connection closes.
-  void armIdle() {
-    idle_timer_.expires_after(idle_timeout_);
-    idle_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+  // Every limits.idle_timeout: GOAWAY when no stream was open for a whole tick (idle), and
+  // RST_STREAM for each stream whose exchange is over but whose response moved no byte for a
+  // whole tick (a client that opens no flow-control window). Streams whose exchange runs are
+  // bounded by its deadline (the route timeout).
+  void armTick() {
+    tick_timer_.expires_after(idle_timeout_);
+    tick_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
       if (ec || self->dead_) {
         return;
       }
-      if (self->streams_.empty() && self->running_ == 0) {
-        self->drain();
-      } else {
-        self->armIdle();  // a response still draining to a slow reader: look again later
-      }
+      self->tick();
+      self->armTick();
     });
+  }
+
+  void tick() {
+    if (streams_.empty() && running_ == 0 && !busy_since_tick_) {
+      drain();
+    }
+    busy_since_tick_ = !streams_.empty() || running_ > 0;
+    for (auto& [sid, st] : streams_) {
+      if (st->finished && !st->progressed && !st->closed) {
+        spdlog::debug("{}: HTTP/2 stream {} of {} took no response bytes in {} ms: reset",
+                      listenerName(), sid, info_.peer_address, idle_timeout_.count());
+        resetStream(*st, NGHTTP2_CANCEL);
+      }
+      st->progressed = false;
+    }
+  }
+
+  // A header block (HEADERS and its CONTINUATIONs) must be complete within
+  // limits.request_header_timeout, as an HTTP/1 head must: until it is, no other frame may come
+  // (RFC 9113 §6.10), so a client that stops mid-block stalls the whole connection. GOAWAY
+  // (NO_ERROR, last stream id below the unfinished one, so the client may retry it) and close.
+  void headerBlock(bool open) {
+    if (open && !header_block_open_) {
+      header_timer_.expires_after(header_timeout_);
+      header_timer_.async_wait([self = this->shared_from_this()](boost::system::error_code ec) {
+        if (ec || self->dead_ || !self->header_block_open_) {
+          return;
+        }
+        spdlog::debug("{}: HTTP/2 client {} did not finish a header block in {} ms: GOAWAY",
+                      self->listenerName(), self->info_.peer_address,
+                      self->header_timeout_.count());
+        self->worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+        nghttp2_session_terminate_session2(self->session_, self->last_started_, NGHTTP2_NO_ERROR);
+        self->stopReading();
+      });
+    } else if (!open && header_block_open_) {
+      header_timer_.cancel();
+    }
+    header_block_open_ = open;
+  }
+
+  // After a terminating GOAWAY was queued: read nothing more; the writer sends it and closes.
+  void stopReading() {
+    this->stop_reading_ = true;
+    this->flush();
+  }
+
+  const std::string& listenerName() const {
+    return worker_.current()->config().listeners[info_.listener_index].name;
+  }
+
+  static int onBeginFrame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* ud) {
+    auto& c = self(ud);
+    if (hd->type == NGHTTP2_HEADERS && !c.stream_ids_.admit(hd->stream_id)) {
+      spdlog::debug("{}: HTTP/2 client {} sent HEADERS on skipped stream {}: GOAWAY",
+                    c.listenerName(), c.info_.peer_address, hd->stream_id);
+      nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+      c.stopReading();
+      return 0;
+    }
+    // Frames of a block are contiguous: any other frame means the block ended (nghttp2 does not
+    // report the CONTINUATIONs of a block it ignores).
+    const bool block = hd->type == NGHTTP2_HEADERS || hd->type == NGHTTP2_CONTINUATION;
+    c.headerBlock(block && (hd->flags & NGHTTP2_FLAG_END_HEADERS) == 0);
+    return 0;
   }
 
   static int onBeginHeaders(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
     auto& c = self(ud);
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    if (c.stop_reading_ || frame->hd.type != NGHTTP2_HEADERS) {
       return 0;
     }
-    if (c.streams_.empty()) {
-      c.idle_timer_.cancel();
+    if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {  // trailers: a budget of their own
+      if (Stream* st = c.find(frame->hd.stream_id)) {
+        st->header_budget.reset();
+      }
+      return 0;
     }
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+      return 0;
+    }
+    c.busy_since_tick_ = true;
     auto st = std::make_shared<Stream>(c, frame->hd.stream_id, c.tcp_.get_executor());
     st->start_ns = c.worker_.tracer().now();
     c.streams_.emplace(frame->hd.stream_id, std::move(st));
@@ -210,22 +330,19 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     return 0;
   }
 
+  // Fields over limits.max_request_headers_bytes are not stored: a head over it is answered 431,
+  // a trailer section over it resets the stream (onFrameRecv).
   static int onHeader(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name_p,
                       size_t namelen, const uint8_t* value_p, size_t valuelen, uint8_t, void* ud) {
     auto& c = self(ud);
     Stream* st = c.find(frame->hd.stream_id);
-    if (st == nullptr) {
+    if (st == nullptr || !st->header_budget.admit(namelen, valuelen, c.header_limits_)) {
       return 0;
     }
     std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
     std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
     if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {  // trailers (nghttp2 checked the order)
       st->req_trailers.add(std::string(name), std::string(value));
-      return 0;
-    }
-    st->header_bytes += namelen + valuelen + 32;  // RFC 9113 6.5.2's accounting
-    if (st->header_bytes > c.max_header_bytes_) {
-      st->headers_too_large = true;
       return 0;
     }
     auto& req = st->fs.request;
@@ -257,6 +374,12 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
       st->req_end = end_stream;
       c.startStream(c.streams_.at(frame->hd.stream_id));
+    } else if (frame->hd.type == NGHTTP2_HEADERS && st->header_budget.over()) {
+      spdlog::debug("{}: HTTP/2 client {} sent trailers over {} bytes on stream {}: reset",
+                    c.listenerName(), c.info_.peer_address, c.header_limits_.max_bytes, st->id);
+      c.worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+      st->req_trailers.clear();
+      c.resetStream(*st, NGHTTP2_ENHANCE_YOUR_CALM);
     } else if (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) {
       if (end_stream) {
         st->req_end = true;
@@ -264,6 +387,36 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       }
     }
     return 0;
+  }
+
+  // Our END_STREAM went out: a request the client is still sending is cut short with
+  // RST_STREAM NO_ERROR once the exchange is over (RFC 9113 §8.1), rather than holding the stream
+  // open on the client's word.
+  static int onFrameSend(nghttp2_session*, const nghttp2_frame* frame, void* ud) {
+    auto& c = self(ud);
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) == 0) {
+      return 0;
+    }
+    if (Stream* st = c.find(frame->hd.stream_id)) {
+      st->end_sent = true;
+      c.endIfAnswered(*st);
+    }
+    return 0;
+  }
+
+  void endIfAnswered(Stream& st) {
+    if (st.finished && st.end_sent && !st.req_end) {
+      resetStream(st, NGHTTP2_NO_ERROR);
+    }
+  }
+
+  void resetStream(Stream& st, uint32_t code) {
+    if (!st.closed && !st.reset_queued) {
+      st.reset_queued = true;
+      nghttp2_submit_rst_stream(this->session_, NGHTTP2_FLAG_NONE, st.id, code);
+      this->flush();
+    }
   }
 
   static int onDataChunk(nghttp2_session* session, uint8_t, int32_t stream_id, const uint8_t* data,
@@ -316,6 +469,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     }
     const ssize_t n = st->resp.read(session, stream_id, buf, length, flags);
     if (n > 0) {
+      st->progressed = true;
       st->resp_wake.notify();  // room again
     }
     if ((*flags & NGHTTP2_DATA_FLAG_EOF) != 0) {
@@ -328,8 +482,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     if (premature_resets_ >= kPrematureResetFloor && premature_resets_ * 2 >= streams_total_ &&
         !calmed_) {
       calmed_ = true;
-      spdlog::debug("{}: HTTP/2 client {} reset {} of {} streams early: GOAWAY",
-                    worker_.current()->config().listeners[info_.listener_index].name,
+      spdlog::debug("{}: HTTP/2 client {} reset {} of {} streams early: GOAWAY", listenerName(),
                     info_.peer_address, premature_resets_, streams_total_);
       nghttp2_session_terminate_session(this->session_, NGHTTP2_ENHANCE_YOUR_CALM);
       this->stop_reading_ = true;
@@ -337,7 +490,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
   }
 
   void startStream(const std::shared_ptr<Stream>& st) {
-    if (st->headers_too_large) {
+    last_started_ = std::max(last_started_, st->id);
+    if (st->header_budget.over()) {
       // Answer on this stream only; the connection (and its HPACK state) stays good.
       static const std::string_view kBody = "Request Header Fields Too Large\n";
       worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
@@ -351,6 +505,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       prd.read_callback = &readResponse;
       nghttp2_submit_response(this->session_, st->id, nv.data(), nv.size(), &prd);
       st->finished = true;
+      st->header_budget.reset();  // trailers may follow and get a budget of their own
       return;
     }
     st->started = true;
@@ -381,12 +536,14 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       st->unconsumed = 0;
     }
     st->req_chunks.clear();
+    if (!st->resp.end) {
+      resetStream(*st, NGHTTP2_INTERNAL_ERROR);  // the exchange gave up mid-response
+    } else {
+      endIfAnswered(*st);
+    }
     this->flush();
     if (--running_ == 0) {
       done_wake_.notify();
-      if (!this->dead_) {
-        armIdle();
-      }
     }
   }
 
@@ -394,10 +551,16 @@ class Http2ServerConnection final : public Http2Transport<Io>,
   DownstreamInfo info_;
   std::map<int32_t, std::shared_ptr<Stream>> streams_;
   Wakeup done_wake_;  // the writer ended, or the last stream did
-  asio::steady_timer idle_timer_;
+  asio::steady_timer tick_timer_;
+  asio::steady_timer header_timer_;
   std::chrono::milliseconds idle_timeout_{0};
+  std::chrono::milliseconds header_timeout_{0};
+  bool busy_since_tick_ = false;  // a stream was open at some point since the last tick
+  bool header_block_open_ = false;
   size_t running_ = 0;
-  uint32_t max_header_bytes_ = 0;
+  int32_t last_started_ = 0;  // the highest stream whose head arrived whole
+  HeaderBlockLimits header_limits_;
+  SkippedStreamIds stream_ids_;
   uint64_t streams_total_ = 0;
   uint64_t premature_resets_ = 0;
   bool calmed_ = false;
@@ -469,8 +632,8 @@ awaitable<bool> Http2ServerStream<Io>::sendBody(std::string_view data, bool end)
   while (!closed && !interrupted && resp.pending() >= kResponseHighWater) {
     co_await resp_wake.wait();
   }
-  if (closed || interrupted) {
-    co_return false;
+  if (closed || resp.pending() >= kResponseHighWater) {
+    co_return false;  // gone, or interrupted while the client took nothing
   }
   resp.buf.append(data);
   resp.end = end;
@@ -497,10 +660,7 @@ awaitable<bool> Http2ServerStream<Io>::sendTrailers(filters::HeaderMap& trailers
 
 template <class Io>
 void Http2ServerStream<Io>::reset() {
-  if (!closed) {
-    nghttp2_submit_rst_stream(conn.session(), NGHTTP2_FLAG_NONE, id, NGHTTP2_INTERNAL_ERROR);
-    conn.flush();
-  }
+  conn.resetStream(*this, NGHTTP2_INTERNAL_ERROR);
 }
 
 // ---- Http2Server ----

@@ -6,10 +6,19 @@
 // limits.max_concurrent_streams.
 //
 // Limits and abuse: SETTINGS advertise max concurrent streams and the header list size
-// (limits.max_request_headers_bytes; a bigger header block is answered 431 on that stream).
-// nghttp2 itself bounds SETTINGS/PING floods (GOAWAY on too many queued ACKs) and malformed
-// frames; a client that resets most of the streams it opens (rapid reset, CVE-2023-44487) gets
-// GOAWAY ENHANCE_YOUR_CALM. Drain sends GOAWAY and lets the streams in flight finish.
+// (limits.max_request_headers_bytes, counted as fields are decoded: a bigger head is answered 431
+// on that stream, bigger trailers reset it). nghttp2 itself bounds SETTINGS/PING floods (GOAWAY on
+// too many queued ACKs), CONTINUATION floods and malformed frames; a client that resets most of
+// the streams it opens (rapid reset, CVE-2023-44487) gets GOAWAY ENHANCE_YOUR_CALM, one that opens
+// a stream it skipped (RFC 9113 §5.1.1) GOAWAY PROTOCOL_ERROR. Drain sends GOAWAY and lets the
+// streams in flight finish.
+//
+// Time limits, as for HTTP/1: a header block must complete within limits.request_header_timeout
+// (else GOAWAY); each exchange runs under its route timeout and always ends its stream (a request
+// body still arriving is then cut with RST_STREAM NO_ERROR); a finished stream whose response
+// moves no byte for limits.idle_timeout is reset; a connection without streams for
+// limits.idle_timeout gets GOAWAY; a write the client takes nothing of for limits.idle_timeout
+// closes the connection.
 
 #include <utility>  // before asio (DEPENDENCIES.md 1)
 

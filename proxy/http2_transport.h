@@ -7,7 +7,8 @@
 //
 // Flow control is manual (NO_AUTO_WINDOW_UPDATE): window credit goes back only when a stream's
 // bytes were passed on, so a slow peer on the other side holds the sender back (back-pressure),
-// and memory per stream stays bounded by its window.
+// and memory per stream stays bounded by its window. A write the peer does not take within
+// write_timeout_ ends the connection.
 
 #include <utility>  // before asio (DEPENDENCIES.md 1)
 
@@ -19,13 +20,16 @@
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "filters/http_message.h"
+#include "proxy/header_block_limits.h"
 #include "proxy/wakeup.h"
+#include "upstream/deadline.h"
 
 namespace sidetrace::proxy {
 
@@ -152,7 +156,13 @@ template <class Io>
 class Http2Transport {
  public:
   Http2Transport(Io& io, boost::asio::ip::tcp::socket& tcp)
-      : io_(io), tcp_(tcp), write_wake_(tcp.get_executor()), rbuf_(16 * 1024) {}
+      : io_(io),
+        tcp_(tcp),
+        write_wake_(tcp.get_executor()),
+        write_deadline_(tcp.get_executor()),
+        rbuf_(16 * 1024) {
+    write_deadline_.watch(&tcp_);
+  }
   virtual ~Http2Transport() {
     if (session_ != nullptr) {
       nghttp2_session_del(session_);
@@ -226,11 +236,15 @@ class Http2Transport {
         }
         if (!wbuf_.empty()) {
           boost::system::error_code ec;
+          if (write_timeout_.count() > 0) {
+            write_deadline_.arm(write_timeout_);
+          }
           co_await boost::asio::async_write(
               io_, boost::asio::buffer(wbuf_),
               boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+          write_deadline_.disarm();
           if (ec) {
-            dead_ = true;
+            dead_ = true;  // also a peer that took nothing for write_timeout_
           }
         }
         continue;
@@ -251,6 +265,9 @@ class Http2Transport {
   }
 
   nghttp2_session* session_ = nullptr;
+  // A write the peer does not take within this long ends the connection (0: no limit). Without
+  // it a peer that stops reading holds the connection, and every stream on it, forever.
+  std::chrono::milliseconds write_timeout_{0};
   Io& io_;
   boost::asio::ip::tcp::socket& tcp_;
   bool dead_ = false;
@@ -258,6 +275,7 @@ class Http2Transport {
 
  private:
   Wakeup write_wake_;
+  upstream::Deadline write_deadline_;
   std::vector<uint8_t> rbuf_;
   std::string wbuf_;
 };

@@ -675,6 +675,24 @@ std::string data(int32_t stream_id, std::string_view bytes, bool end_stream) {
   return frame(h2::kData, end_stream ? h2::kFlagEndStream : 0, stream_id, bytes);
 }
 
+std::string headerBlock(int32_t stream_id, std::string_view block, bool end_stream,
+                        size_t frame_size, bool end_headers) {
+  std::string out;
+  size_t off = 0;
+  do {
+    const size_t n = std::min(frame_size, block.size() - off);
+    const bool last = off + n == block.size();
+    uint8_t flags = last && end_headers ? h2::kFlagEndHeaders : 0;
+    if (off == 0 && end_stream) {
+      flags |= h2::kFlagEndStream;
+    }
+    out +=
+        frame(off == 0 ? h2::kHeaders : h2::kContinuation, flags, stream_id, block.substr(off, n));
+    off += n;
+  } while (off < block.size());
+  return out;
+}
+
 }  // namespace h2frame
 
 struct HpackEncoder::Impl {
@@ -709,6 +727,58 @@ std::string HpackEncoder::requestFrame(int32_t stream_id, const std::string& pat
       {":method", "GET"}, {":scheme", "http"}, {":authority", "127.0.0.1"}, {":path", path}};
   fields.insert(fields.end(), extra.begin(), extra.end());
   return headersFrame(stream_id, fields, end_stream);
+}
+
+struct HpackDecoder::Impl {
+  nghttp2_hd_inflater* inflater = nullptr;
+};
+
+HpackDecoder::HpackDecoder() : impl_(std::make_unique<Impl>()) {
+  nghttp2_hd_inflate_new(&impl_->inflater);
+}
+
+HpackDecoder::~HpackDecoder() {
+  nghttp2_hd_inflate_del(impl_->inflater);
+}
+
+std::optional<Headers> HpackDecoder::decode(std::string_view block) {
+  Headers out;
+  auto* in = reinterpret_cast<const uint8_t*>(block.data());
+  size_t left = block.size();
+  for (;;) {
+    nghttp2_nv nv;
+    int flags = 0;
+    ssize_t n = nghttp2_hd_inflate_hd2(impl_->inflater, &nv, &flags, in, left, 1);
+    if (n < 0) {
+      return std::nullopt;
+    }
+    in += n;
+    left -= static_cast<size_t>(n);
+    if ((flags & NGHTTP2_HD_INFLATE_EMIT) != 0) {
+      out.emplace_back(std::string(reinterpret_cast<const char*>(nv.name), nv.namelen),
+                       std::string(reinterpret_cast<const char*>(nv.value), nv.valuelen));
+    }
+    if ((flags & NGHTTP2_HD_INFLATE_FINAL) != 0) {
+      nghttp2_hd_inflate_end_headers(impl_->inflater);
+      return out;
+    }
+    if (n == 0 && left == 0) {
+      return std::nullopt;  // truncated
+    }
+  }
+}
+
+std::string_view HpackDecoder::blockOf(const H2Frame& f) {
+  std::string_view p = f.payload;
+  size_t pad = 0;
+  if ((f.flags & 0x8) != 0 && !p.empty()) {  // PADDED
+    pad = static_cast<unsigned char>(p[0]);
+    p.remove_prefix(1);
+  }
+  if ((f.flags & 0x20) != 0 && p.size() >= 5) {  // PRIORITY
+    p.remove_prefix(5);
+  }
+  return p.substr(0, p.size() >= pad ? p.size() - pad : 0);
 }
 
 // --- raw connection ---

@@ -38,6 +38,7 @@ constexpr uint8_t kSettings = 0x4;
 constexpr uint8_t kPing = 0x6;
 constexpr uint8_t kGoaway = 0x7;
 constexpr uint8_t kWindowUpdate = 0x8;
+constexpr uint8_t kContinuation = 0x9;
 
 constexpr uint8_t kFlagEndStream = 0x1;
 constexpr uint8_t kFlagAck = 0x1;
@@ -179,6 +180,11 @@ std::string ping(uint64_t opaque = 0, bool ack = false);
 std::string windowUpdate(int32_t stream_id, uint32_t increment);
 std::string rstStream(int32_t stream_id, uint32_t code);
 std::string data(int32_t stream_id, std::string_view bytes, bool end_stream);
+// A header block as HEADERS plus as many CONTINUATION frames as it takes at `frame_size` bytes
+// each (END_HEADERS on the last; none at all when `end_headers` is false, so the block stays
+// open).
+std::string headerBlock(int32_t stream_id, std::string_view block, bool end_stream,
+                        size_t frame_size = 16384, bool end_headers = true);
 }  // namespace h2frame
 
 // An HPACK encoder (nghttp2's deflater) keeping its dynamic table across the frames it builds,
@@ -195,6 +201,24 @@ class HpackEncoder {
   // GET `path` with :method, :scheme, :authority, :path.
   std::string requestFrame(int32_t stream_id, const std::string& path, bool end_stream = true,
                            const Headers& extra = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// An HPACK decoder (nghttp2's inflater) for the header blocks a peer sends on one connection, in
+// the order they arrive.
+class HpackDecoder {
+ public:
+  HpackDecoder();
+  ~HpackDecoder();
+  HpackDecoder(const HpackDecoder&) = delete;
+  HpackDecoder& operator=(const HpackDecoder&) = delete;
+  // The fields of one complete block; nullopt if it does not decode.
+  std::optional<Headers> decode(std::string_view block);
+  // The block of a HEADERS frame (padding and priority fields removed).
+  static std::string_view blockOf(const H2Frame& headers_frame);
 
  private:
   struct Impl;

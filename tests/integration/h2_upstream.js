@@ -17,6 +17,8 @@
 //   /reset            RST_STREAM INTERNAL_ERROR before any response
 //   /reset-mid        response headers and 1 KiB of body, then RST_STREAM INTERNAL_ERROR
 //   /large/<n>        200 with n bytes, byte i = (i*131 + floor(i/251)) & 0xff, streamed
+//   /big-headers/<n>  200 whose head carries about n bytes of fields (x-big, 1000 bytes, repeated)
+//   /big-trailers/<n> 200, body "big trailers", then about n bytes of trailer fields (as above)
 //   anything else     404
 
 const http2 = require('http2');
@@ -88,6 +90,18 @@ function echo(stream, headers, body, trailers) {
   stream.end(body);
 }
 
+// About n bytes of fields (RFC 9113 §6.5.2's size: name + value + 32 each): "x-big" with one
+// 1000-byte value, repeated. HPACK sends the repeats as one-byte references, so a block far over
+// 1 MiB fits the 147 KiB of frames nghttp2 accepts (HEADERS + 8 CONTINUATIONs).
+function bigFields(n) {
+  const value = 'v'.repeat(1000);
+  const values = [];
+  for (let size = 0; size < n; size += 'x-big'.length + value.length + 32) {
+    values.push(value);
+  }
+  return { 'x-big': values };
+}
+
 // RST_STREAM INTERNAL_ERROR now. (stream.close() would first end the stream cleanly when
 // response headers were sent; destroy with an error resets it as it is.)
 function resetNow(stream) {
@@ -148,6 +162,13 @@ function handle(stream, headers, body, trailers) {
     stream.write(Buffer.alloc(1024, 'r'), () => resetNow(stream));
   } else if ((m = path.match(/^\/large\/(\d+)$/))) {
     sendLarge(stream, Number(m[1]));
+  } else if ((m = path.match(/^\/big-headers\/(\d+)$/))) {
+    stream.respond({ ':status': 200, ...bigFields(Number(m[1])) });
+    stream.end('big headers');
+  } else if ((m = path.match(/^\/big-trailers\/(\d+)$/))) {
+    stream.respond({ ':status': 200 }, { waitForTrailers: true });
+    stream.on('wantTrailers', () => stream.sendTrailers(bigFields(Number(m[1]))));
+    stream.end('big trailers');
   } else {
     stream.respond({ ':status': 404 });
     stream.end('no such path');
@@ -158,7 +179,9 @@ function statsText() {
   return Object.entries(stats).map(([k, v]) => `${k} ${v}\n`).join('');
 }
 
-const server = http2.createServer({ settings });
+// Header blocks over 64 KiB (Node's default limit, counted before HPACK) may be sent, for the
+// proxy's limits.
+const server = http2.createServer({ settings, maxSendHeaderBlockLength: 4 << 20 });
 
 server.on('stream', (stream, headers) => {
   stream.on('error', () => {}); // resets and aborted sessions are expected here

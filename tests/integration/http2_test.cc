@@ -10,7 +10,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "tests/integration/h2_client.h"
@@ -820,6 +824,379 @@ TEST_F(Http2Test, IdleConnectionGetsGoawayAndCloses) {
   EXPECT_TRUE(c.waitClosed(milliseconds(5000))) << "idle h2 connection left open";
   EXPECT_TRUE(c.goaway().received) << "closed without GOAWAY";
   EXPECT_EQ(c.goaway().error_code, 0u);
+}
+
+// ---- header block bounds, time limits and stream rules ----
+
+// A "Vm...: 1234 kB" field of /proc/<pid>/status, in KiB (0 if unreadable).
+uint64_t procStatusKiB(int pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      return std::stoull(line.substr(field.size() + 1));
+    }
+  }
+  return 0;
+}
+
+// An HPACK integer with a `prefix_bits` prefix (RFC 7541 §5.1); `first` holds the bits above it.
+void hpackInt(std::string& out, uint8_t first, int prefix_bits, size_t v) {
+  const size_t max = (size_t{1} << prefix_bits) - 1;
+  if (v < max) {
+    out += static_cast<char>(first | v);
+    return;
+  }
+  out += static_cast<char>(first | max);
+  for (v -= max; v >= 128; v >>= 7) {
+    out += static_cast<char>((v & 0x7f) | 0x80);
+  }
+  out += static_cast<char>(v);
+}
+
+// An HPACK bomb of `size` bytes: `prefix` (e.g. pseudo-headers), one literal field
+// "x-bomb: <4000 bytes>" added to the decoder's dynamic table (index 62, 4038 of its 4096 bytes),
+// then one-byte references to it: every further byte expands to 4038 bytes of header list.
+std::string hpackBomb(size_t size, std::string_view prefix = {}) {
+  std::string b(prefix);
+  b += '\x40';  // literal with incremental indexing, new name
+  hpackInt(b, 0, 7, 6);
+  b += "x-bomb";
+  hpackInt(b, 0, 7, 4000);
+  b.append(4000, 'b');
+  b.append(size > b.size() ? size - b.size() : 0, '\xbe');  // indexed field 62
+  return b;
+}
+
+// :method GET, :scheme http, :path / (static table), :authority 127.0.0.1 (literal, not indexed):
+// a request head that leaves the decoder's dynamic table alone.
+constexpr std::string_view kStaticHead =
+    "\x82\x86\x84\x01\x09"
+    "127.0.0.1";
+
+// The largest block nghttp2 takes: HEADERS + 8 CONTINUATION frames of 16 KiB (CVE-2024-28182).
+constexpr size_t kBombBytes = 9 * 16384;
+
+// The :status of a HEADERS frame the proxy sent on a raw connection (decoded in arrival order).
+int statusOf(HpackDecoder& dec, const H2Frame& f) {
+  auto fields = dec.decode(HpackDecoder::blockOf(f));
+  if (fields) {
+    for (const auto& [name, value] : *fields) {
+      if (name == ":status") {
+        return std::atoi(value.c_str());
+      }
+    }
+  }
+  return 0;
+}
+
+// limits.max_request_headers_bytes bounds request trailers as it bounds heads: 147 KiB of HPACK
+// that expands to ~570 MiB of fields resets the stream as trailers and is answered 431 as a
+// head, while the proxy's memory stays put; the connection and the proxy keep serving.
+TEST_F(Http2Test, HpackBombInTrailersOrHeadIsBoundedByTheHeaderLimit) {
+  upstream_.onPrefix("/api/bomb", Behavior::stall(milliseconds(5000)));
+  ProxyConfig cfg;
+  // Decoding a bomb takes a CPU-bound moment (longer on a loaded machine); this test is about
+  // memory, not the header timeout.
+  cfg.limits_extra = "request_header_timeout: 60s";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  ASSERT_NO_FATAL_FAILURE(expectHealthy());  // first-use allocations happen before measuring
+  const uint64_t rss_before = procStatusKiB(proc_.pid(), "VmRSS");
+
+  H2RawConnection raw(port());
+  ASSERT_TRUE(raw.connected());
+  HpackEncoder enc;
+  std::string out = h2frame::preface() + h2frame::settings();
+  out += enc.headersFrame(1,
+                          {{":method", "POST"},
+                           {":scheme", "http"},
+                           {":authority", "127.0.0.1"},
+                           {":path", "/api/bomb"}},
+                          false);
+  out += h2frame::data(1, "body", false);
+  out += h2frame::headerBlock(1, hpackBomb(kBombBytes), true);  // the trailers
+  // A head: :method GET, :scheme http, :path / by static index, :authority not indexed (the bomb
+  // stays at index 62), then the bomb.
+  out += h2frame::headerBlock(3, hpackBomb(kBombBytes, kStaticHead), true);
+  ASSERT_TRUE(raw.send(out));
+
+  HpackDecoder dec;
+  std::optional<uint32_t> reset1;
+  int status3 = 0;
+  bool reset3 = false;
+  raw.readUntil(
+      [&](const H2Frame& f) {
+        if (f.type == h2::kRstStream && f.stream_id == 1) {
+          reset1 = f.errorCode();
+        } else if (f.type == h2::kHeaders && f.stream_id == 3) {
+          status3 = statusOf(dec, f);
+        } else if (f.type == h2::kRstStream && f.stream_id == 3) {
+          reset3 = true;
+        } else if (f.type == h2::kHeaders) {
+          statusOf(dec, f);  // keeps the decoder in step
+        }
+        return reset1 && (status3 != 0 || reset3);
+      },
+      milliseconds(20000));
+  const uint64_t rss_after = procStatusKiB(proc_.pid(), "VmRSS");
+  std::cout << "[ hpack bomb ] sidetrace VmRSS before " << rss_before << " kB, after " << rss_after
+            << " kB\n";
+  EXPECT_TRUE(reset1) << "trailers over the limit did not reset stream 1";
+  EXPECT_EQ(status3, 431) << (reset3 ? "stream 3 was reset" : "");
+  EXPECT_FALSE(raw.closed()) << "one stream's header block ended the connection";
+  EXPECT_LT(rss_after, rss_before + 32 * 1024) << "the bomb was stored";
+
+  // The connection still works (its HPACK state in step): a request that needs no table entry.
+  std::string ping = "\x82\x86";
+  ping += '\x04';  // :path, literal without indexing
+  hpackInt(ping, 0, 7, 5);
+  ping += "/ping";
+  ping += std::string(kStaticHead).substr(3);  // :authority
+  ASSERT_TRUE(raw.send(h2frame::headerBlock(5, ping, true)));
+  auto pong = raw.readUntil(
+      [](const H2Frame& f) { return f.stream_id == 5 && (f.flags & h2::kFlagEndStream) != 0; },
+      milliseconds(5000));
+  EXPECT_TRUE(pong) << "no answer on the same connection after the bombs";
+  ASSERT_NO_FATAL_FAILURE(expectHealthy());
+}
+
+// Upstream response heads and trailer sections are bounded (1 MiB each, as from an HTTP/1
+// upstream): a head over it is a 502, trailers over it reset the client's stream, both with
+// error.type protocol_error; smaller ones pass.
+TEST_F(Http2Test, UpstreamHeaderBlocksOverTheLimitFailTheStream) {
+  ASSERT_NO_FATAL_FAILURE(startWithH2Cluster());
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+
+  auto small = c.request(get("/h2/big-headers/4000"));
+  ASSERT_TRUE(small) << c.error();
+  EXPECT_TRUE(small->ok()) << small->describe();
+  EXPECT_EQ(small->status, 200);
+  EXPECT_TRUE(small->header("x-big"));
+
+  auto head = c.request(get("/h2/big-headers/1100000"));
+  ASSERT_TRUE(head) << c.error();
+  EXPECT_EQ(head->status, 502) << head->describe();
+  EXPECT_FALSE(head->header("x-big"));
+
+  auto trailers = c.request(get("/h2/big-trailers/1100000"));
+  ASSERT_TRUE(trailers) << c.error();
+  EXPECT_FALSE(trailers->ok()) << "trailers over the limit passed: " << trailers->describe();
+  EXPECT_FALSE(trailers->trailer("x-big"));
+
+  auto echo = c.request(post("/h2/echo", "after"));
+  ASSERT_TRUE(echo) << c.error();
+  EXPECT_TRUE(echo->ok()) << echo->describe();
+  EXPECT_EQ(echo->body, "after");
+
+  // The CLIENT span of each attempt says why it failed.
+  auto spans = waitSpansSettled(otlp_, 8);
+  for (const std::string path : {"/h2/big-headers/1100000", "/h2/big-trailers/1100000"}) {
+    int found = 0;
+    for (const auto& span : spansOfKind(spans, 3)) {
+      if (span.str("url.full").ends_with(path)) {
+        ++found;
+        EXPECT_EQ(span.str("error.type"), "protocol_error") << path;
+      }
+    }
+    EXPECT_EQ(found, 1) << path << "\n" << describeAll(spans);
+  }
+}
+
+// limits.request_header_timeout bounds a header block: HEADERS without END_HEADERS followed by
+// nothing gets GOAWAY (not covering the unfinished stream) and the connection closes.
+TEST_F(Http2Test, UnfinishedHeaderBlockTimesOut) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "request_header_timeout: 500ms";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  H2RawConnection raw(port());
+  ASSERT_TRUE(raw.connected());
+  HpackEncoder enc;
+  std::string block = enc.encode(
+      {{":method", "GET"}, {":scheme", "http"}, {":authority", "127.0.0.1"}, {":path", "/ping"}});
+  ASSERT_TRUE(raw.send(h2frame::preface() + h2frame::settings() +
+                       h2frame::headerBlock(1, block, true, 16384, false)));
+  auto goaway = raw.readUntilGoaway(milliseconds(10000));
+  ASSERT_TRUE(goaway) << "no GOAWAY for a header block left open; read " << raw.frames().size()
+                      << " frames";
+  EXPECT_EQ(goaway->goawayLastStreamId(), 0) << goaway->describe();
+  EXPECT_TRUE(raw.closed() || raw.socket().waitClosed(milliseconds(5000)))
+      << "connection left open after the GOAWAY";
+  ASSERT_NO_FATAL_FAILURE(expectHealthy());
+}
+
+// A request body that never ends: the route timeout answers 504 and ends the stream, the proxy
+// then resets it (RST_STREAM NO_ERROR, RFC 9113 §8.1), and the idle connection gets GOAWAY.
+TEST_F(Http2Test, UnfinishedRequestBodyDoesNotHoldTheConnection) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "idle_timeout: 1s";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));  // /slow: route timeout 300ms
+  H2RawConnection raw(port());
+  ASSERT_TRUE(raw.connected());
+  HpackEncoder enc;
+  ASSERT_TRUE(raw.send(h2frame::preface() + h2frame::settings() +
+                       enc.headersFrame(1,
+                                        {{":method", "POST"},
+                                         {":scheme", "http"},
+                                         {":authority", "127.0.0.1"},
+                                         {":path", "/slow/body"}},
+                                        false) +
+                       h2frame::data(1, "part of a body", false)));
+  HpackDecoder dec;
+  int status = 0;
+  bool ended = false;
+  std::optional<uint32_t> reset;
+  auto goaway = raw.readUntil(
+      [&](const H2Frame& f) {
+        if (f.stream_id == 1 && f.type == h2::kHeaders) {
+          status = statusOf(dec, f);
+        }
+        if (f.stream_id == 1 && (f.type == h2::kHeaders || f.type == h2::kData) &&
+            (f.flags & h2::kFlagEndStream) != 0) {
+          ended = true;
+        }
+        if (f.stream_id == 1 && f.type == h2::kRstStream) {
+          reset = f.errorCode();
+        }
+        return f.type == h2::kGoaway;
+      },
+      milliseconds(15000));
+  EXPECT_EQ(status, 504);
+  EXPECT_TRUE(ended) << "the 504 did not end the stream";
+  ASSERT_TRUE(reset) << "the stream was left open for the rest of the body";
+  EXPECT_EQ(*reset, h2::kNoError);
+  EXPECT_TRUE(goaway) << "the connection was held after its only stream ended";
+  EXPECT_TRUE(raw.closed() || raw.socket().waitClosed(milliseconds(5000)));
+}
+
+// A client that opens no flow-control window: the answered stream, which cannot move a byte,
+// is reset after limits.idle_timeout instead of holding the connection forever.
+TEST_F(Http2Test, StreamStalledByFlowControlIsReset) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "idle_timeout: 500ms";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  H2RawConnection raw(port());
+  ASSERT_TRUE(raw.connected());
+  HpackEncoder enc;
+  ASSERT_TRUE(raw.send(h2frame::preface() +
+                       h2frame::settings({{h2::kSettingsInitialWindowSize, 0}}) +
+                       enc.requestFrame(1, "/ping")));
+  auto reset =
+      raw.readUntil([](const H2Frame& f) { return f.type == h2::kRstStream && f.stream_id == 1; },
+                    milliseconds(10000));
+  ASSERT_TRUE(reset) << "a stream that cannot send was kept; read " << raw.frames().size()
+                     << " frames";
+  EXPECT_EQ(reset->errorCode(), h2::kCancel);
+  for (const auto& f : raw.frames()) {
+    EXPECT_NE(f.type, h2::kData) << "DATA beyond a zero window: " << f.describe();
+  }
+  EXPECT_TRUE(raw.readUntilGoaway(milliseconds(10000)) || raw.closed())
+      << "idle connection not closed after the reset";
+}
+
+// A client that stops reading: writes that make no progress for limits.idle_timeout end the
+// connection (nothing else would: the stream's exchange is still within its route timeout).
+TEST_F(Http2Test, ClientThatStopsReadingIsDisconnected) {
+  constexpr uint64_t kBody = 64ull << 20;
+  upstream_.on("/api/huge", Behavior::large(kBody));
+  ProxyConfig cfg;
+  cfg.limits_extra = "idle_timeout: 1s";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  H2RawConnection raw(port(), 4096);
+  ASSERT_TRUE(raw.connected());
+  HpackEncoder enc;
+  ASSERT_TRUE(raw.send(
+      h2frame::preface() + h2frame::settings({{h2::kSettingsInitialWindowSize, 0x7fffffff}}) +
+      h2frame::windowUpdate(0, 0x7fffffff - 65535) + enc.requestFrame(1, "/api/huge")));
+  std::this_thread::sleep_for(milliseconds(4000));  // read nothing: the proxy's writes back up
+
+  uint64_t data_bytes = 0;
+  bool ended = false;
+  raw.readUntil(
+      [&](const H2Frame& f) {
+        if (f.type == h2::kData && f.stream_id == 1) {
+          data_bytes += f.payload.size();
+          ended = ended || (f.flags & h2::kFlagEndStream) != 0;
+        }
+        return false;  // until the connection closes
+      },
+      milliseconds(20000));
+  std::cout << "[ stopped reader ] received " << data_bytes << " of " << kBody
+            << " body bytes before the close\n";
+  EXPECT_TRUE(raw.closed()) << "connection still open";
+  EXPECT_FALSE(ended) << "the whole body arrived: the stalled writer was not cut";
+  EXPECT_LT(data_bytes, kBody);
+}
+
+// RFC 9113 §5.1.1: HEADERS opening stream 3 after stream 5 is a connection error
+// (GOAWAY PROTOCOL_ERROR), while trailers on an older stream that is still open are fine.
+TEST_F(Http2Test, StreamOpenedBelowAHigherOneIsAConnectionError) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  {
+    H2RawConnection raw(port());
+    ASSERT_TRUE(raw.connected());
+    HpackEncoder enc;
+    // One statement each: the encoder's table must see the blocks in the order they are sent.
+    std::string out = h2frame::preface() + h2frame::settings();
+    out += enc.requestFrame(5, "/ping");
+    out += enc.requestFrame(3, "/ping");
+    ASSERT_TRUE(raw.send(out));
+    auto goaway = raw.readUntilGoaway(milliseconds(5000));
+    ASSERT_TRUE(goaway) << "stream 3 after stream 5 was not a connection error";
+    EXPECT_EQ(goaway->errorCode(), h2::kProtocolError) << goaway->describe();
+    EXPECT_EQ(goaway->goawayLastStreamId(), 5) << goaway->describe();
+    EXPECT_TRUE(raw.closed() || raw.socket().waitClosed(milliseconds(3000)));
+    for (const auto& f : raw.frames()) {
+      EXPECT_NE(f.stream_id, 3) << "stream 3 was served: " << f.describe();
+    }
+  }
+  {
+    upstream_.onPrefix("/api/trailed", Behavior::echo());
+    H2RawConnection raw(port());
+    ASSERT_TRUE(raw.connected());
+    HpackEncoder enc;
+    std::string out = h2frame::preface() + h2frame::settings();
+    out += enc.headersFrame(1,
+                            {{":method", "POST"},
+                             {":scheme", "http"},
+                             {":authority", "127.0.0.1"},
+                             {":path", "/api/trailed"}},
+                            false);
+    out += h2frame::data(1, "body", false);
+    out += enc.requestFrame(3, "/ping");
+    out += enc.headersFrame(1, {{"x-trailer", "t"}}, true);  // trailers on the older stream
+    ASSERT_TRUE(raw.send(out));
+    std::set<int32_t> ended;
+    raw.readUntil(
+        [&](const H2Frame& f) {
+          if ((f.type == h2::kHeaders || f.type == h2::kData) &&
+              (f.flags & h2::kFlagEndStream) != 0) {
+            ended.insert(f.stream_id);
+          }
+          return ended.size() == 2 || f.type == h2::kGoaway;
+        },
+        milliseconds(5000));
+    EXPECT_EQ(ended, (std::set<int32_t>{1, 3}));
+    for (const auto& f : raw.frames()) {
+      EXPECT_NE(f.type, h2::kGoaway) << f.describe();
+      EXPECT_NE(f.type, h2::kRstStream) << f.describe();
+    }
+  }
+  ASSERT_NO_FATAL_FAILURE(expectHealthy());
+}
+
+// After the route timeout the 504 ends the stream (END_STREAM), so the client is not left
+// waiting.
+TEST_F(Http2Test, RouteTimeoutAnswers504AndEndsTheStream) {
+  upstream_.onPrefix("/slow/h2", Behavior::stall(milliseconds(5000)));
+  ASSERT_NO_FATAL_FAILURE(startProxy());  // /slow: route timeout 300ms
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto r = c.request(get("/slow/h2"), milliseconds(10000));
+  ASSERT_TRUE(r) << "the stream never ended";
+  EXPECT_EQ(r->status, 504) << r->describe();
+  EXPECT_TRUE(r->ok()) << r->describe();
+  EXPECT_EQ(r->body, "Gateway Timeout\n");
 }
 
 }  // namespace
