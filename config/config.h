@@ -262,9 +262,14 @@ struct TracingConfig {
 struct Limits {
   uint32_t max_request_headers_bytes = 60 * 1024;  // over → 431
   Duration request_header_timeout{10000};          // headers not complete in time → 408
-  Duration idle_timeout{60000};                    // keep-alive idle downstream
-  Duration drain_timeout{15000};                   // SIGTERM: wait this long for in-flight
-  uint32_t max_pipelined_requests = 64;
+  // Keep-alive idle downstream; also an HTTP/2 connection with no stream open, a WebSocket (or
+  // other upgraded) tunnel with no byte in either direction, and a local reply the client does not
+  // read.
+  Duration idle_timeout{60000};
+  Duration drain_timeout{15000};  // SIGTERM: wait this long for in-flight
+  // Open downstream connections per process (all workers); over it a new connection is closed
+  // right after accept and counted. 0: no limit but the open-files limit.
+  uint32_t max_connections = 0;
   uint32_t buffer_bytes = 64 * 1024;      // body chunk size per direction
   uint32_t max_concurrent_streams = 100;  // HTTP/2, per downstream connection (SETTINGS)
 };

@@ -487,9 +487,9 @@ std::string dumpConfigJson(const Config& cfg) {
   w.field("request_header_timeout", formatDuration(lim.request_header_timeout));
   w.field("idle_timeout", formatDuration(lim.idle_timeout));
   w.field("drain_timeout", formatDuration(lim.drain_timeout));
-  w.field("max_pipelined_requests", lim.max_pipelined_requests);
   w.field("buffer_bytes", lim.buffer_bytes);
   w.field("max_concurrent_streams", lim.max_concurrent_streams);
+  w.field("max_connections", lim.max_connections);
   w.endObject();
   w.key("access_log");
   w.beginObject();

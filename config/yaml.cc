@@ -941,7 +941,7 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
 void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, Limits& l) {
   w.walkMap(n, path,
             {"max_request_headers_bytes", "request_header_timeout", "idle_timeout", "drain_timeout",
-             "max_pipelined_requests", "buffer_bytes", "max_concurrent_streams"},
+             "max_pipelined_requests", "buffer_bytes", "max_concurrent_streams", "max_connections"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "max_request_headers_bytes") {
                 l.max_request_headers_bytes = w.positive(v, sub);
@@ -952,7 +952,11 @@ void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, 
               } else if (key == "drain_timeout") {
                 l.drain_timeout = w.duration(v, sub);
               } else if (key == "max_pipelined_requests") {
-                l.max_pipelined_requests = w.positive(v, sub);
+                // Still accepted so configs that set it load, but it bounds nothing: requests are
+                // parsed one at a time and read-ahead is bounded by buffer_bytes (README).
+                (void)w.positive(v, sub);
+              } else if (key == "max_connections") {
+                l.max_connections = w.u32(v, sub);
               } else if (key == "max_concurrent_streams") {
                 l.max_concurrent_streams = w.positive(v, sub);
               } else {

@@ -17,7 +17,7 @@ using asio::ip::tcp;
 
 AdminServer::AdminServer(asio::io_context& io, const config::HostPort& address,
                          AdminHandler handler)
-    : io_(io), acceptor_(io), handler_(std::move(handler)) {
+    : io_(io), acceptor_(io), accept_retry_(io), handler_(std::move(handler)) {
   tcp::endpoint ep(asio::ip::make_address(address.host), address.port);
   acceptor_.open(ep.protocol());
   acceptor_.set_option(tcp::acceptor::reuse_address(true));
@@ -43,12 +43,24 @@ void AdminServer::start() {
 void AdminServer::stop() {
   boost::system::error_code ec;
   acceptor_.close(ec);
+  accept_retry_.cancel();
 }
 
 void AdminServer::acceptLoop() {
   acceptor_.async_accept([this](boost::system::error_code ec, tcp::socket s) {
-    if (ec) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
       return;  // closed
+    }
+    if (ec) {
+      // Out of descriptors, most likely: the admin listener is how operators see that, so it
+      // tries again shortly instead of giving up (or retrying at once, which spins).
+      accept_retry_.expires_after(std::chrono::milliseconds(100));
+      accept_retry_.async_wait([this](boost::system::error_code e) {
+        if (!e) {
+          acceptLoop();
+        }
+      });
+      return;
     }
     asio::co_spawn(io_, serve(std::move(s)), asio::detached);
     acceptLoop();

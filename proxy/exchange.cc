@@ -218,7 +218,8 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     attempt_start_ns = worker.tracer().now();
     up = wg.h2pools[cluster_index]
              ? makeHttp2Call(*wg.h2pools[cluster_index], endpoint)
-             : makeHttp1Call(pool, endpoint, req.method == "HEAD", wg.config().limits.buffer_bytes);
+             : makeHttp1Call(pool, endpoint, req.method == "HEAD", wg.config().limits.buffer_bytes,
+                             worker.buffers());
     s.upstream.http2 = up->http2();
     down.active_upstream = up.get();
     dl->up = up.get();

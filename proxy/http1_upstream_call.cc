@@ -28,10 +28,10 @@ bool methodHasBody(std::string_view m) {
 class Http1Call final : public UpstreamCall {
  public:
   Http1Call(upstream::ConnectionPool& pool, const upstream::Endpoint& ep, bool head_request,
-            uint32_t buffer_bytes)
+            uint32_t buffer_bytes, BufferPool& buffers)
       : pool_(pool),
         ep_(ep),
-        buf_(buffer_bytes),
+        buf_(buffer_bytes, &buffers),
         parser_(Http1Parser::Kind::Response, 1024 * 1024) {
     parser_.setNoBody(head_request);
   }
@@ -265,8 +265,8 @@ class Http1Call final : public UpstreamCall {
 
 std::unique_ptr<UpstreamCall> makeHttp1Call(upstream::ConnectionPool& pool,
                                             const upstream::Endpoint& ep, bool head_request,
-                                            uint32_t buffer_bytes) {
-  return std::make_unique<Http1Call>(pool, ep, head_request, buffer_bytes);
+                                            uint32_t buffer_bytes, BufferPool& buffers) {
+  return std::make_unique<Http1Call>(pool, ep, head_request, buffer_bytes, buffers);
 }
 
 }  // namespace sidetrace::proxy

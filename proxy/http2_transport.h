@@ -22,6 +22,7 @@
 #include <boost/asio/write.hpp>
 #include <chrono>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -156,11 +157,7 @@ template <class Io>
 class Http2Transport {
  public:
   Http2Transport(Io& io, boost::asio::ip::tcp::socket& tcp)
-      : io_(io),
-        tcp_(tcp),
-        write_wake_(tcp.get_executor()),
-        write_deadline_(tcp.get_executor()),
-        rbuf_(16 * 1024) {
+      : io_(io), tcp_(tcp), write_wake_(tcp.get_executor()), write_deadline_(tcp.get_executor()) {
     write_deadline_.watch(&tcp_);
   }
   virtual ~Http2Transport() {
@@ -199,17 +196,22 @@ class Http2Transport {
 
   // Until EOF, an error, or neither side wants more.
   boost::asio::awaitable<void> readLoop() {
+    if (!rbuf_) {
+      // Not zero-filled: only the pages reads land in become resident.
+      rbuf_ = std::make_unique_for_overwrite<uint8_t[]>(kReadBytes);
+    }
     while (!dead_ && !stop_reading_ && wantsIo()) {
       boost::system::error_code ec;
-      size_t n = co_await io_.async_read_some(
-          boost::asio::buffer(rbuf_), boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      size_t n =
+          co_await io_.async_read_some(boost::asio::buffer(rbuf_.get(), kReadBytes),
+                                       boost::asio::redirect_error(boost::asio::use_awaitable, ec));
       if (ec) {
         if (!stop_reading_) {
           dead_ = true;  // EOF or reset: nothing more can be sent either
         }
         break;
       }
-      if (!feed(rbuf_.data(), n)) {
+      if (!feed(rbuf_.get(), n)) {
         break;
       }
     }
@@ -274,9 +276,10 @@ class Http2Transport {
   bool stop_reading_ = false;
 
  private:
+  static constexpr size_t kReadBytes = 16 * 1024;
   Wakeup write_wake_;
   upstream::Deadline write_deadline_;
-  std::vector<uint8_t> rbuf_;
+  std::unique_ptr<uint8_t[]> rbuf_;
   std::string wbuf_;
 };
 

@@ -180,6 +180,16 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
        "# TYPE sidetrace_downstream_connections_total counter\n"
     << "sidetrace_downstream_connections_total "
     << sum([](const WorkerStats& s) { return s.connections_total.load(); }) << "\n"
+    << "# HELP sidetrace_downstream_connections_overflow_total Connections closed right after "
+       "accept because limits.max_connections were open.\n"
+       "# TYPE sidetrace_downstream_connections_overflow_total counter\n"
+    << "sidetrace_downstream_connections_overflow_total "
+    << sum([](const WorkerStats& s) { return s.connections_overflow.load(); }) << "\n"
+    << "# HELP sidetrace_downstream_accept_failures_total Failed accepts (out of file descriptors "
+       "or kernel memory: the listener pauses 100ms after one).\n"
+       "# TYPE sidetrace_downstream_accept_failures_total counter\n"
+    << "sidetrace_downstream_accept_failures_total "
+    << sum([](const WorkerStats& s) { return s.accept_failures.load(); }) << "\n"
     << "# HELP sidetrace_downstream_rejected_total Requests rejected before routing "
        "(400/408/431).\n"
        "# TYPE sidetrace_downstream_rejected_total counter\n"
@@ -435,6 +445,7 @@ class Server {
   };
   std::vector<Retiring> retiring_;
   std::vector<std::unique_ptr<TlsServerContext>> tls_;  // per listener (null: plain); restart-only
+  std::atomic<int64_t> open_connections_{0};            // every worker's downstream connections
   std::vector<std::unique_ptr<Worker>> workers_;
   std::unique_ptr<AccessLog> access_log_;
   asio::io_context io_;
@@ -628,8 +639,8 @@ int Server::run() {
 
   const size_t n = workerCount(cfg);
   for (size_t i = 0; i < n; ++i) {
-    workers_.push_back(
-        std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(), *slots_, tls));
+    workers_.push_back(std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(),
+                                                *slots_, tls, open_connections_));
     try {
       workers_.back()->bind();
     } catch (const boost::system::system_error& e) {

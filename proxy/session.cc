@@ -1,11 +1,14 @@
 #include "proxy/session.h"
 
+#include <sys/socket.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
+
+#include <cerrno>
 #include <charconv>
 
 #include <spdlog/spdlog.h>
@@ -112,8 +115,8 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
       socket_(makeStream(std::move(socket), tls)),
       listener_index_(listener_index),
       deadline_(tcp().get_executor()),
-      in_(worker.current()->config().limits.buffer_bytes),
-      upbuf_(worker.current()->config().limits.buffer_bytes),
+      in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
+      upbuf_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
       parser_(Http1Parser::Kind::Request,
               worker.current()->config().limits.max_request_headers_bytes),
       up_parser_(Http1Parser::Kind::Response, 1024 * 1024) {
@@ -197,6 +200,21 @@ awaitable<void> Session<Stream>::run() {
     stream_.peer_address = peer;
     stream_.peer_port = peer_port;
     stream_.local_port = local_port;
+    if (in_.size() == 0) {
+      // Idle between requests: wait here, holding no buffer and none of the head reader's
+      // coroutine frames (an idle keep-alive connection is this frame, a socket and a timer).
+      in_.release();
+      error_code wait_ec;
+      deadline_.arm(worker_.current()->config().limits.idle_timeout);
+      if (!close_after_ && !tlsHasPending() && !socketReadable()) {
+        co_await tcp().async_wait(asio::ip::tcp::socket::wait_read,
+                                  asio::redirect_error(use_awaitable, wait_ec));
+      }
+      deadline_.disarm();
+      if (wait_ec || close_after_) {
+        break;  // idle timeout, drain, or the socket failed
+      }
+    }
     FeedResult first;
     HeadStatus hs = co_await readRequestHead(first);
     if (hs == HeadStatus::Closed) {
@@ -218,6 +236,10 @@ awaitable<void> Session<Stream>::run() {
     bool keep = co_await handleRequest(first);
     gen_.reset();
     idle_ = true;
+    // Whatever a dropped upstream connection left unread is of no use now: while this connection
+    // waits for its next request it holds no buffer (readIdle() hands in_'s back).
+    upbuf_.consume(upbuf_.size());
+    upbuf_.release();
     if (!keep || close_after_ || worker_.draining()) {
       break;
     }
@@ -227,6 +249,41 @@ awaitable<void> Session<Stream>::run() {
   }
   tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
   tcp().close(ec);
+}
+
+template <class Stream>
+bool Session<Stream>::tlsHasPending() {
+  if constexpr (kTls) {
+    // Decrypted bytes, or ciphertext already read off the socket into OpenSSL (the engine's read
+    // BIO): the socket may never turn readable again for them.
+    SSL* ssl = socket_.native_handle();
+    return SSL_has_pending(ssl) == 1 || BIO_ctrl_pending(SSL_get_rbio(ssl)) > 0;
+  } else {
+    return false;
+  }
+}
+
+template <class Stream>
+bool Session<Stream>::socketReadable() {
+  char c;
+  const ssize_t n = ::recv(tcp().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+template <class Stream>
+awaitable<size_t> Session<Stream>::readIdle(error_code& ec) {
+  if (in_.size() == 0) {
+    in_.release();
+    if (!tlsHasPending() && !socketReadable()) {
+      co_await tcp().async_wait(asio::ip::tcp::socket::wait_read,
+                                asio::redirect_error(use_awaitable, ec));
+      if (ec) {
+        co_return 0;
+      }
+    }
+  }
+  co_return co_await socket_.async_read_some(in_.prepare(),
+                                             asio::redirect_error(use_awaitable, ec));
 }
 
 template <class Stream>
@@ -248,8 +305,7 @@ awaitable<typename Session<Stream>::Sniffed> Session<Stream>::sniffHttp2() {
       co_return Sniffed::Closed;
     }
     error_code ec;
-    size_t n =
-        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+    size_t n = co_await readIdle(ec);
     if (ec) {
       const bool expired = deadline_.expired();
       deadline_.disarm();
@@ -277,6 +333,7 @@ awaitable<void> Session<Stream>::serveHttp2(const std::string& peer, uint16_t pe
   }
   std::string preread(in_.data(), in_.size());
   in_.consume(in_.size());
+  in_.release();  // the HTTP/2 transport reads with its own buffer
   co_await h2_->run(preread);
   h2_.reset();
 }
@@ -359,8 +416,7 @@ awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead
       co_return HeadStatus::Closed;
     }
     error_code ec;
-    size_t n =
-        co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+    size_t n = co_await readIdle(ec);
     if (ec) {
       bool expired = deadline_.expired();
       deadline_.disarm();
@@ -410,8 +466,12 @@ awaitable<bool> Session<Stream>::sendLocalReply(int status, std::string_view bod
     out_.append(body);
   }
   stream_.response_status = status;
+  // A client that does not read its reply (a body bigger than the socket buffers) would hold the
+  // connection forever: the write gets limits.idle_timeout, as an idle connection does.
   error_code ec;
+  deadline_.arm(gen_->config().limits.idle_timeout);
   co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+  deadline_.disarm();
   co_return !ec && !close;
 }
 
@@ -993,6 +1053,17 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   co_return keep_client && !broken;
 }
 
+// An upgraded connection's idle clock (limits.idle_timeout): both pumps stamp it, a watchdog
+// closes the tunnel once it is that old. Shared with the detached watchdog, which may wake after
+// the tunnel ended (`over`: touch nothing).
+struct TunnelIdle {
+  explicit TunnelIdle(const asio::any_io_executor& ex) : timer(ex) {}
+  asio::steady_timer timer;
+  std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
+  bool over = false;
+  bool expired = false;
+};
+
 template <class Stream>
 awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf) {
   // Bytes already read past the heads belong to the tunnel.
@@ -1010,7 +1081,8 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
   if (ec) {
     co_return;
   }
-  auto pump = [](auto& from, auto& to, FlatBuffer& buf,
+  auto idle = std::make_shared<TunnelIdle>(tcp().get_executor());
+  auto pump = [](auto& from, auto& to, FlatBuffer& buf, TunnelIdle& clock,
                  std::shared_ptr<Session> keep) -> awaitable<void> {
     (void)keep;
     error_code e;
@@ -1020,6 +1092,7 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
       if (e) {
         break;
       }
+      clock.last = std::chrono::steady_clock::now();
       buf.commit(n);
       co_await asio::async_write(to, asio::buffer(buf.data(), buf.size()),
                                  asio::redirect_error(use_awaitable, e));
@@ -1039,21 +1112,47 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
   asio::co_spawn(
       tcp().get_executor(),
       [&, self]() -> awaitable<void> {
-        co_await pump(up, socket_, upbuf, self);
+        co_await pump(up, socket_, upbuf, *idle, self);
         other_done = true;
       },
       asio::detached);
-  co_await pump(socket_, up, in_, self);
+  asio::co_spawn(tcp().get_executor(),
+                 watchTunnel(idle, gen_->config().limits.idle_timeout, &up.socket), asio::detached);
+  co_await pump(socket_, up, in_, *idle, self);
   // Give the other direction a moment to finish after our half-close, then cut it.
   asio::steady_timer t(tcp().get_executor());
-  for (int i = 0; !other_done && i < 250; ++i) {
+  for (int i = 0; !other_done && !idle->expired && i < 250; ++i) {
     t.expires_after(std::chrono::milliseconds(20));
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
   }
+  idle->over = true;
+  idle->timer.cancel();
   up.socket.close(ec);
   while (!other_done) {
     t.expires_after(std::chrono::milliseconds(5));
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
+  }
+}
+
+template <class Stream>
+awaitable<void> Session<Stream>::watchTunnel(std::shared_ptr<TunnelIdle> idle,
+                                             std::chrono::milliseconds timeout,
+                                             asio::ip::tcp::socket* upstream) {
+  auto self = this->shared_from_this();
+  error_code ec;
+  while (!idle->over) {
+    idle->timer.expires_at(idle->last + timeout);
+    co_await idle->timer.async_wait(asio::redirect_error(use_awaitable, ec));
+    if (idle->over) {
+      co_return;
+    }
+    if (std::chrono::steady_clock::now() - idle->last >= timeout) {
+      // Both pumps end: their reads (and any write parked on a peer that does not read) abort.
+      idle->expired = true;
+      tcp().cancel(ec);
+      upstream->cancel(ec);
+      co_return;
+    }
   }
 }
 

@@ -15,6 +15,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/ssl/stream.hpp>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +34,7 @@ namespace sidetrace::proxy {
 class Worker;
 class TlsServerContext;
 struct WorkerGeneration;
+struct TunnelIdle;  // session.cc: an upgraded connection's idle clock
 
 using PlainStream = boost::asio::ip::tcp::socket;
 using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
@@ -76,10 +78,22 @@ class Session final : public DownstreamConnection,
   boost::asio::awaitable<void> serveHttp2(const std::string& peer, uint16_t peer_port,
                                           uint16_t local_port);
   boost::asio::awaitable<HeadStatus> readRequestHead(FeedResult& first);
+  // Reads into in_ (caller commits). With nothing buffered it first waits for the socket to turn
+  // readable holding no buffer, then takes one from the worker's pool: between requests a
+  // keep-alive connection holds none (BufferPool).
+  boost::asio::awaitable<size_t> readIdle(boost::system::error_code& ec);
+  bool tlsHasPending();
+  // Bytes, EOF or an error wait on the socket now. Asked before an async_wait, which the
+  // edge-triggered reactor never tries at once: readiness that came earlier would go unnoticed.
+  bool socketReadable();
   boost::asio::awaitable<bool> handleRequest(FeedResult& first);
   boost::asio::awaitable<bool> sendLocalReply(int status, std::string_view body, bool close);
   boost::asio::awaitable<void> sendError(int status);
   boost::asio::awaitable<void> tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf);
+  // Ends a tunnel that moved no byte for `timeout` (limits.idle_timeout) by cancelling both legs.
+  boost::asio::awaitable<void> watchTunnel(std::shared_ptr<TunnelIdle> idle,
+                                           std::chrono::milliseconds timeout,
+                                           boost::asio::ip::tcp::socket* upstream);
   void finishStream(uint64_t start_ns);
   // This connection's current request as runExchange's DownstreamSide: how an HTTP/1 client
   // reaches an http2 cluster (translation in the exchange, framing here).

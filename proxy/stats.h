@@ -47,7 +47,9 @@ class WorkerStats {
 
   std::atomic<int64_t> active_connections{0};
   std::atomic<uint64_t> connections_total{0};
-  std::atomic<uint64_t> bad_requests{0};  // 400/408/431 answered by the codec layer
+  std::atomic<uint64_t> connections_overflow{0};  // closed at accept: limits.max_connections
+  std::atomic<uint64_t> accept_failures{0};       // accept() errors (e.g. out of descriptors)
+  std::atomic<uint64_t> bad_requests{0};          // 400/408/431 answered by the codec layer
   std::unique_ptr<std::atomic<uint64_t>[]> connect_failures;   // per cluster
   std::unique_ptr<std::atomic<uint64_t>[]> upstream_timeouts;  // per cluster
   // Per cluster; also counted in connect_failures.

@@ -16,6 +16,7 @@
 
 namespace sidetrace::proxy {
 
+class BufferPool;
 class Http2ClientPool;
 using UpstreamError = filters::UpstreamResult::Error;
 
@@ -46,10 +47,11 @@ class UpstreamCall {
   upstream::ConnectError connect_error = upstream::ConnectError::None;
 };
 
-// `head_request`: the response to a HEAD has no body whatever its framing says.
+// `head_request`: the response to a HEAD has no body whatever its framing says. The response is
+// read through a `buffer_bytes` buffer taken from `buffers` (the worker's) when it is needed.
 std::unique_ptr<UpstreamCall> makeHttp1Call(upstream::ConnectionPool& pool,
                                             const upstream::Endpoint& ep, bool head_request,
-                                            uint32_t buffer_bytes);
+                                            uint32_t buffer_bytes, BufferPool& buffers);
 std::unique_ptr<UpstreamCall> makeHttp2Call(Http2ClientPool& pool, const upstream::Endpoint& ep);
 
 }  // namespace sidetrace::proxy

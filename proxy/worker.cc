@@ -18,6 +18,10 @@ using asio::ip::tcp;
 
 namespace {
 
+// How long a listener stops accepting after running out of descriptors or kernel memory (nginx
+// waits 500 ms): long enough not to burn a core, short enough that service resumes promptly.
+constexpr std::chrono::milliseconds kAcceptBackoff(100);
+
 // Out of file descriptors, accept fails once per connection attempt: log one line a second per
 // worker thread (with the count left out) instead of one per attempt.
 void warnAcceptFailed(size_t worker, const boost::system::error_code& ec) {
@@ -38,13 +42,15 @@ void warnAcceptFailed(size_t worker, const boost::system::error_code& ec) {
 
 Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
                tracing::BatchSpanProcessor* processor, AccessLog* access_log,
-               const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls)
+               const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls,
+               std::atomic<int64_t>& open_connections)
     : index_(index),
       access_log_(access_log),
       span_buffer_(processor),
       tracer_(gen->sampler, &span_buffer_),
       stats_(stats_capacity.routeCapacity(), stats_capacity.clusterCapacity(),
              gen->config->listeners.size()),
+      open_connections_(open_connections),
       tls_(std::move(tls)),
       flush_timer_(io_) {
   tls_.resize(gen->config->listeners.size(), nullptr);
@@ -103,6 +109,7 @@ void Worker::bind() {
     acc->bind(ep);
     acc->listen(asio::socket_base::max_listen_connections);
     acceptors_.push_back(std::move(acc));
+    accept_backoff_.push_back(std::make_unique<asio::steady_timer>(io_));
   }
 }
 
@@ -125,20 +132,61 @@ void Worker::acceptLoop(size_t listener) {
       if (ec == asio::error::operation_aborted || draining_) {
         return;
       }
+      stats_.accept_failures.fetch_add(1, std::memory_order_relaxed);
       warnAcceptFailed(index_, ec);
-    } else {
-      if (TlsServerContext* tls = tls_[listener]) {
-        Session<TlsStream>::start(
-            std::make_shared<Session<TlsStream>>(*this, std::move(s), listener, tls));
-      } else {
-        Session<PlainStream>::start(
-            std::make_shared<Session<PlainStream>>(*this, std::move(s), listener, nullptr));
+      namespace errc = boost::system::errc;
+      if (ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+          ec == errc::no_buffer_space || ec == errc::not_enough_memory) {
+        backOffAccept(listener);
+        return;
       }
+    } else {
+      onAccepted(listener, std::move(s));
     }
     if (!draining_) {
       acceptLoop(listener);
     }
   });
+}
+
+void Worker::onAccepted(size_t listener, tcp::socket s) {
+  // limits.max_connections: over it, the connection is closed at once (Envoy's overload
+  // behaviour) rather than left in the backlog, so the client learns now and can go elsewhere.
+  const uint32_t max = current_->config().limits.max_connections;
+  if (open_connections_.fetch_add(1, std::memory_order_relaxed) >= static_cast<int64_t>(max) &&
+      max > 0) {
+    open_connections_.fetch_sub(1, std::memory_order_relaxed);
+    stats_.connections_overflow.fetch_add(1, std::memory_order_relaxed);
+    boost::system::error_code ignored;
+    s.close(ignored);
+    return;
+  }
+  if (TlsServerContext* tls = tls_[listener]) {
+    Session<TlsStream>::start(
+        std::make_shared<Session<TlsStream>>(*this, std::move(s), listener, tls));
+  } else {
+    Session<PlainStream>::start(
+        std::make_shared<Session<PlainStream>>(*this, std::move(s), listener, nullptr));
+  }
+}
+
+void Worker::backOffAccept(size_t listener) {
+  auto& timer = *accept_backoff_[listener];
+  timer.expires_after(kAcceptBackoff);
+  timer.async_wait([this, listener](boost::system::error_code ec) {
+    if (!ec && !draining_) {
+      acceptLoop(listener);
+    }
+  });
+}
+
+void Worker::add(DownstreamConnection* s) {
+  sessions_.insert(s);
+}
+
+void Worker::remove(DownstreamConnection* s) {
+  sessions_.erase(s);
+  open_connections_.fetch_sub(1, std::memory_order_relaxed);
 }
 
 void Worker::scheduleFlush() {
@@ -159,6 +207,9 @@ void Worker::beginDrain() {
     for (auto& a : acceptors_) {
       boost::system::error_code ec;
       a->close(ec);
+    }
+    for (auto& t : accept_backoff_) {
+      t->cancel();
     }
     std::vector<DownstreamConnection*> snapshot(sessions_.begin(), sessions_.end());
     for (auto* s : snapshot) {

@@ -15,6 +15,7 @@
 
 #include "config/config.h"
 #include "filters/filter.h"
+#include "proxy/buffer_pool.h"
 #include "proxy/generation.h"
 #include "proxy/retry.h"
 #include "proxy/stats.h"
@@ -50,10 +51,12 @@ class Worker {
  public:
   // `stats_capacity` sizes the counters for every route/cluster slot a reload may add. `tls` holds
   // one entry per listener: its TLS context (owned by the server, outliving the worker), or null
-  // for a plain listener.
+  // for a plain listener. `open_connections` counts the downstream connections of every worker of
+  // the process (limits.max_connections bounds it); it outlives the worker.
   Worker(size_t index, std::shared_ptr<const Generation> gen,
          tracing::BatchSpanProcessor* processor, AccessLog* access_log,
-         const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls);
+         const StatsSlots& stats_capacity, std::vector<TlsServerContext*> tls,
+         std::atomic<int64_t>& open_connections);
   ~Worker();
 
   // Binds this worker's listening sockets (SO_REUSEPORT); throws boost::system::system_error.
@@ -84,12 +87,19 @@ class Worker {
     return rng_ * 0x2545F4914F6CDD1DULL;
   }
   bool draining() const { return draining_; }
-  void add(DownstreamConnection* s) { sessions_.insert(s); }
-  void remove(DownstreamConnection* s) { sessions_.erase(s); }
+  // A session registers on construction (for drain) and unregisters on destruction, which also
+  // gives back its slot in the process-wide connection count that onAccepted() took.
+  void add(DownstreamConnection* s);
+  void remove(DownstreamConnection* s);
+  BufferPool& buffers() { return buffers_; }
 
  private:
   std::shared_ptr<WorkerGeneration> makeWorkerGeneration(std::shared_ptr<const Generation> gen);
   void acceptLoop(size_t listener);
+  void onAccepted(size_t listener, boost::asio::ip::tcp::socket s);
+  // Out of descriptors (EMFILE/ENFILE) or kernel memory: the pending connection stays queued and
+  // accept would fail again at once, so the listener waits a moment instead of spinning.
+  void backOffAccept(size_t listener);
   void scheduleFlush();
 
   // Order matters: io_ is destroyed after the I/O objects declared below it, and before what the
@@ -100,11 +110,14 @@ class Worker {
   tracing::Tracer tracer_;
   WorkerStats stats_;
   std::unordered_set<DownstreamConnection*> sessions_;
+  std::atomic<int64_t>& open_connections_;
+  BufferPool buffers_;  // sessions' read buffers: outlives the session frames io_ destroys
   std::vector<TlsServerContext*> tls_;  // per listener; null: plain TCP
   bool draining_ = false;
   uint64_t rng_;
   boost::asio::io_context io_{1};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::vector<std::unique_ptr<boost::asio::steady_timer>> accept_backoff_;  // per listener
   std::shared_ptr<WorkerGeneration> current_;  // holds pools: destroyed before io_
   boost::asio::steady_timer flush_timer_;
   std::thread thread_;

@@ -33,6 +33,8 @@ expected_types = {
     "sidetrace_downstream_connections_active": "gauge",
     "sidetrace_downstream_connections": "counter",
     "sidetrace_downstream_rejected": "counter",
+    "sidetrace_downstream_connections_overflow": "counter",
+    "sidetrace_downstream_accept_failures": "counter",
     "sidetrace_downstream_tls_handshake_failures": "counter",  # HELP/TYPE even without TLS listeners
     "sidetrace_upstream_responses": "counter",
     "sidetrace_upstream_duration_seconds": "histogram",

@@ -176,9 +176,9 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
     "request_header_timeout": "10s",
     "idle_timeout": "1m",
     "drain_timeout": "15s",
-    "max_pipelined_requests": 64,
     "buffer_bytes": 65536,
-    "max_concurrent_streams": 100
+    "max_concurrent_streams": 100,
+    "max_connections": 0
   },
   "access_log": {
     "path": "stdout",

@@ -94,6 +94,7 @@ limits:
   max_pipelined_requests: 5
   buffer_bytes: 4096
   max_concurrent_streams: 7
+  max_connections: 9
 access_log: { path: stdout, format: text }
 )";
 
@@ -206,9 +207,9 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(cfg.limits.request_header_timeout, Duration(1000));
   EXPECT_EQ(cfg.limits.idle_timeout, Duration(120000));
   EXPECT_EQ(cfg.limits.drain_timeout, Duration(3000));
-  EXPECT_EQ(cfg.limits.max_pipelined_requests, 5u);
   EXPECT_EQ(cfg.limits.buffer_bytes, 4096u);
   EXPECT_EQ(cfg.limits.max_concurrent_streams, 7u);
+  EXPECT_EQ(cfg.limits.max_connections, 9u);
   EXPECT_EQ(cfg.access_log.path, "stdout");
   EXPECT_EQ(cfg.access_log.format, "text");
 
@@ -396,6 +397,20 @@ TEST(ApplyYamlErrors, SyntaxError) {
   EXPECT_EQ(err.rfind("t.yaml:", 0), 0u) << err;
   EXPECT_NE(err.find(": yaml syntax error: "), std::string::npos) << err;
   EXPECT_EQ(loadError("a: 1\n  b: 2\n").rfind("t.yaml:2: yaml syntax error: ", 0), 0u);
+}
+
+// limits.max_connections: 0 (the default) is "no limit"; anything but a non-negative integer
+// is refused with its key and line. limits.max_pipelined_requests is no longer in the config
+// (nothing to bound) but still accepted, and still checked, so existing configs load as before.
+TEST(ApplyYamlErrors, ConnectionLimits) {
+  EXPECT_EQ(load("limits:\n  max_connections: 0\n").limits.max_connections, 0u);
+  EXPECT_EQ(loadError("limits:\n  max_connections: -1\n"),
+            "t.yaml:2: limits.max_connections: expected a non-negative integer, got '-1'");
+  EXPECT_EQ(loadError("limits:\n  max_connections: lots\n"),
+            "t.yaml:2: limits.max_connections: expected a non-negative integer, got 'lots'");
+  EXPECT_EQ(loadError("limits:\n  max_pipelined_requests: 0\n"),
+            "t.yaml:2: limits.max_pipelined_requests: must be greater than 0");
+  EXPECT_EQ(loadError("limits:\n  max_pipelined_requests: 8\n"), "<no error>");
 }
 
 TEST(ApplyYamlErrors, ValueChecks) {
