@@ -251,6 +251,7 @@ struct TracingConfig {
 // Per-connection bounds (Beast's body_limit/expires_after habit): each has a default.
 struct Limits {
   uint32_t max_request_headers_bytes = 60 * 1024;  // over → 431
+  uint32_t max_request_headers_count = 100;        // fields in a head (HTTP/1); over → 431
   Duration request_header_timeout{10000};          // headers not complete in time → 408
   Duration idle_timeout{60000};                    // keep-alive idle downstream
   Duration drain_timeout{15000};                   // SIGTERM: wait this long for in-flight
