@@ -261,6 +261,7 @@ struct TracingConfig {
 // Per-connection bounds (Beast's body_limit/expires_after habit): each has a default.
 struct Limits {
   uint32_t max_request_headers_bytes = 60 * 1024;  // over → 431
+  uint32_t max_request_headers_count = 100;        // fields in a head or trailers; over → 431
   Duration request_header_timeout{10000};          // headers not complete in time → 408
   // Keep-alive idle downstream; also an HTTP/2 connection with no stream open, a WebSocket (or
   // other upgraded) tunnel with no byte in either direction, and a local reply the client does not

@@ -484,6 +484,7 @@ std::string dumpConfigJson(const Config& cfg) {
   w.key("limits");
   w.beginObject();
   w.field("max_request_headers_bytes", lim.max_request_headers_bytes);
+  w.field("max_request_headers_count", lim.max_request_headers_count);
   w.field("request_header_timeout", formatDuration(lim.request_header_timeout));
   w.field("idle_timeout", formatDuration(lim.idle_timeout));
   w.field("drain_timeout", formatDuration(lim.drain_timeout));

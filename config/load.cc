@@ -366,6 +366,9 @@ void validate(const Config& cfg) {
   if (lim.max_request_headers_bytes == 0) {
     invalid("limits.max_request_headers_bytes", "must be greater than 0");
   }
+  if (lim.max_request_headers_count == 0) {
+    invalid("limits.max_request_headers_count", "must be greater than 0");
+  }
   if (lim.buffer_bytes == 0) {
     invalid("limits.buffer_bytes", "must be greater than 0");
   }

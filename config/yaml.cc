@@ -940,11 +940,14 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
 
 void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, Limits& l) {
   w.walkMap(n, path,
-            {"max_request_headers_bytes", "request_header_timeout", "idle_timeout", "drain_timeout",
-             "max_pipelined_requests", "buffer_bytes", "max_concurrent_streams", "max_connections"},
+            {"max_request_headers_bytes", "max_request_headers_count", "request_header_timeout",
+             "idle_timeout", "drain_timeout", "max_pipelined_requests", "buffer_bytes",
+             "max_concurrent_streams", "max_connections"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "max_request_headers_bytes") {
                 l.max_request_headers_bytes = w.positive(v, sub);
+              } else if (key == "max_request_headers_count") {
+                l.max_request_headers_count = w.positive(v, sub);
               } else if (key == "request_header_timeout") {
                 l.request_header_timeout = w.duration(v, sub);
               } else if (key == "idle_timeout") {

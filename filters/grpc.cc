@@ -19,6 +19,51 @@ bool isGrpcRequest(const RequestHead& req) {
   return next == '+' || next == ';';
 }
 
+namespace {
+
+bool isIdentifier(std::string_view s) {
+  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) {
+    return false;
+  }
+  for (char c : s) {
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::optional<std::string_view> grpcMethodPath(std::string_view path) {
+  if (path.size() < 2 || path[0] != '/') {
+    return std::nullopt;
+  }
+  std::string_view rpc = path.substr(1);
+  size_t slash = rpc.find('/');
+  if (slash == std::string_view::npos || !isIdentifier(rpc.substr(slash + 1))) {
+    return std::nullopt;
+  }
+  std::string_view service = rpc.substr(0, slash);
+  if (service.find('.') == std::string_view::npos) {
+    return std::nullopt;  // a package is part of the shape
+  }
+  while (!service.empty()) {
+    size_t dot = service.find('.');
+    if (!isIdentifier(service.substr(0, dot))) {
+      return std::nullopt;
+    }
+    if (dot == std::string_view::npos) {
+      break;
+    }
+    service.remove_prefix(dot + 1);
+    if (service.empty()) {
+      return std::nullopt;  // a trailing dot
+    }
+  }
+  return rpc;
+}
+
 std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view value) {
   if (value.size() < 2 || value.size() > 9) {
     return std::nullopt;

@@ -24,6 +24,10 @@ enum GrpcStatus : int {
 
 // content-type application/grpc, application/grpc+proto, application/grpc;... (not grpc-web).
 bool isGrpcRequest(const RequestHead& req);
+// "package.Service/Method" when `path` is "/package.Service/Method" (dotted identifiers, then an
+// identifier); nullopt for any other path. Only such a path may name spans: any client can send
+// content-type application/grpc, and a name per path would be unbounded cardinality.
+std::optional<std::string_view> grpcMethodPath(std::string_view path);
 // "100m", "5S", "1H": at most 8 digits and one unit (H M S m u n). nullopt when absent or malformed
 // (a malformed value is ignored, as gRPC servers do, rather than failing the call).
 std::optional<std::chrono::milliseconds> parseGrpcTimeout(std::string_view value);

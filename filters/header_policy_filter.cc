@@ -1,15 +1,38 @@
 #include "filters/header_policy_filter.h"
 
+#include <algorithm>
 #include <array>
 
 namespace sidetrace::filters {
 
-void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
-  static constexpr std::array<std::string_view, 8> kHopByHop = {
-      "connection", "keep-alive",        "proxy-connection",   "te",
-      "trailer",    "transfer-encoding", "proxy-authenticate", "proxy-authorization"};
-  // Headers named by Connection are hop-by-hop too (rare: only then is a second list built).
-  std::vector<std::string> named;
+namespace {
+
+constexpr std::array<std::string_view, 8> kHopByHop = {
+    "connection", "keep-alive",        "proxy-connection",   "te",
+    "trailer",    "transfer-encoding", "proxy-authenticate", "proxy-authorization"};
+
+char lower(char c) {
+  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+}
+
+bool iless(std::string_view a, std::string_view b) {
+  return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(),
+                                      [](char x, char y) { return lower(x) < lower(y); });
+}
+
+std::string_view trimOws(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+    s.remove_prefix(1);
+  }
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+    s.remove_suffix(1);
+  }
+  return s;
+}
+
+// The names listed by Connection fields, sorted and without repeats (views into their values).
+void connectionTokens(const HeaderMap& headers, bool keep_upgrade,
+                      std::vector<std::string_view>& out) {
   for (const auto& h : headers) {
     if (!iequals(h.name, "connection")) {
       continue;
@@ -17,15 +40,9 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
     std::string_view v = h.value;
     while (!v.empty()) {
       size_t comma = v.find(',');
-      std::string_view item = v.substr(0, comma);
-      while (!item.empty() && (item.front() == ' ' || item.front() == '\t')) {
-        item.remove_prefix(1);
-      }
-      while (!item.empty() && (item.back() == ' ' || item.back() == '\t')) {
-        item.remove_suffix(1);
-      }
+      std::string_view item = trimOws(v.substr(0, comma));
       if (!item.empty() && !(keep_upgrade && iequals(item, "upgrade"))) {
-        named.emplace_back(item);
+        out.push_back(item);
       }
       if (comma == std::string_view::npos) {
         break;
@@ -33,25 +50,43 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
       v.remove_prefix(comma + 1);
     }
   }
-  // One pass over the headers, whatever the number of names to drop.
-  std::erase_if(headers.raw(), [&](const Header& h) {
-    for (auto name : kHopByHop) {
-      if (iequals(h.name, name)) {
-        // "TE: trailers" is the one TE value HTTP/2 allows, and gRPC servers expect it: it
-        // passes (as Envoy does); any other TE value is hop-by-hop.
-        return !(name == "te" && iequals(h.value, "trailers"));
-      }
+  std::sort(out.begin(), out.end(), iless);
+  out.erase(std::unique(out.begin(), out.end(), iequals), out.end());
+}
+
+bool hopByHop(const Header& h, bool keep_upgrade, const std::vector<std::string_view>& named) {
+  for (auto name : kHopByHop) {
+    if (iequals(h.name, name)) {
+      // "TE: trailers" is the one TE value HTTP/2 allows, and gRPC servers expect it: it
+      // passes (as Envoy does), even when Connection names TE; any other TE value is hop-by-hop.
+      return !(name == "te" && iequals(h.value, "trailers"));
     }
-    if (!keep_upgrade && iequals(h.name, "upgrade")) {
-      return true;
+  }
+  if (!keep_upgrade && iequals(h.name, "upgrade")) {
+    return true;
+  }
+  return !named.empty() &&
+         std::binary_search(named.begin(), named.end(), std::string_view(h.name), iless);
+}
+
+}  // namespace
+
+void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
+  // Fields named by Connection are hop-by-hop too. Their names are sorted once and each field is
+  // looked up by binary search: a head that lists thousands of names beside thousands of fields
+  // costs (fields + names) · log(names) comparisons, never fields × names. Rare, so the list is
+  // only built when Connection names something.
+  std::vector<std::string_view> named;
+  connectionTokens(headers, keep_upgrade, named);
+  auto& raw = headers.raw();
+  // The views in `named` point into Connection values, which must stay put while they are used:
+  // fields to drop are first marked (an empty name, which no codec produces), then erased at once.
+  for (auto& h : raw) {
+    if (hopByHop(h, keep_upgrade, named)) {
+      h.name.clear();
     }
-    for (const auto& n : named) {
-      if (iequals(h.name, n)) {
-        return true;
-      }
-    }
-    return false;
-  });
+  }
+  std::erase_if(raw, [](const Header& h) { return h.name.empty(); });
   if (keep_upgrade) {
     headers.add("Connection", "upgrade");
   }

@@ -43,24 +43,15 @@ std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
 }
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
-  bool done = false;
-  auto it = headers_.begin();
-  while (it != headers_.end()) {
-    if (iequals(it->name, name)) {
-      if (!done) {
-        it->value.assign(value);
-        done = true;
-        ++it;
-      } else {
-        it = headers_.erase(it);
-      }
-    } else {
-      ++it;
-    }
-  }
-  if (!done) {
+  auto same = [&](const Header& h) { return iequals(h.name, name); };
+  auto first = std::find_if(headers_.begin(), headers_.end(), same);
+  if (first == headers_.end()) {
     headers_.push_back({std::string(name), std::string(value)});
+    return;
   }
+  first->value.assign(value);
+  // Repeats go in one pass (erasing them one by one would cost fields × repeats).
+  headers_.erase(std::remove_if(first + 1, headers_.end(), same), headers_.end());
 }
 
 void HeaderMap::remove(std::string_view name) {
@@ -70,6 +61,27 @@ void HeaderMap::remove(std::string_view name) {
 size_t HeaderMap::count(std::string_view name) const {
   return static_cast<size_t>(std::count_if(headers_.begin(), headers_.end(),
                                            [&](const Header& h) { return iequals(h.name, name); }));
+}
+
+void HeaderMap::fold(std::string_view name, std::string_view separator) {
+  auto same = [&](const Header& h) { return iequals(h.name, name); };
+  auto first = std::find_if(headers_.begin(), headers_.end(), same);
+  if (first == headers_.end()) {
+    return;
+  }
+  auto out = first + 1;
+  for (auto it = first + 1; it != headers_.end(); ++it) {
+    if (same(*it)) {
+      first->value += separator;
+      first->value += it->value;
+    } else {
+      if (out != it) {
+        *out = std::move(*it);
+      }
+      ++out;
+    }
+  }
+  headers_.erase(out, headers_.end());
 }
 
 bool HeaderMap::hasToken(std::string_view name, std::string_view token) const {

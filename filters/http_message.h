@@ -29,6 +29,9 @@ class HeaderMap : public tracing::HeaderCarrier {
   // True when a comma-separated header (e.g. Connection) lists `token`, case-insensitively.
   bool hasToken(std::string_view name, std::string_view token) const;
   size_t count(std::string_view name) const;
+  // Every `name` field folded into the first, values joined by `separator`, in order (HTTP/2's
+  // cookie crumbs become one HTTP/1 Cookie line this way). One pass; no change with fewer than two.
+  void fold(std::string_view name, std::string_view separator);
 
   auto begin() const { return headers_.begin(); }
   auto end() const { return headers_.end(); }

@@ -5,6 +5,12 @@
 namespace sidetrace::filters {
 
 FilterStatus RouterFilter::onRequest(Stream& s) {
+  // Every listener is a reverse proxy: CONNECT would make it an open tunnel to any host:port the
+  // upstream can reach (RFC 9110 §9.3.6 leaves a server free to refuse it).
+  if (s.request.method == "CONNECT") {
+    s.local_reply = LocalReply{405, "CONNECT is not supported\n"};
+    return FilterStatus::StopIteration;
+  }
   auto idx = matchRoute(*s.listener, s.request);
   if (!idx) {
     s.local_reply = LocalReply{404, "no route\n"};

@@ -38,7 +38,8 @@ std::string redactQuery(std::string_view query) {
     std::string_view item = query.substr(0, amp);
     size_t eq = item.find('=');
     if (eq == std::string_view::npos) {
-      out.append(item);
+      // A bare item ("?token") is as likely a secret as a value: keep only that it was there.
+      out.append(item.empty() ? "" : "REDACTED");
     } else {
       out.append(item.substr(0, eq + 1));
       out.append("REDACTED");
@@ -50,6 +51,27 @@ std::string redactQuery(std::string_view query) {
     query.remove_prefix(amp + 1);
   }
   return out;
+}
+
+std::string redactUrlQuery(std::string_view url) {
+  size_t q = url.find('?');
+  if (q == std::string_view::npos) {
+    return std::string(url);
+  }
+  std::string out(url.substr(0, q + 1));
+  out += redactQuery(url.substr(q + 1));
+  return out;
+}
+
+bool knownHttpMethod(std::string_view method) {
+  static constexpr std::string_view kKnown[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
+                                                "CONNECT", "OPTIONS", "TRACE", "PATCH"};
+  for (auto m : kKnown) {
+    if (method == m) {
+      return true;
+    }
+  }
+  return false;
 }
 
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer)
@@ -91,23 +113,30 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   s.traced = true;
   propagator_.sanitize(s.request.headers);
   auto parent = propagator_.extract(s.request.headers);
-  s.server_span = tracer_.startServerSpan(s.request.method, parent ? &*parent : nullptr);
+  s.server_span = tracer_.startServerSpan(
+      knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP",
+      parent ? &*parent : nullptr);
   return FilterStatus::Continue;
 }
 
 namespace {
 
-// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route. A gRPC
-// call is named "package.Service/Method" as the RPC conventions say (its path, which names a
-// method, not a resource: low cardinality by construction).
+// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route; "HTTP"
+// in place of a method the conventions do not know (a client must not mint span names). A gRPC
+// call is named "package.Service/Method" as the RPC conventions say, when its path has that shape
+// (a method, not a resource; anything else keeps the HTTP name).
 std::string_view spanName(const Stream& s, std::string& scratch) {
-  if (s.grpc && s.request.path().size() > 1) {
-    return s.request.path().substr(1);
+  if (s.grpc) {
+    if (auto rpc = grpcMethodPath(s.request.path())) {
+      return *rpc;
+    }
   }
+  std::string_view method =
+      knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
   if (s.route == nullptr) {
-    return s.request.method;
+    return method;
   }
-  scratch.assign(s.request.method);
+  scratch.assign(method);
   scratch += ' ';
   scratch += s.route->name;
   return scratch;
@@ -124,7 +153,12 @@ struct StatusText {
 };
 
 void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
-  span.setAttribute("http.request.method", s.request.method);
+  if (knownHttpMethod(s.request.method)) {
+    span.setAttribute("http.request.method", s.request.method);
+  } else {
+    span.setAttribute("http.request.method", std::string_view("_OTHER"));
+    span.setAttribute("http.request.method_original", s.request.method);
+  }
   span.setAttribute("network.protocol.version", http2 ? std::string_view("2")
                                                 : s.request.version_minor == 0 ? "1.0"
                                                                                : "1.1");
@@ -135,15 +169,11 @@ void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2
 
 // rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
 void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
-  std::string_view method = s.request.path();
-  if (!method.empty() && method.front() == '/') {
-    method.remove_prefix(1);
-  }
-  size_t slash = method.find('/');
   span.setAttribute("rpc.system", std::string_view("grpc"));
-  if (slash != std::string_view::npos) {
-    span.setAttribute("rpc.service", method.substr(0, slash));
-    span.setAttribute("rpc.method", method.substr(slash + 1));
+  if (auto rpc = grpcMethodPath(s.request.path())) {
+    size_t slash = rpc->find('/');
+    span.setAttribute("rpc.service", rpc->substr(0, slash));
+    span.setAttribute("rpc.method", rpc->substr(slash + 1));
   }
   if (code >= 0) {
     span.setAttribute("rpc.grpc.status_code", int64_t{code});

@@ -34,6 +34,10 @@ class TracingFilter : public Filter {
 
 // Shared helpers (exposed for tests).
 bool globMatch(std::string_view pattern, std::string_view text);  // '*' matches any run
-std::string redactQuery(std::string_view query);                  // "a=1&b" → "a=REDACTED&b"
+std::string redactQuery(std::string_view query);  // "a=1&b&&c=" → "a=REDACTED&REDACTED&&c=REDACTED"
+// A URL (e.g. a Referer) with its query redacted as above; without '?' it is returned as is.
+std::string redactUrlQuery(std::string_view url);
+// The methods the HTTP semantic conventions name (RFC 9110's and PATCH); any other is "_OTHER".
+bool knownHttpMethod(std::string_view method);
 
 }  // namespace sidetrace::filters

@@ -176,7 +176,12 @@ std::string formatAccessLogText(const filters::Stream& s, std::string_view liste
                  : s.request.version_minor == 0 ? "HTTP/1.0"
                                                 : "HTTP/1.1",
                  s.response_status, s.response_body_bytes);
-  appendEscaped(out, s.request.headers.get("referer").value_or("-"));
+  // A Referer is a URL the client visited: its query may hold secrets as the request's does.
+  if (auto referer = s.request.headers.get("referer")) {
+    appendEscaped(out, filters::redactUrlQuery(*referer));
+  } else {
+    out += '-';
+  }
   out += "\" \"";
   appendEscaped(out, s.request.headers.get("user-agent").value_or("-"));
   fmt::format_to(std::back_inserter(out),

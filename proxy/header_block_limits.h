@@ -13,12 +13,13 @@
 namespace sidetrace::proxy {
 
 struct HeaderBlockLimits {
-  uint32_t max_bytes = 0;  // RFC 9113 §6.5.2's size: each field's name + value + 32
+  uint32_t max_bytes = 0;           // RFC 9113 §6.5.2's size: each field's name + value + 32
+  uint32_t max_count = UINT32_MAX;  // fields, pseudo-headers included
 };
 
 // Request heads and trailer sections, from the client.
 inline HeaderBlockLimits headerBlockLimits(const config::Limits& limits) {
-  return {limits.max_request_headers_bytes};
+  return {limits.max_request_headers_bytes, limits.max_request_headers_count};
 }
 
 // Response heads and trailer sections, from an upstream: 1 MiB each, what the HTTP/1 upstream
@@ -35,17 +36,20 @@ class HeaderBlockBudget {
   // Counts one field; false once the block is over a limit (for this field and every later one).
   bool admit(size_t name_len, size_t value_len, const HeaderBlockLimits& limits) {
     bytes_ += name_len + value_len + 32;
-    over_ = over_ || bytes_ > limits.max_bytes;
+    ++count_;
+    over_ = over_ || bytes_ > limits.max_bytes || count_ > limits.max_count;
     return !over_;
   }
   bool over() const { return over_; }
   void reset() {
     bytes_ = 0;
+    count_ = 0;
     over_ = false;
   }
 
  private:
   uint64_t bytes_ = 0;
+  uint32_t count_ = 0;
   bool over_ = false;
 };
 

@@ -14,9 +14,30 @@ struct Http1Parser::Impl {
 
   static Http1Parser& self(llhttp_t* p) { return *static_cast<Http1Parser*>(p->data); }
 
+  static int stop(Http1Parser& s, Stop why) {
+    s.stop_ = why;
+    return HPE_USER;
+  }
+  static const char* stopReason(Stop why, bool in_trailers, const char* llhttp_reason) {
+    switch (why) {
+      case Stop::TooLarge:
+        return in_trailers ? "trailer section too large" : "header block too large";
+      case Stop::TooManyFields:
+        return in_trailers ? "too many trailer fields" : "too many header fields";
+      case Stop::BadValue:
+        return "obs-fold or bare CR/LF in header value";
+      case Stop::NoHost:
+        return "no Host field in an HTTP/1.1 request";
+      case Stop::ManyHosts:
+        return "more than one Host field";
+      case Stop::None:
+        break;
+    }
+    return llhttp_reason;
+  }
   static int countHead(Http1Parser& s, size_t n) {
     s.head_bytes_ += n;
-    return s.head_bytes_ > s.max_head_bytes_ ? HPE_USER : 0;
+    return s.head_bytes_ > s.max_head_bytes_ ? stop(s, Stop::TooLarge) : 0;
   }
 
   static int onMessageBegin(llhttp_t* p) {
@@ -29,7 +50,9 @@ struct Http1Parser::Impl {
     s.in_value_ = false;
     s.head_done_ = false;
     s.in_message_ = true;
-    s.bad_header_ = false;
+    s.stop_ = Stop::None;
+    s.fields_ = 0;
+    s.hosts_ = 0;
     s.head_bytes_ = 1;  // nonzero from the first byte of a message
     s.content_length_.reset();
     return 0;
@@ -60,13 +83,11 @@ struct Http1Parser::Impl {
     // SP/HTAB right after a line feed is a fold.)
     char before = at > s.feed_begin_ ? at[-1] : s.prev_last_byte_;
     if (before == '\n' && n > 0 && (at[0] == ' ' || at[0] == '\t')) {
-      s.bad_header_ = true;
-      return HPE_USER;
+      return stop(s, Stop::BadValue);
     }
     for (size_t i = 0; i < n; ++i) {
       if (at[i] == '\r' || at[i] == '\n') {
-        s.bad_header_ = true;
-        return HPE_USER;
+        return stop(s, Stop::BadValue);
       }
     }
     s.value_.append(at, n);
@@ -80,6 +101,12 @@ struct Http1Parser::Impl {
     auto& headers = s.head_done_               ? s.trailers_
                     : s.kind_ == Kind::Request ? s.request_.headers
                                                : s.response_.headers;
+    if (++s.fields_ > s.max_fields_) {
+      return stop(s, Stop::TooManyFields);
+    }
+    if (!s.head_done_ && s.kind_ == Kind::Request && filters::iequals(s.field_, "host")) {
+      ++s.hosts_;
+    }
     if (!s.head_done_ && filters::iequals(s.field_, "content-length")) {
       uint64_t v = 0;
       auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
@@ -98,12 +125,16 @@ struct Http1Parser::Impl {
   static int onHeadersComplete(llhttp_t* p) {
     auto& s = self(p);
     s.head_done_ = true;
-    s.head_bytes_ = 1;  // a trailer section gets a budget of its own, the head's limit
+    s.head_bytes_ = 1;  // a trailer section gets a budget of its own, the head's limits
+    s.fields_ = 0;
     if (s.kind_ == Kind::Request) {
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
       s.request_.version_minor = p->http_minor;
       if (p->http_major != 1) {
         return -1;
+      }
+      if (s.hosts_ > 1 || (s.hosts_ == 0 && p->http_minor != 0)) {
+        return stop(s, s.hosts_ == 0 ? Stop::NoHost : Stop::ManyHosts);
       }
     } else {
       s.response_.status = p->status_code;
@@ -150,8 +181,11 @@ llhttp_settings_t Http1Parser::Impl::makeSettings() {
 
 const llhttp_settings_t Http1Parser::Impl::settings = makeSettings();
 
-Http1Parser::Http1Parser(Kind kind, uint32_t max_head_bytes)
-    : impl_(std::make_unique<Impl>()), kind_(kind), max_head_bytes_(max_head_bytes) {
+Http1Parser::Http1Parser(Kind kind, uint32_t max_head_bytes, uint32_t max_fields)
+    : impl_(std::make_unique<Impl>()),
+      kind_(kind),
+      max_head_bytes_(max_head_bytes),
+      max_fields_(max_fields) {
   llhttp_init(&impl_->parser, kind == Kind::Request ? HTTP_REQUEST : HTTP_RESPONSE,
               &Impl::settings);
   impl_->parser.data = this;
@@ -199,14 +233,10 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
       break;
     default:
       r.consumed = len;
-      if (err == HPE_USER && !bad_header_ && head_bytes_ > max_head_bytes_) {
-        r.error = ParseError::HeadersTooLarge;
-        r.error_reason = head_done_ ? "trailer section too large" : "header block too large";
-      } else {
-        r.error = ParseError::BadRequest;
-        r.error_reason = bad_header_ ? "obs-fold or bare CR/LF in header value"
-                                     : llhttp_get_error_reason(&impl_->parser);
-      }
+      r.error = stop_ == Stop::TooLarge || stop_ == Stop::TooManyFields
+                    ? ParseError::HeadersTooLarge
+                    : ParseError::BadRequest;
+      r.error_reason = Impl::stopReason(stop_, head_done_, llhttp_get_error_reason(&impl_->parser));
       break;
   }
   if (r.consumed > 0) {
@@ -352,6 +382,8 @@ const char* reasonPhrase(int status) {
       return "Forbidden";
     case 404:
       return "Not Found";
+    case 405:
+      return "Method Not Allowed";
     case 408:
       return "Request Timeout";
     case 413:

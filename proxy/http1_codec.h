@@ -8,8 +8,11 @@
 // time). Body pieces point into the caller's input and stay valid until the caller changes it.
 //
 // Strictness beyond llhttp's strict mode: obs-fold, and a bare LF as the empty line that ends the
-// head or a chunked trailer section (llhttp 8.1 accepts that one line ending), are errors.
-// Trailers of a chunked message are parsed into trailers(), bounded by the same limit as the head.
+// head or a chunked trailer section (llhttp 8.1 accepts that one line ending), are errors; so is a
+// request without exactly one Host field (RFC 9112 §3.2: none is allowed only in HTTP/1.0).
+// Trailers of a chunked message are parsed into trailers(), bounded by the same limits as the head
+// (bytes and number of fields, each checked as the fields arrive: a head over either is never
+// held whole).
 
 #include <cstdint>
 #include <memory>
@@ -25,7 +28,7 @@ namespace sidetrace::proxy {
 enum class ParseError {
   None,
   BadRequest,       // any grammar or framing violation (incl. smuggling shapes) → 400
-  HeadersTooLarge,  // head, or chunked trailer section, over the configured limit → 431
+  HeadersTooLarge,  // head, or chunked trailer section, over the byte or field limit → 431
 };
 
 struct FeedResult {
@@ -41,7 +44,8 @@ struct FeedResult {
 class Http1Parser {
  public:
   enum class Kind { Request, Response };
-  Http1Parser(Kind kind, uint32_t max_head_bytes);
+  static constexpr uint32_t kNoFieldLimit = UINT32_MAX;
+  Http1Parser(Kind kind, uint32_t max_head_bytes, uint32_t max_fields = kNoFieldLimit);
   ~Http1Parser();
   Http1Parser(const Http1Parser&) = delete;
   Http1Parser& operator=(const Http1Parser&) = delete;
@@ -73,9 +77,13 @@ class Http1Parser {
  private:
   struct Impl;
   friend struct Impl;
+  // Why a callback stopped llhttp: it reports every callback error under one code (or one per
+  // callback), so the reason is kept here for feed() to map onto a ParseError.
+  enum class Stop : uint8_t { None, TooLarge, TooManyFields, BadValue, NoHost, ManyHosts };
   std::unique_ptr<Impl> impl_;
   Kind kind_;
   uint32_t max_head_bytes_;
+  uint32_t max_fields_;
   filters::RequestHead request_;
   filters::ResponseHead response_;
   filters::HeaderMap trailers_;
@@ -85,7 +93,9 @@ class Http1Parser {
   bool head_done_ = false;
   bool in_message_ = false;
   bool no_body_ = false;
-  bool bad_header_ = false;
+  Stop stop_ = Stop::None;
+  uint32_t fields_ = 0;  // in the head or trailer section being parsed
+  uint32_t hosts_ = 0;   // Host fields in the request head
   // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
   bool section_ended_ = false;
   uint64_t head_bytes_ = 0;

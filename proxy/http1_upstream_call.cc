@@ -46,6 +46,9 @@ class Http1Call final : public UpstreamCall {
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
     auto& h = head.headers;
     h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
+    // HTTP/2 clients may split Cookie into one field per cookie; HTTP/1 allows one line, and an
+    // application reading only the first would lose the rest (RFC 9113 §8.2.3).
+    h.fold("cookie", "; ");
     if (!h.get("content-length")) {
       if (!end_stream) {
         h.add("Transfer-Encoding", "chunked");

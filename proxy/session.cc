@@ -118,7 +118,8 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
       in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
       upbuf_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
       parser_(Http1Parser::Kind::Request,
-              worker.current()->config().limits.max_request_headers_bytes),
+              worker.current()->config().limits.max_request_headers_bytes,
+              worker.current()->config().limits.max_request_headers_count),
       up_parser_(Http1Parser::Kind::Response, 1024 * 1024) {
   deadline_.watch(&tcp());
   worker_.add(this);

@@ -154,6 +154,23 @@ TEST_F(AccessLogTest, TextFormatIsCombinedPlusTraceIds) {
   EXPECT_NE(line.find(" sampled=1"), std::string::npos) << line;
 }
 
+// Secrets in a query reach no log line: not in a bare query item ("?k3y"), not in the Referer's
+// query (the text format writes the Referer).
+TEST_F(AccessLogTest, TextFormatRedactsBareQueryItemsAndTheReferer) {
+  std::string path = startWithAccessLog("text");
+  ASSERT_TRUE(httpRequest(port(), "GET", "/api/t?s3cr3tbare&page=2",
+                          {{"Referer", "https://shop.example/cart?session=s3cr3tref&s3cr3tflag"}}));
+  auto lines = waitLines(path, 1);
+  ASSERT_EQ(lines.size(), 1u) << proc_.logs();
+  const std::string& line = lines[0];
+  EXPECT_NE(line.find("] \"GET /api/t?REDACTED&page=REDACTED HTTP/1.1\" 200 "), std::string::npos)
+      << line;
+  EXPECT_NE(line.find(" \"https://shop.example/cart?session=REDACTED&REDACTED\" "),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("s3cr3t"), std::string::npos) << line;
+}
+
 TEST_F(AccessLogTest, Sigusr1ReopensTheFileAfterRotation) {
   std::string path = startWithAccessLog("json");
   ASSERT_TRUE(httpRequest(port(), "GET", "/api/before"));

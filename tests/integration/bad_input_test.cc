@@ -45,13 +45,90 @@ TEST_F(BadInputTest, OversizedHeaderBlockIs431) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200);
   expectRejected(buildRequest("GET", "/api/big-headers", {{"X-Big", std::string(8000, 'b')}}), 431);
-  // Many small headers count too.
+  // Many small headers count too (fewer than max_request_headers_count: the bytes decide).
   Headers many;
-  for (int i = 0; i < 200; ++i) {
-    many.emplace_back("X-H" + std::to_string(i), "0123456789012345678901234567890");
+  for (int i = 0; i < 60; ++i) {
+    many.emplace_back("X-H" + std::to_string(i), std::string(80, 'h'));
   }
   expectRejected(buildRequest("GET", "/api/many-headers", many), 431);
   EXPECT_EQ(upstream_.requestCount(), 1u);
+}
+
+// The per-field bytes (": " and CRLF) are counted when a field ends; a head that crosses the limit
+// right there is as much too large as any other (it used to get 400: that error took another path).
+TEST_F(BadInputTest, HeadCrossingTheLimitAtAFieldEndIs431) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "max_request_headers_bytes: 4096";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  int rejected = 0;
+  for (size_t pad = 4040; pad <= 4080; ++pad) {
+    SCOPED_TRACE(pad);
+    HttpConnection c(port());
+    ASSERT_TRUE(c.connected());
+    ASSERT_TRUE(c.send(buildRequest("GET", "/api/edge", {{"X-Pad", std::string(pad, 'p')}})));
+    auto r = c.readResponse(milliseconds(5000));
+    ASSERT_TRUE(r) << "no response: " << c.lastError();
+    EXPECT_TRUE(r->status == 200 || r->status == 431) << r->status;
+    rejected += r->status == 431 ? 1 : 0;
+  }
+  EXPECT_GT(rejected, 0);
+}
+
+// limits.max_request_headers_count (100 by default) bounds the fields of a head: the 101st ends the
+// request with 431 as it arrives, so no filter ever walks thousands of fields.
+TEST_F(BadInputTest, TooManyHeaderFieldsIs431) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  Headers fields;  // with Host: 100 fields
+  for (int i = 0; i < 99; ++i) {
+    fields.emplace_back("X-F" + std::to_string(i), "1");
+  }
+  auto ok = httpRequest(port(), "GET", "/api/hundred", fields);
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200);
+  fields.emplace_back("X-F99", "1");
+  expectRejected(buildRequest("GET", "/api/hundred-and-one", fields), 431);
+  // The head that made header stripping quadratic: 15,000 Connection names and 5,000 fields,
+  // inside the 60 KiB byte limit.
+  std::string names = "a";
+  for (int i = 1; i < 15000; ++i) {
+    names += ",a";
+  }
+  Headers attack{{"Connection", names}};
+  for (int i = 0; i < 5000; ++i) {
+    attack.emplace_back("b", "");
+  }
+  const std::string bytes = buildRequest("GET", "/api/stripping", attack);
+  ASSERT_LT(bytes.size(), 60u * 1024);
+  expectRejected(bytes, 431);
+  EXPECT_EQ(upstream_.requestCount(), 1u);
+}
+
+// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one Host, any request at most one. With two,
+// the proxy could route on one while the application serves the other.
+TEST_F(BadInputTest, MissingOrRepeatedHostIs400) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  expectRejected("GET /api/no-host HTTP/1.1\r\nUser-Agent: t\r\n\r\n", 400);
+  expectRejected("GET http://a/api/absolute HTTP/1.1\r\n\r\n", 400);
+  expectRejected("GET /api/two-hosts HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400);
+  expectRejected("GET /api/same-twice HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n", 400);
+  expectRejected("GET /api/two-hosts-10 HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n", 400);
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+  EXPECT_EQ(upstream_.connectionCount(), 0u);
+}
+
+// Listeners are reverse proxies: CONNECT gets 405 even where a route would match it, and no
+// tunnel to the upstream is opened.
+TEST_F(BadInputTest, ConnectIs405AndNeverForwarded) {
+  std::string y = standardConfigYaml({});
+  const std::string routes_key = "    routes:\n";
+  y.insert(y.find(routes_key) + routes_key.size(),
+           "      - name: any-connect\n        match: { method: CONNECT }\n        cluster: app\n");
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+  const std::string target = "127.0.0.1:" + std::to_string(upstream_.port());
+  expectRejected("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\n", 405);
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+  EXPECT_EQ(upstream_.connectionCount(), 0u);
 }
 
 // A chunked request's trailer section has the head's limit: over it, 431, whether it arrives with

@@ -275,6 +275,40 @@ TEST_F(Http2Test, H2cGetAndPostToHttp1Upstream) {
   EXPECT_EQ(serverSpansFor(spans, "/api/h2-post").size(), 1u) << describeAll(spans);
 }
 
+// RFC 9113 §8.2.3: an h2 client may send each cookie as a field of its own; the HTTP/1.1 upstream
+// gets one Cookie line, the crumbs joined with "; " in order.
+TEST_F(Http2Test, CookieCrumbsReachAnHttp1UpstreamAsOneLine) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto r =
+      c.request(get("/api/cookies",
+                    {{"cookie", "a=1"}, {"x-between", "1"}, {"cookie", "b=2"}, {"cookie", "c=3"}}));
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_EQ(r->status, 200) << r->describe();
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].headerCount("cookie"), 1u) << describeHeaders(reqs[0].headers);
+  EXPECT_EQ(reqs[0].header("cookie").value_or("<missing>"), "a=1; b=2; c=3");
+  EXPECT_EQ(reqs[0].header("x-between").value_or("<missing>"), "1");
+}
+
+// content-type application/grpc on a path that is not "/package.Service/Method" keeps the HTTP span
+// name: a client must not mint a span name per path.
+TEST_F(Http2Test, GrpcContentTypeOnAnyPathDoesNotNameSpans) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto r = c.request(post("/api/orders/12345", "", {{"content-type", "application/grpc"}}));
+  ASSERT_TRUE(r) << c.error();
+  auto spans = waitSpansSettled(otlp_, 2);
+  ASSERT_EQ(spans.size(), 2u) << describeAll(spans);
+  for (const auto& s : spans) {
+    EXPECT_EQ(s.name, "POST app") << s.describe();
+    EXPECT_FALSE(s.has("rpc.service")) << s.describe();
+  }
+}
+
 // One listener, both protocols: an h2c connection and an HTTP/1.1 connection open side by side.
 TEST_F(Http2Test, Http11AndH2cShareTheListener) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
@@ -632,6 +666,15 @@ TEST_F(Http2Test, StreamAndHeaderLimits) {
   ASSERT_TRUE(after) << c.error();
   EXPECT_TRUE(after->ok()) << after->describe();
   EXPECT_FALSE(c.goaway().received) << "an oversized header list must not end the connection";
+
+  // limits.max_request_headers_count (default 100) holds for HTTP/2 as for HTTP/1.
+  Headers many;
+  for (int i = 0; i < 150; ++i) {
+    many.emplace_back("x-h" + std::to_string(i), "v");
+  }
+  auto counted = c.request(get("/api/many-headers", many));
+  ASSERT_TRUE(counted) << c.error();
+  EXPECT_EQ(counted->status, 431) << counted->describe();
 
   // Ten requests with four allowed at once: a client that respects SETTINGS gets them all.
   std::vector<H2Request> ten(10, get("/api/ten"));

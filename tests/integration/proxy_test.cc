@@ -85,6 +85,32 @@ TEST_F(ProxyTest, GetIsProxiedWithForwardedHeadersAndHopByHopRemoved) {
   EXPECT_EQ(r2->status, 200);
 }
 
+// With the field limit raised, a head with thousands of fields and thousands of Connection names is
+// stripped exactly (the names are looked up, not compared with every field).
+TEST_F(ProxyTest, ConnectionNamesStrippedAmongThousandsOfFields) {
+  ProxyConfig cfg;
+  cfg.limits_extra = "max_request_headers_count: 10000";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  std::string names = "x-drop-a";
+  for (int i = 0; i < 5000; ++i) {
+    names += ",n" + std::to_string(i % 100);
+  }
+  names += ", X-Drop-B";
+  Headers fields{{"Connection", names}};
+  for (int i = 0; i < 1500; ++i) {
+    fields.emplace_back(i % 3 == 0 ? "x-drop-a" : i % 3 == 1 ? "X-DROP-B" : "x-keep", "1");
+  }
+  auto r = httpRequest(port(), "GET", "/api/strip", fields);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_EQ(reqs[0].headerCount("x-keep"), 500u);
+  EXPECT_EQ(reqs[0].headerCount("x-drop-a"), 0u);
+  EXPECT_EQ(reqs[0].headerCount("x-drop-b"), 0u);
+  EXPECT_EQ(reqs[0].headerCount("n1"), 0u);
+}
+
 TEST_F(ProxyTest, ExistingXForwardedForIsAppended) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
   auto r = httpRequest(port(), "GET", "/api/xff", {{"X-Forwarded-For", "203.0.113.7"}});

@@ -130,6 +130,29 @@ TEST_F(TracingTest, NoIncomingContextStartsNewRootTrace) {
   EXPECT_EQ(clients[0].span_id, tp->parent_id);
 }
 
+// HTTP semantic conventions for a method they do not know: "_OTHER" plus the original, and a span
+// named "HTTP {route}" (a client must not mint span names). A bare query item is a secret too.
+TEST_F(TracingTest, UnknownMethodIsOtherAndBareQueryItemsAreRedacted) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "PROPFIND", "/api/dav?s3cr3t");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto spans = waitSpansSettled(otlp_, 2);
+  ASSERT_EQ(spans.size(), 2u) << describeAll(spans);
+  for (const auto& s : spans) {
+    SCOPED_TRACE(s.describe());
+    EXPECT_EQ(s.name, "HTTP app");
+    EXPECT_EQ(s.str("http.request.method"), "_OTHER");
+    EXPECT_EQ(s.str("http.request.method_original"), "PROPFIND");
+    for (const auto& [k, v] : s.attributes) {
+      EXPECT_EQ(v.s.find("s3cr3t"), std::string::npos) << k << " leaks the query";
+    }
+  }
+  auto servers = spansOfKind(spans, 2);
+  ASSERT_EQ(servers.size(), 1u);
+  EXPECT_EQ(servers[0].str("url.query"), "REDACTED");
+}
+
 TEST_F(TracingTest, InvalidTraceparentStartsNewTrace) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
   struct Case {

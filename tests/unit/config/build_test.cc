@@ -293,6 +293,10 @@ TEST(Validate, Tracing) {
   Config limits = valid();
   limits.limits.idle_timeout = Duration(0);
   EXPECT_EQ(errorOf([&] { validate(limits); }), "limits.idle_timeout: must be greater than 0");
+  Config count = valid();
+  count.limits.max_request_headers_count = 0;
+  EXPECT_EQ(errorOf([&] { validate(count); }),
+            "limits.max_request_headers_count: must be greater than 0");
 }
 
 TEST(Validate, EnvOtlpHttpDefaultsToLocalCollector) {

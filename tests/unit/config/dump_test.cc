@@ -173,6 +173,7 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
   },
   "limits": {
     "max_request_headers_bytes": 61440,
+    "max_request_headers_count": 100,
     "request_header_timeout": "10s",
     "idle_timeout": "1m",
     "drain_timeout": "15s",

@@ -88,6 +88,7 @@ tracing:
   batch: { max_queue_size: 100, max_export_batch_size: 10, schedule_delay: 1s, export_timeout: 2s }
 limits:
   max_request_headers_bytes: 1000
+  max_request_headers_count: 50
   request_header_timeout: 1s
   idle_timeout: 2m
   drain_timeout: 3s
@@ -204,6 +205,7 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(t.batch.export_timeout, Duration(2000));
 
   EXPECT_EQ(cfg.limits.max_request_headers_bytes, 1000u);
+  EXPECT_EQ(cfg.limits.max_request_headers_count, 50u);
   EXPECT_EQ(cfg.limits.request_header_timeout, Duration(1000));
   EXPECT_EQ(cfg.limits.idle_timeout, Duration(120000));
   EXPECT_EQ(cfg.limits.drain_timeout, Duration(3000));
@@ -267,6 +269,12 @@ TEST(ApplyYamlErrors, UnknownKey) {
             "routes)");
   EXPECT_EQ(loadError("tracing:\n  sampler: { kind: x }\n"),
             "t.yaml:2: tracing.sampler.kind: unknown key (expected one of: type, ratio)");
+}
+
+TEST(ApplyYamlErrors, HeaderCountMustBePositive) {
+  EXPECT_EQ(loadError("workers: 1\nlimits:\n  max_request_headers_count: 0\n"),
+            "t.yaml:3: limits.max_request_headers_count: must be greater than 0");
+  EXPECT_EQ(load("workers: 1\n").limits.max_request_headers_count, 100u);  // Envoy's default
 }
 
 TEST(ApplyYamlErrors, WrongType) {

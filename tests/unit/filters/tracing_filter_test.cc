@@ -246,7 +246,7 @@ TEST_F(TracingFilterTest, AttributesAndNamesAtCompletion) {
 
   EXPECT_EQ(strAttr(*server, "http.request.method"), "GET");
   EXPECT_EQ(strAttr(*server, "url.path"), "/api/orders/42");
-  EXPECT_EQ(strAttr(*server, "url.query"), "a=REDACTED&b");
+  EXPECT_EQ(strAttr(*server, "url.query"), "a=REDACTED&REDACTED");
   EXPECT_EQ(strAttr(*server, "url.scheme"), "http");
   EXPECT_EQ(strAttr(*server, "http.route"), "orders-api");
   EXPECT_EQ(intAttr(*server, "http.response.status_code"), 200);
@@ -274,7 +274,8 @@ TEST_F(TracingFilterTest, AttributesAndNamesAtCompletion) {
   EXPECT_EQ(strAttr(*client, "server.address"), "orders.internal");
   EXPECT_EQ(intAttr(*client, "server.port"), 8080);
   EXPECT_EQ(strAttr(*client, "network.peer.address"), "10.9.9.9");
-  EXPECT_EQ(strAttr(*client, "url.full"), "http://orders.internal:8080/api/orders/42?a=REDACTED&b");
+  EXPECT_EQ(strAttr(*client, "url.full"),
+            "http://orders.internal:8080/api/orders/42?a=REDACTED&REDACTED");
   EXPECT_EQ(strAttr(*client, "sidetrace.cluster"), "orders");
   EXPECT_EQ(client->status, tracing::StatusCode::Unset);
 }
@@ -294,6 +295,83 @@ TEST_F(TracingFilterTest, NoRouteNameIsJustMethod) {
   EXPECT_EQ(findAttr(spans[0], "url.query"), nullptr);
   EXPECT_EQ(intAttr(spans[0], "http.response.status_code"), 404);
   EXPECT_EQ(spans[0].status, tracing::StatusCode::Unset);  // 4xx is not a server error
+}
+
+// HTTP semantic conventions: a method outside RFC 9110's and PATCH is "_OTHER", the original kept
+// beside it, and the span named "HTTP {route}": a client must not be able to mint span names.
+TEST_F(TracingFilterTest, UnknownMethodIsOther) {
+  makeFilter();
+  Stream s;
+  initStream(s, "PROPFIND", "/api/orders");
+  exchange(s, 207);
+  Stream bare;
+  initStream(bare, "MKCOL", "/nowhere");
+  filter_->onRequest(bare);
+  bare.response_status = 404;
+  filter_->onComplete(bare);
+  auto spans = flushAll();
+  expectUniqueKeys(spans);
+  ASSERT_EQ(spans.size(), 3u);
+  for (const auto& d : spans) {
+    SCOPED_TRACE(d.name);
+    EXPECT_EQ(strAttr(d, "http.request.method"), "_OTHER");
+    EXPECT_TRUE(strAttr(d, "http.request.method_original") == "PROPFIND" ||
+                strAttr(d, "http.request.method_original") == "MKCOL");
+  }
+  EXPECT_EQ(findKind(spans, tracing::SpanKind::Server)->name, "HTTP orders-api");
+  EXPECT_EQ(findKind(spans, tracing::SpanKind::Client)->name, "HTTP orders-api");
+  EXPECT_EQ(spans.back().name, "HTTP");  // no route
+}
+
+TEST_F(TracingFilterTest, KnownMethodsKeepTheirName) {
+  for (const char* m :
+       {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}) {
+    EXPECT_TRUE(knownHttpMethod(m)) << m;
+  }
+  for (const char* m : {"get", "PURGE", "PROPFIND", "QUERY", ""}) {
+    EXPECT_FALSE(knownHttpMethod(m)) << m;
+  }
+  makeFilter();
+  Stream s;
+  initStream(s, "PATCH", "/api/orders");
+  exchange(s, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  for (const auto& d : spans) {
+    EXPECT_EQ(d.name, "PATCH orders-api");
+    EXPECT_EQ(strAttr(d, "http.request.method"), "PATCH");
+    EXPECT_EQ(findAttr(d, "http.request.method_original"), nullptr);
+  }
+}
+
+// Only a "/package.Service/Method" path names a gRPC span; content-type application/grpc on any
+// other path keeps the HTTP name (one span name per path would be unbounded cardinality).
+TEST_F(TracingFilterTest, OnlyRpcShapedPathsNameGrpcSpans) {
+  makeFilter();
+  Stream rpc;
+  initStream(rpc, "POST", "/shop.v1.Orders/Get");
+  rpc.grpc = true;
+  exchange(rpc, 200);
+  Stream other;
+  initStream(other, "POST", "/api/orders/12345");
+  other.grpc = true;
+  exchange(other, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 4u);
+  size_t rpc_named = 0;
+  for (const auto& d : spans) {
+    if (d.name == "shop.v1.Orders/Get") {
+      ++rpc_named;
+      EXPECT_EQ(strAttr(d, "rpc.service"), "shop.v1.Orders");
+      EXPECT_EQ(strAttr(d, "rpc.method"), "Get");
+    } else {
+      EXPECT_EQ(d.name, "POST orders-api");
+      EXPECT_EQ(strAttr(d, "rpc.system"), "grpc");
+      EXPECT_EQ(findAttr(d, "rpc.service"), nullptr);
+      EXPECT_EQ(findAttr(d, "rpc.method"), nullptr);
+    }
+  }
+  EXPECT_EQ(rpc_named, 2u);
 }
 
 TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
@@ -608,17 +686,26 @@ TEST(GlobMatchTest, Stars) {
 
 TEST(RedactQueryTest, Cases) {
   EXPECT_EQ(redactQuery(""), "");
-  EXPECT_EQ(redactQuery("a=1&b"), "a=REDACTED&b");
+  EXPECT_EQ(redactQuery("a=1&b"), "a=REDACTED&REDACTED");
   EXPECT_EQ(redactQuery("a=1"), "a=REDACTED");
   EXPECT_EQ(redactQuery("a="), "a=REDACTED");
-  EXPECT_EQ(redactQuery("flag"), "flag");
+  EXPECT_EQ(redactQuery("flag"), "REDACTED");  // "/reset?3f9a7c…": a bare item may be a secret
   EXPECT_EQ(redactQuery("a=1&b=2&c=3"), "a=REDACTED&b=REDACTED&c=REDACTED");
   EXPECT_EQ(redactQuery("a=b=c"), "a=REDACTED");
   EXPECT_EQ(redactQuery("=secret"), "=REDACTED");
   EXPECT_EQ(redactQuery("a=1&&b=2"), "a=REDACTED&&b=REDACTED");
   EXPECT_EQ(redactQuery("a=1&"), "a=REDACTED&");
   EXPECT_EQ(redactQuery("&a=1"), "&a=REDACTED");
-  EXPECT_EQ(redactQuery("token=abc%26def&x"), "token=REDACTED&x");
+  EXPECT_EQ(redactQuery("token=abc%26def&x"), "token=REDACTED&REDACTED");
+  EXPECT_EQ(redactQuery("&&"), "&&");
+}
+
+TEST(RedactQueryTest, UrlQuery) {
+  EXPECT_EQ(redactUrlQuery("https://a.example/p?x=1&secret"),
+            "https://a.example/p?x=REDACTED&REDACTED");
+  EXPECT_EQ(redactUrlQuery("https://a.example/p"), "https://a.example/p");
+  EXPECT_EQ(redactUrlQuery("/p?"), "/p?");
+  EXPECT_EQ(redactUrlQuery(""), "");
 }
 
 }  // namespace

@@ -27,7 +27,7 @@ class AccessLogFormatTest : public ::testing::Test {
     s_.peer_address = "10.0.0.7";
     s_.peer_port = 51000;
     s_.request.method = "POST";
-    s_.request.target = "/orders/42?token=abc&debug";
+    s_.request.target = "/orders/42?token=abc&token2";
     s_.request.headers.add("User-Agent", "curl/8 \"x\"");
     s_.request.headers.add("x-request-id", "req-1");
     s_.route = &route_;
@@ -64,7 +64,8 @@ TEST_F(AccessLogFormatTest, JsonLine) {
             "\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"" +
                 span +
                 "\",\"sampled\":true,\"listener\":\"ingress\",\"route\":\"orders\",\"method\":"
-                "\"POST\",\"path\":\"/orders/42?token=REDACTED&debug\",\"protocol\":\"HTTP/1.1\","
+                "\"POST\",\"path\":\"/orders/42?token=REDACTED&REDACTED\","
+                "\"protocol\":\"HTTP/1.1\","
                 "\"status\":201,\"duration_ms\":3.456,\"upstream\":\"127.0.0.1:8080\","
                 "\"upstream_status\":201,\"upstream_ms\":1.250,\"bytes_in\":17,\"bytes_out\":2,"
                 "\"client\":\"10.0.0.7\",\"user_agent\":\"curl/8 \\\"x\\\"\",\"request_id\":"
@@ -104,10 +105,24 @@ TEST_F(AccessLogFormatTest, TextLine) {
   trace(nullptr);
   const auto& ctx = s_.server_span.context();
   EXPECT_EQ(formatAccessLogText(s_, "ingress", times_),
-            "10.0.0.7 - - [23/Nov/2026:13:45:01 +0000] \"POST /orders/42?token=REDACTED&debug "
+            "10.0.0.7 - - [23/Nov/2026:13:45:01 +0000] \"POST /orders/42?token=REDACTED&REDACTED "
             "HTTP/1.1\" 201 2 \"-\" \"curl/8 \\x22x\\x22\" 0.003 listener=ingress route=orders "
             "upstream=127.0.0.1:8080 upstream_status=201 bytes_in=17 trace_id=" +
                 ctx.trace_id.hex() + " span_id=" + ctx.span_id.hex() + " sampled=1");
+}
+
+// The Referer is a URL the client came from: its query is redacted like the request's.
+TEST_F(AccessLogFormatTest, TextLineRedactsTheReferersQuery) {
+  s_.request.headers.add("Referer", "https://shop.example/cart?session=s3cr3t&abcdef123");
+  std::string line = formatAccessLogText(s_, "ingress", times_);
+  EXPECT_NE(line.find(" 201 2 \"https://shop.example/cart?session=REDACTED&REDACTED\" "),
+            std::string::npos)
+      << line;
+  EXPECT_EQ(line.find("s3cr3t"), std::string::npos) << line;
+  EXPECT_EQ(line.find("abcdef123"), std::string::npos) << line;
+  s_.request.headers.set("Referer", "https://shop.example/cart");
+  line = formatAccessLogText(s_, "ingress", times_);
+  EXPECT_NE(line.find(" \"https://shop.example/cart\" "), std::string::npos) << line;
 }
 
 TEST_F(AccessLogFormatTest, TextLineWithoutTraceOrRoute) {

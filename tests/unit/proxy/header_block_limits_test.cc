@@ -25,10 +25,23 @@ TEST(HeaderBlockBudget, StaysOverUntilReset) {
   EXPECT_FALSE(b.over());
 }
 
+TEST(HeaderBlockBudget, CountsFields) {
+  const HeaderBlockLimits limits{1 << 20, 3};
+  HeaderBlockBudget b;
+  EXPECT_TRUE(b.admit(1, 1, limits));
+  EXPECT_TRUE(b.admit(1, 1, limits));
+  EXPECT_TRUE(b.admit(1, 1, limits));
+  EXPECT_FALSE(b.admit(1, 1, limits)) << "the fourth field is over max_count";
+  b.reset();
+  EXPECT_TRUE(b.admit(1, 1, limits));
+}
+
 TEST(HeaderBlockBudget, LimitsComeFromConfig) {
   config::Limits l;
   l.max_request_headers_bytes = 1234;
+  l.max_request_headers_count = 42;
   EXPECT_EQ(headerBlockLimits(l).max_bytes, 1234u);
+  EXPECT_EQ(headerBlockLimits(l).max_count, 42u);
 }
 
 }  // namespace
