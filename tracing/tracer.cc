@@ -47,9 +47,16 @@ void Span::setName(std::string_view name) {
 }
 
 void Span::setAttribute(std::string_view key, const AttributeValueView& value) {
-  if (record_) {
-    appendOtlpAttribute(record_->attributes, key, value);
+  if (!record_) {
+    return;
   }
+  const config::SpanLimits& limits = tracer_->limits_;
+  if (record_->attribute_count >= limits.attribute_count) {
+    ++record_->dropped_attributes_count;
+    return;
+  }
+  ++record_->attribute_count;
+  appendOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length);
 }
 
 // OpenTelemetry's rules: Unset is never set explicitly, Error replaces Unset, Ok is final (and
@@ -157,6 +164,8 @@ void Tracer::finish(std::unique_ptr<SpanRecord> record) {
   }
   if (free_records_.size() < kMaxFreeRecords) {
     record->attributes.clear();  // clear() keeps capacity: the next span appends without allocating
+    record->attribute_count = 0;
+    record->dropped_attributes_count = 0;
     record->status = StatusCode::Unset;
     record->status_message.clear();
     free_records_.push_back(std::move(record));
