@@ -358,6 +358,38 @@ TEST_F(TracerTest, DefaultSpanLimitCutsValuesAt4096Bytes) {
   EXPECT_EQ(std::get<std::string>(*spans[0].attribute("user_agent.original")).size(), 4096u);
 }
 
+// W3C level 2: the random flag describes the trace id, so it stays with a continued trace.
+TEST_F(TracerTest, RandomFlagKeptWithTheTraceId) {
+  Tracer t = makeTracer("parentbased_always_on");
+  SpanContext sampled_random = remote(kFlagSampled | kFlagRandom);
+  Span s = t.startServerSpan("a", &sampled_random);
+  Span c = t.startChildSpan("c", SpanKind::Client, s);
+  EXPECT_EQ(s.context().flags, 0x03);
+  EXPECT_EQ(c.context().flags, 0x03);
+  EXPECT_EQ(formatTraceparent(c.context()).substr(53), "03");
+  SpanContext unsampled_random = remote(kFlagRandom);
+  EXPECT_EQ(t.startServerSpan("b", &unsampled_random).context().flags, 0x02);
+  EXPECT_EQ(t.startServerSpan("root", nullptr).context().flags, 0x01);
+}
+
+// B3 debug implies sampled and passes to the next hop; never with an unsampled span.
+TEST_F(TracerTest, B3DebugPassesOnWithASampledSpan) {
+  Tracer t = makeTracer("parentbased_always_on");
+  SpanContext debug = remote(kFlagSampled);
+  debug.debug = true;
+  Span s = t.startServerSpan("a", &debug);
+  Span c = t.startChildSpan("c", SpanKind::Client, s);
+  EXPECT_TRUE(s.context().debug);
+  EXPECT_TRUE(c.context().debug);
+  MapCarrier carrier;
+  CompositePropagator({"b3multi"}).inject(c.context(), carrier);
+  EXPECT_EQ(carrier.headers.at("x-b3-flags"), "1");
+  EXPECT_EQ(carrier.headers.count("x-b3-sampled"), 0u);
+
+  Tracer off = makeTracer("always_off");
+  EXPECT_FALSE(off.startServerSpan("b", &debug).context().debug);
+}
+
 // Exporter "none": the buffer has no processor, so nothing is recorded, but a sampled context
 // still propagates.
 TEST(TracerNoExporterTest, SampledButNotRecording) {
