@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <iostream>
+#include <numeric>
 #include <string>
 #include <thread>
 
@@ -242,6 +243,9 @@ TEST_F(BigRequestsTest, DefaultSpanLimitsKeepEveryBatchUnderTheCollectorLimit) {
     }
     EXPECT_EQ(s.dropped_attributes_count, 0u);
   }
+  const auto sizes = otlp_.requestBytes();
+  std::cerr << "[ figures  ] " << spans.size() << " spans in " << sizes.size() << " request(s), "
+            << std::accumulate(sizes.begin(), sizes.end(), size_t{0}) << " bytes\n";
   EXPECT_EQ(metricSum(metrics(), "sidetrace_spans_dropped_total", ""), 0);
   stopProxyExpectClean();
 }
