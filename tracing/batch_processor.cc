@@ -257,7 +257,7 @@ void WorkerSpanBuffer::add(const SpanRecord& span) {
     return;
   }
   appendOtlpSpan(pending_, span);
-  if (++pending_count_ >= batch_) {
+  if (++pending_count_ >= batch_ || pending_.size() >= kMaxPendingBytes) {
     flush();
   }
 }

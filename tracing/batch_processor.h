@@ -100,10 +100,12 @@ class BatchSpanProcessor {
 };
 
 // Per-worker staging buffer: encodes ended spans into a batch and hands it to the processor when
-// it holds `batch` spans or when flush() is called (the worker calls it on a short timer).
+// it holds `batch` spans or kMaxPendingBytes, or when flush() is called (the worker calls it on a
+// short timer). The byte bound keeps large spans from piling up outside the queue's byte bound.
 // Single-threaded: owned and used by one worker.
 class WorkerSpanBuffer {
  public:
+  static constexpr size_t kMaxPendingBytes = 256 * 1024;
   WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
   void add(const SpanRecord& span);
   void flush();

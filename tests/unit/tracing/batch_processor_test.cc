@@ -463,6 +463,20 @@ TEST(WorkerSpanBufferTest, HandsOverAtBatchSizeOrFlush) {
   EXPECT_EQ(rec->bad_requests, 0);
 }
 
+TEST(WorkerSpanBufferTest, HandsOverLargeSpansAtTheByteBound) {
+  auto e = std::make_unique<RecordingExporter>();
+  BatchSpanProcessor p(std::move(e), cfg(100, 100), resource());
+  WorkerSpanBuffer buf(&p, 50);
+  buf.add(record("small"));
+  EXPECT_EQ(p.stats().spans_sampled.load(), 0u);
+  SpanRecord big = record("big");
+  appendOtlpAttribute(big.attributes, "pad",
+                      std::string_view(std::string(WorkerSpanBuffer::kMaxPendingBytes, 'x')));
+  buf.add(big);
+  EXPECT_EQ(p.stats().spans_sampled.load(), 2u);  // 2 of 50 spans, but over the byte bound
+  EXPECT_EQ(p.stats().queue_size.load(), 2u);
+}
+
 TEST(WorkerSpanBufferTest, ReusedAfterHandOver) {
   auto e = std::make_unique<RecordingExporter>();
   auto* rec = e.get();
