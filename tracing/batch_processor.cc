@@ -33,8 +33,10 @@ BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
   // A zero delay would make the export thread spin on an empty queue.
   cfg_.schedule_delay = std::max(cfg_.schedule_delay, config::Duration{1});
   cfg_.max_queue_bytes = std::max<uint32_t>(cfg_.max_queue_bytes, 1);
-  request_budget_ =
-      cfg_.max_export_bytes - std::min<size_t>(cfg_.max_export_bytes, encoder_.maxFramingBytes());
+  // At least 1: an empty queue (0 bytes) must not count as a full request, or the thread spins.
+  request_budget_ = std::max<size_t>(
+      cfg_.max_export_bytes - std::min<size_t>(cfg_.max_export_bytes, encoder_.maxFramingBytes()),
+      1);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "st-exporter");  // for top -H / perf
     run();

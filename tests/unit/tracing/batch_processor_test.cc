@@ -310,6 +310,21 @@ TEST(BatchSpanProcessorTest, SpanLargerThanARequestIsDroppedAndCounted) {
   EXPECT_EQ(rec->bad_requests, 0);
 }
 
+// A max_export_bytes below the request framing leaves no room for any span: each is dropped and
+// counted, and the export thread (woken by queued bytes) still sleeps on an empty queue.
+TEST(BatchSpanProcessorTest, MaxExportBytesBelowTheFramingDropsEverySpan) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_export_bytes = 1;
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(spans(2));
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(p.stats().spans_dropped_too_large.load(), 2u);
+  EXPECT_TRUE(rec->batchSizes().empty());
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
+}
+
 TEST(BatchSpanProcessorTest, QueueBoundedByBytesDropsAndCounts) {
   auto e = std::make_unique<RecordingExporter>();
   auto* rec = e.get();
