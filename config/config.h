@@ -241,9 +241,24 @@ struct ExporterConfig {
 struct BatchConfig {
   uint32_t max_queue_size = 2048;
   uint32_t max_export_batch_size = 512;
+  // Byte bounds (encoded OTLP protobuf). A queue of large spans is capped by bytes as well as by
+  // count; an export request is split so that none exceeds max_export_bytes (a collector's gRPC
+  // server refuses messages over 4 MiB by default, and a refused request loses every span in it).
+  uint32_t max_queue_bytes = 32 * 1024 * 1024;
+  uint32_t max_export_bytes = 1024 * 1024;
   Duration schedule_delay{5000};
   Duration export_timeout{30000};
   bool operator==(const BatchConfig&) const = default;
+};
+
+// OpenTelemetry span limits (OTEL_SPAN_ATTRIBUTE_*_LIMIT). A string value longer than
+// attribute_value_length bytes is cut at a UTF-8 character boundary; attributes past
+// attribute_count are dropped and counted in the span's dropped_attributes_count. The value
+// default is ours (the spec has none): request data can reach 60 KiB per header.
+struct SpanLimits {
+  uint32_t attribute_value_length = 4096;
+  uint32_t attribute_count = 128;
+  bool operator==(const SpanLimits&) const = default;
 };
 
 struct TracingConfig {
@@ -256,6 +271,7 @@ struct TracingConfig {
   std::vector<IgnoreRule> ignore;
   ExporterConfig exporter;
   BatchConfig batch;
+  SpanLimits span_limits;
 };
 
 // Per-connection bounds (Beast's body_limit/expires_after habit): each has a default.
@@ -283,6 +299,9 @@ struct AdminConfig {
 struct AccessLogConfig {
   std::string path;  // "" off; "stdout"; or a file
   std::string format = "json";
+  // Bytes of lines waiting for the log thread (as well as a count bound); beyond it new lines are
+  // dropped and counted.
+  uint32_t max_queue_bytes = 32 * 1024 * 1024;
 };
 
 struct Config {

@@ -435,6 +435,13 @@ void writeTracing(JsonWriter& w, const TracingConfig& t) {
   w.field("max_export_batch_size", t.batch.max_export_batch_size);
   w.field("schedule_delay", formatDuration(t.batch.schedule_delay));
   w.field("export_timeout", formatDuration(t.batch.export_timeout));
+  w.field("max_queue_bytes", t.batch.max_queue_bytes);
+  w.field("max_export_bytes", t.batch.max_export_bytes);
+  w.endObject();
+  w.key("span_limits");
+  w.beginObject();
+  w.field("attribute_value_length", t.span_limits.attribute_value_length);
+  w.field("attribute_count", t.span_limits.attribute_count);
   w.endObject();
   w.endObject();
 }
@@ -496,6 +503,7 @@ std::string dumpConfigJson(const Config& cfg) {
   w.beginObject();
   w.field("path", cfg.access_log.path);  // "" = off
   w.field("format", cfg.access_log.format);
+  w.field("max_queue_bytes", cfg.access_log.max_queue_bytes);
   w.endObject();
   w.endObject();
   return w.take();

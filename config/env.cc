@@ -92,6 +92,36 @@ uint32_t positiveCount(const std::string& var, const std::string& value) {
   return *n;
 }
 
+uint32_t count(const std::string& var, const std::string& value) {
+  auto n = detail::parseUint32(detail::trim(value));
+  if (!n) {
+    fail(var, value, "expected a non-negative integer");
+  }
+  return *n;
+}
+
+// The span-specific variable wins over the general attribute one (the SDK spec's rule).
+std::optional<std::pair<std::string, std::string>> getLimit(const EnvLookup& env,
+                                                            const std::string& specific,
+                                                            const std::string& general) {
+  for (const std::string& name : {specific, general}) {
+    if (auto v = get(env, name)) {
+      return std::make_pair(name, *v);
+    }
+  }
+  return std::nullopt;
+}
+
+void applySpanLimitsEnv(SpanLimits& l, const EnvLookup& env) {
+  if (auto v = getLimit(env, "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT",
+                        "OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT")) {
+    l.attribute_value_length = positiveCount(v->first, v->second);
+  }
+  if (auto v = getLimit(env, "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "OTEL_ATTRIBUTE_COUNT_LIMIT")) {
+    l.attribute_count = count(v->first, v->second);
+  }
+}
+
 }  // namespace
 
 EnvLookup processEnv() {
@@ -210,6 +240,8 @@ void applyEnv(Config& cfg, const EnvLookup& env) {
   if (auto v = getOtlp(env, "CERTIFICATE")) {
     e.tls.ca_file = detail::trim(v->second);  // the CA bundle that verifies the collector
   }
+
+  applySpanLimitsEnv(t.span_limits, env);
 
   BatchConfig& b = t.batch;
   if (auto v = get(env, "OTEL_BSP_MAX_QUEUE_SIZE")) {

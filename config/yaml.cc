@@ -875,11 +875,43 @@ void parseExporter(const Walker& w, const YAML::Node& n, const std::string& path
   resolveOtlpHttpEndpoint(w, has_endpoint ? &endpoint_node : nullptr, path + ".endpoint", e);
 }
 
+void parseBatch(const Walker& w, const YAML::Node& n, const std::string& path, BatchConfig& b) {
+  w.walkMap(n, path,
+            {"max_queue_size", "max_export_batch_size", "schedule_delay", "export_timeout",
+             "max_queue_bytes", "max_export_bytes"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "max_queue_size") {
+                b.max_queue_size = w.positive(v, sub);
+              } else if (key == "max_export_batch_size") {
+                b.max_export_batch_size = w.positive(v, sub);
+              } else if (key == "schedule_delay") {
+                b.schedule_delay = w.duration(v, sub);
+              } else if (key == "export_timeout") {
+                b.export_timeout = w.duration(v, sub);
+              } else if (key == "max_queue_bytes") {
+                b.max_queue_bytes = w.positive(v, sub);
+              } else {
+                b.max_export_bytes = w.positive(v, sub);
+              }
+            });
+}
+
+void parseSpanLimits(const Walker& w, const YAML::Node& n, const std::string& path, SpanLimits& l) {
+  w.walkMap(n, path, {"attribute_value_length", "attribute_count"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "attribute_value_length") {
+                l.attribute_value_length = w.positive(v, sub);
+              } else {
+                l.attribute_count = w.u32(v, sub);  // 0: no attributes at all
+              }
+            });
+}
+
 void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path, TracingConfig& t) {
   bool has_service_name = false;
   w.walkMap(n, path,
             {"enabled", "service_name", "resource", "propagators", "sampler", "ignore", "exporter",
-             "batch"},
+             "batch", "span_limits"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "enabled") {
                 t.enabled = w.boolean(v, sub);
@@ -918,22 +950,10 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
                 });
               } else if (key == "exporter") {
                 parseExporter(w, v, sub, t.exporter);
+              } else if (key == "batch") {
+                parseBatch(w, v, sub, t.batch);
               } else {
-                BatchConfig& b = t.batch;
-                w.walkMap(
-                    v, sub,
-                    {"max_queue_size", "max_export_batch_size", "schedule_delay", "export_timeout"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "max_queue_size") {
-                        b.max_queue_size = w.positive(v2, s2);
-                      } else if (k2 == "max_export_batch_size") {
-                        b.max_export_batch_size = w.positive(v2, s2);
-                      } else if (k2 == "schedule_delay") {
-                        b.schedule_delay = w.duration(v2, s2);
-                      } else {
-                        b.export_timeout = w.duration(v2, s2);
-                      }
-                    });
+                parseSpanLimits(w, v, sub, t.span_limits);
               }
             });
 }
@@ -1029,10 +1049,12 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
               } else if (key == "limits") {
                 parseLimits(w, v, sub, cfg.limits);
               } else if (key == "access_log") {
-                w.walkMap(v, sub, {"path", "format"},
+                w.walkMap(v, sub, {"path", "format", "max_queue_bytes"},
                           [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
                             if (k2 == "path") {
                               cfg.access_log.path = w.str(v2, s2);
+                            } else if (k2 == "max_queue_bytes") {
+                              cfg.access_log.max_queue_bytes = w.positive(v2, s2);
                             } else {
                               cfg.access_log.format =
                                   w.choice(v2, s2, detail::checkAccessLogFormat);

@@ -42,6 +42,31 @@ std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
   return std::nullopt;
 }
 
+std::optional<std::string_view> HeaderMap::getList(std::string_view name,
+                                                   std::string& scratch) const {
+  std::optional<std::string_view> first;
+  bool combined = false;
+  for (const auto& h : headers_) {
+    if (!iequals(h.name, name)) {
+      continue;
+    }
+    if (!first) {
+      first = h.value;
+      continue;
+    }
+    if (!combined) {
+      scratch.assign(*first);
+      combined = true;
+    }
+    scratch += ',';
+    scratch += h.value;
+  }
+  if (combined) {
+    return std::string_view(scratch);
+  }
+  return first;
+}
+
 void HeaderMap::set(std::string_view name, std::string_view value) {
   auto same = [&](const Header& h) { return iequals(h.name, name); };
   auto first = std::find_if(headers_.begin(), headers_.end(), same);

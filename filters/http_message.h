@@ -21,6 +21,9 @@ struct Header {
 class HeaderMap : public tracing::HeaderCarrier {
  public:
   std::optional<std::string_view> get(std::string_view name) const override;
+  size_t count(std::string_view name) const override;
+  std::optional<std::string_view> getList(std::string_view name,
+                                          std::string& scratch) const override;
   void set(std::string_view name, std::string_view value) override;
   void remove(std::string_view name) override;
   void add(std::string name, std::string value) {
@@ -28,7 +31,6 @@ class HeaderMap : public tracing::HeaderCarrier {
   }
   // True when a comma-separated header (e.g. Connection) lists `token`, case-insensitively.
   bool hasToken(std::string_view name, std::string_view token) const;
-  size_t count(std::string_view name) const;
   // Every `name` field folded into the first, values joined by `separator`, in order (HTTP/2's
   // cookie crumbs become one HTTP/1 Cookie line this way). One pass; no change with fewer than two.
   void fold(std::string_view name, std::string_view separator);

@@ -8,6 +8,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <ctime>
 #include <iterator>
 #include <mutex>
@@ -43,9 +44,56 @@ class ReopenableFileSink final : public spdlog::sinks::base_sink<std::mutex> {
 };
 
 namespace {
-
-// Lines waiting for the log thread; beyond this the oldest are dropped (a worker never blocks).
+// Lines waiting for the log thread; beyond this new lines are dropped (a worker never blocks).
 constexpr size_t kQueueLines = 65536;
+}  // namespace
+
+// Counts lines from the worker that formats them until the sink has written them. Admission keeps
+// the count within spdlog's queue capacity, so spdlog never drops a line behind our back (and
+// the counts stay exact).
+struct AccessLog::Queue {
+  size_t max_bytes = 0;
+  std::atomic<size_t> lines{0};
+  std::atomic<size_t> bytes{0};
+  std::atomic<uint64_t> dropped{0};
+
+  bool admit(size_t n) {
+    const size_t queued_lines = lines.fetch_add(1, std::memory_order_relaxed);
+    const size_t queued_bytes = bytes.fetch_add(n, std::memory_order_relaxed);
+    if (queued_lines < kQueueLines && queued_bytes + n <= max_bytes) {
+      return true;
+    }
+    release(n);
+    dropped.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  void release(size_t n) {
+    lines.fetch_sub(1, std::memory_order_relaxed);
+    bytes.fetch_sub(n, std::memory_order_relaxed);
+  }
+};
+
+namespace {
+
+// Writes through to the real sink on the log thread, then releases the line from the queue.
+class QueueReleasingSink final : public spdlog::sinks::sink {
+ public:
+  QueueReleasingSink(spdlog::sink_ptr sink, std::shared_ptr<AccessLog::Queue> queue)
+      : sink_(std::move(sink)), queue_(std::move(queue)) {}
+  void log(const spdlog::details::log_msg& msg) override {
+    sink_->log(msg);
+    queue_->release(msg.payload.size());
+  }
+  void flush() override { sink_->flush(); }
+  void set_pattern(const std::string& pattern) override { sink_->set_pattern(pattern); }
+  void set_formatter(std::unique_ptr<spdlog::formatter> formatter) override {
+    sink_->set_formatter(std::move(formatter));
+  }
+
+ private:
+  spdlog::sink_ptr sink_;
+  std::shared_ptr<AccessLog::Queue> queue_;
+};
 
 struct Fields {
   std::string trace_id, span_id;  // empty when the request is not traced
@@ -217,6 +265,9 @@ std::unique_ptr<AccessLog> AccessLog::open(const config::AccessLogConfig& cfg) {
     }
     sink = log->file_sink_;
   }
+  log->queue_ = std::make_shared<Queue>();
+  log->queue_->max_bytes = cfg.max_queue_bytes;
+  sink = std::make_shared<QueueReleasingSink>(std::move(sink), log->queue_);
   log->logger_ = std::make_shared<spdlog::async_logger>(
       "access", std::move(sink), log->pool_, spdlog::async_overflow_policy::overrun_oldest);
   log->logger_->set_pattern("%v");
@@ -238,7 +289,13 @@ AccessLog::~AccessLog() {
 void AccessLog::log(const filters::Stream& s, std::string_view listener, const AccessLogTimes& t) {
   std::string line =
       json_ ? formatAccessLogJson(s, listener, t) : formatAccessLogText(s, listener, t);
-  logger_->info(line);
+  if (queue_->admit(line.size())) {
+    logger_->info(line);
+  }
+}
+
+uint64_t AccessLog::dropped() const {
+  return queue_->dropped.load(std::memory_order_relaxed);
 }
 
 void AccessLog::reopen() {

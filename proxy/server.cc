@@ -71,7 +71,8 @@ uint64_t residentBytes() {
 }  // namespace
 
 std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& ps,
-                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining) {
+                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
+                          uint64_t access_log_dropped) {
   const auto& cfg = *gen.config;
   std::ostringstream o;
   auto sum = [&](auto fn) {
@@ -337,6 +338,12 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
     << "\n"
     << "sidetrace_spans_dropped_total{reason=\"export_failed\"} "
     << ps.spans_dropped_export_failed.load() << "\n"
+    << "sidetrace_spans_dropped_total{reason=\"too_large\"} " << ps.spans_dropped_too_large.load()
+    << "\n"
+    << "# HELP sidetrace_access_log_dropped_total Access log lines dropped because the queue to "
+       "the log thread was full (lines or max_queue_bytes).\n"
+       "# TYPE sidetrace_access_log_dropped_total counter\n"
+    << "sidetrace_access_log_dropped_total " << access_log_dropped << "\n"
     << "# HELP sidetrace_spans_rejected_total Spans in successful exports that the collector "
        "reported as rejected (OTLP partial success).\n"
        "# TYPE sidetrace_spans_rejected_total counter\n"
@@ -401,7 +408,8 @@ std::string restartOnlyChange(const config::Config& cur, const config::Config& n
     return "log_format: " + cur.log_format + " → " + next.log_format;
   }
   if (next.access_log.path != cur.access_log.path ||
-      next.access_log.format != cur.access_log.format) {
+      next.access_log.format != cur.access_log.format ||
+      next.access_log.max_queue_bytes != cur.access_log.max_queue_bytes) {
     return "access_log changed";
   }
   return "";
@@ -577,7 +585,8 @@ AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loo
                      : AdminResponse{200, "text/plain", "ready\n"};
   }
   if (path == "/metrics") {
-    std::string text = renderMetrics(*gen_, pipeline_stats_, workers_, draining_);
+    std::string text = renderMetrics(*gen_, pipeline_stats_, workers_, draining_,
+                                     access_log_ ? access_log_->dropped() : 0);
     text += fmt::format(
         "# HELP sidetrace_config_reloads_total Config reloads (SIGHUP, POST /reload), by "
         "outcome.\n"

@@ -33,6 +33,7 @@ int runServer(config::ConfigPtr cfg, ConfigLoader load);
 class Worker;
 struct Generation;
 std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& pipeline,
-                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining);
+                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
+                          uint64_t access_log_dropped);
 
 }  // namespace sidetrace::proxy

@@ -54,6 +54,7 @@ Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
       tls_(std::move(tls)),
       flush_timer_(io_) {
   tls_.resize(gen->config->listeners.size(), nullptr);
+  tracer_.setSpanLimits(gen->config->tracing.span_limits);
   rng_ =
       0x9E3779B97F4A7C15ULL ^
       (static_cast<uint64_t>(std::chrono::steady_clock::now().time_since_epoch().count()) + index);
@@ -87,6 +88,7 @@ void Worker::switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanP
     // Built here, on the worker thread, because pools and their sockets belong to this io_context.
     auto next = makeWorkerGeneration(std::move(gen));
     tracer_.setSampler(next->gen->sampler);
+    tracer_.setSpanLimits(next->config().tracing.span_limits);
     span_buffer_.setProcessor(processor);
     current_ = std::move(next);  // the old one lives on in the requests still using it
     done();

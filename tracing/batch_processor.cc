@@ -32,6 +32,11 @@ BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
       std::clamp<uint32_t>(cfg_.max_export_batch_size, 1, cfg_.max_queue_size);
   // A zero delay would make the export thread spin on an empty queue.
   cfg_.schedule_delay = std::max(cfg_.schedule_delay, config::Duration{1});
+  cfg_.max_queue_bytes = std::max<uint32_t>(cfg_.max_queue_bytes, 1);
+  // At least 1: an empty queue (0 bytes) must not count as a full request, or the thread spins.
+  request_budget_ = std::max<size_t>(
+      cfg_.max_export_bytes - std::min<size_t>(cfg_.max_export_bytes, encoder_.maxFramingBytes()),
+      1);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "st-exporter");  // for top -H / perf
     run();
@@ -52,17 +57,24 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
   {
     std::lock_guard lock(mu_);
     if (!stopping_) {
-      size_t room = cfg_.max_queue_size - std::min<size_t>(queued_spans_, cfg_.max_queue_size);
-      taken = std::min(room, spans.count);
+      const size_t room =
+          cfg_.max_queue_size - std::min<size_t>(queued_spans_, cfg_.max_queue_size);
+      const size_t room_bytes =
+          cfg_.max_queue_bytes - std::min<size_t>(queued_bytes_, cfg_.max_queue_bytes);
+      taken = spans.count;
+      if (spans.count > room || spans.bytes.size() > room_bytes) {
+        // Keep the first spans that fit, cut at a span boundary.
+        const SpansPrefix fits = otlpSpansPrefix(spans.bytes, room, room_bytes);
+        spans.bytes.resize(fits.bytes);
+        taken = fits.count;
+      }
       if (taken > 0) {
-        if (taken < spans.count) {  // keep the first `taken` spans, cut at a span boundary
-          spans.bytes.resize(otlpSpansPrefixBytes(spans.bytes, taken));
-        }
+        queued_bytes_ += spans.bytes.size();
         queue_.push_back(SpanBatch{std::move(spans.bytes), taken});
         queued_spans_ += taken;
       }
       stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
-      wake = queued_spans_ >= cfg_.max_export_batch_size;
+      wake = queued_spans_ >= cfg_.max_export_batch_size || queued_bytes_ >= request_budget_;
     }
   }
   const size_t dropped = spans.count - taken;
@@ -115,7 +127,7 @@ void BatchSpanProcessor::run() {
       std::unique_lock lock(mu_);
       cv_.wait_for(lock, cfg_.schedule_delay, [&] {
         return stopping_ || flush_requested_ > flush_done_ ||
-               queued_spans_ >= cfg_.max_export_batch_size;
+               queued_spans_ >= cfg_.max_export_batch_size || queued_bytes_ >= request_budget_;
       });
       stop = stopping_;
       flush_target = flush_requested_;
@@ -135,6 +147,7 @@ void BatchSpanProcessor::run() {
         stats_->spans_dropped_export_failed.fetch_add(queued_spans_, std::memory_order_relaxed);
         queue_.clear();
         queued_spans_ = 0;
+        queued_bytes_ = 0;
         stats_->queue_size.store(0, std::memory_order_relaxed);
         flush_done_ = flush_requested_;
       }
@@ -146,38 +159,64 @@ void BatchSpanProcessor::run() {
   }
 }
 
+size_t BatchSpanProcessor::popRequest(size_t want, std::vector<SpanBatch>& batch, size_t& dropped) {
+  size_t n = 0;
+  size_t bytes = 0;
+  while (n < want && !queue_.empty()) {
+    SpanBatch& front = queue_.front();
+    SpansPrefix take = otlpSpansPrefix(front.bytes, want - n, request_budget_ - bytes);
+    const bool too_large = take.count == 0;
+    if (too_large) {
+      if (n > 0) {
+        break;  // this request is full: the next span starts the next one
+      }
+      take = otlpSpansPrefix(front.bytes, 1);  // alone over the budget: no request can carry it
+      dropped += take.count;
+    } else {
+      n += take.count;
+      bytes += take.bytes;
+    }
+    queued_spans_ -= take.count;
+    queued_bytes_ -= take.bytes;
+    if (take.count == front.count) {
+      if (!too_large) {
+        batch.push_back(std::move(front));
+      }
+      queue_.pop_front();
+    } else {  // split the front batch at a span boundary
+      if (!too_large) {
+        batch.push_back(SpanBatch{front.bytes.substr(0, take.bytes), take.count});
+      }
+      front.bytes.erase(0, take.bytes);
+      front.count -= take.count;
+    }
+  }
+  stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
+  return n;
+}
+
 void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {
   std::vector<SpanBatch> batch;
   std::vector<std::string_view> runs;
   while (count > 0 && SteadyClock::now() < deadline) {
     batch.clear();
     size_t n = 0;
+    size_t dropped = 0;
     {
       std::lock_guard lock(mu_);
-      const size_t want = std::min(count, size_t{cfg_.max_export_batch_size});
-      while (n < want && !queue_.empty()) {
-        SpanBatch& front = queue_.front();
-        const size_t take = std::min(want - n, front.count);
-        if (take == front.count) {
-          batch.push_back(std::move(front));
-          queue_.pop_front();
-        } else {  // split the front batch at a span boundary
-          const size_t bytes = otlpSpansPrefixBytes(front.bytes, take);
-          batch.push_back(SpanBatch{front.bytes.substr(0, bytes), take});
-          front.bytes.erase(0, bytes);
-          front.count -= take;
-        }
-        n += take;
-      }
-      queued_spans_ -= n;
-      stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
+      n = popRequest(std::min(count, size_t{cfg_.max_export_batch_size}), batch, dropped);
     }
-    if (n == 0) {
+    if (dropped > 0) {
+      stats_->spans_dropped_too_large.fetch_add(dropped, std::memory_order_relaxed);
+      log().warn("dropped {} span(s) larger than tracing.batch.max_export_bytes ({})", dropped,
+                 cfg_.max_export_bytes);
+    }
+    if (n + dropped == 0) {
       return;
     }
-    count -= std::min(count, n);
-    if (!exporter_) {
-      continue;  // no exporter: spans are discarded by design
+    count -= std::min(count, n + dropped);
+    if (n == 0 || !exporter_) {
+      continue;  // only oversized spans, or no exporter: spans are discarded by design
     }
     runs.clear();
     for (const SpanBatch& b : batch) {
@@ -208,8 +247,8 @@ void BatchSpanProcessor::warnDropped(uint64_t dropped) {
     return;  // logged within the last second, or another worker is logging right now
   }
   uint64_t n = dropped_since_log_.exchange(0, std::memory_order_relaxed);
-  log().warn("span export queue full (max_queue_size {}): dropped {} span(s)", cfg_.max_queue_size,
-             n);
+  log().warn("span export queue full (max_queue_size {}, max_queue_bytes {}): dropped {} span(s)",
+             cfg_.max_queue_size, cfg_.max_queue_bytes, n);
 }
 
 WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
@@ -220,7 +259,7 @@ void WorkerSpanBuffer::add(const SpanRecord& span) {
     return;
   }
   appendOtlpSpan(pending_, span);
-  if (++pending_count_ >= batch_) {
+  if (++pending_count_ >= batch_ || pending_.size() >= kMaxPendingBytes) {
     flush();
   }
 }

@@ -1,7 +1,9 @@
 #pragma once
 // BatchSpanProcessor: one thread, one bounded queue, one exporter. Workers hand over spans in
 // small batches (WorkerSpanBuffer) so the lock is taken once per batch, not per span. A full queue
-// drops spans and counts them; a worker never waits on export (nginx-otel BatchExporter habit).
+// (by span count or by bytes) drops spans and counts them; a worker never waits on export
+// (nginx-otel BatchExporter habit). Requests are cut by bytes as well as by count: a collector
+// refuses an oversized message whole, losing every span in it.
 // Spans travel already encoded (otlp_encode.h): the export thread frames them, it never re-encodes.
 
 #include <atomic>
@@ -29,6 +31,7 @@ struct PipelineStats {
   std::atomic<uint64_t> spans_exported{0};  // in successful export calls
   std::atomic<uint64_t> spans_dropped_queue_full{0};
   std::atomic<uint64_t> spans_dropped_export_failed{0};
+  std::atomic<uint64_t> spans_dropped_too_large{0};  // alone larger than max_export_bytes
   std::atomic<uint64_t> spans_rejected{0};  // exported, but rejected by the collector (partial)
   std::atomic<uint64_t> export_requests_ok{0};
   std::atomic<uint64_t> export_requests_failed{0};
@@ -63,9 +66,13 @@ class BatchSpanProcessor {
 
  private:
   void run();
-  // Exports up to `count` queued spans in batches of at most max_export_batch_size; the lock is
-  // held only to pop a batch. Stops early (spans left queued) once `deadline` has passed.
+  // Exports up to `count` queued spans in requests of at most max_export_batch_size spans and
+  // max_export_bytes bytes; the lock is held only to pop a batch. Stops early (spans left queued)
+  // once `deadline` has passed.
   void exportQueued(size_t count, std::chrono::steady_clock::time_point deadline);
+  // Under mu_: moves the spans of the next request (at most `want`) from the queue into `batch`;
+  // returns how many, and in `dropped` how many spans were too large to send at all.
+  size_t popRequest(size_t want, std::vector<SpanBatch>& batch, size_t& dropped);
   void warnDropped(uint64_t dropped);
 
   std::unique_ptr<SpanExporter> exporter_;
@@ -77,7 +84,9 @@ class BatchSpanProcessor {
   std::condition_variable cv_;       // wakes the export thread
   std::condition_variable flushed_;  // wakes forceFlush callers
   std::deque<SpanBatch> queue_;
-  size_t queued_spans_ = 0;     // spans in queue_ (the bound is in spans)
+  size_t queued_spans_ = 0;     // spans in queue_ (bounded by max_queue_size)
+  size_t queued_bytes_ = 0;     // their encoded bytes (bounded by max_queue_bytes)
+  size_t request_budget_ = 0;   // span bytes per request: max_export_bytes less the framing
   std::string request_;         // export thread only: the framed request, capacity reused
   uint64_t rejected_seen_ = 0;  // export thread only: exporter_->rejectedSpans() last added
   uint64_t flush_requested_ = 0;
@@ -91,10 +100,12 @@ class BatchSpanProcessor {
 };
 
 // Per-worker staging buffer: encodes ended spans into a batch and hands it to the processor when
-// it holds `batch` spans or when flush() is called (the worker calls it on a short timer).
+// it holds `batch` spans or kMaxPendingBytes, or when flush() is called (the worker calls it on a
+// short timer). The byte bound keeps large spans from piling up outside the queue's byte bound.
 // Single-threaded: owned and used by one worker.
 class WorkerSpanBuffer {
  public:
+  static constexpr size_t kMaxPendingBytes = 256 * 1024;
   WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
   void add(const SpanRecord& span);
   void flush();

@@ -1,5 +1,7 @@
 #include "tracing/otlp_encode.h"
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
@@ -108,11 +110,14 @@ struct EncodedValue {
   }
 };
 
-EncodedValue encodeValue(const AttributeValueView& value, std::string& scratch) {
+EncodedValue encodeValue(const AttributeValueView& value, size_t max_text_bytes,
+                         std::string& scratch) {
   EncodedValue v;
   if (const auto* s = std::get_if<std::string_view>(&value)) {
     v.tag = tag(1, kLen);
-    v.text = validUtf8(*s, scratch);
+    // Cut before repairing (a long value is not scanned past the limit), and again after: each
+    // repaired byte grows to three.
+    v.text = truncateUtf8(validUtf8(truncateUtf8(*s, max_text_bytes), scratch), max_text_bytes);
   } else if (const auto* b = std::get_if<bool>(&value)) {
     v.tag = tag(2, kVarint);
     v.number = *b ? 1 : 0;
@@ -130,9 +135,9 @@ EncodedValue encodeValue(const AttributeValueView& value, std::string& scratch) 
 // KeyValue { key = 1; value = 2 } as field `field_tag` of the enclosing message.
 template <typename Out>
 void putKeyValue(Out& out, uint32_t field_tag, std::string_view key,
-                 const AttributeValueView& value) {
+                 const AttributeValueView& value, size_t max_text_bytes = SIZE_MAX) {
   std::string value_scratch;
-  EncodedValue v = encodeValue(value, value_scratch);
+  EncodedValue v = encodeValue(value, max_text_bytes, value_scratch);
   const size_t any_size = v.size();
   const size_t kv_size =
       bytesFieldSize(tag(1, kLen), key.size()) + 1 + varintSize(any_size) + any_size;
@@ -166,15 +171,17 @@ constexpr uint32_t kSpanTraceId = tag(1, kLen), kSpanSpanId = tag(2, kLen),
                    kSpanTraceState = tag(3, kLen), kSpanParentSpanId = tag(4, kLen),
                    kSpanName = tag(5, kLen), kSpanKind = tag(6, kVarint),
                    kSpanStart = tag(7, kFixed64), kSpanEnd = tag(8, kFixed64),
-                   kSpanStatus = tag(15, kLen), kSpanFlags = tag(16, kFixed32);
+                   kSpanStatus = tag(15, kLen), kSpanFlags = tag(16, kFixed32),
+                   kSpanDroppedAttributes = tag(10, kVarint);
 constexpr uint32_t kStatusMessage = tag(2, kLen), kStatusCode = tag(3, kVarint);
 constexpr uint32_t kAttributes = tag(9, kLen);       // Span.attributes
 constexpr uint32_t kScopeSpansSpans = tag(2, kLen);  // ScopeSpans.spans
 
 }  // namespace
 
-void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value) {
-  putKeyValue(out, kAttributes, key, value);
+void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value,
+                         size_t max_text_bytes) {
+  putKeyValue(out, kAttributes, key, value, max_text_bytes);
 }
 
 namespace {
@@ -197,6 +204,7 @@ void putSpan(Out& out, const SpanRecord& span) {
       (has_parent ? bytesFieldSize(kSpanParentSpanId, 8) : 0) +
       bytesFieldSize(kSpanName, name.size()) + 1 + varintSize(static_cast<uint64_t>(span.kind)) +
       2 * (1 + 8) + span.attributes.size() +
+      (span.dropped_attributes_count != 0 ? 1 + varintSize(span.dropped_attributes_count) : 0) +
       (span.status != StatusCode::Unset ? bytesFieldSize(kSpanStatus, status_size) : 0) +
       (span.flags != 0 ? 2 + 4 : 0);
   Writer w(extend(out, varintSize(kScopeSpansSpans) + varintSize(size) + size));
@@ -221,6 +229,10 @@ void putSpan(Out& out, const SpanRecord& span) {
   w.varint(kSpanEnd);
   w.fixed(span.end_unix_nanos, 8);
   w.raw(span.attributes.view());
+  if (span.dropped_attributes_count != 0) {
+    w.varint(kSpanDroppedAttributes);
+    w.varint(span.dropped_attributes_count);
+  }
   if (span.status != StatusCode::Unset) {
     w.varint(kSpanStatus);
     w.varint(status_size);
@@ -246,9 +258,10 @@ void appendOtlpSpan(WireBuffer& out, const SpanRecord& span) {
   putSpan(out, span);
 }
 
-size_t otlpSpansPrefixBytes(std::string_view run, size_t n) {
+SpansPrefix otlpSpansPrefix(std::string_view run, size_t max_count, size_t max_bytes) {
+  SpansPrefix prefix;
   size_t pos = 0;
-  for (size_t i = 0; i < n && pos < run.size(); ++i) {
+  while (prefix.count < max_count && pos < run.size()) {
     ++pos;  // the tag (kScopeSpansSpans, one byte)
     uint64_t len = 0;
     for (int shift = 0; pos < run.size(); shift += 7) {
@@ -258,9 +271,14 @@ size_t otlpSpansPrefixBytes(std::string_view run, size_t n) {
         break;
       }
     }
-    pos += len;
+    pos = static_cast<size_t>(std::min<uint64_t>(pos + len, run.size()));
+    if (pos > max_bytes) {
+      break;
+    }
+    prefix.bytes = pos;
+    ++prefix.count;
   }
-  return std::min(pos, run.size());
+  return prefix;
 }
 
 OtlpRequestEncoder::OtlpRequestEncoder(const Resource& resource) {
@@ -273,6 +291,11 @@ OtlpRequestEncoder::OtlpRequestEncoder(const Resource& resource) {
   putField(scope, tag(1, kLen), "sidetrace");        // InstrumentationScope.name = 1
   putField(scope, tag(2, kLen), SIDETRACE_VERSION);  // InstrumentationScope.version = 2
   putField(scope_field_, tag(1, kLen), scope);       // ScopeSpans.scope = 1
+}
+
+size_t OtlpRequestEncoder::maxFramingBytes() const {
+  // Two tags and two length varints (at most 5 bytes each for a request under 4 GiB).
+  return resource_field_.size() + scope_field_.size() + 2 * (1 + 5);
 }
 
 void OtlpRequestEncoder::encode(const std::vector<std::string_view>& span_runs,
@@ -353,6 +376,7 @@ bool decodeOtlpRequest(std::string_view request, std::vector<SpanData>* spans, R
         }
         d.status = static_cast<StatusCode>(s.status().code());
         d.status_message = s.status().message();
+        d.dropped_attributes_count = s.dropped_attributes_count();
         spans->push_back(std::move(d));
       }
     }

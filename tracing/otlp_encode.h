@@ -11,6 +11,7 @@
 // opentelemetry-proto schema (tests/integration/node).
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,16 +21,26 @@
 namespace sidetrace::tracing {
 
 // Appends one Span.attributes KeyValue (field 9) to out. The key is trusted to be valid UTF-8
-// (attribute keys are literals); a string value is checked and repaired.
-void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value);
+// (attribute keys are literals); a string value is checked, repaired and cut to at most
+// max_text_bytes at a character boundary.
+void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value,
+                         size_t max_text_bytes = SIZE_MAX);
 
 // Appends `span` as one ScopeSpans.spans element (tag, length, Span message) to out.
 void appendOtlpSpan(std::string& out, const SpanRecord& span);
 void appendOtlpSpan(WireBuffer& out, const SpanRecord& span);
 
-// In a run of ScopeSpans.spans elements: the byte length of the first n of them (all of `run` if
-// it holds fewer). Lets a batch be split at a span boundary without decoding it.
-size_t otlpSpansPrefixBytes(std::string_view run, size_t n);
+// In a run of ScopeSpans.spans elements: the first spans, at most max_count of them and at most
+// max_bytes in all (all of `run` if it holds fewer). Lets a batch be split at a span boundary
+// without decoding it. count is 0 when even the first span is larger than max_bytes.
+struct SpansPrefix {
+  size_t bytes = 0;
+  size_t count = 0;
+};
+SpansPrefix otlpSpansPrefix(std::string_view run, size_t max_count, size_t max_bytes = SIZE_MAX);
+inline size_t otlpSpansPrefixBytes(std::string_view run, size_t n) {
+  return otlpSpansPrefix(run, n).bytes;
+}
 
 // Frames runs of encoded spans as one ExportTraceServiceRequest: one ResourceSpans (the resource)
 // holding one ScopeSpans (scope "sidetrace", SIDETRACE_VERSION) with every span of every run.
@@ -38,6 +49,8 @@ class OtlpRequestEncoder {
   explicit OtlpRequestEncoder(const Resource& resource);
   // Overwrites out (its capacity is reused).
   void encode(const std::vector<std::string_view>& span_runs, std::string& out) const;
+  // At most this many bytes of a request are not span bytes (resource, scope, their framing).
+  size_t maxFramingBytes() const;
 
  private:
   std::string resource_field_;  // ResourceSpans.resource, complete with tag and length

@@ -21,6 +21,9 @@ constexpr std::string_view kB3Flags = "x-b3-flags";
 // W3C limits: tracestate carries at most 32 list members; baggage's grammar allows at most 180
 // list members and we cap the header at 8192 bytes (the spec's minimum a platform must carry).
 constexpr size_t kMaxTracestateMembers = 32;
+// Propagate at least 512 characters of tracestate; cut longer lists, members over 128 first.
+constexpr size_t kMaxTracestateChars = 512;
+constexpr size_t kMaxTracestateMemberChars = 128;
 constexpr size_t kMaxBaggageMembers = 180;
 constexpr size_t kMaxBaggageBytes = 8192;
 
@@ -158,7 +161,9 @@ class TraceContextPropagator final : public Propagator {
  public:
   std::optional<SpanContext> extract(const HeaderCarrier& carrier) const override {
     auto traceparent = carrier.get(kTraceparent);
-    if (!traceparent) {
+    // traceparent is not a list: two lines combine into something that does not parse, so the
+    // spec's rule (invalid: start a new trace) applies rather than picking one of them.
+    if (!traceparent || carrier.count(kTraceparent) != 1) {
       return std::nullopt;
     }
     // HTTP strips OWS around field values; be tolerant if the carrier did not.
@@ -166,7 +171,8 @@ class TraceContextPropagator final : public Propagator {
     if (!ctx) {
       return std::nullopt;
     }
-    if (auto tracestate = carrier.get(kTracestate)) {
+    std::string scratch;
+    if (auto tracestate = carrier.getList(kTracestate, scratch)) {
       ctx->tracestate = sanitizeTracestate(*tracestate).value_or(std::string());
     }
     return ctx;
@@ -198,16 +204,22 @@ class B3Propagator final : public Propagator {
   }
 
   void inject(const SpanContext& ctx, HeaderCarrier& carrier) const override {
-    const char* sampled = ctx.sampled() ? "1" : "0";
+    // Debug implies an accept decision: B3 sends "d" / X-B3-Flags: 1 instead of a sampled state.
+    const char* sampled = ctx.debug ? "d" : ctx.sampled() ? "1" : "0";
     // Headers of the other form (and a stale parent id / debug flag) would describe the caller's
     // span, and a stale `b3` would even win over fresh multi headers: remove them.
     if (inject_multi_) {
       carrier.remove(kB3);
       carrier.remove(kB3ParentSpanId);
-      carrier.remove(kB3Flags);
       carrier.set(kB3TraceId, ctx.trace_id.hex());
       carrier.set(kB3SpanId, ctx.span_id.hex());
-      carrier.set(kB3Sampled, sampled);
+      if (ctx.debug) {
+        carrier.remove(kB3Sampled);
+        carrier.set(kB3Flags, "1");
+      } else {
+        carrier.remove(kB3Flags);
+        carrier.set(kB3Sampled, sampled);
+      }
     } else {
       carrier.remove(kB3TraceId);
       carrier.remove(kB3SpanId);
@@ -240,6 +252,7 @@ class B3Propagator final : public Propagator {
     // sampled.
     if (auto flags = carrier.get(kB3Flags); flags && trimOws(*flags) == "1") {
       ctx.flags = kFlagSampled;  // debug implies sampled
+      ctx.debug = true;
     } else if (auto sampled = carrier.get(kB3Sampled)) {
       std::string_view s = trimOws(*sampled);
       if (s == "1" || s == "true") {
@@ -289,8 +302,8 @@ std::optional<SpanContext> parseTraceparent(std::string_view value) {
   if (!ctx.valid()) {
     return std::nullopt;
   }
-  // Only the sampled bit has a meaning we act on; other bits are ignored, never a reason to reject.
-  ctx.flags = hexByte(flags_hex) & kFlagSampled;
+  // Sampled and random have a meaning we keep; other bits are ignored, never a reason to reject.
+  ctx.flags = hexByte(flags_hex) & (kFlagSampled | kFlagRandom);
   ctx.remote = true;
   return ctx;
 }
@@ -321,6 +334,50 @@ std::string_view formatTraceparent(const SpanContext& ctx, char (&buf)[kTracepar
   *p++ = kHex[ctx.flags & 0x0f];
   return {buf, sizeof buf};
 }
+
+namespace {
+
+// `list` holds `members` valid members joined by ',' and is longer than 512 characters.
+void truncateTracestate(std::string& list, size_t members) {
+  std::array<std::string_view, kMaxTracestateMembers> all;
+  std::array<bool, kMaxTracestateMembers> keep;
+  std::string_view rest = list;
+  for (size_t i = 0; i < members; ++i) {
+    const size_t comma = rest.find(',');
+    all[i] = rest.substr(0, comma);
+    keep[i] = true;
+    rest.remove_prefix(comma == std::string_view::npos ? rest.size() : comma + 1);
+  }
+  // Each kept member counts with one comma: one more than the joined length.
+  size_t length_and_comma = list.size() + 1;
+  auto tooLong = [&] { return length_and_comma > kMaxTracestateChars + 1; };
+  auto drop = [&](size_t i) {
+    keep[i] = false;
+    length_and_comma -= all[i].size() + 1;
+  };
+  for (size_t i = members; i-- > 0 && tooLong();) {
+    if (all[i].size() > kMaxTracestateMemberChars) {
+      drop(i);
+    }
+  }
+  for (size_t i = members; i-- > 0 && tooLong();) {
+    if (keep[i]) {
+      drop(i);
+    }
+  }
+  std::string out;
+  for (size_t i = 0; i < members; ++i) {
+    if (keep[i]) {
+      if (!out.empty()) {
+        out += ',';
+      }
+      out.append(all[i]);
+    }
+  }
+  list = std::move(out);
+}
+
+}  // namespace
 
 // Returns the list re-joined without OWS and empty members. Any invalid member or duplicate key
 // drops the whole header (a vendor's entry must never be silently altered). More than 32 members
@@ -357,6 +414,9 @@ std::optional<std::string> sanitizeTracestate(std::string_view value) {
   if (!ok) {
     return std::nullopt;
   }
+  if (out.size() > kMaxTracestateChars) {
+    truncateTracestate(out, members);
+  }
   return out;
 }
 
@@ -392,6 +452,7 @@ std::optional<SpanContext> parseB3Single(std::string_view value) {
   if (n >= 3) {
     if (parts[2] == "1" || parts[2] == "d") {
       ctx.flags = kFlagSampled;
+      ctx.debug = parts[2] == "d";
     } else if (parts[2] != "0") {
       return std::nullopt;
     }
@@ -460,7 +521,9 @@ void CompositePropagator::sanitize(HeaderCarrier& carrier) const {
   if (!baggage_) {
     return;
   }
-  if (auto value = carrier.get(kBaggage); value && !sanitizeBaggage(*value)) {
+  // The limits apply to the combined list; valid lines pass on as they came.
+  std::string scratch;
+  if (auto value = carrier.getList(kBaggage, scratch); value && !sanitizeBaggage(*value)) {
     carrier.remove(kBaggage);
   }
 }

@@ -18,6 +18,13 @@ class HeaderCarrier {
   virtual ~HeaderCarrier() = default;
   // First value of the header, or nullopt.
   virtual std::optional<std::string_view> get(std::string_view name) const = 0;
+  // Number of field lines with this name (a field sent in several lines arrives as several).
+  virtual size_t count(std::string_view name) const = 0;
+  // A list-valued header (tracestate, baggage) as RFC 9110 §5.3 combines it: every line's value
+  // in order, joined by ",". With one line, that value itself; `scratch` holds the joined text
+  // otherwise (so the common case copies nothing). nullopt when absent.
+  virtual std::optional<std::string_view> getList(std::string_view name,
+                                                  std::string& scratch) const = 0;
   // Replace every value of the header with this one.
   virtual void set(std::string_view name, std::string_view value) = 0;
   virtual void remove(std::string_view name) = 0;
@@ -33,10 +40,13 @@ class Propagator {
 };
 
 // W3C traceparent/tracestate, exactly as the Trace Context spec says: version ff invalid, future
-// versions parsed by their 00 prefix, all-zero ids invalid, upper-case hex invalid; tracestate kept
-// only with a valid traceparent and only within the spec's limits (32 members, key/value grammar).
+// versions parsed by their 00 prefix, all-zero ids invalid, upper-case hex invalid, a traceparent
+// sent in two lines invalid; the sampled and (level 2) random flags kept; tracestate lines
+// combined, kept only with a valid traceparent and only within the spec's limits (32 members,
+// key/value grammar, 512 characters: see sanitizeTracestate).
 std::unique_ptr<Propagator> makeTraceContextPropagator();
-// B3 (extract: single header `b3` wins, else X-B3-* multi headers); inject single or multi.
+// B3 (extract: single header `b3` wins, else X-B3-* multi headers); inject single or multi. The
+// debug flag (X-B3-Flags: 1, single "d") is kept and passed on; it implies sampled.
 std::unique_ptr<Propagator> makeB3Propagator(bool inject_multi_header);
 // W3C baggage: extract yields no span context; the proxy forwards a valid `baggage` header
 // untouched and drops one that breaks the spec's limits (done by sanitizeBaggage).
@@ -63,7 +73,9 @@ std::string formatTraceparent(const SpanContext& ctx);
 inline constexpr size_t kTraceparentSize = 55;  // "00-" 32 hex "-" 16 hex "-" 2 hex
 // The same into buf, without allocating; returns a view of buf.
 std::string_view formatTraceparent(const SpanContext& ctx, char (&buf)[kTraceparentSize]);
-std::optional<std::string> sanitizeTracestate(std::string_view value);  // nullopt: drop it
+// nullopt: drop it. A valid list longer than 512 characters is cut as the spec suggests: members
+// over 128 characters go first (from the end), then members from the end.
+std::optional<std::string> sanitizeTracestate(std::string_view value);
 std::optional<SpanContext> parseB3Single(std::string_view value);
 
 }  // namespace sidetrace::tracing

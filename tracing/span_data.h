@@ -89,10 +89,12 @@ struct SpanFields {
   uint64_t end_unix_nanos = 0;
   StatusCode status = StatusCode::Unset;
   std::string status_message;
+  uint32_t dropped_attributes_count = 0;  // past the span limits' attribute_count
 };
 
 struct SpanRecord : SpanFields {
-  WireBuffer attributes;  // OTLP wire bytes: a run of Span.attributes (field 9) KeyValues
+  WireBuffer attributes;         // OTLP wire bytes: a run of Span.attributes (field 9) KeyValues
+  uint32_t attribute_count = 0;  // KeyValues in `attributes`
 };
 
 struct SpanData : SpanFields {

@@ -28,11 +28,15 @@ struct SpanId {
 };
 
 inline constexpr uint8_t kFlagSampled = 0x01;
+// W3C Trace Context level 2: the trace id's right 7 bytes are random. It describes the trace id,
+// so a hop that keeps the id keeps the flag.
+inline constexpr uint8_t kFlagRandom = 0x02;
 
 struct SpanContext {
   TraceId trace_id;
   SpanId span_id;
-  uint8_t flags = 0;
+  uint8_t flags = 0;       // W3C trace flags: kFlagSampled | kFlagRandom
+  bool debug = false;      // B3 debug (force trace): implies sampled, passed on to the next hop
   std::string tracestate;  // W3C tracestate, already validated; "" when absent
   bool remote = false;     // extracted from a caller
   bool valid() const { return trace_id.valid() && span_id.valid(); }

@@ -47,9 +47,16 @@ void Span::setName(std::string_view name) {
 }
 
 void Span::setAttribute(std::string_view key, const AttributeValueView& value) {
-  if (record_) {
-    appendOtlpAttribute(record_->attributes, key, value);
+  if (!record_) {
+    return;
   }
+  const config::SpanLimits& limits = tracer_->limits_;
+  if (record_->attribute_count >= limits.attribute_count) {
+    ++record_->dropped_attributes_count;
+    return;
+  }
+  ++record_->attribute_count;
+  appendOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length);
 }
 
 // OpenTelemetry's rules: Unset is never set explicitly, Error replaces Unset, Ok is final (and
@@ -100,7 +107,11 @@ Span Tracer::startServerSpan(std::string_view name, const SpanContext* remote_pa
   span.context_.trace_id = parent ? parent->trace_id : ids_.traceId();
   span.context_.span_id = ids_.spanId();
   bool sampled = sampler_ && sampler_->shouldSample(parent, span.context_.trace_id);
-  span.context_.flags = sampled ? kFlagSampled : 0;
+  // The random flag describes the trace id, which a continued trace keeps. B3 debug passes on
+  // only with a sampled span (it implies sampled: never send it with flags 00).
+  span.context_.flags = static_cast<uint8_t>((sampled ? kFlagSampled : 0) |
+                                             (parent ? parent->flags & kFlagRandom : 0));
+  span.context_.debug = sampled && parent != nullptr && parent->debug;
   if (parent) {
     span.context_.tracestate = parent->tracestate;
   }
@@ -132,6 +143,7 @@ Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& pa
   span.context_.trace_id = parent.context().trace_id;
   span.context_.span_id = ids_.spanId();
   span.context_.flags = parent.context().flags;
+  span.context_.debug = parent.context().debug;
   span.context_.tracestate = parent.context().tracestate;
   if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
     stats->spans_started.fetch_add(1, std::memory_order_relaxed);
@@ -157,6 +169,8 @@ void Tracer::finish(std::unique_ptr<SpanRecord> record) {
   }
   if (free_records_.size() < kMaxFreeRecords) {
     record->attributes.clear();  // clear() keeps capacity: the next span appends without allocating
+    record->attribute_count = 0;
+    record->dropped_attributes_count = 0;
     record->status = StatusCode::Unset;
     record->status_message.clear();
     free_records_.push_back(std::move(record));

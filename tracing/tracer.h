@@ -39,6 +39,8 @@ class Span {
   // Appends an attribute, encoded at once. Set each key at most once per span: OTLP wants unique
   // keys, and checking on every call would cost more than the attribute itself (the tracing
   // filter sets each key once; its tests check that exported spans have no duplicate keys).
+  // The tracer's span limits apply: a long string is cut, an attribute past the count is dropped
+  // and counted in dropped_attributes_count.
   void setAttribute(std::string_view key, const AttributeValueView& value);
   void setStatus(StatusCode code, std::string_view message = {});
   // Ends the span and hands its data to the worker's buffer. Further calls are no-ops.
@@ -66,6 +68,8 @@ class Tracer {
   uint64_t now() const { return clock_(); }
   // A reload's new sampler; spans already started keep their decision.
   void setSampler(std::shared_ptr<const Sampler> sampler) { sampler_ = std::move(sampler); }
+  // Attribute limits for attributes set from now on (tracing.span_limits); defaults until set.
+  void setSpanLimits(const config::SpanLimits& limits) { limits_ = limits; }
 
  private:
   friend class Span;
@@ -73,6 +77,7 @@ class Tracer {
   void finish(std::unique_ptr<SpanRecord> record);  // hands it to the buffer, then recycles it
 
   std::shared_ptr<const Sampler> sampler_;
+  config::SpanLimits limits_;
   WorkerSpanBuffer* buffer_;
   Clock clock_;
   IdGenerator ids_;

@@ -114,4 +114,19 @@ void appendJsonString(std::string& out, std::string_view s) {
   out += '"';
 }
 
+std::string_view truncateUtf8(std::string_view s, size_t max_bytes) {
+  if (s.size() <= max_bytes) {
+    return s;
+  }
+  size_t cut = max_bytes;
+  // Continuation bytes are 10xxxxxx; a character is at most 4 bytes, so back up at most 3.
+  for (size_t i = 0; i < 3 && cut > 0 && (static_cast<uint8_t>(s[cut]) & 0xC0) == 0x80; ++i) {
+    --cut;
+  }
+  if ((static_cast<uint8_t>(s[cut]) & 0xC0) == 0x80) {
+    cut = max_bytes;  // not a character's tail (invalid input): any cut is as good
+  }
+  return s.substr(0, cut);
+}
+
 }  // namespace sidetrace::tracing

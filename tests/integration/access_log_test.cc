@@ -19,11 +19,12 @@ using std::chrono::milliseconds;
 class AccessLogTest : public IntegrationTest {
  protected:
   // The standard config plus an access_log section writing to a file in the test's directory.
-  std::string startWithAccessLog(const std::string& format, const ProxyConfig& c = {}) {
+  std::string startWithAccessLog(const std::string& format, const ProxyConfig& c = {},
+                                 const std::string& extra = "") {
     std::string marker = proc_.writeFile("marker", "");
     std::string path = marker.substr(0, marker.rfind('/') + 1) + "access.log";
-    std::string yaml =
-        standardConfigYaml(c) + "access_log: { path: \"" + path + "\", format: " + format + " }\n";
+    std::string yaml = standardConfigYaml(c) + "access_log: { path: \"" + path +
+                       "\", format: " + format + extra + " }\n";
     startProxyYaml(yaml);
     return path;
   }
@@ -136,6 +137,26 @@ TEST_F(AccessLogTest, IgnoredAndFailedRequestsAreLoggedWithoutATrace) {
   EXPECT_EQ(field(lines[2], "status"), "502");
   EXPECT_EQ(field(lines[2], "error"), "\"connect_failure\"") << lines[2];
   EXPECT_EQ(field(lines[2], "upstream_ms"), "null");
+}
+
+// The lines waiting for the log thread are bounded by bytes: a line carries the path and the user
+// agent (up to the header limit each). One that does not fit is dropped and counted.
+TEST_F(AccessLogTest, LinesOverTheQueueBytesAreDroppedAndCounted) {
+  std::string path = startWithAccessLog("json", {}, ", max_queue_bytes: 8000");
+  auto big = httpRequest(port(), "GET", "/api/big-line",
+                         {{"User-Agent", "big/" + std::string(20000, 'u')}});
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->status, 200);
+  auto small = httpRequest(port(), "GET", "/api/small-line");
+  ASSERT_TRUE(small);
+  EXPECT_EQ(small->status, 200);
+  auto lines = waitLines(path, 1);
+  EXPECT_GE(waitMetric("sidetrace_access_log_dropped_total", "", 1), 1);
+  std::this_thread::sleep_for(milliseconds(1500));  // a wrongly kept line would be flushed by now
+  lines = readLines(path);
+  ASSERT_EQ(lines.size(), 1u) << proc_.logs();
+  EXPECT_EQ(field(lines[0], "path"), "\"/api/small-line\"");
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_access_log_dropped_total", ""), 1);
 }
 
 TEST_F(AccessLogTest, TextFormatIsCombinedPlusTraceIds) {

@@ -4,6 +4,9 @@
 // dropped, and export resumes by itself once a healthy collector is back on the same address.
 // (Throughput, p99 and RSS under these faults are measured in tests/bench/.)
 
+#include <algorithm>
+#include <iostream>
+#include <numeric>
 #include <string>
 #include <thread>
 
@@ -192,6 +195,87 @@ TEST_F(CollectorFaultsTest, PartialSuccessIsCounted) {
   EXPECT_GE(metricSum(metrics(), "sidetrace_spans_exported_total", ""), 10);
   stopProxyExpectClean();
   EXPECT_NE(proc_.stderrText().find("rejected"), std::string::npos) << proc_.logs();
+}
+
+// Request data recorded into spans: a 40 KB query (redaction makes it 110 KB, in url.query and
+// again in url.full) and a 15 KB user agent. 40 such requests make one batch of over 9 MiB (more
+// than 4 MiB even if a slow run spreads them over two batches).
+class BigRequestsTest : public IntegrationTest {
+ protected:
+  static constexpr int kRequests = 40;
+  static constexpr size_t kQueryPairs = 10000;  // "a=b&" each: 40 KB, "a=REDACTED&" redacted
+
+  void sendBigRequests() {
+    std::string query;
+    for (size_t i = 0; i < kQueryPairs; ++i) {
+      query += i > 0 ? "&a=b" : "a=b";
+    }
+    const std::string agent = "big-agent/" + std::string(15000, 'u');
+    for (int i = 0; i < kRequests; ++i) {
+      auto r = httpRequest(port(), "GET", "/api/big-" + std::to_string(i) + "?" + query,
+                           {{"User-Agent", agent}}, {}, milliseconds(5000));
+      ASSERT_TRUE(r) << "request " << i;
+      ASSERT_EQ(r->status, 200) << "request " << i;
+    }
+  }
+
+  static size_t redactedQueryBytes() { return kQueryPairs * 11 - 1; }
+};
+
+// With the default limits (4096 bytes per value) every span arrives, in requests the collector
+// accepts. Before: the one oversized batch was refused (RESOURCE_EXHAUSTED), retried and dropped,
+// with every other request's spans in it.
+TEST_F(BigRequestsTest, DefaultSpanLimitsKeepEveryBatchUnderTheCollectorLimit) {
+  ProxyConfig c;
+  c.batch = "{ schedule_delay: 5s }";  // the whole burst in one batch
+  ASSERT_NO_FATAL_FAILURE(startProxy(c));
+  ASSERT_NO_FATAL_FAILURE(sendBigRequests());
+  auto spans = waitSpansSettled(otlp_, 2 * kRequests, milliseconds(30000));
+  ASSERT_EQ(spans.size(), 2u * kRequests) << "spans lost; export calls: " << otlp_.exportCalls();
+  for (const auto& s : spans) {
+    SCOPED_TRACE(s.name + " kind " + std::to_string(s.kind));
+    if (s.kind == 2) {
+      EXPECT_EQ(s.str("url.query").size(), 4096u);
+      EXPECT_EQ(s.str("user_agent.original").size(), 4096u);
+      EXPECT_TRUE(s.str("user_agent.original").starts_with("big-agent/uuu"));
+    } else {
+      EXPECT_EQ(s.str("url.full").size(), 4096u);
+    }
+    EXPECT_EQ(s.dropped_attributes_count, 0u);
+  }
+  const auto sizes = otlp_.requestBytes();
+  std::cerr << "[ figures  ] " << spans.size() << " spans in " << sizes.size() << " request(s), "
+            << std::accumulate(sizes.begin(), sizes.end(), size_t{0}) << " bytes\n";
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_spans_dropped_total", ""), 0);
+  stopProxyExpectClean();
+}
+
+// Spans limited only loosely: the export is split into requests of at most max_export_bytes, and
+// still every span arrives, whole.
+TEST_F(BigRequestsTest, ExportSplitIntoRequestsOfAtMostMaxExportBytes) {
+  ProxyConfig c;
+  c.batch = "{ schedule_delay: 5s, max_export_bytes: 1048576 }";
+  c.tracing_extra = "  span_limits: { attribute_value_length: 1000000 }\n";
+  ASSERT_NO_FATAL_FAILURE(startProxy(c));
+  ASSERT_NO_FATAL_FAILURE(sendBigRequests());
+  auto spans = waitSpansSettled(otlp_, 2 * kRequests, milliseconds(30000));
+  ASSERT_EQ(spans.size(), 2u * kRequests) << "spans lost; export calls: " << otlp_.exportCalls();
+  for (const auto& s : spans) {
+    if (s.kind == 2) {
+      EXPECT_EQ(s.str("url.query").size(), redactedQueryBytes());
+    }
+  }
+  const auto sizes = otlp_.requestBytes();
+  ASSERT_GE(sizes.size(), 9u) << "over 9 MiB of spans in requests of at most 1 MiB";
+  size_t total = 0;
+  for (size_t bytes : sizes) {
+    EXPECT_LE(bytes, 1048576u);
+    total += bytes;
+  }
+  std::cerr << "[ figures  ] " << spans.size() << " spans in " << sizes.size() << " requests, "
+            << total << " bytes, largest " << *std::max_element(sizes.begin(), sizes.end()) << "\n";
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_spans_dropped_total", ""), 0);
+  stopProxyExpectClean();
 }
 
 }  // namespace

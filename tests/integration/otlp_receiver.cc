@@ -102,6 +102,7 @@ void appendFlat(const otlp_collector::ExportTraceServiceRequest& req, std::vecto
         f.start_ns = s.start_time_unix_nano();
         f.end_ns = s.end_time_unix_nano();
         f.flags = s.flags();
+        f.dropped_attributes_count = s.dropped_attributes_count();
         f.attributes = convertAll(s.attributes());
         f.resource = resource;
         f.scope_name = ss.scope().name();
@@ -177,6 +178,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   size_t calls = 0;
   size_t requests = 0;
   std::vector<FlatSpan> spans;
+  std::vector<size_t> request_bytes;
   std::multimap<std::string, std::string> metadata;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
@@ -209,6 +211,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
       metadata.emplace(std::string(k.data(), k.size()), std::string(v.data(), v.size()));
     }
     appendFlat(*req, spans);
+    request_bytes.push_back(req->ByteSizeLong());
     cv.notify_all();
     return grpc::Status::OK;
   }
@@ -273,6 +276,11 @@ size_t OtlpReceiver::exportCalls() const {
 size_t OtlpReceiver::requestCount() const {
   std::lock_guard lock(impl_->mu);
   return impl_->requests;
+}
+
+std::vector<size_t> OtlpReceiver::requestBytes() const {
+  std::lock_guard lock(impl_->mu);
+  return impl_->request_bytes;
 }
 
 std::vector<FlatSpan> OtlpReceiver::spans() const {

@@ -36,6 +36,7 @@ struct FlatSpan {
   uint64_t start_ns = 0;
   uint64_t end_ns = 0;
   uint32_t flags = 0;
+  uint32_t dropped_attributes_count = 0;
   Attributes attributes;
   Attributes resource;
   std::string scope_name;
@@ -72,6 +73,9 @@ class OtlpReceiver {
   void delayAnswers(std::chrono::milliseconds delay);
   size_t exportCalls() const;   // all calls, failed ones included
   size_t requestCount() const;  // recorded (successful) requests
+  // Serialized size of each recorded request. (grpc++'s default limit refuses requests over
+  // 4 MiB with RESOURCE_EXHAUSTED, as a collector does; those are not recorded.)
+  std::vector<size_t> requestBytes() const;
   std::vector<FlatSpan> spans() const;
   // Waits until at least n spans were recorded; returns all recorded spans (possibly fewer).
   std::vector<FlatSpan> waitForSpans(size_t n, std::chrono::milliseconds timeout);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <thread>
 
+#include "tests/integration/h2_client.h"
 #include "tests/integration/harness.h"
 
 namespace sidetrace::it {
@@ -238,6 +239,116 @@ TEST_F(TracingTest, B3SingleHeaderExtracted) {
   ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
   EXPECT_EQ(servers[0].trace_id, kTrace);
   EXPECT_EQ(servers[0].parent_span_id, kParent);
+}
+
+// A header sent in several field lines (RFC 9110 §5.3): tracestate lines are one list, combined
+// in order; the vendor state of the second line used to be lost.
+TEST_F(TracingTest, TracestateLinesCombinedInOrder) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "GET", "/api/ts-lines",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-01"},
+                        {"tracestate", "rojo=1,congo=2"},
+                        {"tracestate", "vendor=abc"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  SCOPED_TRACE(describeHeaders(reqs[0].headers));
+  EXPECT_EQ(reqs[0].headerCount("tracestate"), 1u);
+  EXPECT_EQ(reqs[0].header("tracestate").value_or("<missing>"), "rojo=1,congo=2,vendor=abc");
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto servers = spansOfKind(spans, 2);
+  ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
+  EXPECT_EQ(servers[0].trace_state, "rojo=1,congo=2,vendor=abc");
+}
+
+// The same over HTTP/2, where each field line is its own header field.
+TEST_F(TracingTest, TracestateFieldsCombinedOverHttp2) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  H2Request req;
+  req.path = "/api/ts-h2";
+  req.headers = {{"traceparent", "00-" + kTrace + "-" + kParent + "-01"},
+                 {"tracestate", "rojo=1"},
+                 {"tracestate", "congo=2"}};
+  auto resp = c.request(req);
+  ASSERT_TRUE(resp);
+  EXPECT_EQ(resp->status, 200);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  SCOPED_TRACE(describeHeaders(reqs[0].headers));
+  EXPECT_EQ(reqs[0].header("tracestate").value_or("<missing>"), "rojo=1,congo=2");
+}
+
+// traceparent is not a list: two lines are an invalid context, so a new trace starts (W3C),
+// instead of continuing whichever came first.
+TEST_F(TracingTest, TwoTraceparentLinesStartNewTrace) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  const std::string other = "11111111111111111111111111111111";
+  auto r = httpRequest(port(), "GET", "/api/tp-lines",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-01"},
+                        {"traceparent", "00-" + other + "-" + kParent + "-01"},
+                        {"tracestate", "rojo=1"}});
+  ASSERT_TRUE(r);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  SCOPED_TRACE(describeHeaders(reqs[0].headers));
+  EXPECT_EQ(reqs[0].headerCount("traceparent"), 1u);
+  auto tp = Traceparent::parse(reqs[0].header("traceparent").value_or(""));
+  ASSERT_TRUE(tp);
+  EXPECT_NE(tp->trace_id, kTrace);
+  EXPECT_NE(tp->trace_id, other);
+  EXPECT_FALSE(reqs[0].hasHeader("tracestate")) << "tracestate belongs to the dropped context";
+  auto spans = waitSpansSettled(otlp_, 2);
+  auto servers = spansOfKind(spans, 2);
+  ASSERT_EQ(servers.size(), 1u) << describeAll(spans);
+  EXPECT_EQ(servers[0].parent_span_id, "");
+}
+
+// W3C level 2: the random flag (0x02) describes the trace id and travels with it.
+TEST_F(TracingTest, RandomTraceFlagPassedOn) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  auto r = httpRequest(port(), "GET", "/api/random",
+                       {{"traceparent", "00-" + kTrace + "-" + kParent + "-03"}});
+  ASSERT_TRUE(r);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  auto tp = Traceparent::parse(reqs[0].header("traceparent").value_or(""));
+  ASSERT_TRUE(tp) << describeHeaders(reqs[0].headers);
+  EXPECT_EQ(tp->trace_id, kTrace);
+  EXPECT_EQ(tp->flags, "03");
+}
+
+// B3 debug (force trace) used to be dropped on the way upstream.
+TEST_F(TracingTest, B3DebugFlagPassedOn) {
+  ProxyConfig cfg;
+  cfg.propagators = "[ b3multi ]";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto r = httpRequest(port(), "GET", "/api/b3debug",
+                       {{"X-B3-TraceId", kTrace}, {"X-B3-SpanId", kParent}, {"X-B3-Flags", "1"}});
+  ASSERT_TRUE(r);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  SCOPED_TRACE(describeHeaders(reqs[0].headers));
+  EXPECT_EQ(reqs[0].header("x-b3-traceid").value_or("<missing>"), kTrace);
+  EXPECT_EQ(reqs[0].header("x-b3-flags").value_or("<missing>"), "1");
+  EXPECT_FALSE(reqs[0].hasHeader("x-b3-sampled")) << "debug implies the sampling decision";
+  auto spans = waitSpansSettled(otlp_, 2);
+  EXPECT_EQ(spans.size(), 2u) << "debug implies sampled";
+}
+
+TEST_F(TracingTest, B3SingleDebugPassedOn) {
+  ProxyConfig cfg;
+  cfg.propagators = "[ b3 ]";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  auto r = httpRequest(port(), "GET", "/api/b3d", {{"b3", kTrace + "-" + kParent + "-d"}});
+  ASSERT_TRUE(r);
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  const std::string b3 = reqs[0].header("b3").value_or("<missing>");
+  EXPECT_TRUE(b3.starts_with(kTrace + "-")) << b3;
+  EXPECT_TRUE(b3.ends_with("-d")) << b3;
 }
 
 // 4. Sampling.

@@ -52,8 +52,9 @@ tracing:
     timeout: 2s
     compression: gzip
     tls: { ca_file: /etc/st/ca.pem }
-  batch: { max_queue_size: 100, schedule_delay: 2m }
-access_log: { path: stdout, format: json }
+  batch: { max_queue_size: 100, schedule_delay: 2m, max_export_bytes: 2097152 }
+  span_limits: { attribute_value_length: 1024 }
+access_log: { path: stdout, format: json, max_queue_bytes: 1048576 }
 )";
 
 TEST(ConfigDump, WholeConfigAsIndentedJson) {
@@ -168,7 +169,13 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "max_queue_size": 100,
       "max_export_batch_size": 512,
       "schedule_delay": "2m",
-      "export_timeout": "30s"
+      "export_timeout": "30s",
+      "max_queue_bytes": 33554432,
+      "max_export_bytes": 2097152
+    },
+    "span_limits": {
+      "attribute_value_length": 1024,
+      "attribute_count": 128
     }
   },
   "limits": {
@@ -183,7 +190,8 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
   },
   "access_log": {
     "path": "stdout",
-    "format": "json"
+    "format": "json",
+    "max_queue_bytes": 1048576
   }
 }
 )";

@@ -206,5 +206,30 @@ TEST(ApplyEnv, BatchProcessor) {
             "OTEL_BSP_SCHEDULE_DELAY='soon': expected a positive integer number of milliseconds");
 }
 
+// OpenTelemetry's span limits: the span-specific variable wins over the general attribute one.
+TEST(ApplyEnv, SpanLimits) {
+  Config defaults = withEnv({});
+  EXPECT_EQ(defaults.tracing.span_limits.attribute_value_length, 4096u);
+  EXPECT_EQ(defaults.tracing.span_limits.attribute_count, 128u);
+  Config general = withEnv(
+      {{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1000"}, {"OTEL_ATTRIBUTE_COUNT_LIMIT", "40"}});
+  EXPECT_EQ(general.tracing.span_limits.attribute_value_length, 1000u);
+  EXPECT_EQ(general.tracing.span_limits.attribute_count, 40u);
+  Config both = withEnv({{"OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT", "1000"},
+                         {"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "200"},
+                         {"OTEL_ATTRIBUTE_COUNT_LIMIT", "40"},
+                         {"OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", "0"}});
+  EXPECT_EQ(both.tracing.span_limits.attribute_value_length, 200u);
+  EXPECT_EQ(both.tracing.span_limits.attribute_count, 0u);
+  EXPECT_EQ(errorOf([] {
+              withEnv({{"OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT", "0"}});
+            }),
+            "OTEL_SPAN_ATTRIBUTE_VALUE_LENGTH_LIMIT='0': expected a positive integer");
+  EXPECT_EQ(errorOf([] {
+              withEnv({{"OTEL_ATTRIBUTE_COUNT_LIMIT", "-1"}});
+            }),
+            "OTEL_ATTRIBUTE_COUNT_LIMIT='-1': expected a non-negative integer");
+}
+
 }  // namespace
 }  // namespace sidetrace::config

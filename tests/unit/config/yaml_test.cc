@@ -85,7 +85,9 @@ tracing:
     timeout: 3s
     compression: gzip
     tls: { ca_file: /etc/ssl/collector-ca.pem, insecure_skip_verify: false }
-  batch: { max_queue_size: 100, max_export_batch_size: 10, schedule_delay: 1s, export_timeout: 2s }
+  batch: { max_queue_size: 100, max_export_batch_size: 10, schedule_delay: 1s, export_timeout: 2s,
+           max_queue_bytes: 5000000, max_export_bytes: 300000 }
+  span_limits: { attribute_value_length: 256, attribute_count: 0 }
 limits:
   max_request_headers_bytes: 1000
   max_request_headers_count: 50
@@ -96,7 +98,7 @@ limits:
   buffer_bytes: 4096
   max_concurrent_streams: 7
   max_connections: 9
-access_log: { path: stdout, format: text }
+access_log: { path: stdout, format: text, max_queue_bytes: 70000 }
 )";
 
 TEST(ApplyYaml, EveryKey) {
@@ -203,6 +205,10 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(t.batch.max_export_batch_size, 10u);
   EXPECT_EQ(t.batch.schedule_delay, Duration(1000));
   EXPECT_EQ(t.batch.export_timeout, Duration(2000));
+  EXPECT_EQ(t.batch.max_queue_bytes, 5000000u);
+  EXPECT_EQ(t.batch.max_export_bytes, 300000u);
+  EXPECT_EQ(t.span_limits.attribute_value_length, 256u);
+  EXPECT_EQ(t.span_limits.attribute_count, 0u);
 
   EXPECT_EQ(cfg.limits.max_request_headers_bytes, 1000u);
   EXPECT_EQ(cfg.limits.max_request_headers_count, 50u);
@@ -214,6 +220,7 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(cfg.limits.max_connections, 9u);
   EXPECT_EQ(cfg.access_log.path, "stdout");
   EXPECT_EQ(cfg.access_log.format, "text");
+  EXPECT_EQ(cfg.access_log.max_queue_bytes, 70000u);
 
   EXPECT_EQ(cfg.clusters[0].protocol, "http2");
   EXPECT_NO_THROW(validate(cfg));
@@ -280,6 +287,14 @@ TEST(ApplyYamlErrors, HeaderCountMustBePositive) {
 TEST(ApplyYamlErrors, WrongType) {
   EXPECT_EQ(loadError("workers: many\n"),
             "t.yaml:1: workers: expected a non-negative integer, got 'many'");
+  EXPECT_EQ(loadError("tracing:\n  batch: { max_export_bytes: 0 }\n"),
+            "t.yaml:2: tracing.batch.max_export_bytes: must be greater than 0");
+  EXPECT_EQ(loadError("tracing:\n  span_limits:\n    attribute_value_length: long\n"),
+            "t.yaml:3: tracing.span_limits.attribute_value_length: expected a non-negative "
+            "integer, got 'long'");
+  EXPECT_EQ(loadError("tracing:\n  span_limits: { attribute_size: 1 }\n"),
+            "t.yaml:2: tracing.span_limits.attribute_size: unknown key (expected one of: "
+            "attribute_value_length, attribute_count)");
   EXPECT_EQ(loadError("\nlisteners: { name: a }\n"),
             "t.yaml:2: listeners: expected a list, got a map");
   EXPECT_EQ(loadError("clusters:\n  - name: [a]\n"),

@@ -227,6 +227,29 @@ TEST_F(TracingFilterTest, InjectsClientContextUpstream) {
   EXPECT_EQ(s.request.headers.get("traceparent"), kTp);
 }
 
+// Field lines of one name, whatever their case, are one list (RFC 9110 §5.3); the request head
+// keeps them as they came, the upstream gets the combined tracestate in one line.
+TEST_F(TracingFilterTest, TracestateLinesOfTheRequestHeadAreCombined) {
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders",
+             {{"traceparent", kTp}, {"TraceState", "rojo=1"}, {"tracestate", "congo=2"}});
+  RequestHead up = exchange(s, 200);
+  EXPECT_EQ(up.headers.get("tracestate"), "rojo=1,congo=2");
+  EXPECT_EQ(up.headers.count("tracestate"), 1u);
+  std::string scratch;
+  EXPECT_EQ(s.request.headers.getList("tracestate", scratch), "rojo=1,congo=2");
+  EXPECT_EQ(s.request.headers.count("tracestate"), 2u);
+  // One line: the value itself, not a copy.
+  EXPECT_EQ(s.request.headers.getList("traceparent", scratch)->data(),
+            s.request.headers.get("traceparent")->data());
+  EXPECT_FALSE(s.request.headers.getList("baggage", scratch));
+  auto spans = flushAll();
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  ASSERT_NE(server, nullptr);
+  EXPECT_EQ(server->tracestate, "rojo=1,congo=2");
+}
+
 TEST_F(TracingFilterTest, AttributesAndNamesAtCompletion) {
   makeFilter();
   Stream s;

@@ -33,6 +33,7 @@ class RecordingExporter : public SpanExporter {
     Resource r;
     const bool ok = decodeOtlpRequest(request, &spans, &r);
     std::lock_guard lock(mu);
+    request_bytes.push_back(request.size());
     if (!ok || spans.size() != span_count) {
       ++bad_requests;
     }
@@ -69,12 +70,17 @@ class RecordingExporter : public SpanExporter {
     std::lock_guard lock(mu);
     return names;
   }
+  std::vector<size_t> requestBytes() {
+    std::lock_guard lock(mu);
+    return request_bytes;
+  }
 
   std::mutex mu;
   std::condition_variable cv;
   std::vector<size_t> batches;
   std::vector<std::vector<std::string>> batch_name_lists;
   std::vector<std::string> names;
+  std::vector<size_t> request_bytes;  // serialized size of each request
   std::string service;
   int bad_requests = 0;  // undecodable, or span_count not what the request holds
   bool fail = false;
@@ -233,6 +239,112 @@ TEST(BatchSpanProcessorTest, BatchLargerThanRoomIsCutAtSpanBoundary) {
   EXPECT_EQ(p.stats().queue_size.load(), 0u);
 }
 
+// n spans of `pad` attribute bytes each, named prefix0 .. (n < 10: every span the same size).
+SpanBatch paddedSpans(size_t n, const std::string& prefix, size_t pad = 1000) {
+  SpanBatch b;
+  for (size_t i = 0; i < n; ++i) {
+    SpanRecord r = record(prefix + std::to_string(i));
+    appendOtlpAttribute(r.attributes, "pad", std::string_view(std::string(pad, 'x')));
+    appendOtlpSpan(b.bytes, r);
+  }
+  b.count = n;
+  return b;
+}
+
+size_t oneSpanBytes(size_t pad = 1000) {
+  return paddedSpans(1, "x", pad).bytes.size();
+}
+
+size_t framingBytes() {
+  return OtlpRequestEncoder(resource()).maxFramingBytes();
+}
+
+// A collector refuses an oversized request whole: requests are cut by bytes, not only by count.
+TEST(BatchSpanProcessorTest, RequestsAreSplitByBytes) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_export_bytes = static_cast<uint32_t>(framingBytes() + 3 * oneSpanBytes() + 100);
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(paddedSpans(2, "a"));
+  p.enqueue(paddedSpans(6, "b"));
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->batchSizes(), (std::vector<size_t>{3, 3, 2}));
+  EXPECT_EQ(rec->allNames(), concat(names(2, "a"), names(6, "b")));
+  for (size_t bytes : rec->requestBytes()) {
+    EXPECT_LE(bytes, c.max_export_bytes);
+  }
+  EXPECT_EQ(rec->bad_requests, 0);
+  EXPECT_EQ(p.stats().spans_exported.load(), 8u);
+  EXPECT_EQ(p.stats().export_requests_ok.load(), 3u);
+}
+
+TEST(BatchSpanProcessorTest, QueuedBytesReachingOneRequestWakeTheExporter) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_export_bytes = static_cast<uint32_t>(framingBytes() + 2 * oneSpanBytes());
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(paddedSpans(3, "a"));  // 3 < max_export_batch_size, but over one request's bytes
+  for (int i = 0; i < 500 && p.stats().spans_exported.load() < 3; ++i) {
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(p.stats().spans_exported.load(), 3u);
+  EXPECT_EQ(rec->batchSizes(), (std::vector<size_t>{2, 1}));
+}
+
+TEST(BatchSpanProcessorTest, SpanLargerThanARequestIsDroppedAndCounted) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_export_bytes = static_cast<uint32_t>(framingBytes() + 4 * oneSpanBytes());
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(paddedSpans(2, "a"));
+  p.enqueue(paddedSpans(1, "big", 10 * 1000));
+  p.enqueue(paddedSpans(2, "c"));
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->allNames(), concat(names(2, "a"), names(2, "c")));
+  EXPECT_EQ(p.stats().spans_dropped_too_large.load(), 1u);
+  EXPECT_EQ(p.stats().spans_exported.load(), 4u);
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
+  EXPECT_EQ(rec->bad_requests, 0);
+}
+
+// A max_export_bytes below the request framing leaves no room for any span: each is dropped and
+// counted, and the export thread (woken by queued bytes) still sleeps on an empty queue.
+TEST(BatchSpanProcessorTest, MaxExportBytesBelowTheFramingDropsEverySpan) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_export_bytes = 1;
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(spans(2));
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(p.stats().spans_dropped_too_large.load(), 2u);
+  EXPECT_TRUE(rec->batchSizes().empty());
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
+}
+
+TEST(BatchSpanProcessorTest, QueueBoundedByBytesDropsAndCounts) {
+  auto e = std::make_unique<RecordingExporter>();
+  auto* rec = e.get();
+  auto c = cfg(100, 100);
+  c.max_queue_bytes = static_cast<uint32_t>(3 * oneSpanBytes() + 100);
+  BatchSpanProcessor p(std::move(e), c, resource());
+  p.enqueue(paddedSpans(2, "a"));
+  p.enqueue(paddedSpans(3, "b"));  // room for one more by bytes (97 more by count)
+  p.enqueue(paddedSpans(1, "c"));
+  EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 3u);
+  EXPECT_EQ(p.stats().queue_size.load(), 3u);
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(rec->allNames(), concat(names(2, "a"), names(1, "b")));
+  p.enqueue(paddedSpans(3, "d"));  // the export freed the bytes
+  ASSERT_TRUE(p.forceFlush(5s));
+  EXPECT_EQ(p.stats().spans_exported.load(), 6u);
+  EXPECT_EQ(p.stats().spans_dropped_queue_full.load(), 3u);
+  EXPECT_EQ(rec->bad_requests, 0);
+}
+
 TEST(BatchSpanProcessorTest, SlowExporterNeverBlocksEnqueue) {
   auto e = std::make_unique<RecordingExporter>();
   auto* rec = e.get();
@@ -364,6 +476,20 @@ TEST(WorkerSpanBufferTest, HandsOverAtBatchSizeOrFlush) {
   ASSERT_TRUE(p.forceFlush(5s));
   EXPECT_EQ(rec->allNames(), (std::vector<std::string>{"a", "b", "c", "d"}));
   EXPECT_EQ(rec->bad_requests, 0);
+}
+
+TEST(WorkerSpanBufferTest, HandsOverLargeSpansAtTheByteBound) {
+  auto e = std::make_unique<RecordingExporter>();
+  BatchSpanProcessor p(std::move(e), cfg(100, 100), resource());
+  WorkerSpanBuffer buf(&p, 50);
+  buf.add(record("small"));
+  EXPECT_EQ(p.stats().spans_sampled.load(), 0u);
+  SpanRecord big = record("big");
+  appendOtlpAttribute(big.attributes, "pad",
+                      std::string_view(std::string(WorkerSpanBuffer::kMaxPendingBytes, 'x')));
+  buf.add(big);
+  EXPECT_EQ(p.stats().spans_sampled.load(), 2u);  // 2 of 50 spans, but over the byte bound
+  EXPECT_EQ(p.stats().queue_size.load(), 2u);
 }
 
 TEST(WorkerSpanBufferTest, ReusedAfterHandOver) {

@@ -389,6 +389,56 @@ TEST(OtlpEncodeTest, SpansPrefixBytesSplitsAtSpanBoundaries) {
   EXPECT_EQ(req.resource_spans(0).scope_spans(0).spans(1).attributes_size(), 0);
 }
 
+TEST(OtlpEncodeTest, SpansPrefixWithinABytesBudget) {
+  std::vector<std::string> one(3);
+  SpanRecord r = sample();
+  for (auto& bytes : one) {
+    appendOtlpSpan(bytes, r);
+  }
+  const std::string run = one[0] + one[1] + one[2];
+  const size_t s = one[0].size();
+  EXPECT_EQ(otlpSpansPrefix(run, 10, 3 * s).count, 3u);
+  EXPECT_EQ(otlpSpansPrefix(run, 10, 3 * s - 1).count, 2u);
+  EXPECT_EQ(otlpSpansPrefix(run, 10, 3 * s - 1).bytes, 2 * s);
+  EXPECT_EQ(otlpSpansPrefix(run, 1, 3 * s).count, 1u);
+  EXPECT_EQ(otlpSpansPrefix(run, 10, s - 1).count, 0u);  // not even the first one fits
+  EXPECT_EQ(otlpSpansPrefix(run, 10, s - 1).bytes, 0u);
+}
+
+// The value length limit cuts at a character boundary, also after invalid bytes were repaired
+// (each grows to three bytes), and never touches numbers or short values.
+TEST(OtlpEncodeTest, StringValuesCutAtTheLimitOnACharacterBoundary) {
+  SpanRecord r = sample();
+  r.attributes.clear();
+  appendOtlpAttribute(r.attributes, "ascii", "abcdefgh", 4);
+  appendOtlpAttribute(r.attributes, "two", "ab\xc3\xa9", 3);          // "é" would be split
+  appendOtlpAttribute(r.attributes, "four", "\xf0\x9f\x98\x80x", 3);  // an emoji: nothing fits
+  appendOtlpAttribute(r.attributes, "repaired", "a\xff\xff", 5);      // a + U+FFFD (3) fits
+  appendOtlpAttribute(r.attributes, "short", "ab", 4);
+  appendOtlpAttribute(r.attributes, "n", int64_t{1234567890}, 2);
+  const auto req = parse(encodeSpans(r));
+  const otlp::Span& s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), 6);
+  EXPECT_EQ(s.attributes(0).value().string_value(), "abcd");
+  EXPECT_EQ(s.attributes(1).value().string_value(), "ab");
+  EXPECT_EQ(s.attributes(2).value().string_value(), "");
+  EXPECT_EQ(s.attributes(3).value().string_value(), "a\xef\xbf\xbd");
+  EXPECT_EQ(s.attributes(4).value().string_value(), "ab");
+  EXPECT_EQ(s.attributes(5).value().int_value(), 1234567890);
+}
+
+TEST(OtlpEncodeTest, DroppedAttributesCountIsEncoded) {
+  SpanRecord r = sample();
+  r.dropped_attributes_count = 300;  // a two-byte varint
+  const std::string bytes = encodeSpans(r);
+  const auto req = parse(bytes);
+  EXPECT_EQ(req.resource_spans(0).scope_spans(0).spans(0).dropped_attributes_count(), 300u);
+  EXPECT_EQ(bytes, req.SerializeAsString());
+  std::vector<SpanData> spans;
+  ASSERT_TRUE(decodeOtlpRequest(bytes, &spans));
+  EXPECT_EQ(spans.at(0).dropped_attributes_count, 300u);
+}
+
 TEST(OtlpDecodeTest, DecodesEveryField) {
   std::vector<SpanData> spans;
   Resource res;

@@ -40,13 +40,21 @@ TEST(TraceparentTest, ValidNotSampled) {
   EXPECT_EQ(ctx->flags, 0x00);
 }
 
-TEST(TraceparentTest, UnknownFlagBitsIgnoredSampledBitKept) {
+TEST(TraceparentTest, UnknownFlagBitsIgnoredSampledAndRandomBitsKept) {
   auto ctx = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-09");
   ASSERT_TRUE(ctx);
   EXPECT_EQ(ctx->flags, 0x01);
-  ctx = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe");
+  ctx = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fc");
   ASSERT_TRUE(ctx);
   EXPECT_EQ(ctx->flags, 0x00);
+  // W3C level 2: 0x02 says the trace id is random; it travels with the id.
+  ctx = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03");
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(ctx->flags, 0x03);
+  EXPECT_EQ(formatTraceparent(*ctx).substr(53), "03");
+  ctx = parseTraceparent("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-fe");
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(ctx->flags, 0x02);
 }
 
 TEST(TraceparentTest, VersionFfInvalid) {
@@ -163,6 +171,68 @@ TEST(TracestateTest, MemberLimit) {
   EXPECT_EQ(sanitizeTracestate(members(32)), members(32));
   EXPECT_FALSE(sanitizeTracestate(members(33)));
   EXPECT_TRUE(sanitizeTracestate(members(32) + ",,,"));  // empty members do not count
+}
+
+TEST(TracestateTest, LongListCutMembersOver128First) {
+  // Four members of 153 characters and four short ones: 631 characters.
+  const std::string long_value(150, 'v');
+  std::string list = "a=1,l1=" + long_value + ",b=2,l2=" + long_value + ",c=3,l3=" + long_value +
+                     ",l4=" + long_value + ",d=4";
+  ASSERT_EQ(list.size(), 631u);
+  // Long members go first, from the end, until it fits: l4 alone; the short d=4 after it stays.
+  EXPECT_EQ(sanitizeTracestate(list),
+            "a=1,l1=" + long_value + ",b=2,l2=" + long_value + ",c=3,l3=" + long_value + ",d=4");
+  // Only short members: cut from the end.
+  std::string shorts;
+  for (int i = 0; i < 30; ++i) {
+    shorts += (i > 0 ? "," : "") + std::string("k") + std::to_string(i) + "=" +
+              std::string(15, 'x');  // 19 or 20 characters each
+  }
+  ASSERT_GT(shorts.size(), 512u);
+  auto cut = sanitizeTracestate(shorts);
+  ASSERT_TRUE(cut);
+  EXPECT_LE(cut->size(), 512u);
+  EXPECT_TRUE(shorts.starts_with(*cut));
+  EXPECT_GT(cut->size(), 512u - 21);                        // nothing more than needed was removed
+  EXPECT_EQ(sanitizeTracestate(members(32)), members(32));  // short lists untouched
+}
+
+// A header sent in two field lines: RFC 9110 §5.3 combines them, and the W3C spec requires it.
+TEST(TraceContextPropagatorTest, TracestateLinesCombinedInOrder) {
+  auto p = makeTraceContextPropagator();
+  MapCarrier c{{"traceparent", kTp}};
+  c.addLine("tracestate", "rojo=1,congo=2");
+  c.addLine("tracestate", "vendor=x");
+  auto ctx = p->extract(c);
+  ASSERT_TRUE(ctx);
+  EXPECT_EQ(ctx->tracestate, "rojo=1,congo=2,vendor=x");
+}
+
+TEST(TraceContextPropagatorTest, TracestateLimitsApplyToTheCombinedList) {
+  auto p = makeTraceContextPropagator();
+  MapCarrier dup{{"traceparent", kTp}};
+  dup.addLine("tracestate", "a=1");
+  dup.addLine("tracestate", "a=2");  // a duplicate key across lines: the list is invalid
+  ASSERT_TRUE(p->extract(dup));
+  EXPECT_EQ(p->extract(dup)->tracestate, "");
+  MapCarrier many{{"traceparent", kTp}};
+  many.addLine("tracestate", members(20));
+  std::string more;
+  for (int i = 20; i < 33; ++i) {
+    more += (i > 20 ? "," : "") + std::string("k") + std::to_string(i) + "=v";
+  }
+  many.addLine("tracestate", more);  // 33 members in all
+  EXPECT_EQ(p->extract(many)->tracestate, "");
+}
+
+TEST(TraceContextPropagatorTest, TwoTraceparentLinesAreInvalid) {
+  auto p = makeTraceContextPropagator();
+  MapCarrier c{{"traceparent", kTp}};
+  c.addLine("traceparent", "00-11111111111111111111111111111111-2222222222222222-01");
+  EXPECT_FALSE(p->extract(c));
+  MapCarrier same{{"traceparent", kTp}};
+  same.addLine("traceparent", kTp);
+  EXPECT_FALSE(p->extract(same));
 }
 
 TEST(TraceContextPropagatorTest, ExtractWithTracestate) {
@@ -334,6 +404,34 @@ TEST(B3PropagatorTest, InjectMulti) {
                 {"x-b3-traceid", kTrace}, {"x-b3-spanid", kSpan}, {"x-b3-sampled", "1"}}));
 }
 
+TEST(B3PropagatorTest, DebugFlagExtractedAndInjected) {
+  MapCarrier multi{{"x-b3-traceid", kTrace}, {"x-b3-spanid", kSpan}, {"x-b3-flags", "1"}};
+  auto ctx = makeB3Propagator(true)->extract(multi);
+  ASSERT_TRUE(ctx);
+  EXPECT_TRUE(ctx->debug);
+  EXPECT_TRUE(ctx->sampled());
+  auto single = parseB3Single(std::string(kTrace) + "-" + kSpan + "-d");
+  ASSERT_TRUE(single);
+  EXPECT_TRUE(single->debug);
+  EXPECT_TRUE(single->sampled());
+  EXPECT_FALSE(parseB3Single(std::string(kTrace) + "-" + kSpan + "-1")->debug);
+
+  // Debug is sent instead of a sampled state (B3: debug implies the accept decision).
+  MapCarrier out_multi{{"x-b3-sampled", "1"}};
+  makeB3Propagator(true)->inject(*ctx, out_multi);
+  EXPECT_EQ(out_multi.headers,
+            (std::map<std::string, std::string>{
+                {"x-b3-traceid", kTrace}, {"x-b3-spanid", kSpan}, {"x-b3-flags", "1"}}));
+  MapCarrier out_single;
+  makeB3Propagator(false)->inject(*ctx, out_single);
+  EXPECT_EQ(out_single.headers.at("b3"), std::string(kTrace) + "-" + kSpan + "-d");
+  // Without debug, a stale X-B3-Flags from the caller is removed.
+  ctx->debug = false;
+  makeB3Propagator(true)->inject(*ctx, out_multi);
+  EXPECT_EQ(out_multi.headers.count("x-b3-flags"), 0u);
+  EXPECT_EQ(out_multi.headers.at("x-b3-sampled"), "1");
+}
+
 // ---- baggage ----
 
 TEST(BaggageTest, ValidForms) {
@@ -410,6 +508,25 @@ TEST(CompositePropagatorTest, NoneAndUnknown) {
   none.inject(ctx, out);
   EXPECT_TRUE(out.headers.empty());
   EXPECT_THROW(CompositePropagator({"jaeger"}), std::invalid_argument);
+}
+
+TEST(CompositePropagatorTest, BaggageLimitsApplyToTheCombinedLines) {
+  CompositePropagator with({"tracecontext", "baggage"});
+  MapCarrier ok;
+  ok.addLine("baggage", "a=1");
+  ok.addLine("baggage", "b=2");
+  with.sanitize(ok);
+  EXPECT_EQ(ok.count("baggage"), 2u);  // valid lines pass on as they came
+  MapCarrier bad_second;
+  bad_second.addLine("baggage", "a=1");
+  bad_second.addLine("baggage", "b c=2");
+  with.sanitize(bad_second);
+  EXPECT_EQ(bad_second.count("baggage"), 0u);
+  MapCarrier too_many;
+  too_many.addLine("baggage", members(100));
+  too_many.addLine("baggage", members(81));  // 181 members together
+  with.sanitize(too_many);
+  EXPECT_EQ(too_many.count("baggage"), 0u);
 }
 
 TEST(CompositePropagatorTest, SanitizeDropsOnlyInvalidBaggage) {

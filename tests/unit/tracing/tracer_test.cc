@@ -318,6 +318,78 @@ TEST_F(TracerTest, ReusedRecordsStartClean) {
   EXPECT_FALSE(spans[3].parent_span_id.valid());
 }
 
+// OpenTelemetry span limits: long strings cut at a character boundary, attributes past the count
+// dropped and counted; a reused record starts with a fresh count.
+TEST_F(TracerTest, SpanLimitsCutValuesAndDropAttributesPastTheCount) {
+  Tracer t = makeTracer("always_on");
+  config::SpanLimits limits;
+  limits.attribute_value_length = 5;
+  limits.attribute_count = 3;
+  t.setSpanLimits(limits);
+  {
+    Span s = t.startServerSpan("a", nullptr);
+    s.setAttribute("ascii", "abcdefgh");
+    s.setAttribute("euro", "abcd\xe2\x82\xac");  // the 3-byte euro sign would straddle the limit
+    s.setAttribute("n", int64_t{123456789});     // numbers are not cut
+    s.setAttribute("fourth", "x");
+    s.setAttribute("fifth", true);
+  }
+  { Span b = t.startServerSpan("b", nullptr); }
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const SpanData& a = spans[0];
+  ASSERT_EQ(a.attributes.size(), 3u);
+  EXPECT_EQ(std::get<std::string>(*a.attribute("ascii")), "abcde");
+  EXPECT_EQ(std::get<std::string>(*a.attribute("euro")), "abcd");
+  EXPECT_EQ(std::get<int64_t>(*a.attribute("n")), 123456789);
+  EXPECT_EQ(a.attribute("fourth"), nullptr);
+  EXPECT_EQ(a.dropped_attributes_count, 2u);
+  EXPECT_EQ(spans[1].dropped_attributes_count, 0u);
+}
+
+TEST_F(TracerTest, DefaultSpanLimitCutsValuesAt4096Bytes) {
+  Tracer t = makeTracer("always_on");
+  {
+    Span s = t.startServerSpan("a", nullptr);
+    s.setAttribute("user_agent.original", std::string_view(std::string(60000, 'u')));
+  }
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 1u);
+  EXPECT_EQ(std::get<std::string>(*spans[0].attribute("user_agent.original")).size(), 4096u);
+}
+
+// W3C level 2: the random flag describes the trace id, so it stays with a continued trace.
+TEST_F(TracerTest, RandomFlagKeptWithTheTraceId) {
+  Tracer t = makeTracer("parentbased_always_on");
+  SpanContext sampled_random = remote(kFlagSampled | kFlagRandom);
+  Span s = t.startServerSpan("a", &sampled_random);
+  Span c = t.startChildSpan("c", SpanKind::Client, s);
+  EXPECT_EQ(s.context().flags, 0x03);
+  EXPECT_EQ(c.context().flags, 0x03);
+  EXPECT_EQ(formatTraceparent(c.context()).substr(53), "03");
+  SpanContext unsampled_random = remote(kFlagRandom);
+  EXPECT_EQ(t.startServerSpan("b", &unsampled_random).context().flags, 0x02);
+  EXPECT_EQ(t.startServerSpan("root", nullptr).context().flags, 0x01);
+}
+
+// B3 debug implies sampled and passes to the next hop; never with an unsampled span.
+TEST_F(TracerTest, B3DebugPassesOnWithASampledSpan) {
+  Tracer t = makeTracer("parentbased_always_on");
+  SpanContext debug = remote(kFlagSampled);
+  debug.debug = true;
+  Span s = t.startServerSpan("a", &debug);
+  Span c = t.startChildSpan("c", SpanKind::Client, s);
+  EXPECT_TRUE(s.context().debug);
+  EXPECT_TRUE(c.context().debug);
+  MapCarrier carrier;
+  CompositePropagator({"b3multi"}).inject(c.context(), carrier);
+  EXPECT_EQ(carrier.headers.at("x-b3-flags"), "1");
+  EXPECT_EQ(carrier.headers.count("x-b3-sampled"), 0u);
+
+  Tracer off = makeTracer("always_off");
+  EXPECT_FALSE(off.startServerSpan("b", &debug).context().debug);
+}
+
 // Exporter "none": the buffer has no processor, so nothing is recorded, but a sampled context
 // still propagates.
 TEST(TracerNoExporterTest, SampledButNotRecording) {
