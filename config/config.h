@@ -114,16 +114,27 @@ struct HealthCheck {
 
 // Passive outlier detection (Envoy's outlier_detection, consecutive_5xx flavour): an endpoint
 // whose last `consecutive_5xx` attempts all failed (5xx response, connect failure, reset,
-// timeout) is ejected for base_ejection_time × (times ejected so far), at most max_ejection_time,
-// while at most max_ejection_percent of the endpoints (but always one) are out. Shared by the
-// workers (upstream/outlier_detector.h).
+// timeout), or whose last `consecutive_connect_failures` connects were all refused, is ejected
+// for base_ejection_time × (times ejected so far), at most max_ejection_time, while at most
+// max_ejection_percent of the endpoints (but always one) are out. Shared by the workers
+// (upstream/outlier_detector.h). The defaults here are those of an outlier_detection block.
 struct OutlierDetection {
-  uint32_t consecutive_5xx = 5;
+  uint32_t consecutive_5xx = 5;               // 0: failures never eject
+  uint32_t consecutive_connect_failures = 1;  // 0: refused connects eject only as failures
   Duration base_ejection_time{30000};
   Duration max_ejection_time{300000};
   uint32_t max_ejection_percent = 10;
+  bool enabled() const { return consecutive_5xx > 0 || consecutive_connect_failures > 0; }
   bool operator==(const OutlierDetection&) const = default;
 };
+
+// A cluster without an outlier_detection block still takes an endpoint that refuses a connection
+// out of rotation, for 10 s at first (nginx's max_fails=1 fail_timeout=10s, in spirit): a dead
+// endpoint should cost each request a refused connect at most once per ejection, not a third of
+// all requests a retry. A refused connect is unambiguous (nothing listens), unlike a 5xx or a
+// reset, so this is safe to have on by default; a block without either threshold turns it off.
+inline constexpr OutlierDetection kDefaultOutlierDetection{
+    .consecutive_5xx = 0, .consecutive_connect_failures = 1, .base_ejection_time = Duration{10000}};
 
 // Per-cluster limits across all workers; unset ones are unlimited (Envoy's circuit_breakers).
 struct CircuitBreakerConfig {
@@ -203,8 +214,12 @@ struct Cluster {
   std::optional<UpstreamTlsConfig> tls;  // unset: plain TCP
   RetryBudget retry_budget;
   CircuitBreakerConfig circuit_breakers;
-  std::optional<OutlierDetection> outlier_detection;  // unset: no passive ejection
+  std::optional<OutlierDetection> outlier_detection;  // unset: kDefaultOutlierDetection
   std::optional<HealthCheck> health_check;            // unset: no active checks
+  // What outlier detection the cluster runs: its block, else kDefaultOutlierDetection.
+  const OutlierDetection& outlierDetection() const {
+    return outlier_detection ? *outlier_detection : kDefaultOutlierDetection;
+  }
 };
 
 struct IgnoreRule {

@@ -332,11 +332,12 @@ void writeCluster(JsonWriter& w, const Cluster& c) {
     w.field("panic", h.panic);
     w.endObject();
   }
-  if (c.outlier_detection) {
-    const auto& o = *c.outlier_detection;
+  {  // always: a cluster without a block runs kDefaultOutlierDetection
+    const auto& o = c.outlierDetection();
     w.key("outlier_detection");
     w.beginObject();
     w.field("consecutive_5xx", o.consecutive_5xx);
+    w.field("consecutive_connect_failures", o.consecutive_connect_failures);
     w.field("base_ejection_time", formatDuration(o.base_ejection_time));
     w.field("max_ejection_time", formatDuration(o.max_ejection_time));
     w.field("max_ejection_percent", o.max_ejection_percent);

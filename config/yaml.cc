@@ -710,11 +710,13 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
         } else if (key == "outlier_detection") {
           OutlierDetection o;
           w.walkMap(v, sub,
-                    {"consecutive_5xx", "base_ejection_time", "max_ejection_time",
-                     "max_ejection_percent"},
+                    {"consecutive_5xx", "consecutive_connect_failures", "base_ejection_time",
+                     "max_ejection_time", "max_ejection_percent"},
                     [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
                       if (k2 == "consecutive_5xx") {
-                        o.consecutive_5xx = w.positive(v2, s2);
+                        o.consecutive_5xx = w.u32(v2, s2);
+                      } else if (k2 == "consecutive_connect_failures") {
+                        o.consecutive_connect_failures = w.u32(v2, s2);
                       } else if (k2 == "base_ejection_time") {
                         o.base_ejection_time = w.duration(v2, s2);
                       } else if (k2 == "max_ejection_time") {

@@ -263,11 +263,14 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     if (err != UpstreamResult::Error::None && per_try->fired) {
       err = UpstreamResult::Error::Timeout;
     }
-    if ((request_ended || replay) && err != UpstreamResult::Error::Overflow && !timed_out &&
-        pool.reportOutcome(endpoint, err != UpstreamResult::Error::None || resp.status >= 500)) {
+    const bool refused = up->connect_error == upstream::ConnectError::Refused;
+    const AttemptEnd end{err, resp.status, per_try->fired, timed_out, down.gone(), refused};
+    const AttemptVerdict verdict = judgeAttempt(end);
+    if ((request_ended || replay) && verdict.report &&
+        pool.reportOutcome(endpoint, verdict.failed, end.connect_refused)) {
       worker.mutableStats().countEjection(cluster_slot, endpoint.label);
     }
-    if (retry == nullptr || timed_out) {
+    if (retry == nullptr || !verdict.may_retry) {
       break;
     }
     int grpc_head = s.grpc && resp_end && err == UpstreamResult::Error::None
@@ -284,8 +287,9 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     } else {
       retriable = idempotent && retriableResponse(*retry, resp.status, -1);
     }
+    const bool free = retryIsFree(end, pool, tried);
     const auto wait =
-        retriable ? attempts.admit(*retry, worker.random(), deadline_at) : std::nullopt;
+        retriable ? attempts.admit(*retry, worker.random(), deadline_at, free) : std::nullopt;
     if (!wait) {
       break;
     }
@@ -306,7 +310,7 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     down.active_upstream = nullptr;
     up->cancel();
     up.reset();
-    attempts.begin();
+    attempts.begin(free);
     if (wait->count() > 0) {
       asio::steady_timer t(ex);
       t.expires_after(*wait);
@@ -347,9 +351,8 @@ awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::S
     pump_running = true;
     asio::co_spawn(ex, pumpRequest, asio::detached);
     err = co_await up->readHead(resp, resp_end);
-    if (err != UpstreamResult::Error::Overflow && !timed_out &&
-        pool.reportOutcome(*tried.list[tried.size - 1],
-                           err != UpstreamResult::Error::None || resp.status >= 500)) {
+    const AttemptVerdict verdict = judgeAttempt({err, resp.status, false, timed_out, down.gone()});
+    if (verdict.report && pool.reportOutcome(*tried.list[tried.size - 1], verdict.failed)) {
       worker.mutableStats().countEjection(cluster_slot, tried.list[tried.size - 1]->label);
     }
   }

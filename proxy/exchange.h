@@ -48,6 +48,9 @@ class DownstreamSide {
   virtual void reset() = 0;
   // Wakes whatever the exchange awaits on this side; it then re-checks its state (deadline).
   virtual void interrupt() = 0;
+  // The client left (reset the stream, lost the connection) or broke its own request: what the
+  // attempt in flight ran into since says nothing about the endpoint, and nobody awaits a retry.
+  virtual bool gone() const = 0;
 
   // Set by the exchange while an attempt runs, so a client reset can cancel it.
   UpstreamCall* active_upstream = nullptr;

@@ -1,10 +1,68 @@
 #include "proxy/generation.h"
 
+#include <pthread.h>
+
 #include <algorithm>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
 
 namespace sidetrace::proxy {
+
+namespace {
+
+// Deletes the generations handed to it, in order, on its own thread (see buildGeneration). A
+// lock per retired generation, never per request.
+class GenerationReaper {
+ public:
+  GenerationReaper() : thread_([this] { run(); }) {}
+  ~GenerationReaper() {  // at exit: what is queued still goes, then the thread
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_one();
+    thread_.join();
+  }
+  void retire(const Generation* gen) {
+    {
+      std::lock_guard lock(mu_);
+      queue_.push_back(gen);
+    }
+    cv_.notify_one();
+  }
+
+ private:
+  void run() {
+    pthread_setname_np(pthread_self(), "st-reaper");
+    std::unique_lock lock(mu_);
+    for (;;) {
+      cv_.wait(lock, [this] { return stop_ || !queue_.empty(); });
+      if (queue_.empty()) {
+        return;  // stop_, and nothing left
+      }
+      const Generation* gen = queue_.front();
+      queue_.pop_front();
+      lock.unlock();
+      delete gen;  // may wait on the monitor's DNS lookup: nobody else waits on this thread
+      lock.lock();
+    }
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<const Generation*> queue_;
+  bool stop_ = false;
+  std::thread thread_;  // last: starts once the rest is constructed
+};
+
+GenerationReaper& reaper() {
+  static GenerationReaper r;
+  return r;
+}
+
+}  // namespace
 
 size_t StatsSlots::slotFor(std::map<std::string, size_t, std::less<>>& slots, std::string key,
                            size_t capacity, const char* what) {
@@ -44,7 +102,9 @@ size_t workerCount(const config::Config& cfg) {
 
 std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots,
                                                   const Generation* prev) {
-  auto gen = std::make_shared<Generation>();
+  reaper();  // started here, on the main thread, before any generation can be retired
+  std::shared_ptr<Generation> gen(new Generation(),
+                                  [](const Generation* g) { reaper().retire(g); });
   gen->clusters = upstream::resolveClusters(*cfg, workerCount(*cfg));
   if (prev != nullptr) {
     upstream::inheritEndpointState(gen->clusters, prev->clusters);

@@ -69,6 +69,11 @@ size_t workerCount(const config::Config& cfg);
 // message naming the cluster or the exhausted capacity.
 // `prev` (on reload): the generation it replaces, whose endpoints' health and outlier state the
 // new one starts from (inheritEndpointState).
+//
+// The generation is destroyed on a reaper thread of its own, wherever its last reference goes (a
+// worker switching over, the last request on it, the main loop): destroying it stops its monitor,
+// which waits for a DNS lookup in flight, for as long as the lookup hangs, and no event loop may
+// wait for that. The reaper finishes what it was given before the process exits.
 std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots,
                                                   const Generation* prev = nullptr);
 

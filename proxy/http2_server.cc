@@ -90,6 +90,7 @@ struct Http2ServerStream final : DownstreamSide {
     req_wake.notify();
     resp_wake.notify();
   }
+  bool gone() const override { return closed && !resp_done; }
 
   Http2ServerConnection<Io>& conn;
   int32_t id;

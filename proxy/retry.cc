@@ -28,6 +28,16 @@ bool retriableFailure(const P& p, Error e, bool per_try_timeout) {
   return false;
 }
 
+AttemptVerdict judgeAttempt(const AttemptEnd& a) {
+  if (a.client_gone || a.error == Error::Overflow) {
+    return {};
+  }
+  if (a.route_timeout && !a.per_try_timeout) {
+    return {};  // the route's own deadline ended it: not the endpoint's doing, and no time left
+  }
+  return {true, a.error != Error::None || a.status >= 500, !a.route_timeout};
+}
+
 bool retriableResponse(const P& p, int status, int grpc_status) {
   if ((p.retry_on & P::k5xx) != 0 && status >= 500 && status <= 599) {
     return true;
@@ -64,6 +74,13 @@ const upstream::Endpoint& pickForAttempt(upstream::ConnectionPool& pool, TriedEn
   return *ep;
 }
 
+bool retryIsFree(const AttemptEnd& a, const upstream::ConnectionPool& pool,
+                 const TriedEndpoints& tried) {
+  // `tried` may hold an endpoint twice (when all were tried): fewer entries than endpoints means
+  // at least one is untried.
+  return a.error == Error::ConnectFailure && a.connect_refused && tried.size < pool.endpointCount();
+}
+
 bool idempotentMethod(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
@@ -91,18 +108,19 @@ RetryAttempts::RetryAttempts(ClusterLoad& load, const upstream::ResolvedCluster&
 
 RetryAttempts::~RetryAttempts() {
   --load_.active;
-  if (retries_ > 0) {
+  if (counted_) {
     --load_.retrying;
   }
 }
 
 std::optional<std::chrono::milliseconds> RetryAttempts::admit(
-    const config::RetryPolicy& p, uint64_t random, std::chrono::steady_clock::time_point deadline) {
+    const config::RetryPolicy& p, uint64_t random, std::chrono::steady_clock::time_point deadline,
+    bool free) {
   if (retries_ >= p.num_retries) {
     return std::nullopt;
   }
-  const uint32_t others_retrying = load_.retrying - (retries_ > 0 ? 1 : 0);
-  if (!retryBudgetAllows(cluster_.cfg->retry_budget, load_.active, others_retrying)) {
+  const uint32_t others_retrying = load_.retrying - (counted_ ? 1 : 0);
+  if (!free && !retryBudgetAllows(cluster_.cfg->retry_budget, load_.active, others_retrying)) {
     stats_.countRetry(slot_, WorkerStats::kRetryOverflow);
     return std::nullopt;
   }
@@ -114,15 +132,17 @@ std::optional<std::chrono::milliseconds> RetryAttempts::admit(
       return std::nullopt;
     }
   }
-  const auto wait = retryBackOff(p, retries_ + 1, random);
+  const auto wait = free ? std::chrono::milliseconds(0) : retryBackOff(p, retries_ + 1, random);
   if (std::chrono::steady_clock::now() + wait >= deadline) {
     return std::nullopt;  // no time left for another attempt
   }
   return wait;
 }
 
-void RetryAttempts::begin() {
-  if (retries_++ == 0) {
+void RetryAttempts::begin(bool free) {
+  ++retries_;
+  if (!free && !counted_) {
+    counted_ = true;
     ++load_.retrying;
   }
   stats_.countRetry(slot_, WorkerStats::kRetryAttempted);

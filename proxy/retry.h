@@ -32,6 +32,26 @@ bool idempotentMethod(std::string_view method);
 // Retries in flight on this worker's cluster, if one more starts, stay within the budget.
 bool retryBudgetAllows(const config::RetryBudget& b, uint32_t active_requests,
                        uint32_t active_retries);
+// How one finished attempt counts, in both exchange loops alike: whether it tells outlier
+// detection anything about its endpoint, and whether another attempt may serve the client. Only
+// what the endpoint did counts: not a client that reset or broke its request (a client must not
+// be able to eject endpoints, and a retry after it left serves nobody), not a circuit-breaker
+// refusal, not the route's own deadline (a per-try timeout is the endpoint's).
+struct AttemptEnd {
+  filters::UpstreamResult::Error error = filters::UpstreamResult::Error::None;  // None: a head
+  int status = 0;                // the response head's status, when one arrived
+  bool per_try_timeout = false;  // the per-try deadline (or the connect timeout) ended it
+  bool route_timeout = false;    // the route's deadline has passed (no time for another)
+  bool client_gone = false;      // the client reset, left, or sent a malformed body
+  bool connect_refused = false;  // a connect failure that was not a timeout or TLS handshake
+};
+struct AttemptVerdict {
+  bool report = false;     // tell outlier detection about the endpoint ...
+  bool failed = false;     // ... that it failed (5xx, connect failure, reset, per-try timeout)
+  bool may_retry = false;  // the retry policy may still try another attempt
+};
+AttemptVerdict judgeAttempt(const AttemptEnd& a);
+
 // Requests in flight to one cluster on one worker, and how many of them are retrying: the retry
 // budget's inputs. Worker thread only.
 struct ClusterLoad {
@@ -53,10 +73,16 @@ class RetryAttempts {
   uint32_t count() const { return retries_; }  // retries made so far
   // After a retriable failure: the back-off before the next attempt, or nullopt when there is
   // to be none (retries used up, budget or breaker full, or no time left before `deadline`).
+  // `free`: the failure was a refused connect and an endpoint is left that this request has not
+  // tried (retryIsFree): that retry goes at once, and the retry budget neither refuses it nor
+  // counts it — the refused attempt put no load on any endpoint, so retrying adds none, and a
+  // budget that refused it would fail requests the other endpoints could serve. num_retries and
+  // the max_retries breaker (an operator's explicit limit) still apply.
   std::optional<std::chrono::milliseconds> admit(const config::RetryPolicy& p, uint64_t random,
-                                                 std::chrono::steady_clock::time_point deadline);
-  // The admitted retry starts now.
-  void begin();
+                                                 std::chrono::steady_clock::time_point deadline,
+                                                 bool free = false);
+  // The admitted retry starts now (`free` as admitted).
+  void begin(bool free = false);
   // The request is over; after retries, counts whether it finally succeeded.
   void finish(bool failed);
 
@@ -67,6 +93,7 @@ class RetryAttempts {
   size_t slot_;
   upstream::BreakerSlot breaker_;  // one of max_retries, from the first retry to the end
   uint32_t retries_ = 0;
+  bool counted_ = false;  // in load_.retrying (from its first retry that was not free)
 };
 
 // The endpoints one request has tried (at most 1 + 10 retries).
@@ -86,6 +113,10 @@ struct TriedEndpoints {
 // of the cluster) while it is one this request already tried — Envoy's previous_hosts predicate,
 // so a retry does not land on the endpoint that just failed while others are there.
 const upstream::Endpoint& pickForAttempt(upstream::ConnectionPool& pool, TriedEndpoints& tried);
+// The attempt's connect was refused and the cluster has an endpoint this request has not tried:
+// its retry costs no endpoint anything (RetryAttempts::admit's `free`).
+bool retryIsFree(const AttemptEnd& a, const upstream::ConnectionPool& pool,
+                 const TriedEndpoints& tried);
 
 // Full-jitter exponential back-off before retry number `retry` (1-based): uniform in
 // [0, min(max_interval, base_interval * 2^(retry-1))], drawn from `random`.

@@ -272,7 +272,7 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
        "endpoint (by any worker) since the last reload.\n"
        "# TYPE sidetrace_upstream_endpoint_ejections_total counter\n";
   for (const auto& rc : gen.clusters) {
-    if (!rc.cfg->outlier_detection) {
+    if (!rc.outliers) {
       continue;
     }
     for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {

@@ -115,6 +115,8 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
       socket_(makeStream(std::move(socket), tls)),
       listener_index_(listener_index),
       deadline_(tcp().get_executor()),
+      route_deadline_(tcp().get_executor()),
+      per_try_(tcp().get_executor()),
       in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
       upbuf_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
       parser_(Http1Parser::Kind::Request,
@@ -601,6 +603,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     error_code ec;
     s.tcp().cancel(ec);
   }
+  bool gone() const override { return failed; }  // a read or write failed, or the body was bad
 
   template <class Buffers>
   awaitable<bool> write(const Buffers& bufs) {
@@ -699,8 +702,12 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     req.headers.add("Content-Length", std::to_string(*req_length));
   }
   stream_.upstream_attempted = true;
-  upstream::Deadline route_deadline(tcp().get_executor());
-  upstream::Deadline per_try(tcp().get_executor());
+  // The session's own (a request would otherwise allocate their shared state); nothing watched
+  // from an earlier request's connections.
+  upstream::Deadline& route_deadline = route_deadline_;
+  upstream::Deadline& per_try = per_try_;
+  route_deadline.watch(&tcp());
+  per_try.watch(nullptr);
   const auto route_deadline_at = std::chrono::steady_clock::now() + route.timeout;
   // Retries need the whole request in hand (it went out with the head) and no protocol switch.
   const config::RetryPolicy* retry =
@@ -726,7 +733,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     int fail_status = 0;
     bool per_try_expired = false;
     bool downstream_gone = false;
-    bool client_fault = false;  // the client's body was malformed: not the endpoint's failure
+    bool client_fault = false;     // the client's body was malformed: not the endpoint's failure
+    bool connect_refused = false;  // a ConnectFailure that was neither a timeout nor TLS
     std::unique_ptr<upstream::UpstreamConnection> conn;
     FeedResult rr;
   };
@@ -736,6 +744,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       a.fail_status = status;
       a.per_try_expired = per_try.expired();
       a.conn.reset();
+      route_deadline.watch(&tcp());  // not the socket just freed (the next connect is unwatched)
+      per_try.watch(nullptr);
     };
     // A reused connection that turns out dead before any response byte is tried once more on a
     // fresh one, when the request had no body to replay.
@@ -770,6 +780,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
                                                                        std::memory_order_relaxed);
           }
           failWith(UpstreamResult::Error::ConnectFailure, 502);
+          a.connect_refused = cerr == upstream::ConnectError::Refused;
           co_return;
         }
       }
@@ -791,6 +802,8 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       }
       if (reused && replayable && attempt == 0) {
         a.conn.reset();
+        route_deadline.watch(&tcp());
+        per_try.watch(nullptr);
         continue;
       }
       failWith(UpstreamResult::Error::Reset, 502);
@@ -900,6 +913,20 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     upbuf_.consume(upbuf_.size());  // whatever a dropped connection left unread
     co_await attemptOnce(endpoint, a);
     per_try.disarm();
+    if (a.error == UpstreamResult::Error::None && !a.downstream_gone) {
+      stream_.upstream.status = up_parser_.response().status;
+      stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
+    }
+    const AttemptEnd end{a.error,
+                         stream_.upstream.status,
+                         a.per_try_expired,
+                         route_deadline.expired(),
+                         a.downstream_gone || a.client_fault,
+                         a.connect_refused};
+    const AttemptVerdict verdict = judgeAttempt(end);
+    if (verdict.report && pool.reportOutcome(endpoint, verdict.failed, a.connect_refused)) {
+      worker_.mutableStats().countEjection(cluster_slot, endpoint.label);
+    }
     if (a.downstream_gone) {
       route_deadline.disarm();
       stream_.upstream.error = UpstreamResult::Error::Reset;
@@ -908,27 +935,17 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       finishStream(start_ns);
       co_return false;
     }
-    if (a.error == UpstreamResult::Error::None) {
-      stream_.upstream.status = up_parser_.response().status;
-      stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
-    }
-    if (a.error != UpstreamResult::Error::Overflow && !a.client_fault &&
-        !(a.error == UpstreamResult::Error::Timeout && route_deadline.expired() &&
-          !a.per_try_expired) &&
-        pool.reportOutcome(
-            endpoint, a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500)) {
-      worker_.mutableStats().countEjection(cluster_slot, endpoint.label);
-    }
-    if (retry == nullptr || a.client_fault) {
+    if (retry == nullptr || !verdict.may_retry) {
       break;
     }
     const bool retriable =
         a.error != UpstreamResult::Error::None
-            ? retriableFailure(*retry, a.error, a.per_try_expired && !route_deadline.expired()) &&
+            ? retriableFailure(*retry, a.error, a.per_try_expired) &&
                   (idempotent || a.error == UpstreamResult::Error::ConnectFailure)
             : idempotent && retriableResponse(*retry, stream_.upstream.status, -1);
-    const auto wait =
-        retriable ? attempts.admit(*retry, worker_.random(), route_deadline_at) : std::nullopt;
+    const bool free = retryIsFree(end, pool, tried);
+    const auto wait = retriable ? attempts.admit(*retry, worker_.random(), route_deadline_at, free)
+                                : std::nullopt;
     if (!wait) {
       break;
     }
@@ -938,7 +955,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     }
     chain.onUpstreamResult(stream_);
     a.conn.reset();
-    attempts.begin();
+    route_deadline.watch(&tcp());
+    per_try.watch(nullptr);
+    attempts.begin(free);
     if (wait->count() > 0) {
       asio::steady_timer t(tcp().get_executor());
       t.expires_after(*wait);

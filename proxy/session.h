@@ -104,6 +104,8 @@ class Session final : public DownstreamConnection,
   Stream socket_;
   size_t listener_index_;
   upstream::Deadline deadline_;
+  upstream::Deadline route_deadline_;  // handleRequest: the route's timeout ...
+  upstream::Deadline per_try_;         // ... and the retry policy's per_try_timeout
   FlatBuffer in_;
   FlatBuffer upbuf_;
   Http1Parser parser_;

@@ -196,8 +196,8 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg, size_t w
     if (c.health_check) {
       rc.health = std::make_shared<EndpointHealth>(capacity);
     }
-    if (c.outlier_detection) {
-      rc.outliers = std::make_shared<OutlierDetector>(*c.outlier_detection, capacity);
+    if (c.outlierDetection().enabled()) {
+      rc.outliers = std::make_shared<OutlierDetector>(c.outlierDetection(), capacity);
     }
     out.push_back(std::move(rc));
   }

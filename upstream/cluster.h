@@ -102,7 +102,7 @@ struct ResolvedCluster {
   std::shared_ptr<TlsClientContext> tls;      // null: plain TCP
   std::shared_ptr<CircuitBreakers> breakers;  // shared by the workers; never null
   std::shared_ptr<EndpointHealth> health;     // clusters with a health_check; else null
-  std::shared_ptr<OutlierDetector> outliers;  // clusters with outlier_detection; else null
+  std::shared_ptr<OutlierDetector> outliers;  // null when outlier detection is off
   // Some endpoint is a DNS name and dns_refresh_rate is set: the monitor re-resolves it.
   bool refreshes_dns = false;
 };

@@ -108,11 +108,15 @@ size_t ConnectionPool::pickAroundEjected(size_t first) {
   return i;  // when every pick was out (a one-endpoint cluster, panic mode), use it anyway
 }
 
-bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed) {
-  if (!cluster_.cfg->outlier_detection || !cluster_.outliers) {
+bool ConnectionPool::reportOutcome(const Endpoint& ep, bool failed, bool connect_refused) {
+  if (!cluster_.outliers) {
     return false;
   }
-  if (!cluster_.outliers->report(index(ep), failed, members_)) {
+  using Outcome = OutlierDetector::Outcome;
+  const Outcome outcome = !failed           ? Outcome::Success
+                          : connect_refused ? Outcome::ConnectRefused
+                                            : Outcome::Failure;
+  if (!cluster_.outliers->report(index(ep), outcome, members_)) {
     return false;
   }
   table_.countEjection(index(ep));

@@ -140,8 +140,9 @@ class ConnectionPool {
   bool noneHealthy() const;
 
   // Outlier detection (clusters[].outlier_detection): the outcome of one attempt on `ep`
-  // (failed: 5xx response, connect failure, reset or timeout). True when this report ejected it.
-  bool reportOutcome(const Endpoint& ep, bool failed);
+  // (failed: 5xx response, connect failure, reset or timeout; `connect_refused`: a failure to
+  // connect that was not a timeout or TLS handshake). True when this report ejected it.
+  bool reportOutcome(const Endpoint& ep, bool failed, bool connect_refused = false);
   // Outlier state is the cluster's (OutlierDetector, shared by the workers); these read it.
   bool ejected(const Endpoint& ep) const {
     return cluster_.outliers && cluster_.outliers->ejected(index(ep));

@@ -20,6 +20,7 @@ bool OutlierDetector::endEjection(PerEndpoint& e, int64_t until) {
     return false;  // not ejected, or another thread ended (or renewed) it first
   }
   e.consecutive_failures.store(0, std::memory_order_relaxed);  // a clean slate on return
+  e.consecutive_refused.store(0, std::memory_order_relaxed);
   ejected_count_.fetch_sub(1, std::memory_order_relaxed);
   return true;
 }
@@ -45,6 +46,7 @@ void OutlierDetector::clear(size_t i) {
   PerEndpoint& e = endpoints_[i];
   endEjection(e, e.until.load(std::memory_order_relaxed));
   e.consecutive_failures.store(0, std::memory_order_relaxed);
+  e.consecutive_refused.store(0, std::memory_order_relaxed);
 }
 
 void OutlierDetector::inherit(size_t i, const OutlierDetector& from, size_t j) {
@@ -58,18 +60,39 @@ void OutlierDetector::inherit(size_t i, const OutlierDetector& from, size_t j) {
   }
 }
 
-bool OutlierDetector::report(size_t i, bool failed, size_t endpoints, Clock::time_point now) {
+namespace {
+
+// Adds one to a run of failures; true when the run reaches `threshold` (0: never).
+bool reaches(std::atomic<uint32_t>& run, uint32_t threshold) {
+  return threshold != 0 && run.fetch_add(1, std::memory_order_relaxed) + 1 >= threshold;
+}
+
+// Ends a run (a relaxed load first: nothing is written while there is none).
+void resetRun(std::atomic<uint32_t>& run) {
+  if (run.load(std::memory_order_relaxed) != 0) {
+    run.store(0, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+bool OutlierDetector::report(size_t i, Outcome outcome, size_t endpoints, Clock::time_point now) {
   PerEndpoint& e = endpoints_[i];
-  if (!failed) {
-    if (e.consecutive_failures.load(std::memory_order_relaxed) != 0) {
-      e.consecutive_failures.store(0, std::memory_order_relaxed);
-    }
+  if (outcome == Outcome::Success) {
+    resetRun(e.consecutive_failures);
+    resetRun(e.consecutive_refused);
     return false;
   }
-  if (e.consecutive_failures.fetch_add(1, std::memory_order_relaxed) + 1 < cfg_.consecutive_5xx ||
-      ejected(i, now)) {
-    return false;
+  bool out = reaches(e.consecutive_failures, cfg_.consecutive_5xx);
+  if (outcome == Outcome::ConnectRefused) {
+    out = reaches(e.consecutive_refused, cfg_.consecutive_connect_failures) || out;
+  } else {
+    resetRun(e.consecutive_refused);  // it did not refuse the connection this time
   }
+  return out && !ejected(i, now) && eject(e, endpoints, now);
+}
+
+bool OutlierDetector::eject(PerEndpoint& e, size_t endpoints, Clock::time_point now) {
   // Take a slot under the cap first, so that concurrent ejections cannot overshoot it.
   const size_t cap = std::max<size_t>(1, endpoints * cfg_.max_ejection_percent / 100);
   size_t out = ejected_count_.load(std::memory_order_relaxed);
@@ -87,6 +110,7 @@ bool OutlierDetector::report(size_t i, bool failed, size_t endpoints, Clock::tim
     return false;  // another worker ejected it just now
   }
   e.consecutive_failures.store(0, std::memory_order_relaxed);
+  e.consecutive_refused.store(0, std::memory_order_relaxed);
   return true;
 }
 

@@ -1,8 +1,9 @@
 #pragma once
-// Passive outlier detection (clusters[].outlier_detection), one per cluster and generation,
-// shared by every worker: an endpoint's consecutive failures add up whichever worker saw them, so
-// a bad endpoint is ejected after consecutive_5xx failures in a row, not that many per worker,
-// and an ejection takes it out of every worker's rotation at once.
+// Passive outlier detection (clusters[].outlier_detection; by default, refused connects only:
+// config::kDefaultOutlierDetection), one per cluster and generation, shared by every worker: an
+// endpoint's consecutive failures add up whichever worker saw them, so a bad endpoint is ejected
+// after consecutive_5xx failures (or consecutive_connect_failures refused connects) in a row, not
+// that many per worker, and an ejection takes it out of every worker's rotation at once.
 //
 // Lock-free, and cheap on the data path: a success writes nothing unless the endpoint had failures
 // pending (a relaxed load first keeps the line shared between cores); failures and ejections are
@@ -26,10 +27,13 @@ class OutlierDetector {
   // Room for `capacity` endpoints (the cluster's endpoint table's).
   OutlierDetector(const config::OutlierDetection& cfg, size_t capacity);
 
-  // The outcome of one attempt on endpoint i (failed: 5xx response, connect failure, reset or
-  // timeout); `endpoints`: how many the cluster has now, for max_ejection_percent. True when this
-  // report ejected it.
-  bool report(size_t i, bool failed, size_t endpoints, Clock::time_point now = Clock::now());
+  // How one attempt on an endpoint ended. Failure: a 5xx response, connect failure, reset or
+  // per-try timeout; ConnectRefused: a failure whose connect was refused (it counts towards
+  // consecutive_5xx too).
+  enum class Outcome { Success, Failure, ConnectRefused };
+  // Endpoint i's attempt ended so; `endpoints`: how many the cluster has now, for
+  // max_ejection_percent. True when this report ejected it.
+  bool report(size_t i, Outcome outcome, size_t endpoints, Clock::time_point now = Clock::now());
   // Whether endpoint i is out now; ends an ejection whose time is up.
   bool ejected(size_t i, Clock::time_point now = Clock::now());
   Clock::time_point ejectedUntil(size_t i) const;  // meaningful while ejected
@@ -44,10 +48,12 @@ class OutlierDetector {
  private:
   struct alignas(64) PerEndpoint {  // one cache line each: workers write neighbours' freely
     std::atomic<uint32_t> consecutive_failures{0};
+    std::atomic<uint32_t> consecutive_refused{0};  // connects refused in a row
     std::atomic<uint32_t> times_ejected{0};
     std::atomic<int64_t> until{0};  // ejected until (steady clock, ns since epoch); 0: not ejected
   };
   bool endEjection(PerEndpoint& e, int64_t until);
+  bool eject(PerEndpoint& e, size_t endpoints, Clock::time_point now);
 
   config::OutlierDetection cfg_;
   std::unique_ptr<PerEndpoint[]> endpoints_;

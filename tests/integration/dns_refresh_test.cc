@@ -7,7 +7,12 @@
 // answers without touching the machine's. Each FakeUpstream listens on its own loopback address
 // (127.0.0.2, .3, .4 on one port), so which one answered says which address was picked.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -25,6 +30,69 @@ namespace {
 using std::chrono::milliseconds;
 constexpr const char* kName = "backend.sidetrace.test";
 
+// The resolver the proxy's /etc/resolv.conf names (so no lookup leaves the machine): a UDP socket
+// on port 53 of a loopback address of its own that answers nothing until answer() is called, so a
+// name not in the hosts file hangs its lookup as an unreachable DNS server does. From answer() on,
+// every query gets SERVFAIL at once (lookups end, and the proxy can exit without waiting).
+class SilentResolver {
+ public:
+  SilentResolver() : fd_(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+    for (int last = 77; last < 97 && address_.empty(); ++last) {
+      sockaddr_in a{};
+      a.sin_family = AF_INET;
+      a.sin_port = htons(53);
+      const std::string ip = "127.0.0." + std::to_string(last);
+      ::inet_pton(AF_INET, ip.c_str(), &a.sin_addr);
+      if (::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+        address_ = ip;
+      }
+    }
+  }
+  ~SilentResolver() {
+    stop_ = true;
+    if (answering_.joinable()) {
+      answering_.join();
+    }
+    ::close(fd_);
+  }
+  const std::string& address() const { return address_; }  // "" when none could be bound
+
+  // A query arrived (and waits, unanswered) within `timeout`.
+  bool waitQuery(milliseconds timeout) const {
+    pollfd p{fd_, POLLIN, 0};
+    return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
+  }
+  void answer() {
+    if (answering_.joinable()) {
+      return;
+    }
+    answering_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{fd_, POLLIN, 0};
+        if (::poll(&p, 1, 50) != 1) {
+          continue;
+        }
+        unsigned char buf[512];
+        sockaddr_storage from{};
+        socklen_t len = sizeof from;
+        const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, MSG_DONTWAIT,
+                                     reinterpret_cast<sockaddr*>(&from), &len);
+        if (n >= 12) {                      // a DNS header at least
+          buf[2] |= 0x80;                   // QR: a response
+          buf[3] = (buf[3] & 0xf0) | 0x02;  // RCODE: SERVFAIL
+          ::sendto(fd_, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+        }
+      }
+    });
+  }
+
+ private:
+  int fd_;
+  std::string address_;
+  std::atomic<bool> stop_{false};
+  std::thread answering_;
+};
+
 class DnsRefreshTest : public IntegrationTest {
  protected:
   void SetUp() override {
@@ -38,8 +106,18 @@ class DnsRefreshTest : public IntegrationTest {
     c_ = std::make_unique<FakeUpstream>("127.0.0.4", a_->port());
     hosts_ = proc_.dir() + "/hosts";
     setAddresses({"127.0.0.2"});
+    ASSERT_FALSE(resolver_.address().empty()) << "no loopback address free for port 53";
+    const std::string resolv = proc_.dir() + "/resolv.conf";
+    std::ofstream(resolv) << "nameserver " << resolver_.address()
+                          << "\noptions timeout:30 attempts:1\n";
     proc_.runUnder({"unshare", "--mount", "sh", "-c",
-                    "mount --bind \"$0\" /etc/hosts && exec \"$@\"", hosts_});
+                    "mount --bind \"$0\" /etc/hosts && mount --bind \"$1\" /etc/resolv.conf && "
+                    "shift && exec \"$@\"",
+                    hosts_, resolv});
+  }
+  void TearDown() override {
+    resolver_.answer();  // a lookup still hanging would hold up the proxy's exit
+    IntegrationTest::TearDown();
   }
 
   // Rewrites the hosts file in place (same inode: the bind mount keeps showing it).
@@ -128,6 +206,7 @@ class DnsRefreshTest : public IntegrationTest {
 
   std::unique_ptr<FakeUpstream> a_, b_, c_;
   std::string hosts_;
+  SilentResolver resolver_;
 };
 
 TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
@@ -170,6 +249,7 @@ TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
 
   traffic.join();
   slow.join();
+  resolver_.answer();
   EXPECT_EQ(slow_status, 200) << "the request in flight on the removed address was dropped";
   EXPECT_EQ(traffic.failed, 0) << traffic.first_failure << " (" << traffic.ok << " ok)";
   EXPECT_GT(traffic.ok, 200);
@@ -180,6 +260,33 @@ TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
   EXPECT_GT(metricSum(m, "sidetrace_upstream_lb_picks_total", label("127.0.0.4")), 20) << m;
   EXPECT_EQ(metricSum(m, "sidetrace_upstream_endpoints", "state=\"present\""), 2) << m;
   EXPECT_NE(proc_.stderrText().find("now resolves to"), std::string::npos) << proc_.logs();
+  stopProxyExpectClean();
+}
+
+// A reload while the old generation's DNS lookup hangs: retiring that generation stops its
+// monitor, which waits for the lookup to end (30 s here), and no worker or main loop may wait for
+// it. Requests keep flowing through the reload and after it, and the reload answers.
+TEST_F(DnsRefreshTest, ReloadWhileALookupHangsKeepsServing) {
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(config()));
+  Traffic traffic;
+  traffic.start(port(), 4);
+  ASSERT_TRUE(waitServed(*a_, 20)) << proc_.logs();
+  setAddresses({});  // the next refresh asks the resolver, which does not answer
+  ASSERT_TRUE(resolver_.waitQuery(milliseconds(5000))) << "no lookup reached the resolver";
+
+  // The same address by IP: the new generation has nothing to resolve.
+  std::string by_ip = config();
+  by_ip.replace(by_ip.find(kName), std::string(kName).size(), "127.0.0.2");
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(by_ip));
+  const int at_reload = traffic.ok;
+  const size_t served = a_->requestCount();
+  EXPECT_TRUE(waitServed(*a_, served + 50)) << "requests stalled after the reload";
+  auto ready = httpRequest(proc_.adminPort(), "GET", "/ready");
+  EXPECT_TRUE(ready && ready->status == 200) << "the main loop stalled";
+  traffic.join();
+  EXPECT_GT(traffic.ok, at_reload);
+  EXPECT_EQ(traffic.failed, 0) << traffic.first_failure << " (" << traffic.ok << " ok)";
+  resolver_.answer();
   stopProxyExpectClean();
 }
 

@@ -41,13 +41,14 @@ const char* kService = "sidetrace.test.Echo";
 
 // Knobs of the gRPC config (grpcConfigYaml).
 struct GrpcProxyConfig {
-  std::string echo_timeout{};   // route timeout of the Echo route, e.g. "200ms"; "" = default
-  std::string ignore{};         // tracing ignore rules (YAML flow list); "" = none
-  std::string tls{};            // listener tls (YAML flow map); "" = plain
-  uint16_t endpoint_port = 0;   // the echo cluster's endpoint; 0 = the EchoServer
-  std::string cluster_tls{};    // the echo cluster's tls (YAML flow map); "" = plaintext
-  std::string retry_policy{};   // the Echo route's retry_policy (YAML flow map); "" = none
-  uint16_t first_endpoint = 0;  // another endpoint before the echo one (round robin); 0 = none
+  std::string echo_timeout{};       // route timeout of the Echo route, e.g. "200ms"; "" = default
+  std::string ignore{};             // tracing ignore rules (YAML flow list); "" = none
+  std::string tls{};                // listener tls (YAML flow map); "" = plain
+  uint16_t endpoint_port = 0;       // the echo cluster's endpoint; 0 = the EchoServer
+  std::string cluster_tls{};        // the echo cluster's tls (YAML flow map); "" = plaintext
+  std::string retry_policy{};       // the Echo route's retry_policy (YAML flow map); "" = none
+  uint16_t first_endpoint = 0;      // another endpoint before the echo one (round robin); 0 = none
+  std::string outlier_detection{};  // the echo cluster's (YAML flow map); "" = the default
 };
 
 // The SERVER and CLIENT span of one proxied call.
@@ -164,6 +165,9 @@ clusters:
 )";
     if (!c.cluster_tls.empty()) {
       y += "    tls: " + c.cluster_tls + "\n";
+    }
+    if (!c.outlier_detection.empty()) {
+      y += "    outlier_detection: " + c.outlier_detection + "\n";
     }
     y += R"(tracing:
   service_name: it-grpc
@@ -640,11 +644,13 @@ TEST_F(GrpcTest, TlsUpstreamNameMismatchAnswersUnavailable) {
 }
 
 // Retries on the HTTP/2 path: the first endpoint refuses connections, so with retry_on
-// connect-failure every call still succeeds, and the trace shows both attempts.
+// connect-failure every call still succeeds, and the trace shows both attempts (ejection off, so
+// every call tries it first).
 TEST_F(GrpcTest, ConnectFailureRetriedWithSpanPerAttempt) {
-  ASSERT_NO_FATAL_FAILURE(
-      startGrpcProxy({.retry_policy = "{ retry_on: [ connect-failure ], num_retries: 1 }",
-                      .first_endpoint = dead_.port()}));
+  ASSERT_NO_FATAL_FAILURE(startGrpcProxy(
+      {.retry_policy = "{ retry_on: [ connect-failure ], num_retries: 1 }",
+       .first_endpoint = dead_.port(),
+       .outlier_detection = "{ consecutive_5xx: 0, consecutive_connect_failures: 0 }"}));
   EchoClient client(viaProxy());
   for (int i = 0; i < 2; ++i) {
     auto u = client.unary({.message = "retry me"});

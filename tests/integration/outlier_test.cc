@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/h2_client.h"
 #include "tests/integration/harness.h"
 
 namespace sidetrace::it {
@@ -107,6 +108,40 @@ TEST_F(OutlierDetectionTest, MalformedClientBodyIsNotTheEndpointsFailure) {
   EXPECT_GT(upstream_.bytesReceived(), 0u) << "each endpoint saw request heads";
   EXPECT_GT(second_.bytesReceived(), 0u);
   EXPECT_EQ(metricSum(metrics(), "sidetrace_upstream_ejections_total", "cluster=\"pool\""), 0);
+}
+
+// HTTP/2 clients that reset their streams before the response head are not the endpoint's
+// failures: five cancelled requests neither eject it (at consecutive_5xx: 2) nor are retried
+// after their client left (the HTTP/1 path's rule, shared through judgeAttempt).
+TEST_F(OutlierDetectionTest, ClientResetsAreNotTheEndpointsFailures) {
+  upstream_.onPrefix("/api/stall", Behavior::stall(milliseconds(10000)));
+  ASSERT_NO_FATAL_FAILURE(start({upstream_.port()},
+                                "{ consecutive_5xx: 2, base_ejection_time: 30s, "
+                                "max_ejection_percent: 100 }",
+                                "{ retry_on: [ reset, 5xx ], num_retries: 3, "
+                                "back_off: { base_interval: 1ms, max_interval: 2ms } }"));
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  H2Request stall;
+  stall.path = "/api/stall";
+  for (size_t i = 1; i <= 5; ++i) {
+    const int32_t id = c.submit(stall);
+    ASSERT_GT(id, 0);
+    ASSERT_EQ(upstream_.waitForRequests(i, milliseconds(5000)).size(), i)
+        << "request " << i << " never reached the endpoint";
+    ASSERT_TRUE(c.reset(id, h2::kCancel));
+  }
+  H2Request ok;
+  ok.path = "/api/ok";
+  auto r = c.request(ok);
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_TRUE(r->ok()) << r->describe();
+  // A retry follows a reset within milliseconds; give one time to show up.
+  EXPECT_EQ(upstream_.waitForRequests(7, milliseconds(500)).size(), 6u)
+      << "a request was retried after its client reset it";
+  const std::string m = metrics();
+  EXPECT_EQ(metricSum(m, "sidetrace_upstream_ejections_total", "cluster=\"pool\""), 0) << m;
+  EXPECT_EQ(metricSum(m, "sidetrace_upstream_retries_total", "outcome=\"attempted\""), 0) << m;
 }
 
 // A reload keeps ejections: the ejected endpoint stays out under the new config.

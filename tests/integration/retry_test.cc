@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
 #include <optional>
 #include <string>
 #include <thread>
@@ -22,18 +23,21 @@ class RetryTest : public IntegrationTest {
  protected:
   // One route /api → cluster "pool" with `endpoints` (ports) in round-robin order and `policy`
   // (a YAML flow map, "" = none); one worker, so round-robin order is exact.
+  // `cluster`: more keys of the cluster, as YAML lines.
   void start(const std::vector<uint16_t>& endpoints, const std::string& policy,
-             const std::string& budget = "") {
+             const std::string& budget = "", std::vector<std::string> cluster = {}) {
     std::vector<std::string> route = {"timeout: 5s"};
     if (!policy.empty()) {
       route.push_back("retry_policy: " + policy);
     }
-    std::vector<std::string> cluster;
     if (!budget.empty()) {
       cluster.push_back("retry_budget: " + budget);
     }
     ASSERT_NO_FATAL_FAILURE(startProxyYaml(poolConfigYaml(endpoints, route, cluster)));
   }
+  // Outlier detection off (by default an endpoint refusing connections is ejected).
+  static constexpr const char* kNoEjection =
+      "outlier_detection: { consecutive_5xx: 0, consecutive_connect_failures: 0 }";
 
   double retries(const std::string& outcome) {
     return metricSum(metrics(), "sidetrace_upstream_retries_total", "outcome=\"" + outcome + "\"");
@@ -43,10 +47,11 @@ class RetryTest : public IntegrationTest {
 };
 
 // The first endpoint refuses connections: every request still gets 200, through a retry on the
-// second, and the trace shows both attempts.
+// second, and the trace shows both attempts (ejection off, so every request tries it first).
 TEST_F(RetryTest, ConnectFailureRetriedOnAnotherEndpointWithSpanPerAttempt) {
-  ASSERT_NO_FATAL_FAILURE(
-      start({dead_.port(), upstream_.port()}, "{ retry_on: [ connect-failure ], num_retries: 1 }"));
+  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), upstream_.port()},
+                                "{ retry_on: [ connect-failure ], num_retries: 1 }", "",
+                                {kNoEjection}));
   for (int i = 0; i < 4; ++i) {
     auto r = httpRequest(port(), "GET", "/api/x");
     ASSERT_TRUE(r);
@@ -177,16 +182,33 @@ TEST_F(RetryTest, RetriesExhaustedAnswer502) {
   EXPECT_EQ(spansOfKind(spans, 3).size(), 4u) << "one CLIENT span per attempt";
 }
 
-// A budget of zero retries in flight: the retriable failure is not retried, and counted.
+// A budget of zero retries in flight: the retriable 503 is not retried, and counted.
 TEST_F(RetryTest, EmptyRetryBudgetOverflows) {
-  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), upstream_.port()},
-                                "{ retry_on: [ connect-failure ], num_retries: 1 }",
+  second_.setDefault(Behavior::fixed(503, "busy"));
+  ASSERT_NO_FATAL_FAILURE(start({second_.port(), upstream_.port()},
+                                "{ retry_on: [ gateway-error ], num_retries: 1 }",
                                 "{ budget_percent: 0, min_retry_concurrency: 0 }"));
   auto r = httpRequest(port(), "GET", "/api/x");
   ASSERT_TRUE(r);
-  EXPECT_EQ(r->status, 502);
+  EXPECT_EQ(r->status, 503);
   EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"overflow\"", 1), 1);
   EXPECT_EQ(retries("attempted"), 0);
+}
+
+// A refused connect put no load on any endpoint, so even an empty budget lets its retry go to
+// an endpoint the request has not tried (at once, without back-off).
+TEST_F(RetryTest, RefusedConnectRetriedOutsideTheBudget) {
+  ASSERT_NO_FATAL_FAILURE(start({dead_.port(), upstream_.port()},
+                                "{ retry_on: [ connect-failure ], num_retries: 1, "
+                                "back_off: { base_interval: 10s, max_interval: 10s } }",
+                                "{ budget_percent: 0, min_retry_concurrency: 0 }", {kNoEjection}));
+  for (int i = 0; i < 3; ++i) {
+    auto r = httpRequest(port(), "GET", "/api/x", {}, {}, milliseconds(4000));
+    ASSERT_TRUE(r) << "request " << i << " waited for a back-off";
+    EXPECT_EQ(r->status, 200) << "request " << i;
+  }
+  EXPECT_EQ(waitMetric("sidetrace_upstream_retries_total", "outcome=\"succeeded\"", 3), 3);
+  EXPECT_EQ(retries("overflow"), 0);
 }
 
 // Without a retry policy nothing is retried (the default stays one attempt).
@@ -243,6 +265,49 @@ TEST_F(RetryTest, OneOfThreeEndpointsFailingHardStaysAbove999PerMille) {
   EXPECT_GT(second_.requestCount(), 0u) << "the failing endpoint was in rotation";
   EXPECT_GT(retries("attempted"), 0);
   EXPECT_EQ(retries("overflow"), 0) << "the budget was sized for a third of attempts failing";
+}
+
+// The hardening issue's scenario, everything else default (workers: one per core; retry budget,
+// back-off and outlier detection as they come): one of three endpoints refuses connections, 8
+// clients, retry_on connect-failure with num_retries 2. A refused connect is retried at once on
+// another endpoint, outside the budget, and the endpoint is ejected: no client sees it (before:
+// 26-29% of requests failed, their retries refused by the budget while others waited a back-off).
+TEST_F(RetryTest, RefusingEndpointHiddenWithDefaults) {
+  FakeUpstream third;
+  std::string yaml =
+      poolConfigYaml({upstream_.port(), dead_.port(), third.port()},
+                     {"retry_policy: { retry_on: [ connect-failure ], num_retries: 2 }"}, {});
+  yaml.replace(yaml.find("workers: 1\n"), 11, "");
+  yaml.replace(yaml.find("    connect_timeout: 500ms\n"), 27, "");
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(yaml));
+  constexpr int kClients = 8;
+  constexpr int kPerClient = 500;
+  std::atomic<int> ok{0};
+  std::vector<std::thread> clients;
+  for (int c = 0; c < kClients; ++c) {
+    clients.emplace_back([&] {
+      std::optional<HttpConnection> conn;
+      conn.emplace(port());
+      for (int i = 0; i < kPerClient; ++i) {
+        auto r = conn->request("GET", "/api/load");
+        if (r && r->status == 200) {
+          ++ok;
+        } else {
+          conn.emplace(port());  // a failed exchange may have closed it
+        }
+      }
+    });
+  }
+  for (auto& t : clients) {
+    t.join();
+  }
+  const int total = kClients * kPerClient;
+  std::printf("refusing endpoint, defaults: %d of %d succeeded (%.2f%%)\n", ok.load(), total,
+              100.0 * ok / total);
+  EXPECT_GE(ok * 1000, total * 999) << ok << " of " << total << " succeeded";
+  EXPECT_EQ(retries("overflow"), 0);
+  EXPECT_GE(metricSum(metrics(), "sidetrace_upstream_ejections_total", "cluster=\"pool\""), 1)
+      << "the refusing endpoint was not taken out of rotation";
 }
 
 }  // namespace

@@ -127,6 +127,13 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "retry_budget": {
         "budget_percent": 20,
         "min_retry_concurrency": 3
+      },
+      "outlier_detection": {
+        "consecutive_5xx": 0,
+        "consecutive_connect_failures": 1,
+        "base_ejection_time": "10s",
+        "max_ejection_time": "5m",
+        "max_ejection_percent": 10
       }
     }
   ],

@@ -582,19 +582,37 @@ TEST(ApplyYamlOutlierDetection, KeysDefaultsAndErrors) {
   ASSERT_TRUE(cfg.clusters[0].outlier_detection);
   const auto& o = *cfg.clusters[0].outlier_detection;
   EXPECT_EQ(o.consecutive_5xx, 3u);
+  EXPECT_EQ(o.consecutive_connect_failures, 1u);
   EXPECT_EQ(o.base_ejection_time, Duration(10000));
   EXPECT_EQ(o.max_ejection_time, Duration(300000));
   EXPECT_EQ(o.max_ejection_percent, 10u);
   EXPECT_NE(dumpConfigJson(cfg).find(R"("outlier_detection": {
         "consecutive_5xx": 3,
+        "consecutive_connect_failures": 1,
         "base_ejection_time": "10s",
         "max_ejection_time": "5m",
         "max_ejection_percent": 10
       })"),
             std::string::npos)
       << dumpConfigJson(cfg);
+  // Without a block: refused connects only, for 10 s at first; the dump shows it.
   Config none = load("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n");
-  EXPECT_FALSE(none.clusters[0].outlier_detection) << "off unless configured";
+  EXPECT_FALSE(none.clusters[0].outlier_detection);
+  EXPECT_EQ(none.clusters[0].outlierDetection(), kDefaultOutlierDetection);
+  EXPECT_NE(dumpConfigJson(none).find(R"("outlier_detection": {
+        "consecutive_5xx": 0,
+        "consecutive_connect_failures": 1,
+        "base_ejection_time": "10s",
+        "max_ejection_time": "5m",
+        "max_ejection_percent": 10
+      })"),
+            std::string::npos)
+      << dumpConfigJson(none);
+  // Off: both thresholds 0.
+  Config off = load(
+      "clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
+      "    outlier_detection: { consecutive_5xx: 0, consecutive_connect_failures: 0 }\n");
+  EXPECT_FALSE(off.clusters[0].outlierDetection().enabled());
   EXPECT_EQ(loadError("clusters:\n  - name: c\n    endpoints: [ \"h:1\" ]\n"
                       "    outlier_detection: { max_ejection_percent: 150 }\n"),
             "t.yaml:4: clusters[0].outlier_detection.max_ejection_percent: expected a percentage "

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
+#include <tuple>
+
 namespace sidetrace::proxy {
 namespace {
 
@@ -30,6 +33,26 @@ TEST(RetriableFailureTest, ConditionsCoverTheirFailures) {
   }
   EXPECT_FALSE(retriableFailure(on(RetryPolicy::kRetriableStatusCodes), Error::Reset, false));
   EXPECT_FALSE(retriableFailure(on(0), Error::ConnectFailure, false));
+}
+
+TEST(JudgeAttemptTest, OnlyWhatTheEndpointDidCounts) {
+  auto judged = [](AttemptEnd a) {
+    const AttemptVerdict v = judgeAttempt(a);
+    return std::tuple(v.report, v.failed, v.may_retry);
+  };
+  using T = std::tuple<bool, bool, bool>;
+  EXPECT_EQ(judged({Error::None, 200}), T(true, false, true));
+  EXPECT_EQ(judged({Error::None, 503}), T(true, true, true));
+  EXPECT_EQ(judged({Error::Reset}), T(true, true, true));
+  EXPECT_EQ(judged({Error::ConnectFailure}), T(true, true, true));
+  EXPECT_EQ(judged({Error::Timeout, 0, true}), T(true, true, true)) << "per-try timeout";
+  EXPECT_EQ(judged({Error::Timeout, 0, true, true}), T(true, true, false))
+      << "per-try timeout as the route's time ran out";
+  EXPECT_EQ(judged({Error::Timeout, 0, false, true}), T(false, false, false)) << "route timeout";
+  EXPECT_EQ(judged({Error::Overflow}), T(false, false, false)) << "breakers refused it";
+  // The client reset (or broke its request) first: whatever the attempt saw is not the endpoint's.
+  EXPECT_EQ(judged({Error::Reset, 0, false, false, true}), T(false, false, false));
+  EXPECT_EQ(judged({Error::None, 503, false, false, true}), T(false, false, false));
 }
 
 TEST(RetriableResponseTest, StatusesAndGrpcCodes) {
@@ -68,6 +91,42 @@ TEST(RetryBudgetTest, ShareWithAFloor) {
   EXPECT_FALSE(retryBudgetAllows(b, 100, 20));
   RetryBudget none{0, 0};
   EXPECT_FALSE(retryBudgetAllows(none, 1000, 0));
+}
+
+// A retry after a refused connect (admit's `free`) goes at once and outside the budget, and is
+// not counted as a retry in flight against the others; other retries wait and are budgeted.
+TEST(RetryAttemptsTest, RetryAfterARefusedConnectIsFree) {
+  config::Cluster cfg;
+  cfg.retry_budget = {0, 0};  // no retry in flight allowed at all
+  upstream::ResolvedCluster cluster;
+  cluster.cfg = &cfg;
+  cluster.breakers = std::make_shared<upstream::CircuitBreakers>(cfg.circuit_breakers);
+  WorkerStats stats(1, 1, 1);
+  ClusterLoad load;
+  RetryPolicy p = on(RetryPolicy::kConnectFailure);
+  p.num_retries = 2;
+  p.base_interval = milliseconds(1000);
+  p.max_interval = milliseconds(1000);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  RetryAttempts a(load, cluster, stats, 0);
+  EXPECT_FALSE(a.admit(p, 999, deadline)) << "the empty budget refuses an ordinary retry";
+  auto wait = a.admit(p, 999, deadline, true);
+  ASSERT_TRUE(wait);
+  EXPECT_EQ(wait->count(), 0) << "no back-off";
+  a.begin(true);
+  EXPECT_EQ(load.retrying, 0u) << "not a retry in flight for the budget";
+  ASSERT_TRUE(a.admit(p, 999, deadline, true));
+  a.begin(true);
+  EXPECT_FALSE(a.admit(p, 999, deadline, true)) << "num_retries still bounds it";
+  EXPECT_EQ(a.count(), 2u);
+
+  cfg.retry_budget = {100, 1};
+  RetryAttempts b(load, cluster, stats, 0);
+  wait = b.admit(p, 999, deadline);
+  ASSERT_TRUE(wait);
+  EXPECT_EQ(wait->count(), 999 % 1001);
+  b.begin();
+  EXPECT_EQ(load.retrying, 1u);
 }
 
 TEST(RetryBackOffTest, FullJitterUnderTheCap) {

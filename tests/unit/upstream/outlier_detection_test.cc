@@ -130,13 +130,63 @@ TEST_F(OutlierTest, OneEndpointClusterStillServes) {
   EXPECT_EQ(&pool_->pick(), &ep(0)) << "with nothing else left, the ejected one is used";
 }
 
-TEST_F(OutlierTest, OffWithoutConfig) {
-  make(2, {});
-  cfg_.outlier_detection.reset();
+// Without an outlier_detection block only refused connects eject (kDefaultOutlierDetection):
+// 5xx responses, resets and timeouts never do; one refused connect does, for 10 s.
+TEST_F(OutlierTest, ByDefaultOnlyRefusedConnectsEject) {
+  make(3, config::kDefaultOutlierDetection);
   for (int i = 0; i < 10; ++i) {
     EXPECT_FALSE(pool_->reportOutcome(ep(0), true));
   }
   EXPECT_EQ(pool_->ejectedCount(), 0u);
+  const auto before = std::chrono::steady_clock::now();
+  EXPECT_TRUE(pool_->reportOutcome(ep(1), true, true)) << "one refused connect ejects";
+  EXPECT_GE(pool_->ejectedUntil(ep(1)), before + milliseconds(10000));
+  auto p = picks(30);
+  EXPECT_EQ(p[&ep(1)], 0);
+}
+
+// consecutive_connect_failures counts refused connects in a row apart from consecutive_5xx: a
+// failure after an accepted connect (or a success) ends the run; refused ones count as failures.
+TEST_F(OutlierTest, ConsecutiveConnectFailuresCountApart) {
+  make(3, {.consecutive_5xx = 4,
+           .consecutive_connect_failures = 2,
+           .base_ejection_time = milliseconds(10000),
+           .max_ejection_time = milliseconds(10000),
+           .max_ejection_percent = 50});
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true, true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true)) << "it accepted this one: the run ends";
+  EXPECT_FALSE(pool_->reportOutcome(ep(0), true, true));
+  EXPECT_TRUE(pool_->reportOutcome(ep(0), true, true)) << "two refused in a row";
+  // A success ends both runs.
+  EXPECT_FALSE(pool_->reportOutcome(ep(1), true, true));
+  EXPECT_FALSE(pool_->reportOutcome(ep(1), false));
+  EXPECT_FALSE(pool_->reportOutcome(ep(1), true, true));
+  // Refused connects are failures too: with consecutive_connect_failures off, 4 in a row eject.
+  make(3, {.consecutive_5xx = 4,
+           .consecutive_connect_failures = 0,
+           .base_ejection_time = milliseconds(10000),
+           .max_ejection_time = milliseconds(10000),
+           .max_ejection_percent = 50});
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_FALSE(pool_->reportOutcome(ep(2), true, true));
+  }
+  EXPECT_TRUE(pool_->reportOutcome(ep(2), true, true));
+}
+
+// A block with neither threshold turns passive ejection off: the cluster gets no detector.
+TEST(ResolveClustersOutliers, DefaultOnOffWithBothThresholdsZero) {
+  config::Config cfg;
+  config::Cluster c;
+  c.name = "c";
+  c.endpoints = {{"127.0.0.1", 8080}};
+  cfg.clusters = {c};
+  c.name = "off";
+  c.outlier_detection =
+      config::OutlierDetection{.consecutive_5xx = 0, .consecutive_connect_failures = 0};
+  cfg.clusters.push_back(c);
+  auto clusters = resolveClusters(cfg, 1);
+  EXPECT_NE(clusters.at(0).outliers, nullptr) << "on by default (refused connects)";
+  EXPECT_EQ(clusters.at(1).outliers, nullptr);
 }
 
 // Workers share the cluster's outlier state: failures add up across pools, and an ejection
@@ -172,7 +222,7 @@ TEST(OutlierDetectorTest, ConcurrentEjectionsRespectTheCap) {
     threads.emplace_back([&, t] {
       for (size_t i = t; i < 16; i += 8) {
         for (int k = 0; k < 100; ++k) {
-          ejected += d.report(i, true, 16) ? 1 : 0;
+          ejected += d.report(i, OutlierDetector::Outcome::Failure, 16) ? 1 : 0;
         }
       }
     });
