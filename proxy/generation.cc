@@ -18,9 +18,14 @@ namespace {
 class GenerationReaper {
  public:
   GenerationReaper() : thread_([this] { run(); }) {}
-  ~GenerationReaper() {  // at exit: what is queued still goes, then the thread
+  ~GenerationReaper() { finish(); }
+  // What is queued still goes, then the thread. Later retirements are deleted by the caller.
+  void finish() {
     {
       std::lock_guard lock(mu_);
+      if (stop_) {
+        return;
+      }
       stop_ = true;
     }
     cv_.notify_one();
@@ -29,9 +34,13 @@ class GenerationReaper {
   void retire(const Generation* gen) {
     {
       std::lock_guard lock(mu_);
-      queue_.push_back(gen);
+      if (!stop_) {
+        queue_.push_back(gen);
+        cv_.notify_one();
+        return;
+      }
     }
-    cv_.notify_one();
+    delete gen;
   }
 
  private:
@@ -63,6 +72,10 @@ GenerationReaper& reaper() {
 }
 
 }  // namespace
+
+void finishRetiredGenerations() {
+  reaper().finish();
+}
 
 size_t StatsSlots::slotFor(std::map<std::string, size_t, std::less<>>& slots, std::string key,
                            size_t capacity, const char* what) {

@@ -77,4 +77,10 @@ size_t workerCount(const config::Config& cfg);
 std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSlots& slots,
                                                   const Generation* prev = nullptr);
 
+// Deletes the retired generations still queued and stops the reaper thread; later retirements are
+// deleted on the caller's thread. Called once the server has stopped, before main returns: joining
+// the reaper (and through it the monitor threads) from a static destructor during exit() deadlocks
+// when a monitor thread that used OpenSSL ends after OpenSSL's own exit handler ran.
+void finishRetiredGenerations();
+
 }  // namespace sidetrace::proxy

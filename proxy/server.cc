@@ -764,8 +764,13 @@ int Server::run() {
 
 int runServer(config::ConfigPtr cfg, ConfigLoader load) {
   ::signal(SIGPIPE, SIG_IGN);
-  Server server(std::move(cfg), std::move(load));
-  return server.run();
+  int rc = 0;
+  {
+    Server server(std::move(cfg), std::move(load));
+    rc = server.run();
+  }  // the server's last generation goes to the reaper here
+  finishRetiredGenerations();
+  return rc;
 }
 
 }  // namespace sidetrace::proxy
