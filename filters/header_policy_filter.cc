@@ -20,16 +20,6 @@ bool iless(std::string_view a, std::string_view b) {
                                       [](char x, char y) { return lower(x) < lower(y); });
 }
 
-std::string_view trimOws(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-    s.remove_prefix(1);
-  }
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-    s.remove_suffix(1);
-  }
-  return s;
-}
-
 // The names listed by Connection fields, sorted and without repeats (views into their values).
 void connectionTokens(const HeaderMap& headers, bool keep_upgrade,
                       std::vector<std::string_view>& out) {

@@ -9,7 +9,9 @@ char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
 }
 
-std::string_view trim(std::string_view s) {
+}  // namespace
+
+std::string_view trimOws(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
     s.remove_prefix(1);
   }
@@ -18,8 +20,6 @@ std::string_view trim(std::string_view s) {
   }
   return s;
 }
-
-}  // namespace
 
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
@@ -117,7 +117,7 @@ bool HeaderMap::hasToken(std::string_view name, std::string_view token) const {
     std::string_view v = h.value;
     while (!v.empty()) {
       size_t comma = v.find(',');
-      std::string_view item = trim(v.substr(0, comma));
+      std::string_view item = trimOws(v.substr(0, comma));
       if (iequals(item, token)) {
         return true;
       }

@@ -12,6 +12,8 @@
 namespace sidetrace::filters {
 
 bool iequals(std::string_view a, std::string_view b);
+// Without the spaces and tabs around a field value or list item (RFC 9110's OWS).
+std::string_view trimOws(std::string_view s);
 
 struct Header {
   std::string name;
