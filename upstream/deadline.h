@@ -3,12 +3,18 @@
 // await, and if the time passes first the watched sockets are cancelled, so the pending operation
 // completes with operation_aborted and expired() tells why. Beast's tcp_stream expires_after idea.
 //
-// Why the handler reaches its state through a shared_ptr rather than `this`: when the timer
-// expires in the same loop turn as the awaited operation completes, its handler is already queued
-// with success; cancel() cannot take it back, and the coroutine that resumes first may disarm and
-// destroy the Deadline (and the sockets it watches, and the whole Session around them) before the
-// handler runs. The handler then finds the state switched off and touches nothing else — the
-// pattern proxy/exchange.cc uses for its deadlines.
+// Why arm() and disarm() never cancel the timer: a request arms and disarms several deadlines
+// (idle, header, route, per try), and every cancel queues a completion the loop must run. Instead
+// the timer stays waiting at the earliest due time it was set to, and arm()/disarm() only move
+// `due`; when the timer fires it compares: disarmed → nothing, due later → wait again for the
+// rest, due now → expire. A disarmed deadline costs one spurious wake-up at most, after the time it
+// had been armed for. Only arming to an earlier time than the one waited for resets the timer.
+//
+// Why the timer and everything its handler touches live in a shared State rather than in `this`:
+// when the timer expires in the same loop turn as the awaited operation completes, its handler is
+// already queued; the coroutine that resumes first may destroy the Deadline (and the sockets it
+// watches, and the whole Session around them) before the handler runs. The handler then finds the
+// state closed and touches nothing else — the pattern proxy/exchange.cc uses for its deadlines.
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -20,15 +26,14 @@ namespace sidetrace::upstream {
 
 class Deadline {
  public:
-  explicit Deadline(boost::asio::any_io_executor ex)
-      : timer_(std::move(ex)), state_(std::make_shared<State>()) {}
+  explicit Deadline(boost::asio::any_io_executor ex) : state_(std::make_shared<State>(ex)) {}
   Deadline(const Deadline&) = delete;
   Deadline& operator=(const Deadline&) = delete;
   ~Deadline() {
-    state_->a = nullptr;  // a handler still queued must not reach the sockets
+    state_->closed = true;  // a handler still queued must not reach the sockets
+    state_->a = nullptr;
     state_->b = nullptr;
-    ++state_->gen;
-    timer_.cancel();
+    state_->timer.cancel();  // frees the waiting handler (and with it the state) now
   }
 
   void watch(boost::asio::ip::tcp::socket* a, boost::asio::ip::tcp::socket* b = nullptr) {
@@ -36,12 +41,49 @@ class Deadline {
     state_->b = b;
   }
   void arm(std::chrono::milliseconds d) {
-    state_->expired = false;
-    timer_.expires_after(d);
-    timer_.async_wait([st = state_, gen = ++state_->gen](const boost::system::error_code& ec) {
-      if (ec || gen != st->gen) {
-        return;  // cancelled, re-armed, disarmed or destroyed since
+    State& st = *state_;
+    st.expired = false;
+    st.due = Clock::now() + d;
+    if (st.waiting && st.timer.expiry() <= st.due) {
+      return;  // the wait in flight ends first and waits again for the rest
+    }
+    st.timer.expires_at(st.due);  // cancels a later wait in flight (its handler is stale)
+    wait(state_);
+  }
+  void disarm() { state_->due = Clock::time_point::max(); }
+  bool expired() const { return state_->expired; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  // What the timer's handler may touch; outlives the Deadline while a handler is queued.
+  struct State {
+    explicit State(const boost::asio::any_io_executor& ex) : timer(ex) {}
+    boost::asio::steady_timer timer;
+    boost::asio::ip::tcp::socket* a = nullptr;
+    boost::asio::ip::tcp::socket* b = nullptr;
+    Clock::time_point due = Clock::time_point::max();  // max: disarmed
+    uint64_t wait_gen = 0;  // of the newest wait: a handler of an older one does nothing
+    bool waiting = false;   // a wait is in flight (its expiry is timer.expiry())
+    bool expired = false;
+    bool closed = false;  // the Deadline is gone
+  };
+
+  static void wait(const std::shared_ptr<State>& st) {
+    st->waiting = true;
+    st->timer.async_wait([st, gen = ++st->wait_gen](const boost::system::error_code&) {
+      if (gen != st->wait_gen || st->closed) {
+        return;  // superseded by an earlier-due wait, or the Deadline is gone
       }
+      st->waiting = false;
+      if (st->due == Clock::time_point::max()) {
+        return;  // disarmed since
+      }
+      if (Clock::now() < st->due) {
+        st->timer.expires_at(st->due);  // re-armed later since: wait for the rest
+        wait(st);
+        return;
+      }
+      st->due = Clock::time_point::max();
       st->expired = true;
       boost::system::error_code ignored;
       if (st->a != nullptr) {
@@ -52,21 +94,7 @@ class Deadline {
       }
     });
   }
-  void disarm() {
-    ++state_->gen;
-    timer_.cancel();
-  }
-  bool expired() const { return state_->expired; }
 
- private:
-  // What the timer's handler may touch; outlives the Deadline while a handler is queued.
-  struct State {
-    boost::asio::ip::tcp::socket* a = nullptr;
-    boost::asio::ip::tcp::socket* b = nullptr;
-    uint64_t gen = 0;  // bumped by every arm, disarm and the destructor: older handlers do nothing
-    bool expired = false;
-  };
-  boost::asio::steady_timer timer_;
   std::shared_ptr<State> state_;
 };
 

@@ -70,5 +70,53 @@ TEST(DeadlineTest, HandlerQueuedWhenTheOwnerIsFreedTouchesNothing) {
   }
 }
 
+// Runs `io` until `done` or `limit` passes; returns the time it took.
+template <class Pred>
+milliseconds runUntil(asio::io_context& io, Pred done, milliseconds limit) {
+  const auto start = std::chrono::steady_clock::now();
+  while (!done() && std::chrono::steady_clock::now() - start < limit) {
+    io.restart();  // run_for() stops the context when it runs out of work
+    io.run_for(milliseconds(5));
+  }
+  return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - start);
+}
+
+// arm() and disarm() move the due time without resetting the timer (the wait in flight re-waits for
+// the rest), so what must hold is the outcome: the latest arm() decides, disarm() wins.
+TEST(DeadlineTest, LatestArmDecidesAndDisarmWins) {
+  asio::io_context io;
+  Owner owner(io.get_executor());
+  // Re-armed later before the first due time: does not expire at the first one.
+  owner.deadline.arm(milliseconds(30));
+  owner.deadline.arm(milliseconds(1500));
+  runUntil(
+      io, [&] { return owner.deadline.expired(); }, milliseconds(300));
+  EXPECT_FALSE(owner.deadline.expired()) << "expired at the superseded due time";
+  runUntil(
+      io, [&] { return owner.deadline.expired(); }, milliseconds(10000));
+  EXPECT_TRUE(owner.deadline.expired()) << "the later due time never came";
+
+  // Re-armed earlier than the wait in flight: expires at the earlier time.
+  owner.deadline.arm(milliseconds(10000));
+  owner.deadline.arm(milliseconds(20));
+  const auto took = runUntil(
+      io, [&] { return owner.deadline.expired(); }, milliseconds(5000));
+  EXPECT_TRUE(owner.deadline.expired());
+  EXPECT_LT(took, milliseconds(5000));
+
+  // Disarmed: never expires, though its timer still fires once.
+  owner.deadline.arm(milliseconds(10));
+  owner.deadline.disarm();
+  runUntil(
+      io, [] { return false; }, milliseconds(100));
+  EXPECT_FALSE(owner.deadline.expired());
+
+  // Armed again after a disarm: expires.
+  owner.deadline.arm(milliseconds(10));
+  runUntil(
+      io, [&] { return owner.deadline.expired(); }, milliseconds(5000));
+  EXPECT_TRUE(owner.deadline.expired());
+}
+
 }  // namespace
 }  // namespace sidetrace::upstream
