@@ -44,6 +44,12 @@ class FlatBuffer {
     return boost::asio::buffer(data_.get() + end_, capacity_ - end_);
   }
   void commit(size_t n) { end_ += n; }
+  // For the next storage taken (a pooled buffer reused under a reloaded limits.buffer_bytes).
+  void setCapacity(size_t capacity) {
+    if (!data_) {
+      capacity_ = capacity;
+    }
+  }
   // Gives the storage back when nothing is buffered (else keeps it); views into it end here.
   void release() {
     if (!data_ || begin_ != end_) {

@@ -73,6 +73,11 @@ class Http1Parser {
   void setNoBody(bool v) { no_body_ = v; }
   // Back to the start state for a fresh connection (keeps allocations).
   void reset();
+  // A pooled parser taken for a connection under a reloaded config (between messages).
+  void setLimits(uint32_t max_head_bytes, uint32_t max_fields) {
+    max_head_bytes_ = max_head_bytes;
+    max_fields_ = max_fields;
+  }
 
  private:
   struct Impl;

@@ -50,46 +50,6 @@ void toOriginForm(filters::RequestHead& req) {
 }  // namespace
 
 template <class Stream>
-void Session<Stream>::Gather::build(std::string_view head,
-                                    const std::vector<std::string_view>& pieces, bool chunked,
-                                    bool last, const filters::HeaderMap* trailers) {
-  bufs.clear();
-  bytes = 0;
-  if (!head.empty()) {
-    bufs.emplace_back(head.data(), head.size());
-  }
-  for (auto p : pieces) {
-    bytes += p.size();
-  }
-  if (bytes > 0) {
-    if (chunked) {
-      auto [end, ec] = std::to_chars(size_line, size_line + 20, bytes, 16);
-      (void)ec;
-      *end++ = '\r';
-      *end++ = '\n';
-      bufs.emplace_back(size_line, static_cast<size_t>(end - size_line));
-    }
-    for (auto p : pieces) {
-      if (!p.empty()) {
-        bufs.emplace_back(p.data(), p.size());
-      }
-    }
-    if (chunked) {
-      bufs.emplace_back("\r\n", 2);
-    }
-  }
-  if (last && chunked) {
-    if (trailers != nullptr && trailers->size() > 0) {
-      last_chunk.clear();
-      appendLastChunk(last_chunk, *trailers);
-      bufs.emplace_back(last_chunk.data(), last_chunk.size());
-    } else {
-      bufs.emplace_back("0\r\n\r\n", 5);
-    }
-  }
-}
-
-template <class Stream>
 Stream Session<Stream>::makeStream(asio::ip::tcp::socket socket, TlsServerContext* tls) {
   if constexpr (kTls) {
     return Stream(std::move(socket), tls->context());
@@ -115,14 +75,7 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
       socket_(makeStream(std::move(socket), tls)),
       listener_index_(listener_index),
       deadline_(tcp().get_executor()),
-      route_deadline_(tcp().get_executor()),
-      per_try_(tcp().get_executor()),
-      in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
-      upbuf_(worker.current()->config().limits.buffer_bytes, &worker.buffers()),
-      parser_(Http1Parser::Kind::Request,
-              worker.current()->config().limits.max_request_headers_bytes,
-              worker.current()->config().limits.max_request_headers_count),
-      up_parser_(Http1Parser::Kind::Response, 1024 * 1024) {
+      in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()) {
   deadline_.watch(&tcp());
   worker_.add(this);
   worker_.mutableStats().active_connections.fetch_add(1, std::memory_order_relaxed);
@@ -131,8 +84,24 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
 
 template <class Stream>
 Session<Stream>::~Session() {
+  releaseRequestState();
   worker_.remove(this);
   worker_.mutableStats().active_connections.fetch_sub(1, std::memory_order_relaxed);
+}
+
+template <class Stream>
+RequestState& Session<Stream>::rq() {
+  if (!rq_) {
+    rq_ = worker_.requests().take(tcp().get_executor(), worker_.current()->config().limits);
+  }
+  return *rq_;
+}
+
+template <class Stream>
+void Session<Stream>::releaseRequestState() {
+  if (rq_) {
+    worker_.requests().give(std::move(rq_));
+  }
 }
 
 template <class Stream>
@@ -198,14 +167,11 @@ awaitable<void> Session<Stream>::run() {
     }
   }
   for (;;) {
-    stream_.reset();
-    stream_.scheme = kTls ? "https" : "http";
-    stream_.peer_address = peer;
-    stream_.peer_port = peer_port;
-    stream_.local_port = local_port;
     if (in_.size() == 0) {
-      // Idle between requests: wait here, holding no buffer and none of the head reader's
-      // coroutine frames (an idle keep-alive connection is this frame, a socket and a timer).
+      // Idle between requests: wait here, holding no buffer, no request state and none of the
+      // head reader's coroutine frames (an idle keep-alive connection is this frame, a socket and
+      // a timer).
+      releaseRequestState();
       in_.release();
       error_code wait_ec;
       deadline_.arm(worker_.current()->config().limits.idle_timeout);
@@ -217,7 +183,14 @@ awaitable<void> Session<Stream>::run() {
       if (wait_ec || close_after_) {
         break;  // idle timeout, drain, or the socket failed
       }
+      readable_ = true;
     }
+    filters::Stream& stream = rq().stream;
+    stream.reset();
+    stream.scheme = kTls ? "https" : "http";
+    stream.peer_address = peer;
+    stream.peer_port = peer_port;
+    stream.local_port = local_port;
     FeedResult first;
     HeadStatus hs = co_await readRequestHead(first);
     if (hs == HeadStatus::Closed) {
@@ -234,15 +207,14 @@ awaitable<void> Session<Stream>::run() {
     idle_ = false;
     // The request runs on the generation current now, to its end, whatever a reload does.
     gen_ = worker_.current();
-    stream_.listener = &gen_->config().listeners[listener_index_];
-    stream_.listener_index = listener_index_;
+    rq().stream.listener = &gen_->config().listeners[listener_index_];
+    rq().stream.listener_index = listener_index_;
     bool keep = co_await handleRequest(first);
     gen_.reset();
     idle_ = true;
-    // Whatever a dropped upstream connection left unread is of no use now: while this connection
-    // waits for its next request it holds no buffer (readIdle() hands in_'s back).
-    upbuf_.consume(upbuf_.size());
-    upbuf_.release();
+    // Whatever a dropped upstream connection left unread is of no use now.
+    rq().upbuf.consume(rq().upbuf.size());
+    rq().upbuf.release();
     if (!keep || close_after_ || worker_.draining()) {
       break;
     }
@@ -277,7 +249,8 @@ template <class Stream>
 awaitable<size_t> Session<Stream>::readIdle(error_code& ec) {
   if (in_.size() == 0) {
     in_.release();
-    if (!tlsHasPending() && !socketReadable()) {
+    // After the idle wait saw it readable, a peek would only cost a system call.
+    if (!std::exchange(readable_, false) && !tlsHasPending() && !socketReadable()) {
       co_await tcp().async_wait(asio::ip::tcp::socket::wait_read,
                                 asio::redirect_error(use_awaitable, ec));
       if (ec) {
@@ -390,7 +363,7 @@ awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead
   const auto& limits = worker_.current()->config().limits;
   bool header_clock = false;
   auto armForState = [&]() {
-    if (!header_clock && (in_.size() > 0 || parser_.bytesSeen())) {
+    if (!header_clock && (in_.size() > 0 || rq().parser.bytesSeen())) {
       header_clock = true;
       deadline_.arm(limits.request_header_timeout);
     }
@@ -399,7 +372,7 @@ awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead
   armForState();
   for (;;) {
     if (in_.size() > 0) {
-      FeedResult r = parser_.feed(in_.data(), in_.size());
+      FeedResult r = rq().parser.feed(in_.data(), in_.size());
       in_.consume(r.consumed);
       if (r.error != ParseError::None) {
         deadline_.disarm();
@@ -414,7 +387,7 @@ awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead
       }
       armForState();
     }
-    if (close_after_ && !parser_.bytesSeen()) {
+    if (close_after_ && !rq().parser.bytesSeen()) {
       deadline_.disarm();
       co_return HeadStatus::Closed;
     }
@@ -435,20 +408,21 @@ awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead
 
 template <class Stream>
 awaitable<void> Session<Stream>::sendError(int status) {
-  spdlog::debug("bad request from {}: answered {}", stream_.peer_address, status);
+  spdlog::debug("bad request from {}: answered {}", rq().stream.peer_address, status);
   std::string msg = std::string(reasonPhrase(status)) + "\n";
-  out_.clear();
-  out_ += "HTTP/1.1 ";
-  out_ += std::to_string(status);
-  out_ += ' ';
-  out_ += reasonPhrase(status);
-  out_ += "\r\nContent-Type: text/plain\r\nContent-Length: ";
-  out_ += std::to_string(msg.size());
-  out_ += "\r\nConnection: close\r\n\r\n";
-  out_ += msg;
+  rq().out.clear();
+  rq().out += "HTTP/1.1 ";
+  rq().out += std::to_string(status);
+  rq().out += ' ';
+  rq().out += reasonPhrase(status);
+  rq().out += "\r\nContent-Type: text/plain\r\nContent-Length: ";
+  rq().out += std::to_string(msg.size());
+  rq().out += "\r\nConnection: close\r\n\r\n";
+  rq().out += msg;
   error_code ec;
   deadline_.arm(std::chrono::seconds(5));
-  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+  co_await asio::async_write(socket_, asio::buffer(rq().out),
+                             asio::redirect_error(use_awaitable, ec));
   deadline_.disarm();
 }
 
@@ -457,30 +431,31 @@ awaitable<bool> Session<Stream>::sendLocalReply(int status, std::string_view bod
   filters::ResponseHead head;
   head.status = status;
   head.headers.add("Content-Type", "text/plain");
-  gen_->chain.onResponse(stream_, head);
+  gen_->chain.onResponse(rq().stream, head);
   head.headers.set("Content-Length", std::to_string(body.size()));
   if (close) {
     head.headers.set("Connection", "close");
   }
-  out_.clear();
-  appendResponseHead(out_, head);
-  out_ += "\r\n";
-  if (stream_.request.method != "HEAD") {
-    out_.append(body);
+  rq().out.clear();
+  appendResponseHead(rq().out, head);
+  rq().out += "\r\n";
+  if (rq().stream.request.method != "HEAD") {
+    rq().out.append(body);
   }
-  stream_.response_status = status;
+  rq().stream.response_status = status;
   // A client that does not read its reply (a body bigger than the socket buffers) would hold the
   // connection forever: the write gets limits.idle_timeout, as an idle connection does.
   error_code ec;
   deadline_.arm(gen_->config().limits.idle_timeout);
-  co_await asio::async_write(socket_, asio::buffer(out_), asio::redirect_error(use_awaitable, ec));
+  co_await asio::async_write(socket_, asio::buffer(rq().out),
+                             asio::redirect_error(use_awaitable, ec));
   deadline_.disarm();
   co_return !ec && !close;
 }
 
 template <class Stream>
 void Session<Stream>::finishStream(uint64_t start_ns) {
-  finishRequest(worker_, *gen_, stream_, start_ns);
+  finishRequest(worker_, *gen_, rq().stream, start_ns);
 }
 
 template <class Stream>
@@ -524,7 +499,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
         co_return false;
       }
       s.in_.commit(n);
-      FeedResult r = s.parser_.feed(s.in_.data(), s.in_.size());
+      FeedResult r = s.rq().parser.feed(s.in_.data(), s.in_.size());
       s.in_.consume(r.consumed);
       if (r.error != ParseError::None) {
         failed = true;
@@ -539,16 +514,16 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   // A chunked request's trailers, once it ended (for an HTTP/2 upstream; the h1 -> h1 path writes
   // them itself).
   const filters::HeaderMap* requestTrailers() override {
-    if (!request_done || s.parser_.trailers().size() == 0) {
+    if (!request_done || s.rq().parser.trailers().size() == 0) {
       return nullptr;
     }
-    trailers_out = forwardableTrailers(s.parser_.trailers());
+    trailers_out = forwardableTrailers(s.rq().parser.trailers());
     return trailers_out.size() > 0 ? &trailers_out : nullptr;
   }
   bool bodyComplete() const override { return request_done; }
 
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
-    const auto& req = s.stream_.request;
+    const auto& req = s.rq().stream.request;
     head_only = req.method == "HEAD";
     const bool no_body_status = head.status == 204 || head.status == 304;
     const bool no_body = end || head_only || no_body_status;
@@ -568,10 +543,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     } else if (req.version_minor == 0) {
       head.headers.set("Connection", "keep-alive");
     }
-    s.out_.clear();
-    appendResponseHead(s.out_, head);
-    s.out_ += "\r\n";
-    co_return co_await write(asio::buffer(s.out_));
+    s.rq().out.clear();
+    appendResponseHead(s.rq().out, head);
+    s.rq().out += "\r\n";
+    co_return co_await write(asio::buffer(s.rq().out));
   }
 
   awaitable<bool> sendBody(std::string_view data, bool end) override {
@@ -579,11 +554,11 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
       co_return !failed;
     }
     one_piece.assign(1, data);
-    s.gather_.build({}, one_piece, chunk_out, end);
-    if (s.gather_.bufs.empty()) {
+    s.rq().gather.build({}, one_piece, chunk_out, end);
+    if (s.rq().gather.bufs.empty()) {
       co_return !failed;
     }
-    co_return co_await write(s.gather_.bufs);
+    co_return co_await write(s.rq().gather.bufs);
   }
 
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override {
@@ -637,20 +612,20 @@ template <class Stream>
 awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& chain = gen_->chain;
-  auto& req = stream_.request;
-  std::swap(req, parser_.request());
+  auto& req = rq().stream.request;
+  std::swap(req, rq().parser.request());
   toOriginForm(req);
-  const bool client_keep_alive = parser_.keepAlive();
+  const bool client_keep_alive = rq().parser.keepAlive();
   const bool expect_continue = expectsContinue(req);
-  const bool req_chunked = parser_.chunked();
-  const auto req_length = parser_.contentLength();
+  const bool req_chunked = rq().parser.chunked();
+  const auto req_length = rq().parser.contentLength();
   const bool is_head = req.method == "HEAD";
   bool request_done = first.message_complete;
   const bool upgrade_request = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&
                                                  req.headers.get("upgrade").has_value());
 
-  if (chain.onRequest(stream_) == filters::FilterStatus::StopIteration) {
-    auto reply = std::move(*stream_.local_reply);
+  if (chain.onRequest(rq().stream) == filters::FilterStatus::StopIteration) {
+    auto reply = std::move(*rq().stream.local_reply);
     // A body we have not read would be parsed as the next request: close instead.
     bool close = !request_done || !client_keep_alive || worker_.draining() || first.upgrade;
     bool keep = co_await sendLocalReply(reply.status, reply.body, close);
@@ -658,7 +633,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     co_return keep;
   }
 
-  const size_t cluster_index = gen_->gen->route_cluster[listener_index_][stream_.route_index];
+  const size_t cluster_index = gen_->gen->route_cluster[listener_index_][rq().stream.route_index];
   if (cluster_index == kNoCluster) {  // validated at load; defensive
     bool keep = co_await sendLocalReply(500, "route has no cluster\n", true);
     finishStream(start_ns);
@@ -667,24 +642,24 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   if (gen_->h2pools[cluster_index] && !upgrade_request) {
     const bool no_body = request_done && first.body.empty();
     Http1Side side(*this, first, request_done, expect_continue, client_keep_alive);
-    co_await forwardUpstream(worker_, *gen_, stream_, side, no_body, start_ns);
+    co_await forwardUpstream(worker_, *gen_, rq().stream, side, no_body, start_ns);
     co_return side.keep && !side.failed && !side.interrupted && side.request_done;
   }
   auto& pool = *gen_->pools[cluster_index];
   const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
-  const auto& route = *stream_.route;
+  const auto& route = *rq().stream.route;
   upstream::BreakerSlot request_slot =
       upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
   if (!request_slot) {
     worker_.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRequests);
-    stream_.error_type = "overflow";
+    rq().stream.error_type = "overflow";
     bool keep =
         co_await sendLocalReply(503, "upstream overflow\n", !request_done || !client_keep_alive);
     finishStream(start_ns);
     co_return keep;
   }
   if (pool.noneHealthy()) {  // health checks say every endpoint is down: fail fast
-    stream_.error_type = "no_healthy_upstream";
+    rq().stream.error_type = "no_healthy_upstream";
     bool keep =
         co_await sendLocalReply(503, "no healthy upstream\n", !request_done || !client_keep_alive);
     finishStream(start_ns);
@@ -701,11 +676,11 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   } else if (req_length) {
     req.headers.add("Content-Length", std::to_string(*req_length));
   }
-  stream_.upstream_attempted = true;
+  rq().stream.upstream_attempted = true;
   // The session's own (a request would otherwise allocate their shared state); nothing watched
   // from an earlier request's connections.
-  upstream::Deadline& route_deadline = route_deadline_;
-  upstream::Deadline& per_try = per_try_;
+  upstream::Deadline& route_deadline = rq().route_deadline;
+  upstream::Deadline& per_try = rq().per_try;
   route_deadline.watch(&tcp());
   per_try.watch(nullptr);
   const auto route_deadline_at = std::chrono::steady_clock::now() + route.timeout;
@@ -716,9 +691,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   error_code ec;
 
   auto fail = [&](UpstreamResult::Error e, int status) -> awaitable<bool> {
-    stream_.upstream.error = e;
-    stream_.error_type = filters::errorTypeName(e);
-    chain.onUpstreamResult(stream_);
+    rq().stream.upstream.error = e;
+    rq().stream.error_type = filters::errorTypeName(e);
+    chain.onUpstreamResult(rq().stream);
     bool keep = co_await sendLocalReply(status, std::string(reasonPhrase(status)) + "\n",
                                         !request_done || !client_keep_alive);
     finishStream(start_ns);
@@ -784,15 +759,16 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
           co_return;
         }
       }
-      stream_.upstream.endpoint_address = a.conn->peer_address;
+      rq().stream.upstream.endpoint_address = a.conn->peer_address;
       route_deadline.watch(&tcp(), &a.conn->socket);
       per_try.watch(&a.conn->socket);
 
-      out_.clear();
-      appendRequestHead(out_, req);
-      out_ += "\r\n";
-      gather_.build(out_, first.body, req_chunked, request_done, &parser_.trailers());
-      co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+      rq().out.clear();
+      appendRequestHead(rq().out, req);
+      rq().out += "\r\n";
+      rq().gather.build(rq().out, first.body, req_chunked, request_done, &rq().parser.trailers());
+      co_await asio::async_write(*a.conn, rq().gather.bufs,
+                                 asio::redirect_error(use_awaitable, ec));
       if (!ec) {
         break;
       }
@@ -810,7 +786,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       co_return;
     }
     a.conn->requests++;
-    stream_.request_body_bytes = gather_.bytes;
+    rq().stream.request_body_bytes = rq().gather.bytes;
 
     // Stream the rest of the request body downstream → upstream (never on a retried request).
     if (!request_done && expect_continue) {
@@ -834,7 +810,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
         co_return;
       }
       in_.commit(n);
-      FeedResult r = parser_.feed(in_.data(), in_.size());
+      FeedResult r = rq().parser.feed(in_.data(), in_.size());
       in_.consume(r.consumed);
       if (r.error != ParseError::None) {
         failWith(UpstreamResult::Error::ProtocolError,
@@ -843,39 +819,40 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
         co_return;
       }
       request_done = r.message_complete;
-      gather_.build({}, r.body, req_chunked, request_done, &parser_.trailers());
-      if (!gather_.bufs.empty()) {
-        co_await asio::async_write(*a.conn, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+      rq().gather.build({}, r.body, req_chunked, request_done, &rq().parser.trailers());
+      if (!rq().gather.bufs.empty()) {
+        co_await asio::async_write(*a.conn, rq().gather.bufs,
+                                   asio::redirect_error(use_awaitable, ec));
         if (ec) {
           const bool expired = route_deadline.expired() || per_try.expired();
           failWith(expired ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset,
                    expired ? 504 : 502);
           co_return;
         }
-        stream_.request_body_bytes += gather_.bytes;
+        rq().stream.request_body_bytes += rq().gather.bytes;
       }
     }
 
     // Response head from upstream (skipping interim 1xx other than 101).
-    up_parser_.reset();
-    up_parser_.setNoBody(is_head);
+    rq().up_parser.reset();
+    rq().up_parser.setNoBody(is_head);
     for (;;) {
-      if (upbuf_.size() > 0) {
-        a.rr = up_parser_.feed(upbuf_.data(), upbuf_.size());
-        upbuf_.consume(a.rr.consumed);
+      if (rq().upbuf.size() > 0) {
+        a.rr = rq().up_parser.feed(rq().upbuf.data(), rq().upbuf.size());
+        rq().upbuf.consume(a.rr.consumed);
         if (a.rr.error != ParseError::None) {
           failWith(UpstreamResult::Error::ProtocolError, 502);
           co_return;
         }
         if (a.rr.head_complete) {
-          int st = up_parser_.response().status;
+          int st = rq().up_parser.response().status;
           if (st >= 100 && st < 200 && st != 101) {
             continue;  // interim response: the next head follows
           }
           break;
         }
       }
-      size_t n = co_await a.conn->async_read_some(upbuf_.prepare(),
+      size_t n = co_await a.conn->async_read_some(rq().upbuf.prepare(),
                                                   asio::redirect_error(use_awaitable, ec));
       if (ec) {
         if (route_deadline.expired() || per_try.expired()) {
@@ -887,7 +864,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
         failWith(UpstreamResult::Error::Reset, 502);
         co_return;
       }
-      upbuf_.commit(n);
+      rq().upbuf.commit(n);
     }
   };
 
@@ -896,29 +873,29 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   route_deadline.arm(route.timeout);
   for (;;) {
     const auto& endpoint = pickForAttempt(pool, tried);
-    stream_.upstream = UpstreamResult();
-    stream_.upstream.endpoint_host = endpoint.host;
-    stream_.upstream.endpoint_port = endpoint.port;
-    stream_.upstream.tls = pool.cluster().tls != nullptr;
-    stream_.upstream.resend_count = attempts.count();
+    rq().stream.upstream = UpstreamResult();
+    rq().stream.upstream.endpoint_host = endpoint.host;
+    rq().stream.upstream.endpoint_port = endpoint.port;
+    rq().stream.upstream.tls = pool.cluster().tls != nullptr;
+    rq().stream.upstream.resend_count = attempts.count();
     if (!req.headers.get("host")) {
       req.headers.add("Host", endpoint.authority);
     }
-    chain.onUpstreamRequest(stream_, req);  // a CLIENT span per attempt
+    chain.onUpstreamRequest(rq().stream, req);  // a CLIENT span per attempt
     const uint64_t attempt_start_ns = worker_.tracer().now();
     if (retry != nullptr && retry->per_try_timeout.count() > 0) {
       per_try.arm(retry->per_try_timeout);
     }
     a = Attempt();
-    upbuf_.consume(upbuf_.size());  // whatever a dropped connection left unread
+    rq().upbuf.consume(rq().upbuf.size());  // whatever a dropped connection left unread
     co_await attemptOnce(endpoint, a);
     per_try.disarm();
     if (a.error == UpstreamResult::Error::None && !a.downstream_gone) {
-      stream_.upstream.status = up_parser_.response().status;
-      stream_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
+      rq().stream.upstream.status = rq().up_parser.response().status;
+      rq().stream.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
     }
     const AttemptEnd end{a.error,
-                         stream_.upstream.status,
+                         rq().stream.upstream.status,
                          a.per_try_expired,
                          route_deadline.expired(),
                          a.downstream_gone || a.client_fault,
@@ -929,9 +906,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     }
     if (a.downstream_gone) {
       route_deadline.disarm();
-      stream_.upstream.error = UpstreamResult::Error::Reset;
-      stream_.error_type = "downstream_reset";
-      chain.onUpstreamResult(stream_);
+      rq().stream.upstream.error = UpstreamResult::Error::Reset;
+      rq().stream.error_type = "downstream_reset";
+      chain.onUpstreamResult(rq().stream);
       finishStream(start_ns);
       co_return false;
     }
@@ -942,7 +919,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
         a.error != UpstreamResult::Error::None
             ? retriableFailure(*retry, a.error, a.per_try_expired) &&
                   (idempotent || a.error == UpstreamResult::Error::ConnectFailure)
-            : idempotent && retriableResponse(*retry, stream_.upstream.status, -1);
+            : idempotent && retriableResponse(*retry, rq().stream.upstream.status, -1);
     const bool free = retryIsFree(end, pool, tried);
     const auto wait = retriable ? attempts.admit(*retry, worker_.random(), route_deadline_at, free)
                                 : std::nullopt;
@@ -951,9 +928,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     }
     // This attempt ends here: its CLIENT span records why, and its connection is dropped.
     if (a.error != UpstreamResult::Error::None) {
-      stream_.upstream.error = a.error;
+      rq().stream.upstream.error = a.error;
     }
-    chain.onUpstreamResult(stream_);
+    chain.onUpstreamResult(rq().stream);
     a.conn.reset();
     route_deadline.watch(&tcp());
     per_try.watch(nullptr);
@@ -964,7 +941,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
       co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
     }
   }
-  attempts.finish(a.error != UpstreamResult::Error::None || stream_.upstream.status >= 500);
+  attempts.finish(a.error != UpstreamResult::Error::None || rq().stream.upstream.status >= 500);
   if (a.error != UpstreamResult::Error::None) {
     route_deadline.disarm();
     co_return co_await fail(a.error, a.fail_status);
@@ -972,12 +949,12 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   auto conn = std::move(a.conn);
   FeedResult& rr = a.rr;
 
-  auto& resp = up_parser_.response();
+  auto& resp = rq().up_parser.response();
   const int status = resp.status;
   const bool is_upgrade = status == 101 && upgrade_request;
   const bool resp_no_body = is_head || status == 204 || status == 304 || is_upgrade;
-  const auto resp_length = up_parser_.contentLength();
-  const bool resp_chunked_in = up_parser_.chunked();
+  const auto resp_length = rq().up_parser.contentLength();
+  const bool resp_chunked_in = rq().up_parser.chunked();
   const bool until_eof = !resp_no_body && !resp_chunked_in && !resp_length;
   // An upgrade the upstream declined leaves llhttp in tunnel mode on our side: close after.
   bool keep_client = client_keep_alive && !worker_.draining() && !close_after_ &&
@@ -988,7 +965,7 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
     keep_client = false;  // HTTP/1.0 client: the body ends with the connection
   }
 
-  chain.onResponse(stream_, resp);
+  chain.onResponse(rq().stream, resp);
   resp.headers.remove("content-length");
   if (resp_length && !(status == 204 || status == 304)) {
     resp.headers.add("Content-Length", std::to_string(*resp_length));
@@ -1002,73 +979,74 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   } else if (req.version_minor == 0) {
     resp.headers.set("Connection", "keep-alive");
   }
-  stream_.response_status = status;
+  rq().stream.response_status = status;
 
-  out_.clear();
-  appendResponseHead(out_, resp);
-  out_ += "\r\n";
+  rq().out.clear();
+  appendResponseHead(rq().out, resp);
+  rq().out += "\r\n";
   bool resp_done = rr.message_complete;
-  gather_.build(out_, rr.body, chunk_out, resp_done, &up_parser_.trailers());
-  co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
-  stream_.response_body_bytes += gather_.bytes;
+  rq().gather.build(rq().out, rr.body, chunk_out, resp_done, &rq().up_parser.trailers());
+  co_await asio::async_write(socket_, rq().gather.bufs, asio::redirect_error(use_awaitable, ec));
+  rq().stream.response_body_bytes += rq().gather.bytes;
   bool broken = static_cast<bool>(ec);
 
   if (is_upgrade && !broken) {
     route_deadline.disarm();
-    chain.onUpstreamResult(stream_);
+    chain.onUpstreamResult(rq().stream);
     finishStream(start_ns);
-    co_await tunnel(*conn, upbuf_);
+    co_await tunnel(*conn, rq().upbuf);
     co_return false;
   }
 
   // Stream the response body upstream → downstream.
   while (!resp_done && !broken) {
-    size_t n =
-        co_await conn->async_read_some(upbuf_.prepare(), asio::redirect_error(use_awaitable, ec));
+    size_t n = co_await conn->async_read_some(rq().upbuf.prepare(),
+                                              asio::redirect_error(use_awaitable, ec));
     if (ec) {
-      if (until_eof && ec == asio::error::eof && up_parser_.finishOnEof()) {
+      if (until_eof && ec == asio::error::eof && rq().up_parser.finishOnEof()) {
         resp_done = true;
-        gather_.build({}, {}, chunk_out, true);
-        if (!gather_.bufs.empty()) {
-          co_await asio::async_write(socket_, gather_.bufs,
+        rq().gather.build({}, {}, chunk_out, true);
+        if (!rq().gather.bufs.empty()) {
+          co_await asio::async_write(socket_, rq().gather.bufs,
                                      asio::redirect_error(use_awaitable, ec));
         }
         conn.reset();  // closed by the peer
         break;
       }
-      stream_.upstream.error =
+      rq().stream.upstream.error =
           route_deadline.expired() ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset;
-      stream_.error_type = filters::errorTypeName(stream_.upstream.error);
+      rq().stream.error_type = filters::errorTypeName(rq().stream.upstream.error);
       broken = true;
       break;
     }
-    upbuf_.commit(n);
-    FeedResult r = up_parser_.feed(upbuf_.data(), upbuf_.size());
-    upbuf_.consume(r.consumed);
+    rq().upbuf.commit(n);
+    FeedResult r = rq().up_parser.feed(rq().upbuf.data(), rq().upbuf.size());
+    rq().upbuf.consume(r.consumed);
     if (r.error != ParseError::None) {
-      stream_.upstream.error = UpstreamResult::Error::ProtocolError;
-      stream_.error_type = "upstream_protocol_error";
+      rq().stream.upstream.error = UpstreamResult::Error::ProtocolError;
+      rq().stream.error_type = "upstream_protocol_error";
       broken = true;
       break;
     }
     resp_done = r.message_complete;
-    gather_.build({}, r.body, chunk_out, resp_done, &up_parser_.trailers());
-    if (!gather_.bufs.empty()) {
-      co_await asio::async_write(socket_, gather_.bufs, asio::redirect_error(use_awaitable, ec));
+    rq().gather.build({}, r.body, chunk_out, resp_done, &rq().up_parser.trailers());
+    if (!rq().gather.bufs.empty()) {
+      co_await asio::async_write(socket_, rq().gather.bufs,
+                                 asio::redirect_error(use_awaitable, ec));
       if (ec) {
         broken = true;  // client went away
-        stream_.error_type = "downstream_reset";
+        rq().stream.error_type = "downstream_reset";
         break;
       }
-      stream_.response_body_bytes += gather_.bytes;
+      rq().stream.response_body_bytes += rq().gather.bytes;
     }
   }
   route_deadline.disarm();
 
-  if (conn && resp_done && !broken && up_parser_.keepAlive() && upbuf_.size() == 0) {
+  if (conn && resp_done && !broken && rq().up_parser.keepAlive() && rq().upbuf.size() == 0) {
     pool.release(std::move(conn));
   }
-  chain.onUpstreamResult(stream_);
+  chain.onUpstreamResult(rq().stream);
   finishStream(start_ns);
   co_return keep_client && !broken;
 }

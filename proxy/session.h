@@ -26,6 +26,7 @@
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
 #include "proxy/http2_server.h"
+#include "proxy/request_state.h"
 #include "upstream/connection_pool.h"
 #include "upstream/deadline.h"
 
@@ -95,6 +96,9 @@ class Session final : public DownstreamConnection,
                                            std::chrono::milliseconds timeout,
                                            boost::asio::ip::tcp::socket* upstream);
   void finishStream(uint64_t start_ns);
+  // The current request's state, taken from the worker's pool on first use.
+  RequestState& rq();
+  void releaseRequestState();
   // This connection's current request as runExchange's DownstreamSide: how an HTTP/1 client
   // reaches an http2 cluster (translation in the exchange, framing here).
   struct Http1Side;
@@ -103,28 +107,10 @@ class Session final : public DownstreamConnection,
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
   Stream socket_;
   size_t listener_index_;
-  upstream::Deadline deadline_;
-  upstream::Deadline route_deadline_;  // handleRequest: the route's timeout ...
-  upstream::Deadline per_try_;         // ... and the retry policy's per_try_timeout
+  upstream::Deadline deadline_;  // idle, header and local-reply write timeouts
   FlatBuffer in_;
-  FlatBuffer upbuf_;
-  Http1Parser parser_;
-  Http1Parser up_parser_;
-  filters::Stream stream_;
-  // What one write sends: an optional head, then the body pieces of one feed (as-is, or as one
-  // chunk when re-chunking), then the last chunk when the message ends (with `trailers` when there
-  // are some). Reused, so the data path does not allocate a buffer list per write.
-  struct Gather {
-    std::vector<boost::asio::const_buffer> bufs;
-    char size_line[24];
-    std::string last_chunk;  // a last chunk that carries trailers
-    uint64_t bytes = 0;      // body bytes in bufs
-    void build(std::string_view head, const std::vector<std::string_view>& pieces, bool chunked,
-               bool last, const filters::HeaderMap* trailers = nullptr);
-  };
-
-  std::string out_;  // reused serialization buffer
-  Gather gather_;
+  std::unique_ptr<RequestState> rq_;  // while a request is in the connection (rq())
+  bool readable_ = false;             // the idle wait just saw the socket readable
   bool idle_ = true;
   bool close_after_ = false;
   std::unique_ptr<Http2Server<Stream>> h2_;  // while the connection speaks HTTP/2

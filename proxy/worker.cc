@@ -97,6 +97,7 @@ void Worker::switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanP
 
 Worker::~Worker() {
   stop();
+  requests_.close();
 }
 
 void Worker::bind() {

@@ -17,6 +17,7 @@
 #include "filters/filter.h"
 #include "proxy/buffer_pool.h"
 #include "proxy/generation.h"
+#include "proxy/request_state.h"
 #include "proxy/retry.h"
 #include "proxy/stats.h"
 #include "tracing/batch_processor.h"
@@ -92,6 +93,7 @@ class Worker {
   void add(DownstreamConnection* s);
   void remove(DownstreamConnection* s);
   BufferPool& buffers() { return buffers_; }
+  RequestStatePool& requests() { return requests_; }
 
  private:
   std::shared_ptr<WorkerGeneration> makeWorkerGeneration(std::shared_ptr<const Generation> gen);
@@ -112,7 +114,8 @@ class Worker {
   std::unordered_set<DownstreamConnection*> sessions_;
   std::atomic<int64_t>& open_connections_;
   BufferPool buffers_;  // sessions' read buffers: outlives the session frames io_ destroys
-  std::vector<TlsServerContext*> tls_;  // per listener; null: plain TCP
+  RequestStatePool requests_{buffers_};  // likewise (closed before io_ goes: it holds timers)
+  std::vector<TlsServerContext*> tls_;   // per listener; null: plain TCP
   bool draining_ = false;
   uint64_t rng_;
   boost::asio::io_context io_{1};

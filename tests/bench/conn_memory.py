@@ -11,6 +11,7 @@ over TLS, certificate not verified), h2c (HTTP/2 by prior knowledge, one stream)
 Connections are opened one after the other, so the proxy's upstream pool stays small and what
 grows is the downstream side only.
 """
+import os
 import resource
 import socket
 import ssl
@@ -147,7 +148,10 @@ def main():
     print(
         f"rss_before_kib={before} rss_after_kib={after} connections={count} "
         f"per_connection_kib={(after - before) / count:.2f}"
-    )
+    , flush=True)
+    # CONN_MEMORY_HOLD=SECONDS keeps them open after the report, e.g. to snapshot the heap with
+    # heaptrack while they are idle.
+    time.sleep(float(os.environ.get("CONN_MEMORY_HOLD", "0")))
     for s in conns:
         s.close()
 

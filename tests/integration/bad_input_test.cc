@@ -54,6 +54,38 @@ TEST_F(BadInputTest, OversizedHeaderBlockIs431) {
   EXPECT_EQ(upstream_.requestCount(), 1u);
 }
 
+// Parsers are pooled per worker (proxy/request_state.h) and outlive the connection that used them:
+// a reload's header limit applies to every request that starts after it, on a kept-alive
+// connection too, in both directions.
+TEST_F(BadInputTest, ReloadedHeaderLimitAppliesToTheNextRequest) {
+  ProxyConfig cfg;
+  cfg.workers = 1;
+  cfg.limits_extra = "max_request_headers_bytes: 4096";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  HttpConnection c(port());
+  ASSERT_TRUE(c.connected());
+  const Headers big = {{"X-Big", std::string(8000, 'b')}};
+  auto small = c.request("GET", "/api/small", {{"X-Pad", std::string(2000, 'a')}});
+  ASSERT_TRUE(small) << c.lastError();
+  EXPECT_EQ(small->status, 200);
+
+  cfg.limits_extra = "max_request_headers_bytes: 65536";
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(standardConfigYaml(cfg)));
+  auto grown = c.request("GET", "/api/big", big);
+  ASSERT_TRUE(grown) << c.lastError();
+  EXPECT_EQ(grown->status, 200) << "the kept-alive connection still parses under the old limit";
+  auto fresh = httpRequest(port(), "GET", "/api/big", big);
+  ASSERT_TRUE(fresh);
+  EXPECT_EQ(fresh->status, 200);
+
+  cfg.limits_extra = "max_request_headers_bytes: 4096";
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(standardConfigYaml(cfg)));
+  auto shrunk = c.request("GET", "/api/big", big);
+  ASSERT_TRUE(shrunk) << c.lastError();
+  EXPECT_EQ(shrunk->status, 431);
+  expectRejected(buildRequest("GET", "/api/big", big), 431);
+}
+
 // The per-field bytes (": " and CRLF) are counted when a field ends; a head that crosses the limit
 // right there is as much too large as any other (it used to get 400: that error took another path).
 TEST_F(BadInputTest, HeadCrossingTheLimitAtAFieldEndIs431) {
