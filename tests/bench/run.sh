@@ -45,7 +45,11 @@
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
 # upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU
 # (default 1); keep-alive on both legs for every proxy; rounds are interleaved (and the order
-# rotated each round) so drift hits all alike; medians over rounds are reported. Results also go
+# rotated each round) so drift hits all alike; medians over rounds are reported. Next to
+# requests/s every table gives the proxy's CPU µs per request (user + system time of its process
+# and children from /proc/PID/stat over each measured run, divided by the requests the load tool
+# completed) and its ratio to nginx and HAProxy: the load side caps requests/s on this 2-CPU
+# machine, so CPU per request is the fairer cost figure. Results also go
 # to tests/bench/results/latest.md (MODE=h1) or h2-latest.md (MODE=h2), with the command that
 # reproduces the run on top.
 set -euo pipefail
@@ -347,11 +351,29 @@ run_load() {  # run_load TARGET DURATION OUTFILE
 load_desc="$CONNECTIONS connections"
 [ "$MODE" = h2 ] && load_desc="$CONNECTIONS connections x $STREAMS streams"
 for p in "${proxies[@]}"; do run_load "$p" "$WARMUP" "$tmp/warmup-$p.txt"; done
+# CPU time (user + system, clock ticks) of NAME's process and its children (nginx's worker; every
+# thread of HAProxy and sidetrace, the exporter's included). grpc_direct has no proxy: "-".
+cpu_ticks() {
+  local pidvar="pid_$1" pid t=0
+  [ "$1" = grpc_direct ] && { echo -; return; }
+  pid="${!pidvar}"
+  for q in "$pid" $(pgrep -P "$pid" || true); do
+    t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
+clk_tck="$(getconf CLK_TCK)"
 for ((r = 1; r <= ROUNDS; r++)); do
   order=()
   for ((i = 0; i < ${#proxies[@]}; i++)); do order+=("${proxies[$(((i + r - 1) % ${#proxies[@]}))]}"); done
   log "round $r/$ROUNDS: ${order[*]} ($DURATION each, $load_desc)"
-  for p in "${order[@]}"; do run_load "$p" "$DURATION" "$tmp/$load_tool-$p-$r.txt"; done
+  for p in "${order[@]}"; do
+    cpu_before="$(cpu_ticks "$p")"
+    run_load "$p" "$DURATION" "$tmp/$load_tool-$p-$r.txt"
+    cpu_after="$(cpu_ticks "$p")"
+    # "TICKS CLK_TCK" for the report's CPU µs per request (requests from the load tool's output)
+    [ "$cpu_before" = - ] || echo "$((cpu_after - cpu_before)) $clk_tck" >"$tmp/$load_tool-$p-$r.cpu"
+  done
 done
 
 # --- shutdown: scrape every sidetrace's /metrics, stop the traced ones first (SIGTERM flushes),
@@ -407,6 +429,17 @@ report_h1() {
   "$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
 import glob, os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
+def cpu_us(load_path, requests):
+    """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK beside the output)."""
+    cpu_path = load_path[: -len(".txt")] + ".cpu"
+    if not os.path.exists(cpu_path) or requests == 0:
+        return float("nan")
+    ticks, hz = (int(x) for x in open(cpu_path).read().split())
+    return ticks / hz * 1e6 / requests
+def cpu_ratio(res, p, base, i):
+    if base not in res or res[base][i] != res[base][i] or not res[base][i]:
+        return "-"
+    return "%.2f" % (res[p][i] / res[base][i])
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
           "traced_down": "sidetrace, tracing on, collector down",
@@ -431,23 +464,28 @@ for p in labels:
         errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
         non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
         errs += int(non2xx.group(1)) if non2xx else 0
-        rows.append((rps, p50, p99, errs))
+        requests = int(re.search(r"(\d+) requests in", t).group(1))
+        rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
     if rows:
         res[p] = (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows),
-                  statistics.median(r[2] for r in rows), sum(r[3] for r in rows))
+                  statistics.median(r[2] for r in rows), sum(r[3] for r in rows),
+                  statistics.median(r[4] for r in rows))
 base = res.get("nginx", (0,))[0]
-print("| proxy | requests/s (median) | p50 ms | p99 ms | requests/s vs nginx | errors |")
-print("| --- | ---: | ---: | ---: | ---: | ---: |")
+print("| proxy | requests/s (median) | p50 ms | p99 ms | requests/s vs nginx | CPU µs/request | CPU vs nginx | CPU vs HAProxy | errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for p, label in labels.items():
     if p in res:
-        rps, p50, p99, errs = res[p]
+        rps, p50, p99, errs, cpu = res[p]
         ratio = "%.2f" % (rps / base) if base else "-"
-        print("| %s | %.0f | %.3f | %.3f | %s | %d |" % (label, rps, p50, p99, ratio, errs))
+        print("| %s | %.0f | %.3f | %.3f | %s | %.1f | %s | %s | %d |"
+              % (label, rps, p50, p99, ratio, cpu, cpu_ratio(res, p, "nginx", 4),
+                 cpu_ratio(res, p, "haproxy", 4), errs))
 if "traced" in res and "untraced" in res:
     t, u = res["traced"], res["untraced"]
     print()
-    print("sidetrace traced/untraced: requests/s %.2f, p50 %.2fx, p99 %.2fx"
-          % (t[0] / u[0], t[1] / u[1] if u[1] else float("nan"), t[2] / u[2] if u[2] else float("nan")))
+    print("sidetrace traced/untraced: requests/s %.2f, p50 %.2fx, p99 %.2fx, CPU per request %.2fx"
+          % (t[0] / u[0], t[1] / u[1] if u[1] else float("nan"), t[2] / u[2] if u[2] else float("nan"),
+             t[4] / u[4] if u[4] else float("nan")))
 def metric(path, name, label=""):
     total = None
     if os.path.exists(path):
@@ -508,6 +546,17 @@ report_h2() {
   "$py" - "$tmp" "$ROUNDS" <<'PY'
 import os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
+def cpu_us(load_path, requests):
+    """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK beside the output)."""
+    cpu_path = load_path[: -len(".txt")] + ".cpu"
+    if not os.path.exists(cpu_path) or requests == 0:
+        return float("nan")
+    ticks, hz = (int(x) for x in open(cpu_path).read().split())
+    return ticks / hz * 1e6 / requests
+def cpu_ratio(res, p, base, i):
+    if base not in res or res[base][i] != res[base][i] or not res[base][i]:
+        return "-"
+    return "%.2f" % (res[p][i] / res[base][i])
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def ms(text):
     m = re.match(r"([\d.]+)(us|ms|s)$", text)
@@ -519,13 +568,15 @@ def parse(path):  # one h2load run -> (req/s, mean ms, sd ms, max ms, errors)
         r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)\s+(\S+)", t).groups())
     failed, timeout = (int(x) for x in re.search(r"(\d+) failed, \d+ errored, (\d+) timeout", t).groups())
     s3 = int(re.search(r"status codes: \d+ 2xx, (\d+) 3xx", t).group(1))
-    return rps, mean, sd, mx, failed + s3 + timeout
+    done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", t).group(1))
+    return rps, mean, sd, mx, failed + s3 + timeout, cpu_us(path, done)
 def medians(name):
     rows = [parse(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r))) for r in range(1, rounds + 1)
             if os.path.exists(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r)))]
     if not rows:
         return None
-    return tuple(statistics.median(r[i] for r in rows) for i in range(4)) + (sum(r[4] for r in rows),)
+    return (tuple(statistics.median(r[i] for r in rows) for i in range(4)) + (sum(r[4] for r in rows),)
+            + (statistics.median(r[5] for r in rows),))
 def table(out, labels, first_col, unit_name, base_name, base_label):
     res = {p: medians(p) for p in labels}
     res = {p: v for p, v in res.items() if v}
@@ -533,15 +584,19 @@ def table(out, labels, first_col, unit_name, base_name, base_label):
     with open(os.path.join(tmp, out), "w") as f:
         if not res:
             return res
-        f.write("| %s | %s/s (median) | mean ms | sd ms | max ms | %s/s vs %s | errors |\n"
-                % (first_col, unit_name, unit_name, base_label))
-        f.write("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+        cpu_bases = [b for b in ("nginx", "haproxy") if b in res]
+        f.write("| %s | %s/s (median) | mean ms | sd ms | max ms | %s/s vs %s | CPU µs/%s%s | errors |\n"
+                % (first_col, unit_name, unit_name, base_label, unit_name[:-1],
+                   "".join(" | CPU vs %s" % ("HAProxy" if b == "haproxy" else b) for b in cpu_bases)))
+        f.write("| --- | ---: | ---: | ---: | ---: | ---: | ---: |%s ---: |\n" % (" ---: |" * len(cpu_bases)))
         for p, label in labels.items():
             if p in res:
-                rps, mean, sd, mx, errs = res[p]
+                rps, mean, sd, mx, errs, cpu = res[p]
                 ratio = "%.2f" % (rps / base) if base else "-"
-                f.write("| %s | %.0f | %.3f | %.3f | %.3f | %s | %d |\n"
-                        % (label, rps, mean, sd, mx, ratio, errs))
+                cpu_text = "%.1f" % cpu if cpu == cpu else "-"
+                f.write("| %s | %.0f | %.3f | %.3f | %.3f | %s | %s%s | %d |\n"
+                        % (label, rps, mean, sd, mx, ratio, cpu_text,
+                           "".join(" | " + cpu_ratio(res, p, b, 5) for b in cpu_bases), errs))
     return res
 h2 = table("table-h2c.md", {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
                             "untraced": "sidetrace, tracing off",
@@ -554,9 +609,10 @@ g = table("table-grpc.md", {"grpc_direct": "direct (no proxy)",
 def ratio_line(res, traced, untraced, what):
     if traced in res and untraced in res:
         t, u = res[traced], res[untraced]
-        return ("\nsidetrace traced/untraced (%s): %s/s %.2f, mean %.2fx\n"
+        return ("\nsidetrace traced/untraced (%s): %s/s %.2f, mean %.2fx, CPU per %s %.2fx\n"
                 % (what, "calls" if what == "gRPC" else "requests", t[0] / u[0],
-                   t[1] / u[1] if u[1] else float("nan")))
+                   t[1] / u[1] if u[1] else float("nan"), "call" if what == "gRPC" else "request",
+                   t[5] / u[5] if u[5] else float("nan")))
     return ""
 with open(os.path.join(tmp, "table-h2c.md"), "a") as f:
     f.write(ratio_line(h2, "traced", "untraced", "h2c"))
