@@ -2,8 +2,9 @@
 // Read buffers shared by one worker's connections, as nginx and HAProxy share theirs: a
 // connection takes one when bytes arrive and gives it back once it has nothing buffered, so an
 // idle keep-alive connection holds none (limits.buffer_bytes would otherwise cost every open
-// connection that much, written once so its pages are resident). A few returned buffers are kept
-// for the next taker, so a busy worker does not go to the allocator per read; the rest are freed.
+// connection that much, written once so its pages are resident). Up to 64 returned buffers (two
+// per busy HTTP/1 connection: client and upstream side) are kept for the next taker, so a busy
+// worker does not go to the allocator per request; the rest are freed.
 // Worker thread only; it must outlive every FlatBuffer that takes from it.
 
 #include <cstddef>
@@ -14,7 +15,7 @@ namespace sidetrace::proxy {
 
 class BufferPool {
  public:
-  explicit BufferPool(size_t max_free = 16) : max_free_(max_free) {}
+  explicit BufferPool(size_t max_free = 64) : max_free_(max_free) {}
   BufferPool(const BufferPool&) = delete;
   BufferPool& operator=(const BufferPool&) = delete;
 
