@@ -132,7 +132,7 @@ Options (each overrides the config file):
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
   --log-level LEVEL      trace | debug | info | warn | error | off
   --log-format FORMAT    json (default: one JSON object per line) | text
-  --ports-file PATH      once listening, write "listener NAME ADDR" per listener and
+  --ports-file PATH      once listening, write "listener ADDR NAME" per listener and
                          "admin ADDR" to PATH (tells which port a configured :0 got)
   --version              print the version and exit
   -h, --help             print this help and exit

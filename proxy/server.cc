@@ -426,6 +426,21 @@ bool pipelineChanged(const config::TracingConfig& cur, const config::TracingConf
          cur.resource != next.resource;
 }
 
+// A listener name as the last field of a --ports-file line: backslash and newline escaped.
+std::string escapeLine(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
 // Writes `text` to `path` through a temporary file renamed into place, so whoever waits for the
 // file never reads half of it.
 bool writePortsFile(const std::string& path, const std::string& text) {
@@ -675,7 +690,7 @@ int Server::bindAndStart(const std::vector<TlsServerContext*>& tls,
     const std::string address = config::HostPort{l.address.host, ports[i]}.str();
     spdlog::info("listener '{}' on {}{} ({} worker{})", l.name, address, l.tls ? " (TLS)" : "", n,
                  n == 1 ? "" : "s");
-    bound += "listener " + l.name + " " + address + "\n";
+    bound += "listener " + address + " " + escapeLine(l.name) + "\n";
   }
   if (admin) {
     const std::string address = config::HostPort{cfg.admin.address.host, admin->port()}.str();

@@ -71,6 +71,19 @@ std::string tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : "...(truncated)...\n" + s.substr(s.size() - n);
 }
 
+// A listener name from a --ports-file line (sidetrace escapes '\\' and newline).
+std::string unescapeName(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out += s[++i] == 'n' ? '\n' : s[i];
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
 // "SIGSEGV" for 11: failure messages name the signal.
 std::string sigabbrev(int sig) {
   const char* name = ::sigabbrev_np(sig);
@@ -137,14 +150,16 @@ const SidetraceProcess::Ports& SidetraceProcess::ports() const {
       Ports p;
       std::istringstream in(readFile(ports_path_));
       std::string kind, name, address;
-      while (in >> kind) {
-        if (kind == "listener" && in >> name >> address) {
+      while (in >> kind >> address) {
+        if (kind == "listener") {
+          std::getline(in, name);
+          name = unescapeName(name.substr(name.empty() ? 0 : 1));
           p.listeners[name] =
               static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
           if (p.first_listener.empty()) {
             p.first_listener = name;
           }
-        } else if (kind == "admin" && in >> address) {
+        } else if (kind == "admin") {
           p.admin = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
         }
       }
