@@ -15,7 +15,7 @@ bool takesValue(std::string_view flag) {
   return flag == "--config" || flag == "--listen" || flag == "--upstream" ||
          flag == "--service-name" || flag == "--otlp-endpoint" || flag == "--admin" ||
          flag == "--workers" || flag == "--ignore-path" || flag == "--log-level" ||
-         flag == "--log-format";
+         flag == "--log-format" || flag == "--ports-file";
 }
 
 bool isSwitch(std::string_view flag) {
@@ -64,6 +64,8 @@ void setValue(CliOptions& o, const std::string& flag, const std::string& value) 
       throw ConfigError(flag + ": " + err);
     }
     o.log_format = value;
+  } else if (flag == "--ports-file") {
+    o.ports_file = nonEmpty();
   }
 }
 
@@ -130,6 +132,8 @@ Options (each overrides the config file):
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
   --log-level LEVEL      trace | debug | info | warn | error | off
   --log-format FORMAT    json (default: one JSON object per line) | text
+  --ports-file PATH      once listening, write "listener ADDR NAME" per listener and
+                         "admin ADDR" to PATH (tells which port a configured :0 got)
   --version              print the version and exit
   -h, --help             print this help and exit
 

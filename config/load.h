@@ -39,6 +39,9 @@ struct CliOptions {
   std::vector<std::string> ignore_paths;  // each adds { prefix: PATH } ignore rule
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
+  // Where to write the bound addresses once listening (proxy::runServer); not a config key,
+  // it only tells a supervisor or a test which ports a configured port 0 became.
+  std::optional<std::string> ports_file;
 };
 
 // Throws ConfigError("--flag: ...") on unknown flags or bad values.

@@ -42,9 +42,9 @@ int main(int argc, char** argv) {
   sidetrace::proxy::setupSelfLog(cfg->log_level, cfg->log_format);
   try {
     // A reload reads the same file, environment and flags again.
-    return sidetrace::proxy::runServer(cfg, [cli] {
-      return sidetrace::config::buildConfig(cli, sidetrace::config::processEnv());
-    });
+    return sidetrace::proxy::runServer(
+        cfg, [cli] { return sidetrace::config::buildConfig(cli, sidetrace::config::processEnv()); },
+        cli.ports_file.value_or(""));
   } catch (const std::exception& e) {
     spdlog::error("fatal: {}", e.what());
     return 2;

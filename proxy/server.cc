@@ -6,8 +6,12 @@
 #include <atomic>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
 #include <mutex>
 #include <sstream>
 #include <thread>
@@ -422,6 +426,40 @@ bool pipelineChanged(const config::TracingConfig& cur, const config::TracingConf
          cur.resource != next.resource;
 }
 
+// A listener name as the last field of a --ports-file line: backslash and newline escaped.
+std::string escapeLine(const std::string& name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '\\') {
+      out += "\\\\";
+    } else if (c == '\n') {
+      out += "\\n";
+    } else {
+      out += c;
+    }
+  }
+  return out;
+}
+
+// Writes `text` to `path` through a temporary file renamed into place, so whoever waits for the
+// file never reads half of it.
+bool writePortsFile(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::trunc);
+    out << text;
+    if (!out.flush()) {
+      spdlog::error("--ports-file: cannot write {}", tmp);
+      return false;
+    }
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    spdlog::error("--ports-file: cannot rename {} to {}: {}", tmp, path, std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
 struct ReloadResult {
   bool ok = false;
   std::string message;
@@ -429,7 +467,8 @@ struct ReloadResult {
 
 class Server {
  public:
-  Server(config::ConfigPtr cfg, ConfigLoader load) : load_(std::move(load)), initial_(cfg) {}
+  Server(config::ConfigPtr cfg, ConfigLoader load, std::string ports_file)
+      : load_(std::move(load)), initial_(cfg), ports_file_(std::move(ports_file)) {}
   int run();
 
  private:
@@ -438,9 +477,13 @@ class Server {
   ReloadResult applyReload();
   AdminResponse handleAdmin(const filters::RequestHead& req, bool from_loopback);
   void waitForDrain();
+  // Binds every worker's listeners and the admin listener, starts the workers and reports the
+  // bound addresses (log, --ports-file). Returns 0, or the exit code when something cannot bind.
+  int bindAndStart(const std::vector<TlsServerContext*>& tls, std::unique_ptr<AdminServer>& admin);
 
   ConfigLoader load_;
   config::ConfigPtr initial_;
+  std::string ports_file_;  // "": none
   // Metric slots for the routes and clusters of every generation; the capacity leaves room for
   // reloads to add routes and clusters without reallocating the workers' counters.
   std::unique_ptr<StatsSlots> slots_;
@@ -611,6 +654,58 @@ AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loo
   return AdminResponse{404, "text/plain", "not found\n"};
 }
 
+int Server::bindAndStart(const std::vector<TlsServerContext*>& tls,
+                         std::unique_ptr<AdminServer>& admin) {
+  const config::Config& cfg = *initial_;
+  const size_t n = workerCount(cfg);
+  std::vector<uint16_t> ports;  // per listener; a configured 0 becomes the port worker 0 got
+  for (const auto& l : cfg.listeners) {
+    ports.push_back(l.address.port);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(),
+                                                *slots_, tls, open_connections_));
+    try {
+      workers_.back()->bind(ports);
+    } catch (const boost::system::system_error& e) {
+      spdlog::error("cannot listen: {}", e.what());
+      return 2;
+    }
+  }
+  if (cfg.admin.enabled) {
+    try {
+      admin = std::make_unique<AdminServer>(
+          io_, cfg.admin.address, [this](const filters::RequestHead& req, bool from_loopback) {
+            return handleAdmin(req, from_loopback);
+          });
+    } catch (const boost::system::system_error& e) {
+      spdlog::error("cannot listen on admin address {}: {}", cfg.admin.address.str(), e.what());
+      return 2;
+    }
+    admin->start();
+  }
+  std::string bound;  // the --ports-file text
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    const auto& l = cfg.listeners[i];
+    const std::string address = config::HostPort{l.address.host, ports[i]}.str();
+    spdlog::info("listener '{}' on {}{} ({} worker{})", l.name, address, l.tls ? " (TLS)" : "", n,
+                 n == 1 ? "" : "s");
+    bound += "listener " + address + " " + escapeLine(l.name) + "\n";
+  }
+  if (admin) {
+    const std::string address = config::HostPort{cfg.admin.address.host, admin->port()}.str();
+    spdlog::info("admin on {}", address);
+    bound += "admin " + address + "\n";
+  }
+  if (!ports_file_.empty() && !writePortsFile(ports_file_, bound)) {
+    return 2;
+  }
+  for (auto& w : workers_) {
+    w->start();  // connections that arrived since bind wait in the backlog until now
+  }
+  return 0;
+}
+
 int Server::run() {
   const config::Config& cfg = *initial_;
   try {
@@ -646,40 +741,9 @@ int Server::run() {
   }
   processor_ = makeProcessor(cfg.tracing);
 
-  const size_t n = workerCount(cfg);
-  for (size_t i = 0; i < n; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(),
-                                                *slots_, tls, open_connections_));
-    try {
-      workers_.back()->bind();
-    } catch (const boost::system::system_error& e) {
-      spdlog::error("cannot listen: {}", e.what());
-      return 2;
-    }
-  }
-
   std::unique_ptr<AdminServer> admin;
-  if (cfg.admin.enabled) {
-    try {
-      admin = std::make_unique<AdminServer>(
-          io_, cfg.admin.address, [this](const filters::RequestHead& req, bool from_loopback) {
-            return handleAdmin(req, from_loopback);
-          });
-    } catch (const boost::system::system_error& e) {
-      spdlog::error("cannot listen on admin address {}: {}", cfg.admin.address.str(), e.what());
-      return 2;
-    }
-    admin->start();
-  }
-  for (auto& w : workers_) {
-    w->start();
-  }
-  for (const auto& l : cfg.listeners) {
-    spdlog::info("listener '{}' on {}{} ({} worker{})", l.name, l.address.str(),
-                 l.tls ? " (TLS)" : "", n, n == 1 ? "" : "s");
-  }
-  if (admin) {
-    spdlog::info("admin on {}", cfg.admin.address.str());
+  if (int rc = bindAndStart(tls, admin); rc != 0) {
+    return rc;
   }
 
   // SIGUSR1: reopen the access log file (logrotate's postrotate), as nginx does.
@@ -762,11 +826,11 @@ int Server::run() {
 
 }  // namespace
 
-int runServer(config::ConfigPtr cfg, ConfigLoader load) {
+int runServer(config::ConfigPtr cfg, ConfigLoader load, const std::string& ports_file) {
   ::signal(SIGPIPE, SIG_IGN);
   int rc = 0;
   {
-    Server server(std::move(cfg), std::move(load));
+    Server server(std::move(cfg), std::move(load), ports_file);
     rc = server.run();
   }  // the server's last generation goes to the reaper here
   finishRetiredGenerations();

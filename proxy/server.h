@@ -27,7 +27,11 @@ using ConfigLoader = std::function<config::Config()>;
 // POST /reload re-read the config with `load` and apply routes, clusters, ignore rules, sampler,
 // propagators, exporter and batch settings, limits and log level to new requests; requests in
 // flight finish on the config they started with.
-int runServer(config::ConfigPtr cfg, ConfigLoader load);
+// `ports_file` ("" = none): once every listener and the admin listener are bound, and before
+// any is served, this file is written with one line per bound address — "listener ADDR NAME" per
+// listener (NAME is the rest of the line, '\' and newline escaped as \\ and \n), then
+// "admin ADDR" — so a configured port 0 can be learned (README, CLI).
+int runServer(config::ConfigPtr cfg, ConfigLoader load, const std::string& ports_file = "");
 
 // Prometheus text for the given counters (exposed for tests).
 class Worker;

@@ -100,10 +100,10 @@ Worker::~Worker() {
   requests_.close();
 }
 
-void Worker::bind() {
+void Worker::bind(std::vector<uint16_t>& ports) {
   const auto& cfg = current_->config();
-  for (const auto& l : cfg.listeners) {
-    tcp::endpoint ep(asio::ip::make_address(l.address.host), l.address.port);
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    tcp::endpoint ep(asio::ip::make_address(cfg.listeners[i].address.host), ports[i]);
     auto acc = std::make_unique<tcp::acceptor>(io_);
     acc->open(ep.protocol());
     acc->set_option(tcp::acceptor::reuse_address(true));
@@ -111,6 +111,7 @@ void Worker::bind() {
     ::setsockopt(acc->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
     acc->bind(ep);
     acc->listen(asio::socket_base::max_listen_connections);
+    ports[i] = acc->local_endpoint().port();
     acceptors_.push_back(std::move(acc));
     accept_backoff_.push_back(std::make_unique<asio::steady_timer>(io_));
   }

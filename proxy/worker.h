@@ -61,7 +61,9 @@ class Worker {
   ~Worker();
 
   // Binds this worker's listening sockets (SO_REUSEPORT); throws boost::system::system_error.
-  void bind();
+  // `ports` holds one port per listener: 0 lets the kernel pick a free one and is replaced with
+  // it, so the next worker binds the same port (not a second ephemeral one of its own).
+  void bind(std::vector<uint16_t>& ports);
   void start();  // spawns the thread: accept loops, span flush timer
   // Stop accepting, close idle keep-alive connections; in-flight requests finish with
   // Connection: close. Thread-safe (posts).

@@ -14,7 +14,7 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # JS peer for decoding exported spans with the official opentelemetry-proto schema.
   if [ -f tests/integration/node/package.json ] && [ ! -d tests/integration/node/node_modules ]; then
     (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) ||
-      echo "tests/run.sh: npm install failed; the official-schema test will be skipped"
+      echo "tests/run.sh: npm install failed; the official-schema test will be skipped (fail if CI is set)"
   fi
 fi
 

@@ -239,7 +239,7 @@ class FakeConn {
 
 FakeUpstream::FakeUpstream() : FakeUpstream("127.0.0.1", 0) {}
 
-FakeUpstream::FakeUpstream(const std::string& ipv4, uint16_t port) {
+FakeUpstream::FakeUpstream(const std::string& ipv4, uint16_t port) : ipv4_(ipv4) {
   if (!listener_.listen(port, ipv4.c_str())) {
     throw std::runtime_error("FakeUpstream: cannot listen on " + ipv4 + ":" + std::to_string(port));
   }
@@ -319,6 +319,11 @@ void FakeUpstream::stop() {
     acceptor_.join();
   }
   listener_.close();
+  try {
+    refused_.emplace(port_, ipv4_.c_str());
+  } catch (const std::runtime_error&) {
+    // Bound by someone in between (a test bringing the upstream back): nothing left to hold.
+  }
   std::vector<std::thread> workers;
   {
     std::lock_guard lock(mu_);

@@ -113,7 +113,8 @@ class FakeUpstream {
   // TLS: connections whose handshake failed (the client refused us, or we refused it).
   size_t tlsHandshakeFailures() const { return tls_failures_.load(); }
 
-  // Stops accepting and closes every connection. After stop() the port refuses connections.
+  // Stops accepting and closes every connection. After stop() the port refuses connections and
+  // stays held (RefusedPort) until the FakeUpstream is destroyed.
   void stop();
 
  private:
@@ -123,7 +124,9 @@ class FakeUpstream {
   bool sleepUnlessStopped(std::chrono::milliseconds d);
 
   TcpListener listener_;
+  std::string ipv4_ = "127.0.0.1";
   uint16_t port_ = 0;
+  std::optional<RefusedPort> refused_;  // after stop()
   std::atomic<bool> stopping_{false};
   std::atomic<size_t> connections_{0};
   std::atomic<uint64_t> bytes_received_{0};

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -13,9 +12,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/integration/child_process.h"
 #include "tests/integration/h2_client.h"
-
-extern char** environ;
 
 namespace sidetrace::it {
 
@@ -49,30 +47,23 @@ H2Upstream::H2Upstream(const std::string& dir, int max_concurrent_streams,
     args.push_back("--max-concurrent-streams");
     args.push_back(std::to_string(max_concurrent_streams));
   }
-  std::vector<char*> argv;
-  for (auto& a : args) {
-    argv.push_back(a.data());
-  }
-  argv.push_back(nullptr);
-
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) != 0) {
     error_ = "pipe failed";
     return;
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, pipe_fds[0], 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  pid_t pid = -1;
-  int rc = ::posix_spawnp(&pid, node.c_str(), &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
+  std::string spawn_error;
+  pid_t pid = spawnChild({.argv = args,
+                          .env = currentEnvironment(),
+                          .stdin_fd = pipe_fds[0],
+                          .stdout_path = out_,
+                          .stderr_path = err_},
+                         &spawn_error);
   ::close(pipe_fds[0]);
   stdin_fd_ = pipe_fds[1];
-  if (rc != 0) {
+  if (pid < 0) {
     error_ = "cannot spawn '" + node + "' (Node.js is required for the HTTP/2 upstream; " +
-             "tests/install-deps.sh --node): " + std::strerror(rc);
+             "tests/install-deps.sh --node): " + spawn_error;
     return;
   }
   pid_ = pid;

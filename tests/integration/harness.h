@@ -1,7 +1,9 @@
 #pragma once
-// The shared fixture: a FakeUpstream, a stopped upstream (connection refused), an OtlpReceiver
+// The shared fixture: a FakeUpstream, a dead upstream (connection refused), an OtlpReceiver
 // and a SidetraceProcess started from a standard config with knobs per test. Every port is
-// ephemeral, so tests run in parallel.
+// ephemeral and held while the test needs it (sidetrace binds port 0 and reports what it got),
+// so tests run in parallel. TearDown fails the test when sidetrace crashed, did not stop cleanly or
+// wrote a sanitizer report (SidetraceProcess::finish).
 
 #include <gtest/gtest.h>
 
@@ -67,11 +69,23 @@ class IntegrationTest : public ::testing::Test {
                     Millis timeout = Millis(10000));
 
   FakeUpstream upstream_;
-  FakeUpstream dead_;  // stopped in SetUp: its port refuses connections
+  RefusedPort dead_;  // refuses connections
   OtlpReceiver otlp_;
   SidetraceProcess proc_;
-  bool started_ = false;
 };
+
+// True when the environment variable CI is set to anything but "", "0" or "false" (.ci/run sets
+// CI=true): then a test whose optional part is missing fails instead of skipping.
+bool inCi();
+
+// GTEST_SKIP() outside CI; in CI a FAIL(), so that a missing tool cannot turn a test green.
+#define SKIP_OR_FAIL_IN_CI(why)                                      \
+  do {                                                               \
+    if (::sidetrace::it::inCi()) {                                   \
+      FAIL() << why << " (CI is set: this test must run, not skip)"; \
+    }                                                                \
+    GTEST_SKIP() << why;                                             \
+  } while (0)
 
 // W3C traceparent split into its four fields; valid() checks the shape only.
 struct Traceparent {

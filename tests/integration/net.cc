@@ -38,20 +38,42 @@ int pollFd(int fd, short events, Millis timeout) {
 
 }  // namespace
 
-uint16_t pickFreePort() {
+namespace {
+
+int bindRefusing(uint16_t port, const char* ipv4, bool reuse_address, uint16_t* bound) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) {
     throw std::runtime_error("socket() failed");
   }
-  auto addr = loopback(0);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+  int one = 1;
+  if (reuse_address) {
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  }
+  auto addr = loopback(port);
+  if (::inet_pton(AF_INET, ipv4, &addr.sin_addr) != 1 ||
+      ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     ::close(fd);
-    throw std::runtime_error("bind() failed");
+    throw std::runtime_error(std::string("RefusedPort: cannot bind ") + ipv4 + ":" +
+                             std::to_string(port));
   }
   socklen_t len = sizeof addr;
   ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
+  *bound = ntohs(addr.sin_port);
+  return fd;
+}
+
+}  // namespace
+
+RefusedPort::RefusedPort() {
+  fd_ = bindRefusing(0, "127.0.0.1", false, &port_);
+}
+
+RefusedPort::RefusedPort(uint16_t port, const char* ipv4) {
+  fd_ = bindRefusing(port, ipv4, true, &port_);
+}
+
+RefusedPort::~RefusedPort() {
+  ::close(fd_);
 }
 
 TcpSocket::~TcpSocket() {

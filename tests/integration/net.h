@@ -12,10 +12,6 @@ namespace sidetrace::it {
 
 using Millis = std::chrono::milliseconds;
 
-// Binds 127.0.0.1:0, reads the port the kernel chose, closes. Another process may grab it before
-// the caller binds it again; that race is accepted for tests.
-uint16_t pickFreePort();
-
 class TcpSocket {
  public:
   TcpSocket() = default;
@@ -62,6 +58,26 @@ class TcpListener {
   // Waits up to timeout for a connection; invalid socket on timeout or after close().
   TcpSocket accept(Millis timeout);
   void close();
+
+ private:
+  int fd_ = -1;
+  uint16_t port_ = 0;
+};
+
+// A port on 127.0.0.1 that refuses connections (a "dead" upstream or collector): a socket bound
+// and never listening, held until destroyed. A released port could meanwhile go to any test's
+// peer — sidetrace and grpc++ bind with SO_REUSEPORT, so they would even share it.
+class RefusedPort {
+ public:
+  RefusedPort();  // an ephemeral port, held exclusively
+  // Keeps `port` after its listener closed (SO_REUSEADDR, so connections of that listener still
+  // in TIME_WAIT do not prevent it; a later listener that wants the port back may still bind it).
+  // Throws std::runtime_error when it cannot be bound.
+  explicit RefusedPort(uint16_t port, const char* ipv4 = "127.0.0.1");
+  ~RefusedPort();
+  RefusedPort(const RefusedPort&) = delete;
+  RefusedPort& operator=(const RefusedPort&) = delete;
+  uint16_t port() const { return port_; }
 
  private:
   int fd_ = -1;

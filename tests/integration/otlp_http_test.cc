@@ -308,18 +308,15 @@ TEST_F(OtlpHttpTest, PartialSuccessIsCountedJson) {
 // OTEL_* variables alone select OTLP/HTTP: the general endpoint gets /v1/traces, headers apply.
 TEST_F(OtlpHttpTest, ConfiguredFromEnvironment) {
   OtlpHttpReceiver recv;
-  uint16_t listen = proc_.listenPort();
-  uint16_t admin = proc_.adminPort();
-  ASSERT_TRUE(proc_.start({"--listen", "127.0.0.1:" + std::to_string(listen), "--upstream",
-                           "127.0.0.1:" + std::to_string(upstream_.port()), "--admin",
-                           "127.0.0.1:" + std::to_string(admin), "--workers", "1"},
-                          {{"OTEL_EXPORTER_OTLP_ENDPOINT", url(recv)},
-                           {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"},
-                           {"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k%201"},
-                           {"OTEL_BSP_SCHEDULE_DELAY", "100"}}));
-  started_ = true;
+  ASSERT_TRUE(proc_.start(
+      {"--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:" + std::to_string(upstream_.port()),
+       "--admin", "127.0.0.1:0", "--workers", "1"},
+      {{"OTEL_EXPORTER_OTLP_ENDPOINT", url(recv)},
+       {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"},
+       {"OTEL_EXPORTER_OTLP_HEADERS", "x-api-key=k%201"},
+       {"OTEL_BSP_SCHEDULE_DELAY", "100"}}));
   ASSERT_TRUE(proc_.waitReady()) << proc_.logs();
-  auto r = httpRequest(listen, "GET", "/from-env");
+  auto r = httpRequest(proc_.listenPort(), "GET", "/from-env");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   auto spans = recv.waitForSpans(2, milliseconds(10000));

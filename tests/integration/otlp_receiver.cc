@@ -4,10 +4,12 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.grpc.pb.h"
+#include "tests/integration/net.h"
 
 namespace sidetrace::it {
 
@@ -182,6 +184,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   std::multimap<std::string, std::string> metadata;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::optional<RefusedPort> refused;  // after shutdown()
 
   grpc::Status Export(grpc::ServerContext* ctx,
                       const otlp_collector::ExportTraceServiceRequest* req,
@@ -237,6 +240,11 @@ void OtlpReceiver::shutdown() {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     impl_->server->Wait();
     impl_->server.reset();
+    try {
+      impl_->refused.emplace(static_cast<uint16_t>(impl_->port));
+    } catch (const std::runtime_error&) {
+      // Bound by someone in between (a test bringing the collector back): nothing left to hold.
+    }
   }
 }
 

@@ -81,6 +81,8 @@ class OtlpReceiver {
   std::vector<FlatSpan> waitForSpans(size_t n, std::chrono::milliseconds timeout);
   // Metadata keys/values of the last successful call (lower-case keys).
   std::multimap<std::string, std::string> lastMetadata() const;
+  // Stops serving; the port then refuses connections and stays held (RefusedPort) until the
+  // receiver is destroyed, though a receiver constructed on that port may still take it back.
   void shutdown();
 
  private:

@@ -87,6 +87,9 @@ TEST_F(ReloadTest, SighupAppliesNewRoutesToOpenConnectionsWhileInFlightRequestsF
   rewriteConfig(nextConfig(base));
   ASSERT_EQ(::kill(proc_.pid(), SIGHUP), 0);
   ASSERT_TRUE(waitStatus("/fresh", 201)) << "new route not served after SIGHUP\n" << proc_.logs();
+  // A 201 shows one worker switched; the reload counts as done once every worker has (the
+  // kept connection may sit on another one).
+  ASSERT_GE(waitMetric("sidetrace_config_reloads_total", "outcome=\"ok\"", 1), 1);
 
   // The connection opened before the reload routes by the new config.
   auto fresh = kept.request("GET", "/fresh");

@@ -96,12 +96,14 @@ TEST_F(SelfLogTest, JsonLinesSurviveHostileText) {
   EXPECT_EQ(proc_.stderrText().find("s3cret-token"), std::string::npos) << proc_.logs();
 }
 
-// gRPC's own error lines (here a TLS handshake with a plaintext peer: the proxy's own listener)
-// must come through spdlog in the same format, not as gRPC's "E1123 ..." text on stderr.
+// gRPC's own error lines (here a TLS handshake with a plaintext HTTP/1 peer) must come through
+// spdlog in the same format, not as gRPC's "E1123 ..." text on stderr.
 TEST_F(SelfLogTest, GrpcLogLinesAreJsonToo) {
+  FakeUpstream plaintext;
   std::string y = yaml("info");
   const std::string from = "endpoint: \"http://127.0.0.1:{{OTLP_PORT}}\"";
-  y.replace(y.find(from), from.size(), "endpoint: \"https://127.0.0.1:{{LISTEN_PORT}}\"");
+  y.replace(y.find(from), from.size(),
+            "endpoint: \"https://127.0.0.1:" + std::to_string(plaintext.port()) + "\"");
   ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
   double failed = -1;
   for (int round = 0; round < 100 && failed < 1; ++round) {
@@ -154,7 +156,6 @@ TEST_F(SelfLogTest, DebugLevelLogsEachRequest) {
 
 TEST_F(SelfLogTest, TextFormatFlagOverridesTheFile) {
   std::string path = proc_.writeFile("sidetrace.yaml", yaml("info", "json"), vars());
-  started_ = true;
   ASSERT_TRUE(proc_.start({"--config", path, "--log-format", "text"}));
   ASSERT_TRUE(proc_.waitReady()) << proc_.logs();
   stopProxyExpectClean();

@@ -1,22 +1,22 @@
 #include "tests/integration/sidetrace_process.h"
 
-#include <fcntl.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <thread>
 
+#include <gtest/gtest.h>
+
+#include "tests/integration/child_process.h"
 #include "tests/integration/http_client.h"
 #include "tests/integration/net.h"
-
-extern char** environ;
 
 namespace sidetrace::it {
 
@@ -71,6 +71,25 @@ std::string tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : "...(truncated)...\n" + s.substr(s.size() - n);
 }
 
+// A listener name from a --ports-file line (sidetrace escapes '\\' and newline).
+std::string unescapeName(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out += s[++i] == 'n' ? '\n' : s[i];
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+
+// "SIGSEGV" for 11: failure messages name the signal.
+std::string sigabbrev(int sig) {
+  const char* name = ::sigabbrev_np(sig);
+  return name ? std::string("SIG") + name : "signal " + std::to_string(sig);
+}
+
 ExitResult decode(int status) {
   ExitResult r;
   r.exited = true;
@@ -84,45 +103,101 @@ ExitResult decode(int status) {
 
 }  // namespace
 
+std::string sanitizerReports(const std::string& stderr_text) {
+  // The first line of every sanitizer report: "==PID==ERROR: AddressSanitizer: ...",
+  // "WARNING: ThreadSanitizer: data race", "file.cc:12:5: runtime error: ..." (UBSan). sidetrace's
+  // own log lines start with '{' (json) or '[' (text) and are never mistaken for one.
+  static const std::regex report(
+      R"(^(==\d+==)?(ERROR|WARNING): [A-Za-z]*Sanitizer|^[^{\[].*: runtime error: )");
+  std::istringstream in(stderr_text);
+  std::string line;
+  std::string found;
+  while (std::getline(in, line)) {
+    if (std::regex_search(line, report)) {
+      found += line + "\n";
+    }
+  }
+  return found;
+}
+
 SidetraceProcess::SidetraceProcess() {
   std::string templ = (fs::temp_directory_path() / "sidetrace-it-XXXXXX").string();
   if (!::mkdtemp(templ.data())) {
     throw std::runtime_error("mkdtemp failed");
   }
   dir_ = templ;
-}
-
-void SidetraceProcess::pickPorts() const {
-  // Picked as late as possible (the first config written), not when the fixture is built: a
-  // port released early may meanwhile go to a test peer started in between (grpc++ servers bind
-  // with SO_REUSEPORT, as sidetrace does, so both binds would succeed and share the port).
-  if (listen_port_ != 0) {
-    return;
-  }
-  listen_port_ = pickFreePort();
-  do {
-    admin_port_ = pickFreePort();
-  } while (admin_port_ == listen_port_);
+  ports_path_ = dir_ + "/ports";
 }
 
 SidetraceProcess::~SidetraceProcess() {
-  if (pid_ > 0 && !exit_) {
-    ::kill(pid_, SIGKILL);
-    int status = 0;
-    ::waitpid(pid_, &status, 0);
-  }
+  finish();
   if (!keep_dir_) {
     std::error_code ec;
     fs::remove_all(dir_, ec);
   }
 }
 
+const SidetraceProcess::Ports& SidetraceProcess::ports() const {
+  static const Ports none;
+  if (ports_ || pid_ <= 0) {
+    return ports_ ? *ports_ : none;
+  }
+  // The file appears whole (written aside, then renamed) once every listener is bound.
+  auto deadline = Clock::now() + std::chrono::seconds(15);
+  for (;;) {
+    std::error_code ec;
+    if (fs::exists(ports_path_, ec)) {
+      Ports p;
+      std::istringstream in(readFile(ports_path_));
+      std::string kind, name, address;
+      while (in >> kind >> address) {
+        if (kind == "listener") {
+          std::getline(in, name);
+          name = unescapeName(name.substr(name.empty() ? 0 : 1));
+          p.listeners[name] =
+              static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+          if (p.first_listener.empty()) {
+            p.first_listener = name;
+          }
+        } else if (kind == "admin") {
+          p.admin = static_cast<uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+        }
+      }
+      ports_ = std::move(p);
+      return *ports_;
+    }
+    if (!running() || Clock::now() >= deadline) {
+      return none;
+    }
+    std::this_thread::sleep_for(Millis(10));
+  }
+}
+
+uint16_t SidetraceProcess::listenPort(const std::string& listener) const {
+  const Ports& p = ports();
+  const std::string& name = listener.empty() ? p.first_listener : listener;
+  auto it = p.listeners.find(name);
+  if (it == p.listeners.end()) {
+    ADD_FAILURE() << "sidetrace reported no listener '" << name << "' in " << ports_path_ << "\n"
+                  << logs();
+    return 0;
+  }
+  return it->second;
+}
+
+uint16_t SidetraceProcess::adminPort() const {
+  uint16_t port = ports().admin;
+  if (port == 0) {
+    ADD_FAILURE() << "sidetrace reported no admin listener in " << ports_path_ << "\n" << logs();
+  }
+  return port;
+}
+
 std::string SidetraceProcess::writeFile(const std::string& file, const std::string& text,
                                         const std::map<std::string, std::string>& vars) {
-  pickPorts();
   auto all = vars;
-  all.emplace("LISTEN_PORT", std::to_string(listen_port_));
-  all.emplace("ADMIN_PORT", std::to_string(admin_port_));
+  all.emplace("LISTEN_PORT", "0");
+  all.emplace("ADMIN_PORT", "0");
   all.emplace("DIR", dir_);
   std::string path = dir_ + "/" + file;
   std::ofstream out(path, std::ios::binary);
@@ -132,56 +207,37 @@ std::string SidetraceProcess::writeFile(const std::string& file, const std::stri
 
 bool SidetraceProcess::start(const std::vector<std::string>& args,
                              const std::map<std::string, std::string>& extra_env) {
-  std::string bin = sidetraceBinary();
-  std::vector<std::string> argv_s = wrapper_;
-  argv_s.push_back(bin);
-  argv_s.insert(argv_s.end(), args.begin(), args.end());
-  std::vector<char*> argv;
-  for (auto& a : argv_s) {
-    argv.push_back(a.data());
-  }
-  argv.push_back(nullptr);
-
-  std::vector<std::string> env_s;
-  for (char** e = environ; *e; ++e) {
-    std::string_view kv(*e);
-    if (kv.rfind("OTEL_", 0) == 0) {
-      continue;
+  finish();
+  std::error_code ec;
+  fs::remove(ports_path_, ec);
+  ChildSpec spec;
+  spec.argv = wrapper_;
+  spec.argv.push_back(sidetraceBinary());
+  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.argv.push_back("--ports-file");
+  spec.argv.push_back(ports_path_);
+  for (auto& kv : currentEnvironment()) {
+    std::string key = kv.substr(0, kv.find('='));
+    if (key.rfind("OTEL_", 0) != 0 && !extra_env.count(key)) {
+      spec.env.push_back(std::move(kv));
     }
-    std::string key(kv.substr(0, kv.find('=')));
-    if (extra_env.count(key)) {
-      continue;
-    }
-    env_s.emplace_back(kv);
   }
   for (const auto& [k, v] : extra_env) {
-    env_s.push_back(k + "=" + v);
+    spec.env.push_back(k + "=" + v);
   }
-  std::vector<char*> envp;
-  for (auto& e : env_s) {
-    envp.push_back(e.data());
-  }
-  envp.push_back(nullptr);
-
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  std::string out_path = dir_ + "/stdout.log";
-  std::string err_path = dir_ + "/stderr.log";
-  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, 1, out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  posix_spawn_file_actions_addopen(&actions, 2, err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC,
-                                   0644);
-  pid_t pid = -1;
-  int rc =
-      ::posix_spawnp(&pid, argv_s.front().c_str(), &actions, nullptr, argv.data(), envp.data());
-  posix_spawn_file_actions_destroy(&actions);
-  if (rc != 0) {
-    pid_ = -1;
+  spec.stdout_path = dir_ + "/stdout.log";
+  spec.stderr_path = dir_ + "/stderr.log";
+  std::string error;
+  pid_ = spawnChild(spec, &error);
+  exit_.reset();
+  ports_.reset();
+  exit_collected_ = false;
+  sigterm_sent_ = false;
+  if (pid_ < 0) {
+    std::ofstream(spec.stderr_path) << "harness: " << error << "\n";
     return false;
   }
-  pid_ = pid;
-  exit_.reset();
+  finished_ = false;
   return true;
 }
 
@@ -191,7 +247,7 @@ bool SidetraceProcess::startWithConfig(const std::string& yaml,
   return start({"--config", writeFile("sidetrace.yaml", yaml, vars)}, extra_env);
 }
 
-bool SidetraceProcess::running() {
+bool SidetraceProcess::running() const {
   if (pid_ <= 0 || exit_) {
     return false;
   }
@@ -206,11 +262,12 @@ bool SidetraceProcess::running() {
 
 bool SidetraceProcess::waitReady(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
+  const uint16_t admin = ports().admin;  // 0: exited (or hung) before binding
+  while (admin != 0 && Clock::now() < deadline) {
     if (!running()) {
       return false;
     }
-    auto resp = httpRequest(admin_port_, "GET", "/ready", {}, {}, Millis(1000));
+    auto resp = httpRequest(admin, "GET", "/ready", {}, {}, Millis(1000));
     if (resp && resp->status == 200) {
       return true;
     }
@@ -221,12 +278,13 @@ bool SidetraceProcess::waitReady(std::chrono::milliseconds timeout) {
 
 bool SidetraceProcess::waitListening(std::chrono::milliseconds timeout) {
   auto deadline = Clock::now() + timeout;
-  while (Clock::now() < deadline) {
+  const Ports& p = ports();
+  while (!p.first_listener.empty() && Clock::now() < deadline) {
     if (!running()) {
       return false;
     }
     TcpSocket s;
-    if (s.connect(listen_port_, Millis(500))) {
+    if (s.connect(p.listeners.at(p.first_listener), Millis(500))) {
       return true;
     }
     std::this_thread::sleep_for(Millis(20));
@@ -234,15 +292,12 @@ bool SidetraceProcess::waitListening(std::chrono::milliseconds timeout) {
   return false;
 }
 
-ExitResult SidetraceProcess::wait(std::chrono::milliseconds timeout) {
+ExitResult SidetraceProcess::reap(std::chrono::milliseconds timeout) {
   if (pid_ <= 0) {
     return {};
   }
   auto deadline = Clock::now() + timeout;
-  while (!exit_ && Clock::now() < deadline) {
-    if (!running()) {
-      break;
-    }
+  while (running() && Clock::now() < deadline) {
     std::this_thread::sleep_for(Millis(10));
   }
   if (!exit_) {
@@ -255,14 +310,51 @@ ExitResult SidetraceProcess::wait(std::chrono::milliseconds timeout) {
   return *exit_;
 }
 
+ExitResult SidetraceProcess::wait(std::chrono::milliseconds timeout) {
+  ExitResult r = reap(timeout);
+  exit_collected_ = true;
+  return r;
+}
+
 ExitResult SidetraceProcess::stop(std::chrono::milliseconds timeout) {
-  if (pid_ <= 0) {
-    return {};
-  }
   if (running()) {
     ::kill(pid_, SIGTERM);
+    sigterm_sent_ = true;  // from here on, anything but exit code 0 is a failure
   }
   return wait(timeout);
+}
+
+bool SidetraceProcess::finish() {
+  if (finished_) {
+    return true;
+  }
+  const bool collected_before = exit_collected_ || running();
+  ExitResult r = exit_ ? *exit_ : stop();
+  finished_ = true;
+  std::vector<std::string> problems;
+  if (!r.exited && sigterm_sent_) {
+    problems.push_back("did not exit within 20 s of SIGTERM (killed)");
+  } else if (r.signal != 0 && r.exited) {
+    problems.push_back("was killed by signal " + std::to_string(r.signal) + " (" +
+                       sigabbrev(r.signal) + ")");
+  } else if (sigterm_sent_ && r.code != 0) {
+    problems.push_back("exited with code " + std::to_string(r.code) +
+                       " after SIGTERM (a clean shutdown exits 0)");
+  } else if (!collected_before) {
+    problems.push_back("exited on its own with code " + std::to_string(r.code) +
+                       " before the test stopped it (a test that expects an exit collects it "
+                       "with wait())");
+  }
+  if (std::string reports = sanitizerReports(stderrText()); !reports.empty()) {
+    problems.push_back("wrote a sanitizer report to stderr:\n" + reports);
+  }
+  for (const auto& p : problems) {
+    ADD_FAILURE() << "sidetrace (pid " << pid_ << ") " << p << "\n" << logs();
+  }
+  if (!problems.empty()) {
+    keep_dir_ = true;
+  }
+  return problems.empty();
 }
 
 std::string SidetraceProcess::stdoutText() const {

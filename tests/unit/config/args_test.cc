@@ -56,6 +56,14 @@ TEST(ParseArgs, EqualsForm) {
   EXPECT_EQ(o.ignore_paths, (std::vector<std::string>{"/x"}));
 }
 
+TEST(ParseArgs, PortsFile) {
+  EXPECT_FALSE(parse({}).ports_file);
+  EXPECT_EQ(parse({"--ports-file", "/tmp/p"}).ports_file, "/tmp/p");
+  EXPECT_EQ(parse({"--ports-file=/tmp/q"}).ports_file, "/tmp/q");
+  EXPECT_NE(errorOf([] { parse({"--ports-file="}); }).find("--ports-file: empty value"),
+            std::string::npos);
+}
+
 TEST(ParseArgs, Switches) {
   EXPECT_TRUE(parse({"--version"}).show_version);
   EXPECT_TRUE(parse({"--help"}).show_help);
