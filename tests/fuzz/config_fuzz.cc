@@ -43,7 +43,8 @@ void checkUrl(const std::string& text) {
   try {
     url = config::parseHttpUrl(text);
   } catch (const config::ConfigError& e) {
-    checkError(e, false);
+    // Alone it cannot know the key: the loader puts the key path and line in front.
+    check(*e.what() != '\0', "an empty URL error");
     return;
   }
   check(!url.host.empty() && url.port != 0 && !url.target.empty() && url.target[0] == '/',
@@ -66,7 +67,7 @@ void checkHostPort(const std::string& text) {
   try {
     hp = config::parseHostPort(text);
   } catch (const config::ConfigError& e) {
-    checkError(e, false);
+    check(*e.what() != '\0', "an empty host:port error");
     return;
   }
   config::HostPort again;
