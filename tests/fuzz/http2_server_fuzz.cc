@@ -22,7 +22,11 @@
 
 #include "config/load.h"
 #include "proxy/generation.h"
+// GCC flags the anonymous-namespace helper types of http2_server.cc once it is not the main file.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wsubobject-linkage"
 #include "proxy/http2_server.cc"  // NOLINT: the template's definitions, for MemoryStream
+#pragma GCC diagnostic pop
 #include "proxy/worker.h"
 #include "tests/fuzz/fuzz_input.h"
 
@@ -55,6 +59,10 @@ size_t heapInUse() {
 // nghttp2's state and queues, 100 streams each holding at most a window of request bytes and the
 // response high-water mark. A client must not be able to grow it.
 constexpr size_t kHeapBound = 64 * 1024 * 1024;
+
+}  // namespace
+
+namespace sidetrace::fuzz {
 
 // An AsyncReadStream / AsyncWriteStream in memory: reads hand out the client's bytes in the given
 // sizes, then end of stream; writes are collected. Completions are posted, as a socket's are, so
@@ -125,10 +133,14 @@ class MemoryStream {
 
   executor_type ex_;
   std::string_view input_;
-  sidetrace::fuzz::ReadSizes sizes_;
+  ReadSizes sizes_;
   std::string written_;
   size_t peak_ = 0;
 };
+
+}  // namespace sidetrace::fuzz
+
+namespace {
 
 sidetrace::proxy::Worker& worker() {
   static sidetrace::proxy::Worker* w = [] {
@@ -204,9 +216,13 @@ void checkServerFrames(const std::string& out) {
 
 }  // namespace
 
-template class sidetrace::proxy::Http2Server<MemoryStream>;
+template class sidetrace::proxy::Http2Server<sidetrace::fuzz::MemoryStream>;
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+namespace {
+
+// Not in the extern "C" function itself: GCC 12 mangles a coroutine lambda there to a name that
+// clashes with another lambda of the same function.
+void serveOneConnection(const uint8_t* data, size_t size) {
   sidetrace::fuzz::FuzzInput in(data, size);
   const uint8_t seed = in.byte();
   const std::string_view frames = in.rest();
@@ -216,15 +232,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   io.restart();
   const size_t before = heapInUse();
   asio::ip::tcp::socket tcp(io);  // never opened: the loops cancel it, which does nothing
-  MemoryStream stream(io.get_executor(), frames, seed);
+  sidetrace::fuzz::MemoryStream stream(io.get_executor(), frames, seed);
   bool done = false;
   {
     sidetrace::proxy::DownstreamInfo info;
     info.peer_address = "127.0.0.1";
     info.peer_port = 40000;
     info.local_port = 1;
-    auto server = std::make_unique<sidetrace::proxy::Http2Server<MemoryStream>>(w, stream, tcp,
-                                                                                std::move(info));
+    auto server = std::make_unique<sidetrace::proxy::Http2Server<sidetrace::fuzz::MemoryStream>>(
+        w, stream, tcp, std::move(info));
     asio::co_spawn(
         io,
         [&server, &done]() -> asio::awaitable<void> {
@@ -243,5 +259,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   io.poll();
   checkServerFrames(stream.written());
   check(stream.peakHeap() < before + kHeapBound || before == 0, "heap use over its bound");
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  serveOneConnection(data, size);
   return 0;
 }
