@@ -64,6 +64,15 @@ struct Http1Parser::Impl {
   }
   static int onStatus(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
+    // llhttp 8.1 takes any byte but CR/LF in the reason phrase; RFC 9112 §4 allows HTAB, SP,
+    // VCHAR and obs-text. appendResponseHead passes it on, so a NUL or other control byte would
+    // reach the client.
+    for (size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<unsigned char>(at[i]);
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        return stop(s, Stop::BadValue);
+      }
+    }
     s.response_.reason.append(at, n);
     return countHead(s, n);
   }
@@ -95,6 +104,10 @@ struct Http1Parser::Impl {
   }
   static int onHeaderValueComplete(llhttp_t* p) {
     auto& s = self(p);
+    // llhttp 8.1 accepts a field line with an empty name (": v"), which would be forwarded as is.
+    if (s.field_.empty()) {
+      return stop(s, Stop::BadValue);
+    }
     while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t')) {
       s.value_.pop_back();
     }
