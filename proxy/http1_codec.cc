@@ -150,6 +150,10 @@ struct Http1Parser::Impl {
         return stop(s, s.hosts_ == 0 ? Stop::NoHost : Stop::ManyHosts);
       }
     } else {
+      // llhttp 8.1 takes a missing status code ("HTTP/1.1  OK") as 0, which would be forwarded.
+      if (p->status_code < 100 || p->status_code > 999) {
+        return stop(s, Stop::BadValue);
+      }
       s.response_.status = p->status_code;
       s.response_.version_minor = p->http_minor;
     }

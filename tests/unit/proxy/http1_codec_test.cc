@@ -421,6 +421,9 @@ TEST(Http1RequestErrorTest, EmptyFieldNameAndControlBytesInReasonRejected) {
   Http1Parser resp(Http1Parser::Kind::Response, 65536);
   bytes = std::string("HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n", 39);
   EXPECT_EQ(resp.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
+  Http1Parser no_status(Http1Parser::Kind::Response, 65536);
+  bytes = "HTTP/1.1  Modified\r\nContent-Length: 0\r\n\r\n";  // llhttp: status 0
+  EXPECT_EQ(no_status.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
   Http1Parser tab(Http1Parser::Kind::Response, 65536);
   bytes = "HTTP/1.1 200 O\tK\r\nContent-Length: 0\r\n\r\n";
   EXPECT_EQ(tab.feed(bytes.data(), bytes.size()).error, ParseError::None);
