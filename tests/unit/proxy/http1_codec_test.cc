@@ -424,6 +424,10 @@ TEST(Http1RequestErrorTest, EmptyFieldNameAndControlBytesInReasonRejected) {
   Http1Parser no_status(Http1Parser::Kind::Response, 65536);
   bytes = "HTTP/1.1  Modified\r\nContent-Length: 0\r\n\r\n";  // llhttp: status 0
   EXPECT_EQ(no_status.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
+  Http1Parser hints(Http1Parser::Kind::Response, 65536);  // an interim response has no body
+  bytes = "HTTP/1.1 103 Early Hints\r\nContent-Length: 2\r\n\r\nok";
+  FeedResult interim = hints.feed(bytes.data(), bytes.size());
+  EXPECT_TRUE(interim.body.empty());
   Http1Parser tab(Http1Parser::Kind::Response, 65536);
   bytes = "HTTP/1.1 200 O\tK\r\nContent-Length: 0\r\n\r\n";
   EXPECT_EQ(tab.feed(bytes.data(), bytes.size()).error, ParseError::None);
