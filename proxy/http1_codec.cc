@@ -161,8 +161,8 @@ struct Http1Parser::Impl {
     // An interim (1xx) response never has a body (RFC 9110 §15.2), whatever its framing fields
     // say: llhttp 8.1 reads a Content-Length body after a 103, swallowing the next response's
     // first bytes.
-    const bool interim = s.kind_ == Kind::Response && p->status_code >= 100 &&
-                         p->status_code < 200 && p->status_code != 101;
+    // (A 101 that upgrades is over at its head either way; one without Upgrade is no exception.)
+    const bool interim = s.kind_ == Kind::Response && p->status_code >= 100 && p->status_code < 200;
     if (s.kind_ == Kind::Response && (s.no_body_ || interim)) {
       p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
