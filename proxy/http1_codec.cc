@@ -163,7 +163,10 @@ struct Http1Parser::Impl {
     // first bytes.
     // (A 101 that upgrades is over at its head either way; one without Upgrade is no exception.)
     const bool interim = s.kind_ == Kind::Response && p->status_code >= 100 && p->status_code < 200;
-    if (s.kind_ == Kind::Response && (s.no_body_ || interim)) {
+    // Nor do 204 and 304 (RFC 9112 §6.3), which llhttp 8.1 lets a Transfer-Encoding give one.
+    const bool bodiless =
+        s.kind_ == Kind::Response && (interim || p->status_code == 204 || p->status_code == 304);
+    if (s.kind_ == Kind::Response && (s.no_body_ || bodiless)) {
       p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
     // Pausing is how the position of the head's end reaches feed(), which checks its line ending.
