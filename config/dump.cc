@@ -101,9 +101,24 @@ class JsonWriter {
     out_ += '\n';
     out_.append(static_cast<size_t>(depth_) * 2, ' ');
   }
+  // JSON text is UTF-8 (RFC 8259 §8.1) and YAML values may hold any bytes: each byte that does
+  // not start a well-formed UTF-8 sequence becomes U+FFFD.
   void appendString(std::string_view s) {
     out_ += '"';
-    for (unsigned char c : s) {
+    for (size_t i = 0; i < s.size();) {
+      const auto c = static_cast<unsigned char>(s[i]);
+      if (c >= 0x80) {
+        const size_t n = utf8SequenceLength(s, i);
+        if (n == 0) {
+          out_ += "\\ufffd";
+          ++i;
+        } else {
+          out_.append(s.substr(i, n));
+          i += n;
+        }
+        continue;
+      }
+      ++i;
       switch (c) {
         case '"':
           out_ += "\\\"";
@@ -131,6 +146,37 @@ class JsonWriter {
       }
     }
     out_ += '"';
+  }
+
+  // Length of the well-formed UTF-8 sequence starting at s[i] (RFC 3629: no overlong forms, no
+  // surrogates, nothing above U+10FFFF), or 0 when there is none.
+  static size_t utf8SequenceLength(std::string_view s, size_t i) {
+    const auto byte = [&](size_t k) { return static_cast<unsigned char>(s[i + k]); };
+    const unsigned char c = byte(0);
+    size_t n = 0;
+    unsigned char lo = 0x80, hi = 0xbf;  // the range of the second byte
+    if (c >= 0xc2 && c <= 0xdf) {
+      n = 2;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      n = 3;
+      lo = c == 0xe0 ? 0xa0 : lo;
+      hi = c == 0xed ? 0x9f : hi;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      n = 4;
+      lo = c == 0xf0 ? 0x90 : lo;
+      hi = c == 0xf4 ? 0x8f : hi;
+    } else {
+      return 0;
+    }
+    if (s.size() - i < n || byte(1) < lo || byte(1) > hi) {
+      return 0;
+    }
+    for (size_t k = 2; k < n; ++k) {
+      if (byte(k) < 0x80 || byte(k) > 0xbf) {
+        return 0;
+      }
+    }
+    return n;
   }
 
   std::string out_;

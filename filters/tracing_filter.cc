@@ -77,9 +77,9 @@ bool knownHttpMethod(std::string_view method) {
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer)
     : cfg_(cfg), tracer_(tracer), propagator_(cfg.propagators) {}
 
-bool TracingFilter::ignored(const RequestHead& req) const {
+bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHead& req) {
   std::string_view path = req.path();
-  for (const auto& rule : cfg_.ignore) {
+  for (const auto& rule : rules) {
     switch (rule.kind) {
       case config::IgnoreRule::Kind::Path:
         if (path == rule.value) {
@@ -107,7 +107,7 @@ bool TracingFilter::ignored(const RequestHead& req) const {
 }
 
 FilterStatus TracingFilter::onRequest(Stream& s) {
-  if (!cfg_.enabled || ignored(s.request)) {
+  if (!cfg_.enabled || ignoreMatches(cfg_.ignore, s.request)) {
     return FilterStatus::Continue;
   }
   s.traced = true;

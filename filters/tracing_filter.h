@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "config/config.h"
 #include "filters/filter.h"
@@ -24,8 +25,6 @@ class TracingFilter : public Filter {
   void onComplete(Stream& s) override;
 
  private:
-  bool ignored(const RequestHead& req) const;
-
   const config::TracingConfig& cfg_;
   tracing::Tracer& tracer_;
   tracing::CompositePropagator propagator_;
@@ -33,6 +32,8 @@ class TracingFilter : public Filter {
 };
 
 // Shared helpers (exposed for tests).
+// True when a tracing.ignore rule matches: the request is proxied untraced, its context passed on.
+bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHead& req);
 bool globMatch(std::string_view pattern, std::string_view text);  // '*' matches any run
 std::string redactQuery(std::string_view query);  // "a=1&b&&c=" → "a=REDACTED&REDACTED&&c=REDACTED"
 // A URL (e.g. a Referer) with its query redacted as above; without '?' it is returned as is.

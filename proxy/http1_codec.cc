@@ -64,6 +64,15 @@ struct Http1Parser::Impl {
   }
   static int onStatus(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
+    // llhttp 8.1 takes any byte but CR/LF in the reason phrase; RFC 9112 §4 allows HTAB, SP,
+    // VCHAR and obs-text. appendResponseHead passes it on, so a NUL or other control byte would
+    // reach the client.
+    for (size_t i = 0; i < n; ++i) {
+      const auto c = static_cast<unsigned char>(at[i]);
+      if ((c < 0x20 && c != '\t') || c == 0x7f) {
+        return stop(s, Stop::BadValue);
+      }
+    }
     s.response_.reason.append(at, n);
     return countHead(s, n);
   }
@@ -95,6 +104,10 @@ struct Http1Parser::Impl {
   }
   static int onHeaderValueComplete(llhttp_t* p) {
     auto& s = self(p);
+    // llhttp 8.1 accepts a field line with an empty name (": v"), which would be forwarded as is.
+    if (s.field_.empty()) {
+      return stop(s, Stop::BadValue);
+    }
     while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t')) {
       s.value_.pop_back();
     }
@@ -137,11 +150,23 @@ struct Http1Parser::Impl {
         return stop(s, s.hosts_ == 0 ? Stop::NoHost : Stop::ManyHosts);
       }
     } else {
+      // llhttp 8.1 takes a missing status code ("HTTP/1.1  OK") as 0, which would be forwarded.
+      if (p->status_code < 100 || p->status_code > 999) {
+        return stop(s, Stop::BadValue);
+      }
       s.response_.status = p->status_code;
       s.response_.version_minor = p->http_minor;
     }
     s.current_->head_complete = true;
-    if (s.kind_ == Kind::Response && s.no_body_) {
+    // An interim (1xx) response never has a body (RFC 9110 §15.2), whatever its framing fields
+    // say: llhttp 8.1 reads a Content-Length body after a 103, swallowing the next response's
+    // first bytes.
+    // (A 101 that upgrades is over at its head either way; one without Upgrade is no exception.)
+    const bool interim = s.kind_ == Kind::Response && p->status_code >= 100 && p->status_code < 200;
+    // Nor do 204 and 304 (RFC 9112 §6.3), which llhttp 8.1 lets a Transfer-Encoding give one.
+    const bool bodiless =
+        s.kind_ == Kind::Response && (interim || p->status_code == 204 || p->status_code == 304);
+    if (s.kind_ == Kind::Response && (s.no_body_ || bodiless)) {
       p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
     // Pausing is how the position of the head's end reaches feed(), which checks its line ending.

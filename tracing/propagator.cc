@@ -503,12 +503,29 @@ CompositePropagator::CompositePropagator(const std::vector<std::string>& names) 
 }
 
 std::optional<SpanContext> CompositePropagator::extract(const HeaderCarrier& carrier) const {
+  std::optional<SpanContext> ctx;
   for (const auto& p : propagators_) {
-    if (auto ctx = p->extract(carrier)) {
-      return ctx;
+    if (!ctx) {
+      ctx = p->extract(carrier);
+      continue;
+    }
+    // inject() writes every format, so the next hop finds the same span in each: what the winning
+    // format cannot carry (B3's debug flag, W3C's tracestate and random flag) is taken from the
+    // others, or it would be lost one hop later.
+    auto other = p->extract(carrier);
+    if (!other || other->trace_id != ctx->trace_id || other->span_id != ctx->span_id) {
+      continue;
+    }
+    if (other->debug) {
+      ctx->debug = true;
+      ctx->flags |= kFlagSampled;  // debug implies sampled
+    }
+    ctx->flags |= other->flags & kFlagRandom;
+    if (ctx->tracestate.empty()) {
+      ctx->tracestate = std::move(other->tracestate);
     }
   }
-  return std::nullopt;
+  return ctx;
 }
 
 void CompositePropagator::inject(const SpanContext& ctx, HeaderCarrier& carrier) const {

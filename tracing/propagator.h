@@ -53,7 +53,8 @@ std::unique_ptr<Propagator> makeB3Propagator(bool inject_multi_header);
 std::optional<std::string> sanitizeBaggage(std::string_view header_value);
 
 // The configured set (names: tracecontext, baggage, b3, b3multi, none). Extract from the first
-// that yields a valid context; inject with all. Unknown names throw std::invalid_argument.
+// that yields a valid context, completed by the others that carry the same span (B3 debug, W3C
+// tracestate and random flag); inject with all. Unknown names throw std::invalid_argument.
 class CompositePropagator {
  public:
   explicit CompositePropagator(const std::vector<std::string>& names);

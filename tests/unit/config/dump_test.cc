@@ -220,6 +220,21 @@ TEST(ConfigDump, EscapesStringsForJson) {
   EXPECT_NE(dump.find(R"("service_name": "a\"b\\c\u0001")"), std::string::npos) << dump;
 }
 
+// Found by tests/fuzz/config_fuzz.cc (findings/config/regression-dump-invalid-utf8): YAML values
+// may hold bytes that are not UTF-8, and JSON text must be UTF-8 (RFC 8259 §8.1). Invalid bytes
+// become U+FFFD; valid multi-byte characters pass unchanged.
+TEST(ConfigDump, RepairsInvalidUtf8) {
+  Config cfg;
+  cfg.tracing.service_name =
+      "d\x9b\x8a caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 \xc0\xaf \xed\xa0\x80 \xe2\x82";
+  std::string dump = dumpConfigJson(cfg);
+  EXPECT_NE(
+      dump.find("\"service_name\": \"d\\ufffd\\ufffd caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 "
+                "\\ufffd\\ufffd \\ufffd\\ufffd\\ufffd \\ufffd\\ufffd\""),
+      std::string::npos)
+      << dump;
+}
+
 TEST(ConfigDump, EmptyCollectionsStayValid) {
   Config cfg;
   std::string dump = dumpConfigJson(cfg);

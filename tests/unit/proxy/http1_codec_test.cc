@@ -411,6 +411,28 @@ TEST(Http1RequestErrorTest, ObsFoldRejected) {
   EXPECT_EQ(r.error_reason, "obs-fold or bare CR/LF in header value");
 }
 
+// Found by tests/fuzz/http1_request_fuzz.cc and http1_response_fuzz.cc (regression inputs in
+// tests/fuzz/findings/): llhttp 8.1 accepts a field line with an empty name, and control bytes
+// such as NUL in a reason phrase; the proxy would forward both.
+TEST(Http1RequestErrorTest, EmptyFieldNameAndControlBytesInReasonRejected) {
+  Http1Parser req(Http1Parser::Kind::Request, 65536);
+  std::string bytes = "GET / HTTP/1.1\r\nHost: a\r\n: 87\r\n\r\n";
+  EXPECT_EQ(req.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
+  Http1Parser resp(Http1Parser::Kind::Response, 65536);
+  bytes = std::string("HTTP/1.1 200 O\0K\r\nContent-Length: 0\r\n\r\n", 39);
+  EXPECT_EQ(resp.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
+  Http1Parser no_status(Http1Parser::Kind::Response, 65536);
+  bytes = "HTTP/1.1  Modified\r\nContent-Length: 0\r\n\r\n";  // llhttp: status 0
+  EXPECT_EQ(no_status.feed(bytes.data(), bytes.size()).error, ParseError::BadRequest);
+  Http1Parser hints(Http1Parser::Kind::Response, 65536);  // an interim response has no body
+  bytes = "HTTP/1.1 103 Early Hints\r\nContent-Length: 2\r\n\r\nok";
+  FeedResult interim = hints.feed(bytes.data(), bytes.size());
+  EXPECT_TRUE(interim.body.empty());
+  Http1Parser tab(Http1Parser::Kind::Response, 65536);
+  bytes = "HTTP/1.1 200 O\tK\r\nContent-Length: 0\r\n\r\n";
+  EXPECT_EQ(tab.feed(bytes.data(), bytes.size()).error, ParseError::None);
+}
+
 TEST(Http1RequestErrorTest, ObsFoldRejectedAtEverySplit) {
   const std::string bytes = "GET / HTTP/1.1\r\nHost: a\r\nX-Folded: one\r\n two\r\n\r\n";
   for (size_t cut = 1; cut < bytes.size(); ++cut) {

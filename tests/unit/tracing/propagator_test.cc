@@ -484,6 +484,43 @@ TEST(CompositePropagatorTest, InvalidTracecontextFallsThroughToB3) {
   EXPECT_EQ(ctx->tracestate, "");
 }
 
+// Found by tests/fuzz/propagator_fuzz.cc (regression input
+// findings/propagator/regression-b3-debug): a B3 debug flag injected beside traceparent was lost at
+// the next hop, where tracecontext wins and cannot carry it. What the winning format cannot carry
+// comes from the others when they describe the same span: B3's debug flag, W3C's tracestate and
+// random flag.
+TEST(CompositePropagatorTest, KeepsWhatOnlyALaterFormatCarriesForTheSameSpan) {
+  SpanContext ctx;
+  ctx.trace_id = TraceId::fromHex(kTrace);
+  ctx.span_id = SpanId::fromHex(kSpan);
+  ctx.flags = kFlagSampled;
+  ctx.debug = true;
+  MapCarrier c;
+  const CompositePropagator both({"tracecontext", "b3multi"});
+  both.inject(ctx, c);
+  auto back = both.extract(c);
+  ASSERT_TRUE(back);
+  EXPECT_TRUE(back->debug);
+  EXPECT_TRUE(back->sampled());
+
+  MapCarrier w3c{{"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-03"},
+                 {"tracestate", "rojo=1"},
+                 {"b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1"}};
+  auto b3_first = CompositePropagator({"b3", "tracecontext"}).extract(w3c);
+  ASSERT_TRUE(b3_first);
+  EXPECT_EQ(b3_first->tracestate, "rojo=1");
+  EXPECT_EQ(b3_first->flags, kFlagSampled | kFlagRandom);
+
+  // Another span in the later format: nothing of it is taken.
+  MapCarrier other{{"traceparent", kTp},
+                   {"x-b3-traceid", kTrace},
+                   {"x-b3-spanid", "1111111111111111"},
+                   {"x-b3-flags", "1"}};
+  auto first_only = both.extract(other);
+  ASSERT_TRUE(first_only);
+  EXPECT_FALSE(first_only->debug);
+}
+
 TEST(CompositePropagatorTest, InjectsWithAll) {
   SpanContext ctx;
   ctx.trace_id = TraceId::fromHex(kTrace);
