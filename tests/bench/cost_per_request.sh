@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# What one proxied HTTP/1.1 request costs sidetrace, in figures a noisy or CPU-stolen VM cannot
+# skew: user-space instructions (valgrind callgrind) and system calls by kind (strace -c), per
+# request, for one or more sidetrace binaries side by side (e.g. main's and a change's).
+#
+#   tests/bench/cost_per_request.sh build/proxy/sidetrace
+#   tests/bench/cost_per_request.sh /tmp/old/sidetrace build/proxy/sidetrace
+#   N=20000 CONNECTIONS=32 tests/bench/cost_per_request.sh build/proxy/sidetrace
+#
+# Per binary: tracing off, one worker, GET / proxied to an nginx upstream answering 200 "ok", load
+# from `h2load --h1` with a fixed request count over CONNECTIONS keep-alive connections.
+# Instructions: two runs under callgrind (N/5 and N requests) and the difference divided by the
+# requests between them, so start-up and shutdown cancel out. System calls: one run under strace
+# -f -c serving N requests (start-up included; negligible at N >= 10000). Kernel time is not in
+# the instruction count: the system-call figures stand for it. Compare binaries built alike.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+die() { echo "cost_per_request: $*" >&2; exit 1; }
+[ $# -ge 1 ] || die "usage: $0 SIDETRACE_BIN..."
+N="${N:-10000}"
+CONNECTIONS="${CONNECTIONS:-32}"
+for tool in nginx h2load valgrind strace curl; do
+  command -v "$tool" >/dev/null || die "$tool not found"
+done
+tmp="$(mktemp -d /tmp/sidetrace-cost.XXXXXX)"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+up_port="$(free_port)"
+port="$(free_port)"
+admin_port="$(free_port)"
+cat >"$tmp/upstream.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $tmp/upstream.pid;
+error_log $tmp/upstream-error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/b; proxy_temp_path $tmp/p; fastcgi_temp_path $tmp/f;
+    uwsgi_temp_path $tmp/u; scgi_temp_path $tmp/s;
+    keepalive_requests 10000000;
+    server { listen 127.0.0.1:$up_port; location / { return 200 "ok"; } }
+}
+NGINX
+sed -e "s/@LISTEN_PORT@/$port/" -e "s/@ADMIN_PORT@/$admin_port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
+  "$root/tests/bench/sidetrace-untraced.yaml.in" >"$tmp/sidetrace.yaml"
+nginx -p "$tmp" -c "$tmp/upstream.conf" 2>"$tmp/upstream.err" &
+pids+=($!)
+
+# serve WRAPPER... BIN REQUESTS: starts BIN under WRAPPER, waits for it, sends REQUESTS, stops it.
+serve() {
+  local requests="${*: -1}" bin="${*: -2:1}"
+  local wrapper=("${@:1:$#-2}")
+  "${wrapper[@]}" "$bin" --config "$tmp/sidetrace.yaml" --workers 1 >/dev/null 2>"$tmp/st.err" &
+  local pid=$!
+  for _ in $(seq 600); do
+    curl -fs -o /dev/null "http://127.0.0.1:$admin_port/ready" && break
+    kill -0 "$pid" 2>/dev/null || die "$bin exited at start: $(tail -3 "$tmp/st.err")"
+    sleep 0.1
+  done
+  h2load --h1 -n "$requests" -c "$CONNECTIONS" "http://127.0.0.1:$port/" >"$tmp/h2load.txt" 2>&1 ||
+    die "h2load failed: $(tail -3 "$tmp/h2load.txt")"
+  grep -q "$requests succeeded, 0 failed" "$tmp/h2load.txt" ||
+    die "not every request succeeded: $(grep 'requests:' "$tmp/h2load.txt")"
+  # SIGTERM to sidetrace itself: under strace it is the tracer's child (strace would not pass the
+  # signal on); valgrind runs it in its own process. It drains and exits.
+  local child
+  child="$(pgrep -P "$pid" | head -1 || true)"
+  kill -TERM "${child:-$pid}" 2>/dev/null || true
+  wait "$pid" || true
+}
+instructions() {  # instructions BIN REQUESTS -> callgrind's total Ir
+  rm -f "$tmp"/cg.out.*
+  serve valgrind --tool=callgrind --callgrind-out-file="$tmp/cg.out.%p" "$1" "$2"
+  awk '/^(summary|totals):/ {print $2; exit}' "$tmp"/cg.out.*
+}
+
+printf '| binary | user instructions/request | system calls/request | by kind (per request) |\n'
+printf '| --- | ---: | ---: | --- |\n'
+for bin in "$@"; do
+  [ -x "$bin" ] || die "no executable at $bin"
+  small=$((N / 5))
+  a="$(instructions "$bin" "$small")"
+  b="$(instructions "$bin" "$N")"
+  serve strace -f -c -o "$tmp/strace.txt" "$bin" "$N"
+  # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall; then a "total" row.
+  calls="$(awk -v n="$N" '$NF == "total" {printf "%.2f", $4 / n}' "$tmp/strace.txt")"
+  kinds="$(awk -v n="$N" '$1 ~ /^[0-9.]+$/ && $NF != "total" && $4 / n >= 0.05 {
+      printf "%s %.2f\n", $NF, $4 / n }' "$tmp/strace.txt" |
+    sort -k2 -n -r | awk '{printf "%s%s %s", sep, $1, $2; sep = ", "}')"
+  printf '| %s | %d | %s | %s |\n' "$bin" $(((b - a) / (N - small))) "$calls" "$kinds"
+done
