@@ -423,12 +423,9 @@ wrk_version="$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)"  # wrk -v exit
 h2load_version="$(h2load --version 2>&1 | head -1 | awk '{print $2}' || true)"
 grpc_version="$(pkg-config --modversion grpc++ 2>/dev/null || echo '?')"
 cpu_model="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' || echo unknown)"
-# MODE=h1: wrk's numbers -> $tmp/report.md
-report_h1() {
-  versions="nginx $nginx_version, HAProxy $haproxy_version, $st_version, wrk $wrk_version"
-  "$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
-import glob, os, re, statistics, sys
-tmp, rounds = sys.argv[1], int(sys.argv[2])
+# What both reports compute of the CPU figures, as a module their Python imports from $tmp.
+cat >"$tmp/cpu_cost.py" <<'PY'
+import os
 def cpu_us(load_path, requests):
     """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK beside the output)."""
     cpu_path = load_path[: -len(".txt")] + ".cpu"
@@ -440,6 +437,15 @@ def cpu_ratio(res, p, base, i):
     if base not in res or res[base][i] != res[base][i] or not res[base][i]:
         return "-"
     return "%.2f" % (res[p][i] / res[base][i])
+PY
+# MODE=h1: wrk's numbers -> $tmp/report.md
+report_h1() {
+  versions="nginx $nginx_version, HAProxy $haproxy_version, $st_version, wrk $wrk_version"
+  "$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
+import glob, os, re, statistics, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, tmp)
+from cpu_cost import cpu_us, cpu_ratio
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
           "traced_down": "sidetrace, tracing on, collector down",
@@ -546,17 +552,8 @@ report_h2() {
   "$py" - "$tmp" "$ROUNDS" <<'PY'
 import os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
-def cpu_us(load_path, requests):
-    """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK beside the output)."""
-    cpu_path = load_path[: -len(".txt")] + ".cpu"
-    if not os.path.exists(cpu_path) or requests == 0:
-        return float("nan")
-    ticks, hz = (int(x) for x in open(cpu_path).read().split())
-    return ticks / hz * 1e6 / requests
-def cpu_ratio(res, p, base, i):
-    if base not in res or res[base][i] != res[base][i] or not res[base][i]:
-        return "-"
-    return "%.2f" % (res[p][i] / res[base][i])
+sys.path.insert(0, tmp)
+from cpu_cost import cpu_us, cpu_ratio
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def ms(text):
     m = re.match(r"([\d.]+)(us|ms|s)$", text)
