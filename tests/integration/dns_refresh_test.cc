@@ -31,12 +31,13 @@ using std::chrono::milliseconds;
 constexpr const char* kName = "backend.sidetrace.test";
 
 // The resolver the proxy's /etc/resolv.conf names (so no lookup leaves the machine): a UDP socket
-// on port 53 of a loopback address of its own that answers nothing until answer() is called, so a
-// name not in the hosts file hangs its lookup as an unreachable DNS server does. From answer() on,
-// every query gets SERVFAIL at once (lookups end, and the proxy can exit without waiting).
-class SilentResolver {
+// on port 53 of a loopback address of its own. It answers every query with SERVFAIL at once, so a
+// lookup that misses the hosts file fails quickly (a torn read of the file while the test rewrites
+// it is one such miss). After silence() it answers nothing, so a lookup hangs as it does against
+// an unreachable DNS server, until answer() is called again.
+class Resolver {
  public:
-  SilentResolver() : fd_(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+  Resolver() : fd_(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
     for (int last = 77; last < 97 && address_.empty(); ++last) {
       sockaddr_in a{};
       a.sin_family = AF_INET;
@@ -47,49 +48,51 @@ class SilentResolver {
         address_ = ip;
       }
     }
+    answering_ = std::thread([this] { serve(); });
   }
-  ~SilentResolver() {
+  ~Resolver() {
     stop_ = true;
-    if (answering_.joinable()) {
-      answering_.join();
-    }
+    answering_.join();
     ::close(fd_);
   }
   const std::string& address() const { return address_; }  // "" when none could be bound
 
-  // A query arrived (and waits, unanswered) within `timeout`.
+  void silence() { silent_ = true; }
+  void answer() { silent_ = false; }
+  // While silent: a query arrived (and waits, unanswered) within `timeout`.
   bool waitQuery(milliseconds timeout) const {
     pollfd p{fd_, POLLIN, 0};
     return ::poll(&p, 1, static_cast<int>(timeout.count())) == 1;
   }
-  void answer() {
-    if (answering_.joinable()) {
-      return;
-    }
-    answering_ = std::thread([this] {
-      while (!stop_) {
-        pollfd p{fd_, POLLIN, 0};
-        if (::poll(&p, 1, 50) != 1) {
-          continue;
-        }
-        unsigned char buf[512];
-        sockaddr_storage from{};
-        socklen_t len = sizeof from;
-        const ssize_t n = ::recvfrom(fd_, buf, sizeof buf, MSG_DONTWAIT,
-                                     reinterpret_cast<sockaddr*>(&from), &len);
-        if (n >= 12) {                      // a DNS header at least
-          buf[2] |= 0x80;                   // QR: a response
-          buf[3] = (buf[3] & 0xf0) | 0x02;  // RCODE: SERVFAIL
-          ::sendto(fd_, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
-        }
-      }
-    });
-  }
 
  private:
+  void serve() {
+    while (!stop_) {
+      if (silent_) {
+        std::this_thread::sleep_for(milliseconds(20));
+        continue;
+      }
+      pollfd p{fd_, POLLIN, 0};
+      if (::poll(&p, 1, 50) != 1) {
+        continue;
+      }
+      unsigned char buf[512];
+      sockaddr_storage from{};
+      socklen_t len = sizeof from;
+      const ssize_t n =
+          ::recvfrom(fd_, buf, sizeof buf, MSG_DONTWAIT, reinterpret_cast<sockaddr*>(&from), &len);
+      if (n >= 12) {                      // a DNS header at least
+        buf[2] |= 0x80;                   // QR: a response
+        buf[3] = (buf[3] & 0xf0) | 0x02;  // RCODE: SERVFAIL
+        ::sendto(fd_, buf, static_cast<size_t>(n), 0, reinterpret_cast<sockaddr*>(&from), len);
+      }
+    }
+  }
+
   int fd_;
   std::string address_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> silent_{false};
   std::thread answering_;
 };
 
@@ -120,7 +123,8 @@ class DnsRefreshTest : public IntegrationTest {
     IntegrationTest::TearDown();
   }
 
-  // Rewrites the hosts file in place (same inode: the bind mount keeps showing it).
+  // Rewrites the hosts file in place (same inode: the bind mount keeps showing it). A refresh may
+  // read it half-written; that lookup misses, the resolver fails it, and the last answer stays.
   void setAddresses(const std::vector<std::string>& ips) {
     std::ofstream f(hosts_, std::ios::trunc);
     f << "127.0.0.1 localhost\n";
@@ -186,9 +190,12 @@ class DnsRefreshTest : public IntegrationTest {
     void join() {
       stop = true;
       for (auto& t : threads) {
-        t.join();
+        if (t.joinable()) {
+          t.join();
+        }
       }
     }
+    ~Traffic() { join(); }  // a failed ASSERT returns early; the threads still end
   };
 
   // Waits until `u` has answered more than `n` requests.
@@ -206,7 +213,7 @@ class DnsRefreshTest : public IntegrationTest {
 
   std::unique_ptr<FakeUpstream> a_, b_, c_;
   std::string hosts_;
-  SilentResolver resolver_;
+  Resolver resolver_;
 };
 
 TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
@@ -214,7 +221,7 @@ TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
   ASSERT_NO_FATAL_FAILURE(startProxyYaml(config()));
   // A request in flight on 127.0.0.2 when it leaves DNS must still finish there.
   std::atomic<int> slow_status{0};
-  std::thread slow([&] {
+  std::jthread slow([&] {
     HttpConnection conn(port());
     auto r = conn.request("GET", "/slow");
     slow_status = r ? r->status : -1;
@@ -241,7 +248,8 @@ TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
   setAddresses({"127.0.0.3", "127.0.0.4"});
   ASSERT_TRUE(waitServed(*c_, 20)) << proc_.logs();
 
-  // A failed lookup (the name gone from the hosts file) keeps the last answer.
+  // A failed lookup (the name gone from the hosts file, the resolver answering SERVFAIL) keeps
+  // the last answer.
   setAddresses({});
   std::this_thread::sleep_for(milliseconds(500));
   const size_t c_before = c_->requestCount();
@@ -249,7 +257,6 @@ TEST_F(DnsRefreshTest, EndpointsFollowTheNameWithoutDroppingTraffic) {
 
   traffic.join();
   slow.join();
-  resolver_.answer();
   EXPECT_EQ(slow_status, 200) << "the request in flight on the removed address was dropped";
   EXPECT_EQ(traffic.failed, 0) << traffic.first_failure << " (" << traffic.ok << " ok)";
   EXPECT_GT(traffic.ok, 200);
@@ -271,6 +278,7 @@ TEST_F(DnsRefreshTest, ReloadWhileALookupHangsKeepsServing) {
   Traffic traffic;
   traffic.start(port(), 4);
   ASSERT_TRUE(waitServed(*a_, 20)) << proc_.logs();
+  resolver_.silence();
   setAddresses({});  // the next refresh asks the resolver, which does not answer
   ASSERT_TRUE(resolver_.waitQuery(milliseconds(5000))) << "no lookup reached the resolver";
 
