@@ -21,6 +21,9 @@ namespace asio = boost::asio;
 using asio::awaitable;
 using filters::UpstreamResult;
 
+namespace {
+
+// Counts, access-logs and debug-logs a finished request.
 void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uint64_t start_ns) {
   wg.chain.onComplete(s);
   const Generation& gen = *wg.gen;
@@ -47,40 +50,6 @@ void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uin
                 s.error_type.empty() ? "" : " ", s.error_type, duration / 1000);
 }
 
-namespace {
-
-// What the proxy answers itself. A gRPC client gets a trailers-only response: HTTP 200 with
-// grpc-status in the one HEADERS frame, which every gRPC library reports as that status.
-awaitable<void> sendLocalReply(WorkerGeneration& wg, filters::Stream& s, DownstreamSide& down,
-                               int status, std::string_view body, int grpc_code = -1) {
-  filters::ResponseHead head;
-  if (s.grpc) {
-    head.status = 200;
-    head.headers.add("content-type", "application/grpc");
-    const int code = grpc_code >= 0 ? grpc_code : filters::grpcStatusForHttp(status);
-    head.headers.add("grpc-status", std::to_string(code));
-    std::string msg(body);
-    while (!msg.empty() && msg.back() == '\n') {
-      msg.pop_back();
-    }
-    head.headers.add("grpc-message", msg);
-    s.grpc_status = code;
-    wg.chain.onResponse(s, head);
-    s.response_status = 200;
-    co_await down.sendHead(head, true);
-    co_return;
-  }
-  head.status = status;
-  head.headers.add("content-type", "text/plain");
-  wg.chain.onResponse(s, head);
-  const bool no_body = s.request.method == "HEAD" || body.empty();
-  head.headers.set("content-length", std::to_string(body.size()));
-  s.response_status = status;
-  if (co_await down.sendHead(head, no_body) && !no_body) {
-    co_await down.sendBody(body, true);
-  }
-}
-
 int failureStatus(UpstreamResult::Error e) {
   return e == UpstreamResult::Error::Timeout    ? 504
          : e == UpstreamResult::Error::Overflow ? 503
@@ -93,384 +62,547 @@ int grpcFailureCode(UpstreamResult::Error e) {
                                              : filters::kGrpcUnavailable;
 }
 
-}  // namespace
+// One exchange's state across its steps. Lives in runExchange's coroutine frame.
+class Exchange {
+ public:
+  Exchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s, DownstreamSide& down,
+           bool request_ended, uint64_t start_ns)
+      : worker_(worker),
+        wg_(wg),
+        s_(s),
+        down_(down),
+        dl_(down.storage()),
+        request_ended_(request_ended),
+        start_ns_(start_ns),
+        resp_(dl_.response) {}
+  Exchange(const Exchange&) = delete;
+  Exchange& operator=(const Exchange&) = delete;
+  // Whatever path ended the exchange, no deadline may call back into this frame afterwards.
+  ~Exchange() {
+    for (upstream::Deadline* d : {&dl_.route, &dl_.per_try}) {
+      d->disarm();
+      d->onExpire(nullptr, nullptr);
+    }
+    down_.active_upstream = nullptr;
+  }
 
-awaitable<void> runExchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s,
-                            DownstreamSide& down, bool request_ended, uint64_t start_ns) {
-  if (wg.chain.onRequest(s) == filters::FilterStatus::StopIteration) {
-    auto reply = std::move(*s.local_reply);
-    co_await sendLocalReply(wg, s, down, reply.status, reply.body);
-    finishRequest(worker, wg, s, start_ns);
+  awaitable<void> run();
+
+ private:
+  struct Refusal {
+    int status = 0;  // 0: the request may go upstream
+    std::string_view body;
+    std::string_view error_type;
+  };
+  Refusal refuse();
+  awaitable<void> localReply(int status, std::string_view body, int grpc_code = -1);
+  void finish() { finishRequest(worker_, wg_, s_, start_ns_); }
+  awaitable<bool> collectReplayBody();
+  awaitable<void> attempt(const upstream::Endpoint& endpoint);
+  // After an attempt that may be retried: the back-off before the next one, or nullopt.
+  std::optional<std::chrono::milliseconds> retryWait(const AttemptEnd& end, int grpc_head,
+                                                     bool free);
+  void endAttemptForRetry(int grpc_head);
+  awaitable<void> pumpRequest();
+  awaitable<bool> relayResponse();
+  awaitable<void> answerFailure();
+  void countFailure(UpstreamResult::Error err);
+  bool timedOut() const { return dl_.route.expired(); }
+  bool perTryFired() const { return per_try_armed_ && dl_.per_try.expired(); }
+
+  static void onRouteExpired(void* self) {
+    auto& x = *static_cast<Exchange*>(self);
+    if (x.up_) {
+      x.up_->cancel();
+    }
+    x.down_.interrupt();
+  }
+  static void onTryExpired(void* self) {
+    auto& x = *static_cast<Exchange*>(self);
+    if (x.up_) {
+      x.up_->cancel();
+    }
+  }
+
+  Worker& worker_;
+  WorkerGeneration& wg_;
+  filters::Stream& s_;
+  DownstreamSide& down_;
+  ExchangeStorage& dl_;
+  const bool request_ended_;
+  const uint64_t start_ns_;
+  upstream::ConnectionPool* pool_ = nullptr;
+  upstream::BreakerSlot request_slot_;  // the cluster's max_requests, held to the end
+  size_t cluster_index_ = 0;
+  size_t cluster_slot_ = 0;
+  const config::RetryPolicy* retry_ = nullptr;
+  std::chrono::steady_clock::time_point route_deadline_at_;
+  bool replay_ = false;  // the whole body is in body_, sent with each attempt
+  bool per_try_armed_ = false;
+  std::string body_;
+  filters::HeaderMap body_trailers_;
+  UpstreamCallPtr up_;
+  UpstreamResult::Error err_ = UpstreamResult::Error::None;
+  filters::ResponseHead& resp_;  // the side's (warm) storage
+  bool resp_end_ = false;
+  uint64_t attempt_start_ns_ = 0;
+  TriedEndpoints tried_;
+  std::optional<RetryAttempts> attempts_;
+  bool pump_running_ = false;
+  std::optional<Wakeup> pump_done_;
+};
+
+// What the proxy answers itself. A gRPC client gets a trailers-only response: HTTP 200 with
+// grpc-status in the one HEADERS frame, which every gRPC library reports as that status.
+awaitable<void> Exchange::localReply(int status, std::string_view body, int grpc_code) {
+  filters::ResponseHead head;
+  if (s_.grpc) {
+    head.status = 200;
+    head.headers.add("content-type", "application/grpc");
+    const int code = grpc_code >= 0 ? grpc_code : filters::grpcStatusForHttp(status);
+    head.headers.add("grpc-status", std::to_string(code));
+    std::string msg(body);
+    while (!msg.empty() && msg.back() == '\n') {
+      msg.pop_back();
+    }
+    head.headers.add("grpc-message", msg);
+    s_.grpc_status = code;
+    wg_.chain.onResponse(s_, head);
+    s_.response_status = 200;
+    co_await down_.sendHead(head, true);
     co_return;
   }
-  co_await forwardUpstream(worker, wg, s, down, request_ended, start_ns);
+  head.status = status;
+  head.headers.add("content-type", "text/plain");
+  wg_.chain.onResponse(s_, head);
+  const bool no_body = s_.request.method == "HEAD" || body.empty();
+  head.headers.set("content-length", std::to_string(body.size()));
+  s_.response_status = status;
+  if (co_await down_.sendHead(head, no_body) && !no_body) {
+    co_await down_.sendBody(body, true);
+  }
 }
 
-awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& wg, filters::Stream& s,
-                                DownstreamSide& down, bool request_ended, uint64_t start_ns) {
-  auto& chain = wg.chain;
-  auto& req = s.request;
-  auto ex = co_await asio::this_coro::executor;
-  const size_t cluster_index = wg.gen->route_cluster[s.listener_index][s.route_index];
-  if (cluster_index == kNoCluster) {  // validated at load; defensive
-    co_await sendLocalReply(wg, s, down, 500, "route has no cluster\n");
-    finishRequest(worker, wg, s, start_ns);
+// Picks the cluster and takes the request's circuit-breaker slot; what to answer instead when
+// the request cannot go upstream at all.
+Exchange::Refusal Exchange::refuse() {
+  cluster_index_ = wg_.gen->route_cluster[s_.listener_index][s_.route_index];
+  if (cluster_index_ == kNoCluster) {  // validated at load; defensive
+    return {500, "route has no cluster\n", ""};
+  }
+  pool_ = wg_.pools[cluster_index_].get();
+  cluster_slot_ = wg_.gen->cluster_slots[cluster_index_];
+  request_slot_ = upstream::CircuitBreakers::take(pool_->cluster().breakers->requests);
+  if (!request_slot_) {
+    worker_.mutableStats().countTrip(cluster_slot_, WorkerStats::kBreakerRequests);
+    return {503, "upstream overflow\n", "overflow"};
+  }
+  if (pool_->noneHealthy()) {  // health checks say every endpoint is down: fail fast
+    return {503, "no healthy upstream\n", "no_healthy_upstream"};
+  }
+  return {};
+}
+
+awaitable<void> Exchange::run() {
+  if (wg_.chain.onRequest(s_) == filters::FilterStatus::StopIteration) {
+    auto reply = std::move(*s_.local_reply);
+    co_await localReply(reply.status, reply.body);
+    finish();
     co_return;
   }
-  auto& pool = *wg.pools[cluster_index];
-  const size_t cluster_slot = wg.gen->cluster_slots[cluster_index];
-  const auto& route = *s.route;
-  upstream::BreakerSlot request_slot =
-      upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
-  if (!request_slot) {
-    worker.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRequests);
-    s.error_type = "overflow";
-    co_await sendLocalReply(wg, s, down, 503, "upstream overflow\n");
-    finishRequest(worker, wg, s, start_ns);
+  // The filters passed (s_.route is set): the attempts, the response, the end.
+  if (const Refusal r = refuse(); r.status != 0) {
+    s_.error_type = r.error_type;
+    co_await localReply(r.status, r.body);
+    finish();
     co_return;
   }
-  if (pool.noneHealthy()) {  // health checks say every endpoint is down: fail fast
-    s.error_type = "no_healthy_upstream";
-    co_await sendLocalReply(wg, s, down, 503, "no healthy upstream\n");
-    finishRequest(worker, wg, s, start_ns);
-    co_return;
-  }
-  RetryAttempts attempts(wg.load[cluster_index], pool.cluster(), worker.mutableStats(),
-                         cluster_slot);
+  const auto& route = *s_.route;
+  attempts_.emplace(wg_.load[cluster_index_], pool_->cluster(), worker_.mutableStats(),
+                    cluster_slot_);
 
   // The deadline: the route's timeout, or the caller's grpc-timeout when that is sooner.
   auto timeout = std::chrono::duration_cast<std::chrono::milliseconds>(route.timeout);
-  if (s.grpc) {
-    if (auto v = req.headers.get("grpc-timeout")) {
+  if (s_.grpc) {
+    if (auto v = s_.request.headers.get("grpc-timeout")) {
       if (auto t = filters::parseGrpcTimeout(*v); t && *t < timeout) {
         timeout = *t;
       }
     }
   }
-  const auto deadline_at = std::chrono::steady_clock::now() + timeout;
-  s.upstream_attempted = true;
+  route_deadline_at_ = std::chrono::steady_clock::now() + timeout;
+  s_.upstream_attempted = true;
+  dl_.route.onExpire(&Exchange::onRouteExpired, this);
+  dl_.per_try.onExpire(&Exchange::onTryExpired, this);
+  dl_.route.arm(timeout);
 
-  // Timer handlers may already be queued when an attempt or the exchange ends, so what they touch
-  // is reached through shared state the exchange switches off.
-  struct DeadlineState {
-    bool active = true;
-    bool fired = false;
-    UpstreamCall* up = nullptr;
-    DownstreamSide* down = nullptr;
-  };
-  auto dl = std::make_shared<DeadlineState>();
-  dl->down = &down;
-  const bool& timed_out = dl->fired;
-  asio::steady_timer deadline(ex);
-  deadline.expires_after(timeout);
-  deadline.async_wait([dl](boost::system::error_code ec) {
-    if (ec || !dl->active) {
-      return;
-    }
-    dl->fired = true;
-    if (dl->up != nullptr) {
-      dl->up->cancel();
-    }
-    dl->down->interrupt();
-  });
-
-  // Retries replay the request, so its whole body must be here already (it is read into `body`
-  // once); a streamed body goes out once, beside the response, through the pump below.
-  const config::RetryPolicy* retry = route.retry_policy ? &*route.retry_policy : nullptr;
-  std::string body;
-  filters::HeaderMap body_trailers;
-  if (retry != nullptr && !request_ended && down.bodyComplete()) {
-    for (bool end = false; !end;) {
-      std::string_view data;
-      if (!co_await down.readBody(data, end)) {
-        retry = nullptr;  // the client went away; the attempt below finds out
-        break;
-      }
-      body.append(data);
-      down.consumeBody(data.size());
-    }
-    if (const auto* t = down.requestTrailers()) {
-      body_trailers = *t;
-    }
-  } else if (!request_ended) {
-    retry = nullptr;
+  retry_ = route.retry_policy && !down_.upgrade ? &*route.retry_policy : nullptr;
+  if (!co_await collectReplayBody()) {
+    retry_ = nullptr;  // the client went away; the attempt below finds out
   }
-  const bool replay = retry != nullptr && !request_ended;
-  const bool idempotent = idempotentMethod(req.method);
+  replay_ = retry_ != nullptr && !request_ended_;
 
-  std::unique_ptr<UpstreamCall> up;
-  UpstreamResult::Error err = UpstreamResult::Error::None;
-  filters::ResponseHead resp;
-  bool resp_end = false;
-  uint64_t attempt_start_ns = 0;
-  TriedEndpoints tried;
   for (;;) {
-    const auto& endpoint = pickForAttempt(pool, tried);
-    s.upstream = UpstreamResult();
-    s.upstream.endpoint_host = endpoint.host;
-    s.upstream.endpoint_port = endpoint.port;
-    s.upstream.tls = pool.cluster().tls != nullptr;
-    s.upstream.resend_count = attempts.count();
-    if (!req.headers.get("host")) {
-      req.headers.add("Host", endpoint.authority);
-    }
-    chain.onUpstreamRequest(s, req);  // a CLIENT span per attempt
-    attempt_start_ns = worker.tracer().now();
-    up = wg.h2pools[cluster_index]
-             ? makeHttp2Call(*wg.h2pools[cluster_index], endpoint)
-             : makeHttp1Call(pool, endpoint, req.method == "HEAD", wg.config().limits.buffer_bytes,
-                             worker.buffers());
-    s.upstream.http2 = up->http2();
-    down.active_upstream = up.get();
-    dl->up = up.get();
-
-    auto per_try = std::make_shared<DeadlineState>();
-    per_try->up = up.get();
-    asio::steady_timer per_try_timer(ex);
-    if (retry != nullptr && retry->per_try_timeout.count() > 0) {
-      per_try_timer.expires_after(retry->per_try_timeout);
-      per_try_timer.async_wait([per_try](boost::system::error_code ec) {
-        if (ec || !per_try->active) {
-          return;
-        }
-        per_try->fired = true;
-        per_try->up->cancel();
-      });
-    }
-
-    err = co_await up->start(
-        req, request_ended || (replay && body.empty() && body_trailers.size() == 0));
-    if (err == UpstreamResult::Error::None) {
-      s.upstream.endpoint_address = up->peer_address;
-      if (replay && (!body.empty() || body_trailers.size() > 0)) {
-        const bool ok = body_trailers.size() > 0
-                            ? (body.empty() || co_await up->sendBody(body, false)) &&
-                                  co_await up->sendTrailers(body_trailers)
-                            : co_await up->sendBody(body, true);
-        s.request_body_bytes = body.size();
-        if (!ok) {
-          err = UpstreamResult::Error::Reset;
-        }
-      }
-    }
-    resp = filters::ResponseHead();
-    resp_end = false;
-    if (err == UpstreamResult::Error::None && (request_ended || replay)) {
-      err = co_await up->readHead(resp, resp_end);
-    }
-    per_try->active = false;
-    per_try_timer.cancel();
-    if (err != UpstreamResult::Error::None && per_try->fired) {
-      err = UpstreamResult::Error::Timeout;
-    }
-    const bool refused = up->connect_error == upstream::ConnectError::Refused;
-    const AttemptEnd end{err, resp.status, per_try->fired, timed_out, down.gone(), refused};
+    const upstream::Endpoint& endpoint = pickForAttempt(*pool_, tried_);
+    co_await attempt(endpoint);
+    const bool refused = up_->connect_error == upstream::ConnectError::Refused;
+    const bool client_gone = down_.gone() || down_.requestError() != 0;
+    const AttemptEnd end{err_, resp_.status, perTryFired(), timedOut(), client_gone, refused};
     const AttemptVerdict verdict = judgeAttempt(end);
-    if ((request_ended || replay) && verdict.report &&
-        pool.reportOutcome(endpoint, verdict.failed, end.connect_refused)) {
-      worker.mutableStats().countEjection(cluster_slot, endpoint.label);
+    const bool head_read = request_ended_ || replay_;
+    if (head_read && verdict.report &&
+        pool_->reportOutcome(endpoint, verdict.failed, end.connect_refused)) {
+      worker_.mutableStats().countEjection(cluster_slot_, endpoint.label);
     }
-    if (retry == nullptr || !verdict.may_retry) {
+    if (retry_ == nullptr || !verdict.may_retry) {
       break;
     }
-    int grpc_head = s.grpc && resp_end && err == UpstreamResult::Error::None
-                        ? filters::parseGrpcStatus(resp.headers)
-                        : -1;
-    bool retriable;
-    if (err != UpstreamResult::Error::None) {
-      retriable = retriableFailure(*retry, err, per_try->fired) &&
-                  (idempotent || s.grpc || err == UpstreamResult::Error::ConnectFailure);
-    } else if (grpc_head > 0) {
-      // A trailers-only gRPC failure: the call did not run (or failed as a whole), whatever
-      // the HTTP method, which is always POST for gRPC.
-      retriable = retriableResponse(*retry, resp.status, grpc_head);
-    } else {
-      retriable = idempotent && retriableResponse(*retry, resp.status, -1);
-    }
-    const bool free = retryIsFree(end, pool, tried);
-    const auto wait =
-        retriable ? attempts.admit(*retry, worker.random(), deadline_at, free) : std::nullopt;
+    const int grpc_head = s_.grpc && resp_end_ && err_ == UpstreamResult::Error::None
+                              ? filters::parseGrpcStatus(resp_.headers)
+                              : -1;
+    const bool free = retryIsFree(end, *pool_, tried_);
+    const auto wait = retryWait(end, grpc_head, free);
     if (!wait) {
       break;
     }
-    // This attempt ends here: its CLIENT span records why.
-    if (err != UpstreamResult::Error::None) {
-      s.upstream.error = err;
-      s.error_type = filters::errorTypeName(err);
-      if (s.grpc) {
-        s.upstream.grpc_status = grpcFailureCode(err);
-      }
-    } else {
-      s.upstream.status = resp.status;
-      s.upstream.grpc_status = grpc_head;
-    }
-    chain.onUpstreamResult(s);
-    s.error_type.clear();
-    dl->up = nullptr;
-    down.active_upstream = nullptr;
-    up->cancel();
-    up.reset();
-    attempts.begin(free);
+    endAttemptForRetry(grpc_head);
+    attempts_->begin(free);
     if (wait->count() > 0) {
-      asio::steady_timer t(ex);
+      asio::steady_timer t(co_await asio::this_coro::executor);
       t.expires_after(*wait);
       boost::system::error_code ec;
       co_await t.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
   }
 
-  // Request body, downstream → upstream, running beside the response loop below (a request
-  // that is not replayed).
-  bool pump_running = false;
-  Wakeup pump_done(ex);
-  auto pumpRequest = [&]() -> awaitable<void> {
-    for (;;) {
-      std::string_view data;
-      bool end = false;
-      if (!co_await down.readBody(data, end)) {
-        break;
-      }
-      const size_t n = data.size();
-      bool ok = true;
-      const filters::HeaderMap* trailers = end ? down.requestTrailers() : nullptr;
-      if (trailers != nullptr) {
-        ok = (n == 0 || co_await up->sendBody(data, false)) && co_await up->sendTrailers(*trailers);
-      } else if (n > 0 || end) {
-        ok = co_await up->sendBody(data, end);
-      }
-      s.request_body_bytes += n;
-      down.consumeBody(n);
-      if (!ok || end) {
-        break;
-      }
+  // A request that is not replayed streams its body beside the response.
+  if (err_ == UpstreamResult::Error::None && !request_ended_ && !replay_) {
+    auto ex = co_await asio::this_coro::executor;
+    pump_done_.emplace(ex);
+    pump_running_ = true;
+    asio::co_spawn(ex, pumpRequest(), asio::detached);
+    err_ = co_await up_->readHead(resp_, resp_end_);
+    if (err_ != UpstreamResult::Error::None) {
+      countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_);
     }
-    pump_running = false;
-    pump_done.notify();
-  };
-  if (err == UpstreamResult::Error::None && !request_ended && !replay) {
-    pump_running = true;
-    asio::co_spawn(ex, pumpRequest, asio::detached);
-    err = co_await up->readHead(resp, resp_end);
-    const AttemptVerdict verdict = judgeAttempt({err, resp.status, false, timed_out, down.gone()});
-    if (verdict.report && pool.reportOutcome(*tried.list[tried.size - 1], verdict.failed)) {
-      worker.mutableStats().countEjection(cluster_slot, tried.list[tried.size - 1]->label);
+    const bool client_gone = down_.gone() || down_.requestError() != 0;
+    const AttemptVerdict verdict =
+        judgeAttempt({err_, resp_.status, false, timedOut(), client_gone});
+    const upstream::Endpoint& last = *tried_.list[tried_.size - 1];
+    if (verdict.report && pool_->reportOutcome(last, verdict.failed)) {
+      worker_.mutableStats().countEjection(cluster_slot_, last.label);
     }
   }
-  attempts.finish(err != UpstreamResult::Error::None || resp.status >= 500 ||
-                  (s.grpc && filters::grpcServerError(filters::parseGrpcStatus(resp.headers))));
+  attempts_->finish(err_ != UpstreamResult::Error::None || resp_.status >= 500 ||
+                    (s_.grpc && filters::grpcServerError(filters::parseGrpcStatus(resp_.headers))));
 
-  bool broken = false;
-  if (err == UpstreamResult::Error::None) {
-    s.upstream.status = resp.status;
-    s.upstream_latency_nanos = worker.tracer().now() - attempt_start_ns;
-    if (s.grpc) {
-      s.upstream.grpc_status = filters::parseGrpcStatus(resp.headers);  // trailers-only
+  const bool broken = err_ == UpstreamResult::Error::None && co_await relayResponse();
+  // Wind the request side down before the state it uses goes away.
+  if (pump_running_) {
+    if (broken || err_ != UpstreamResult::Error::None) {
+      up_->cancel();
     }
-    chain.onResponse(s, resp);
-    s.response_status = resp.status;
-    if (!co_await down.sendHead(resp, resp_end)) {
-      broken = true;
-      s.error_type = "downstream_reset";
-    }
-    while (!resp_end && !broken) {
-      std::string_view data;
-      UpstreamResult::Error e = co_await up->readBody(data, resp_end);
-      if (e != UpstreamResult::Error::None) {
-        s.upstream.error = timed_out ? UpstreamResult::Error::Timeout : e;
-        s.error_type = filters::errorTypeName(s.upstream.error);
-        broken = true;
-        if (s.grpc) {
-          // The call's end in gRPC's own terms, rather than a reset clients report as INTERNAL.
-          const int code = grpcFailureCode(s.upstream.error);
-          s.upstream.grpc_status = code;
-          filters::HeaderMap end;
-          end.add("grpc-status", std::to_string(code));
-          end.add("grpc-message", std::string("upstream ") + s.error_type);
-          if (co_await down.sendTrailers(end)) {
-            s.grpc_status = code;
-            break;
-          }
-        }
-        down.reset();
-        break;
-      }
-      const filters::HeaderMap* trailers = resp_end ? up->trailers() : nullptr;
-      bool ok;
-      if (trailers != nullptr) {
-        if (s.grpc) {
-          s.upstream.grpc_status = filters::parseGrpcStatus(*trailers);
-        }
-        filters::HeaderMap copy = *trailers;
-        ok = (data.empty() || co_await down.sendBody(data, false)) &&
-             co_await down.sendTrailers(copy);
-      } else {
-        ok = co_await down.sendBody(data, resp_end);
-      }
-      s.response_body_bytes += data.size();
-      if (!ok) {
-        broken = true;
-        s.error_type = "downstream_reset";
-      }
+    down_.interrupt();
+    while (pump_running_) {
+      co_await pump_done_->wait();
     }
   }
+  dl_.route.disarm();
+  down_.active_upstream = nullptr;
 
-  // Wind the request side down before the locals it uses go away.
-  if (pump_running) {
-    if (broken || err != UpstreamResult::Error::None) {
-      up->cancel();
-    }
-    down.interrupt();
-    while (pump_running) {
-      co_await pump_done.wait();
-    }
-  }
-  dl->active = false;
-  deadline.cancel();
-  down.active_upstream = nullptr;
-
-  if (err != UpstreamResult::Error::None) {
-    if (timed_out) {
-      err = UpstreamResult::Error::Timeout;
-    }
-    auto& st = worker.mutableStats();
-    if (err == UpstreamResult::Error::Timeout) {
-      st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-    } else if (err == UpstreamResult::Error::ConnectFailure) {
-      st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-      if (up->connect_error == upstream::ConnectError::TlsHandshake) {
-        st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-      }
-    } else if (err == UpstreamResult::Error::Overflow) {
-      st.countTrip(cluster_slot, up->connect_error == upstream::ConnectError::OverflowPending
-                                     ? WorkerStats::kBreakerPending
-                                     : WorkerStats::kBreakerConnections);
-    }
-    s.upstream.error = err;
-    s.error_type = filters::errorTypeName(err);
-    if (s.grpc) {
-      s.upstream.grpc_status = grpcFailureCode(err);
-    }
-    chain.onUpstreamResult(s);
-    const int status = failureStatus(err);
-    co_await sendLocalReply(wg, s, down, status, std::string(reasonPhrase(status)) + "\n",
-                            grpcFailureCode(err));
-    finishRequest(worker, wg, s, start_ns);
+  if (err_ != UpstreamResult::Error::None) {
+    co_await answerFailure();
     co_return;
   }
-  if (timed_out && broken) {
-    worker.mutableStats().upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
+  if (timedOut() && broken) {
+    worker_.mutableStats().upstream_timeouts[cluster_slot_].fetch_add(1, std::memory_order_relaxed);
   }
-  if (s.grpc) {
+  if (s_.grpc && s_.grpc_status < 0) {
     // What the client saw: the upstream's grpc-status, else what its HTTP status means to gRPC.
-    if (s.grpc_status < 0) {
-      s.grpc_status = s.upstream.grpc_status >= 0 ? s.upstream.grpc_status
-                      : broken                    ? -1
-                                                  : filters::grpcStatusForHttp(resp.status);
+    s_.grpc_status = s_.upstream.grpc_status >= 0 ? s_.upstream.grpc_status
+                     : broken                     ? -1
+                                                  : filters::grpcStatusForHttp(resp_.status);
+  }
+  FlatBuffer* pending = nullptr;
+  upstream::UpstreamConnection* tunnel_up =
+      down_.upgrade && !broken ? up_->upgraded(pending) : nullptr;
+  if (tunnel_up == nullptr) {
+    up_.reset();  // an HTTP/1 connection goes back to its pool if both messages ended cleanly
+  }
+  wg_.chain.onUpstreamResult(s_);
+  finish();
+  if (tunnel_up != nullptr) {
+    co_await down_.tunnel(*up_);  // the span and the access log end at the 101, as Envoy's do
+  }
+}
+
+// Retries replay the request, so its whole body must be here already (it is read into body_
+// once); a streamed body goes out once, beside the response, through pumpRequest. False when the
+// client went away while it was read.
+awaitable<bool> Exchange::collectReplayBody() {
+  if (retry_ == nullptr || request_ended_) {
+    co_return true;
+  }
+  if (!down_.bodyComplete()) {
+    retry_ = nullptr;
+    co_return true;
+  }
+  for (bool end = false; !end;) {
+    std::string_view data;
+    if (!co_await down_.readBody(data, end)) {
+      co_return false;
+    }
+    body_.append(data);
+    down_.consumeBody(data.size());
+  }
+  if (const auto* t = down_.requestTrailers()) {
+    body_trailers_ = *t;
+  }
+  co_return true;
+}
+
+// One attempt at `endpoint`: start the call, send a replayed body, read the response head when
+// the request has gone out whole. Leaves up_, err_, resp_ and resp_end_ set.
+awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
+  auto& req = s_.request;
+  s_.upstream = UpstreamResult();
+  s_.upstream.endpoint_host = endpoint.host;
+  s_.upstream.endpoint_port = endpoint.port;
+  s_.upstream.tls = pool_->cluster().tls != nullptr;
+  s_.upstream.resend_count = attempts_->count();
+  if (!req.headers.get("host")) {
+    req.headers.add("Host", endpoint.authority);
+  }
+  wg_.chain.onUpstreamRequest(s_, req);  // a CLIENT span per attempt
+  attempt_start_ns_ = worker_.tracer().now();
+  auto& h2pool = wg_.h2pools[cluster_index_];
+  up_ = h2pool && !down_.upgrade ? makeHttp2Call(*h2pool, endpoint)
+                                 : worker_.http1Calls().take(*pool_, endpoint,
+                                                             {req.method == "HEAD", down_.upgrade,
+                                                              wg_.config().limits.buffer_bytes});
+  s_.upstream.http2 = up_->http2();
+  down_.active_upstream = up_.get();
+  per_try_armed_ = retry_ != nullptr && retry_->per_try_timeout.count() > 0;
+  if (per_try_armed_) {
+    dl_.per_try.arm(retry_->per_try_timeout);
+  }
+
+  const bool body_follows = !body_.empty() || body_trailers_.size() > 0;
+  err_ = co_await up_->start(req, request_ended_ || (replay_ && !body_follows));
+  if (err_ == UpstreamResult::Error::None) {
+    s_.upstream.endpoint_address = up_->peer_address;
+    if (replay_ && body_follows) {
+      const bool ok = body_trailers_.size() > 0
+                          ? (body_.empty() || co_await up_->sendBody(body_, false)) &&
+                                co_await up_->sendTrailers(body_trailers_)
+                          : co_await up_->sendBody(body_, true);
+      s_.request_body_bytes = body_.size();
+      if (!ok) {
+        err_ = UpstreamResult::Error::Reset;
+      }
     }
   }
-  up.reset();  // an HTTP/1 connection goes back to its pool here if both messages ended cleanly
-  chain.onUpstreamResult(s);
-  finishRequest(worker, wg, s, start_ns);
+  resp_.clear();
+  resp_end_ = false;
+  if (err_ == UpstreamResult::Error::None && (request_ended_ || replay_)) {
+    err_ = co_await up_->readHead(resp_, resp_end_);
+  }
+  dl_.per_try.disarm();
+  if (err_ != UpstreamResult::Error::None && perTryFired()) {
+    err_ = UpstreamResult::Error::Timeout;
+  }
+  if (err_ != UpstreamResult::Error::None) {
+    countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_);
+  }
+}
+
+std::optional<std::chrono::milliseconds> Exchange::retryWait(const AttemptEnd& end, int grpc_head,
+                                                             bool free) {
+  const bool idempotent = idempotentMethod(s_.request.method);
+  bool retriable;
+  if (err_ != UpstreamResult::Error::None) {
+    retriable = retriableFailure(*retry_, err_, end.per_try_timeout) &&
+                (idempotent || s_.grpc || err_ == UpstreamResult::Error::ConnectFailure);
+  } else if (grpc_head > 0) {
+    // A trailers-only gRPC failure: the call did not run (or failed as a whole), whatever the
+    // HTTP method, which is always POST for gRPC.
+    retriable = retriableResponse(*retry_, resp_.status, grpc_head);
+  } else {
+    retriable = idempotent && retriableResponse(*retry_, resp_.status, -1);
+  }
+  if (!retriable) {
+    return std::nullopt;
+  }
+  return attempts_->admit(*retry_, worker_.random(), route_deadline_at_, free);
+}
+
+// The attempt ends here and another follows: its CLIENT span records why.
+void Exchange::endAttemptForRetry(int grpc_head) {
+  if (err_ != UpstreamResult::Error::None) {
+    s_.upstream.error = err_;
+    s_.error_type = filters::errorTypeName(err_);
+    if (s_.grpc) {
+      s_.upstream.grpc_status = grpcFailureCode(err_);
+    }
+  } else {
+    s_.upstream.status = resp_.status;
+    s_.upstream.grpc_status = grpc_head;
+  }
+  wg_.chain.onUpstreamResult(s_);
+  s_.error_type.clear();
+  down_.active_upstream = nullptr;
+  up_->cancel();
+  up_.reset();
+}
+
+// Request body, downstream → upstream, running beside the response (a request not replayed).
+// A client that breaks its request or leaves ends the attempt: the upstream would wait for the
+// rest forever.
+awaitable<void> Exchange::pumpRequest() {
+  for (;;) {
+    std::string_view data;
+    bool end = false;
+    if (!co_await down_.readBody(data, end)) {
+      if (down_.gone() || down_.requestError() != 0) {
+        up_->cancel();
+      }
+      break;
+    }
+    const size_t n = data.size();
+    bool ok = true;
+    const filters::HeaderMap* trailers = end ? down_.requestTrailers() : nullptr;
+    if (trailers != nullptr) {
+      ok = (n == 0 || co_await up_->sendBody(data, false)) && co_await up_->sendTrailers(*trailers);
+    } else if (n > 0 || end) {
+      ok = co_await up_->sendBody(data, end);
+    }
+    s_.request_body_bytes += n;
+    down_.consumeBody(n);
+    if (!ok || end) {
+      break;
+    }
+  }
+  pump_running_ = false;
+  pump_done_->notify();
+}
+
+// The response, upstream → downstream. True when it broke off (either side failed).
+awaitable<bool> Exchange::relayResponse() {
+  s_.upstream.status = resp_.status;
+  s_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns_;
+  if (s_.grpc) {
+    s_.upstream.grpc_status = filters::parseGrpcStatus(resp_.headers);  // trailers-only
+  }
+  wg_.chain.onResponse(s_, resp_);
+  s_.response_status = resp_.status;
+  if (!co_await down_.sendHead(resp_, resp_end_)) {
+    s_.error_type = "downstream_reset";
+    co_return true;
+  }
+  while (!resp_end_) {
+    std::string_view data;
+    UpstreamResult::Error e = co_await up_->readBody(data, resp_end_);
+    if (e != UpstreamResult::Error::None) {
+      s_.upstream.error = timedOut() ? UpstreamResult::Error::Timeout : e;
+      s_.error_type = filters::errorTypeName(s_.upstream.error);
+      if (s_.grpc) {
+        // The call's end in gRPC's own terms, rather than a reset clients report as INTERNAL.
+        const int code = grpcFailureCode(s_.upstream.error);
+        s_.upstream.grpc_status = code;
+        filters::HeaderMap end;
+        end.add("grpc-status", std::to_string(code));
+        end.add("grpc-message", std::string("upstream ") + s_.error_type);
+        if (co_await down_.sendTrailers(end)) {
+          s_.grpc_status = code;
+          co_return true;
+        }
+      }
+      down_.reset();
+      co_return true;
+    }
+    const filters::HeaderMap* trailers = resp_end_ ? up_->trailers() : nullptr;
+    bool ok;
+    if (trailers != nullptr) {
+      if (s_.grpc) {
+        s_.upstream.grpc_status = filters::parseGrpcStatus(*trailers);
+      }
+      filters::HeaderMap copy = *trailers;
+      ok = (data.empty() || co_await down_.sendBody(data, false)) &&
+           co_await down_.sendTrailers(copy);
+    } else {
+      ok = co_await down_.sendBody(data, resp_end_);
+    }
+    s_.response_body_bytes += data.size();
+    if (!ok) {
+      s_.error_type = "downstream_reset";
+      co_return true;
+    }
+  }
+  co_return false;
+}
+
+// No response head came: say why. A client that broke its request gets 400/431 (the upstream
+// never saw a whole request); one that left gets nothing; otherwise 502/503/504 or the gRPC
+// status for the failure.
+awaitable<void> Exchange::answerFailure() {
+  if (timedOut()) {
+    err_ = UpstreamResult::Error::Timeout;
+  }
+  if (const int bad = down_.requestError(); bad != 0) {
+    s_.upstream.error = UpstreamResult::Error::ProtocolError;
+    s_.error_type = filters::errorTypeName(s_.upstream.error);
+    wg_.chain.onUpstreamResult(s_);
+    co_await localReply(bad, std::string(reasonPhrase(bad)) + "\n");
+    finish();
+    co_return;
+  }
+  if (down_.gone()) {
+    s_.upstream.error = UpstreamResult::Error::Reset;
+    s_.error_type = "downstream_reset";
+    wg_.chain.onUpstreamResult(s_);
+    finish();
+    co_return;
+  }
+  s_.upstream.error = err_;
+  s_.error_type = filters::errorTypeName(err_);
+  if (s_.grpc) {
+    s_.upstream.grpc_status = grpcFailureCode(err_);
+  }
+  wg_.chain.onUpstreamResult(s_);
+  const int status = failureStatus(err_);
+  co_await localReply(status, std::string(reasonPhrase(status)) + "\n", grpcFailureCode(err_));
+  finish();
+}
+
+// Per attempt that ended without a response head.
+void Exchange::countFailure(UpstreamResult::Error err) {
+  auto& st = worker_.mutableStats();
+  const size_t slot = cluster_slot_;
+  if (err == UpstreamResult::Error::Timeout) {
+    st.upstream_timeouts[slot].fetch_add(1, std::memory_order_relaxed);
+  } else if (err == UpstreamResult::Error::ConnectFailure) {
+    st.connect_failures[slot].fetch_add(1, std::memory_order_relaxed);
+    if (up_->connect_error == upstream::ConnectError::TlsHandshake) {
+      st.upstream_tls_handshake_failures[slot].fetch_add(1, std::memory_order_relaxed);
+    }
+  } else if (err == UpstreamResult::Error::Overflow) {
+    st.countTrip(slot, up_->connect_error == upstream::ConnectError::OverflowPending
+                           ? WorkerStats::kBreakerPending
+                           : WorkerStats::kBreakerConnections);
+  }
+}
+
+}  // namespace
+
+awaitable<void> DownstreamSide::tunnel(UpstreamCall& up) {
+  (void)up;
+  co_return;
+}
+
+awaitable<void> runExchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s,
+                            DownstreamSide& down, bool request_ended, uint64_t start_ns) {
+  Exchange exchange(worker, wg, s, down, request_ended, start_ns);
+  co_await exchange.run();
 }
 
 }  // namespace sidetrace::proxy

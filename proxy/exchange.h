@@ -1,29 +1,45 @@
 #pragma once
-// One request/response exchange, independent of the protocols on either side: run the filter
-// chain, pick the cluster and endpoint, make one upstream attempt, and stream both bodies at once
-// (a bidirectional gRPC call needs the response flowing while the request still streams), with
-// back-pressure both ways, a deadline (route timeout, or grpc-timeout when shorter), and gRPC-aware
-// failures (a trailers-only grpc-status instead of a bare 502 that clients misreport).
+// One request/response exchange, whatever the protocols on either side: run the filter chain, pick
+// the cluster and endpoint, make the attempts (retries, circuit breakers, outlier reports), and
+// stream both bodies at once (a bidirectional gRPC call needs the response flowing while the
+// request still streams), with back-pressure both ways, a deadline (route timeout, or grpc-timeout
+// when shorter), gRPC-aware failures (a trailers-only grpc-status instead of a bare 502 that
+// clients misreport), the spans and the access log. Every protocol pair runs here; the policy is
+// written once.
 //
 // Codecs plug in through two small interfaces: DownstreamSide (the request as the client sent it:
 // an HTTP/2 stream, or an HTTP/1 connection's current request) and UpstreamCall (one attempt over
-// an HTTP/1 pooled connection or an HTTP/2 multiplexed stream). The HTTP/1 → HTTP/1 path keeps its
-// own tighter loop in session.cc; every exchange with HTTP/2 on either side runs here.
+// an HTTP/1 pooled connection or an HTTP/2 multiplexed stream, upstream_call.h). Framing stays in
+// the codecs: the HTTP/1 side writes a response head together with the first body bytes, and an
+// HTTP/1 upgrade (101) ends in the side's tunnel.
 
 #include <utility>  // before asio (DEPENDENCIES.md 1)
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <memory>
 #include <string_view>
 
 #include "filters/stream.h"
+#include "upstream/deadline.h"
 
 namespace sidetrace::proxy {
 
 class Worker;
 struct WorkerGeneration;
 class UpstreamCall;
+
+// What of an exchange is worth keeping from one request to the next, kept by the side: the
+// route's and the per-try deadlines (no timer set up per request) and the response head (its
+// header vector keeps its capacity). An HTTP/1 connection reuses one from request to request
+// (RequestState), an HTTP/2 stream has its own.
+struct ExchangeStorage {
+  explicit ExchangeStorage(const boost::asio::any_io_executor& ex) : route(ex), per_try(ex) {}
+  upstream::Deadline route;
+  upstream::Deadline per_try;
+  filters::ResponseHead response;
+};
 
 // The downstream half of one exchange. Reads and sends complete in order; `false` means the
 // stream is gone (client reset, connection lost) and the exchange should wind down.
@@ -51,9 +67,19 @@ class DownstreamSide {
   // The client left (reset the stream, lost the connection) or broke its own request: what the
   // attempt in flight ran into since says nothing about the endpoint, and nobody awaits a retry.
   virtual bool gone() const = 0;
+  // The request broke its protocol after its head (an HTTP/1 body that does not parse): the status
+  // to answer instead of the upstream's (400, 431), or 0.
+  virtual int requestError() const { return 0; }
+  virtual ExchangeStorage& storage() = 0;
+  // After the upstream answered an upgrade request with 101: carry bytes both ways until either
+  // side closes (HTTP/1 only; `upgrade` is never set on an HTTP/2 stream).
+  virtual boost::asio::awaitable<void> tunnel(UpstreamCall& up);
 
   // Set by the exchange while an attempt runs, so a client reset can cancel it.
   UpstreamCall* active_upstream = nullptr;
+  // The request asks to switch protocols (HTTP/1 Upgrade): never retried, and sent to the cluster
+  // over HTTP/1.1 whatever its protocol.
+  bool upgrade = false;
 };
 
 // Runs one request that `down` carries (its head already in `stream.request`; `request_ended`
@@ -62,15 +88,5 @@ class DownstreamSide {
 boost::asio::awaitable<void> runExchange(Worker& worker, WorkerGeneration& gen,
                                          filters::Stream& stream, DownstreamSide& down,
                                          bool request_ended, uint64_t start_ns);
-
-// The part of runExchange after the request filters passed (s.route is set): for a codec that ran
-// them itself (the HTTP/1 session, which forwards to http2 clusters through here).
-boost::asio::awaitable<void> forwardUpstream(Worker& worker, WorkerGeneration& gen,
-                                             filters::Stream& stream, DownstreamSide& down,
-                                             bool request_ended, uint64_t start_ns);
-
-// Counts, access-logs and debug-logs a finished request (both exchange loops end here).
-void finishRequest(Worker& worker, WorkerGeneration& gen, filters::Stream& stream,
-                   uint64_t start_ns);
 
 }  // namespace sidetrace::proxy

@@ -1,6 +1,7 @@
-// UpstreamCall over a pooled HTTP/1.1 connection, for exchanges where the client spoke HTTP/2:
-// the request is framed by its Content-Length or chunked, the response parsed by llhttp. A
-// connection goes back to the pool only when both messages ended cleanly.
+// UpstreamCall over a pooled HTTP/1.1 connection: the request is framed by its Content-Length or
+// chunked, the response parsed by llhttp. A connection goes back to the pool only when both
+// messages ended cleanly. A head with a body to follow waits for the first body bytes and goes out
+// in the same write (one system call, one TCP segment, as the client usually sent them).
 
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -27,20 +28,40 @@ bool methodHasBody(std::string_view m) {
 
 class Http1Call final : public UpstreamCall {
  public:
-  Http1Call(upstream::ConnectionPool& pool, const upstream::Endpoint& ep, bool head_request,
-            uint32_t buffer_bytes, BufferPool& buffers)
-      : pool_(pool),
-        ep_(ep),
+  Http1Call(Http1CallPool& home, BufferPool& buffers, uint32_t buffer_bytes)
+      : home_(home),
         buf_(buffer_bytes, &buffers),
-        parser_(Http1Parser::Kind::Response, 1024 * 1024) {
-    parser_.setNoBody(head_request);
+        parser_(Http1Parser::Kind::Response, 1024 * 1024) {}
+
+  // A new attempt on this (new or kept) call.
+  void begin(upstream::ConnectionPool& pool, const upstream::Endpoint& ep,
+             const Http1CallOptions& options) {
+    pool_ = &pool;
+    ep_ = &ep;
+    parser_.reset();
+    parser_.setNoBody(options.head_request);
+    buf_.setCapacity(options.buffer_bytes);
+    upgrade_ = options.upgrade;
+    upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = false;
+    head_pending_ = false;
+    auto body = std::move(last_.body);  // keeps its capacity
+    body.clear();
+    last_ = FeedResult();
+    last_.body = std::move(body);
+    piece_ = 0;
+    peer_address.clear();
+    connect_error = upstream::ConnectError::None;
   }
 
-  ~Http1Call() override {
-    if (conn_ && request_done_ && response_done_ && !cancelled_ && parser_.keepAlive() &&
-        buf_.size() == 0) {
-      pool_.release(std::move(conn_));
+  void recycle() override {
+    if (conn_ && request_done_ && response_done_ && !cancelled_ && !upgraded_ &&
+        parser_.keepAlive() && buf_.size() == 0) {
+      pool_->release(std::move(conn_));
     }
+    conn_.reset();
+    buf_.consume(buf_.size());
+    buf_.release();
+    home_.give(this);
   }
 
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
@@ -61,7 +82,8 @@ class Http1Call final : public UpstreamCall {
     out_.clear();
     appendRequestHead(out_, head);
     out_ += "\r\n";
-    conn_ = pool_.takeIdle(ep_);
+    head_pending_ = !end_stream;
+    conn_ = pool_->takeIdle(*ep_);
     bool reused = conn_ != nullptr;
     for (int attempt = 0;; ++attempt) {
       if (cancelled_) {
@@ -69,7 +91,7 @@ class Http1Call final : public UpstreamCall {
       }
       if (!conn_) {
         upstream::ConnectError cerr;
-        conn_ = co_await pool_.connect(ep_, cerr);
+        conn_ = co_await pool_->connect(*ep_, cerr);
         reused = false;
         if (!conn_) {
           connect_error = cerr;
@@ -81,11 +103,14 @@ class Http1Call final : public UpstreamCall {
         }
       }
       peer_address = conn_->peer_address;
+      conn_->requests++;
+      if (head_pending_) {
+        co_return UpstreamError::None;  // out with the first body bytes
+      }
       error_code ec;
       co_await asio::async_write(*conn_, asio::buffer(out_),
                                  asio::redirect_error(use_awaitable, ec));
       if (!ec) {
-        conn_->requests++;
         co_return UpstreamError::None;
       }
       // A reused connection the peer closed meanwhile: once more on a fresh one (no body yet).
@@ -102,6 +127,7 @@ class Http1Call final : public UpstreamCall {
       co_return false;
     }
     bufs_.clear();
+    takePendingHead();
     if (chunked_ && !data.empty()) {
       auto [e, ec] = std::to_chars(size_line_, size_line_ + 20, data.size(), 16);
       (void)ec;
@@ -126,6 +152,7 @@ class Http1Call final : public UpstreamCall {
       co_return false;
     }
     bufs_.clear();
+    takePendingHead();
     if (chunked_) {
       trailer_block_.clear();
       appendLastChunk(trailer_block_, trailers);
@@ -144,13 +171,20 @@ class Http1Call final : public UpstreamCall {
         }
         if (last_.head_complete) {
           const int st = parser_.response().status;
+          if (st == 101 && upgrade_) {
+            upgraded_ = true;  // the final response; what follows is the tunnel's
+            break;
+          }
           if (st >= 100 && st < 200) {
-            continue;  // interim response: the next head follows (no upgrades here)
+            continue;  // interim response: the next head follows
           }
           break;
         }
       }
-      UpstreamError e = co_await readMore();
+      if (!canRead()) {
+        co_return UpstreamError::Reset;
+      }
+      UpstreamError e = afterRead(co_await readSome());
       if (e != UpstreamError::None) {
         co_return e;
       }
@@ -161,7 +195,7 @@ class Http1Call final : public UpstreamCall {
       head.headers.add("content-length", std::to_string(*len));
     }
     piece_ = 0;
-    response_done_ = last_.message_complete && last_.body.empty();
+    response_done_ = upgraded_ || (last_.message_complete && last_.body.empty());
     end = response_done_;
     co_return UpstreamError::None;
   }
@@ -179,7 +213,7 @@ class Http1Call final : public UpstreamCall {
         end = response_done_ = true;
         co_return UpstreamError::None;
       }
-      UpstreamError e = co_await readMore();
+      UpstreamError e = canRead() ? afterRead(co_await readSome()) : UpstreamError::Reset;
       if (e == UpstreamError::Reset && eof_ && parser_.bodyUntilEof() && parser_.finishOnEof()) {
         data = {};
         end = response_done_ = true;
@@ -217,7 +251,19 @@ class Http1Call final : public UpstreamCall {
 
   bool http2() const override { return false; }
 
+  upstream::UpstreamConnection* upgraded(FlatBuffer*& pending) override {
+    pending = &buf_;
+    return upgraded_ && !cancelled_ ? conn_.get() : nullptr;
+  }
+
  private:
+  void takePendingHead() {
+    if (head_pending_) {
+      head_pending_ = false;
+      bufs_.emplace_back(out_.data(), out_.size());
+    }
+  }
+
   awaitable<bool> write(bool end) {
     error_code ec;
     if (!bufs_.empty()) {
@@ -230,23 +276,24 @@ class Http1Call final : public UpstreamCall {
     co_return true;
   }
 
-  awaitable<UpstreamError> readMore() {
-    if (cancelled_ || !conn_) {
-      co_return UpstreamError::Reset;
-    }
-    error_code ec;
-    size_t n =
-        co_await conn_->async_read_some(buf_.prepare(), asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      eof_ = ec == asio::error::eof;
-      co_return UpstreamError::Reset;
+  // More response bytes: `afterRead(co_await readSome())` once canRead(). Not a coroutine of its
+  // own: on the path of every response, a frame per read would cost an allocation.
+  bool canRead() const { return !cancelled_ && conn_; }
+  awaitable<size_t> readSome() {
+    return conn_->async_read_some(buf_.prepare(), asio::redirect_error(use_awaitable, read_ec_));
+  }
+  UpstreamError afterRead(size_t n) {
+    if (read_ec_) {
+      eof_ = read_ec_ == asio::error::eof;
+      return UpstreamError::Reset;
     }
     buf_.commit(n);
-    co_return UpstreamError::None;
+    return UpstreamError::None;
   }
 
-  upstream::ConnectionPool& pool_;
-  const upstream::Endpoint& ep_;
+  Http1CallPool& home_;
+  upstream::ConnectionPool* pool_ = nullptr;
+  const upstream::Endpoint* ep_ = nullptr;
   std::unique_ptr<upstream::UpstreamConnection> conn_;
   FlatBuffer buf_;
   Http1Parser parser_;
@@ -262,14 +309,39 @@ class Http1Call final : public UpstreamCall {
   bool response_done_ = false;
   bool cancelled_ = false;
   bool eof_ = false;
+  error_code read_ec_;
+  bool head_pending_ = false;  // the head waits to go out with the first body bytes
+  bool upgrade_ = false;
+  bool upgraded_ = false;  // a 101 answered the upgrade: the connection is the tunnel's
 };
 
 }  // namespace
 
-std::unique_ptr<UpstreamCall> makeHttp1Call(upstream::ConnectionPool& pool,
-                                            const upstream::Endpoint& ep, bool head_request,
-                                            uint32_t buffer_bytes, BufferPool& buffers) {
-  return std::make_unique<Http1Call>(pool, ep, head_request, buffer_bytes, buffers);
+Http1CallPool::~Http1CallPool() {
+  for (UpstreamCall* c : free_) {
+    delete c;
+  }
+}
+
+UpstreamCallPtr Http1CallPool::take(upstream::ConnectionPool& pool, const upstream::Endpoint& ep,
+                                    const Http1CallOptions& options) {
+  Http1Call* call;
+  if (free_.empty()) {
+    call = new Http1Call(*this, buffers_, options.buffer_bytes);
+  } else {
+    call = static_cast<Http1Call*>(free_.back());
+    free_.pop_back();
+  }
+  call->begin(pool, ep, options);
+  return UpstreamCallPtr(call);
+}
+
+void Http1CallPool::give(UpstreamCall* call) {
+  if (free_.size() >= max_free_) {
+    delete call;
+    return;
+  }
+  free_.push_back(call);
 }
 
 }  // namespace sidetrace::proxy

@@ -588,8 +588,8 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
   co_return pending->conn;
 }
 
-std::unique_ptr<UpstreamCall> makeHttp2Call(Http2ClientPool& pool, const upstream::Endpoint& ep) {
-  return std::make_unique<Http2Call>(pool, ep, pool.executor());
+UpstreamCallPtr makeHttp2Call(Http2ClientPool& pool, const upstream::Endpoint& ep) {
+  return UpstreamCallPtr(new Http2Call(pool, ep, pool.executor()));
 }
 
 }  // namespace sidetrace::proxy

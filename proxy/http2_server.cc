@@ -71,7 +71,7 @@ class SkippedStreamIds {
 template <class Io>
 struct Http2ServerStream final : DownstreamSide {
   Http2ServerStream(Http2ServerConnection<Io>& c, int32_t stream_id, asio::any_io_executor ex)
-      : conn(c), id(stream_id), req_wake(ex), resp_wake(ex) {}
+      : conn(c), id(stream_id), req_wake(ex), resp_wake(ex), exchange_storage(ex) {}
 
   awaitable<bool> readBody(std::string_view& data, bool& end) override;
   void consumeBody(size_t n) override;
@@ -91,6 +91,7 @@ struct Http2ServerStream final : DownstreamSide {
     resp_wake.notify();
   }
   bool gone() const override { return closed && !resp_done; }
+  ExchangeStorage& storage() override { return exchange_storage; }
 
   Http2ServerConnection<Io>& conn;
   int32_t id;
@@ -119,6 +120,7 @@ struct Http2ServerStream final : DownstreamSide {
 
   bool closed = false;  // nghttp2 closed the stream (done, or reset by either side)
   bool interrupted = false;
+  ExchangeStorage exchange_storage;
 };
 
 template <class Io>

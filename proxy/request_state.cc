@@ -4,7 +4,7 @@
 
 namespace sidetrace::proxy {
 
-void Gather::build(std::string_view head, const std::vector<std::string_view>& pieces, bool chunked,
+void Gather::build(std::string_view head, std::span<const std::string_view> pieces, bool chunked,
                    bool last, const filters::HeaderMap* trailers) {
   bufs.clear();
   bytes = 0;
@@ -42,24 +42,19 @@ void Gather::build(std::string_view head, const std::vector<std::string_view>& p
   }
 }
 
-RequestState::RequestState(const boost::asio::any_io_executor& ex, BufferPool& buffers,
-                           const config::Limits& limits)
+RequestState::RequestState(const boost::asio::any_io_executor& ex, const config::Limits& limits)
     : parser(Http1Parser::Kind::Request, limits.max_request_headers_bytes,
              limits.max_request_headers_count),
-      up_parser(Http1Parser::Kind::Response, 1024 * 1024),
-      upbuf(limits.buffer_bytes, &buffers),
-      route_deadline(ex),
-      per_try(ex) {}
+      exchange(ex) {}
 
 std::unique_ptr<RequestState> RequestStatePool::take(const boost::asio::any_io_executor& ex,
                                                      const config::Limits& limits) {
   if (free_.empty()) {
-    return std::make_unique<RequestState>(ex, buffers_, limits);
+    return std::make_unique<RequestState>(ex, limits);
   }
   auto s = std::move(free_.back());
   free_.pop_back();
   s->parser.setLimits(limits.max_request_headers_bytes, limits.max_request_headers_count);
-  s->upbuf.setCapacity(limits.buffer_bytes);
   return s;
 }
 
@@ -68,13 +63,11 @@ void RequestStatePool::give(std::unique_ptr<RequestState> s) {
     return;
   }
   s->parser.reset();
-  s->up_parser.reset();
-  s->upbuf.consume(s->upbuf.size());
-  s->upbuf.release();
   s->stream.reset();
-  for (upstream::Deadline* d : {&s->route_deadline, &s->per_try}) {
+  for (upstream::Deadline* d : {&s->exchange.route, &s->exchange.per_try}) {
     d->disarm();
     d->watch(nullptr);
+    d->onExpire(nullptr, nullptr);
   }
   free_.push_back(std::move(s));
 }

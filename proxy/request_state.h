@@ -1,7 +1,7 @@
 #pragma once
-// What an HTTP/1 connection needs only while a request is in it: the parsers, the upstream read
-// buffer, the filter stream, the write scratch and the route and per-try deadlines — about 3 KiB
-// with the capacity their strings and vectors keep. A Session takes one from its worker's pool when
+// What an HTTP/1 connection needs only while a request is in it: the request parser, the filter
+// stream, the write scratch and the route and per-try deadlines — about 2 KiB with the capacity
+// their strings and vectors keep. A Session takes one from its worker's pool when
 // a request's first bytes have arrived and gives it back when it goes idle with nothing buffered,
 // so an idle keep-alive connection holds none of it (a socket, its coroutine and its idle timer),
 // while a busy one reuses warm capacity instead of allocating per request.
@@ -9,14 +9,14 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/buffer.hpp>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config/config.h"
 #include "filters/stream.h"
-#include "proxy/buffer_pool.h"
-#include "proxy/flat_buffer.h"
+#include "proxy/exchange.h"
 #include "proxy/http1_codec.h"
 #include "upstream/deadline.h"
 
@@ -30,33 +30,28 @@ struct Gather {
   char size_line[24];
   std::string last_chunk;  // a last chunk that carries trailers
   uint64_t bytes = 0;      // body bytes in bufs
-  void build(std::string_view head, const std::vector<std::string_view>& pieces, bool chunked,
+  void build(std::string_view head, std::span<const std::string_view> pieces, bool chunked,
              bool last, const filters::HeaderMap* trailers = nullptr);
 };
 
 struct RequestState {
-  RequestState(const boost::asio::any_io_executor& ex, BufferPool& buffers,
-               const config::Limits& limits);
-  Http1Parser parser;     // the client's requests (pipelined ones too, while bytes are buffered)
-  Http1Parser up_parser;  // the upstream's response
-  FlatBuffer upbuf;       // what was read from the upstream
+  RequestState(const boost::asio::any_io_executor& ex, const config::Limits& limits);
+  Http1Parser parser;  // the client's requests (pipelined ones too, while bytes are buffered)
   filters::Stream stream;
   Gather gather;
-  std::string out;                    // reused serialization buffer
-  upstream::Deadline route_deadline;  // the route's timeout ...
-  upstream::Deadline per_try;         // ... and the retry policy's per_try_timeout
+  std::string out;           // reused serialization buffer
+  ExchangeStorage exchange;  // deadlines and response head for the exchange
 };
 
 // One per worker. Keeps up to `max_free` states; past that, given-back ones are freed.
 class RequestStatePool {
  public:
-  explicit RequestStatePool(BufferPool& buffers, size_t max_free = 64)
-      : buffers_(buffers), max_free_(max_free) {}
+  explicit RequestStatePool(size_t max_free = 64) : max_free_(max_free) {}
   RequestStatePool(const RequestStatePool&) = delete;
   RequestStatePool& operator=(const RequestStatePool&) = delete;
 
-  // A state in its start state, with the parser limits and buffer size of `limits` (a reload may
-  // have changed them since it was last used); new ones get timers on `ex` (the worker's).
+  // A state in its start state, with the parser limits of `limits` (a reload may have changed them
+  // since it was last used); new ones get timers on `ex` (the worker's).
   std::unique_ptr<RequestState> take(const boost::asio::any_io_executor& ex,
                                      const config::Limits& limits);
   // Back to the start state (spans and stale socket pointers dropped) and kept, or freed.
@@ -67,7 +62,6 @@ class RequestStatePool {
   size_t freeCount() const { return free_.size(); }
 
  private:
-  BufferPool& buffers_;
   size_t max_free_;
   bool closed_ = false;
   std::vector<std::unique_ptr<RequestState>> free_;

@@ -17,6 +17,7 @@
 #include "proxy/http2_server.h"
 #include "proxy/retry.h"
 #include "proxy/tls_context.h"
+#include "proxy/upstream_call.h"
 #include "proxy/worker.h"
 
 namespace sidetrace::proxy {
@@ -212,9 +213,6 @@ awaitable<void> Session<Stream>::run() {
     bool keep = co_await handleRequest(first);
     gen_.reset();
     idle_ = true;
-    // Whatever a dropped upstream connection left unread is of no use now.
-    rq().upbuf.consume(rq().upbuf.size());
-    rq().upbuf.release();
     if (!keep || close_after_ || worker_.draining()) {
       break;
     }
@@ -426,50 +424,21 @@ awaitable<void> Session<Stream>::sendError(int status) {
   deadline_.disarm();
 }
 
-template <class Stream>
-awaitable<bool> Session<Stream>::sendLocalReply(int status, std::string_view body, bool close) {
-  filters::ResponseHead head;
-  head.status = status;
-  head.headers.add("Content-Type", "text/plain");
-  gen_->chain.onResponse(rq().stream, head);
-  head.headers.set("Content-Length", std::to_string(body.size()));
-  if (close) {
-    head.headers.set("Connection", "close");
-  }
-  rq().out.clear();
-  appendResponseHead(rq().out, head);
-  rq().out += "\r\n";
-  if (rq().stream.request.method != "HEAD") {
-    rq().out.append(body);
-  }
-  rq().stream.response_status = status;
-  // A client that does not read its reply (a body bigger than the socket buffers) would hold the
-  // connection forever: the write gets limits.idle_timeout, as an idle connection does.
-  error_code ec;
-  deadline_.arm(gen_->config().limits.idle_timeout);
-  co_await asio::async_write(socket_, asio::buffer(rq().out),
-                             asio::redirect_error(use_awaitable, ec));
-  deadline_.disarm();
-  co_return !ec && !close;
-}
-
-template <class Stream>
-void Session<Stream>::finishStream(uint64_t start_ns) {
-  finishRequest(worker_, *gen_, rq().stream, start_ns);
-}
-
+// This connection's current request as the exchange sees it. The response head waits for the first
+// body bytes and goes out in the same write; every write has limits.idle_timeout to make progress
+// (a client that stops reading cannot hold the connection: nginx's send_timeout).
 template <class Stream>
 struct Session<Stream>::Http1Side final : DownstreamSide {
-  Http1Side(Session& session, FeedResult& first, bool done, bool expect, bool client_keep_alive)
+  Http1Side(Session& session, FeedResult& first, bool client_keep_alive)
       : s(session),
         pieces(std::move(first.body)),
-        request_done(done),
-        expect_continue(expect),
+        request_done(first.message_complete),
+        expect_continue(expectsContinue(session.rq().stream.request)),
         keep(client_keep_alive) {}
 
   awaitable<bool> readBody(std::string_view& data, bool& end) override {
     for (;;) {
-      if (interrupted || failed) {
+      if (interrupted || gone()) {
         co_return false;
       }
       if (piece < pieces.size()) {
@@ -495,14 +464,14 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
                                                asio::redirect_error(use_awaitable, ec));
       }
       if (ec) {
-        failed = true;
+        failed = !interrupted;  // the exchange's own cancel is not the client's doing
         co_return false;
       }
       s.in_.commit(n);
       FeedResult r = s.rq().parser.feed(s.in_.data(), s.in_.size());
       s.in_.consume(r.consumed);
       if (r.error != ParseError::None) {
-        failed = true;
+        bad_status = r.error == ParseError::HeadersTooLarge ? 431 : 400;
         co_return false;
       }
       request_done = r.message_complete;
@@ -511,8 +480,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     }
   }
   void consumeBody(size_t) override {}  // TCP is the flow control
-  // A chunked request's trailers, once it ended (for an HTTP/2 upstream; the h1 -> h1 path writes
-  // them itself).
+  // A chunked request's trailers, once it ended.
   const filters::HeaderMap* requestTrailers() override {
     if (!request_done || s.rq().parser.trailers().size() == 0) {
       return nullptr;
@@ -524,50 +492,59 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
 
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
     const auto& req = s.rq().stream.request;
+    const bool switching = head.status == 101;
     head_only = req.method == "HEAD";
     const bool no_body_status = head.status == 204 || head.status == 304;
-    const bool no_body = end || head_only || no_body_status;
+    const bool no_body = end || head_only || no_body_status || switching;
     const bool has_length = head.headers.get("content-length").has_value();
-    keep = keep && !s.worker_.draining() && !s.close_after_;
+    // A request whose body is still arriving may never be read to its end; an upgrade (accepted:
+    // the connection is the tunnel's; declined: the request parser is in tunnel mode) ends it.
+    keep = keep && request_done && !upgrade && !s.worker_.draining() && !s.close_after_;
     chunk_out = !no_body && !has_length && req.version_minor >= 1;
     if (!no_body && !has_length && !chunk_out) {
       keep = false;  // HTTP/1.0 client: the body ends with the connection
     }
-    if (chunk_out) {
-      head.headers.add("Transfer-Encoding", "chunked");
-    } else if (end && !has_length && !head_only && !no_body_status) {
-      head.headers.add("Content-Length", "0");
-    }
-    if (!keep) {
-      head.headers.set("Connection", "close");
-    } else if (req.version_minor == 0) {
-      head.headers.set("Connection", "keep-alive");
+    // A 101 keeps Connection: upgrade and Upgrade as removeHopByHop left them, and has no framing.
+    if (!switching) {
+      if (chunk_out) {
+        head.headers.add("Transfer-Encoding", "chunked");
+      } else if (end && !has_length && !head_only && !no_body_status) {
+        head.headers.add("Content-Length", "0");
+      }
+      if (!keep) {
+        head.headers.set("Connection", "close");
+      } else if (req.version_minor == 0) {
+        head.headers.set("Connection", "keep-alive");
+      }
     }
     s.rq().out.clear();
     appendResponseHead(s.rq().out, head);
     s.rq().out += "\r\n";
-    co_return co_await write(asio::buffer(s.rq().out));
+    head_pending = true;
+    if (!no_body) {
+      co_return !failed;  // out with the first body bytes
+    }
+    s.rq().gather.build(takeHead(), {}, false, false);
+    co_return failed ? false : afterWrite(co_await write());
   }
 
   awaitable<bool> sendBody(std::string_view data, bool end) override {
     if (head_only) {
       co_return !failed;
     }
-    one_piece.assign(1, data);
-    s.rq().gather.build({}, one_piece, chunk_out, end);
+    s.rq().gather.build(takeHead(), std::span(&data, 1), chunk_out, end);
     if (s.rq().gather.bufs.empty()) {
       co_return !failed;
     }
-    co_return co_await write(s.rq().gather.bufs);
+    co_return failed ? false : afterWrite(co_await write());
   }
 
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override {
-    if (!chunk_out || head_only) {
-      co_return co_await sendBody({}, true);
+    s.rq().gather.build(takeHead(), {}, chunk_out && !head_only, true, &trailers);
+    if (s.rq().gather.bufs.empty()) {
+      co_return !failed;
     }
-    trailer_block.clear();
-    appendLastChunk(trailer_block, trailers);
-    co_return co_await write(asio::buffer(trailer_block));
+    co_return failed ? false : afterWrite(co_await write());
   }
 
   void reset() override {
@@ -578,477 +555,66 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     error_code ec;
     s.tcp().cancel(ec);
   }
-  bool gone() const override { return failed; }  // a read or write failed, or the body was bad
+  bool gone() const override { return failed || bad_status != 0; }
+  int requestError() const override { return bad_status; }
+  ExchangeStorage& storage() override { return s.rq().exchange; }
 
-  template <class Buffers>
-  awaitable<bool> write(const Buffers& bufs) {
-    if (failed) {
-      co_return false;
+  awaitable<void> tunnel(UpstreamCall& up) override {
+    FlatBuffer* pending = nullptr;
+    if (upstream::UpstreamConnection* conn = up.upgraded(pending)) {
+      co_await s.tunnel(*conn, *pending);
     }
-    error_code ec;
-    co_await asio::async_write(s.socket_, bufs, asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      failed = true;
-    }
-    co_return !failed;
+  }
+
+  // Whether the connection can carry the next request.
+  bool reusable() const { return keep && !failed && !interrupted && request_done; }
+
+ private:
+  std::string_view takeHead() {
+    return std::exchange(head_pending, false) ? std::string_view(s.rq().out) : std::string_view();
+  }
+
+  // Writes gather.bufs: `afterWrite(co_await write())`, unless failed. Not a coroutine of its own:
+  // on the path of every response, a frame per write would cost an allocation.
+  awaitable<size_t> write() {
+    s.deadline_.arm(s.gen_->config().limits.idle_timeout);
+    return asio::async_write(s.socket_, s.rq().gather.bufs,
+                             asio::redirect_error(use_awaitable, write_ec));
+  }
+  bool afterWrite(size_t) {
+    s.deadline_.disarm();
+    failed = static_cast<bool>(write_ec);
+    return !failed;
   }
 
   Session& s;
-  std::vector<std::string_view> pieces;
+  std::vector<std::string_view> pieces;  // request body bytes parsed, not yet handed out
   size_t piece = 0;
-  std::vector<std::string_view> one_piece;
-  std::string trailer_block;
   filters::HeaderMap trailers_out;  // requestTrailers(): what of the parsed ones may travel
+  int bad_status = 0;               // the body did not parse: 400 or 431
   bool request_done;
   bool expect_continue;
   bool keep;
   bool chunk_out = false;
   bool head_only = false;
-  bool failed = false;
+  bool head_pending = false;  // rq().out holds a head that has not been written
+  bool failed = false;        // a read or write on the client's connection failed
   bool interrupted = false;
+  error_code write_ec;
 };
 
 template <class Stream>
 awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
-  auto& chain = gen_->chain;
   auto& req = rq().stream.request;
   std::swap(req, rq().parser.request());
   toOriginForm(req);
-  const bool client_keep_alive = rq().parser.keepAlive();
-  const bool expect_continue = expectsContinue(req);
-  const bool req_chunked = rq().parser.chunked();
-  const auto req_length = rq().parser.contentLength();
-  const bool is_head = req.method == "HEAD";
-  bool request_done = first.message_complete;
-  const bool upgrade_request = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&
-                                                 req.headers.get("upgrade").has_value());
-
-  if (chain.onRequest(rq().stream) == filters::FilterStatus::StopIteration) {
-    auto reply = std::move(*rq().stream.local_reply);
-    // A body we have not read would be parsed as the next request: close instead.
-    bool close = !request_done || !client_keep_alive || worker_.draining() || first.upgrade;
-    bool keep = co_await sendLocalReply(reply.status, reply.body, close);
-    finishStream(start_ns);
-    co_return keep;
-  }
-
-  const size_t cluster_index = gen_->gen->route_cluster[listener_index_][rq().stream.route_index];
-  if (cluster_index == kNoCluster) {  // validated at load; defensive
-    bool keep = co_await sendLocalReply(500, "route has no cluster\n", true);
-    finishStream(start_ns);
-    co_return keep;
-  }
-  if (gen_->h2pools[cluster_index] && !upgrade_request) {
-    const bool no_body = request_done && first.body.empty();
-    Http1Side side(*this, first, request_done, expect_continue, client_keep_alive);
-    co_await forwardUpstream(worker_, *gen_, rq().stream, side, no_body, start_ns);
-    co_return side.keep && !side.failed && !side.interrupted && side.request_done;
-  }
-  auto& pool = *gen_->pools[cluster_index];
-  const size_t cluster_slot = gen_->gen->cluster_slots[cluster_index];
-  const auto& route = *rq().stream.route;
-  upstream::BreakerSlot request_slot =
-      upstream::CircuitBreakers::take(pool.cluster().breakers->requests);
-  if (!request_slot) {
-    worker_.mutableStats().countTrip(cluster_slot, WorkerStats::kBreakerRequests);
-    rq().stream.error_type = "overflow";
-    bool keep =
-        co_await sendLocalReply(503, "upstream overflow\n", !request_done || !client_keep_alive);
-    finishStream(start_ns);
-    co_return keep;
-  }
-  if (pool.noneHealthy()) {  // health checks say every endpoint is down: fail fast
-    rq().stream.error_type = "no_healthy_upstream";
-    bool keep =
-        co_await sendLocalReply(503, "no healthy upstream\n", !request_done || !client_keep_alive);
-    finishStream(start_ns);
-    co_return keep;
-  }
-  RetryAttempts attempts(gen_->load[cluster_index], pool.cluster(), worker_.mutableStats(),
-                         cluster_slot);
-
-  // Upstream request head: filters have edited the headers; framing is ours to write.
-  req.headers.remove("content-length");
-  req.headers.remove("te");  // the header policy lets "TE: trailers" through for HTTP/2 only
-  if (req_chunked) {
-    req.headers.add("Transfer-Encoding", "chunked");
-  } else if (req_length) {
-    req.headers.add("Content-Length", std::to_string(*req_length));
-  }
-  rq().stream.upstream_attempted = true;
-  // The session's own (a request would otherwise allocate their shared state); nothing watched
-  // from an earlier request's connections.
-  upstream::Deadline& route_deadline = rq().route_deadline;
-  upstream::Deadline& per_try = rq().per_try;
-  route_deadline.watch(&tcp());
-  per_try.watch(nullptr);
-  const auto route_deadline_at = std::chrono::steady_clock::now() + route.timeout;
-  // Retries need the whole request in hand (it went out with the head) and no protocol switch.
-  const config::RetryPolicy* retry =
-      route.retry_policy && request_done && !upgrade_request ? &*route.retry_policy : nullptr;
-  const bool idempotent = idempotentMethod(req.method);
-  error_code ec;
-
-  auto fail = [&](UpstreamResult::Error e, int status) -> awaitable<bool> {
-    rq().stream.upstream.error = e;
-    rq().stream.error_type = filters::errorTypeName(e);
-    chain.onUpstreamResult(rq().stream);
-    bool keep = co_await sendLocalReply(status, std::string(reasonPhrase(status)) + "\n",
-                                        !request_done || !client_keep_alive);
-    finishStream(start_ns);
-    co_return keep;
-  };
-
-  // One attempt: connect (or reuse), send the head (and the body as it arrives), read the response
-  // head. On return either `error` is set (nothing was sent downstream) or `conn` and `rr` hold
-  // the response; `downstream_gone` when the client left mid-body.
-  struct Attempt {
-    UpstreamResult::Error error = UpstreamResult::Error::None;
-    int fail_status = 0;
-    bool per_try_expired = false;
-    bool downstream_gone = false;
-    bool client_fault = false;     // the client's body was malformed: not the endpoint's failure
-    bool connect_refused = false;  // a ConnectFailure that was neither a timeout nor TLS
-    std::unique_ptr<upstream::UpstreamConnection> conn;
-    FeedResult rr;
-  };
-  auto attemptOnce = [&](const upstream::Endpoint& endpoint, Attempt& a) -> awaitable<void> {
-    auto failWith = [&](UpstreamResult::Error e, int status) {
-      a.error = e;
-      a.fail_status = status;
-      a.per_try_expired = per_try.expired();
-      a.conn.reset();
-      route_deadline.watch(&tcp());  // not the socket just freed (the next connect is unwatched)
-      per_try.watch(nullptr);
-    };
-    // A reused connection that turns out dead before any response byte is tried once more on a
-    // fresh one, when the request had no body to replay.
-    a.conn = pool.takeIdle(endpoint);
-    bool reused = a.conn != nullptr;
-    const bool replayable =
-        request_done && first.body.empty() && !req_chunked && !req_length.value_or(0);
-    for (int attempt = 0;; ++attempt) {
-      if (!a.conn) {
-        upstream::ConnectError cerr;
-        a.conn = co_await pool.connect(endpoint, cerr);
-        reused = false;
-        if (!a.conn) {
-          auto& st = worker_.mutableStats();
-          if (cerr == upstream::ConnectError::Timeout) {
-            st.upstream_timeouts[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-            failWith(UpstreamResult::Error::Timeout, 504);
-            a.per_try_expired = true;  // the connect timeout is per attempt
-            co_return;
-          }
-          if (cerr == upstream::ConnectError::OverflowConnections ||
-              cerr == upstream::ConnectError::OverflowPending) {
-            st.countTrip(cluster_slot, cerr == upstream::ConnectError::OverflowPending
-                                           ? WorkerStats::kBreakerPending
-                                           : WorkerStats::kBreakerConnections);
-            failWith(UpstreamResult::Error::Overflow, 503);
-            co_return;
-          }
-          st.connect_failures[cluster_slot].fetch_add(1, std::memory_order_relaxed);
-          if (cerr == upstream::ConnectError::TlsHandshake) {
-            st.upstream_tls_handshake_failures[cluster_slot].fetch_add(1,
-                                                                       std::memory_order_relaxed);
-          }
-          failWith(UpstreamResult::Error::ConnectFailure, 502);
-          a.connect_refused = cerr == upstream::ConnectError::Refused;
-          co_return;
-        }
-      }
-      rq().stream.upstream.endpoint_address = a.conn->peer_address;
-      route_deadline.watch(&tcp(), &a.conn->socket);
-      per_try.watch(&a.conn->socket);
-
-      rq().out.clear();
-      appendRequestHead(rq().out, req);
-      rq().out += "\r\n";
-      rq().gather.build(rq().out, first.body, req_chunked, request_done, &rq().parser.trailers());
-      co_await asio::async_write(*a.conn, rq().gather.bufs,
-                                 asio::redirect_error(use_awaitable, ec));
-      if (!ec) {
-        break;
-      }
-      if (route_deadline.expired() || per_try.expired()) {
-        failWith(UpstreamResult::Error::Timeout, 504);
-        co_return;
-      }
-      if (reused && replayable && attempt == 0) {
-        a.conn.reset();
-        route_deadline.watch(&tcp());
-        per_try.watch(nullptr);
-        continue;
-      }
-      failWith(UpstreamResult::Error::Reset, 502);
-      co_return;
-    }
-    a.conn->requests++;
-    rq().stream.request_body_bytes = rq().gather.bytes;
-
-    // Stream the rest of the request body downstream → upstream (never on a retried request).
-    if (!request_done && expect_continue) {
-      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      co_await asio::async_write(socket_, asio::buffer(k100),
-                                 asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        a.downstream_gone = true;
-        co_return;
-      }
-    }
-    while (!request_done) {
-      size_t n =
-          co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
-      if (ec) {  // client went away (or the route timed out) mid-body
-        if (route_deadline.expired()) {
-          failWith(UpstreamResult::Error::Timeout, 504);
-          co_return;
-        }
-        a.downstream_gone = true;
-        co_return;
-      }
-      in_.commit(n);
-      FeedResult r = rq().parser.feed(in_.data(), in_.size());
-      in_.consume(r.consumed);
-      if (r.error != ParseError::None) {
-        failWith(UpstreamResult::Error::ProtocolError,
-                 r.error == ParseError::HeadersTooLarge ? 431 : 400);
-        a.client_fault = true;
-        co_return;
-      }
-      request_done = r.message_complete;
-      rq().gather.build({}, r.body, req_chunked, request_done, &rq().parser.trailers());
-      if (!rq().gather.bufs.empty()) {
-        co_await asio::async_write(*a.conn, rq().gather.bufs,
-                                   asio::redirect_error(use_awaitable, ec));
-        if (ec) {
-          const bool expired = route_deadline.expired() || per_try.expired();
-          failWith(expired ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset,
-                   expired ? 504 : 502);
-          co_return;
-        }
-        rq().stream.request_body_bytes += rq().gather.bytes;
-      }
-    }
-
-    // Response head from upstream (skipping interim 1xx other than 101).
-    rq().up_parser.reset();
-    rq().up_parser.setNoBody(is_head);
-    for (;;) {
-      if (rq().upbuf.size() > 0) {
-        a.rr = rq().up_parser.feed(rq().upbuf.data(), rq().upbuf.size());
-        rq().upbuf.consume(a.rr.consumed);
-        if (a.rr.error != ParseError::None) {
-          failWith(UpstreamResult::Error::ProtocolError, 502);
-          co_return;
-        }
-        if (a.rr.head_complete) {
-          int st = rq().up_parser.response().status;
-          if (st >= 100 && st < 200 && st != 101) {
-            continue;  // interim response: the next head follows
-          }
-          break;
-        }
-      }
-      size_t n = co_await a.conn->async_read_some(rq().upbuf.prepare(),
-                                                  asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        if (route_deadline.expired() || per_try.expired()) {
-          worker_.mutableStats().upstream_timeouts[cluster_slot].fetch_add(
-              1, std::memory_order_relaxed);
-          failWith(UpstreamResult::Error::Timeout, 504);
-          co_return;
-        }
-        failWith(UpstreamResult::Error::Reset, 502);
-        co_return;
-      }
-      rq().upbuf.commit(n);
-    }
-  };
-
-  Attempt a;
-  TriedEndpoints tried;
-  route_deadline.arm(route.timeout);
-  for (;;) {
-    const auto& endpoint = pickForAttempt(pool, tried);
-    rq().stream.upstream = UpstreamResult();
-    rq().stream.upstream.endpoint_host = endpoint.host;
-    rq().stream.upstream.endpoint_port = endpoint.port;
-    rq().stream.upstream.tls = pool.cluster().tls != nullptr;
-    rq().stream.upstream.resend_count = attempts.count();
-    if (!req.headers.get("host")) {
-      req.headers.add("Host", endpoint.authority);
-    }
-    chain.onUpstreamRequest(rq().stream, req);  // a CLIENT span per attempt
-    const uint64_t attempt_start_ns = worker_.tracer().now();
-    if (retry != nullptr && retry->per_try_timeout.count() > 0) {
-      per_try.arm(retry->per_try_timeout);
-    }
-    a = Attempt();
-    rq().upbuf.consume(rq().upbuf.size());  // whatever a dropped connection left unread
-    co_await attemptOnce(endpoint, a);
-    per_try.disarm();
-    if (a.error == UpstreamResult::Error::None && !a.downstream_gone) {
-      rq().stream.upstream.status = rq().up_parser.response().status;
-      rq().stream.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns;
-    }
-    const AttemptEnd end{a.error,
-                         rq().stream.upstream.status,
-                         a.per_try_expired,
-                         route_deadline.expired(),
-                         a.downstream_gone || a.client_fault,
-                         a.connect_refused};
-    const AttemptVerdict verdict = judgeAttempt(end);
-    if (verdict.report && pool.reportOutcome(endpoint, verdict.failed, a.connect_refused)) {
-      worker_.mutableStats().countEjection(cluster_slot, endpoint.label);
-    }
-    if (a.downstream_gone) {
-      route_deadline.disarm();
-      rq().stream.upstream.error = UpstreamResult::Error::Reset;
-      rq().stream.error_type = "downstream_reset";
-      chain.onUpstreamResult(rq().stream);
-      finishStream(start_ns);
-      co_return false;
-    }
-    if (retry == nullptr || !verdict.may_retry) {
-      break;
-    }
-    const bool retriable =
-        a.error != UpstreamResult::Error::None
-            ? retriableFailure(*retry, a.error, a.per_try_expired) &&
-                  (idempotent || a.error == UpstreamResult::Error::ConnectFailure)
-            : idempotent && retriableResponse(*retry, rq().stream.upstream.status, -1);
-    const bool free = retryIsFree(end, pool, tried);
-    const auto wait = retriable ? attempts.admit(*retry, worker_.random(), route_deadline_at, free)
-                                : std::nullopt;
-    if (!wait) {
-      break;
-    }
-    // This attempt ends here: its CLIENT span records why, and its connection is dropped.
-    if (a.error != UpstreamResult::Error::None) {
-      rq().stream.upstream.error = a.error;
-    }
-    chain.onUpstreamResult(rq().stream);
-    a.conn.reset();
-    route_deadline.watch(&tcp());
-    per_try.watch(nullptr);
-    attempts.begin(free);
-    if (wait->count() > 0) {
-      asio::steady_timer t(tcp().get_executor());
-      t.expires_after(*wait);
-      co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
-    }
-  }
-  attempts.finish(a.error != UpstreamResult::Error::None || rq().stream.upstream.status >= 500);
-  if (a.error != UpstreamResult::Error::None) {
-    route_deadline.disarm();
-    co_return co_await fail(a.error, a.fail_status);
-  }
-  auto conn = std::move(a.conn);
-  FeedResult& rr = a.rr;
-
-  auto& resp = rq().up_parser.response();
-  const int status = resp.status;
-  const bool is_upgrade = status == 101 && upgrade_request;
-  const bool resp_no_body = is_head || status == 204 || status == 304 || is_upgrade;
-  const auto resp_length = rq().up_parser.contentLength();
-  const bool resp_chunked_in = rq().up_parser.chunked();
-  const bool until_eof = !resp_no_body && !resp_chunked_in && !resp_length;
-  // An upgrade the upstream declined leaves llhttp in tunnel mode on our side: close after.
-  bool keep_client = client_keep_alive && !worker_.draining() && !close_after_ &&
-                     !(upgrade_request && !is_upgrade);
-  // Re-frame: chunked towards HTTP/1.1 clients whenever the length is not known up front.
-  bool chunk_out = !resp_no_body && !resp_length && req.version_minor >= 1;
-  if (!resp_no_body && !resp_length && !chunk_out) {
-    keep_client = false;  // HTTP/1.0 client: the body ends with the connection
-  }
-
-  chain.onResponse(rq().stream, resp);
-  resp.headers.remove("content-length");
-  if (resp_length && !(status == 204 || status == 304)) {
-    resp.headers.add("Content-Length", std::to_string(*resp_length));
-  } else if (chunk_out) {
-    resp.headers.add("Transfer-Encoding", "chunked");
-  }
-  if (is_upgrade) {
-    // removeHopByHop kept "Connection: upgrade" and Upgrade for the 101.
-  } else if (!keep_client) {
-    resp.headers.set("Connection", "close");
-  } else if (req.version_minor == 0) {
-    resp.headers.set("Connection", "keep-alive");
-  }
-  rq().stream.response_status = status;
-
-  rq().out.clear();
-  appendResponseHead(rq().out, resp);
-  rq().out += "\r\n";
-  bool resp_done = rr.message_complete;
-  rq().gather.build(rq().out, rr.body, chunk_out, resp_done, &rq().up_parser.trailers());
-  co_await asio::async_write(socket_, rq().gather.bufs, asio::redirect_error(use_awaitable, ec));
-  rq().stream.response_body_bytes += rq().gather.bytes;
-  bool broken = static_cast<bool>(ec);
-
-  if (is_upgrade && !broken) {
-    route_deadline.disarm();
-    chain.onUpstreamResult(rq().stream);
-    finishStream(start_ns);
-    co_await tunnel(*conn, rq().upbuf);
-    co_return false;
-  }
-
-  // Stream the response body upstream → downstream.
-  while (!resp_done && !broken) {
-    size_t n = co_await conn->async_read_some(rq().upbuf.prepare(),
-                                              asio::redirect_error(use_awaitable, ec));
-    if (ec) {
-      if (until_eof && ec == asio::error::eof && rq().up_parser.finishOnEof()) {
-        resp_done = true;
-        rq().gather.build({}, {}, chunk_out, true);
-        if (!rq().gather.bufs.empty()) {
-          co_await asio::async_write(socket_, rq().gather.bufs,
-                                     asio::redirect_error(use_awaitable, ec));
-        }
-        conn.reset();  // closed by the peer
-        break;
-      }
-      rq().stream.upstream.error =
-          route_deadline.expired() ? UpstreamResult::Error::Timeout : UpstreamResult::Error::Reset;
-      rq().stream.error_type = filters::errorTypeName(rq().stream.upstream.error);
-      broken = true;
-      break;
-    }
-    rq().upbuf.commit(n);
-    FeedResult r = rq().up_parser.feed(rq().upbuf.data(), rq().upbuf.size());
-    rq().upbuf.consume(r.consumed);
-    if (r.error != ParseError::None) {
-      rq().stream.upstream.error = UpstreamResult::Error::ProtocolError;
-      rq().stream.error_type = "upstream_protocol_error";
-      broken = true;
-      break;
-    }
-    resp_done = r.message_complete;
-    rq().gather.build({}, r.body, chunk_out, resp_done, &rq().up_parser.trailers());
-    if (!rq().gather.bufs.empty()) {
-      co_await asio::async_write(socket_, rq().gather.bufs,
-                                 asio::redirect_error(use_awaitable, ec));
-      if (ec) {
-        broken = true;  // client went away
-        rq().stream.error_type = "downstream_reset";
-        break;
-      }
-      rq().stream.response_body_bytes += rq().gather.bytes;
-    }
-  }
-  route_deadline.disarm();
-
-  if (conn && resp_done && !broken && rq().up_parser.keepAlive() && rq().upbuf.size() == 0) {
-    pool.release(std::move(conn));
-  }
-  chain.onUpstreamResult(rq().stream);
-  finishStream(start_ns);
-  co_return keep_client && !broken;
+  const bool no_body = first.message_complete && first.body.empty();
+  Http1Side side(*this, first, rq().parser.keepAlive());
+  side.upgrade = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&
+                                   req.headers.get("upgrade").has_value());
+  co_await runExchange(worker_, *gen_, rq().stream, side, no_body, start_ns);
+  co_return side.reusable();
 }
 
 // An upgraded connection's idle clock (limits.idle_timeout): both pumps stamp it, a watchdog

@@ -2,15 +2,15 @@
 // One downstream connection. HTTP/2 ones (ALPN h2, or the h2c preface on a plain listener) are
 // handed to Http2Server; the rest of this comment is about HTTP/1.x.
 //
-// One downstream HTTP/1.x connection: a coroutine that reads a request head, runs the filter chain,
-// carries out the upstream exchange (pooled connection, body streamed both ways with back-pressure:
-// it never reads more from one side than it has written to the other), and loops for keep-alive and
-// pipelining, one request at a time in order.
+// One downstream HTTP/1.x connection: a coroutine that reads a request head and hands the request
+// to the exchange (exchange.h: filters, attempts, both bodies streamed with back-pressure) as an
+// Http1Side, which frames what the exchange sends and reads; then loops for keep-alive and
+// pipelining, one request at a time in order. A 101 to an upgrade request ends in tunnel().
 //
-// Limits applied here: header block size (431), header timeout (408), idle timeout, route timeout
-// (504, or connection abort once the response has started). Chunked trailers pass through when
-// the message is chunked on both hops (the codec bounds them like a head; appendLastChunk() leaves
-// out the fields no trailer may carry); an HTTP/1.0 client gets none.
+// Limits applied here: header block size (431), header timeout (408), idle timeout, and
+// limits.idle_timeout for every response write to make progress. Chunked trailers pass through
+// when the message is chunked on both hops (the codec bounds them like a head; appendLastChunk()
+// leaves out the fields no trailer may carry); an HTTP/1.0 client gets none.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -88,19 +88,17 @@ class Session final : public DownstreamConnection,
   // edge-triggered reactor never tries at once: readiness that came earlier would go unnoticed.
   bool socketReadable();
   boost::asio::awaitable<bool> handleRequest(FeedResult& first);
-  boost::asio::awaitable<bool> sendLocalReply(int status, std::string_view body, bool close);
   boost::asio::awaitable<void> sendError(int status);
   boost::asio::awaitable<void> tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf);
   // Ends a tunnel that moved no byte for `timeout` (limits.idle_timeout) by cancelling both legs.
   boost::asio::awaitable<void> watchTunnel(std::shared_ptr<TunnelIdle> idle,
                                            std::chrono::milliseconds timeout,
                                            boost::asio::ip::tcp::socket* upstream);
-  void finishStream(uint64_t start_ns);
   // The current request's state, taken from the worker's pool on first use.
   RequestState& rq();
   void releaseRequestState();
-  // This connection's current request as runExchange's DownstreamSide: how an HTTP/1 client
-  // reaches an http2 cluster (translation in the exchange, framing here).
+  // This connection's current request as runExchange's DownstreamSide (framing here, policy in
+  // the exchange).
   struct Http1Side;
 
   Worker& worker_;

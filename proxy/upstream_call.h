@@ -10,6 +10,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "filters/stream.h"
 #include "upstream/connection_pool.h"
@@ -17,12 +18,17 @@
 namespace sidetrace::proxy {
 
 class BufferPool;
+class FlatBuffer;
 class Http2ClientPool;
 using UpstreamError = filters::UpstreamResult::Error;
 
 class UpstreamCall {
  public:
   virtual ~UpstreamCall() = default;
+  // The attempt is over (UpstreamCallPtr's deleter): an HTTP/1 call hands its connection back to
+  // the pool if both messages ended cleanly and goes back to its worker's Http1CallPool; others
+  // are deleted.
+  virtual void recycle() { delete this; }
   // Connects (or takes a pooled connection / a stream slot) and sends the head. `end_stream`: no
   // body follows. The head's Host header names the authority.
   virtual boost::asio::awaitable<UpstreamError> start(filters::RequestHead& head,
@@ -40,6 +46,12 @@ class UpstreamCall {
   // Abandon the attempt: pending and later operations fail; the connection is not reused.
   virtual void cancel() = 0;
   virtual bool http2() const = 0;
+  // After a 101 answered an upgrade request (HTTP/1 only): the connection, now the tunnel's
+  // upstream leg, and in `pending` the bytes already read past the 101. Null otherwise.
+  virtual upstream::UpstreamConnection* upgraded(FlatBuffer*& pending) {
+    (void)pending;
+    return nullptr;
+  }
 
   std::string peer_address;  // the address connected to, once started
   // Why start() could not connect, when it could not (TLS handshake failures and circuit breaker
@@ -47,11 +59,40 @@ class UpstreamCall {
   upstream::ConnectError connect_error = upstream::ConnectError::None;
 };
 
-// `head_request`: the response to a HEAD has no body whatever its framing says. The response is
-// read through a `buffer_bytes` buffer taken from `buffers` (the worker's) when it is needed.
-std::unique_ptr<UpstreamCall> makeHttp1Call(upstream::ConnectionPool& pool,
-                                            const upstream::Endpoint& ep, bool head_request,
-                                            uint32_t buffer_bytes, BufferPool& buffers);
-std::unique_ptr<UpstreamCall> makeHttp2Call(Http2ClientPool& pool, const upstream::Endpoint& ep);
+struct UpstreamCallDeleter {
+  void operator()(UpstreamCall* c) const { c->recycle(); }
+};
+using UpstreamCallPtr = std::unique_ptr<UpstreamCall, UpstreamCallDeleter>;
+
+struct Http1CallOptions {
+  bool head_request = false;  // the response to a HEAD has no body whatever its framing says
+  bool upgrade = false;       // a 101 is the final response, and the connection a tunnel after it
+  uint32_t buffer_bytes = 0;  // the response is read through a buffer this big from the pool
+};
+
+// A worker's HTTP/1 calls, kept between attempts so that the response parser, the header vectors
+// and the write scratch keep their capacity instead of being allocated for every request. Worker
+// thread only. Outlives the exchanges io_context destruction frees (declared before it in Worker).
+class Http1CallPool {
+ public:
+  explicit Http1CallPool(BufferPool& buffers, size_t max_free = 64)
+      : buffers_(buffers), max_free_(max_free) {}
+  Http1CallPool(const Http1CallPool&) = delete;
+  Http1CallPool& operator=(const Http1CallPool&) = delete;
+  ~Http1CallPool();
+
+  UpstreamCallPtr take(upstream::ConnectionPool& pool, const upstream::Endpoint& ep,
+                       const Http1CallOptions& options);
+  // A finished call (its connection already released or dropped): kept, or freed.
+  void give(UpstreamCall* call);
+  size_t freeCount() const { return free_.size(); }
+
+ private:
+  BufferPool& buffers_;
+  size_t max_free_;
+  std::vector<UpstreamCall*> free_;
+};
+
+UpstreamCallPtr makeHttp2Call(Http2ClientPool& pool, const upstream::Endpoint& ep);
 
 }  // namespace sidetrace::proxy

@@ -20,6 +20,7 @@
 #include "proxy/request_state.h"
 #include "proxy/retry.h"
 #include "proxy/stats.h"
+#include "proxy/upstream_call.h"
 #include "tracing/batch_processor.h"
 #include "tracing/tracer.h"
 #include "upstream/cluster.h"
@@ -96,6 +97,7 @@ class Worker {
   void remove(DownstreamConnection* s);
   BufferPool& buffers() { return buffers_; }
   RequestStatePool& requests() { return requests_; }
+  Http1CallPool& http1Calls() { return http1_calls_; }
 
  private:
   std::shared_ptr<WorkerGeneration> makeWorkerGeneration(std::shared_ptr<const Generation> gen);
@@ -115,8 +117,9 @@ class Worker {
   WorkerStats stats_;
   std::unordered_set<DownstreamConnection*> sessions_;
   std::atomic<int64_t>& open_connections_;
-  BufferPool buffers_;  // sessions' read buffers: outlives the session frames io_ destroys
-  RequestStatePool requests_{buffers_};  // likewise (closed before io_ goes: it holds timers)
+  BufferPool buffers_;         // sessions' read buffers: outlives the session frames io_ destroys
+  RequestStatePool requests_;  // likewise (closed before io_ goes: it holds timers)
+  Http1CallPool http1_calls_{buffers_};  // likewise
   std::vector<TlsServerContext*> tls_;   // per listener; null: plain TCP
   bool draining_ = false;
   uint64_t rng_;

@@ -14,7 +14,11 @@
 // when the timer expires in the same loop turn as the awaited operation completes, its handler is
 // already queued; the coroutine that resumes first may destroy the Deadline (and the sockets it
 // watches, and the whole Session around them) before the handler runs. The handler then finds the
-// state closed and touches nothing else — the pattern proxy/exchange.cc uses for its deadlines.
+// state closed and touches nothing else.
+//
+// Besides sockets, a deadline may call a function on expiry (onExpire): what an exchange that does
+// not own the sockets wants (cancel the upstream call, wake the downstream side). The function
+// runs only while armed, so an owner that disarms before its context goes away is safe.
 
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -40,6 +44,12 @@ class Deadline {
     state_->a = a;
     state_->b = b;
   }
+  // Called (on the timer's executor) when an armed deadline expires, after the sockets are
+  // cancelled. `ctx` must stay valid while the deadline is armed; nullptr clears.
+  void onExpire(void (*fn)(void*), void* ctx) {
+    state_->on_expire = fn;
+    state_->ctx = ctx;
+  }
   void arm(std::chrono::milliseconds d) {
     State& st = *state_;
     st.expired = false;
@@ -61,6 +71,8 @@ class Deadline {
     boost::asio::steady_timer timer;
     boost::asio::ip::tcp::socket* a = nullptr;
     boost::asio::ip::tcp::socket* b = nullptr;
+    void (*on_expire)(void*) = nullptr;
+    void* ctx = nullptr;
     Clock::time_point due = Clock::time_point::max();  // max: disarmed
     uint64_t wait_gen = 0;  // of the newest wait: a handler of an older one does nothing
     bool waiting = false;   // a wait is in flight (its expiry is timer.expiry())
@@ -91,6 +103,9 @@ class Deadline {
       }
       if (st->b != nullptr) {
         st->b->cancel(ignored);
+      }
+      if (st->on_expire != nullptr) {
+        st->on_expire(st->ctx);
       }
     });
   }

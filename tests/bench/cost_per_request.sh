@@ -6,6 +6,8 @@
 #   tests/bench/cost_per_request.sh build/proxy/sidetrace
 #   tests/bench/cost_per_request.sh /tmp/old/sidetrace build/proxy/sidetrace
 #   N=20000 CONNECTIONS=32 tests/bench/cost_per_request.sh build/proxy/sidetrace
+#   PROFILE_DIR=/tmp/prof tests/bench/cost_per_request.sh build/proxy/sidetrace  # keep profiles:
+#     callgrind_annotate --inclusive=yes /tmp/prof/1.callgrind | head -60
 #
 # Per binary: tracing off, one worker, GET / proxied to an nginx upstream answering 200 "ok", load
 # from `h2load --h1` with a fixed request count over CONNECTIONS keep-alive connections.
@@ -90,6 +92,11 @@ for bin in "$@"; do
   small=$((N / 5))
   a="$(instructions "$bin" "$small")"
   b="$(instructions "$bin" "$N")"
+  if [ -n "${PROFILE_DIR:-}" ]; then
+    mkdir -p "$PROFILE_DIR"
+    profiled=$((${profiled:-0} + 1))
+    cp "$tmp"/cg.out.* "$PROFILE_DIR/$profiled.callgrind"
+  fi
   serve strace -f -c -o "$tmp/strace.txt" "$bin" "$N"
   # strace -c rows: % time, seconds, usecs/call, calls, [errors,] syscall; then a "total" row.
   calls="$(awk -v n="$N" '$NF == "total" {printf "%.2f", $4 / n}' "$tmp/strace.txt")"
