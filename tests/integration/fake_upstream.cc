@@ -91,6 +91,14 @@ Behavior Behavior::sink() {
   return b;
 }
 
+Behavior Behavior::earlyReply(int status, std::string body) {
+  Behavior b;
+  b.kind = Kind::EarlyReply;
+  b.status = status;
+  b.body = std::move(body);
+  return b;
+}
+
 struct FakeUpstream::TlsContext {
   SSL_CTX* ctx = nullptr;
   ~TlsContext() { SSL_CTX_free(ctx); }
@@ -453,6 +461,22 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           return;
         }
       }
+      if (parser.is_header_done() && !parser.is_done()) {
+        const Behavior early = behaviorFor(std::string(parser.get().target()));
+        if (early.kind == Behavior::Kind::EarlyReply) {
+          conn.sendAll(fixedResponse(early.status, early.headers, early.body, true));
+          while (!stopping_) {
+            const size_t before = buf.size();
+            auto r = conn.recvSome(buf, std::chrono::milliseconds(100));
+            bytes_received_ += buf.size() - before;
+            buf.clear();
+            if (r == TcpSocket::ReadResult::Closed || r == TcpSocket::ReadResult::Error) {
+              break;
+            }
+          }
+          return;
+        }
+      }
       if (parser.is_header_done() && !parser.is_done() && !sent_continue) {
         auto expect = parser.get()[http::field::expect];
         if (iequals(std::string_view(expect.data(), expect.size()), "100-continue")) {
@@ -518,6 +542,7 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
           return;
         }
         [[fallthrough]];
+      case Behavior::Kind::EarlyReply:  // a request without a body: nothing to answer early
       case Behavior::Kind::Fixed:
         if (!conn.sendAll(fixedResponse(b.status, b.headers, b.body, keep_alive))) {
           return;

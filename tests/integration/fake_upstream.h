@@ -43,16 +43,18 @@ struct RecordedRequest {
 
 struct Behavior {
   enum class Kind {
-    Echo,     // status 200, body = request body, x-echo-method / x-echo-target headers
-    Fixed,    // status + body + headers
-    Chunked,  // status + body sent with Transfer-Encoding: chunked in `chunks` pieces, then
-              // `trailers` in the trailer section
-    Stall,    // wait `delay` (or until stop), then act like Fixed
-    Close,    // read the request, close without a response
-    Large,    // status 200 with `large_bytes` of patternByte(i), streamed
-    Upgrade,  // 101 Switching Protocols, then echo raw bytes until close
-    Sink,     // read and discard the body (no size limit, never stored); status 200 with the
-              // body byte count as the response body and in x-sink-bytes
+    Echo,        // status 200, body = request body, x-echo-method / x-echo-target headers
+    Fixed,       // status + body + headers
+    Chunked,     // status + body sent with Transfer-Encoding: chunked in `chunks` pieces, then
+                 // `trailers` in the trailer section
+    Stall,       // wait `delay` (or until stop), then act like Fixed
+    Close,       // read the request, close without a response
+    Large,       // status 200 with `large_bytes` of patternByte(i), streamed
+    Upgrade,     // 101 Switching Protocols, then echo raw bytes until close
+    Sink,        // read and discard the body (no size limit, never stored); status 200 with the
+                 // body byte count as the response body and in x-sink-bytes
+    EarlyReply,  // status + body as soon as the head is in, before the request body (as a
+                 // server refusing an upload does); then read and discard until the peer closes
   };
   Kind kind = Kind::Echo;
   int status = 200;
@@ -71,6 +73,7 @@ struct Behavior {
   static Behavior large(uint64_t bytes);
   static Behavior upgrade();
   static Behavior sink();
+  static Behavior earlyReply(int status, std::string body);
 };
 
 // The byte at offset i of a Large body (deterministic, not periodic at powers of two).

@@ -307,6 +307,26 @@ TEST_F(ProxyTest, Expect100Continue) {
   EXPECT_EQ(r->body, body);
 }
 
+// An upstream that answers before the request body is in (a refused upload) gets its answer to
+// the client at once, with Connection: close: the rest of the body will not be read, so the
+// connection cannot carry another request. The proxy closes it once the response is out.
+TEST_F(ProxyTest, ResponseBeforeTheRequestBodyEndsClosesTheConnection) {
+  upstream_.on("/api/upload", Behavior::earlyReply(413, "too large\n"));
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  HttpConnection c(port());
+  ASSERT_TRUE(c.send(buildRequest("POST", "/api/upload", {{"Content-Length", "1000000"}}) +
+                     std::string(1000, 'x')));
+  auto r = c.readResponse(milliseconds(5000));
+  ASSERT_TRUE(r) << "the early answer did not come through: " << c.lastError();
+  EXPECT_EQ(r->status, 413);
+  EXPECT_EQ(r->body, "too large\n");
+  EXPECT_EQ(r->header("connection").value_or(""), "close");
+  EXPECT_TRUE(c.waitClosed(milliseconds(3000)));
+  auto next = httpRequest(port(), "GET", "/api/after");
+  ASSERT_TRUE(next);
+  EXPECT_EQ(next->status, 200) << "the proxy is still fine";
+}
+
 // Trailers of a chunked message cross an HTTP/1.1 hop in both directions (as with Envoy and
 // nginx); framing, routing and hop-by-hop fields are left out of them.
 TEST_F(ProxyTest, ChunkedRequestTrailersReachTheUpstream) {
