@@ -213,12 +213,9 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
   }
 }
 
-void validate(const Config& cfg) {
-  if (cfg.listeners.empty()) {
-    throw ConfigError(
-        "listeners: none configured (pass --listen ADDR --upstream HOST:PORT, or --config FILE "
-        "with a listeners: section)");
-  }
+namespace {
+
+void validateClusters(const Config& cfg) {
   std::set<std::string> cluster_names;
   for (size_t i = 0; i < cfg.clusters.size(); ++i) {
     const Cluster& c = cfg.clusters[i];
@@ -254,6 +251,29 @@ void validate(const Config& cfg) {
     }
     requirePositive(c.connect_timeout, path + ".connect_timeout");
   }
+}
+
+// Needs the clusters (a route names one), so it runs after validateClusters.
+void validateRoute(const Config& cfg, const Route& route, const std::string& rpath) {
+  bool has_cluster = !route.cluster.empty();
+  if (has_cluster == route.direct_response.has_value()) {
+    invalid(rpath, "a route needs exactly one of cluster or direct_response");
+  }
+  if (has_cluster && cfg.findCluster(route.cluster) == nullptr) {
+    invalid(rpath + ".cluster", "unknown cluster '" + route.cluster + "'");
+  }
+  if (route.direct_response &&
+      (route.direct_response->status < 100 || route.direct_response->status > 599)) {
+    invalid(rpath + ".direct_response.status", "expected an HTTP status 100..599, got " +
+                                                   std::to_string(route.direct_response->status));
+  }
+  if (std::string e = detail::checkHostPattern(route.match.host); !e.empty()) {
+    invalid(rpath + ".match.host", e);
+  }
+  requirePositive(route.timeout, rpath + ".timeout");
+}
+
+void validateListeners(const Config& cfg) {
   std::set<std::string> listener_names;
   for (size_t i = 0; i < cfg.listeners.size(); ++i) {
     const Listener& l = cfg.listeners[i];
@@ -284,41 +304,12 @@ void validate(const Config& cfg) {
       }
     }
     for (size_t r = 0; r < l.routes.size(); ++r) {
-      const Route& route = l.routes[r];
-      std::string rpath = path + ".routes[" + std::to_string(r) + "]";
-      bool has_cluster = !route.cluster.empty();
-      if (has_cluster == route.direct_response.has_value()) {
-        invalid(rpath, "a route needs exactly one of cluster or direct_response");
-      }
-      if (has_cluster && cfg.findCluster(route.cluster) == nullptr) {
-        invalid(rpath + ".cluster", "unknown cluster '" + route.cluster + "'");
-      }
-      if (route.direct_response &&
-          (route.direct_response->status < 100 || route.direct_response->status > 599)) {
-        invalid(rpath + ".direct_response.status",
-                "expected an HTTP status 100..599, got " +
-                    std::to_string(route.direct_response->status));
-      }
-      if (std::string e = detail::checkHostPattern(route.match.host); !e.empty()) {
-        invalid(rpath + ".match.host", e);
-      }
-      requirePositive(route.timeout, rpath + ".timeout");
+      validateRoute(cfg, l.routes[r], path + ".routes[" + std::to_string(r) + "]");
     }
   }
+}
 
-  const TracingConfig& t = cfg.tracing;
-  if (std::string e = detail::checkSamplerType(t.sampler.type); !e.empty()) {
-    invalid("tracing.sampler.type", e);
-  }
-  if (!(t.sampler.ratio >= 0.0 && t.sampler.ratio <= 1.0)) {
-    invalid("tracing.sampler.ratio", "must be between 0 and 1");
-  }
-  for (size_t i = 0; i < t.propagators.size(); ++i) {
-    if (std::string e = detail::checkPropagator(t.propagators[i]); !e.empty()) {
-      invalid("tracing.propagators[" + std::to_string(i) + "]", e);
-    }
-  }
-  const ExporterConfig& ex = t.exporter;
+void validateExporter(const ExporterConfig& ex) {
   if (std::string e = detail::checkExporterProtocol(ex.protocol); !e.empty()) {
     invalid("tracing.exporter.protocol", e);
   }
@@ -347,7 +338,9 @@ void validate(const Config& cfg) {
     invalid("tracing.exporter.compression", "expected gzip or none, got '" + ex.compression + "'");
   }
   requirePositive(ex.timeout, "tracing.exporter.timeout");
-  const BatchConfig& b = t.batch;
+}
+
+void validateBatch(const BatchConfig& b) {
   if (b.max_queue_size == 0) {
     invalid("tracing.batch.max_queue_size", "must be greater than 0");
   }
@@ -361,8 +354,25 @@ void validate(const Config& cfg) {
   }
   requirePositive(b.schedule_delay, "tracing.batch.schedule_delay");
   requirePositive(b.export_timeout, "tracing.batch.export_timeout");
+}
 
-  const Limits& lim = cfg.limits;
+void validateTracing(const TracingConfig& t) {
+  if (std::string e = detail::checkSamplerType(t.sampler.type); !e.empty()) {
+    invalid("tracing.sampler.type", e);
+  }
+  if (!(t.sampler.ratio >= 0.0 && t.sampler.ratio <= 1.0)) {
+    invalid("tracing.sampler.ratio", "must be between 0 and 1");
+  }
+  for (size_t i = 0; i < t.propagators.size(); ++i) {
+    if (std::string e = detail::checkPropagator(t.propagators[i]); !e.empty()) {
+      invalid("tracing.propagators[" + std::to_string(i) + "]", e);
+    }
+  }
+  validateExporter(t.exporter);
+  validateBatch(t.batch);
+}
+
+void validateLimits(const Limits& lim) {
   if (lim.max_request_headers_bytes == 0) {
     invalid("limits.max_request_headers_bytes", "must be greater than 0");
   }
@@ -375,7 +385,9 @@ void validate(const Config& cfg) {
   requirePositive(lim.request_header_timeout, "limits.request_header_timeout");
   requirePositive(lim.idle_timeout, "limits.idle_timeout");
   requirePositive(lim.drain_timeout, "limits.drain_timeout");
+}
 
+void validateLogging(const Config& cfg) {
   if (std::string e = detail::checkLogLevel(cfg.log_level); !e.empty()) {
     invalid("log_level", e);
   }
@@ -385,6 +397,22 @@ void validate(const Config& cfg) {
   if (std::string e = detail::checkAccessLogFormat(cfg.access_log.format); !e.empty()) {
     invalid("access_log.format", e);
   }
+}
+
+}  // namespace
+
+// Section by section, in a fixed order, so the first problem reported is always the same one.
+void validate(const Config& cfg) {
+  if (cfg.listeners.empty()) {
+    throw ConfigError(
+        "listeners: none configured (pass --listen ADDR --upstream HOST:PORT, or --config FILE "
+        "with a listeners: section)");
+  }
+  validateClusters(cfg);
+  validateListeners(cfg);
+  validateTracing(cfg.tracing);
+  validateLimits(cfg.limits);
+  validateLogging(cfg);
 }
 
 Config buildConfig(const CliOptions& cli, const EnvLookup& env) {

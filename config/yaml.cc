@@ -632,108 +632,120 @@ ClusterEndpoint parseEndpoint(const Walker& w, const YAML::Node& n, const std::s
   return ep;
 }
 
+// `type_node` gets the type as written, so that the caller can point at it once the cluster's
+// protocol (which a grpc check needs) is known.
+HealthCheck parseHealthCheck(const Walker& w, const YAML::Node& n, const std::string& path,
+                             YAML::Node& type_node) {
+  HealthCheck h;
+  w.walkMap(n, path,
+            {"type", "path", "expected_statuses", "service_name", "interval", "timeout",
+             "healthy_threshold", "unhealthy_threshold", "panic"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "type") {
+                h.type = w.choice(v, sub, detail::checkHealthCheckType);
+                type_node = v;
+              } else if (key == "service_name") {
+                h.service_name = w.str(v, sub);
+              } else if (key == "path") {
+                h.path = w.nonEmpty(v, sub);
+                if (h.path.front() != '/') {
+                  w.fail(v, sub, "must start with '/'");
+                }
+              } else if (key == "expected_statuses") {
+                w.forEachItem(v, sub, [&](const YAML::Node& it, const std::string& ip) {
+                  uint32_t st = w.u32(it, ip);
+                  if (st < 100 || st > 599) {
+                    w.fail(it, ip, "expected an HTTP status 100..599");
+                  }
+                  h.expected_statuses.push_back(static_cast<int>(st));
+                });
+              } else if (key == "interval") {
+                h.interval = w.duration(v, sub);
+              } else if (key == "timeout") {
+                h.timeout = w.duration(v, sub);
+              } else if (key == "healthy_threshold") {
+                h.healthy_threshold = w.positive(v, sub);
+              } else if (key == "unhealthy_threshold") {
+                h.unhealthy_threshold = w.positive(v, sub);
+              } else {
+                h.panic = w.boolean(v, sub);
+              }
+            });
+  if (h.interval.count() <= 0 || h.timeout.count() <= 0) {
+    w.fail(n, path + ".interval", "interval and timeout must be greater than 0");
+  }
+  return h;
+}
+
+OutlierDetection parseOutlierDetection(const Walker& w, const YAML::Node& n,
+                                       const std::string& path) {
+  OutlierDetection o;
+  w.walkMap(n, path,
+            {"consecutive_5xx", "consecutive_connect_failures", "base_ejection_time",
+             "max_ejection_time", "max_ejection_percent"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "consecutive_5xx") {
+                o.consecutive_5xx = w.u32(v, sub);
+              } else if (key == "consecutive_connect_failures") {
+                o.consecutive_connect_failures = w.u32(v, sub);
+              } else if (key == "base_ejection_time") {
+                o.base_ejection_time = w.duration(v, sub);
+              } else if (key == "max_ejection_time") {
+                o.max_ejection_time = w.duration(v, sub);
+              } else {
+                o.max_ejection_percent = w.u32(v, sub);
+                if (o.max_ejection_percent > 100) {
+                  w.fail(v, sub, "expected a percentage 0..100");
+                }
+              }
+            });
+  if (o.max_ejection_time < o.base_ejection_time) {
+    w.fail(n, path + ".max_ejection_time", "must not be less than base_ejection_time");
+  }
+  return o;
+}
+
 Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& path) {
   Cluster c;
   YAML::Node check_type;  // health_check.type as written, for the protocol check at the end
-  w.walkMap(
-      n, path,
-      {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections", "tls",
-       "retry_budget", "circuit_breakers", "outlier_detection", "health_check", "idle_timeout",
-       "max_connection_duration", "dns_refresh_rate"},
-      [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
-        if (key == "name") {
-          c.name = w.nonEmpty(v, sub);
-        } else if (key == "endpoints") {
-          w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
-            c.endpoints.push_back(parseEndpoint(w, item, ip));
-          });
-          if (c.endpoints.empty()) {
-            w.fail(v, sub, "needs at least one endpoint");
-          }
-        } else if (key == "protocol") {
-          c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
-        } else if (key == "lb") {
-          c.lb = w.choice(v, sub, detail::checkLb);
-        } else if (key == "connect_timeout") {
-          c.connect_timeout = w.duration(v, sub);
-        } else if (key == "tls") {
-          c.tls = parseClusterTls(w, v, sub);
-        } else if (key == "idle_timeout") {
-          c.idle_timeout = w.duration(v, sub);
-          if (c.idle_timeout.count() <= 0) {
-            w.fail(v, sub, "must be greater than 0");
-          }
-        } else if (key == "max_connection_duration") {
-          c.max_connection_duration = w.duration(v, sub);
-        } else if (key == "dns_refresh_rate") {
-          c.dns_refresh_rate = w.duration(v, sub);
-        } else if (key == "health_check") {
-          HealthCheck h;
-          w.walkMap(v, sub,
-                    {"type", "path", "expected_statuses", "service_name", "interval", "timeout",
-                     "healthy_threshold", "unhealthy_threshold", "panic"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "type") {
-                        h.type = w.choice(v2, s2, detail::checkHealthCheckType);
-                        check_type = v2;
-                      } else if (k2 == "service_name") {
-                        h.service_name = w.str(v2, s2);
-                      } else if (k2 == "path") {
-                        h.path = w.nonEmpty(v2, s2);
-                        if (h.path.front() != '/') {
-                          w.fail(v2, s2, "must start with '/'");
-                        }
-                      } else if (k2 == "expected_statuses") {
-                        w.forEachItem(v2, s2, [&](const YAML::Node& it, const std::string& ip) {
-                          uint32_t st = w.u32(it, ip);
-                          if (st < 100 || st > 599) {
-                            w.fail(it, ip, "expected an HTTP status 100..599");
-                          }
-                          h.expected_statuses.push_back(static_cast<int>(st));
-                        });
-                      } else if (k2 == "interval") {
-                        h.interval = w.duration(v2, s2);
-                      } else if (k2 == "timeout") {
-                        h.timeout = w.duration(v2, s2);
-                      } else if (k2 == "healthy_threshold") {
-                        h.healthy_threshold = w.positive(v2, s2);
-                      } else if (k2 == "unhealthy_threshold") {
-                        h.unhealthy_threshold = w.positive(v2, s2);
-                      } else {
-                        h.panic = w.boolean(v2, s2);
-                      }
-                    });
-          if (h.interval.count() <= 0 || h.timeout.count() <= 0) {
-            w.fail(v, sub + ".interval", "interval and timeout must be greater than 0");
-          }
-          c.health_check = h;
-        } else if (key == "outlier_detection") {
-          OutlierDetection o;
-          w.walkMap(v, sub,
-                    {"consecutive_5xx", "consecutive_connect_failures", "base_ejection_time",
-                     "max_ejection_time", "max_ejection_percent"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "consecutive_5xx") {
-                        o.consecutive_5xx = w.u32(v2, s2);
-                      } else if (k2 == "consecutive_connect_failures") {
-                        o.consecutive_connect_failures = w.u32(v2, s2);
-                      } else if (k2 == "base_ejection_time") {
-                        o.base_ejection_time = w.duration(v2, s2);
-                      } else if (k2 == "max_ejection_time") {
-                        o.max_ejection_time = w.duration(v2, s2);
-                      } else {
-                        o.max_ejection_percent = w.u32(v2, s2);
-                        if (o.max_ejection_percent > 100) {
-                          w.fail(v2, s2, "expected a percentage 0..100");
-                        }
-                      }
-                    });
-          if (o.max_ejection_time < o.base_ejection_time) {
-            w.fail(v, sub + ".max_ejection_time", "must not be less than base_ejection_time");
-          }
-          c.outlier_detection = o;
-        } else if (key == "circuit_breakers") {
-          w.walkMap(v, sub,
+  w.walkMap(n, path,
+            {"name", "endpoints", "protocol", "lb", "connect_timeout", "max_idle_connections",
+             "tls", "retry_budget", "circuit_breakers", "outlier_detection", "health_check",
+             "idle_timeout", "max_connection_duration", "dns_refresh_rate"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "name") {
+                c.name = w.nonEmpty(v, sub);
+              } else if (key == "endpoints") {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  c.endpoints.push_back(parseEndpoint(w, item, ip));
+                });
+                if (c.endpoints.empty()) {
+                  w.fail(v, sub, "needs at least one endpoint");
+                }
+              } else if (key == "protocol") {
+                c.protocol = w.choice(v, sub, detail::checkClusterProtocol);
+              } else if (key == "lb") {
+                c.lb = w.choice(v, sub, detail::checkLb);
+              } else if (key == "connect_timeout") {
+                c.connect_timeout = w.duration(v, sub);
+              } else if (key == "tls") {
+                c.tls = parseClusterTls(w, v, sub);
+              } else if (key == "idle_timeout") {
+                c.idle_timeout = w.duration(v, sub);
+                if (c.idle_timeout.count() <= 0) {
+                  w.fail(v, sub, "must be greater than 0");
+                }
+              } else if (key == "max_connection_duration") {
+                c.max_connection_duration = w.duration(v, sub);
+              } else if (key == "dns_refresh_rate") {
+                c.dns_refresh_rate = w.duration(v, sub);
+              } else if (key == "health_check") {
+                c.health_check = parseHealthCheck(w, v, sub, check_type);
+              } else if (key == "outlier_detection") {
+                c.outlier_detection = parseOutlierDetection(w, v, sub);
+              } else if (key == "circuit_breakers") {
+                w.walkMap(
+                    v, sub,
                     {"max_connections", "max_pending_requests", "max_requests", "max_retries"},
                     [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
                       auto& b = c.circuit_breakers;
@@ -742,22 +754,22 @@ Cluster parseCluster(const Walker& w, const YAML::Node& n, const std::string& pa
                        : k2 == "max_requests"         ? b.max_requests
                                                       : b.max_retries) = w.u32(v2, s2);
                     });
-        } else if (key == "retry_budget") {
-          w.walkMap(v, sub, {"budget_percent", "min_retry_concurrency"},
-                    [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                      if (k2 == "budget_percent") {
-                        c.retry_budget.budget_percent = w.u32(v2, s2);
-                        if (c.retry_budget.budget_percent > 100) {
-                          w.fail(v2, s2, "expected a percentage 0..100");
-                        }
-                      } else {
-                        c.retry_budget.min_retry_concurrency = w.u32(v2, s2);
-                      }
-                    });
-        } else {
-          c.max_idle_connections = w.u32(v, sub);
-        }
-      });
+              } else if (key == "retry_budget") {
+                w.walkMap(v, sub, {"budget_percent", "min_retry_concurrency"},
+                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
+                            if (k2 == "budget_percent") {
+                              c.retry_budget.budget_percent = w.u32(v2, s2);
+                              if (c.retry_budget.budget_percent > 100) {
+                                w.fail(v2, s2, "expected a percentage 0..100");
+                              }
+                            } else {
+                              c.retry_budget.min_retry_concurrency = w.u32(v2, s2);
+                            }
+                          });
+              } else {
+                c.max_idle_connections = w.u32(v, sub);
+              }
+            });
   if (c.name.empty()) {
     w.fail(n, path + ".name", "missing");
   }

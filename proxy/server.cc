@@ -72,261 +72,297 @@ uint64_t residentBytes() {
   return n == 2 ? resident * static_cast<uint64_t>(sysconf(_SC_PAGESIZE)) : 0;
 }
 
-}  // namespace
+// What one scrape reads: the generation (config, slots, clusters) and every worker's counters,
+// summed, written to one stream.
+struct Scrape {
+  const Generation& gen;
+  const config::Config& cfg;
+  const std::vector<std::unique_ptr<Worker>>& workers;
+  std::ostream& o;
 
-std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& ps,
-                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
-                          uint64_t access_log_dropped) {
-  const auto& cfg = *gen.config;
-  std::ostringstream o;
-  auto sum = [&](auto fn) {
+  template <typename Fn>
+  uint64_t sum(Fn fn) const {
     uint64_t n = 0;
     for (const auto& w : workers) {
       n += fn(w->stats());
     }
     return n;
-  };
-  // Routes sharing a name share a slot (and a series): emit each slot once.
-  std::vector<char> route_seen;
-  auto firstSight = [&](size_t slot) {
-    if (slot >= route_seen.size()) {
-      route_seen.resize(slot + 1, false);
-    }
-    return std::exchange(route_seen[slot], 1) == 0;
-  };
+  }
+};
 
-  o << "# HELP sidetrace_downstream_requests_total Requests answered, by listener, route and "
-       "status class.\n"
-       "# TYPE sidetrace_downstream_requests_total counter\n";
-  for (size_t li = 0; li < cfg.listeners.size(); ++li) {
-    const auto& l = cfg.listeners[li];
+// Calls fn(listener, route name, slot, is_real_route) for each listener's routes and then its
+// no-route slot, once per slot: routes sharing a name share a slot (and a series).
+template <typename Fn>
+void forEachRouteSlot(const Scrape& s, Fn fn) {
+  static const std::string kNoRoute;
+  std::vector<char> seen;
+  for (size_t li = 0; li < s.cfg.listeners.size(); ++li) {
+    const auto& l = s.cfg.listeners[li];
     for (size_t ri = 0; ri <= l.routes.size(); ++ri) {
-      size_t slot = ri < l.routes.size() ? gen.routeSlot(li, ri) : gen.noRouteSlot(li);
-      if (!firstSight(slot)) {
+      const bool real = ri < l.routes.size();
+      size_t slot = real ? s.gen.routeSlot(li, ri) : s.gen.noRouteSlot(li);
+      if (slot >= seen.size()) {
+        seen.resize(slot + 1, false);
+      }
+      if (std::exchange(seen[slot], 1) != 0) {
         continue;
       }
-      std::string route = ri < l.routes.size() ? l.routes[ri].name : "";
-      for (size_t c = 0; c < kStatusClasses; ++c) {
-        uint64_t n = sum([&](const WorkerStats& s) { return s.requests(slot, c); });
-        if (n == 0 && !(c == 1 && ri < l.routes.size())) {
-          continue;  // keep the output small: zero series only for 2xx of real routes
+      fn(l, real ? l.routes[ri].name : kNoRoute, slot, real);
+    }
+  }
+}
+
+// One histogram series: buckets, +Inf, sum, count.
+void writeHistogram(const Scrape& s, std::string_view name, const std::string& labels,
+                    DurationHistograms WorkerStats::*member, size_t series) {
+  auto get = [&](auto fn) { return s.sum([&](const WorkerStats& w) { return fn(w.*member); }); };
+  std::ostream& o = s.o;
+  uint64_t count = get([&](const DurationHistograms& h) { return h.count(series); });
+  for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
+    o << name << "_bucket{" << labels << ",le=\"" << kDurationBuckets[b] << "\"} "
+      << get([&](const DurationHistograms& h) { return h.bucket(series, b); }) << "\n";
+  }
+  o << name << "_bucket{" << labels << ",le=\"+Inf\"} " << count << "\n";
+  o << name << "_sum{" << labels << "} "
+    << static_cast<double>(get([&](const DurationHistograms& h) { return h.sumNanos(series); })) /
+           1e9
+    << "\n";
+  o << name << "_count{" << labels << "} " << count << "\n";
+}
+
+// Per route: requests by status class, then request durations.
+void writeDownstreamRequests(const Scrape& s) {
+  s.o << "# HELP sidetrace_downstream_requests_total Requests answered, by listener, route and "
+         "status class.\n"
+         "# TYPE sidetrace_downstream_requests_total counter\n";
+  forEachRouteSlot(
+      s, [&](const config::Listener& l, const std::string& route, size_t slot, bool real) {
+        for (size_t c = 0; c < kStatusClasses; ++c) {
+          uint64_t n = s.sum([&](const WorkerStats& w) { return w.requests(slot, c); });
+          if (n == 0 && !(c == 1 && real)) {
+            continue;  // keep the output small: zero series only for 2xx of real routes
+          }
+          s.o << "sidetrace_downstream_requests_total{listener=\"" << escapeLabel(l.name)
+              << "\",route=\"" << escapeLabel(route) << "\",status_class=\"" << kClassNames[c]
+              << "\"} " << n << "\n";
         }
-        o << "sidetrace_downstream_requests_total{listener=\"" << escapeLabel(l.name)
-          << "\",route=\"" << escapeLabel(route) << "\",status_class=\"" << kClassNames[c] << "\"} "
-          << n << "\n";
-      }
+      });
+  s.o << "# HELP sidetrace_request_duration_seconds Time from request head to response end.\n"
+         "# TYPE sidetrace_request_duration_seconds histogram\n";
+  forEachRouteSlot(s, [&](const config::Listener& l, const std::string& route, size_t slot,
+                          bool real) {
+    if (!real &&
+        s.sum([&](const WorkerStats& w) { return w.request_durations.count(slot); }) == 0) {
+      return;
     }
-  }
-  // One histogram series: buckets, +Inf, sum, count.
-  auto histogram = [&](std::string_view name, const std::string& labels, auto member,
-                       size_t series) {
-    auto get = [&](auto fn) { return sum([&](const WorkerStats& s) { return fn(s.*member); }); };
-    uint64_t count = get([&](const DurationHistograms& h) { return h.count(series); });
-    for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
-      o << name << "_bucket{" << labels << ",le=\"" << kDurationBuckets[b] << "\"} "
-        << get([&](const DurationHistograms& h) { return h.bucket(series, b); }) << "\n";
-    }
-    o << name << "_bucket{" << labels << ",le=\"+Inf\"} " << count << "\n";
-    o << name << "_sum{" << labels << "} "
-      << static_cast<double>(get([&](const DurationHistograms& h) { return h.sumNanos(series); })) /
-             1e9
-      << "\n";
-    o << name << "_count{" << labels << "} " << count << "\n";
-  };
-  o << "# HELP sidetrace_request_duration_seconds Time from request head to response end.\n"
-       "# TYPE sidetrace_request_duration_seconds histogram\n";
-  route_seen.assign(route_seen.size(), false);
-  for (size_t li = 0; li < cfg.listeners.size(); ++li) {
-    const auto& l = cfg.listeners[li];
-    for (size_t ri = 0; ri <= l.routes.size(); ++ri) {
-      size_t slot = ri < l.routes.size() ? gen.routeSlot(li, ri) : gen.noRouteSlot(li);
-      if (!firstSight(slot)) {
-        continue;
-      }
-      if (ri == l.routes.size() &&
-          sum([&](const WorkerStats& s) { return s.request_durations.count(slot); }) == 0) {
-        continue;
-      }
-      histogram("sidetrace_request_duration_seconds",
-                "listener=\"" + escapeLabel(l.name) + "\",route=\"" +
-                    escapeLabel(ri < l.routes.size() ? l.routes[ri].name : "") + "\"",
-                &WorkerStats::request_durations, slot);
-    }
-  }
-  o << "# HELP sidetrace_upstream_responses_total Upstream response heads received, by cluster and "
-       "status class.\n"
-       "# TYPE sidetrace_upstream_responses_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
+    writeHistogram(s, "sidetrace_request_duration_seconds",
+                   "listener=\"" + escapeLabel(l.name) + "\",route=\"" + escapeLabel(route) + "\"",
+                   &WorkerStats::request_durations, slot);
+  });
+}
+
+// Per cluster: upstream response heads by status class, then upstream durations.
+void writeUpstreamResponses(const Scrape& s) {
+  const auto& clusters = s.cfg.clusters;
+  s.o << "# HELP sidetrace_upstream_responses_total Upstream response heads received, by cluster "
+         "and status class.\n"
+         "# TYPE sidetrace_upstream_responses_total counter\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
     for (size_t k = 0; k < kStatusClasses; ++k) {
-      uint64_t n = sum([&](const WorkerStats& s) { return s.upstreamResponses(cs, k); });
+      uint64_t n = s.sum([&](const WorkerStats& w) { return w.upstreamResponses(cs, k); });
       if (n == 0 && k != 1) {
         continue;  // zero series only for 2xx
       }
-      o << "sidetrace_upstream_responses_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-        << "\",status_class=\"" << kClassNames[k] << "\"} " << n << "\n";
+      s.o << "sidetrace_upstream_responses_total{cluster=\"" << escapeLabel(clusters[c].name)
+          << "\",status_class=\"" << kClassNames[k] << "\"} " << n << "\n";
     }
   }
-  o << "# HELP sidetrace_upstream_duration_seconds Time from the start of an upstream attempt "
-       "(connect included) to the upstream response head.\n"
-       "# TYPE sidetrace_upstream_duration_seconds histogram\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    histogram("sidetrace_upstream_duration_seconds",
-              "cluster=\"" + escapeLabel(cfg.clusters[c].name) + "\"",
-              &WorkerStats::upstream_durations, cs);
+  s.o << "# HELP sidetrace_upstream_duration_seconds Time from the start of an upstream attempt "
+         "(connect included) to the upstream response head.\n"
+         "# TYPE sidetrace_upstream_duration_seconds histogram\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    writeHistogram(s, "sidetrace_upstream_duration_seconds",
+                   "cluster=\"" + escapeLabel(clusters[c].name) + "\"",
+                   &WorkerStats::upstream_durations, s.gen.cluster_slots[c]);
   }
-  o << "# HELP sidetrace_downstream_connections_active Open downstream connections.\n"
-       "# TYPE sidetrace_downstream_connections_active gauge\n"
-    << "sidetrace_downstream_connections_active "
-    << sum([](const WorkerStats& s) { return static_cast<uint64_t>(s.active_connections.load()); })
-    << "\n"
-    << "# HELP sidetrace_downstream_connections_total Accepted downstream connections.\n"
-       "# TYPE sidetrace_downstream_connections_total counter\n"
-    << "sidetrace_downstream_connections_total "
-    << sum([](const WorkerStats& s) { return s.connections_total.load(); }) << "\n"
-    << "# HELP sidetrace_downstream_connections_overflow_total Connections closed right after "
-       "accept because limits.max_connections were open.\n"
-       "# TYPE sidetrace_downstream_connections_overflow_total counter\n"
-    << "sidetrace_downstream_connections_overflow_total "
-    << sum([](const WorkerStats& s) { return s.connections_overflow.load(); }) << "\n"
-    << "# HELP sidetrace_downstream_accept_failures_total Failed accepts (out of file descriptors "
-       "or kernel memory: the listener pauses 100ms after one).\n"
-       "# TYPE sidetrace_downstream_accept_failures_total counter\n"
-    << "sidetrace_downstream_accept_failures_total "
-    << sum([](const WorkerStats& s) { return s.accept_failures.load(); }) << "\n"
-    << "# HELP sidetrace_downstream_rejected_total Requests rejected before routing "
-       "(400/408/431).\n"
-       "# TYPE sidetrace_downstream_rejected_total counter\n"
-    << "sidetrace_downstream_rejected_total "
-    << sum([](const WorkerStats& s) { return s.bad_requests.load(); }) << "\n";
-  o << "# HELP sidetrace_downstream_tls_handshake_failures_total Downstream TLS handshakes that "
-       "failed or timed out (not TLS, old protocol, no shared cipher, client certificate refused, "
-       "closed early), by listener.\n"
-       "# TYPE sidetrace_downstream_tls_handshake_failures_total counter\n";
-  for (size_t li = 0; li < cfg.listeners.size(); ++li) {
-    if (!cfg.listeners[li].tls) {
+}
+
+void writeDownstreamConnections(const Scrape& s) {
+  s.o << "# HELP sidetrace_downstream_connections_active Open downstream connections.\n"
+         "# TYPE sidetrace_downstream_connections_active gauge\n"
+      << "sidetrace_downstream_connections_active " << s.sum([](const WorkerStats& w) {
+           return static_cast<uint64_t>(w.active_connections.load());
+         })
+      << "\n"
+      << "# HELP sidetrace_downstream_connections_total Accepted downstream connections.\n"
+         "# TYPE sidetrace_downstream_connections_total counter\n"
+      << "sidetrace_downstream_connections_total "
+      << s.sum([](const WorkerStats& w) { return w.connections_total.load(); }) << "\n"
+      << "# HELP sidetrace_downstream_connections_overflow_total Connections closed right after "
+         "accept because limits.max_connections were open.\n"
+         "# TYPE sidetrace_downstream_connections_overflow_total counter\n"
+      << "sidetrace_downstream_connections_overflow_total "
+      << s.sum([](const WorkerStats& w) { return w.connections_overflow.load(); }) << "\n"
+      << "# HELP sidetrace_downstream_accept_failures_total Failed accepts (out of file "
+         "descriptors or kernel memory: the listener pauses 100ms after one).\n"
+         "# TYPE sidetrace_downstream_accept_failures_total counter\n"
+      << "sidetrace_downstream_accept_failures_total "
+      << s.sum([](const WorkerStats& w) { return w.accept_failures.load(); }) << "\n"
+      << "# HELP sidetrace_downstream_rejected_total Requests rejected before routing "
+         "(400/408/431).\n"
+         "# TYPE sidetrace_downstream_rejected_total counter\n"
+      << "sidetrace_downstream_rejected_total "
+      << s.sum([](const WorkerStats& w) { return w.bad_requests.load(); }) << "\n";
+  s.o << "# HELP sidetrace_downstream_tls_handshake_failures_total Downstream TLS handshakes that "
+         "failed or timed out (not TLS, old protocol, no shared cipher, client certificate "
+         "refused, closed early), by listener.\n"
+         "# TYPE sidetrace_downstream_tls_handshake_failures_total counter\n";
+  for (size_t li = 0; li < s.cfg.listeners.size(); ++li) {
+    if (!s.cfg.listeners[li].tls) {
       continue;
     }
-    o << "sidetrace_downstream_tls_handshake_failures_total{listener=\""
-      << escapeLabel(cfg.listeners[li].name) << "\"} "
-      << sum([&](const WorkerStats& s) { return s.tls_handshake_failures[li].load(); }) << "\n";
+    s.o << "sidetrace_downstream_tls_handshake_failures_total{listener=\""
+        << escapeLabel(s.cfg.listeners[li].name) << "\"} "
+        << s.sum([&](const WorkerStats& w) { return w.tls_handshake_failures[li].load(); }) << "\n";
   }
-  o << "# HELP sidetrace_upstream_connect_failures_total Upstream connections refused or failed.\n"
-       "# TYPE sidetrace_upstream_connect_failures_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    o << "sidetrace_upstream_connect_failures_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-      << "\"} " << sum([&](const WorkerStats& s) { return s.connect_failures[cs].load(); }) << "\n";
-  }
-  o << "# HELP sidetrace_upstream_tls_handshake_failures_total Upstream TLS handshakes that "
-       "failed (certificate or name refused, no common protocol, not a TLS server), by cluster; "
-       "also counted as connect failures.\n"
-       "# TYPE sidetrace_upstream_tls_handshake_failures_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    if (!cfg.clusters[c].tls) {
-      continue;
-    }
-    const size_t cs = gen.cluster_slots[c];
-    o << "sidetrace_upstream_tls_handshake_failures_total{cluster=\""
-      << escapeLabel(cfg.clusters[c].name) << "\"} "
-      << sum([&](const WorkerStats& s) { return s.upstream_tls_handshake_failures[cs].load(); })
-      << "\n";
-  }
-  o << "# HELP sidetrace_upstream_retries_total Retries by cluster and outcome: attempted (a "
-       "retry sent), succeeded / exhausted (requests that retried and finally succeeded / still "
-       "failed), overflow (a retriable failure not retried: retry budget full).\n"
-       "# TYPE sidetrace_upstream_retries_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    static constexpr const char* kOutcomes[] = {"attempted", "succeeded", "exhausted", "overflow"};
-    for (size_t k = 0; k < WorkerStats::kRetryOutcomes; ++k) {
-      o << "sidetrace_upstream_retries_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-        << "\",outcome=\"" << kOutcomes[k] << "\"} " << sum([&](const WorkerStats& s) {
-             return s.retries[cs * WorkerStats::kRetryOutcomes + k].load();
-           })
+}
+
+// Connect failures, upstream TLS handshake failures and retries, per cluster.
+void writeUpstreamAttempts(const Scrape& s) {
+  const auto& clusters = s.cfg.clusters;
+  s.o << "# HELP sidetrace_upstream_connect_failures_total Upstream connections refused or "
+         "failed.\n"
+         "# TYPE sidetrace_upstream_connect_failures_total counter\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
+    s.o << "sidetrace_upstream_connect_failures_total{cluster=\"" << escapeLabel(clusters[c].name)
+        << "\"} " << s.sum([&](const WorkerStats& w) { return w.connect_failures[cs].load(); })
         << "\n";
+  }
+  s.o << "# HELP sidetrace_upstream_tls_handshake_failures_total Upstream TLS handshakes that "
+         "failed (certificate or name refused, no common protocol, not a TLS server), by "
+         "cluster; also counted as connect failures.\n"
+         "# TYPE sidetrace_upstream_tls_handshake_failures_total counter\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    if (!clusters[c].tls) {
+      continue;
+    }
+    const size_t cs = s.gen.cluster_slots[c];
+    s.o << "sidetrace_upstream_tls_handshake_failures_total{cluster=\""
+        << escapeLabel(clusters[c].name) << "\"} "
+        << s.sum([&](const WorkerStats& w) { return w.upstream_tls_handshake_failures[cs].load(); })
+        << "\n";
+  }
+  s.o << "# HELP sidetrace_upstream_retries_total Retries by cluster and outcome: attempted (a "
+         "retry sent), succeeded / exhausted (requests that retried and finally succeeded / "
+         "still failed), overflow (a retriable failure not retried: retry budget full).\n"
+         "# TYPE sidetrace_upstream_retries_total counter\n";
+  static constexpr const char* kOutcomes[] = {"attempted", "succeeded", "exhausted", "overflow"};
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
+    for (size_t k = 0; k < WorkerStats::kRetryOutcomes; ++k) {
+      s.o << "sidetrace_upstream_retries_total{cluster=\"" << escapeLabel(clusters[c].name)
+          << "\",outcome=\"" << kOutcomes[k] << "\"} " << s.sum([&](const WorkerStats& w) {
+               return w.retries[cs * WorkerStats::kRetryOutcomes + k].load();
+             })
+          << "\n";
     }
   }
-  o << "# HELP sidetrace_upstream_endpoint_healthy Active health check verdict per endpoint of "
-       "health-checked clusters (1 in rotation, 0 out).\n"
-       "# TYPE sidetrace_upstream_endpoint_healthy gauge\n";
-  for (const auto& rc : gen.clusters) {
+}
+
+// Per-endpoint series, read from the generation's shared endpoint sets rather than the workers:
+// health verdicts, load balancer picks, ejections and which addresses DNS still returns.
+void writeEndpoints(const Scrape& s) {
+  s.o << "# HELP sidetrace_upstream_endpoint_healthy Active health check verdict per endpoint of "
+         "health-checked clusters (1 in rotation, 0 out).\n"
+         "# TYPE sidetrace_upstream_endpoint_healthy gauge\n";
+  for (const auto& rc : s.gen.clusters) {
     if (!rc.health) {
       continue;
     }
     for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
       if (rc.endpoints->present(i)) {
-        o << "sidetrace_upstream_endpoint_healthy{cluster=\"" << escapeLabel(rc.cfg->name)
-          << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} "
-          << (rc.health->healthy(i) ? 1 : 0) << "\n";
+        s.o << "sidetrace_upstream_endpoint_healthy{cluster=\"" << escapeLabel(rc.cfg->name)
+            << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} "
+            << (rc.health->healthy(i) ? 1 : 0) << "\n";
       }
     }
   }
-  o << "# HELP sidetrace_upstream_lb_picks_total Request attempts the load balancer sent to each "
-       "endpoint (retries included) since the last reload.\n"
-       "# TYPE sidetrace_upstream_lb_picks_total counter\n";
-  for (const auto& rc : gen.clusters) {
+  s.o << "# HELP sidetrace_upstream_lb_picks_total Request attempts the load balancer sent to "
+         "each endpoint (retries included) since the last reload.\n"
+         "# TYPE sidetrace_upstream_lb_picks_total counter\n";
+  for (const auto& rc : s.gen.clusters) {
     for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
-      o << "sidetrace_upstream_lb_picks_total{cluster=\"" << escapeLabel(rc.cfg->name)
-        << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->picks(i) << "\n";
+      s.o << "sidetrace_upstream_lb_picks_total{cluster=\"" << escapeLabel(rc.cfg->name)
+          << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->picks(i)
+          << "\n";
     }
   }
-  o << "# HELP sidetrace_upstream_endpoint_ejections_total Outlier-detection ejections of each "
-       "endpoint (by any worker) since the last reload.\n"
-       "# TYPE sidetrace_upstream_endpoint_ejections_total counter\n";
-  for (const auto& rc : gen.clusters) {
+  s.o << "# HELP sidetrace_upstream_endpoint_ejections_total Outlier-detection ejections of each "
+         "endpoint (by any worker) since the last reload.\n"
+         "# TYPE sidetrace_upstream_endpoint_ejections_total counter\n";
+  for (const auto& rc : s.gen.clusters) {
     if (!rc.outliers) {
       continue;
     }
     for (size_t i = 0, n = rc.endpoints->size(); i < n; ++i) {
-      o << "sidetrace_upstream_endpoint_ejections_total{cluster=\"" << escapeLabel(rc.cfg->name)
-        << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->ejections(i)
-        << "\n";
+      s.o << "sidetrace_upstream_endpoint_ejections_total{cluster=\"" << escapeLabel(rc.cfg->name)
+          << "\",endpoint=\"" << (*rc.endpoints)[i].label << "\"} " << rc.endpoints->ejections(i)
+          << "\n";
     }
   }
-  o << "# HELP sidetrace_upstream_endpoints Endpoints per cluster: every address its endpoints "
-       "resolve to, by whether DNS still returns it.\n"
-       "# TYPE sidetrace_upstream_endpoints gauge\n";
-  for (const auto& rc : gen.clusters) {
+  s.o << "# HELP sidetrace_upstream_endpoints Endpoints per cluster: every address its endpoints "
+         "resolve to, by whether DNS still returns it.\n"
+         "# TYPE sidetrace_upstream_endpoints gauge\n";
+  for (const auto& rc : s.gen.clusters) {
     const size_t present = rc.endpoints->presentCount();
-    o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
-      << "\",state=\"present\"} " << present << "\n";
-    o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
-      << "\",state=\"removed\"} " << rc.endpoints->size() - present << "\n";
+    s.o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
+        << "\",state=\"present\"} " << present << "\n";
+    s.o << "sidetrace_upstream_endpoints{cluster=\"" << escapeLabel(rc.cfg->name)
+        << "\",state=\"removed\"} " << rc.endpoints->size() - present << "\n";
   }
-  o << "# HELP sidetrace_upstream_ejections_total Endpoints ejected by outlier detection "
-       "(consecutive failures), per worker and time, summed.\n"
-       "# TYPE sidetrace_upstream_ejections_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    o << "sidetrace_upstream_ejections_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-      << "\"} " << sum([&](const WorkerStats& s) { return s.ejections[cs].load(); }) << "\n";
+}
+
+// Per-cluster protection counters: outlier ejections, circuit breaker trips, timeouts.
+void writeUpstreamProtection(const Scrape& s) {
+  const auto& clusters = s.cfg.clusters;
+  s.o << "# HELP sidetrace_upstream_ejections_total Endpoints ejected by outlier detection "
+         "(consecutive failures), per worker and time, summed.\n"
+         "# TYPE sidetrace_upstream_ejections_total counter\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
+    s.o << "sidetrace_upstream_ejections_total{cluster=\"" << escapeLabel(clusters[c].name)
+        << "\"} " << s.sum([&](const WorkerStats& w) { return w.ejections[cs].load(); }) << "\n";
   }
-  o << "# HELP sidetrace_upstream_circuit_breaker_trips_total Requests answered 503 at once "
-       "because a cluster's circuit breaker (connections, pending, requests, retries) was full.\n"
-       "# TYPE sidetrace_upstream_circuit_breaker_trips_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    static constexpr const char* kBreakerNames[] = {"connections", "pending", "requests",
-                                                    "retries"};
+  s.o << "# HELP sidetrace_upstream_circuit_breaker_trips_total Requests answered 503 at once "
+         "because a cluster's circuit breaker (connections, pending, requests, retries) was "
+         "full.\n"
+         "# TYPE sidetrace_upstream_circuit_breaker_trips_total counter\n";
+  static constexpr const char* kBreakerNames[] = {"connections", "pending", "requests", "retries"};
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
     for (size_t k = 0; k < WorkerStats::kBreakers; ++k) {
-      o << "sidetrace_upstream_circuit_breaker_trips_total{cluster=\""
-        << escapeLabel(cfg.clusters[c].name) << "\",breaker=\"" << kBreakerNames[k] << "\"} "
-        << sum([&](const WorkerStats& s) {
-             return s.breaker_trips[cs * WorkerStats::kBreakers + k].load();
-           })
-        << "\n";
+      s.o << "sidetrace_upstream_circuit_breaker_trips_total{cluster=\""
+          << escapeLabel(clusters[c].name) << "\",breaker=\"" << kBreakerNames[k] << "\"} "
+          << s.sum([&](const WorkerStats& w) {
+               return w.breaker_trips[cs * WorkerStats::kBreakers + k].load();
+             })
+          << "\n";
     }
   }
-  o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
-       "# TYPE sidetrace_upstream_timeouts_total counter\n";
-  for (size_t c = 0; c < cfg.clusters.size(); ++c) {
-    const size_t cs = gen.cluster_slots[c];
-    o << "sidetrace_upstream_timeouts_total{cluster=\"" << escapeLabel(cfg.clusters[c].name)
-      << "\"} " << sum([&](const WorkerStats& s) { return s.upstream_timeouts[cs].load(); })
-      << "\n";
+  s.o << "# HELP sidetrace_upstream_timeouts_total Upstream connect or route timeouts.\n"
+         "# TYPE sidetrace_upstream_timeouts_total counter\n";
+  for (size_t c = 0; c < clusters.size(); ++c) {
+    const size_t cs = s.gen.cluster_slots[c];
+    s.o << "sidetrace_upstream_timeouts_total{cluster=\"" << escapeLabel(clusters[c].name) << "\"} "
+        << s.sum([&](const WorkerStats& w) { return w.upstream_timeouts[cs].load(); }) << "\n";
   }
+}
+
+// The span pipeline (sampling, export queue, exporter) and the access log queue.
+void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
+                         uint64_t access_log_dropped) {
   o << "# HELP sidetrace_spans_started_total Spans started (sampled or not).\n"
        "# TYPE sidetrace_spans_started_total counter\n"
     << "sidetrace_spans_started_total " << ps.spans_started.load() << "\n"
@@ -359,8 +395,11 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
     << "\n"
     << "# HELP sidetrace_export_queue_size Spans waiting in the export queue.\n"
        "# TYPE sidetrace_export_queue_size gauge\n"
-    << "sidetrace_export_queue_size " << ps.queue_size.load() << "\n"
-    << "# HELP sidetrace_process_resident_memory_bytes Resident set size.\n"
+    << "sidetrace_export_queue_size " << ps.queue_size.load() << "\n";
+}
+
+void writeProcess(std::ostream& o, bool draining) {
+  o << "# HELP sidetrace_process_resident_memory_bytes Resident set size.\n"
        "# TYPE sidetrace_process_resident_memory_bytes gauge\n"
     << "sidetrace_process_resident_memory_bytes " << residentBytes() << "\n"
     << "# HELP sidetrace_process_start_time_seconds Start time of the process since the Unix "
@@ -374,6 +413,23 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
     << "# HELP sidetrace_draining 1 while shutting down.\n"
        "# TYPE sidetrace_draining gauge\n"
     << "sidetrace_draining " << (draining ? 1 : 0) << "\n";
+}
+
+}  // namespace
+
+std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& ps,
+                          const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
+                          uint64_t access_log_dropped) {
+  std::ostringstream o;
+  const Scrape s{gen, *gen.config, workers, o};
+  writeDownstreamRequests(s);
+  writeUpstreamResponses(s);
+  writeDownstreamConnections(s);
+  writeUpstreamAttempts(s);
+  writeEndpoints(s);
+  writeUpstreamProtection(s);
+  writeExportPipeline(o, ps, access_log_dropped);
+  writeProcess(o, draining);
   return o.str();
 }
 
