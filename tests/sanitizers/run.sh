@@ -51,30 +51,30 @@ timed() {  # label command...: runs the command, prints its wall time
   return "$status"
 }
 
+# halt_on_error: a UBSan report in a test binary fails its test, not only a log line.
+# detect_leaks stays on (the default): a leak at a clean exit is a report too.
+# Chained with &&: errexit does not apply inside a stage (it runs under ||).
 stage_asan() {
-  # Chained with &&: errexit does not apply inside a stage (it runs under ||).
   configure build-asan address,undefined &&
     timed "asan build" cmake --build build-asan -j "$jobs" &&
-  # halt_on_error: a UBSan report in a test binary fails its test, not only a log line.
-  # detect_leaks stays on (the default): a leak at a clean exit is a report too.
-  ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
-    UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-    timed "asan tests" run_ctest build-asan --timeout 600
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
+      timed "asan tests" run_ctest build-asan --timeout 600
 }
 
 # Reload, DNS refresh, health checks, outlier detection, the export pipeline (batch processor,
 # exporters, collector faults) and drain: the tests where the main thread, the workers, the
 # exporter thread and the health checker touch shared state.
-tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTest|GrpcHealthCheckTest|OutlierDetectionTest|OutlierTest|CollectorFaultsTest|OtlpHttpTest|AdminLifecycleTest|BatchSpanProcessorTest|WorkerSpanBufferTest|ExportBackoffTest|OtlpHttpExporterTest|OtlpGrpcExporterTest)\.'
+tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTest|GrpcHealthCheckTest|OutlierDetectionTest|OutlierTest|CollectorFaultsTest|OtlpHttpTest|AdminLifecycleTest|BatchSpanProcessorTest|WorkerSpanBufferTest|ExportBackoffTest|OtlpGrpcExporterTest|OtlpHttpExporterTest)\.'
 
+# Builds only the binaries the subset runs. Debian's grpc/absl/protobuf are not instrumented:
+# tsan.supp says which reports are theirs.
 stage_tsan() {
-  # Only the binaries the subset runs.
   configure build-tsan thread &&
     timed "tsan build" cmake --build build-tsan -j "$jobs" --target sidetrace integration_tests \
       tracing_unit_tests upstream_unit_tests &&
-  # Debian's grpc/absl/protobuf are not instrumented: tsan.supp says which reports are theirs.
-  TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$here/tsan.supp:second_deadlock_stack=1:halt_on_error=0}" \
-    timed "tsan tests" run_ctest build-tsan --timeout 600 -R "${TSAN_TESTS:-$tsan_tests_default}"
+    TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$here/tsan.supp:second_deadlock_stack=1}" \
+      timed "tsan tests" run_ctest build-tsan --timeout 600 -R "${TSAN_TESTS:-$tsan_tests_default}"
 }
 
 stage_fuzz() {
