@@ -54,12 +54,17 @@ timed() {  # label command...: runs the command, prints its wall time
 # halt_on_error: a UBSan report in a test binary fails its test, not only a log line.
 # detect_leaks stays on (the default): a leak at a clean exit is a report too.
 # Chained with &&: errexit does not apply inside a stage (it runs under ||).
+# handle_segv/handle_sigbus=0: a crash by a signal stays one (the harness names the signal, as in
+# the plain build; HarnessCrashTest checks that) instead of becoming an ASan report and exit 1.
+# AcceptBacksOffWhenOutOfDescriptors runs the process out of descriptors, and UBSan's vptr check
+# needs two (a pipe, to probe memory): there it reports valid objects as "invalid vptr".
 stage_asan() {
   configure build-asan address,undefined &&
     timed "asan build" cmake --build build-asan -j "$jobs" &&
-    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1}" \
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:handle_segv=0:handle_sigbus=0}" \
       UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-      timed "asan tests" run_ctest build-asan --timeout 600
+      timed "asan tests" run_ctest build-asan --timeout 600 \
+      -E '^ConnectionLimitsTest\.AcceptBacksOffWhenOutOfDescriptors$'
 }
 
 # Reload, DNS refresh, health checks, outlier detection, the export pipeline (batch processor,
