@@ -1,16 +1,26 @@
 #!/usr/bin/env bash
-# The test command: install every dependency (Debian packages; npm for the JS decoding peer),
-# configure, build, run all tests through ctest. Safe to re-run; skips installs already done.
-#   tests/run.sh            # everything
+# The test command (.ci/run runs it): install every dependency (Debian packages; npm for the JS
+# decoding peer), then, each stage timed and the next one run even when one fails:
+#   1. build/ with -Werror and run every test through ctest;
+#   2. tests/sanitizers/run.sh asan: the whole suite again under ASan+UBSan (build-asan/);
+#   3. tests/sanitizers/run.sh tsan: the concurrency-heavy tests under TSan (build-tsan/);
+#   4. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus.
+# Exits non-zero if any stage failed. Safe to re-run; skips installs already done.
+#   tests/run.sh                      # everything
+#   SANITIZERS=0 tests/run.sh         # stage 1 only (a quick local run)
 #   SKIP_INSTALL=1 tests/run.sh
-#   BUILD_DIR=build-asan CMAKE_ARGS="-DSIDETRACE_SANITIZE=address,undefined" tests/run.sh
+#   tests/sanitizers/run.sh tsan      # one sanitizer stage alone (asan, tsan or fuzz)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 build_dir="${BUILD_DIR:-build}"
+sanitizers="${SANITIZERS:-1}"
+[ "$sanitizers" != 0 ] || sanitizers=""
 
+t_start=$SECONDS
 if [ -z "${SKIP_INSTALL:-}" ]; then
-  bash tests/install-deps.sh --node
+  # clang and its runtime build the libFuzzer targets (fuzz stage).
+  bash tests/install-deps.sh --node ${sanitizers:+clang libclang-rt-14-dev}
   # JS peer for decoding exported spans with the official opentelemetry-proto schema.
   if [ -f tests/integration/node/package.json ] && [ ! -d tests/integration/node/node_modules ]; then
     (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) ||
@@ -18,7 +28,36 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   fi
 fi
 
+times=()
+failed=()
+stage() {  # name command...: runs one stage, records its wall time and whether it failed
+  local name=$1 t0=$SECONDS status=0
+  shift
+  echo "=== tests/run.sh: $name"
+  "$@" || status=$?
+  times+=("$(printf '%-10s %5d s  %s' "$name" $((SECONDS - t0)) "$([ $status -eq 0 ] && echo ok || echo "FAILED ($status)")")")
+  [ "$status" -eq 0 ] || failed+=("$name")
+}
+
+plain() {  # chained with &&: errexit does not apply inside a stage (it runs under ||)
+  cmake -S . -B "$build_dir" -G Ninja -DSIDETRACE_WERROR=ON ${CMAKE_ARGS:-} &&
+    cmake --build "$build_dir" -j "$jobs" &&
+    ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 300
+}
+
 jobs="${JOBS:-$(nproc)}"
-cmake -S . -B "$build_dir" -G Ninja -DSIDETRACE_WERROR=ON ${CMAKE_ARGS:-}
-cmake --build "$build_dir" -j "$jobs"
-ctest --test-dir "$build_dir" --output-on-failure -j "$jobs" --timeout 300
+export JOBS="$jobs"
+times+=("$(printf '%-10s %5d s' install $((SECONDS - t_start)))")
+stage tests plain
+if [ -n "$sanitizers" ]; then
+  stage asan bash tests/sanitizers/run.sh asan
+  stage tsan bash tests/sanitizers/run.sh tsan
+  stage fuzz bash tests/sanitizers/run.sh fuzz
+fi
+
+echo "=== tests/run.sh: stage times (total $((SECONDS - t_start)) s)"
+printf '  %s\n' "${times[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "tests/run.sh: FAILED stages: ${failed[*]}" >&2
+  exit 1
+fi

@@ -39,7 +39,9 @@
 #define SIDETRACE_FUZZ_ASAN 1
 #endif
 #ifdef SIDETRACE_FUZZ_ASAN
-#include <sanitizer/allocator_interface.h>
+// Declared here, not from <sanitizer/allocator_interface.h>: GCC does not ship that header, and the
+// replay build runs under g++ -fsanitize=address in CI (libasan exports the function).
+extern "C" size_t __sanitizer_get_current_allocated_bytes();
 #endif
 
 namespace asio = boost::asio;

@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# The sanitizer stages of the test command (tests/run.sh runs all three after the plain suite,
+# unless SANITIZERS=0). Each stage has its own build dir, so none rebuilds another's objects, and
+# ccache keeps rebuilds after a small change short.
+#   tests/sanitizers/run.sh [asan] [tsan] [fuzz]     # no argument: all three, in this order
+#   asan  the whole ctest suite built with g++ -fsanitize=address,undefined (build-asan/)
+#   tsan  the concurrency-heavy tests (TSAN_TESTS below) built with -fsanitize=thread (build-tsan/)
+#   fuzz  every libFuzzer target for FUZZ_SECONDS (default 20) from its corpus (tests/fuzz/run.sh)
+# A sanitizer report anywhere fails the stage: in a test binary, UBSan halts and TSan exits 66 at
+# exit; in sidetrace, the integration harness fails the test whose process wrote a report; and the
+# ctest log is searched for report lines last, in case a helper process wrote one.
+# Environment: JOBS (default nproc), TSAN_TESTS (ctest -R regex), FUZZ_SECONDS.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/../.." && pwd)"
+cd "$root"
+here="$root/tests/sanitizers"
+jobs="${JOBS:-$(nproc)}"
+
+# Sanitizer builds at -O1 with line tables (-g1) and assertions on: half the compile time of the
+# default -O2 -g under ASan, stacks still symbolized, and asserted invariants checked as well.
+configure() {  # build_dir sanitizers
+  cmake -S . -B "$1" -G Ninja -DSIDETRACE_WERROR=ON -DSIDETRACE_SANITIZE="$2" \
+    -DCMAKE_BUILD_TYPE=Sanitize "-DCMAKE_C_FLAGS_SANITIZE=-O1 -g1" \
+    "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -g1" >/dev/null
+}
+
+# The first line of a sanitizer report (the pattern the integration harness matches on stderr).
+report_re='^(==[0-9]+==)?(ERROR|WARNING): [A-Za-z]*Sanitizer|^[^{\[].*: runtime error: '
+
+# Runs ctest in $1 with the remaining arguments, then fails if the log holds a sanitizer report.
+run_ctest() {
+  local dir=$1
+  shift
+  local status=0
+  ctest --test-dir "$dir" --output-on-failure -j "$jobs" "$@" || status=$?
+  local reports
+  reports=$(grep -E "$report_re" "$dir/Testing/Temporary/LastTest.log" || true)
+  if [ -n "$reports" ]; then
+    echo "sanitizers: report lines in $dir/Testing/Temporary/LastTest.log:" >&2
+    echo "$reports" | sort | uniq -c | head -40 >&2
+    status=1
+  fi
+  return "$status"
+}
+
+timed() {  # label command...: runs the command, prints its wall time
+  local label=$1 t0=$SECONDS status=0
+  shift
+  "$@" || status=$?
+  echo "sanitizers: $label $(($SECONDS - t0)) s (exit $status)"
+  return "$status"
+}
+
+# halt_on_error: a UBSan report in a test binary fails its test, not only a log line.
+# detect_leaks stays on (the default): a leak at a clean exit is a report too.
+# Chained with &&: errexit does not apply inside a stage (it runs under ||).
+# handle_segv/handle_sigbus=0: a crash by a signal stays one (the harness names the signal, as in
+# the plain build; HarnessCrashTest checks that) instead of becoming an ASan report and exit 1.
+# AcceptBacksOffWhenOutOfDescriptors runs the process out of descriptors, and UBSan's vptr check
+# needs two (a pipe, to probe memory): there it reports valid objects as "invalid vptr".
+stage_asan() {
+  configure build-asan address,undefined &&
+    timed "asan build" cmake --build build-asan -j "$jobs" &&
+    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:handle_segv=0:handle_sigbus=0}" \
+      UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
+      timed "asan tests" run_ctest build-asan --timeout 600 \
+      -E '^ConnectionLimitsTest\.AcceptBacksOffWhenOutOfDescriptors$'
+}
+
+# Reload, DNS refresh, health checks, outlier detection, the export pipeline (batch processor,
+# exporters, collector faults) and drain: the tests where the main thread, the workers, the
+# exporter thread and the health checker touch shared state.
+tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTest|GrpcHealthCheckTest|OutlierDetectionTest|OutlierTest|CollectorFaultsTest|OtlpHttpTest|AdminLifecycleTest|BatchSpanProcessorTest|WorkerSpanBufferTest|ExportBackoffTest|OtlpGrpcExporterTest|OtlpHttpExporterTest)\.'
+
+# Builds only the binaries the subset runs. Debian's grpc/absl/protobuf are not instrumented:
+# tsan.supp says which reports are theirs.
+stage_tsan() {
+  configure build-tsan thread &&
+    timed "tsan build" cmake --build build-tsan -j "$jobs" --target sidetrace integration_tests \
+      tracing_unit_tests upstream_unit_tests &&
+    TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$here/tsan.supp:second_deadlock_stack=1}" \
+      timed "tsan tests" run_ctest build-tsan --timeout 600 -R "${TSAN_TESTS:-$tsan_tests_default}"
+}
+
+stage_fuzz() {
+  JOBS="$jobs" timed "fuzz" bash tests/fuzz/run.sh "${FUZZ_SECONDS:-20}"
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(asan tsan fuzz)
+failed=()
+for s in "${stages[@]}"; do
+  case "$s" in
+    asan | tsan | fuzz) ;;
+    *) echo "usage: tests/sanitizers/run.sh [asan] [tsan] [fuzz]" >&2; exit 2 ;;
+  esac
+  echo "=== sanitizers: $s"
+  t0=$SECONDS
+  status=0
+  "stage_$s" || status=$?
+  echo "=== sanitizers: $s done in $(($SECONDS - t0)) s, exit $status"
+  [ "$status" -eq 0 ] || failed+=("$s")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "sanitizers: FAILED: ${failed[*]}" >&2
+  exit 1
+fi
