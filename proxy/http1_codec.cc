@@ -53,6 +53,7 @@ struct Http1Parser::Impl {
     s.stop_ = Stop::None;
     s.fields_ = 0;
     s.hosts_ = 0;
+    s.te_chunked_ = false;
     s.head_bytes_ = 1;  // nonzero from the first byte of a message
     s.content_length_.reset();
     return 0;
@@ -127,6 +128,12 @@ struct Http1Parser::Impl {
         s.content_length_ = v;
       }
     }
+    if (!s.head_done_ && filters::iequals(s.field_, "transfer-encoding")) {
+      const std::string_view v = s.value_;
+      const size_t comma = v.rfind(',');
+      s.te_chunked_ = filters::iequals(
+          filters::trimOws(comma == std::string_view::npos ? v : v.substr(comma + 1)), "chunked");
+    }
     headers.add(std::move(s.field_), std::move(s.value_));
     if (countHead(s, 4) != 0) {  // ": " and CRLF, once per field however the bytes arrived
       return HPE_USER;
@@ -156,6 +163,12 @@ struct Http1Parser::Impl {
       }
       s.response_.status = p->status_code;
       s.response_.version_minor = p->http_minor;
+    }
+    // llhttp 8.1 does not take "chunked" followed by whitespace ("chunked\t") as the chunked
+    // coding and frames the message another way (a response: until the connection closes), while
+    // the field as forwarded, OWS trimmed, says chunked. Two readings of one message: reject it.
+    if (s.te_chunked_ && (p->flags & F_CHUNKED) == 0) {
+      return stop(s, Stop::BadValue);
     }
     s.current_->head_complete = true;
     // An interim (1xx) response never has a body (RFC 9110 §15.2), whatever its framing fields

@@ -99,8 +99,9 @@ class Http1Parser {
   bool in_message_ = false;
   bool no_body_ = false;
   Stop stop_ = Stop::None;
-  uint32_t fields_ = 0;  // in the head or trailer section being parsed
-  uint32_t hosts_ = 0;   // Host fields in the request head
+  uint32_t fields_ = 0;      // in the head or trailer section being parsed
+  uint32_t hosts_ = 0;       // Host fields in the request head
+  bool te_chunked_ = false;  // the head's last Transfer-Encoding ends in "chunked" (OWS trimmed)
   // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
   bool section_ended_ = false;
   uint64_t head_bytes_ = 0;

@@ -711,6 +711,34 @@ TEST(Http1ResponseTest, ContentLengthResponse) {
   EXPECT_FALSE(m.chunked);
 }
 
+// "chunked" followed by a tab is the chunked coding to anyone who trims OWS (as this codec
+// does before forwarding the field), but llhttp 8.1 frames such a message another way (a
+// response until the connection closes, its chunk lines taken as body). One message, two framings:
+// rejected, in either direction, whatever else the field lists. Found by the http1_response fuzz
+// target (tests/fuzz/findings/http1_response/regression-te-chunked-trailing-whitespace).
+TEST(Http1ResponseTest, ChunkedFollowedByWhitespaceIsRejected) {
+  for (const char* te : {"chunked\t", "gzip, chunked\t\t", "CHUNKED \t"}) {
+    SCOPED_TRACE(te);
+    const std::string body = "5\r\nhello\r\n0\r\n\r\n";
+    Outcome resp =
+        feedAll(Http1Parser::Kind::Response, std::string("HTTP/1.1 200 OK\r\n") +
+                                                 "Transfer-Encoding: " + te + "\r\n\r\n" + body);
+    EXPECT_NE(resp.error, ParseError::None);
+    EXPECT_TRUE(resp.messages.empty());
+    Outcome req =
+        feedAll(Http1Parser::Kind::Request, std::string("POST / HTTP/1.1\r\nHost: a\r\n") +
+                                                "Transfer-Encoding: " + te + "\r\n\r\n" + body);
+    EXPECT_NE(req.error, ParseError::None);
+  }
+  // Control: without the whitespace both parse as chunked.
+  Outcome ok =
+      feedAll(Http1Parser::Kind::Response,
+              "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+  ASSERT_EQ(ok.error, ParseError::None);
+  ASSERT_EQ(ok.messages.size(), 1u);
+  EXPECT_EQ(ok.messages[0].body, "hello");
+}
+
 TEST(Http1ResponseTest, ChunkedResponseEverySplit) {
   const std::string msg =
       "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
