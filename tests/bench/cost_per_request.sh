@@ -8,9 +8,16 @@
 #   N=20000 CONNECTIONS=32 tests/bench/cost_per_request.sh build/proxy/sidetrace
 #   PROFILE_DIR=/tmp/prof tests/bench/cost_per_request.sh build/proxy/sidetrace  # keep profiles:
 #     callgrind_annotate --inclusive=yes /tmp/prof/1.callgrind | head -60
+#   MODE=h2 TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace
+#   tests/bench/cost_per_request.sh nginx haproxy build/proxy/sidetrace   # with the references
 #
-# Per binary: tracing off, one worker, GET / proxied to an nginx upstream answering 200 "ok", load
-# from `h2load --h1` with a fixed request count over CONNECTIONS keep-alive connections.
+# Per binary: one worker, GET / proxied to an nginx upstream answering 200 "ok" over HTTP/1.1,
+# load from h2load with a fixed request count over CONNECTIONS keep-alive connections.
+#   MODE=h1 (default): HTTP/1.1 clients (`h2load --h1`, CONNECTIONS default 32);
+#   MODE=h2: h2c clients, STREAMS (default 10) concurrent streams each (CONNECTIONS default 16).
+#   TRACED=1: every request sampled (sidetrace-traced.yaml.in), spans exported over OTLP/gRPC to
+#     the bench's otlp_sink (SINK, default build/tests/bench/otlp_sink); the exporter thread's
+#     instructions count too, so the figure is the whole cost of a traced request.
 # Instructions: two runs under callgrind (N/5 and N requests) and the difference divided by the
 # requests between them, so start-up and shutdown cancel out. System calls: one run under strace
 # -f -c serving N requests (start-up included; negligible at N >= 10000). Kernel time is not in
@@ -18,10 +25,16 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 die() { echo "cost_per_request: $*" >&2; exit 1; }
-[ $# -ge 1 ] || die "usage: $0 SIDETRACE_BIN..."
+[ $# -ge 1 ] || die "usage: $0 {SIDETRACE_BIN|nginx|haproxy}..."
 N="${N:-10000}"
-CONNECTIONS="${CONNECTIONS:-32}"
-for tool in nginx h2load valgrind strace curl; do
+MODE="${MODE:-h1}"
+TRACED="${TRACED:-0}"
+case "$MODE" in
+  h1) CONNECTIONS="${CONNECTIONS:-32}" load=(--h1) ;;
+  h2) CONNECTIONS="${CONNECTIONS:-16}" load=(-m "${STREAMS:-10}") ;;
+  *) die "MODE must be h1 or h2" ;;
+esac
+for tool in nginx haproxy h2load valgrind strace curl; do
   command -v "$tool" >/dev/null || die "$tool not found"
 done
 tmp="$(mktemp -d /tmp/sidetrace-cost.XXXXXX)"
@@ -52,28 +65,57 @@ http {
     server { listen 127.0.0.1:$up_port; location / { return 200 "ok"; } }
 }
 NGINX
+config=sidetrace-untraced.yaml.in
+sink_port=0
+if [ "$TRACED" = 1 ]; then
+  config=sidetrace-traced.yaml.in
+  sink="${SINK:-$root/build/tests/bench/otlp_sink}"
+  [ -x "$sink" ] || die "no otlp_sink at $sink (cmake --build build --target otlp_sink)"
+  sink_port="$(free_port)"
+  "$sink" "127.0.0.1:$sink_port" >/dev/null 2>"$tmp/sink.err" &
+  pids+=($!)
+fi
 sed -e "s/@LISTEN_PORT@/$port/" -e "s/@ADMIN_PORT@/$admin_port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
-  "$root/tests/bench/sidetrace-untraced.yaml.in" >"$tmp/sidetrace.yaml"
+  -e "s/@SINK_PORT@/$sink_port/" "$root/tests/bench/$config" >"$tmp/sidetrace.yaml"
 nginx -p "$tmp" -c "$tmp/upstream.conf" 2>"$tmp/upstream.err" &
 pids+=($!)
 
-# serve WRAPPER... BIN REQUESTS: starts BIN under WRAPPER, waits for it, sends REQUESTS, stops it.
+# The references: nginx and HAProxy proxying the same upstream, one process each (the bench's
+# configurations, nginx without its master process so that one process does all the work).
+h2=""; [ "$MODE" = h2 ] && h2=1
+sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
+  -e "s|@NGINX_TEMP_PATHS@|client_body_temp_path $tmp/b; proxy_temp_path $tmp/p;|" \
+  -e "s/@NGINX_LISTEN_H2@/${h2:+ http2}/" -e 's/^daemon off;/daemon off;\nmaster_process off;/' \
+  "$root/tests/bench/nginx-proxy.conf.in" >"$tmp/nginx-proxy.conf"
+sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
+  -e "s/@HAPROXY_BIND_H2@/${h2:+ proto h2}/" "$root/tests/bench/haproxy.cfg.in" >"$tmp/haproxy.cfg"
+proxy_command() {  # proxy_command NAME -> cmd=(...): "nginx", "haproxy" or a sidetrace binary
+  case "$1" in
+    nginx) cmd=(nginx -p "$tmp" -c "$tmp/nginx-proxy.conf") ;;
+    haproxy) cmd=(haproxy -db -f "$tmp/haproxy.cfg") ;;
+    *) cmd=("$1" --config "$tmp/sidetrace.yaml" --workers 1) ;;
+  esac
+}
+
+# serve WRAPPER... PROXY REQUESTS: starts PROXY under WRAPPER, waits until it proxies, sends
+# REQUESTS, stops it.
 serve() {
-  local requests="${*: -1}" bin="${*: -2:1}"
+  local requests="${*: -1}" cmd
+  proxy_command "${*: -2:1}"
   local wrapper=("${@:1:$#-2}")
-  "${wrapper[@]}" "$bin" --config "$tmp/sidetrace.yaml" --workers 1 >/dev/null 2>"$tmp/st.err" &
+  "${wrapper[@]}" "${cmd[@]}" >/dev/null 2>"$tmp/proxy.err" &
   local pid=$!
   for _ in $(seq 600); do
-    curl -fs -o /dev/null "http://127.0.0.1:$admin_port/ready" && break
-    kill -0 "$pid" 2>/dev/null || die "$bin exited at start: $(tail -3 "$tmp/st.err")"
+    curl -fs -o /dev/null ${h2:+--http2-prior-knowledge} "http://127.0.0.1:$port/" && break
+    kill -0 "$pid" 2>/dev/null || die "${cmd[0]} exited at start: $(tail -3 "$tmp/proxy.err")"
     sleep 0.1
   done
-  h2load --h1 -n "$requests" -c "$CONNECTIONS" "http://127.0.0.1:$port/" >"$tmp/h2load.txt" 2>&1 ||
+  h2load "${load[@]}" -n "$requests" -c "$CONNECTIONS" "http://127.0.0.1:$port/" >"$tmp/h2load.txt" 2>&1 ||
     die "h2load failed: $(tail -3 "$tmp/h2load.txt")"
   grep -q "$requests succeeded, 0 failed" "$tmp/h2load.txt" ||
     die "not every request succeeded: $(grep 'requests:' "$tmp/h2load.txt")"
-  # SIGTERM to sidetrace itself: under strace it is the tracer's child (strace would not pass the
-  # signal on); valgrind runs it in its own process. It drains and exits.
+  # SIGTERM to the proxy itself: under strace it is the tracer's child (strace would not pass the
+  # signal on); valgrind runs it in its own process. sidetrace drains and exits.
   local child
   child="$(pgrep -P "$pid" | head -1 || true)"
   kill -TERM "${child:-$pid}" 2>/dev/null || true
@@ -85,10 +127,11 @@ instructions() {  # instructions BIN REQUESTS -> callgrind's total Ir
   awk '/^(summary|totals):/ {print $2; exit}' "$tmp"/cg.out.*
 }
 
+echo "MODE=$MODE TRACED=$TRACED CONNECTIONS=$CONNECTIONS N=$N"
 printf '| binary | user instructions/request | system calls/request | by kind (per request) |\n'
 printf '| --- | ---: | ---: | --- |\n'
 for bin in "$@"; do
-  [ -x "$bin" ] || die "no executable at $bin"
+  case "$bin" in nginx | haproxy) ;; *) [ -x "$bin" ] || die "no executable at $bin" ;; esac
   small=$((N / 5))
   a="$(instructions "$bin" "$small")"
   b="$(instructions "$bin" "$N")"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs every fuzz target (tests/fuzz/*_fuzz.cc) for SECONDS each, from its committed corpus.
+# Runs every fuzz target (tests/fuzz/*_fuzz.cc) for SECONDS each, from its committed corpus and
+# its findings (every fixed finding is replayed first).
 #   tests/fuzz/run.sh SECONDS [TARGET...]
 # Builds the libFuzzer binaries first if needed, in build-fuzz/ (clang, ASan+UBSan, the project's
 # libraries instrumented for coverage; the g++ build in build/ is not touched). Prints, per target,
@@ -48,7 +49,7 @@ for t in "${targets[@]}"; do
   status=0
   # -timeout: one input over 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: a client must not
   # make the process grow past 2 GiB, nor ask for a 512 MiB block.
-  "$build/tests/fuzz/fuzz_$t" "$corpus" "$fuzz_dir/corpus/$t" -max_total_time="$seconds" \
+  "$build/tests/fuzz/fuzz_$t" "$corpus" "$fuzz_dir/corpus/$t" "$findings" -max_total_time="$seconds" \
     -timeout=10 -rss_limit_mb=2048 -malloc_limit_mb=512 -max_len=8192 -print_final_stats=1 \
     -artifact_prefix="$findings/" >"$log" 2>&1 || status=$?
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)

@@ -1,10 +1,14 @@
 #include "tests/integration/sidetrace_process.h"
 
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -32,6 +36,35 @@ std::string sidetraceBinary() {
 #else
   return "sidetrace";
 #endif
+}
+
+Sanitizer binarySanitizer() {
+  // GCC links the sanitizer runtimes as shared libraries: their names are in the binary's
+  // dynamic string table. Read once per test process.
+  static const Sanitizer kind = [] {
+    const std::string path = sidetraceBinary();
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return Sanitizer::none;
+    }
+    struct stat st {};
+    void* map = ::fstat(fd, &st) == 0 && st.st_size > 0
+                    ? ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0)
+                    : MAP_FAILED;
+    ::close(fd);
+    if (map == MAP_FAILED) {
+      return Sanitizer::none;
+    }
+    auto contains = [&](const char* name) {
+      return ::memmem(map, size_t(st.st_size), name, std::strlen(name)) != nullptr;
+    };
+    Sanitizer found = contains("libasan.so")   ? Sanitizer::address
+                      : contains("libtsan.so") ? Sanitizer::thread
+                                               : Sanitizer::none;
+    ::munmap(map, size_t(st.st_size));
+    return found;
+  }();
+  return kind;
 }
 
 std::string expand(const std::string& text, const std::map<std::string, std::string>& vars) {

@@ -20,6 +20,11 @@ namespace sidetrace::it {
 // Path of the binary under test (compile definition, overridable with $SIDETRACE_BIN).
 std::string sidetraceBinary();
 
+// The sanitizer the binary under test was built with. The sanitizer stages run this (plain)
+// test binary against a sanitized sidetrace, so memory bounds ask the binary, not the compiler.
+enum class Sanitizer { none, address, thread };
+Sanitizer binarySanitizer();
+
 // Replaces every {{NAME}} in text with vars[NAME]; throws on an unknown placeholder.
 std::string expand(const std::string& text, const std::map<std::string, std::string>& vars);
 

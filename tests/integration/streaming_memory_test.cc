@@ -25,7 +25,6 @@ constexpr uint64_t kMaxHwmKiB = 64ull * 1024;         // 64 MiB
 constexpr size_t kBlock = 64 * 1024;                  // client write size
 constexpr milliseconds kTransferTimeout(120 * 1000);  // whole transfer
 
-#if defined(__SANITIZE_ADDRESS__)
 // ASan's quarantine in KiB: freed blocks are held there (ASAN_OPTIONS quarantine_size_mb, 256 MiB
 // by default) before their memory is reused.
 uint64_t asanQuarantineKiB() {
@@ -39,7 +38,6 @@ uint64_t asanQuarantineKiB() {
   }
   return mib * 1024;
 }
-#endif
 
 // The bound on sidetrace's peak RSS (VmHWM). Built plain: kMaxHwmKiB. Under ASan the idle
 // process is larger (shadow memory, allocator metadata) and a streamed transfer that frees its
@@ -47,15 +45,15 @@ uint64_t asanQuarantineKiB() {
 // kMaxHwmKiB plus that. A buffered 1 GiB body (1 GiB + 128 MiB of shadow) still fails the check.
 // Under TSan (its shadow is several times the memory it covers) no bound is checked.
 std::optional<uint64_t> peakRssBoundKiB(uint64_t idle_hwm_kib) {
-#if defined(__SANITIZE_ADDRESS__)
-  return idle_hwm_kib + kMaxHwmKiB + asanQuarantineKiB() * 9 / 8;
-#elif defined(SIDETRACE_TSAN)
-  (void)idle_hwm_kib;
-  return std::nullopt;
-#else
-  (void)idle_hwm_kib;
+  switch (binarySanitizer()) {
+    case Sanitizer::address:
+      return idle_hwm_kib + kMaxHwmKiB + asanQuarantineKiB() * 9 / 8;
+    case Sanitizer::thread:
+      return std::nullopt;
+    case Sanitizer::none:
+      break;
+  }
   return kMaxHwmKiB;
-#endif
 }
 
 // A "Vm...:   1234 kB" field of /proc/<pid>/status, in KiB; nullopt if unreadable.

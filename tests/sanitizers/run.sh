@@ -3,26 +3,41 @@
 # unless SANITIZERS=0). Each stage has its own build dir, so none rebuilds another's objects, and
 # ccache keeps rebuilds after a small change short.
 #   tests/sanitizers/run.sh [asan] [tsan] [fuzz]     # no argument: all three, in this order
-#   asan  the whole ctest suite built with g++ -fsanitize=address,undefined (build-asan/)
-#   tsan  the concurrency-heavy tests (TSAN_TESTS below) built with -fsanitize=thread (build-tsan/)
+#   asan  the whole ctest suite with sidetrace built with g++ -fsanitize=address,undefined
+#   tsan  the concurrency-heavy tests (TSAN_TESTS below) with sidetrace built -fsanitize=thread
 #   fuzz  the libFuzzer targets (FUZZ_TARGETS; default all but http1_response, see stage_fuzz) for
-#         FUZZ_SECONDS (default 20) each from its corpus (tests/fuzz/run.sh)
+#         FUZZ_SECONDS (default 20) each from its corpus and findings (tests/fuzz/run.sh)
+# The unit tests are built sanitized (build-asan/, build-tsan/). The integration tests drive a
+# separate sidetrace process, so they are not rebuilt: the plain build's integration_tests
+# (BUILD_DIR, default build/; built here if missing) runs against the sanitized binary through
+# SIDETRACE_BIN. That halves each sanitizer build. The fuzz corpus replays are left to the fuzz
+# stage, which runs the same inputs under ASan+UBSan.
 # A sanitizer report anywhere fails the stage: in a test binary, UBSan halts and TSan exits 66 at
 # exit; in sidetrace, the integration harness fails the test whose process wrote a report; and the
 # ctest log is searched for report lines last, in case a helper process wrote one.
-# Environment: JOBS (default nproc), TSAN_TESTS (ctest -R regex), FUZZ_SECONDS.
+# Environment: JOBS (default nproc), BUILD_DIR, TSAN_TESTS (ctest -R regex), FUZZ_SECONDS.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 here="$root/tests/sanitizers"
 jobs="${JOBS:-$(nproc)}"
+plain_dir="${BUILD_DIR:-build}"
 
 # Sanitizer builds at -O1 with line tables (-g1) and assertions on: half the compile time of the
 # default -O2 -g under ASan, stacks still symbolized, and asserted invariants checked as well.
 configure() {  # build_dir sanitizers
   cmake -S . -B "$1" -G Ninja -DSIDETRACE_WERROR=ON -DSIDETRACE_SANITIZE="$2" \
+    -DSIDETRACE_INTEGRATION_TESTS=OFF -DSIDETRACE_FUZZ_REPLAY=OFF \
     -DCMAKE_BUILD_TYPE=Sanitize "-DCMAKE_C_FLAGS_SANITIZE=-O1 -g1" \
     "-DCMAKE_CXX_FLAGS_SANITIZE=-O1 -g1" >/dev/null
+}
+
+# The plain build's integration test binary (tests/run.sh's first stage has built it already).
+plain_integration_tests() {
+  { [ -f "$plain_dir/CMakeCache.txt" ] ||
+    cmake -S . -B "$plain_dir" -G Ninja -DSIDETRACE_WERROR=ON >/dev/null; } &&
+    timed "plain integration_tests build" cmake --build "$plain_dir" -j "$jobs" \
+      --target integration_tests
 }
 
 # The first line of a sanitizer report (the pattern the integration harness matches on stderr).
@@ -64,10 +79,15 @@ timed() {  # label command...: runs the command, prints its wall time
 stage_asan() {
   configure build-asan address,undefined &&
     timed "asan build" cmake --build build-asan -j "$jobs" &&
-    ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:handle_segv=0:handle_sigbus=0}" \
-      UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}" \
-      timed "asan tests" run_ctest build-asan --timeout 600 \
-      -E '^ConnectionLimitsTest\.AcceptBacksOffWhenOutOfDescriptors$'
+    plain_integration_tests || return
+  export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:handle_segv=0:handle_sigbus=0}"
+  export UBSAN_OPTIONS="${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}"
+  local status=0
+  timed "asan unit tests" run_ctest build-asan --timeout 600 || status=$?
+  SIDETRACE_BIN="$root/build-asan/proxy/sidetrace" timed "asan integration tests" \
+    run_ctest "$plain_dir" --timeout 600 -L integration \
+    -E '^ConnectionLimitsTest\.AcceptBacksOffWhenOutOfDescriptors$' || status=$?
+  return "$status"
 }
 
 # Reload, DNS refresh, health checks, outlier detection, the export pipeline (batch processor,
@@ -79,10 +99,15 @@ tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTe
 # tsan.supp says which reports are theirs.
 stage_tsan() {
   configure build-tsan thread &&
-    timed "tsan build" cmake --build build-tsan -j "$jobs" --target sidetrace integration_tests \
+    timed "tsan build" cmake --build build-tsan -j "$jobs" --target sidetrace \
       tracing_unit_tests upstream_unit_tests &&
-    TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$here/tsan.supp:second_deadlock_stack=1}" \
-      timed "tsan tests" run_ctest build-tsan --timeout 600 -R "${TSAN_TESTS:-$tsan_tests_default}"
+    plain_integration_tests || return
+  export TSAN_OPTIONS="${TSAN_OPTIONS:-suppressions=$here/tsan.supp:second_deadlock_stack=1}"
+  local status=0 tests="${TSAN_TESTS:-$tsan_tests_default}"
+  timed "tsan unit tests" run_ctest build-tsan --timeout 600 -R "$tests" || status=$?
+  SIDETRACE_BIN="$root/build-tsan/proxy/sidetrace" timed "tsan integration tests" \
+    run_ctest "$plain_dir" --timeout 600 -L integration -R "$tests" || status=$?
+  return "$status"
 }
 
 # http1_response is left out until its open finding is fixed: a chunked response whose trailer
