@@ -134,7 +134,7 @@ Options (each overrides the config file):
   --log-format FORMAT    json (default: one JSON object per line) | text
   --ports-file PATH      once listening, write "listener ADDR NAME" per listener and
                          "admin ADDR" to PATH (tells which port a configured :0 got)
-  --version              print the version and exit
+  --version              print the version and the allocator in use, and exit
   -h, --help             print this help and exit
 
 Flags accept "--flag value" and "--flag=value". OTEL_* environment variables (OTEL_SERVICE_NAME,

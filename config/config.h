@@ -206,7 +206,10 @@ struct Cluster {
   std::string protocol = "http1";  // http1 | http2
   std::string lb = "round_robin";  // round_robin | random | least_request (per worker)
   Duration connect_timeout{1000};
-  uint32_t max_idle_connections = 64;   // per worker per endpoint, kept-alive upstream connections
+  // Per worker per endpoint, kept-alive upstream connections. High enough that a burst of
+  // concurrent requests does not close and reopen connections (HAProxy and Envoy keep them all);
+  // idle_timeout closes the ones a burst left.
+  uint32_t max_idle_connections = 1024;
   Duration idle_timeout{60000};         // an upstream connection unused this long is closed
   Duration max_connection_duration{0};  // 0: none; older connections take no new requests
   // How often endpoints given as DNS names are resolved again (0: only at start and on reload).

@@ -1,15 +1,16 @@
 #include "filters/header_policy_filter.h"
 
 #include <algorithm>
-#include <array>
+
+#include <boost/container/small_vector.hpp>
 
 namespace sidetrace::filters {
 
 namespace {
 
-constexpr std::array<std::string_view, 8> kHopByHop = {
-    "connection", "keep-alive",        "proxy-connection",   "te",
-    "trailer",    "transfer-encoding", "proxy-authenticate", "proxy-authorization"};
+// The names listed by Connection (views into its values). A response names one or two: they stay
+// inline, so the common case allocates nothing.
+using Tokens = boost::container::small_vector<std::string_view, 8>;
 
 char lower(char c) {
   return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
@@ -21,8 +22,7 @@ bool iless(std::string_view a, std::string_view b) {
 }
 
 // The names listed by Connection fields, sorted and without repeats (views into their values).
-void connectionTokens(const HeaderMap& headers, bool keep_upgrade,
-                      std::vector<std::string_view>& out) {
+void connectionTokens(const HeaderMap& headers, bool keep_upgrade, Tokens& out) {
   for (const auto& h : headers) {
     if (!iequals(h.name, "connection")) {
       continue;
@@ -44,19 +44,54 @@ void connectionTokens(const HeaderMap& headers, bool keep_upgrade,
   out.erase(std::unique(out.begin(), out.end(), iequals), out.end());
 }
 
-bool hopByHop(const Header& h, bool keep_upgrade, const std::vector<std::string_view>& named) {
-  for (auto name : kHopByHop) {
-    if (iequals(h.name, name)) {
-      // "TE: trailers" is the one TE value HTTP/2 allows, and gRPC servers expect it: it
-      // passes (as Envoy does), even when Connection names TE; any other TE value is hop-by-hop.
-      return !(name == "te" && iequals(h.value, "trailers"));
-    }
+// Whether a field is hop-by-hop: RFC 9110 §7.6.1's list (with the legacy Keep-Alive,
+// Proxy-Connection and the Proxy-Authenticate/-Authorization pair of RFC 2616), Upgrade unless
+// the request upgrades, and whatever Connection names. Switched on the name's length first: nearly
+// every field differs in length from all of them, so it costs one comparison.
+bool hopByHop(const Header& h, bool keep_upgrade, const Tokens& named) {
+  const std::string_view n = h.name;
+  switch (n.size()) {
+    case 2:
+      if (iequals(n, "te")) {
+        // "TE: trailers" is the one TE value HTTP/2 allows, and gRPC servers expect it: it
+        // passes (as Envoy does), even when Connection names TE; any other TE value is hop-by-hop.
+        return !iequals(h.value, "trailers");
+      }
+      break;
+    case 7:
+      if (iequals(n, "trailer") || (!keep_upgrade && iequals(n, "upgrade"))) {
+        return true;
+      }
+      break;
+    case 10:
+      if (iequals(n, "connection") || iequals(n, "keep-alive")) {
+        return true;
+      }
+      break;
+    case 16:
+      if (iequals(n, "proxy-connection")) {
+        return true;
+      }
+      break;
+    case 17:
+      if (iequals(n, "transfer-encoding")) {
+        return true;
+      }
+      break;
+    case 18:
+      if (iequals(n, "proxy-authenticate")) {
+        return true;
+      }
+      break;
+    case 19:
+      if (iequals(n, "proxy-authorization")) {
+        return true;
+      }
+      break;
+    default:
+      break;
   }
-  if (!keep_upgrade && iequals(h.name, "upgrade")) {
-    return true;
-  }
-  return !named.empty() &&
-         std::binary_search(named.begin(), named.end(), std::string_view(h.name), iless);
+  return !named.empty() && std::binary_search(named.begin(), named.end(), n, iless);
 }
 
 }  // namespace
@@ -66,7 +101,7 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
   // looked up by binary search: a head that lists thousands of names beside thousands of fields
   // costs (fields + names) · log(names) comparisons, never fields × names. Rare, so the list is
   // only built when Connection names something.
-  std::vector<std::string_view> named;
+  Tokens named;
   connectionTokens(headers, keep_upgrade, named);
   auto& raw = headers.raw();
   // The views in `named` point into Connection values, which must stay put while they are used:

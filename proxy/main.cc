@@ -2,10 +2,33 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <cstdio>
+#include <cstdlib>
+#include <string>
+#if SIDETRACE_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include "config/load.h"
 #include "proxy/self_log.h"
 #include "proxy/server.h"
+
+namespace {
+
+// Which allocator serves malloc: mimalloc only when its malloc is the one the process resolved
+// (it must come before libc in the link order), else the system's.
+std::string allocatorName() {
+#if SIDETRACE_MIMALLOC
+  using Malloc = void* (*)(size_t);
+  if (reinterpret_cast<Malloc>(&std::malloc) == reinterpret_cast<Malloc>(&mi_malloc)) {
+    const int v = mi_version();
+    return "mimalloc " + std::to_string(v / 100) + "." + std::to_string(v / 10 % 10) + "." +
+           std::to_string(v % 10);
+  }
+#endif
+  return "system";
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   // Logs go to stderr; stdout belongs to the console exporter. Until the config says which
@@ -24,7 +47,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (cli.show_version) {
-    std::printf("sidetrace %s\n", SIDETRACE_VERSION);
+    std::printf("sidetrace %s\nallocator: %s\n", SIDETRACE_VERSION, allocatorName().c_str());
     return 0;
   }
   sidetrace::config::ConfigPtr cfg;

@@ -8,7 +8,7 @@ set -euo pipefail
 packages=(cmake ninja-build g++ pkg-config ccache
   libboost-dev libssl-dev libnghttp2-dev node-llhttp zlib1g-dev
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
-  libyaml-cpp-dev libspdlog-dev libgtest-dev libgmock-dev libre2-dev
+  libyaml-cpp-dev libspdlog-dev libgtest-dev libgmock-dev libre2-dev libmimalloc-dev
   curl python3 python3-prometheus-client)
 want_node=""
 for arg in "$@"; do

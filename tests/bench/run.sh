@@ -38,9 +38,9 @@
 # the trailers), and the echo server's count of OK calls must cover h2load's 2xx total.
 # grpc_direct has no proxy: h2load and the server share LOAD_CPU and PROXY_CPU idles, as the
 # proxied paths also run h2load and the server there. Upstream pools: nginx keeps 64 idle
-# connections (keepalive 64), sidetrace 64 (max_idle_connections' default), HAProxy reuses without
-# a cap; well above 64 requests in flight (CONNECTIONS x STREAMS) the first two open and close
-# HTTP/1.1 upstream connections and fall far behind HAProxy (4 x 100 streams: about a third).
+# connections (keepalive 64), sidetrace 1024 (max_idle_connections' default), HAProxy reuses
+# without a cap; well above 64 requests in flight (CONNECTIONS x STREAMS) nginx opens and closes
+# HTTP/1.1 upstream connections and falls far behind.
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
 # upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU

@@ -129,6 +129,23 @@ TEST_F(AdminLifecycleTest, ValidateAcceptsGoodConfig) {
   EXPECT_FALSE(std::filesystem::exists(proc_.portsFile())) << proc_.logs();
 }
 
+// --version names the allocator that serves malloc: mimalloc in the plain build (linked ahead of
+// libc, so it must have won the symbol lookup), the system's under a sanitizer (whose own
+// allocator replaces it).
+TEST_F(AdminLifecycleTest, VersionNamesTheAllocatorInUse) {
+  ASSERT_TRUE(proc_.start({"--version"}));
+  auto r = proc_.wait();
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.code, 0) << proc_.stderrText();
+  const std::string out = proc_.stdoutText();
+  EXPECT_EQ(out.rfind("sidetrace ", 0), 0u) << out;
+  if (binarySanitizer() == Sanitizer::none) {
+    EXPECT_NE(out.find("\nallocator: mimalloc 2."), std::string::npos) << out;
+  } else {
+    EXPECT_NE(out.find("\nallocator: system\n"), std::string::npos) << out;
+  }
+}
+
 TEST_F(AdminLifecycleTest, PortInUseExits2) {
   TcpListener busy;
   ASSERT_TRUE(busy.listen(0));

@@ -120,7 +120,7 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
       "protocol": "http1",
       "lb": "round_robin",
       "connect_timeout": "1s",
-      "max_idle_connections": 64,
+      "max_idle_connections": 1024,
       "idle_timeout": "1m",
       "max_connection_duration": "0ms",
       "dns_refresh_rate": "5s",

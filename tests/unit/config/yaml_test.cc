@@ -173,7 +173,7 @@ TEST(ApplyYaml, EveryKey) {
   EXPECT_EQ(c.max_idle_connections, 8u);
   EXPECT_EQ(cfg.clusters[1].protocol, "http1");  // defaults
   EXPECT_EQ(cfg.clusters[1].connect_timeout, Duration(1000));
-  EXPECT_EQ(cfg.clusters[1].max_idle_connections, 64u);
+  EXPECT_EQ(cfg.clusters[1].max_idle_connections, 1024u);
 
   const TracingConfig& t = cfg.tracing;
   EXPECT_FALSE(t.enabled);
