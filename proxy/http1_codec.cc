@@ -182,6 +182,7 @@ struct Http1Parser::Impl {
     if (s.kind_ == Kind::Response && (s.no_body_ || bodiless)) {
       p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
+    s.head_flags_ = p->flags;
     // Pausing is how the position of the head's end reaches feed(), which checks its line ending.
     s.section_ended_ = true;
     return HPE_PAUSED;
@@ -194,6 +195,15 @@ struct Http1Parser::Impl {
     auto& s = self(p);
     // After a chunked body the pause lands right after the trailer section's final LF.
     s.section_ended_ = (p->flags & F_TRAILING) != 0;
+    // llhttp runs trailer fields through its header rules: a trailer Transfer-Encoding,
+    // Content-Length or Connection rewrites the head's framing flags, so that chunked(),
+    // keepAlive() and bodyUntilEof() would describe the trailers, and llhttp would decide from
+    // them whether the connection goes on (a trailer "Connection: close" failing the next
+    // pipelined request; read sizes deciding which). The head alone frames a message (RFC 9110
+    // §6.5.1): its flags come back before llhttp looks at them again.
+    if (s.section_ended_) {
+      p->flags = static_cast<uint16_t>(s.head_flags_ | F_TRAILING);
+    }
     s.in_message_ = false;
     s.head_bytes_ = 0;
     s.current_->message_complete = true;

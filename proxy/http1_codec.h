@@ -12,7 +12,8 @@
 // request without exactly one Host field (RFC 9112 §3.2: none is allowed only in HTTP/1.0).
 // Trailers of a chunked message are parsed into trailers(), bounded by the same limits as the head
 // (bytes and number of fields, each checked as the fields arrive: a head over either is never
-// held whole).
+// held whole). The head alone frames a message: framing or connection fields in a trailer
+// section change neither chunked() nor keepAlive() nor what llhttp expects next.
 
 #include <cstdint>
 #include <memory>
@@ -102,6 +103,7 @@ class Http1Parser {
   uint32_t fields_ = 0;      // in the head or trailer section being parsed
   uint32_t hosts_ = 0;       // Host fields in the request head
   bool te_chunked_ = false;  // the head's last Transfer-Encoding ends in "chunked" (OWS trimmed)
+  uint16_t head_flags_ = 0;  // llhttp's flags as the head left them: the message's framing
   // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
   bool section_ended_ = false;
   uint64_t head_bytes_ = 0;

@@ -53,6 +53,10 @@ struct Message {
   bool chunked = false;
   std::optional<uint64_t> content_length;
   bool keep_alive = false;
+  // The same, once the message (and its trailer section) ended.
+  bool chunked_at_end = false;
+  bool keep_alive_at_end = false;
+  bool until_eof_at_end = false;
 };
 
 struct Outcome {
@@ -96,6 +100,9 @@ Outcome feedChunks(Http1Parser& p, const std::vector<std::string>& chunks) {
       if (r.message_complete) {
         cur.upgrade = r.upgrade;
         cur.trailers = dump(p.trailers());
+        cur.chunked_at_end = p.chunked();
+        cur.keep_alive_at_end = p.keepAlive();
+        cur.until_eof_at_end = p.bodyUntilEof();
         out.messages.push_back(std::move(cur));
         cur = Message();
         if (r.upgrade) {
@@ -940,6 +947,56 @@ TEST(Http1TrailerTest, FramingFieldsInRequestTrailers) {
   ASSERT_EQ(o.messages.size(), 2u);
   EXPECT_EQ(o.messages[0].trailers, (Pairs{{"Content-Length", "5"}}));
   EXPECT_EQ(o.messages[1].target, "/ping");
+}
+
+// llhttp parses a trailer section with the head's rules, and its framing flags used to follow:
+// after a trailer Transfer-Encoding chunked() went false (issue 13's fuzz finding: the forwarded
+// copy lost its chunk framing) and a response looked close-delimited; after a trailer
+// "Connection: close" keepAlive() went false and llhttp failed the next pipelined message, or
+// not, depending on whether the trailers arrived in the same read as the head. The head alone
+// frames a message and decides about the connection; trailers are kept as received (what may
+// be forwarded of them is appendLastChunk's business).
+TEST(Http1TrailerTest, TrailersChangeNeitherFramingNorTheConnection) {
+  struct Case {
+    Http1Parser::Kind kind;
+    std::string trailers;
+  };
+  const std::string req = "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::vector<Case> cases = {
+      {Http1Parser::Kind::Response, "Transfer-Encoding: chng: chunked\r\n"},
+      {Http1Parser::Kind::Response, "Transfer-Encoding: gzip\r\n"},
+      {Http1Parser::Kind::Response, "Transfer-Encoding: chunked\r\n"},
+      {Http1Parser::Kind::Response, "Content-Length: 5\r\n"},
+      {Http1Parser::Kind::Response, "Connection: close\r\n"},
+      {Http1Parser::Kind::Request, "Connection: close\r\n"},
+      {Http1Parser::Kind::Request, "Content-Length: 5\r\n"},
+      {Http1Parser::Kind::Request, "Connection: upgrade\r\nUpgrade: h2c\r\n"},
+  };
+  for (const auto& c : cases) {
+    const bool request = c.kind == Http1Parser::Kind::Request;
+    SCOPED_TRACE((request ? "request trailers: " : "response trailers: ") + c.trailers);
+    const std::string bytes = (request ? req : resp) + "3\r\nabc\r\n0\r\n" + c.trailers + "\r\n" +
+                              (request ? kGet : "HTTP/1.1 204 No Content\r\n\r\n");
+    Http1Parser whole_parser(c.kind, 65536);
+    Outcome whole = feedChunks(whole_parser, {bytes});
+    Http1Parser byte_parser(c.kind, 65536);
+    Outcome split = feedChunks(byte_parser, bytewise(bytes));
+    for (const Outcome* o : {&whole, &split}) {
+      ASSERT_EQ(o->error, ParseError::None);
+      ASSERT_EQ(o->messages.size(), 2u) << "the next message must parse";
+      const Message& m = o->messages[0];
+      EXPECT_EQ(m.body, "abc");
+      EXPECT_FALSE(m.trailers.empty());
+      EXPECT_TRUE(m.chunked_at_end);
+      EXPECT_TRUE(m.keep_alive_at_end);
+      EXPECT_FALSE(m.until_eof_at_end);
+      EXPECT_FALSE(m.upgrade);
+      EXPECT_EQ(o->messages[1].status, request ? 0 : 204);
+    }
+    expectSame(whole, split);
+    EXPECT_TRUE(whole.messages[0].chunked) << "as the head said, even with the trailers read";
+  }
 }
 
 TEST(Http1TrailerTest, ObsFoldInTrailersRejected) {
