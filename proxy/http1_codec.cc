@@ -2,7 +2,6 @@
 
 #include <llhttp.h>
 
-#include <array>
 #include <charconv>
 
 namespace sidetrace::proxy {
@@ -337,19 +336,6 @@ bool Http1Parser::bodyUntilEof() const {
 
 namespace {
 
-bool forwardableTrailer(std::string_view name) {
-  static constexpr std::array<std::string_view, 11> kNotInTrailers = {
-      "content-length", "transfer-encoding",   "trailer",           "host",
-      "connection",     "keep-alive",          "proxy-connection",  "te",
-      "upgrade",        "proxy-authorization", "proxy-authenticate"};
-  for (auto n : kNotInTrailers) {
-    if (filters::iequals(name, n)) {
-      return false;
-    }
-  }
-  return true;
-}
-
 void appendHeaders(std::string& out, const filters::HeaderMap& headers) {
   for (const auto& h : headers) {
     out.append(h.name);
@@ -384,7 +370,7 @@ void appendResponseHead(std::string& out, const filters::ResponseHead& head) {
 void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
   out.append("0\r\n");
   for (const auto& t : trailers) {
-    if (forwardableTrailer(t.name)) {
+    if (filters::allowedInTrailers(t.name)) {
       out.append(t.name);
       out.append(": ");
       out.append(t.value);
@@ -392,16 +378,6 @@ void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
     }
   }
   out.append("\r\n");
-}
-
-filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers) {
-  filters::HeaderMap out;
-  for (const auto& t : trailers) {
-    if (forwardableTrailer(t.name)) {
-      out.add(t.name, t.value);
-    }
-  }
-  return out;
 }
 
 const char* reasonPhrase(int status) {

@@ -118,13 +118,9 @@ class Http1Parser {
 void appendRequestHead(std::string& out, const filters::RequestHead& head);
 void appendResponseHead(std::string& out, const filters::ResponseHead& head);
 // The end of a chunked body: the last chunk, the trailer section and its empty line. Fields that
-// must not travel in a trailer section are left out (RFC 9110 §6.5.1: framing, routing and
-// hop-by-hop fields: Content-Length, Transfer-Encoding, Trailer, Host, Connection, Keep-Alive, TE,
-// Upgrade, Proxy-*): a recipient that merged them into its head would be misled.
+// must not travel in a trailer section (filters::allowedInTrailers: framing, routing,
+// hop-by-hop, ...) are left out: a recipient that merged them into its head would be misled.
 void appendLastChunk(std::string& out, const filters::HeaderMap& trailers);
-// The fields of `trailers` that appendLastChunk passes on, as a map (for an HTTP/2 peer, where
-// connection-specific fields are a protocol error).
-filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers);
 const char* reasonPhrase(int status);
 
 }  // namespace sidetrace::proxy

@@ -203,6 +203,24 @@ inline std::string summarize(const std::vector<Http1Message>& ms) {
   return s;
 }
 
+// The trailer fields the proxy passes on (filters::allowedInTrailers decides, wherever a trailer
+// section is written).
+inline filters::HeaderMap forwardedTrailers(const filters::HeaderMap& trailers) {
+  filters::HeaderMap out;
+  for (const auto& t : trailers) {
+    if (filters::allowedInTrailers(t.name)) {
+      out.add(t.name, t.value);
+    }
+  }
+  return out;
+}
+
+inline bool sameFields(const filters::HeaderMap& a, const filters::HeaderMap& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.name == y.name && x.value == y.value;
+  });
+}
+
 // The body framed for forwarding: chunked (with the trailers the proxy passes on) or as is.
 inline void appendForwardedBody(std::string& out, const Http1Message& m) {
   if (!m.chunked) {
