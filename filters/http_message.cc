@@ -1,6 +1,7 @@
 #include "filters/http_message.h"
 
 #include <algorithm>
+#include <array>
 
 namespace sidetrace::filters {
 namespace {
@@ -27,6 +28,28 @@ bool iequals(std::string_view a, std::string_view b) {
   }
   for (size_t i = 0; i < a.size(); ++i) {
     if (lower(a[i]) != lower(b[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool allowedInTrailers(std::string_view name) {
+  static constexpr std::array<std::string_view, 21> kNotInTrailers = {
+      // framing
+      "content-length", "transfer-encoding", "trailer",
+      // routing
+      "host",
+      // connection control (hop-by-hop)
+      "connection", "keep-alive", "proxy-connection", "te", "upgrade",
+      // authentication
+      "authorization", "proxy-authorization", "www-authenticate", "proxy-authenticate",
+      // request modifiers and response controls
+      "expect", "max-forwards", "range", "cache-control", "pragma",
+      // content format
+      "content-encoding", "content-type", "content-range"};
+  for (auto n : kNotInTrailers) {
+    if (iequals(name, n)) {
       return false;
     }
   }

@@ -14,6 +14,13 @@ namespace sidetrace::filters {
 bool iequals(std::string_view a, std::string_view b);
 // Without the spaces and tabs around a field value or list item (RFC 9110's OWS).
 std::string_view trimOws(std::string_view s);
+// Whether a field may be forwarded in a trailer section. RFC 9110 §6.5.1: fields that frame the
+// message, route it, control the connection, authenticate, modify the request or describe the
+// content must be known before the content, and a recipient that merged such a trailer into the
+// head (as many do) would be misled: a Transfer-Encoding or Content-Length there could reframe
+// the message for the next hop. The same set Go's net/http refuses as trailers. Every path that
+// writes a trailer section (HTTP/1 last chunk, HTTP/2 trailing HEADERS) applies this one rule.
+bool allowedInTrailers(std::string_view name);
 
 struct Header {
   std::string name;

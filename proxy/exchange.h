@@ -51,7 +51,8 @@ class DownstreamSide {
   virtual boost::asio::awaitable<bool> readBody(std::string_view& data, bool& end) = 0;
   // The exchange is done with `n` bytes of what readBody() returned (flow control credit).
   virtual void consumeBody(size_t n) = 0;
-  // Request trailers, once readBody() reported the end (null when none).
+  // Request trailers as received, once readBody() reported the end (null when none). What of
+  // them may travel is decided where a trailer section is written (filters::allowedInTrailers).
   virtual const filters::HeaderMap* requestTrailers() = 0;
   // The whole request body has arrived (readBody() will not wait): it can be replayed.
   virtual bool bodyComplete() const = 0;

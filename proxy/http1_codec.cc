@@ -2,7 +2,6 @@
 
 #include <llhttp.h>
 
-#include <array>
 #include <charconv>
 
 namespace sidetrace::proxy {
@@ -145,7 +144,8 @@ struct Http1Parser::Impl {
   static int onHeadersComplete(llhttp_t* p) {
     auto& s = self(p);
     s.head_done_ = true;
-    s.head_bytes_ = 1;  // a trailer section gets a budget of its own, the head's limits
+    s.head_flags_ = p->flags;  // what the accessors read from now on (even if this head fails)
+    s.head_bytes_ = 1;         // a trailer section gets a budget of its own, the head's limits
     s.fields_ = 0;
     if (s.kind_ == Kind::Request) {
       s.request_.method = llhttp_method_name(static_cast<llhttp_method_t>(p->method));
@@ -182,6 +182,7 @@ struct Http1Parser::Impl {
     if (s.kind_ == Kind::Response && (s.no_body_ || bodiless)) {
       p->flags |= F_SKIPBODY;  // what returning 1 would do; the pause below takes the return value
     }
+    s.head_flags_ = p->flags;  // with F_SKIPBODY
     // Pausing is how the position of the head's end reaches feed(), which checks its line ending.
     s.section_ended_ = true;
     return HPE_PAUSED;
@@ -194,6 +195,15 @@ struct Http1Parser::Impl {
     auto& s = self(p);
     // After a chunked body the pause lands right after the trailer section's final LF.
     s.section_ended_ = (p->flags & F_TRAILING) != 0;
+    // llhttp runs trailer fields through its header rules: a trailer Transfer-Encoding,
+    // Content-Length or Connection rewrites the head's framing flags, and llhttp would decide
+    // from them whether the connection goes on (a trailer "Connection: close" failing the next
+    // pipelined request; read sizes deciding which). The head alone frames a message (RFC 9110
+    // §6.5.1): its flags come back before llhttp looks at them again. (The accessors below read
+    // the head's flags all along: framedByTheHead.)
+    if (s.section_ended_) {
+      p->flags = static_cast<uint16_t>(s.head_flags_ | F_TRAILING);
+    }
     s.in_message_ = false;
     s.head_bytes_ = 0;
     s.current_->message_complete = true;
@@ -291,6 +301,7 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
 void Http1Parser::reset() {
   llhttp_reset(&impl_->parser);
   in_message_ = false;
+  head_done_ = false;
   head_bytes_ = 0;
   no_body_ = false;
   section_ended_ = false;
@@ -306,8 +317,23 @@ bool Http1Parser::finishOnEof() {
   return (err == HPE_OK || err == HPE_PAUSED) && r.message_complete;
 }
 
+namespace {
+
+// The parser as its message's head left it. While a trailer section is parsed (its end may lie
+// beyond the feed() that reported the head), llhttp's flags follow the trailer fields;
+// onMessageComplete puts the head's back, but a caller may ask before that.
+llhttp_t framedByTheHead(const llhttp_t& parser, bool head_done, uint16_t head_flags) {
+  llhttp_t p = parser;
+  if (head_done) {
+    p.flags = head_flags;
+  }
+  return p;
+}
+
+}  // namespace
+
 bool Http1Parser::chunked() const {
-  return (impl_->parser.flags & F_CHUNKED) != 0;
+  return (framedByTheHead(impl_->parser, head_done_, head_flags_).flags & F_CHUNKED) != 0;
 }
 
 std::optional<uint64_t> Http1Parser::contentLength() const {
@@ -318,27 +344,16 @@ std::optional<uint64_t> Http1Parser::contentLength() const {
 }
 
 bool Http1Parser::keepAlive() const {
-  return llhttp_should_keep_alive(&impl_->parser) != 0;
+  const llhttp_t p = framedByTheHead(impl_->parser, head_done_, head_flags_);
+  return llhttp_should_keep_alive(&p) != 0;
 }
 
 bool Http1Parser::bodyUntilEof() const {
-  return llhttp_message_needs_eof(&impl_->parser) != 0;
+  const llhttp_t p = framedByTheHead(impl_->parser, head_done_, head_flags_);
+  return llhttp_message_needs_eof(&p) != 0;
 }
 
 namespace {
-
-bool forwardableTrailer(std::string_view name) {
-  static constexpr std::array<std::string_view, 11> kNotInTrailers = {
-      "content-length", "transfer-encoding",   "trailer",           "host",
-      "connection",     "keep-alive",          "proxy-connection",  "te",
-      "upgrade",        "proxy-authorization", "proxy-authenticate"};
-  for (auto n : kNotInTrailers) {
-    if (filters::iequals(name, n)) {
-      return false;
-    }
-  }
-  return true;
-}
 
 void appendHeaders(std::string& out, const filters::HeaderMap& headers) {
   for (const auto& h : headers) {
@@ -374,7 +389,7 @@ void appendResponseHead(std::string& out, const filters::ResponseHead& head) {
 void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
   out.append("0\r\n");
   for (const auto& t : trailers) {
-    if (forwardableTrailer(t.name)) {
+    if (filters::allowedInTrailers(t.name)) {
       out.append(t.name);
       out.append(": ");
       out.append(t.value);
@@ -382,16 +397,6 @@ void appendLastChunk(std::string& out, const filters::HeaderMap& trailers) {
     }
   }
   out.append("\r\n");
-}
-
-filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers) {
-  filters::HeaderMap out;
-  for (const auto& t : trailers) {
-    if (forwardableTrailer(t.name)) {
-      out.add(t.name, t.value);
-    }
-  }
-  return out;
 }
 
 const char* reasonPhrase(int status) {

@@ -12,7 +12,8 @@
 // request without exactly one Host field (RFC 9112 §3.2: none is allowed only in HTTP/1.0).
 // Trailers of a chunked message are parsed into trailers(), bounded by the same limits as the head
 // (bytes and number of fields, each checked as the fields arrive: a head over either is never
-// held whole).
+// held whole). The head alone frames a message: framing or connection fields in a trailer
+// section change neither chunked() nor keepAlive() nor what llhttp expects next.
 
 #include <cstdint>
 #include <memory>
@@ -102,6 +103,7 @@ class Http1Parser {
   uint32_t fields_ = 0;      // in the head or trailer section being parsed
   uint32_t hosts_ = 0;       // Host fields in the request head
   bool te_chunked_ = false;  // the head's last Transfer-Encoding ends in "chunked" (OWS trimmed)
+  uint16_t head_flags_ = 0;  // llhttp's flags as the head left them: the message's framing
   // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
   bool section_ended_ = false;
   uint64_t head_bytes_ = 0;
@@ -116,13 +118,9 @@ class Http1Parser {
 void appendRequestHead(std::string& out, const filters::RequestHead& head);
 void appendResponseHead(std::string& out, const filters::ResponseHead& head);
 // The end of a chunked body: the last chunk, the trailer section and its empty line. Fields that
-// must not travel in a trailer section are left out (RFC 9110 §6.5.1: framing, routing and
-// hop-by-hop fields: Content-Length, Transfer-Encoding, Trailer, Host, Connection, Keep-Alive, TE,
-// Upgrade, Proxy-*): a recipient that merged them into its head would be misled.
+// must not travel in a trailer section (filters::allowedInTrailers: framing, routing,
+// hop-by-hop, ...) are left out: a recipient that merged them into its head would be misled.
 void appendLastChunk(std::string& out, const filters::HeaderMap& trailers);
-// The fields of `trailers` that appendLastChunk passes on, as a map (for an HTTP/2 peer, where
-// connection-specific fields are a protocol error).
-filters::HeaderMap forwardableTrailers(const filters::HeaderMap& trailers);
 const char* reasonPhrase(int status);
 
 }  // namespace sidetrace::proxy

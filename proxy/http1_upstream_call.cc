@@ -237,8 +237,7 @@ class Http1Call final : public UpstreamCall {
     if (!last_.message_complete || parser_.trailers().size() == 0) {
       return nullptr;
     }
-    trailers_out_ = forwardableTrailers(parser_.trailers());
-    return trailers_out_.size() > 0 ? &trailers_out_ : nullptr;
+    return &parser_.trailers();
   }
 
   void cancel() override {
@@ -301,7 +300,6 @@ class Http1Call final : public UpstreamCall {
   size_t piece_ = 0;
   std::string out_;
   std::string trailer_block_;
-  mutable filters::HeaderMap trailers_out_;  // trailers(): what of the parsed ones may travel
   std::vector<asio::const_buffer> bufs_;
   char size_line_[24];
   bool chunked_ = false;

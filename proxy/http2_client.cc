@@ -244,7 +244,7 @@ class Http2Call final : public UpstreamCall {
     if (failed()) {
       co_return false;
     }
-    send_.trailers.build(trailers);
+    send_.trailers.buildTrailers(trailers);
     send_.end = true;
     resume();
     co_return true;

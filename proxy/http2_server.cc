@@ -652,7 +652,7 @@ awaitable<bool> Http2ServerStream<Io>::sendTrailers(filters::HeaderMap& trailers
   if (closed) {
     co_return false;
   }
-  resp.trailers.build(trailers, 0);
+  resp.trailers.buildTrailers(trailers);
   resp.end = true;
   if (resp.takeDeferred()) {
     nghttp2_session_resume_data(conn.session(), id);

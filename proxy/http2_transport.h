@@ -60,9 +60,17 @@ class NvList {
     }
     append(headers);
   }
+  // A trailer section: also without what no trailer section may carry (allowedInTrailers).
+  void buildTrailers(const filters::HeaderMap& trailers) {
+    clear();
+    append(trailers, true);
+  }
   // Adds the allowed fields of `headers` after what is there (e.g. a request's pseudo-headers).
-  void append(const filters::HeaderMap& headers) {
+  void append(const filters::HeaderMap& headers, bool trailers = false) {
     for (const auto& h : headers) {
+      if (trailers && !filters::allowedInTrailers(h.name)) {
+        continue;
+      }
       std::string name = h.name;
       for (char& c : name) {
         if (c >= 'A' && c <= 'Z') {

@@ -485,8 +485,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (!request_done || s.rq().parser.trailers().size() == 0) {
       return nullptr;
     }
-    trailers_out = forwardableTrailers(s.rq().parser.trailers());
-    return trailers_out.size() > 0 ? &trailers_out : nullptr;
+    return &s.rq().parser.trailers();
   }
   bool bodyComplete() const override { return request_done; }
 
@@ -590,8 +589,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   Session& s;
   std::vector<std::string_view> pieces;  // request body bytes parsed, not yet handed out
   size_t piece = 0;
-  filters::HeaderMap trailers_out;  // requestTrailers(): what of the parsed ones may travel
-  int bad_status = 0;               // the body did not parse: 400 or 431
+  int bad_status = 0;  // the body did not parse: 400 or 431
   bool request_done;
   bool expect_continue;
   bool keep;

@@ -41,7 +41,8 @@ class UpstreamCall {
                                                          bool& end) = 0;
   // The next piece of the response body; valid until the next call. `end` with the last piece.
   virtual boost::asio::awaitable<UpstreamError> readBody(std::string_view& data, bool& end) = 0;
-  // Response trailers once the body ended (null when none).
+  // Response trailers as received, once the body ended (null when none); filtered where they
+  // are written (filters::allowedInTrailers).
   virtual const filters::HeaderMap* trailers() const = 0;
   // Abandon the attempt: pending and later operations fail; the connection is not reused.
   virtual void cancel() = 0;

@@ -25,7 +25,8 @@ struct Http1Message {
   std::string body;  // de-chunked, concatenated over every piece
   filters::HeaderMap trailers;
   bool chunked = false;
-  bool until_eof = false;  // a response framed by the connection's end
+  bool keep_alive = false;  // what the head says of the connection (keepAlive())
+  bool until_eof = false;   // a response framed by the connection's end
   bool complete = false;
   bool upgrade = false;
   proxy::ParseError error = proxy::ParseError::None;
@@ -151,6 +152,7 @@ class Http1Driver {
         }
       }
       m.chunked = parser_.chunked();
+      m.keep_alive = parser_.keepAlive();
       m.until_eof = kind_ == proxy::Http1Parser::Kind::Response && parser_.bodyUntilEof();
       check(!(m.chunked && parser_.contentLength()), "both chunked and Content-Length framing",
             m.head);
@@ -168,6 +170,11 @@ class Http1Driver {
       m.complete = true;
       m.trailers = parser_.trailers();
       checkFieldBytes(m.trailers);
+      // The head frames the message and says what becomes of the connection; a trailer section
+      // (which llhttp parses with the head's rules) must change neither.
+      check(parser_.chunked() == m.chunked && parser_.keepAlive() == m.keep_alive,
+            "the trailer section changed the message's framing or connection state", m.head,
+            m.summary());
       open_ = false;
       if (stop_after_final_ && m.response.status >= 200) {
         stopped_ = true;
@@ -194,6 +201,24 @@ inline std::string summarize(const std::vector<Http1Message>& ms) {
     s += m.summary();
   }
   return s;
+}
+
+// The trailer fields the proxy passes on (filters::allowedInTrailers decides, wherever a trailer
+// section is written).
+inline filters::HeaderMap forwardedTrailers(const filters::HeaderMap& trailers) {
+  filters::HeaderMap out;
+  for (const auto& t : trailers) {
+    if (filters::allowedInTrailers(t.name)) {
+      out.add(t.name, t.value);
+    }
+  }
+  return out;
+}
+
+inline bool sameFields(const filters::HeaderMap& a, const filters::HeaderMap& b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+    return x.name == y.name && x.value == y.value;
+  });
 }
 
 // The body framed for forwarding: chunked (with the trailers the proxy passes on) or as is.

@@ -499,6 +499,42 @@ TEST_F(Http2Test, Http1UpstreamTrailersReachH2Client) {
   EXPECT_FALSE(rs[0].trailer("transfer-encoding")) << rs[0].describe();
 }
 
+// An h2c client's request trailers go through the same rule as HTTP/1 ones
+// (filters::allowedInTrailers), to an HTTP/1 origin (its chunked trailer section) and to an h2
+// origin (a trailing HEADERS frame): authentication, content and cache fields are left out.
+TEST_F(Http2Test, H2ClientTrailersLeaveOutWhatNoTrailerMayCarry) {
+  ASSERT_NO_FATAL_FAILURE(startWithH2Cluster());
+  const Headers trailers = {{"x-ok", "1"},
+                            {"authorization", "Bearer leaked"},
+                            {"content-type", "text/evil"},
+                            {"cache-control", "no-store"},
+                            {"x-ok-too", "2"}};
+  H2Request to_h1 = post("/api/h2-trailers", "hello", {{"te", "trailers"}});
+  to_h1.trailers = trailers;
+  H2Request to_h2 = post("/h2/echo/trailers", "hello", {{"te", "trailers"}});
+  to_h2.trailers = trailers;
+  H2Connection c(port());
+  ASSERT_TRUE(c.connected()) << c.error();
+  auto rs = c.requestAll({to_h1, to_h2});
+  ASSERT_EQ(rs.size(), 2u);
+  for (const auto& r : rs) {
+    EXPECT_TRUE(r.ok()) << r.describe();
+    EXPECT_EQ(r.body, "hello");
+  }
+
+  auto reqs = upstream_.waitForRequests(1, milliseconds(5000));
+  ASSERT_EQ(reqs.size(), 1u);
+  EXPECT_TRUE(reqs[0].chunked);
+  EXPECT_EQ(reqs[0].trailers, (Headers{{"x-ok", "1"}, {"x-ok-too", "2"}}))
+      << describeHeaders(reqs[0].trailers);
+
+  EXPECT_EQ(rs[1].trailer("x-echo-x-ok").value_or("<missing>"), "1") << rs[1].describe();
+  EXPECT_EQ(rs[1].trailer("x-echo-x-ok-too").value_or("<missing>"), "2") << rs[1].describe();
+  for (const char* name : {"x-echo-authorization", "x-echo-content-type", "x-echo-cache-control"}) {
+    EXPECT_FALSE(rs[1].trailer(name)) << name << "\n" << rs[1].describe();
+  }
+}
+
 // 50 HTTP/1.1 requests in flight at once through the proxy (the origin holds them until all 50
 // wait) share a handful of multiplexed upstream connections: at most two per worker.
 TEST_F(Http2Test, ParallelRequestsShareFewUpstreamConnections) {

@@ -393,6 +393,71 @@ TEST_F(ProxyTest, ChunkedResponseTrailersReachTheClient) {
   EXPECT_EQ(raw10.find("X-Checksum"), std::string::npos) << raw10;
 }
 
+// Issue 13: an upstream's trailer section with framing, connection, authentication and content
+// fields (the fuzz finding's "Transfer-Encoding: chng: chunked" among them). The client reads one
+// response, whose trailers carry none of them, and its connection goes on.
+TEST_F(ProxyTest, ResponseTrailersNeverCarryFramingFields) {
+  upstream_.on("/api/evil-trailers", Behavior::chunked("abc", 1,
+                                                       {{"grpc-status", "0"},
+                                                        {"Transfer-Encoding", "chng: chunked"},
+                                                        {"Content-Length", "5"},
+                                                        {"Connection", "close"},
+                                                        {"Host", "evil.example"},
+                                                        {"Authorization", "Bearer leaked"},
+                                                        {"Content-Type", "text/evil"},
+                                                        {"X-Sum", "1"}}));
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  TcpSocket s;
+  ASSERT_TRUE(s.connect(port()));
+  const std::string get = buildRequest("GET", "/api/evil-trailers", {});
+  ASSERT_TRUE(s.sendAll(get));
+  std::string raw;
+  ASSERT_TRUE(s.readUntil(raw, "\r\n0\r\n", milliseconds(5000))) << raw;
+  const size_t last_chunk = raw.find("\r\n0\r\n");
+  while (raw.find("\r\n\r\n", last_chunk + 3) == std::string::npos) {  // the trailers' end
+    ASSERT_EQ(s.recvSome(raw, milliseconds(5000)), TcpSocket::ReadResult::Data) << raw;
+  }
+  const std::string head = raw.substr(0, raw.find("\r\n\r\n"));
+  EXPECT_NE(head.find("Transfer-Encoding: chunked"), std::string::npos) << raw;
+  EXPECT_TRUE(raw.ends_with("abc\r\n0\r\ngrpc-status: 0\r\nX-Sum: 1\r\n\r\n")) << raw;
+  // The same connection serves the next request: nothing in the trailers framed or closed it.
+  ASSERT_TRUE(s.sendAll(buildRequest("GET", "/api/after", {{"Connection", "close"}})));
+  const std::string next = s.readUntilClosed(milliseconds(5000));
+  EXPECT_TRUE(next.starts_with("HTTP/1.1 200")) << next;
+}
+
+// A client's trailer "Connection: close" (or any framing field llhttp reads there) frames
+// nothing: the pipelined request after it is answered, whether the trailers came in the head's
+// read or later. It used to end the connection after the first response, or fail the next
+// request with a 400, depending on where the reads split.
+TEST_F(ProxyTest, RequestTrailerConnectionCloseLeavesTheConnectionAlone) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  const std::string head = buildRequest("POST", "/api/t", {{"Transfer-Encoding", "chunked"}});
+  const std::string last = "0\r\nConnection: close\r\nContent-Length: 3\r\nX-Sum: 1\r\n\r\n";
+  const std::string next = buildRequest("GET", "/api/next", {});
+  for (bool split : {false, true}) {
+    SCOPED_TRACE(split ? "trailers after the head" : "all at once");
+    HttpConnection c(port());
+    ASSERT_TRUE(c.connected());
+    if (split) {
+      ASSERT_TRUE(c.send(head + "3\r\nabc\r\n"));
+      std::this_thread::sleep_for(milliseconds(50));
+      ASSERT_TRUE(c.send(last + next));
+    } else {
+      ASSERT_TRUE(c.send(head + "3\r\nabc\r\n" + last + next));
+    }
+    auto first = c.readResponse();
+    ASSERT_TRUE(first) << c.lastError();
+    EXPECT_EQ(first->status, 200);
+    EXPECT_EQ(first->body, "abc");
+    EXPECT_TRUE(first->keep_alive) << describeHeaders(first->headers);
+    auto second = c.readResponse();
+    ASSERT_TRUE(second) << "the pipelined request got no answer: " << c.lastError();
+    EXPECT_EQ(second->status, 200);
+    EXPECT_EQ(second->header("x-echo-target").value_or(""), "/api/next");
+  }
+}
+
 TEST_F(ProxyTest, Http10WithoutHostWorksAndCloses) {
   ASSERT_NO_FATAL_FAILURE(startProxy());
   HttpConnection c(port());

@@ -64,5 +64,25 @@ TEST(HeaderMapFoldTest, JoinsCookieCrumbs) {
   EXPECT_EQ(dump(none), (Pairs{{"x", "1"}}));
 }
 
+// The one rule every trailer section the proxy writes goes through (RFC 9110 §6.5.1).
+TEST(AllowedInTrailersTest, FramingRoutingConnectionAndAuthFieldsAreNot) {
+  const std::vector<std::string> refused = {
+      // framing, routing, connection control
+      "Content-Length", "TRANSFER-ENCODING", "Trailer", "host", "Connection", "Keep-Alive",
+      "Proxy-Connection", "TE", "Upgrade",
+      // authentication
+      "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+      // request modifiers, response controls, content format
+      "Expect", "Max-Forwards", "Range", "Cache-Control", "Pragma", "Content-Encoding",
+      "Content-Type", "Content-Range"};
+  for (const auto& name : refused) {
+    EXPECT_FALSE(allowedInTrailers(name)) << name;
+  }
+  for (const char* name : {"grpc-status", "grpc-message", "grpc-status-details-bin", "X-Checksum",
+                           "Server-Timing", "Digest", "Content-Lengths", "Hosts", "t", ""}) {
+    EXPECT_TRUE(allowedInTrailers(name)) << name;
+  }
+}
+
 }  // namespace
 }  // namespace sidetrace::filters

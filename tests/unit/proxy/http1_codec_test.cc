@@ -53,6 +53,10 @@ struct Message {
   bool chunked = false;
   std::optional<uint64_t> content_length;
   bool keep_alive = false;
+  // The same, once the message (and its trailer section) ended.
+  bool chunked_at_end = false;
+  bool keep_alive_at_end = false;
+  bool until_eof_at_end = false;
 };
 
 struct Outcome {
@@ -96,6 +100,9 @@ Outcome feedChunks(Http1Parser& p, const std::vector<std::string>& chunks) {
       if (r.message_complete) {
         cur.upgrade = r.upgrade;
         cur.trailers = dump(p.trailers());
+        cur.chunked_at_end = p.chunked();
+        cur.keep_alive_at_end = p.keepAlive();
+        cur.until_eof_at_end = p.bodyUntilEof();
         out.messages.push_back(std::move(cur));
         cur = Message();
         if (r.upgrade) {
@@ -942,6 +949,64 @@ TEST(Http1TrailerTest, FramingFieldsInRequestTrailers) {
   EXPECT_EQ(o.messages[1].target, "/ping");
 }
 
+// llhttp parses a trailer section with the head's rules, and its framing flags used to follow:
+// after a trailer Transfer-Encoding chunked() went false (issue 13's fuzz finding: the forwarded
+// copy lost its chunk framing) and a response looked close-delimited; after a trailer
+// "Connection: close" keepAlive() went false and llhttp failed the next pipelined message, or
+// not, depending on whether the trailers arrived in the same read as the head. The head alone
+// frames a message and decides about the connection; trailers are kept as received (what may
+// be forwarded of them is appendLastChunk's business).
+TEST(Http1TrailerTest, TrailersChangeNeitherFramingNorTheConnection) {
+  struct Case {
+    Http1Parser::Kind kind;
+    std::string trailers;
+  };
+  const std::string req = "POST /a HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::string resp = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+  const std::vector<Case> cases = {
+      {Http1Parser::Kind::Response, "Transfer-Encoding: chng: chunked\r\n"},
+      {Http1Parser::Kind::Response, "Transfer-Encoding: gzip\r\n"},
+      {Http1Parser::Kind::Response, "Transfer-Encoding: chunked\r\n"},
+      {Http1Parser::Kind::Response, "Content-Length: 5\r\n"},
+      {Http1Parser::Kind::Response, "Connection: close\r\n"},
+      {Http1Parser::Kind::Request, "Connection: close\r\n"},
+      {Http1Parser::Kind::Request, "Content-Length: 5\r\n"},
+      {Http1Parser::Kind::Request, "Connection: upgrade\r\nUpgrade: h2c\r\n"},
+  };
+  for (const auto& c : cases) {
+    const bool request = c.kind == Http1Parser::Kind::Request;
+    SCOPED_TRACE((request ? "request trailers: " : "response trailers: ") + c.trailers);
+    const std::string bytes = (request ? req : resp) + "3\r\nabc\r\n0\r\n" + c.trailers + "\r\n" +
+                              (request ? kGet : "HTTP/1.1 204 No Content\r\n\r\n");
+    std::vector<Outcome> outcomes;
+    Http1Parser whole_parser(c.kind, 65536);
+    outcomes.push_back(feedChunks(whole_parser, {bytes}));
+    Http1Parser byte_parser(c.kind, 65536);
+    outcomes.push_back(feedChunks(byte_parser, bytewise(bytes)));
+    // The head's feed() may run into the trailer section and stop anywhere in it: chunked() and
+    // keepAlive(), asked right after the head, must still say what the head said.
+    for (size_t cut = 1; cut < bytes.size(); ++cut) {
+      Http1Parser p(c.kind, 65536);
+      outcomes.push_back(feedChunks(p, {bytes.substr(0, cut), bytes.substr(cut)}));
+    }
+    for (const Outcome& o : outcomes) {
+      ASSERT_EQ(o.error, ParseError::None);
+      ASSERT_EQ(o.messages.size(), 2u) << "the next message must parse";
+      const Message& m = o.messages[0];
+      EXPECT_EQ(m.body, "abc");
+      EXPECT_FALSE(m.trailers.empty());
+      EXPECT_TRUE(m.chunked);
+      EXPECT_TRUE(m.keep_alive);
+      EXPECT_TRUE(m.chunked_at_end);
+      EXPECT_TRUE(m.keep_alive_at_end);
+      EXPECT_FALSE(m.until_eof_at_end);
+      EXPECT_FALSE(m.upgrade);
+      EXPECT_EQ(o.messages[1].status, request ? 0 : 204);
+      expectSame(outcomes[0], o);
+    }
+  }
+}
+
 TEST(Http1TrailerTest, ObsFoldInTrailersRejected) {
   EXPECT_EQ(requestError("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
                          "0\r\nX-T: a\r\n b\r\n\r\n"),
@@ -1047,13 +1112,21 @@ TEST(Http1SerializeTest, LastChunkWithTrailers) {
   EXPECT_EQ(out, "0\r\nX-Checksum: abc\r\n\r\n");
 }
 
-// Framing, routing and hop-by-hop fields never go out in a trailer section, whatever their case.
+// What filters::allowedInTrailers refuses (framing, routing, hop-by-hop, ...) never goes out in a
+// trailer section, whatever its case.
 TEST(Http1SerializeTest, LastChunkLeavesOutFieldsNoTrailerMayCarry) {
   filters::HeaderMap t;
   t.add("X-Before", "1");
-  for (const char* name :
-       {"Content-Length", "transfer-encoding", "Trailer", "HOST", "Connection", "Keep-Alive",
-        "Proxy-Connection", "TE", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate"}) {
+  const std::vector<std::string> refused = {
+      // framing, routing, connection control
+      "Content-Length", "transfer-encoding", "Trailer", "HOST", "Connection", "Keep-Alive",
+      "Proxy-Connection", "TE", "Upgrade",
+      // authentication
+      "Authorization", "Proxy-Authorization", "WWW-Authenticate", "Proxy-Authenticate",
+      // request modifiers, response controls, content format
+      "Expect", "Max-Forwards", "Range", "Cache-Control", "Pragma", "Content-Encoding",
+      "Content-Type", "Content-Range"};
+  for (const auto& name : refused) {
     t.add(name, "x");
   }
   t.add("X-After", "2");

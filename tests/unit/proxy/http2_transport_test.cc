@@ -1,0 +1,54 @@
+#include "proxy/http2_transport.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sidetrace::proxy {
+namespace {
+
+using Pairs = std::vector<std::pair<std::string, std::string>>;
+
+Pairs dump(NvList& l) {
+  Pairs out;
+  const nghttp2_nv* nv = l.data();
+  for (size_t i = 0; i < l.size(); ++i) {
+    out.emplace_back(std::string(reinterpret_cast<const char*>(nv[i].name), nv[i].namelen),
+                     std::string(reinterpret_cast<const char*>(nv[i].value), nv[i].valuelen));
+  }
+  return out;
+}
+
+// A trailing HEADERS frame carries what an HTTP/1 trailer section may (filters::allowedInTrailers),
+// whichever protocol the trailers came from: content-length or authorization from an HTTP/2 peer's
+// trailers never reach the other side.
+TEST(NvListTest, TrailersLeaveOutWhatNoTrailerSectionMayCarry) {
+  filters::HeaderMap t;
+  t.add("grpc-status", "0");
+  t.add("Content-Length", "5");
+  t.add("host", "evil");
+  t.add("Authorization", "Bearer x");
+  t.add("transfer-encoding", "chunked");
+  t.add("te", "trailers");
+  t.add("X-Checksum", "abc");
+  NvList l;
+  l.buildTrailers(t);
+  EXPECT_EQ(dump(l), (Pairs{{"grpc-status", "0"}, {"x-checksum", "abc"}}));
+
+  // A head keeps what only a trailer section may not carry.
+  filters::HeaderMap h;
+  h.add("Content-Length", "5");
+  h.add("Authorization", "Bearer x");
+  h.add("te", "trailers");
+  h.add("host", "dropped");
+  l.build(h, 200);
+  EXPECT_EQ(dump(l), (Pairs{{":status", "200"},
+                            {"content-length", "5"},
+                            {"authorization", "Bearer x"},
+                            {"te", "trailers"}}));
+}
+
+}  // namespace
+}  // namespace sidetrace::proxy
