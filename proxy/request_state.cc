@@ -45,7 +45,8 @@ void Gather::build(std::string_view head, std::span<const std::string_view> piec
 RequestState::RequestState(const boost::asio::any_io_executor& ex, const config::Limits& limits)
     : parser(Http1Parser::Kind::Request, limits.max_request_headers_bytes,
              limits.max_request_headers_count),
-      exchange(ex) {}
+      exchange(ex),
+      deadline(ex) {}
 
 std::unique_ptr<RequestState> RequestStatePool::take(const boost::asio::any_io_executor& ex,
                                                      const config::Limits& limits) {
@@ -64,7 +65,7 @@ void RequestStatePool::give(std::unique_ptr<RequestState> s) {
   }
   s->parser.reset();
   s->stream.reset();
-  for (upstream::Deadline* d : {&s->exchange.route, &s->exchange.per_try}) {
+  for (upstream::Deadline* d : {&s->exchange.route, &s->exchange.per_try, &s->deadline}) {
     d->disarm();
     d->watch(nullptr);
     d->onExpire(nullptr, nullptr);

@@ -1,10 +1,11 @@
 #pragma once
 // What an HTTP/1 connection needs only while a request is in it: the request parser, the filter
-// stream, the write scratch and the route and per-try deadlines — about 2 KiB with the capacity
-// their strings and vectors keep. A Session takes one from its worker's pool when
-// a request's first bytes have arrived and gives it back when it goes idle with nothing buffered,
-// so an idle keep-alive connection holds none of it (a socket, its coroutine and its idle timer),
-// while a busy one reuses warm capacity instead of allocating per request.
+// stream, the write scratch, the connection's and the route and per-try deadlines — about 2 KiB
+// with the capacity their strings and vectors keep. A Session takes one from its worker's pool
+// when a request's first bytes have arrived and gives it back when it goes idle with nothing
+// buffered, so an idle keep-alive connection holds none of it (a socket, its coroutine, its wait
+// and its place on the worker's idle list), while a busy one reuses warm capacity instead of
+// allocating per request.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/buffer.hpp>
@@ -41,6 +42,11 @@ struct RequestState {
   Gather gather;
   std::string out;           // reused serialization buffer
   ExchangeStorage exchange;  // deadlines and response head for the exchange
+  // The client connection's own timeouts while it is not idle: the TLS handshake, waiting for a
+  // request's first byte after a wake-up, the header timeout, every response or local-reply
+  // write, the TLS shutdown. Watches the taker's socket. (An idle connection is on its worker's
+  // idle list instead: it holds no timer.)
+  upstream::Deadline deadline;
 };
 
 // One per worker. Keeps up to `max_free` states; past that, given-back ones are freed.

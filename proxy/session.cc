@@ -75,9 +75,7 @@ Session<Stream>::Session(Worker& worker, asio::ip::tcp::socket socket, size_t li
     : worker_(worker),
       socket_(makeStream(std::move(socket), tls)),
       listener_index_(listener_index),
-      deadline_(tcp().get_executor()),
       in_(worker.current()->config().limits.buffer_bytes, &worker.buffers()) {
-  deadline_.watch(&tcp());
   worker_.add(this);
   worker_.mutableStats().active_connections.fetch_add(1, std::memory_order_relaxed);
   worker_.mutableStats().connections_total.fetch_add(1, std::memory_order_relaxed);
@@ -94,6 +92,7 @@ template <class Stream>
 RequestState& Session<Stream>::rq() {
   if (!rq_) {
     rq_ = worker_.requests().take(tcp().get_executor(), worker_.current()->config().limits);
+    rq_->deadline.watch(&tcp());
   }
   return *rq_;
 }
@@ -110,6 +109,12 @@ void Session<Stream>::start(std::shared_ptr<Session> self) {
   Session* s = self.get();
   asio::co_spawn(
       s->tcp().get_executor(), [self = std::move(self)]() { return self->run(); }, asio::detached);
+}
+
+template <class Stream>
+void Session<Stream>::idleExpired() {
+  error_code ec;
+  tcp().cancel(ec);  // the idle wait ends: the connection closes
 }
 
 template <class Stream>
@@ -149,42 +154,44 @@ awaitable<void> Session<Stream>::run() {
       tcp().close(ec);
       co_return;
     }
-  } else {
-    switch (co_await sniffHttp2()) {
-      case Sniffed::Http2:
-        co_await serveHttp2(peer, peer_port, local_port);
-        tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
-        tcp().close(ec);
-        co_return;
-      case Sniffed::Closed:
-        tcp().close(ec);
-        co_return;
-      case Sniffed::Timeout:
-        co_await sendError(408);
-        tcp().close(ec);
-        co_return;
-      case Sniffed::Http1:
-        break;
-    }
   }
+  bool sniff = !kTls;  // a plain connection's first bytes may be the h2c preface
   for (;;) {
     if (in_.size() == 0) {
-      // Idle between requests: wait here, holding no buffer, no request state and none of the
-      // head reader's coroutine frames (an idle keep-alive connection is this frame, a socket and
-      // a timer).
+      // Idle between requests (or before the first): wait here, on the worker's idle list
+      // (limits.idle_timeout), holding no buffer, no request state, no timer and none of the
+      // head reader's coroutine frames.
       releaseRequestState();
       in_.release();
       error_code wait_ec;
-      deadline_.arm(worker_.current()->config().limits.idle_timeout);
       if (!close_after_ && !tlsHasPending() && !socketReadable()) {
+        worker_.beginIdle(*this);
         co_await tcp().async_wait(asio::ip::tcp::socket::wait_read,
                                   asio::redirect_error(use_awaitable, wait_ec));
+        Worker::endIdle(*this);
       }
-      deadline_.disarm();
       if (wait_ec || close_after_) {
         break;  // idle timeout, drain, or the socket failed
       }
       readable_ = true;
+    }
+    if (std::exchange(sniff, false)) {
+      switch (co_await sniffHttp2()) {
+        case Sniffed::Http2:
+          co_await serveHttp2(peer, peer_port, local_port);
+          tcp().shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+          tcp().close(ec);
+          co_return;
+        case Sniffed::Closed:
+          tcp().close(ec);
+          co_return;
+        case Sniffed::Timeout:
+          co_await sendError(408);
+          tcp().close(ec);
+          co_return;
+        case Sniffed::Http1:
+          break;
+      }
     }
     filters::Stream& stream = rq().stream;
     stream.reset();
@@ -263,26 +270,27 @@ awaitable<size_t> Session<Stream>::readIdle(error_code& ec) {
 template <class Stream>
 awaitable<typename Session<Stream>::Sniffed> Session<Stream>::sniffHttp2() {
   const auto& limits = worker_.current()->config().limits;
-  deadline_.arm(limits.idle_timeout);
+  upstream::Deadline& deadline = rq().deadline;
+  deadline.arm(limits.idle_timeout);
   bool header_clock = false;
   while (in_.size() < kHttp2Preface.size()) {
     if (!kHttp2Preface.starts_with(std::string_view(in_.data(), in_.size()))) {
-      deadline_.disarm();
+      deadline.disarm();
       co_return Sniffed::Http1;
     }
     if (!header_clock && in_.size() > 0) {
       header_clock = true;  // a request has begun: the header timeout applies
-      deadline_.arm(limits.request_header_timeout);
+      deadline.arm(limits.request_header_timeout);
     }
     if (close_after_ && in_.size() == 0) {
-      deadline_.disarm();
+      deadline.disarm();
       co_return Sniffed::Closed;
     }
     error_code ec;
     size_t n = co_await readIdle(ec);
     if (ec) {
-      const bool expired = deadline_.expired();
-      deadline_.disarm();
+      const bool expired = deadline.expired();
+      deadline.disarm();
       if (expired && header_clock) {
         worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
         co_return Sniffed::Timeout;
@@ -291,7 +299,7 @@ awaitable<typename Session<Stream>::Sniffed> Session<Stream>::sniffHttp2() {
     }
     in_.commit(n);
   }
-  deadline_.disarm();
+  deadline.disarm();
   co_return std::string_view(in_.data(), kHttp2Preface.size()) == kHttp2Preface ? Sniffed::Http2
                                                                                 : Sniffed::Http1;
 }
@@ -300,6 +308,7 @@ template <class Stream>
 awaitable<void> Session<Stream>::serveHttp2(const std::string& peer, uint16_t peer_port,
                                             uint16_t local_port) {
   idle_ = false;
+  releaseRequestState();  // the HTTP/2 server keeps its own state and timers
   h2_ = std::make_unique<Http2Server<Stream>>(
       worker_, socket_, tcp(), DownstreamInfo{listener_index_, peer, peer_port, local_port, kTls});
   if (close_after_ || worker_.draining()) {
@@ -315,12 +324,12 @@ awaitable<void> Session<Stream>::serveHttp2(const std::string& peer, uint16_t pe
 template <class Stream>
 awaitable<bool> Session<Stream>::handshake(const std::string& peer) {
   if constexpr (kTls) {
-    deadline_.arm(worker_.current()->config().limits.request_header_timeout);
+    rq().deadline.arm(worker_.current()->config().limits.request_header_timeout);
     error_code ec;
     co_await socket_.async_handshake(asio::ssl::stream_base::server,
                                      asio::redirect_error(use_awaitable, ec));
-    const bool expired = deadline_.expired();
-    deadline_.disarm();
+    const bool expired = rq().deadline.expired();
+    rq().deadline.disarm();
     if (!ec) {
       co_return true;
     }
@@ -348,9 +357,9 @@ awaitable<void> Session<Stream>::shutdownTls() {
     SSL* ssl = socket_.native_handle();
     SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
     error_code ec;
-    deadline_.arm(std::chrono::seconds(5));
+    rq().deadline.arm(std::chrono::seconds(5));
     co_await socket_.async_shutdown(asio::redirect_error(use_awaitable, ec));
-    deadline_.disarm();
+    rq().deadline.disarm();
   }
   co_return;
 }
@@ -359,41 +368,42 @@ template <class Stream>
 awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead(
     FeedResult& first) {
   const auto& limits = worker_.current()->config().limits;
+  upstream::Deadline& deadline = rq().deadline;
   bool header_clock = false;
   auto armForState = [&]() {
     if (!header_clock && (in_.size() > 0 || rq().parser.bytesSeen())) {
       header_clock = true;
-      deadline_.arm(limits.request_header_timeout);
+      deadline.arm(limits.request_header_timeout);
     }
   };
-  deadline_.arm(limits.idle_timeout);
+  deadline.arm(limits.idle_timeout);
   armForState();
   for (;;) {
     if (in_.size() > 0) {
       FeedResult r = rq().parser.feed(in_.data(), in_.size());
       in_.consume(r.consumed);
       if (r.error != ParseError::None) {
-        deadline_.disarm();
+        deadline.disarm();
         worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
         first = std::move(r);
         co_return HeadStatus::Error;
       }
       if (r.head_complete) {
-        deadline_.disarm();
+        deadline.disarm();
         first = std::move(r);
         co_return HeadStatus::Ok;
       }
       armForState();
     }
     if (close_after_ && !rq().parser.bytesSeen()) {
-      deadline_.disarm();
+      deadline.disarm();
       co_return HeadStatus::Closed;
     }
     error_code ec;
     size_t n = co_await readIdle(ec);
     if (ec) {
-      bool expired = deadline_.expired();
-      deadline_.disarm();
+      bool expired = deadline.expired();
+      deadline.disarm();
       if (expired && header_clock) {
         worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
         co_return HeadStatus::Timeout;
@@ -418,10 +428,10 @@ awaitable<void> Session<Stream>::sendError(int status) {
   rq().out += "\r\nConnection: close\r\n\r\n";
   rq().out += msg;
   error_code ec;
-  deadline_.arm(std::chrono::seconds(5));
+  rq().deadline.arm(std::chrono::seconds(5));
   co_await asio::async_write(socket_, asio::buffer(rq().out),
                              asio::redirect_error(use_awaitable, ec));
-  deadline_.disarm();
+  rq().deadline.disarm();
 }
 
 // This connection's current request as the exchange sees it. The response head waits for the first
@@ -576,12 +586,12 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   // Writes gather.bufs: `afterWrite(co_await write())`, unless failed. Not a coroutine of its own:
   // on the path of every response, a frame per write would cost an allocation.
   awaitable<size_t> write() {
-    s.deadline_.arm(s.gen_->config().limits.idle_timeout);
+    s.rq().deadline.arm(s.gen_->config().limits.idle_timeout);
     return asio::async_write(s.socket_, s.rq().gather.bufs,
                              asio::redirect_error(use_awaitable, write_ec));
   }
   bool afterWrite(size_t) {
-    s.deadline_.disarm();
+    s.rq().deadline.disarm();
     failed = static_cast<bool>(write_ec);
     return !failed;
   }

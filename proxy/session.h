@@ -26,9 +26,9 @@
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
 #include "proxy/http2_server.h"
+#include "proxy/idle_connections.h"
 #include "proxy/request_state.h"
 #include "upstream/connection_pool.h"
-#include "upstream/deadline.h"
 
 namespace sidetrace::proxy {
 
@@ -40,8 +40,9 @@ struct TunnelIdle;  // session.cc: an upgraded connection's idle clock
 using PlainStream = boost::asio::ip::tcp::socket;
 using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
 
-// What a worker knows of each of its downstream connections: enough to drain it.
-class DownstreamConnection {
+// What a worker knows of each of its downstream connections: enough to drain it, and to close it
+// once it has been idle for limits.idle_timeout (the worker's idle list).
+class DownstreamConnection : public IdleEntry {
  public:
   virtual ~DownstreamConnection() = default;
   // Drain: close now if idle between requests, else close after the current response.
@@ -69,6 +70,7 @@ class Session final : public DownstreamConnection,
   enum class HeadStatus { Ok, Closed, Error, Timeout };
   enum class Sniffed { Http1, Http2, Closed, Timeout };
   static Stream makeStream(boost::asio::ip::tcp::socket socket, TlsServerContext* tls);
+  void idleExpired() override;
   boost::asio::ip::tcp::socket& tcp();  // the TCP socket under the stream
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> handshake(const std::string& peer);
@@ -94,7 +96,8 @@ class Session final : public DownstreamConnection,
   boost::asio::awaitable<void> watchTunnel(std::shared_ptr<TunnelIdle> idle,
                                            std::chrono::milliseconds timeout,
                                            boost::asio::ip::tcp::socket* upstream);
-  // The current request's state, taken from the worker's pool on first use.
+  // The current request's state, taken from the worker's pool on first use. Its deadline bounds
+  // this connection's waits and writes while it is not idle.
   RequestState& rq();
   void releaseRequestState();
   // This connection's current request as runExchange's DownstreamSide (framing here, policy in
@@ -105,7 +108,6 @@ class Session final : public DownstreamConnection,
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
   Stream socket_;
   size_t listener_index_;
-  upstream::Deadline deadline_;  // idle, header and local-reply write timeouts
   FlatBuffer in_;
   std::unique_ptr<RequestState> rq_;  // while a request is in the connection (rq())
   bool readable_ = false;             // the idle wait just saw the socket readable

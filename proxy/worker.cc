@@ -52,7 +52,8 @@ Worker::Worker(size_t index, std::shared_ptr<const Generation> gen,
              gen->config->listeners.size()),
       open_connections_(open_connections),
       tls_(std::move(tls)),
-      flush_timer_(io_) {
+      flush_timer_(io_),
+      idle_timer_(io_) {
   tls_.resize(gen->config->listeners.size(), nullptr);
   tracer_.setSpanLimits(gen->config->tracing.span_limits);
   rng_ =
@@ -191,6 +192,30 @@ void Worker::add(DownstreamConnection* s) {
 void Worker::remove(DownstreamConnection* s) {
   sessions_.erase(s);
   open_connections_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Worker::beginIdle(IdleEntry& c) {
+  if (idle_.add(c, current_->config().limits.idle_timeout, std::chrono::steady_clock::now())) {
+    armIdleTimer(idle_.nextDue());
+  }
+}
+
+void Worker::armIdleTimer(std::chrono::steady_clock::time_point due) {
+  // A wait in flight that ends no later stays: when it fires it re-arms for what is left (the
+  // idle list's head moves later as connections leave it, never earlier without add() saying so).
+  if (due == std::chrono::steady_clock::time_point::max() || idle_timer_due_ <= due) {
+    return;
+  }
+  idle_timer_due_ = due;
+  idle_timer_.expires_at(due);  // cancels a later wait in flight
+  idle_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec == asio::error::operation_aborted) {
+      return;  // superseded by an earlier due (which set idle_timer_due_), or stopping
+    }
+    idle_timer_due_ = std::chrono::steady_clock::time_point::max();
+    idle_.expire(std::chrono::steady_clock::now());
+    armIdleTimer(idle_.nextDue());
+  });
 }
 
 void Worker::scheduleFlush() {

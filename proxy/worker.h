@@ -17,6 +17,7 @@
 #include "filters/filter.h"
 #include "proxy/buffer_pool.h"
 #include "proxy/generation.h"
+#include "proxy/idle_connections.h"
 #include "proxy/request_state.h"
 #include "proxy/retry.h"
 #include "proxy/stats.h"
@@ -95,6 +96,10 @@ class Worker {
   // gives back its slot in the process-wide connection count that onAccepted() took.
   void add(DownstreamConnection* s);
   void remove(DownstreamConnection* s);
+  // An HTTP/1 connection waits for its next request: idleExpired() is called limits.idle_timeout
+  // from now unless it leaves the wait first (endIdle). One timer serves every idle connection.
+  void beginIdle(IdleEntry& c);
+  static void endIdle(IdleEntry& c) { IdleConnections::remove(c); }
   BufferPool& buffers() { return buffers_; }
   RequestStatePool& requests() { return requests_; }
   Http1CallPool& http1Calls() { return http1_calls_; }
@@ -107,6 +112,7 @@ class Worker {
   // accept would fail again at once, so the listener waits a moment instead of spinning.
   void backOffAccept(size_t listener);
   void scheduleFlush();
+  void armIdleTimer(std::chrono::steady_clock::time_point due);
 
   // Order matters: io_ is destroyed after the I/O objects declared below it, and before what the
   // session frames it destroys still touch (spans → tracer/buffer, stats, the session set).
@@ -116,6 +122,7 @@ class Worker {
   tracing::Tracer tracer_;
   WorkerStats stats_;
   std::unordered_set<DownstreamConnection*> sessions_;
+  IdleConnections idle_;  // sessions unlink themselves, also while io_ destroys them
   std::atomic<int64_t>& open_connections_;
   BufferPool buffers_;         // sessions' read buffers: outlives the session frames io_ destroys
   RequestStatePool requests_;  // likewise (closed before io_ goes: it holds timers)
@@ -128,6 +135,10 @@ class Worker {
   std::vector<std::unique_ptr<boost::asio::steady_timer>> accept_backoff_;  // per listener
   std::shared_ptr<WorkerGeneration> current_;  // holds pools: destroyed before io_
   boost::asio::steady_timer flush_timer_;
+  boost::asio::steady_timer idle_timer_;  // at the earliest due of idle_
+  // The expiry of idle_timer_'s wait in flight; max() when none.
+  std::chrono::steady_clock::time_point idle_timer_due_ =
+      std::chrono::steady_clock::time_point::max();
   std::thread thread_;
 };
 
