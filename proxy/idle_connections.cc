@@ -13,16 +13,17 @@ IdleConnections::~IdleConnections() {
 bool IdleConnections::add(IdleEntry& e, std::chrono::milliseconds timeout, Clock::time_point now) {
   const Clock::time_point before = nextDue();
   List* list = nullptr;
-  for (auto it = lists_.begin(); it != lists_.end();) {
-    if ((*it)->timeout == timeout) {
-      list = it->get();
-    } else if ((*it)->empty()) {
-      it = lists_.erase(it);  // a timeout no longer in use (a reload changed it)
-      continue;
+  for (auto& l : lists_) {
+    if (l->timeout == timeout) {
+      list = l.get();
+      break;
     }
-    ++it;
   }
   if (list == nullptr) {
+    if (lists_.size() >= kKeptLists) {
+      // Timeouts no longer in use (reloads changed them) go once they are empty.
+      std::erase_if(lists_, [](const std::unique_ptr<List>& l) { return l->empty(); });
+    }
     lists_.push_back(std::make_unique<List>());
     list = lists_.back().get();
     list->timeout = timeout;

@@ -6,8 +6,11 @@
 //
 // Connections enter in the order they go idle. With one timeout value that is also the order in
 // which they fall due, so add() appends, remove() unlinks, and expire() looks only at the head:
-// all O(1) per connection. A reload that changes limits.idle_timeout opens a second list (one per
-// timeout value in use, each in due order); a list is dropped once it is empty.
+// all O(1) per connection. There is one list per timeout value in use, each in due order (HTTP/1
+// sessions use three: a new connection's wait, the warm wait after a response and the rest of
+// limits.idle_timeout after it; a reload that changes the timeout adds others). Lists are kept
+// when empty, so the ones in use are not made again and again; past kKeptLists, a new timeout
+// value drops the empty ones.
 //
 // Pure bookkeeping, worker thread only: the worker owns the timer and arms it at nextDue().
 // Declared before the worker's io_context, so sessions that its destruction frees can still
@@ -78,6 +81,7 @@ class IdleConnections {
     IdleLink head;  // sentinel of a circular list; head.next is the earliest due
     bool empty() const { return head.next == &head; }
   };
+  static constexpr size_t kKeptLists = 8;
   static IdleEntry* entry(IdleLink* l) { return static_cast<IdleEntry*>(l); }  // never a head
   std::vector<std::unique_ptr<List>> lists_;  // unique_ptr: the sentinels must not move
 };
