@@ -103,15 +103,14 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
   // only built when Connection names something.
   Tokens named;
   connectionTokens(headers, keep_upgrade, named);
-  auto& raw = headers.raw();
   // The views in `named` point into Connection values, which must stay put while they are used:
   // fields to drop are first marked (an empty name, which no codec produces), then erased at once.
-  for (auto& h : raw) {
+  for (auto& h : headers) {
     if (hopByHop(h, keep_upgrade, named)) {
       h.name.clear();
     }
   }
-  std::erase_if(raw, [](const Header& h) { return h.name.empty(); });
+  headers.eraseIf([](const Header& h) { return h.name.empty(); });
   if (keep_upgrade) {
     headers.add("Connection", "upgrade");
   }

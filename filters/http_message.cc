@@ -6,9 +6,9 @@
 namespace sidetrace::filters {
 namespace {
 
-char lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
-}
+// What a cleared map keeps: this many fields, each with strings of at most this capacity.
+constexpr size_t kKeptFields = 32;
+constexpr size_t kKeptBytes = 256;
 
 }  // namespace
 
@@ -20,18 +20,6 @@ std::string_view trimOws(std::string_view s) {
     s.remove_suffix(1);
   }
   return s;
-}
-
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) {
-    return false;
-  }
-  for (size_t i = 0; i < a.size(); ++i) {
-    if (lower(a[i]) != lower(b[i])) {
-      return false;
-    }
-  }
-  return true;
 }
 
 bool allowedInTrailers(std::string_view name) {
@@ -56,8 +44,25 @@ bool allowedInTrailers(std::string_view name) {
   return true;
 }
 
+void HeaderMap::clear() {
+  if (headers_.size() > kKeptFields) {
+    headers_.resize(kKeptFields);
+    size_ = std::min(size_, kKeptFields);
+  }
+  // Only the fields in use can have grown since the last clear().
+  for (auto& h : *this) {
+    if (h.name.capacity() > kKeptBytes) {
+      std::string().swap(h.name);
+    }
+    if (h.value.capacity() > kKeptBytes) {
+      std::string().swap(h.value);
+    }
+  }
+  size_ = 0;
+}
+
 std::optional<std::string_view> HeaderMap::get(std::string_view name) const {
-  for (const auto& h : headers_) {
+  for (const auto& h : *this) {
     if (iequals(h.name, name)) {
       return std::string_view(h.value);
     }
@@ -69,7 +74,7 @@ std::optional<std::string_view> HeaderMap::getList(std::string_view name,
                                                    std::string& scratch) const {
   std::optional<std::string_view> first;
   bool combined = false;
-  for (const auto& h : headers_) {
+  for (const auto& h : *this) {
     if (!iequals(h.name, name)) {
       continue;
     }
@@ -92,48 +97,48 @@ std::optional<std::string_view> HeaderMap::getList(std::string_view name,
 
 void HeaderMap::set(std::string_view name, std::string_view value) {
   auto same = [&](const Header& h) { return iequals(h.name, name); };
-  auto first = std::find_if(headers_.begin(), headers_.end(), same);
-  if (first == headers_.end()) {
-    headers_.push_back({std::string(name), std::string(value)});
+  auto first = std::find_if(begin(), end(), same);
+  if (first == end()) {
+    add(name, value);
     return;
   }
   first->value.assign(value);
   // Repeats go in one pass (erasing them one by one would cost fields × repeats).
-  headers_.erase(std::remove_if(first + 1, headers_.end(), same), headers_.end());
+  size_ = static_cast<size_t>(std::remove_if(first + 1, end(), same) - begin());
 }
 
 void HeaderMap::remove(std::string_view name) {
-  std::erase_if(headers_, [&](const Header& h) { return iequals(h.name, name); });
+  eraseIf([&](const Header& h) { return iequals(h.name, name); });
 }
 
 size_t HeaderMap::count(std::string_view name) const {
-  return static_cast<size_t>(std::count_if(headers_.begin(), headers_.end(),
-                                           [&](const Header& h) { return iequals(h.name, name); }));
+  return static_cast<size_t>(
+      std::count_if(begin(), end(), [&](const Header& h) { return iequals(h.name, name); }));
 }
 
 void HeaderMap::fold(std::string_view name, std::string_view separator) {
   auto same = [&](const Header& h) { return iequals(h.name, name); };
-  auto first = std::find_if(headers_.begin(), headers_.end(), same);
-  if (first == headers_.end()) {
+  auto first = std::find_if(begin(), end(), same);
+  if (first == end()) {
     return;
   }
   auto out = first + 1;
-  for (auto it = first + 1; it != headers_.end(); ++it) {
+  for (auto it = first + 1; it != end(); ++it) {
     if (same(*it)) {
       first->value += separator;
       first->value += it->value;
     } else {
       if (out != it) {
-        *out = std::move(*it);
+        std::swap(*out, *it);  // the folded field's storage stays as a spare
       }
       ++out;
     }
   }
-  headers_.erase(out, headers_.end());
+  size_ = static_cast<size_t>(out - begin());
 }
 
 bool HeaderMap::hasToken(std::string_view name, std::string_view token) const {
-  for (const auto& h : headers_) {
+  for (const auto& h : *this) {
     if (!iequals(h.name, name)) {
       continue;
     }

@@ -3,15 +3,36 @@
 // Header names keep the case they arrived in; lookups are case-insensitive. Bodies never live
 // here: they stream past the filters (see stream.h).
 
+#include <algorithm>
+#include <cstddef>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tracing/propagator.h"
 
 namespace sidetrace::filters {
 
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality. Inline: header lookups call it per field, and nearly every
+// call ends at the size check.
+inline bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) {
+    return false;
+  }
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    char y = b[i];
+    if (x != y) {
+      x = (x >= 'A' && x <= 'Z') ? static_cast<char>(x + 32) : x;
+      y = (y >= 'A' && y <= 'Z') ? static_cast<char>(y + 32) : y;
+      if (x != y) {
+        return false;
+      }
+    }
+  }
+  return true;
+}
 // Without the spaces and tabs around a field value or list item (RFC 9110's OWS).
 std::string_view trimOws(std::string_view s);
 // Whether a field may be forwarded in a trailer section. RFC 9110 §6.5.1: fields that frame the
@@ -27,31 +48,74 @@ struct Header {
   std::string value;
 };
 
+// The fields of one head, in order. A map lives as long as what reuses it (an HTTP/1 connection's
+// request state, a pooled HTTP/2 stream), and clear() keeps the fields' strings: the next head's
+// fields are copied into storage that is already there, so a head of usual size allocates nothing.
+// Fields past size() are that spare storage.
 class HeaderMap : public tracing::HeaderCarrier {
  public:
+  HeaderMap() = default;
+  HeaderMap(const HeaderMap& o) : headers_(o.begin(), o.end()), size_(o.size_) {}
+  HeaderMap(HeaderMap&& o) noexcept : headers_(std::move(o.headers_)), size_(o.size_) {
+    o.size_ = 0;
+  }
+  HeaderMap& operator=(const HeaderMap& o) {
+    if (this != &o) {
+      clear();
+      for (const auto& h : o) {
+        add(h.name, h.value);
+      }
+    }
+    return *this;
+  }
+  HeaderMap& operator=(HeaderMap&& o) noexcept {
+    headers_ = std::move(o.headers_);
+    size_ = std::exchange(o.size_, 0);
+    return *this;
+  }
+  ~HeaderMap() override = default;
+
   std::optional<std::string_view> get(std::string_view name) const override;
   size_t count(std::string_view name) const override;
   std::optional<std::string_view> getList(std::string_view name,
                                           std::string& scratch) const override;
   void set(std::string_view name, std::string_view value) override;
   void remove(std::string_view name) override;
-  void add(std::string name, std::string value) {
-    headers_.push_back({std::move(name), std::move(value)});
+  void add(std::string_view name, std::string_view value) {
+    if (size_ < headers_.size()) {
+      headers_[size_].name.assign(name);
+      headers_[size_].value.assign(value);
+    } else {
+      headers_.push_back({std::string(name), std::string(value)});
+    }
+    ++size_;
   }
   // True when a comma-separated header (e.g. Connection) lists `token`, case-insensitively.
   bool hasToken(std::string_view name, std::string_view token) const;
   // Every `name` field folded into the first, values joined by `separator`, in order (HTTP/2's
   // cookie crumbs become one HTTP/1 Cookie line this way). One pass; no change with fewer than two.
   void fold(std::string_view name, std::string_view separator);
+  // Drops every field `drop` says yes to, keeping the order of the rest (one pass).
+  template <class Pred>
+  void eraseIf(Pred drop) {
+    auto end = std::remove_if(headers_.begin(), this->end(), drop);
+    size_ = static_cast<size_t>(end - headers_.begin());
+  }
 
-  auto begin() const { return headers_.begin(); }
-  auto end() const { return headers_.end(); }
-  size_t size() const { return headers_.size(); }
-  void clear() { headers_.clear(); }
-  std::vector<Header>& raw() { return headers_; }
+  using iterator = std::vector<Header>::iterator;
+  using const_iterator = std::vector<Header>::const_iterator;
+  iterator begin() { return headers_.begin(); }
+  iterator end() { return headers_.begin() + static_cast<std::ptrdiff_t>(size_); }
+  const_iterator begin() const { return headers_.begin(); }
+  const_iterator end() const { return headers_.begin() + static_cast<std::ptrdiff_t>(size_); }
+  size_t size() const { return size_; }
+  // Keeps the storage of the usual fields; lets go of what an unusual head left behind (a huge
+  // value, thousands of fields), so a reused map stays small.
+  void clear();
 
  private:
   std::vector<Header> headers_;
+  size_t size_ = 0;
 };
 
 struct RequestHead {

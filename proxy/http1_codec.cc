@@ -3,6 +3,7 @@
 #include <llhttp.h>
 
 #include <charconv>
+#include <cstring>
 
 namespace sidetrace::proxy {
 
@@ -94,10 +95,8 @@ struct Http1Parser::Impl {
     if (before == '\n' && n > 0 && (at[0] == ' ' || at[0] == '\t')) {
       return stop(s, Stop::BadValue);
     }
-    for (size_t i = 0; i < n; ++i) {
-      if (at[i] == '\r' || at[i] == '\n') {
-        return stop(s, Stop::BadValue);
-      }
+    if (std::memchr(at, '\r', n) != nullptr || std::memchr(at, '\n', n) != nullptr) {
+      return stop(s, Stop::BadValue);
     }
     s.value_.append(at, n);
     return countHead(s, n);
@@ -117,29 +116,47 @@ struct Http1Parser::Impl {
     if (++s.fields_ > s.max_fields_) {
       return stop(s, Stop::TooManyFields);
     }
-    if (!s.head_done_ && s.kind_ == Kind::Request && filters::iequals(s.field_, "host")) {
-      ++s.hosts_;
+    if (!s.head_done_) {
+      noteFraming(s);
     }
-    if (!s.head_done_ && filters::iequals(s.field_, "content-length")) {
-      uint64_t v = 0;
-      auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
-      if (ec == std::errc() && ptr == s.value_.data() + s.value_.size()) {
-        s.content_length_ = v;
-      }
-    }
-    if (!s.head_done_ && filters::iequals(s.field_, "transfer-encoding")) {
-      const std::string_view v = s.value_;
-      const size_t comma = v.rfind(',');
-      s.te_chunked_ = filters::iequals(
-          filters::trimOws(comma == std::string_view::npos ? v : v.substr(comma + 1)), "chunked");
-    }
-    headers.add(std::move(s.field_), std::move(s.value_));
+    headers.add(s.field_, s.value_);
     if (countHead(s, 4) != 0) {  // ": " and CRLF, once per field however the bytes arrived
       return HPE_USER;
     }
     s.field_.clear();
     s.value_.clear();
     return 0;
+  }
+  // What the head's framing fields say (Host count, Content-Length, chunked), as the head is
+  // forwarded. Switched on the name's length: most fields are none of them.
+  static void noteFraming(Http1Parser& s) {
+    switch (s.field_.size()) {
+      case 4:
+        if (s.kind_ == Kind::Request && filters::iequals(s.field_, "host")) {
+          ++s.hosts_;
+        }
+        break;
+      case 14:
+        if (filters::iequals(s.field_, "content-length")) {
+          uint64_t v = 0;
+          auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
+          if (ec == std::errc() && ptr == s.value_.data() + s.value_.size()) {
+            s.content_length_ = v;
+          }
+        }
+        break;
+      case 17:
+        if (filters::iequals(s.field_, "transfer-encoding")) {
+          const std::string_view v = s.value_;
+          const size_t comma = v.rfind(',');
+          s.te_chunked_ = filters::iequals(
+              filters::trimOws(comma == std::string_view::npos ? v : v.substr(comma + 1)),
+              "chunked");
+        }
+        break;
+      default:
+        break;
+    }
   }
   static int onHeadersComplete(llhttp_t* p) {
     auto& s = self(p);

@@ -208,10 +208,11 @@ class Http2Call final : public UpstreamCall {
     } else {
       authority = ep_.authority;
     }
-    NvList nv;
+    NvList& nv = conn_->scratchNv();
+    nv.clear();
     nv.add(":method", head.method);
     nv.add(":scheme", conn_->tls() ? "https" : "http");
-    nv.add(":authority", std::move(authority));
+    nv.add(":authority", authority);
     nv.add(":path", head.target);
     nv.append(head.headers);
     send_.end = end_stream;
@@ -325,7 +326,7 @@ class Http2Call final : public UpstreamCall {
       return false;
     }
     if (got_head_ && frame->headers.cat == NGHTTP2_HCAT_HEADERS) {
-      trailers_.add(std::string(name), std::string(value));
+      trailers_.add(name, value);
       return true;
     }
     if (name == ":status") {
@@ -333,7 +334,7 @@ class Http2Call final : public UpstreamCall {
       std::from_chars(value.data(), value.data() + value.size(), st);
       pending_.status = st;
     } else if (!name.empty() && name.front() != ':') {
-      pending_.headers.add(std::string(name), std::string(value));
+      pending_.headers.add(name, value);
     }
     return true;
   }

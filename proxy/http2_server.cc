@@ -29,6 +29,9 @@ namespace {
 constexpr uint64_t kPrematureResetFloor = 100;
 // Response bytes buffered per stream before the exchange waits for nghttp2 to send them.
 constexpr size_t kResponseHighWater = 64 * 1024;
+// Finished streams a connection keeps for its next ones (their timers, header storage and buffers
+// are set up already); a connection that goes idle lets them go.
+constexpr size_t kSpareStreams = 16;
 
 // RFC 9113 §5.1.1: a client opens streams in increasing order, and the ids it skips are closed
 // for good, so a HEADERS that would open one of them is a connection error (nghttp2 1.52 ignores
@@ -92,6 +95,8 @@ struct Http2ServerStream final : DownstreamSide {
   }
   bool gone() const override { return closed && !resp_done; }
   ExchangeStorage& storage() override { return exchange_storage; }
+  // Ready for a new stream `stream_id`, as if just made (but keeping its storage).
+  void reuse(int32_t stream_id);
 
   Http2ServerConnection<Io>& conn;
   int32_t id;
@@ -202,6 +207,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       co_await done_wake_.wait();
     }
     streams_.clear();
+    spare_.clear();
     tick_timer_.cancel();
     header_timer_.cancel();
   }
@@ -251,6 +257,9 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       drain();
     }
     busy_since_tick_ = !streams_.empty() || running_ > 0;
+    if (!busy_since_tick_) {
+      spare_.clear();
+    }
     for (auto& [sid, st] : streams_) {
       if (st->finished && !st->progressed && !st->closed) {
         spdlog::debug("{}: HTTP/2 stream {} of {} took no response bytes in {} ms: reset",
@@ -326,7 +335,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       return 0;
     }
     c.busy_since_tick_ = true;
-    auto st = std::make_shared<Stream>(c, frame->hd.stream_id, c.tcp_.get_executor());
+    auto st = c.newStream(frame->hd.stream_id);
     st->start_ns = c.worker_.tracer().now();
     c.streams_.emplace(frame->hd.stream_id, std::move(st));
     ++c.streams_total_;
@@ -345,7 +354,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     std::string_view name(reinterpret_cast<const char*>(name_p), namelen);
     std::string_view value(reinterpret_cast<const char*>(value_p), valuelen);
     if (frame->headers.cat == NGHTTP2_HCAT_HEADERS) {  // trailers (nghttp2 checked the order)
-      st->req_trailers.add(std::string(name), std::string(value));
+      st->req_trailers.add(name, value);
       return 0;
     }
     auto& req = st->fs.request;
@@ -359,10 +368,10 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       // the listener knows its scheme; extended CONNECT is not enabled
     } else if (name == "host") {
       if (!req.headers.get("host")) {
-        req.headers.add(std::string(name), std::string(value));
+        req.headers.add(name, value);
       }
     } else {
-      req.headers.add(std::string(name), std::string(value));
+      req.headers.add(name, value);
     }
     return 0;
   }
@@ -445,6 +454,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     }
     auto st = std::move(it->second);
     c.streams_.erase(it);
+    // The exchange may still run (it holds the stream); the last holder recycles it.
+    RecycleWhenLast recycle{c, st};
     st->closed = true;
     if (st->unconsumed > 0) {
       nghttp2_session_consume_connection(session, st->unconsumed);
@@ -500,9 +511,9 @@ class Http2ServerConnection final : public Http2Transport<Io>,
       worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
       st->resp.buf.assign(kBody);
       st->resp.end = true;
-      NvList nv;
       filters::HeaderMap h;
       h.add("content-type", "text/plain");
+      NvList& nv = this->scratchNv();
       nv.build(h, 431);
       nghttp2_data_provider prd{};
       prd.read_callback = &readResponse;
@@ -515,7 +526,8 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     ++running_;
     asio::co_spawn(
         this->tcp_.get_executor(),
-        [self = this->shared_from_this(), st]() { return self->runStream(st); }, asio::detached);
+        [self = this->shared_from_this(), st]() mutable { return self->runStream(std::move(st)); },
+        asio::detached);
   }
 
   awaitable<void> runStream(std::shared_ptr<Stream> st) {
@@ -548,11 +560,34 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     if (--running_ == 0) {
       done_wake_.notify();
     }
+    recycle(std::move(st));
   }
+
+  std::shared_ptr<Stream> newStream(int32_t id) {
+    if (spare_.empty()) {
+      return std::make_shared<Stream>(*this, id, this->tcp_.get_executor());
+    }
+    auto st = std::move(spare_.back());
+    spare_.pop_back();
+    st->reuse(id);
+    return st;
+  }
+  // Keeps a stream nobody else holds any more (closed by nghttp2, exchange over) for the next one.
+  void recycle(std::shared_ptr<Stream> st) {
+    if (st.use_count() == 1 && st->closed && spare_.size() < kSpareStreams && !this->dead_) {
+      spare_.push_back(std::move(st));
+    }
+  }
+  struct RecycleWhenLast {
+    Http2ServerConnection& c;
+    std::shared_ptr<Stream>& st;
+    ~RecycleWhenLast() { c.recycle(std::move(st)); }
+  };
 
   Worker& worker_;
   DownstreamInfo info_;
   std::map<int32_t, std::shared_ptr<Stream>> streams_;
+  std::vector<std::shared_ptr<Stream>> spare_;
   Wakeup done_wake_;  // the writer ended, or the last stream did
   asio::steady_timer tick_timer_;
   asio::steady_timer header_timer_;
@@ -576,6 +611,32 @@ void Http2ServerConnection<Io>::cancelUpstream(Stream& st) {
 }
 
 // ---- the stream as the exchange sees it ----
+
+template <class Io>
+void Http2ServerStream<Io>::reuse(int32_t stream_id) {
+  id = stream_id;
+  fs.reset();
+  start_ns = 0;
+  header_budget.reset();
+  started = false;
+  finished = false;
+  end_sent = false;
+  reset_queued = false;
+  progressed = true;
+  req_chunks.clear();
+  unconsumed = 0;
+  req_end = false;
+  req_trailers.clear();
+  req_wake.reset();
+  resp.reset();
+  resp_done = false;
+  resp_wake.reset();
+  closed = false;
+  interrupted = false;
+  exchange_storage.response.clear();
+  active_upstream = nullptr;
+  upgrade = false;
+}
 
 template <class Io>
 awaitable<bool> Http2ServerStream<Io>::readBody(std::string_view& data, bool& end) {
@@ -615,7 +676,7 @@ awaitable<bool> Http2ServerStream<Io>::sendHead(filters::ResponseHead& head, boo
   if (closed) {
     co_return false;
   }
-  NvList nv;
+  NvList& nv = conn.scratchNv();
   nv.build(head.headers, head.status);
   if (end) {
     resp.end = true;

@@ -39,24 +39,23 @@ namespace sidetrace::proxy {
 inline constexpr int32_t kHttp2StreamWindow = 256 * 1024;
 inline constexpr int32_t kHttp2ConnectionWindow = 1024 * 1024;
 
-// nghttp2_nv for a name/value pair that outlives the submit call (nghttp2 copies them).
-inline nghttp2_nv makeNv(std::string_view name, std::string_view value) {
-  return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
-          reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
-          NGHTTP2_NV_FLAG_NONE};
-}
-
 // A header block for one nghttp2 submit: lower-case names (HTTP/2 requires them), without the
 // fields HTTP/2 forbids (connection-specific ones, Host, pseudo-headers from the other side; TE
-// unless "trailers"), owning every string so it may outlive the HeaderMap it came from (trailers
-// are submitted later, from a data source callback).
+// unless "trailers"). nghttp2 copies the block when it is submitted, so entries point straight at
+// the strings of the HeaderMap (which must live until then); only a name with upper-case letters
+// gets a lowered copy. A trailer section is submitted later, from a data source callback, after
+// the map it came from is gone: buildTrailers() copies every byte. One list is reused from submit
+// to submit, so a usual head allocates nothing.
 class NvList {
  public:
   // `status` != 0 puts ":status" first (a response head).
   void build(const filters::HeaderMap& headers, int status = 0) {
     clear();
     if (status != 0) {
-      add(":status", std::to_string(status));
+      status_[0] = static_cast<char>('0' + status / 100 % 10);
+      status_[1] = static_cast<char>('0' + status / 10 % 10);
+      status_[2] = static_cast<char>('0' + status % 10);
+      add(":status", std::string_view(status_, 3));
     }
     append(headers);
   }
@@ -66,40 +65,58 @@ class NvList {
     append(trailers, true);
   }
   // Adds the allowed fields of `headers` after what is there (e.g. a request's pseudo-headers).
+  // `trailers`: a trailer section, which is also copied.
   void append(const filters::HeaderMap& headers, bool trailers = false) {
     for (const auto& h : headers) {
       if (trailers && !filters::allowedInTrailers(h.name)) {
         continue;
       }
-      std::string name = h.name;
-      for (char& c : name) {
-        if (c >= 'A' && c <= 'Z') {
-          c = static_cast<char>(c - 'A' + 'a');
+      std::string_view name = h.name;
+      const bool upper =
+          std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      if (upper) {
+        const size_t off = keep(name);
+        for (size_t i = off; i < off + name.size(); ++i) {
+          char& c = arena_[i];
+          c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c;
         }
+        name = std::string_view(arena_).substr(off, name.size());
       }
-      if (!forbidden(name, h.value)) {
-        add(std::move(name), h.value);
+      if (forbidden(name, h.value)) {
+        continue;
+      }
+      if (trailers) {
+        push(upper ? Place::Kept : Place::Keep, name, Place::Keep, h.value);
+      } else {
+        push(upper ? Place::Kept : Place::Outside, name, Place::Outside, h.value);
       }
     }
   }
-  void add(std::string name, std::string value) {
-    strings_.push_back(std::move(name));
-    strings_.push_back(std::move(value));
+  // `name` and `value` must live until the block is submitted.
+  void add(std::string_view name, std::string_view value) {
+    push(Place::Outside, name, Place::Outside, value);
   }
   void clear() {
-    strings_.clear();
+    arena_.clear();
     nv_.clear();
+    kept_.clear();
   }
-  // Pointers are taken here, once the strings stopped moving.
+  // Pointers into the arena are taken here, once it stopped growing.
   const nghttp2_nv* data() {
-    nv_.clear();
-    for (size_t i = 0; i + 1 < strings_.size(); i += 2) {
-      nv_.push_back(makeNv(strings_[i], strings_[i + 1]));
+    for (const auto& k : kept_) {
+      auto* base = reinterpret_cast<uint8_t*>(arena_.data());
+      if (k.name) {
+        nv_[k.index].name = base + reinterpret_cast<uintptr_t>(nv_[k.index].name);
+      }
+      if (k.value) {
+        nv_[k.index].value = base + reinterpret_cast<uintptr_t>(nv_[k.index].value);
+      }
     }
+    kept_.clear();
     return nv_.data();
   }
-  size_t size() const { return strings_.size() / 2; }
-  bool empty() const { return strings_.empty(); }
+  size_t size() const { return nv_.size(); }
+  bool empty() const { return nv_.empty(); }
 
   static bool forbidden(std::string_view lower_name, std::string_view value) {
     if (lower_name == "te") {
@@ -112,8 +129,41 @@ class NvList {
   }
 
  private:
-  std::vector<std::string> strings_;
+  // Where an entry's bytes are: outside (the caller's), already in the arena, or to be copied.
+  enum class Place { Outside, Kept, Keep };
+  struct KeptEntry {
+    size_t index;
+    bool name;
+    bool value;
+  };
+
+  size_t keep(std::string_view bytes) {
+    const size_t off = arena_.size();
+    arena_.append(bytes);
+    return off;
+  }
+  // Arena entries hold their offset until data() turns it into a pointer.
+  uint8_t* place(Place where, std::string_view bytes) {
+    if (where == Place::Outside) {
+      return reinterpret_cast<uint8_t*>(const_cast<char*>(bytes.data()));
+    }
+    const size_t off =
+        where == Place::Keep ? keep(bytes) : static_cast<size_t>(bytes.data() - arena_.data());
+    return reinterpret_cast<uint8_t*>(off);
+  }
+  void push(Place name_at, std::string_view name, Place value_at, std::string_view value) {
+    nghttp2_nv nv{place(name_at, name), place(value_at, value), name.size(), value.size(),
+                  NGHTTP2_NV_FLAG_NONE};
+    if (name_at != Place::Outside || value_at != Place::Outside) {
+      kept_.push_back({nv_.size(), name_at != Place::Outside, value_at != Place::Outside});
+    }
+    nv_.push_back(nv);
+  }
+
+  std::string arena_;
   std::vector<nghttp2_nv> nv_;
+  std::vector<KeptEntry> kept_;
+  char status_[3] = {};
 };
 
 // A body on its way out through an nghttp2 data source (a response downstream, a request
@@ -127,6 +177,13 @@ struct OutgoingBody {
   NvList trailers;
 
   size_t pending() const { return buf.size() - off; }
+  void reset() {
+    buf.clear();
+    off = 0;
+    end = false;
+    deferred = false;
+    trailers.clear();
+  }
   // The data source callback's work: copies up to `length` bytes into `out`; at the end sets
   // EOF (and submits the trailers); with nothing to give, defers.
   ssize_t read(nghttp2_session* session, int32_t stream_id, uint8_t* out, size_t length,
@@ -179,6 +236,8 @@ class Http2Transport {
   // Something was submitted (or window credit given back): let the writer send it.
   void flush() { write_wake_.notify(); }
   bool dead() const { return dead_; }
+  // For a head submitted at once (nghttp2 copies it): one list reused by every stream.
+  NvList& scratchNv() { return scratch_nv_; }
   // Stop both loops now (peer gone, fatal error, shutdown).
   void kill() {
     dead_ = true;
@@ -289,6 +348,7 @@ class Http2Transport {
   upstream::Deadline write_deadline_;
   std::unique_ptr<uint8_t[]> rbuf_;
   std::string wbuf_;
+  NvList scratch_nv_;
 };
 
 }  // namespace sidetrace::proxy

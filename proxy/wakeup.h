@@ -21,6 +21,8 @@ class Wakeup {
     pending_ = true;
     timer_.cancel();
   }
+  // Forgets a notify() nobody waited for (an object reused for new work).
+  void reset() { pending_ = false; }
   boost::asio::awaitable<void> wait() {
     if (!pending_) {
       boost::system::error_code ec;

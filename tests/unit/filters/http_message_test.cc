@@ -46,8 +46,65 @@ TEST(HeaderMapSetTest, ManyRepeats) {
   EXPECT_EQ(h.size(), 5001u);
   EXPECT_EQ(h.count("x-forwarded-proto"), 1u);
   EXPECT_EQ(h.get("x-forwarded-proto"), "https");
-  EXPECT_EQ(h.raw()[1].value, "0");
-  EXPECT_EQ(h.raw()[5000].value, "4999");
+  EXPECT_EQ(h.begin()[1].value, "0");
+  EXPECT_EQ(h.begin()[5000].value, "4999");
+}
+
+// A cleared map is empty to every reader, and what it is given next is all there is.
+TEST(HeaderMapReuseTest, ClearedMapHoldsOnlyWhatComesNext) {
+  HeaderMap h;
+  h.add("Content-Type", "text/plain; charset=utf-8 and more than fifteen bytes");
+  h.add("x-a", "1");
+  h.add("x-b", "2");
+  h.clear();
+  EXPECT_EQ(h.size(), 0u);
+  EXPECT_EQ(h.begin(), h.end());
+  EXPECT_FALSE(h.get("x-a"));
+  EXPECT_EQ(h.count("content-type"), 0u);
+  h.add("x-b", "3");
+  EXPECT_EQ(dump(h), (Pairs{{"x-b", "3"}}));
+  h.remove("x-b");
+  h.add("x-c", "4");
+  h.add("x-d", "5");
+  h.add("x-e", "6");
+  h.add("x-f", "7");
+  EXPECT_EQ(dump(h), (Pairs{{"x-c", "4"}, {"x-d", "5"}, {"x-e", "6"}, {"x-f", "7"}}));
+}
+
+// Copies and moves carry the fields in use, not the spare storage.
+TEST(HeaderMapReuseTest, CopiesAndMovesCarryOnlyLiveFields) {
+  HeaderMap h;
+  for (int i = 0; i < 10; ++i) {
+    h.add("k" + std::to_string(i), "v");
+  }
+  h.clear();
+  h.add("a", "1");
+  HeaderMap copy = h;
+  EXPECT_EQ(dump(copy), (Pairs{{"a", "1"}}));
+  HeaderMap assigned;
+  assigned.add("old", "x");
+  assigned = h;
+  EXPECT_EQ(dump(assigned), (Pairs{{"a", "1"}}));
+  HeaderMap moved = std::move(h);
+  EXPECT_EQ(dump(moved), (Pairs{{"a", "1"}}));
+  EXPECT_EQ(h.size(), 0u);  // NOLINT(bugprone-use-after-move): a moved-from map is empty
+  h.add("b", "2");
+  EXPECT_EQ(dump(h), (Pairs{{"b", "2"}}));
+}
+
+// A head of thousands of fields does not stay allocated in a map that is reused.
+TEST(HeaderMapReuseTest, ClearLetsGoOfUnusualHeads) {
+  HeaderMap h;
+  for (int i = 0; i < 5000; ++i) {
+    h.add("k", std::string(1000, 'x'));
+  }
+  h.clear();
+  for (int i = 0; i < 40; ++i) {
+    h.add("k" + std::to_string(i), "v");
+  }
+  EXPECT_EQ(h.size(), 40u);
+  EXPECT_EQ(h.begin()[39].name, "k39");
+  EXPECT_EQ(h.begin()[0].value, "v");
 }
 
 // RFC 9113 §8.2.3: cookie crumbs become one line joined with "; ", in order.
