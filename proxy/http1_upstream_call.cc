@@ -26,6 +26,11 @@ bool methodHasBody(std::string_view m) {
   return m == "POST" || m == "PUT" || m == "PATCH";
 }
 
+// RFC 9110 §9.2.2: a request the server may receive twice with the effect of once.
+bool idempotent(std::string_view m) {
+  return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
 class Http1Call final : public UpstreamCall {
  public:
   Http1Call(Http1CallPool& home, BufferPool& buffers, uint32_t buffer_bytes)
@@ -42,7 +47,7 @@ class Http1Call final : public UpstreamCall {
     parser_.setNoBody(options.head_request);
     buf_.setCapacity(options.buffer_bytes);
     upgrade_ = options.upgrade;
-    upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = false;
+    upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = replay_ = false;
     head_pending_ = false;
     auto body = std::move(last_.body);  // keeps its capacity
     body.clear();
@@ -83,8 +88,18 @@ class Http1Call final : public UpstreamCall {
     appendRequestHead(out_, head);
     out_ += "\r\n";
     head_pending_ = !end_stream;
-    conn_ = pool_->takeIdle(*ep_);
-    bool reused = conn_ != nullptr;
+    // A request that may be sent twice takes a pooled connection without a peek at it; should
+    // the peer have closed it meanwhile, readHead() sends the request again on a fresh one.
+    const bool replayable = end_stream && idempotent(head.method);
+    conn_ = pool_->takeIdle(*ep_, replayable ? upstream::ConnectionPool::IdleCheck::Lazily
+                                             : upstream::ConnectionPool::IdleCheck::Always);
+    replay_ = replayable && conn_ != nullptr;
+    co_return co_await send(conn_ != nullptr);
+  }
+
+  // Out with the request head (or, when a body follows, ready to go with its first bytes), on the
+  // connection taken (`reused`) or a new one.
+  awaitable<UpstreamError> send(bool reused) {
     for (int attempt = 0;; ++attempt) {
       if (cancelled_) {
         co_return UpstreamError::Reset;
@@ -185,6 +200,12 @@ class Http1Call final : public UpstreamCall {
         co_return UpstreamError::Reset;
       }
       UpstreamError e = afterRead(co_await readSome());
+      if (e != UpstreamError::None && std::exchange(replay_, false) && !cancelled_ &&
+          !parser_.bytesSeen()) {
+        // The reused connection was closed by the peer before it answered: once more, fresh.
+        conn_.reset();
+        e = co_await send(false);
+      }
       if (e != UpstreamError::None) {
         co_return e;
       }
@@ -307,6 +328,7 @@ class Http1Call final : public UpstreamCall {
   bool response_done_ = false;
   bool cancelled_ = false;
   bool eof_ = false;
+  bool replay_ = false;  // on a reused connection not peeked at: may be sent again, fresh
   error_code read_ec_;
   bool head_pending_ = false;  // the head waits to go out with the first body bytes
   bool upgrade_ = false;

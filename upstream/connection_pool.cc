@@ -128,12 +128,16 @@ namespace {
 // An idle keep-alive connection the peer has closed reads as EOF (or has stray bytes, which is a
 // protocol error for an idle HTTP/1 connection): either way it must not be reused. With TLS the
 // peer's close_notify may already sit, unprocessed, in the TLS stream's buffer.
-bool stillUsable(UpstreamConnection& conn) {
+// `peek`: also ask the socket (a system call); else only what is known without one.
+bool stillUsable(UpstreamConnection& conn, bool peek) {
   if (conn.tls) {
     SSL* ssl = conn.tls->native_handle();
     if (SSL_pending(ssl) != 0 || BIO_pending(SSL_get_rbio(ssl)) != 0) {
       return false;
     }
+  }
+  if (!peek) {
+    return true;
   }
   char c;
   ssize_t n = ::recv(conn.socket.native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
@@ -176,7 +180,7 @@ void ConnectionPool::sweepLater() {
   });
 }
 
-std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep) {
+std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep, IdleCheck check) {
   auto& idle = slot(ep).idle;
   if (!table_.present(index(ep))) {
     idle.clear();
@@ -186,7 +190,8 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep)
   while (!idle.empty()) {
     auto conn = std::move(idle.back());
     idle.pop_back();
-    if (!expired(*conn, now) && stillUsable(*conn)) {
+    const bool peek = check == IdleCheck::Always || now - conn->idle_since >= kUncheckedIdle;
+    if (!expired(*conn, now) && stillUsable(*conn, peek)) {
       if (count_connections_) {
         conn->active = track(ep);
       }

@@ -162,8 +162,19 @@ class ConnectionPool {
   void endRequest(const Endpoint& ep) { --active_[index(ep)]; }
   uint32_t activeRequests(const Endpoint& ep) const { return active_[index(ep)]; }
 
+  // How an idle connection is checked for a close by the peer before it is reused.
+  //   Always: a peek at the socket (a system call) finds a FIN or stray bytes that arrived.
+  //   Lazily: only a connection idle for kUncheckedIdle or longer is peeked at. A younger one is
+  //     handed out as it is, and the caller must be ready for it to be closed: Http1Call sends an
+  //     idempotent request without a body once more on a fresh connection when the reused one
+  //     ends before any response byte (as nginx does with its cached connections). Servers close
+  //     idle keep-alive connections after seconds, so a connection reused within a second of its
+  //     last response is nearly always open, and the peek would cost every request a system call.
+  enum class IdleCheck { Always, Lazily };
+  static constexpr std::chrono::milliseconds kUncheckedIdle{1000};
   // A live idle connection to ep, or nullptr.
-  std::unique_ptr<UpstreamConnection> takeIdle(const Endpoint& ep);
+  std::unique_ptr<UpstreamConnection> takeIdle(const Endpoint& ep,
+                                               IdleCheck check = IdleCheck::Always);
   // New connection to ep: TCP connect and, for TLS clusters, the handshake, together within the
   // cluster's connect timeout.
   boost::asio::awaitable<std::unique_ptr<UpstreamConnection>> connect(const Endpoint& ep,

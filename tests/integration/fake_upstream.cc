@@ -71,6 +71,15 @@ Behavior Behavior::close() {
   return b;
 }
 
+Behavior Behavior::closeIdle(std::chrono::milliseconds idle, int status, std::string body) {
+  Behavior b;
+  b.kind = Kind::CloseIdle;
+  b.delay = idle;
+  b.status = status;
+  b.body = std::move(body);
+  return b;
+}
+
 Behavior Behavior::large(uint64_t bytes) {
   Behavior b;
   b.kind = Kind::Large;
@@ -546,6 +555,14 @@ void FakeUpstream::serve(TcpSocket sock, uint64_t id) {
       case Behavior::Kind::Fixed:
         if (!conn.sendAll(fixedResponse(b.status, b.headers, b.body, keep_alive))) {
           return;
+        }
+        break;
+      case Behavior::Kind::CloseIdle:
+        if (!conn.sendAll(fixedResponse(b.status, b.headers, b.body, keep_alive))) {
+          return;
+        }
+        if (buf.empty() && conn.recvSome(buf, b.delay) != TcpSocket::ReadResult::Data) {
+          return;  // idle for `delay` (or gone): closed without a word
         }
         break;
       case Behavior::Kind::Chunked: {

@@ -55,6 +55,8 @@ struct Behavior {
                  // body byte count as the response body and in x-sink-bytes
     EarlyReply,  // status + body as soon as the head is in, before the request body (as a
                  // server refusing an upload does); then read and discard until the peer closes
+    CloseIdle,   // like Fixed (keep-alive, nothing says close), then close the connection when
+                 // `delay` passes without a next request (a server's keep-alive idle timeout)
   };
   Kind kind = Kind::Echo;
   int status = 200;
@@ -74,6 +76,8 @@ struct Behavior {
   static Behavior upgrade();
   static Behavior sink();
   static Behavior earlyReply(int status, std::string body);
+  static Behavior closeIdle(std::chrono::milliseconds idle, int status = 200,
+                            std::string body = "ok");
 };
 
 // The byte at offset i of a Large body (deterministic, not periodic at powers of two).
