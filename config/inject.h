@@ -17,10 +17,13 @@ namespace sidetrace::config {
 // Where the collector of k8s/ listens (OTLP/gRPC), the default export target.
 inline constexpr const char* kInjectDefaultOtlpEndpoint =
     "http://otel-collector.observability.svc.cluster.local:4317";
+// The image README "Deploy on Kubernetes" builds (`docker build -t sidetrace:latest .`); pulled
+// only if not present, so an image loaded into the cluster by hand is used as it is.
+inline constexpr const char* kInjectDefaultImage = "sidetrace:latest";
 
 struct InjectOptions {
   std::string input_path = "-";  // "-": stdin
-  std::string image = std::string("sidetrace:") + SIDETRACE_VERSION;
+  std::string image = kInjectDefaultImage;
   std::optional<std::string> service_name;  // else the app.kubernetes.io/name label, else the name
   std::string otlp_endpoint = kInjectDefaultOtlpEndpoint;  // "console": spans on the pod's log
   std::optional<std::string> otlp_protocol;                // grpc | http/protobuf | http/json

@@ -198,7 +198,8 @@ What was done goes to stderr.
 
 Options:
   -f, --filename FILE|-  the input (default: stdin)
-  --image IMAGE          the sidecar's image (default sidetrace:)" SIDETRACE_VERSION R"()
+  --image IMAGE          the sidecar's image (default )" +
+         std::string(kInjectDefaultImage) + R"(, pulled if not present)
   --service-name NAME    service.name of the spans (default: the workload's
                          app.kubernetes.io/name label, else its name)
   --otlp-endpoint URL    the collector (default )" +

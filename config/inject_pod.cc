@@ -273,6 +273,10 @@ YAML::Node securityContext() {
   sc["allowPrivilegeEscalation"] = yamlBool(false);
   sc["readOnlyRootFilesystem"] = yamlBool(true);
   sc["capabilities"] = caps;
+  YAML::Node seccomp(YAML::NodeType::Map);
+  seccomp["type"] = yamlString("RuntimeDefault");
+  seccomp.SetStyle(YAML::EmitterStyle::Flow);
+  sc["seccompProfile"] = seccomp;
   return sc;
 }
 
@@ -281,6 +285,7 @@ YAML::Node sidecarContainer(const PodTemplate& pod, const SidecarPlan& plan,
   YAML::Node c(YAML::NodeType::Map);
   c["name"] = yamlString(kContainerName);
   c["image"] = yamlString(options.image);
+  c["imagePullPolicy"] = yamlString("IfNotPresent");
   if (native) {
     c["restartPolicy"] = yamlString("Always");  // a native sidecar: stopped once the app ends
   }

@@ -123,6 +123,7 @@ TEST(Inject, SidecarTakesOverANamedPortAndTheServiceKeepsWorking) {
   EXPECT_EQ(app["readinessProbe"]["httpGet"]["port"].Tag(), "?") << "a number, not a name";
   // The sidecar holds the name, forwards to the app on loopback.
   EXPECT_EQ(sidecar["image"].Scalar(), "sidetrace:0.1.0");
+  EXPECT_EQ(sidecar["imagePullPolicy"].Scalar(), "IfNotPresent");
   EXPECT_EQ(sidecar["ports"][0]["name"].Scalar(), "http");
   EXPECT_EQ(sidecar["ports"][0]["containerPort"].Scalar(), "15001");
   EXPECT_EQ(sidecar["ports"][1]["name"].Scalar(), "sidetrace-admin");
@@ -636,7 +637,7 @@ TEST(InjectArgs, Flags) {
   EXPECT_TRUE(o.native_sidecar);
   EXPECT_EQ(parse({"-"}).input_path, "-");
   EXPECT_EQ(parse({}).input_path, "-");
-  EXPECT_EQ(parse({}).image, std::string("sidetrace:") + SIDETRACE_VERSION);
+  EXPECT_EQ(parse({}).image, "sidetrace:latest");
   EXPECT_TRUE(parse({"--help"}).show_help);
 }
 
