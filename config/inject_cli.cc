@@ -4,6 +4,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <regex>
 #include <string>
 #include <string_view>
@@ -265,6 +266,9 @@ int runInject(int argc, const char* const* argv) {
     r = injectSidecars(text, source, o);
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "sidetrace inject: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // a yaml-cpp surprise: still one line and exit 1
+    std::fprintf(stderr, "sidetrace inject: %s: %s\n", source.c_str(), e.what());
     return 1;
   }
   for (const std::string& note : r.notes) {

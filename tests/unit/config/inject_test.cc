@@ -405,6 +405,46 @@ spec: {template: {spec: {}}}
                          "would be the node's)"}));
 }
 
+TEST(Inject, OddShapesAreLeftAloneNotCrashedOn) {
+  const std::string in = R"(apiVersion: apps/v1
+kind: Deployment
+metadata: [not, a, map]
+spec: 5
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: d}
+spec:
+  template:
+    metadata: {labels: [a]}
+    spec:
+      containers: [1, [2], {name: x, ports: [p, {containerPort: "80"}, {containerPort: 99999}]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: s}
+spec: {selector: [a], ports: [1, {targetPort: {x: 1}}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: loop}
+data: &a {b: *a}
+---
+apiVersion: v1
+kind: List
+items: [1, {kind: Pod}]
+---
+- just
+- a list
+---
+plain scalar
+)";
+  InjectResult r;
+  ASSERT_NO_THROW(r = run(in));
+  EXPECT_EQ(r.output, in);
+  EXPECT_EQ(r.notes.size(), 2u) << ::testing::PrintToString(r.notes);
+}
+
 TEST(Inject, OtherDocumentsKeepTheirBytesAndTheirStrings) {
   const std::string config_map = R"(---
 # settings
