@@ -118,6 +118,8 @@ std::string usage() {
   sidetrace --listen ADDR --upstream HOST:PORT [options]
                                           zero-config sidecar
   sidetrace --validate --config FILE      check a config, print problems, exit 0/1
+  sidetrace inject [-f FILE | -] [options]
+                                          add the sidecar to Kubernetes YAML (inject --help)
   sidetrace --version | --help
 
 Options (each overrides the config file):

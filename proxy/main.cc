@@ -4,10 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 #if SIDETRACE_MIMALLOC
 #include <mimalloc.h>
 #endif
 
+#include "config/inject.h"
 #include "config/load.h"
 #include "proxy/self_log.h"
 #include "proxy/server.h"
@@ -31,6 +33,9 @@ std::string allocatorName() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string_view(argv[1]) == "inject") {
+    return sidetrace::config::runInject(argc - 1, argv + 1);  // a YAML filter: no server
+  }
   // Logs go to stderr; stdout belongs to the console exporter. Until the config says which
   // format, errors about the config itself are plain text.
   spdlog::set_default_logger(spdlog::stderr_color_mt("sidetrace"));

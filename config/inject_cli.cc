@@ -1,0 +1,285 @@
+// The `sidetrace inject` command line: flags, help, and the I/O around injectSidecars. Every bad
+// value is refused here, naming the flag, before any input is read.
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <regex>
+#include <string>
+#include <string_view>
+
+#include "config/checks.h"
+#include "config/inject.h"
+#include "config/inject_pod.h"
+#include "config/load.h"
+#include "config/url.h"
+
+namespace sidetrace::config {
+
+namespace {
+
+bool takesValue(std::string_view flag) {
+  return flag == "-f" || flag == "--filename" || flag == "--image" || flag == "--service-name" ||
+         flag == "--otlp-endpoint" || flag == "--otlp-protocol" || flag == "--sampler" ||
+         flag == "--sampler-arg" || flag == "--ignore-path" || flag == "--port" ||
+         flag == "--proxy-port" || flag == "--admin-port" || flag == "--workers" ||
+         flag == "--requests" || flag == "--limits";
+}
+
+// Kubernetes port names are IANA service names: 1-15 of [a-z0-9-], a letter among them, no
+// hyphen at either end or twice in a row.
+bool isPortName(const std::string& s) {
+  if (s.empty()) {
+    return false;
+  }
+  static const std::regex re("^[a-z0-9]([a-z0-9]|-(?!-))*$");
+  return s.size() <= 15 && s.back() != '-' && std::regex_match(s, re) &&
+         s.find_first_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos;
+}
+
+uint16_t parsePort(const std::string& flag, const std::string& value) {
+  int n = detail::portNumberOfText(value);
+  if (n == 0) {
+    throw ConfigError(flag + ": expected a port number 1-65535, got '" + value + "'");
+  }
+  return static_cast<uint16_t>(n);
+}
+
+// "cpu=100m,memory=64Mi" as kubectl's --requests/--limits take it; "" for none.
+std::vector<std::pair<std::string, std::string>> parseQuantities(const std::string& flag,
+                                                                 const std::string& value) {
+  static const std::regex resource("^[a-z0-9]([a-z0-9.\\-/]*[a-z0-9])?$");
+  static const std::regex quantity(
+      "^[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$");
+  std::vector<std::pair<std::string, std::string>> out;
+  if (value.empty()) {
+    return out;
+  }
+  for (const std::string& item : detail::split(value, ',')) {
+    size_t eq = item.find('=');
+    std::string name = item.substr(0, eq);
+    std::string q = eq == std::string::npos ? "" : item.substr(eq + 1);
+    if (!std::regex_match(name, resource) || !std::regex_match(q, quantity)) {
+      throw ConfigError(flag +
+                        ": expected RESOURCE=QUANTITY[,...] such as cpu=100m,memory=64Mi, got '" +
+                        item + "'");
+    }
+    out.emplace_back(name, q);
+  }
+  return out;
+}
+
+void setValue(InjectOptions& o, const std::string& flag, const std::string& value) {
+  auto nonEmpty = [&]() {
+    if (value.empty()) {
+      throw ConfigError(flag + ": empty value");
+    }
+    return value;
+  };
+  if (flag == "-f" || flag == "--filename") {
+    o.input_path = nonEmpty();
+  } else if (flag == "--image") {
+    if (nonEmpty().find_first_of(" \t\n") != std::string::npos) {
+      throw ConfigError(flag + ": an image reference has no blanks, got '" + value + "'");
+    }
+    o.image = value;
+  } else if (flag == "--service-name") {
+    o.service_name = nonEmpty();
+  } else if (flag == "--otlp-endpoint") {
+    if (value != "console") {
+      try {
+        parseHttpUrl(nonEmpty());
+      } catch (const ConfigError& e) {
+        throw ConfigError(flag + ": " + e.what());
+      }
+    }
+    o.otlp_endpoint = value;
+  } else if (flag == "--otlp-protocol") {
+    if (value != "grpc" && value != "http/protobuf" && value != "http/json") {
+      throw ConfigError(flag + ": expected grpc, http/protobuf or http/json, got '" + value + "'");
+    }
+    o.otlp_protocol = value;
+  } else if (flag == "--sampler") {
+    if (std::string err = detail::checkSamplerType(value); !err.empty()) {
+      throw ConfigError(flag + ": " + err);
+    }
+    o.sampler = value;
+  } else if (flag == "--sampler-arg") {
+    auto ratio = detail::parseDouble(value);
+    if (!ratio || *ratio < 0 || *ratio > 1) {
+      throw ConfigError(flag + ": expected a sampling ratio between 0 and 1, got '" + value + "'");
+    }
+    o.sampler_arg = value;
+  } else if (flag == "--ignore-path") {
+    if (value.empty() || value[0] != '/') {
+      throw ConfigError(flag + ": path must start with '/', got '" + value + "'");
+    }
+    o.ignore_paths.push_back(value);
+  } else if (flag == "--port") {
+    if (detail::portNumberOfText(value) == 0 && !isPortName(value)) {
+      throw ConfigError(flag + ": expected a port number or a port name, got '" + value + "'");
+    }
+    o.port = value;
+  } else if (flag == "--proxy-port") {
+    o.proxy_port = parsePort(flag, value);
+  } else if (flag == "--admin-port") {
+    o.admin_port = parsePort(flag, value);
+  } else if (flag == "--workers") {
+    auto n = detail::parseUint32(value);
+    if (!n) {
+      throw ConfigError(flag + ": expected a non-negative integer, got '" + value + "'");
+    }
+    o.workers = *n;
+  } else if (flag == "--requests") {
+    o.requests = parseQuantities(flag, value);
+  } else if (flag == "--limits") {
+    o.limits = parseQuantities(flag, value);
+  }
+}
+
+}  // namespace
+
+InjectOptions parseInjectArgs(int argc, const char* const* argv) {
+  InjectOptions o;
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    std::string flag = arg;
+    std::optional<std::string> value;
+    if (size_t eq = arg.find('='); arg.rfind("--", 0) == 0 && eq != std::string::npos) {
+      flag = arg.substr(0, eq);
+      value = arg.substr(eq + 1);
+    }
+    if (flag == "--transparent") {
+      throw ConfigError(flag + ": needs the egress listener (not yet available)");
+    }
+    if (flag == "--native-sidecar" || flag == "--help" || flag == "-h") {
+      if (value) {
+        throw ConfigError(flag + ": takes no value");
+      }
+      (flag == "--native-sidecar" ? o.native_sidecar : o.show_help) = true;
+      continue;
+    }
+    if (arg == "-") {
+      o.input_path = "-";
+      continue;
+    }
+    if (!takesValue(flag)) {
+      if (flag.rfind("-", 0) == 0) {
+        throw ConfigError(flag + ": unknown flag (see sidetrace inject --help)");
+      }
+      throw ConfigError("unexpected argument '" + arg + "' (read a file with -f FILE)");
+    }
+    if (!value) {
+      if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0) {
+        throw ConfigError(flag + ": missing value");
+      }
+      value = argv[++i];
+    }
+    setValue(o, flag, *value);
+  }
+  if (o.proxy_port == o.admin_port) {
+    throw ConfigError("--admin-port: must differ from --proxy-port (" +
+                      std::to_string(o.proxy_port) + ")");
+  }
+  return o;
+}
+
+std::string injectUsage() {
+  return R"(Usage:
+  sidetrace inject [-f FILE | -] [options]    add the sidetrace sidecar to Kubernetes YAML
+
+Reads Kubernetes YAML (several documents) and writes it to stdout with a container named
+sidetrace in the pods of every Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob and
+Pod, in front of one app port; the Services in the input that select the workload are pointed at
+it. Other documents are copied unchanged. A pod with a sidetrace container is left as it is.
+What was done goes to stderr.
+
+  sidetrace inject -f app.yaml | kubectl apply -f -
+
+Options:
+  -f, --filename FILE|-  the input (default: stdin)
+  --image IMAGE          the sidecar's image (default )" +
+         std::string(kInjectDefaultImage) + R"(, pulled if not present)
+  --service-name NAME    service.name of the spans (default: the workload's
+                         app.kubernetes.io/name label, else its name)
+  --otlp-endpoint URL    the collector (default )" +
+         std::string(kInjectDefaultOtlpEndpoint) + R"();
+                         console: spans on the sidecar's log instead
+  --otlp-protocol P      grpc (default) | http/protobuf | http/json
+  --sampler TYPE         OTEL_TRACES_SAMPLER, e.g. parentbased_traceidratio
+  --sampler-arg RATIO    OTEL_TRACES_SAMPLER_ARG, e.g. 0.1
+  --ignore-path PATH     proxy requests under PATH untraced (repeatable)
+  --port NAME|NUMBER     the app port to front (default: the first one a Service of the
+                         input sends to, else the first container port)
+  --proxy-port N         sidetrace's listener (default 15001; the next free one if taken)
+  --admin-port N         readiness and metrics, not in any Service (default 9901)
+  --workers N            sidetrace's worker threads (default 2)
+  --requests LIST        the sidecar's resource requests (default cpu=100m,memory=64Mi; "" none)
+  --limits LIST          its resource limits (default memory=256Mi; "" for none)
+  --native-sidecar       run it as a native sidecar (init container with restartPolicy
+                         Always, Kubernetes >= 1.29) everywhere; by default only in Jobs,
+                         CronJobs and Pods that do not restart, which must still complete
+  --transparent          not yet available: needs the egress listener
+  -h, --help             print this help and exit
+)";
+}
+
+int runInject(int argc, const char* const* argv) {
+  InjectOptions o;
+  try {
+    o = parseInjectArgs(argc, argv);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "sidetrace inject: %s\n\n%s", e.what(), injectUsage().c_str());
+    return 1;
+  }
+  if (o.show_help) {
+    std::fputs(injectUsage().c_str(), stdout);
+    return 0;
+  }
+  bool from_stdin = o.input_path == "-";
+  std::FILE* in = from_stdin ? stdin : std::fopen(o.input_path.c_str(), "rb");
+  if (in == nullptr) {
+    std::fprintf(stderr, "sidetrace inject: -f: cannot read %s: %s\n", o.input_path.c_str(),
+                 std::strerror(errno));
+    return 1;
+  }
+  std::string text;
+  char buf[65536];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, in)) > 0) {
+    text.append(buf, n);
+  }
+  bool read_failed = std::ferror(in) != 0;
+  int read_errno = errno;
+  if (!from_stdin) {
+    std::fclose(in);
+  }
+  std::string source = from_stdin ? "<stdin>" : o.input_path;
+  if (read_failed) {
+    std::fprintf(stderr, "sidetrace inject: cannot read %s: %s\n", source.c_str(),
+                 std::strerror(read_errno));
+    return 1;
+  }
+  InjectResult r;
+  try {
+    r = injectSidecars(text, source, o);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "sidetrace inject: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {  // a yaml-cpp surprise: still one line and exit 1
+    std::fprintf(stderr, "sidetrace inject: %s: %s\n", source.c_str(), e.what());
+    return 1;
+  }
+  for (const std::string& note : r.notes) {
+    std::fprintf(stderr, "sidetrace inject: %s\n", note.c_str());
+  }
+  if (std::fwrite(r.output.data(), 1, r.output.size(), stdout) != r.output.size() ||
+      std::fflush(stdout) != 0) {
+    std::fprintf(stderr, "sidetrace inject: cannot write the output: %s\n", std::strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace sidetrace::config
