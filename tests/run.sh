@@ -24,11 +24,14 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # clang and its runtime build the libFuzzer targets (fuzz stage).
   # mmdebstrap builds the image's root filesystem (image stage).
   bash tests/install-deps.sh --node mmdebstrap ${sanitizers:+clang libclang-rt-14-dev}
-  # JS peer for decoding exported spans with the official opentelemetry-proto schema.
-  if [ -f tests/integration/node/package.json ] && [ ! -d tests/integration/node/node_modules ]; then
-    (cd tests/integration/node && npm install --no-audit --no-fund --loglevel=error) ||
-      echo "tests/run.sh: npm install failed; the official-schema test will be skipped (fail if CI is set)"
-  fi
+  # npm peers: the official opentelemetry-proto schema decoding exported spans (integration), and
+  # the Kubernetes schemas the manifests in k8s/ are validated against (tests/k8s).
+  for peer in tests/integration/node tests/k8s; do
+    if [ -f "$peer/package.json" ] && [ ! -d "$peer/node_modules" ]; then
+      (cd "$peer" && npm install --no-audit --no-fund --loglevel=error) ||
+        echo "tests/run.sh: npm install in $peer failed; its tests will be skipped (fail if CI is set)"
+    fi
+  done
 fi
 
 times=()
