@@ -38,7 +38,8 @@ LABEL org.opencontainers.image.title="sidetrace" \
       org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 COPY k8s/image/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
- && grep -v '^[[:space:]]*#' /tmp/runtime-packages.txt | xargs apt-get install -y --no-install-recommends \
+ && grep -v '^[[:space:]]*#' /tmp/runtime-packages.txt \
+    | DEBIAN_FRONTEND=noninteractive xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/runtime-packages.txt
 COPY --from=build /out/ /
 # A fixed numeric uid (distroless' "nonroot"), so Kubernetes' runAsNonRoot can check it. Ports above

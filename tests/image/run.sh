@@ -28,7 +28,6 @@ bin="${SIDETRACE_BIN:-$build_dir/proxy/sidetrace}"
 sink="${OTLP_SINK:-$build_dir/tests/bench/otlp_sink}"
 packages_file="$root/k8s/image/runtime-packages.txt"
 cache_dir="${SIDETRACE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sidetrace-image}"
-uid=65532  # the Dockerfile's USER
 t_start=$SECONDS
 
 say() { echo "tests/image/run.sh: $*"; }
@@ -42,6 +41,15 @@ skip() {
   say "SKIPPED: $*"
   exit 0
 }
+
+# What this test takes from the Dockerfile, so that the two cannot drift apart unnoticed.
+dockerfile="$root/Dockerfile"
+uid="$(sed -n 's/^USER \([0-9]*\):[0-9]*$/\1/p' "$dockerfile")"
+[ -n "$uid" ] || fail "no numeric USER uid:gid in the Dockerfile"
+grep -q '^COPY k8s/image/runtime-packages.txt ' "$dockerfile" ||
+  fail "the Dockerfile does not install k8s/image/runtime-packages.txt"
+grep -q 'install -D -s -m 0755 build/proxy/sidetrace /out/usr/local/bin/sidetrace' "$dockerfile" ||
+  fail "the Dockerfile no longer installs the binary as this test does"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (mount namespaces, chroot)"
 for tool in mmdebstrap unshare chroot curl /usr/bin/python3; do
@@ -170,7 +178,7 @@ if enter 0:0 touch /rootfs-is-writable 2>/dev/null; then
   fail "the root filesystem is writable: the read-only mount did not take"
 fi
 version="$(enter "$uid:$uid" sidetrace --version | head -1)"
-want="sidetrace $(sed -n 's/^ARG VERSION=//p' "$root/Dockerfile")"
+want="sidetrace $(sed -n 's/^ARG VERSION=//p' "$dockerfile")"
 [ "$version" = "$want" ] || fail "the binary says '$version', the Dockerfile's VERSION label '$want'"
 
 # --- run it -----------------------------------------------------------------------------------
