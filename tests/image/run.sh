@@ -27,7 +27,7 @@ case "$build_dir" in /*) ;; *) build_dir="$root/$build_dir" ;; esac
 bin="${SIDETRACE_BIN:-$build_dir/proxy/sidetrace}"
 sink="${OTLP_SINK:-$build_dir/tests/bench/otlp_sink}"
 packages_file="$root/k8s/image/runtime-packages.txt"
-cache_dir="${SIDETRACE_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/sidetrace-image}"
+cache_dir="${SIDETRACE_IMAGE_CACHE:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/sidetrace-image}"
 t_start=$SECONDS
 
 say() { echo "tests/image/run.sh: $*"; }
@@ -52,7 +52,7 @@ grep -q 'install -D -s -m 0755 build/proxy/sidetrace /out/usr/local/bin/sidetrac
   fail "the Dockerfile no longer installs the binary as this test does"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (mount namespaces, chroot)"
-for tool in mmdebstrap unshare chroot curl /usr/bin/python3; do
+for tool in mmdebstrap unshare chroot pgrep curl /usr/bin/python3; do
   command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (tests/run.sh installs it)"
 done
 [ -x "$bin" ] || fail "no sidetrace binary at $bin (cmake --build build --target sidetrace)"
