@@ -9,7 +9,8 @@
 //                    serialized: each waits on its own gRPC alarm, no thread sleeps
 //     --fail CODE    answer every Export with this status instead of OK: unavailable,
 //                    resource_exhausted (both retryable for an OTLP exporter) or invalid_argument
-//   -> "otlp_sink: listening on 127.0.0.1:4317" on stderr, then on SIGTERM
+//   -> "otlp_sink: listening on 127.0.0.1:4317 port 4317" on stderr (the bound port: ADDR may end
+//      in :0), then on SIGTERM
 //   -> "otlp_sink: requests=N bytes=M" on stdout
 #include <grpcpp/alarm.h>
 #include <grpcpp/generic/async_generic_service.h>
@@ -154,8 +155,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "otlp_sink: cannot listen on %s\n", address.c_str());
     return 2;
   }
-  std::fprintf(stderr, "otlp_sink: listening on %s (delay %lld ms, answer %s)\n", address.c_str(),
-               static_cast<long long>(opts.delay.count()),
+  std::fprintf(stderr, "otlp_sink: listening on %s port %d (delay %lld ms, answer %s)\n",
+               address.c_str(), bound_port, static_cast<long long>(opts.delay.count()),
                opts.answer == grpc::StatusCode::OK ? "OK" : "an error");
   int sig = 0;
   sigwait(&stop, &sig);
