@@ -7,8 +7,8 @@
 // Connections enter in the order they go idle. With one timeout value that is also the order in
 // which they fall due, so add() appends, remove() unlinks, and expire() looks only at the head:
 // all O(1) per connection. There is one list per timeout value in use, each in due order (HTTP/1
-// sessions use up to two: a new connection's wait for its first byte and limits.idle_timeout; a
-// reload that changes them adds others). Lists are kept
+// sessions use two: the short warm wait of a connection that was just busy and
+// limits.idle_timeout; a reload that changes them adds others). Lists are kept
 // when empty, so the ones in use are not made again and again; past kKeptLists, a new timeout
 // value drops the empty ones.
 //

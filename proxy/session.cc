@@ -30,6 +30,12 @@ using filters::UpstreamResult;
 
 namespace {
 
+// How long a plain connection that was just busy waits for its next request with a read posted
+// into its buffer (one system call when the request comes) before it gives the buffer back and
+// waits on the idle list (a peek and a read when it comes). Keep-alive clients that are busy send
+// their next request well within it; an idle connection holds a buffer no longer than this.
+constexpr std::chrono::milliseconds kWarmIdle{100};
+
 bool expectsContinue(const filters::RequestHead& req) {
   auto v = req.headers.get("expect");
   return v && filters::iequals(*v, "100-continue");
@@ -113,8 +119,9 @@ void Session<Stream>::start(std::shared_ptr<Session> self) {
 
 template <class Stream>
 void Session<Stream>::idleExpired() {
+  idle_expired_ = true;
   error_code ec;
-  tcp().cancel(ec);  // the idle wait ends: the connection closes
+  tcp().cancel(ec);  // the idle wait ends: the connection closes (or, warm, waits cold)
 }
 
 template <class Stream>
@@ -158,17 +165,33 @@ awaitable<void> Session<Stream>::run() {
   bool sniff = !kTls;  // a plain connection's first bytes may be the h2c preface
   for (;;) {
     if (in_.size() == 0) {
-      // Idle between requests (or before the first): wait here, on the worker's idle list
-      // (limits.idle_timeout), holding no buffer, no request state, no timer and none of the
-      // head reader's coroutine frames.
+      // Idle between requests (or before the first). A plain connection that is new, or whose
+      // client kept sending requests in quick succession, first reads for a short while
+      // (readWarm): the next request then costs one system call. Otherwise (after the first
+      // request, when the client may be done for a while, and on TLS) or when nothing came in
+      // time, it waits here, on the worker's idle list (limits.idle_timeout), holding no buffer,
+      // no request state, no timer and none of the head reader's coroutine frames.
       releaseRequestState();
-      in_.release();
       error_code wait_ec;
+      if (!kTls && !close_after_ && (served_ == 0 || (served_ >= 2 && quick_))) {
+        quick_ = co_await readWarm(wait_ec);
+        if (quick_ || wait_ec) {
+          if (wait_ec) {
+            break;
+          }
+          continue;
+        }
+      }
+      in_.release();
       if (!close_after_ && !tlsHasPending() && !socketReadable()) {
+        const auto since = std::chrono::steady_clock::now();
         worker_.beginIdle(*this);
         co_await tcp().async_wait(asio::ip::tcp::socket::wait_read,
                                   asio::redirect_error(use_awaitable, wait_ec));
         Worker::endIdle(*this);
+        quick_ = std::chrono::steady_clock::now() - since < kWarmIdle;
+      } else {
+        quick_ = true;
       }
       if (wait_ec || close_after_) {
         break;  // idle timeout, drain, or the socket failed
@@ -218,6 +241,7 @@ awaitable<void> Session<Stream>::run() {
     rq().stream.listener = &gen_->config().listeners[listener_index_];
     rq().stream.listener_index = listener_index_;
     bool keep = co_await handleRequest(first);
+    ++served_;
     gen_.reset();
     idle_ = true;
     if (!keep || close_after_ || worker_.draining()) {
@@ -248,6 +272,25 @@ bool Session<Stream>::socketReadable() {
   char c;
   const ssize_t n = ::recv(tcp().native_handle(), &c, 1, MSG_PEEK | MSG_DONTWAIT);
   return n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+template <class Stream>
+awaitable<bool> Session<Stream>::readWarm(error_code& ec) {
+  // Unlike async_wait, a read is tried at once when the reactor saw the socket readable since
+  // the last read drained it, so nothing that arrived meanwhile goes unnoticed without a peek.
+  idle_expired_ = false;
+  worker_.beginIdle(*this, std::min(kWarmIdle, worker_.current()->config().limits.idle_timeout));
+  const size_t n =
+      co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+  Worker::endIdle(*this);
+  if (!ec) {
+    in_.commit(n);
+    co_return true;
+  }
+  if (ec == asio::error::operation_aborted && idle_expired_ && !close_after_) {
+    ec.clear();  // nothing came: wait cold
+  }
+  co_return false;
 }
 
 template <class Stream>

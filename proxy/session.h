@@ -85,6 +85,10 @@ class Session final : public DownstreamConnection,
   // readable holding no buffer, then takes one from the worker's pool: between requests a
   // keep-alive connection holds none (BufferPool).
   boost::asio::awaitable<size_t> readIdle(boost::system::error_code& ec);
+  // Between requests on a plain connection that was just busy: a read into in_ for at most
+  // kWarmIdle. Its bytes are committed; false when the wait cooled down (nothing came), with
+  // `ec` set when the connection failed or is to close.
+  boost::asio::awaitable<bool> readWarm(boost::system::error_code& ec);
   bool tlsHasPending();
   // Bytes, EOF or an error wait on the socket now. Asked before an async_wait, which the
   // edge-triggered reactor never tries at once: readiness that came earlier would go unnoticed.
@@ -111,6 +115,9 @@ class Session final : public DownstreamConnection,
   FlatBuffer in_;
   std::unique_ptr<RequestState> rq_;  // while a request is in the connection (rq())
   bool readable_ = false;             // the idle wait just saw the socket readable
+  bool idle_expired_ = false;         // the idle list ended the wait (idleExpired())
+  uint64_t served_ = 0;               // requests answered on this connection
+  bool quick_ = false;                // the last request came within kWarmIdle of the one before
   bool idle_ = true;
   bool close_after_ = false;
   std::unique_ptr<Http2Server<Stream>> h2_;  // while the connection speaks HTTP/2

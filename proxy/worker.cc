@@ -194,8 +194,8 @@ void Worker::remove(DownstreamConnection* s) {
   open_connections_.fetch_sub(1, std::memory_order_relaxed);
 }
 
-void Worker::beginIdle(IdleEntry& c) {
-  if (idle_.add(c, current_->config().limits.idle_timeout, std::chrono::steady_clock::now())) {
+void Worker::beginIdle(IdleEntry& c, std::chrono::milliseconds timeout) {
+  if (idle_.add(c, timeout, std::chrono::steady_clock::now())) {
     armIdleTimer(idle_.nextDue());
   }
 }

@@ -98,7 +98,9 @@ class Worker {
   void remove(DownstreamConnection* s);
   // An HTTP/1 connection waits for its next request: idleExpired() is called limits.idle_timeout
   // from now unless it leaves the wait first (endIdle). One timer serves every idle connection.
-  void beginIdle(IdleEntry& c);
+  void beginIdle(IdleEntry& c) { beginIdle(c, current_->config().limits.idle_timeout); }
+  // The same after `timeout` (the short warm wait of a connection that was just busy).
+  void beginIdle(IdleEntry& c, std::chrono::milliseconds timeout);
   static void endIdle(IdleEntry& c) { IdleConnections::remove(c); }
   BufferPool& buffers() { return buffers_; }
   RequestStatePool& requests() { return requests_; }
