@@ -132,7 +132,10 @@ class Worker {
   std::vector<TlsServerContext*> tls_;   // per listener; null: plain TCP
   bool draining_ = false;
   uint64_t rng_;
-  boost::asio::io_context io_{1};
+  // Every socket and acceptor of this context is used on the worker's thread only (other threads
+  // post to it), so the reactor needs no lock per descriptor operation (UNSAFE_IO); posting and
+  // descriptor registration stay thread-safe.
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::vector<std::unique_ptr<boost::asio::steady_timer>> accept_backoff_;  // per listener
   std::shared_ptr<WorkerGeneration> current_;  // holds pools: destroyed before io_

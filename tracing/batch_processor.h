@@ -87,7 +87,7 @@ class BatchSpanProcessor {
   size_t queued_spans_ = 0;     // spans in queue_ (bounded by max_queue_size)
   size_t queued_bytes_ = 0;     // their encoded bytes (bounded by max_queue_bytes)
   size_t request_budget_ = 0;   // span bytes per request: max_export_bytes less the framing
-  std::string request_;         // export thread only: the framed request, capacity reused
+  WireBuffer request_;          // export thread only: the framed request, capacity reused
   uint64_t rejected_seen_ = 0;  // export thread only: exporter_->rejectedSpans() last added
   uint64_t flush_requested_ = 0;
   uint64_t flush_done_ = 0;

@@ -49,10 +49,15 @@ class OtlpRequestEncoder {
   explicit OtlpRequestEncoder(const Resource& resource);
   // Overwrites out (its capacity is reused).
   void encode(const std::vector<std::string_view>& span_runs, std::string& out) const;
+  // The same into a buffer that is not zero-filled as it grows (the export thread's: requests are
+  // up to max_export_bytes).
+  void encode(const std::vector<std::string_view>& span_runs, WireBuffer& out) const;
   // At most this many bytes of a request are not span bytes (resource, scope, their framing).
   size_t maxFramingBytes() const;
 
  private:
+  template <typename Out>
+  void encodeInto(const std::vector<std::string_view>& span_runs, Out& out) const;
   std::string resource_field_;  // ResourceSpans.resource, complete with tag and length
   std::string scope_field_;     // ScopeSpans.scope, complete with tag and length
 };

@@ -427,6 +427,32 @@ TEST(OtlpEncodeTest, StringValuesCutAtTheLimitOnACharacterBoundary) {
   EXPECT_EQ(s.attributes(5).value().int_value(), 1234567890);
 }
 
+// Short ASCII strings take a one-pass path (every length one byte): the bytes are protobuf's on
+// both sides of its bounds (key + value of 80 to 81 bytes with a 20-byte key, an empty value,
+// a key too long for it, non-ASCII just inside).
+TEST(OtlpEncodeTest, ShortAsciiAttributesAtTheEdgesOfTheOnePassPath) {
+  SpanRecord r = sample();
+  r.attributes.clear();
+  const std::string key20(20, 'k');
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {key20, std::string(79, 'v')}, {key20, std::string(80, 'v')},
+      {key20, std::string(81, 'v')}, {"e", ""},
+      {std::string(81, 'K'), "v"},   {"u", "caf\xc3\xa9 ok"},
+      {"x", std::string(99, 'w')}};
+  for (const auto& [k, v] : cases) {
+    appendOtlpAttribute(r.attributes, k, std::string_view(v));
+  }
+  const std::string bytes = encodeSpans(r);
+  const auto req = parse(bytes);
+  const otlp::Span& s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), static_cast<int>(cases.size()));
+  for (int i = 0; i < s.attributes_size(); ++i) {
+    EXPECT_EQ(s.attributes(i).key(), cases[static_cast<size_t>(i)].first);
+    EXPECT_EQ(s.attributes(i).value().string_value(), cases[static_cast<size_t>(i)].second);
+  }
+  EXPECT_EQ(bytes, req.SerializeAsString());
+}
+
 TEST(OtlpEncodeTest, DroppedAttributesCountIsEncoded) {
   SpanRecord r = sample();
   r.dropped_attributes_count = 300;  // a two-byte varint
