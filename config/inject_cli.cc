@@ -5,9 +5,10 @@
 #include <cstdio>
 #include <cstring>
 #include <exception>
-#include <regex>
 #include <string>
 #include <string_view>
+
+#include <re2/re2.h>
 
 #include "config/checks.h"
 #include "config/inject.h"
@@ -33,8 +34,9 @@ bool isPortName(const std::string& s) {
   if (s.empty()) {
     return false;
   }
-  static const std::regex re("^[a-z0-9]([a-z0-9]|-(?!-))*$");
-  return s.size() <= 15 && s.back() != '-' && std::regex_match(s, re) &&
+  static const re2::RE2 re("[a-z0-9][a-z0-9-]*");
+  return s.size() <= 15 && s.back() != '-' && s.find("--") == std::string::npos &&
+         re2::RE2::FullMatch(s, re) &&
          s.find_first_of("abcdefghijklmnopqrstuvwxyz") != std::string::npos;
 }
 
@@ -49,9 +51,11 @@ uint16_t parsePort(const std::string& flag, const std::string& value) {
 // "cpu=100m,memory=64Mi" as kubectl's --requests/--limits take it; "" for none.
 std::vector<std::pair<std::string, std::string>> parseQuantities(const std::string& flag,
                                                                  const std::string& value) {
-  static const std::regex resource("^[a-z0-9]([a-z0-9.\\-/]*[a-z0-9])?$");
-  static const std::regex quantity(
-      "^[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?$");
+  // RE2, not std::regex: GCC 12's <regex> trips -Wmaybe-uninitialized under ASan
+  // (DEPENDENCIES.md).
+  static const re2::RE2 resource("[a-z0-9]([a-z0-9.\\-/]*[a-z0-9])?");
+  static const re2::RE2 quantity(
+      "[+]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)([eE][+-]?[0-9]+|Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE])?");
   std::vector<std::pair<std::string, std::string>> out;
   if (value.empty()) {
     return out;
@@ -60,7 +64,7 @@ std::vector<std::pair<std::string, std::string>> parseQuantities(const std::stri
     size_t eq = item.find('=');
     std::string name = item.substr(0, eq);
     std::string q = eq == std::string::npos ? "" : item.substr(eq + 1);
-    if (!std::regex_match(name, resource) || !std::regex_match(q, quantity)) {
+    if (!re2::RE2::FullMatch(name, resource) || !re2::RE2::FullMatch(q, quantity)) {
       throw ConfigError(flag +
                         ": expected RESOURCE=QUANTITY[,...] such as cpu=100m,memory=64Mi, got '" +
                         item + "'");
