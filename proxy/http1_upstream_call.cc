@@ -69,6 +69,7 @@ class Http1Call final : public UpstreamCall {
     home_.give(this);
   }
 
+  // Not a coroutine itself (a frame less per request): prepares the head, then send() runs.
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
     auto& h = head.headers;
     h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
@@ -94,7 +95,7 @@ class Http1Call final : public UpstreamCall {
     conn_ = pool_->takeIdle(*ep_, replayable ? upstream::ConnectionPool::IdleCheck::Lazily
                                              : upstream::ConnectionPool::IdleCheck::Always);
     replay_ = replayable && conn_ != nullptr;
-    co_return co_await send(conn_ != nullptr);
+    return send(conn_ != nullptr);
   }
 
   // Out with the request head (or, when a body follows, ready to go with its first bytes), on the
