@@ -16,6 +16,8 @@ const char* errorTypeName(UpstreamResult::Error e) {
       return "protocol_error";
     case UpstreamResult::Error::Overflow:
       return "overflow";
+    case UpstreamResult::Error::Unresolved:
+      return "dns_failure";
   }
   return "";
 }
@@ -27,7 +29,11 @@ void Stream::reset() {
   route = nullptr;
   route_index = 0;
   local_reply.reset();
+  egress_host.clear();
+  egress_port = 0;
   traced = false;
+  inflight_token = 0;
+  egress_parent = ParentInference();
   server_span = tracing::Span();
   client_span = tracing::Span();
   response_status = 0;
