@@ -303,5 +303,20 @@ TEST_F(EgressTest, EgressFlagServesForwardProxyRequests) {
   EXPECT_TRUE(out->links.empty());
 }
 
+// A bad egress block stops the binary with one message naming the key and the line.
+TEST_F(EgressTest, BadEgressConfigExitsOneNamingKeyAndLine) {
+  std::string bad = proc_.writeFile("bad.yaml", R"(egress:
+  address: 127.0.0.1:15002
+  allow: [ api.example.com, "a*b" ]
+)");
+  ASSERT_TRUE(proc_.start({"--config", bad}));
+  auto r = proc_.wait();
+  EXPECT_TRUE(r.exited);
+  EXPECT_EQ(r.code, 1);
+  const std::string err = proc_.stderrText();
+  EXPECT_NE(err.find("bad.yaml:3: egress.allow[1]: bad host pattern 'a*b'"), std::string::npos)
+      << err;
+}
+
 }  // namespace
 }  // namespace sidetrace::it
