@@ -33,7 +33,9 @@ void Stream::reset() {
   egress_port = 0;
   traced = false;
   inflight_token = 0;
-  egress_parent = ParentInference();
+  if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {
+    egress_parent = ParentInference();  // egress streams only: ingress pays one branch
+  }
   server_span = tracing::Span();
   client_span = tracing::Span();
   response_status = 0;
