@@ -215,7 +215,9 @@ TEST_F(EgressTest, CopiedRequestIdPicksItsRequestUnderConcurrency) {
 }
 
 // Two requests in the app at once and nothing to tell them apart: no parent (a new trace), with
-// links to both inbound hops so a person can still navigate.
+// links to both inbound hops so a person can still navigate. (The app holds both requests until
+// both calls are done: were one answered first, the other's call would rightly be
+// single_inflight.)
 TEST_F(EgressTest, ConcurrentRequestsWithoutIdGetNoParentButLinks) {
   ASSERT_NO_FATAL_FAILURE(startWithApp(true));
   std::string a, b;

@@ -8,8 +8,9 @@ reaches it through the proxy that the standard http_proxy environment variable n
 egress listener), and answers 200 with "STATUS BODY" of that call. MODE says what the app copies
 from its inbound request onto the call, as a legacy app might or might not:
   plain  nothing                        rid    x-request-id
-  tp     traceparent                    pair, ridpair: as plain / rid, after waiting until two
-                                        requests are in the app at once (--threaded only)
+  tp     traceparent                    pair, ridpair: as plain / rid, with two requests in the
+                                        app at once: each waits for the other before its call and
+                                        again before it answers (--threaded only)
 Single-threaded by default (one request at a time, as many legacy servers); --threaded serves
 each request on its own thread. Prints "PORT n" once listening on 127.0.0.1.
 """
@@ -50,6 +51,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             status, body = e.code, e.read()
         except Exception as e:  # the test reads what went wrong in the answer
             status, body = 599, str(e).encode()
+        if mode in ("pair", "ridpair"):
+            # Neither answers before both calls are done: both requests are in flight during
+            # both calls, whichever call is faster.
+            PAIR.wait(timeout=10)
         out = b"%d " % status + body
         self.send_response(200)
         self.send_header("content-type", "text/plain")
