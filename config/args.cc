@@ -15,7 +15,7 @@ bool takesValue(std::string_view flag) {
   return flag == "--config" || flag == "--listen" || flag == "--upstream" ||
          flag == "--service-name" || flag == "--otlp-endpoint" || flag == "--admin" ||
          flag == "--workers" || flag == "--ignore-path" || flag == "--log-level" ||
-         flag == "--log-format" || flag == "--ports-file";
+         flag == "--log-format" || flag == "--ports-file" || flag == "--egress";
 }
 
 bool isSwitch(std::string_view flag) {
@@ -66,6 +66,8 @@ void setValue(CliOptions& o, const std::string& flag, const std::string& value) 
     o.log_format = value;
   } else if (flag == "--ports-file") {
     o.ports_file = nonEmpty();
+  } else if (flag == "--egress") {
+    o.egress = nonEmpty();
   }
 }
 
@@ -132,6 +134,8 @@ Options (each overrides the config file):
   --admin ADDR|off       admin listener address (default 127.0.0.1:9901); off or none disables it
   --workers N            worker threads (0 = one per core)
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
+  --egress ADDR          serve the app's outbound HTTP as a forward proxy on ADDR (point the
+                         app's HTTP_PROXY at it; use loopback, e.g. 127.0.0.1:15002)
   --log-level LEVEL      trace | debug | info | warn | error | off
   --log-format FORMAT    json (default: one JSON object per line) | text
   --ports-file PATH      once listening, write "listener ADDR NAME" per listener and

@@ -178,6 +178,9 @@ struct Listener {
   HostPort address;
   std::optional<TlsConfig> tls;  // unset: plain TCP
   std::vector<Route> routes;     // first match wins
+  // The egress listener (made from Config::egress by finishEgress, never written in YAML): it
+  // serves forward-proxy requests from the app, and its one route goes to the egress cluster.
+  bool egress = false;
 };
 
 // TLS towards a cluster's endpoints (TLS 1.2+; ALPN h2 for http2 clusters, http/1.1 otherwise).
@@ -219,6 +222,9 @@ struct Cluster {
   CircuitBreakerConfig circuit_breakers;
   std::optional<OutlierDetection> outlier_detection;  // unset: kDefaultOutlierDetection
   std::optional<HealthCheck> health_check;            // unset: no active checks
+  // The egress cluster (made by finishEgress): no configured endpoints; one is added per
+  // destination the app calls, as it is first resolved.
+  bool egress = false;
   // What outlier detection the cluster runs: its block, else kDefaultOutlierDetection.
   const OutlierDetection& outlierDetection() const {
     return outlier_detection ? *outlier_detection : kDefaultOutlierDetection;
@@ -322,11 +328,27 @@ struct AccessLogConfig {
   uint32_t max_queue_bytes = 32 * 1024 * 1024;
 };
 
+// The app's outbound HTTP (`egress:` / --egress): a forward proxy on `address` that the app
+// reaches through HTTP_PROXY. Each request it carries gets a CLIENT span whose parent is inferred
+// from the inbound requests in flight (filters/inflight_registry.h).
+struct EgressConfig {
+  HostPort address;  // loopback recommended: the app is the only client meant to use it
+  // Destination host patterns ("api.example.com", "*.internal"; case-insensitive, any port); empty
+  // allows every destination. Others get 403.
+  std::vector<std::string> allow;
+  Duration timeout{15000};  // per request: DNS, connect, and the whole response
+  Duration connect_timeout{1000};
+};
+
+// The names finishEgress gives the egress listener, its route and its cluster (reserved).
+inline constexpr std::string_view kEgressName = "egress";
+
 struct Config {
   AdminConfig admin;
   uint32_t workers = 0;  // 0 = one per core
   std::vector<Listener> listeners;
   std::vector<Cluster> clusters;
+  std::optional<EgressConfig> egress;  // unset: no egress listener
   TracingConfig tracing;
   Limits limits;
   AccessLogConfig access_log;

@@ -523,15 +523,33 @@ std::string dumpConfigJson(const Config& cfg) {
   w.key("listeners");
   w.beginArray();
   for (const auto& l : cfg.listeners) {
-    writeListener(w, l);
+    if (!l.egress) {  // made from the egress block, dumped as that
+      writeListener(w, l);
+    }
   }
   w.endArray();
   w.key("clusters");
   w.beginArray();
   for (const auto& c : cfg.clusters) {
-    writeCluster(w, c);
+    if (!c.egress) {
+      writeCluster(w, c);
+    }
   }
   w.endArray();
+  if (cfg.egress) {
+    w.key("egress");
+    w.beginObject();
+    w.field("address", cfg.egress->address.str());
+    w.key("allow");
+    w.beginArray();
+    for (const auto& a : cfg.egress->allow) {
+      w.string(a);
+    }
+    w.endArray();
+    w.field("timeout", formatDuration(cfg.egress->timeout));
+    w.field("connect_timeout", formatDuration(cfg.egress->connect_timeout));
+    w.endObject();
+  }
   w.key("tracing");
   writeTracing(w, cfg.tracing);
   const auto& lim = cfg.limits;

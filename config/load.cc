@@ -208,6 +208,12 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
   if (cli.log_level) {
     cfg.log_level = *cli.log_level;
   }
+  if (cli.egress) {
+    if (!cfg.egress) {
+      cfg.egress.emplace();
+    }
+    cfg.egress->address = flagAddress("--egress", *cli.egress);
+  }
   if (cli.log_format) {
     cfg.log_format = *cli.log_format;
   }
@@ -226,7 +232,7 @@ void validateClusters(const Config& cfg) {
     if (!cluster_names.insert(c.name).second) {
       invalid(path + ".name", "duplicate cluster name '" + c.name + "'");
     }
-    if (c.endpoints.empty()) {
+    if (c.endpoints.empty() && !c.egress) {
       invalid(path + ".endpoints", "needs at least one endpoint");
     }
     for (size_t j = 0; j < c.endpoints.size(); ++j) {
@@ -387,6 +393,42 @@ void validateLimits(const Limits& lim) {
   requirePositive(lim.drain_timeout, "limits.drain_timeout");
 }
 
+// The egress listener and cluster are made from the egress block (finishEgress): their name is
+// reserved, and the listener needs an address like any other.
+void validateEgress(const Config& cfg) {
+  if (!cfg.egress) {
+    return;
+  }
+  const EgressConfig& e = *cfg.egress;
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    if (!cfg.listeners[i].egress && cfg.listeners[i].name == kEgressName) {
+      invalid("listeners[" + std::to_string(i) + "].name",
+              "'egress' is reserved for the egress listener (egress:)");
+    }
+  }
+  for (size_t i = 0; i < cfg.clusters.size(); ++i) {
+    if (!cfg.clusters[i].egress && cfg.clusters[i].name == kEgressName) {
+      invalid("clusters[" + std::to_string(i) + "].name",
+              "'egress' is reserved for the egress cluster (egress:)");
+    }
+  }
+  if (e.address.host.empty()) {
+    invalid("egress.address",
+            "needs host:port (e.g. 127.0.0.1:15002), got '" + e.address.str() + "'");
+  }
+  for (size_t i = 0; i < e.allow.size(); ++i) {
+    const std::string key = "egress.allow[" + std::to_string(i) + "]";
+    if (e.allow[i].empty()) {
+      invalid(key, "must not be empty");
+    }
+    if (std::string err = detail::checkHostPattern(e.allow[i]); !err.empty()) {
+      invalid(key, err);
+    }
+  }
+  requirePositive(e.timeout, "egress.timeout");
+  requirePositive(e.connect_timeout, "egress.connect_timeout");
+}
+
 void validateLogging(const Config& cfg) {
   if (std::string e = detail::checkLogLevel(cfg.log_level); !e.empty()) {
     invalid("log_level", e);
@@ -403,11 +445,12 @@ void validateLogging(const Config& cfg) {
 
 // Section by section, in a fixed order, so the first problem reported is always the same one.
 void validate(const Config& cfg) {
-  if (cfg.listeners.empty()) {
+  if (cfg.listeners.empty() && !cfg.egress) {
     throw ConfigError(
         "listeners: none configured (pass --listen ADDR --upstream HOST:PORT, or --config FILE "
         "with a listeners: section)");
   }
+  validateEgress(cfg);
   validateClusters(cfg);
   validateListeners(cfg);
   validateTracing(cfg.tracing);
@@ -437,7 +480,32 @@ Config buildConfig(const CliOptions& cli, const EnvLookup& env) {
   }
   applyFlags(cfg, cli);
   validate(cfg);
+  finishEgress(cfg);
   return cfg;
+}
+
+void finishEgress(Config& cfg) {
+  if (!cfg.egress) {
+    return;
+  }
+  Listener l;
+  l.name = kEgressName;
+  l.address = cfg.egress->address;
+  l.egress = true;
+  Route r;
+  r.name = kEgressName;
+  r.cluster = kEgressName;
+  r.timeout = cfg.egress->timeout;
+  l.routes.push_back(std::move(r));
+  cfg.listeners.push_back(std::move(l));
+  Cluster c;
+  c.name = kEgressName;
+  c.egress = true;
+  c.connect_timeout = cfg.egress->connect_timeout;
+  c.dns_refresh_rate = Duration{0};
+  // One endpoint per destination: nothing to fail over to, so nothing to eject.
+  c.outlier_detection = OutlierDetection{.consecutive_5xx = 0, .consecutive_connect_failures = 0};
+  cfg.clusters.push_back(std::move(c));
 }
 
 }  // namespace sidetrace::config

@@ -37,6 +37,7 @@ struct CliOptions {
   std::optional<std::string> admin;          // ADDR
   std::optional<uint32_t> workers;
   std::vector<std::string> ignore_paths;  // each adds { prefix: PATH } ignore rule
+  std::optional<std::string> egress;      // ADDR: egress.address (adds the egress block)
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
   // Where to write the bound addresses once listening (proxy::runServer); not a config key,
@@ -64,6 +65,11 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
 void applyFlags(Config& cfg, const CliOptions& cli);
 // Cross-field checks (routes name existing clusters, at least one listener, ...). Throws.
 void validate(const Config& cfg);
+
+// With cfg.egress set: appends the egress listener (Listener::egress, one catch-all route) and
+// the egress cluster (Cluster::egress, no endpoints), both named kEgressName, so the server,
+// metrics and the exchange treat egress as one more listener. After validate().
+void finishEgress(Config& cfg);
 
 // All of the above in order. Reads the file named by cli.config_path.
 Config buildConfig(const CliOptions& cli, const EnvLookup& env);

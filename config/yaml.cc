@@ -1002,6 +1002,36 @@ void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, 
             });
 }
 
+// egress: { address, allow: [host patterns], timeout, connect_timeout }. The address is required:
+// an egress block is how a config turns egress on.
+EgressConfig parseEgress(const Walker& w, const YAML::Node& n, const std::string& path) {
+  EgressConfig e;
+  bool has_address = false;
+  w.walkMap(n, path, {"address", "allow", "timeout", "connect_timeout"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "address") {
+                e.address = w.address(v, sub);
+                has_address = true;
+              } else if (key == "allow") {
+                w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
+                  std::string pattern = detail::toLower(w.nonEmpty(item, ip));
+                  if (std::string err = detail::checkHostPattern(pattern); !err.empty()) {
+                    w.fail(item, ip, err);
+                  }
+                  e.allow.push_back(std::move(pattern));
+                });
+              } else if (key == "timeout") {
+                e.timeout = w.duration(v, sub);
+              } else {
+                e.connect_timeout = w.duration(v, sub);
+              }
+            });
+  if (!has_address) {
+    w.fail(n, path + ".address", "missing (e.g. address: 127.0.0.1:15002)");
+  }
+  return e;
+}
+
 }  // namespace
 
 void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& source_name,
@@ -1024,8 +1054,8 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
   // Route → cluster references are checked here too so that the error can carry the line.
   std::vector<std::pair<YAML::Node, std::string>> cluster_refs;
   w.walkMap(root, "",
-            {"admin", "workers", "listeners", "clusters", "tracing", "limits", "access_log",
-             "log_level", "log_format"},
+            {"admin", "workers", "listeners", "clusters", "egress", "tracing", "limits",
+             "access_log", "log_level", "log_format"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "admin") {
                 w.walkMap(v, sub, {"address", "enabled"},
@@ -1058,6 +1088,8 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
                 w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
                   cfg.clusters.push_back(parseCluster(w, item, ip));
                 });
+              } else if (key == "egress") {
+                cfg.egress = parseEgress(w, v, sub);
               } else if (key == "tracing") {
                 parseTracing(w, v, sub, cfg.tracing);
               } else if (key == "limits") {

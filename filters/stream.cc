@@ -16,6 +16,8 @@ const char* errorTypeName(UpstreamResult::Error e) {
       return "protocol_error";
     case UpstreamResult::Error::Overflow:
       return "overflow";
+    case UpstreamResult::Error::Unresolved:
+      return "dns_failure";
   }
   return "";
 }
@@ -27,7 +29,13 @@ void Stream::reset() {
   route = nullptr;
   route_index = 0;
   local_reply.reset();
+  egress_host.clear();
+  egress_port = 0;
   traced = false;
+  inflight_token = 0;
+  if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {
+    egress_parent = ParentInference();  // egress streams only: ingress pays one branch
+  }
   server_span = tracing::Span();
   client_span = tracing::Span();
   response_status = 0;

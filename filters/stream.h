@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "filters/http_message.h"
+#include "filters/inflight_registry.h"
 #include "tracing/tracer.h"
 
 namespace sidetrace::filters {
@@ -28,7 +29,8 @@ struct UpstreamResult {
     Timeout,
     Reset,
     ProtocolError,
-    Overflow
+    Overflow,
+    Unresolved,  // egress: the destination's name did not resolve (no attempt was made)
   } error = Error::None;
   int status = 0;                // response status when a head arrived
   std::string endpoint_address;  // peer IP
@@ -62,10 +64,20 @@ struct Stream {
   size_t route_index = 0;  // index inside listener->routes
   std::optional<LocalReply> local_reply;
 
+  // Egress listener: the destination named by the absolute-form target (egress filter), whose
+  // target is then reduced to origin-form.
+  std::string egress_host;  // lower-case; IPv6 without brackets
+  uint16_t egress_port = 0;
+
   // Tracing state (tracing filter).
   bool traced = false;
   tracing::Span server_span;
   tracing::Span client_span;
+  // Ingress with an egress listener configured: this request's entry in the in-flight registry
+  // while its attempt runs (0: none).
+  uint64_t inflight_token = 0;
+  // Egress: the outbound CLIENT span's inferred parent (no SERVER span on this side).
+  ParentInference egress_parent;
 
   // Outcome, set by the proxy.
   int response_status = 0;  // what the client got; 0 if nothing was sent

@@ -74,8 +74,9 @@ bool knownHttpMethod(std::string_view method) {
   return false;
 }
 
-TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer)
-    : cfg_(cfg), tracer_(tracer), propagator_(cfg.propagators) {}
+TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
+                             InflightRegistry* registry)
+    : cfg_(cfg), tracer_(tracer), registry_(registry), propagator_(cfg.propagators) {}
 
 bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHead& req) {
   std::string_view path = req.path();
@@ -112,6 +113,10 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   }
   s.traced = true;
   propagator_.sanitize(s.request.headers);
+  if (s.listener->egress) {
+    inferEgressParent(s);
+    return FilterStatus::Continue;
+  }
   auto parent = propagator_.extract(s.request.headers);
   s.server_span = tracer_.startServerSpan(
       knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP",
@@ -182,16 +187,62 @@ void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
 
 }  // namespace
 
+// The header rule first (the app propagated a context: its call is a child of it), then what the
+// registry knows of the inbound requests in flight.
+void TracingFilter::inferEgressParent(Stream& s) {
+  ParentInference& p = s.egress_parent;
+  if (auto ctx = propagator_.extract(s.request.headers); ctx && ctx->valid()) {
+    p.source = ParentSource::Header;
+    p.parent = std::move(*ctx);
+  } else if (registry_ != nullptr) {
+    p = registry_->infer(s.request.headers.get("x-request-id"));
+  }
+  if (registry_ != nullptr) {
+    registry_->countParent(p.source);
+  }
+}
+
+void TracingFilter::leaveRegistry(Stream& s) {
+  if (s.inflight_token != 0) {
+    registry_->remove(s.inflight_token);
+    s.inflight_token = 0;
+  }
+}
+
 void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) {
-  if (!s.traced) {
+  if (s.listener->egress) {
+    if (!s.traced) {
+      return;
+    }
+    const ParentInference& p = s.egress_parent;
+    const std::string_view method =
+        knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
+    s.client_span = tracer_.startSpan(method, tracing::SpanKind::Client,
+                                      p.source != ParentSource::None ? &p.parent : nullptr);
+    for (size_t i = 0; i < p.link_count; ++i) {
+      s.client_span.addLink(p.links[i]);
+    }
+    s.client_span.setAttribute("sidetrace.parent.source",
+                               std::string_view(parentSourceName(p.source)));
+    propagator_.inject(s.client_span.context(), upstream_request.headers);
     return;
   }
-  s.client_span =
-      tracer_.startChildSpan(spanName(s, scratch_), tracing::SpanKind::Client, s.server_span);
-  propagator_.inject(s.client_span.context(), upstream_request.headers);
+  if (s.traced) {
+    s.client_span =
+        tracer_.startChildSpan(spanName(s, scratch_), tracing::SpanKind::Client, s.server_span);
+    propagator_.inject(s.client_span.context(), upstream_request.headers);
+  }
+  if (registry_ != nullptr) {  // ingress, with an egress listener to serve
+    leaveRegistry(s);          // a retry's earlier attempt left already; defensive
+    auto id = upstream_request.headers.get("x-request-id");
+    s.inflight_token = registry_->add(id ? *id : std::string_view(), s.client_span.context());
+  }
 }
 
 void TracingFilter::onUpstreamResult(Stream& s) {
+  if (registry_ != nullptr) {
+    leaveRegistry(s);
+  }
   if (!s.traced || !s.client_span.recording()) {
     s.client_span.end();
     return;
@@ -243,6 +294,9 @@ void TracingFilter::onUpstreamResult(Stream& s) {
 }
 
 void TracingFilter::onComplete(Stream& s) {
+  if (registry_ != nullptr) {
+    leaveRegistry(s);
+  }
   if (!s.traced) {
     return;
   }

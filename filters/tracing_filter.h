@@ -15,9 +15,14 @@
 
 namespace sidetrace::filters {
 
+// With an egress listener configured (`registry` set), the filter also keeps the in-flight
+// registry: an ingress request is in it from its CLIENT span's start to that attempt's end. On
+// the egress listener there is no SERVER span: each attempt's CLIENT span gets the parent the
+// registry infers (inflight_registry.h), recorded as sidetrace.parent.source.
 class TracingFilter : public Filter {
  public:
-  TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer);
+  TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
+                InflightRegistry* registry = nullptr);
 
   FilterStatus onRequest(Stream& s) override;
   void onUpstreamRequest(Stream& s, RequestHead& upstream_request) override;
@@ -25,8 +30,12 @@ class TracingFilter : public Filter {
   void onComplete(Stream& s) override;
 
  private:
+  void inferEgressParent(Stream& s);
+  void leaveRegistry(Stream& s);
+
   const config::TracingConfig& cfg_;
   tracing::Tracer& tracer_;
+  InflightRegistry* registry_;
   tracing::CompositePropagator propagator_;
   std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
 };

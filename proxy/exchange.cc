@@ -110,8 +110,18 @@ class Exchange {
   bool timedOut() const { return dl_.route.expired(); }
   bool perTryFired() const { return per_try_armed_ && dl_.per_try.expired(); }
 
+  // Egress: the destination's endpoint, resolving its name unless a fresh answer is at hand;
+  // nullptr with err_ set when there is none.
+  awaitable<const upstream::Endpoint*> egressEndpoint();
+  // Egress: no endpoint for the destination. The CLIENT span records why; the app gets 502
+  // (name not resolved), 503 (destination table full) or 504 (the timeout ran out first).
+  awaitable<void> failEgress();
+
   static void onRouteExpired(void* self) {
     auto& x = *static_cast<Exchange*>(self);
+    if (x.resolver_ != nullptr) {
+      x.resolver_->cancel();
+    }
     if (x.up_) {
       x.up_->cancel();
     }
@@ -150,6 +160,7 @@ class Exchange {
   std::optional<RetryAttempts> attempts_;
   bool pump_running_ = false;
   std::optional<Wakeup> pump_done_;
+  asio::ip::tcp::resolver* resolver_ = nullptr;  // egress, while a name is being resolved
 };
 
 // What the proxy answers itself. A gRPC client gets a trailers-only response: HTTP 200 with
@@ -242,8 +253,21 @@ awaitable<void> Exchange::run() {
   }
   replay_ = retry_ != nullptr && !request_ended_;
 
+  const upstream::Endpoint* egress = nullptr;
+  if (s_.listener->egress && wg_.gen->egress) {
+    egress = co_await egressEndpoint();
+    if (egress == nullptr) {
+      co_await failEgress();
+      co_return;
+    }
+  }
   for (;;) {
-    const upstream::Endpoint& endpoint = pickForAttempt(*pool_, tried_);
+    const upstream::Endpoint& endpoint =
+        egress != nullptr ? *egress : pickForAttempt(*pool_, tried_);
+    if (egress != nullptr) {
+      tried_.add(egress);
+      pool_->countPick(*egress);
+    }
     co_await attempt(endpoint);
     const bool refused = up_->connect_error == upstream::ConnectError::Refused;
     const bool client_gone = down_.gone() || down_.requestError() != 0;
@@ -334,6 +358,41 @@ awaitable<void> Exchange::run() {
   if (tunnel_up != nullptr) {
     co_await down_.tunnel(*up_);  // the span and the access log end at the 101, as Envoy's do
   }
+}
+
+awaitable<const upstream::Endpoint*> Exchange::egressEndpoint() {
+  upstream::EgressDestinations& dests = *wg_.gen->egress;
+  if (const auto* ep =
+          dests.lookup(s_.egress_host, s_.egress_port, std::chrono::steady_clock::now())) {
+    co_return ep;
+  }
+  asio::ip::tcp::resolver resolver(co_await asio::this_coro::executor);
+  resolver_ = &resolver;  // the route deadline cancels it
+  boost::system::error_code ec;
+  auto results = co_await resolver.async_resolve(s_.egress_host, std::to_string(s_.egress_port),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+  resolver_ = nullptr;
+  err_ = UpstreamResult::Error::Unresolved;
+  if (ec) {
+    co_return nullptr;
+  }
+  const auto addresses = upstream::preferredAddresses(results);
+  if (addresses.empty()) {
+    co_return nullptr;
+  }
+  const auto* ep = dests.record(s_.egress_host, s_.egress_port, addresses.front(),
+                                std::chrono::steady_clock::now());
+  err_ = ep != nullptr ? UpstreamResult::Error::None : UpstreamResult::Error::Overflow;
+  co_return ep;
+}
+
+awaitable<void> Exchange::failEgress() {
+  s_.upstream = UpstreamResult();
+  s_.upstream.endpoint_host = s_.egress_host;
+  s_.upstream.endpoint_port = s_.egress_port;
+  wg_.chain.onUpstreamRequest(s_, s_.request);  // the CLIENT span of the call that could not go
+  dl_.route.disarm();
+  co_await answerFailure();
 }
 
 // Retries replay the request, so its whole body must be here already (it is read into body_

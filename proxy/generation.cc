@@ -126,6 +126,16 @@ std::shared_ptr<const Generation> buildGeneration(config::ConfigPtr cfg, StatsSl
     gen->monitor = std::make_unique<upstream::ClusterMonitor>(gen->clusters);
   }
   gen->sampler = tracing::makeSampler(cfg->tracing.sampler.type, cfg->tracing.sampler.ratio);
+  if (cfg->egress) {
+    gen->inflight = prev != nullptr && prev->inflight
+                        ? prev->inflight
+                        : std::make_shared<filters::InflightRegistry>();
+    for (const auto& rc : gen->clusters) {
+      if (rc.cfg->egress) {
+        gen->egress = std::make_unique<upstream::EgressDestinations>(rc);
+      }
+    }
+  }
   for (const auto& c : cfg->clusters) {
     gen->cluster_slots.push_back(slots.cluster(c.name));
   }

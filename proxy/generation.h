@@ -15,9 +15,11 @@
 #include <vector>
 
 #include "config/config.h"
+#include "filters/inflight_registry.h"
 #include "tracing/sampler.h"
 #include "upstream/cluster.h"
 #include "upstream/cluster_monitor.h"
+#include "upstream/egress_destinations.h"
 
 namespace sidetrace::proxy {
 
@@ -53,6 +55,11 @@ struct Generation {
   // needs either). Declared after `clusters`, which it reads and refreshes, so it stops first.
   std::unique_ptr<upstream::ClusterMonitor> monitor;
   std::shared_ptr<const tracing::Sampler> sampler;
+  // With an egress listener: the inbound requests in flight at the app, one table for the process
+  // that each generation hands to the next (a request in flight across a reload stays visible),
+  // and the egress cluster's destinations (point into `clusters`). Null without one.
+  std::shared_ptr<filters::InflightRegistry> inflight;
+  std::unique_ptr<upstream::EgressDestinations> egress;
   // [listener][route] → metric slot; [listener][routes.size()] is the listener's no-route slot.
   std::vector<std::vector<size_t>> route_slots;
   std::vector<size_t> cluster_slots;               // [cluster] → metric slot

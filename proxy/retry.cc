@@ -24,6 +24,8 @@ bool retriableFailure(const P& p, Error e, bool per_try_timeout) {
       return any5xx;
     case Error::Overflow:
       return false;  // the breakers say the cluster has enough in flight already
+    case Error::Unresolved:
+      return false;  // egress only, which has no retry policy
   }
   return false;
 }

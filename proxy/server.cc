@@ -361,6 +361,32 @@ void writeUpstreamProtection(const Scrape& s) {
 }
 
 // The span pipeline (sampling, export queue, exporter) and the access log queue.
+// Only with an egress listener. The registry is the process's (it outlives reloads), so these
+// count since start.
+void writeEgress(const Scrape& s) {
+  const filters::InflightRegistry* r = s.gen.inflight.get();
+  if (r == nullptr) {
+    return;
+  }
+  using filters::ParentSource;
+  s.o << "# HELP sidetrace_egress_parent_total Outbound requests on the egress listener by the "
+         "rule that chose their span's parent.\n"
+         "# TYPE sidetrace_egress_parent_total counter\n";
+  for (auto src : {ParentSource::Header, ParentSource::RequestId, ParentSource::SingleInflight,
+                   ParentSource::None}) {
+    s.o << "sidetrace_egress_parent_total{source=\"" << filters::parentSourceName(src) << "\"} "
+        << r->parents(src) << "\n";
+  }
+  s.o << "# HELP sidetrace_egress_denied_total Egress requests refused (403) because egress.allow "
+         "does not list their destination.\n"
+         "# TYPE sidetrace_egress_denied_total counter\n"
+      << "sidetrace_egress_denied_total " << r->denied() << "\n"
+      << "# HELP sidetrace_egress_inbound_in_flight Inbound requests handed to the app and not yet "
+         "answered: the candidates for an outbound call's parent.\n"
+         "# TYPE sidetrace_egress_inbound_in_flight gauge\n"
+      << "sidetrace_egress_inbound_in_flight " << r->size() << "\n";
+}
+
 void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
                          uint64_t access_log_dropped) {
   o << "# HELP sidetrace_spans_started_total Spans started (sampled or not).\n"
@@ -428,6 +454,7 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
   writeUpstreamAttempts(s);
   writeEndpoints(s);
   writeUpstreamProtection(s);
+  writeEgress(s);
   writeExportPipeline(o, ps, access_log_dropped);
   writeProcess(o, draining);
   return o.str();

@@ -659,7 +659,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& req = rq().stream.request;
   std::swap(req, rq().parser.request());
-  toOriginForm(req);
+  if (!rq().stream.listener->egress) {  // the egress filter reads the absolute form
+    toOriginForm(req);
+  }
   const bool no_body = first.message_complete && first.body.empty();
   Http1Side side(*this, first, rq().parser.keepAlive());
   side.upgrade = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&

@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/post.hpp>
 
+#include "filters/egress_filter.h"
 #include "filters/header_policy_filter.h"
 #include "filters/router_filter.h"
 #include "filters/tracing_filter.h"
@@ -69,7 +70,11 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
     std::shared_ptr<const Generation> gen) {
   auto wg = std::make_shared<WorkerGeneration>();
   wg->gen = std::move(gen);
-  wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_));
+  filters::InflightRegistry* inflight = wg->gen->inflight.get();
+  if (inflight != nullptr && wg->config().egress) {
+    wg->chain.add(std::make_unique<filters::EgressFilter>(*wg->config().egress, *inflight));
+  }
+  wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_, inflight));
   wg->chain.add(std::make_unique<filters::HeaderPolicyFilter>());
   wg->chain.add(std::make_unique<filters::RouterFilter>());
   wg->load.resize(wg->gen->clusters.size());

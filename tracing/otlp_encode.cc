@@ -174,7 +174,10 @@ constexpr uint32_t kSpanTraceId = tag(1, kLen), kSpanSpanId = tag(2, kLen),
                    kSpanStatus = tag(15, kLen), kSpanFlags = tag(16, kFixed32),
                    kSpanDroppedAttributes = tag(10, kVarint);
 constexpr uint32_t kStatusMessage = tag(2, kLen), kStatusCode = tag(3, kVarint);
-constexpr uint32_t kAttributes = tag(9, kLen);       // Span.attributes
+constexpr uint32_t kAttributes = tag(9, kLen);  // Span.attributes
+constexpr uint32_t kLinks = tag(13, kLen);      // Span.links
+constexpr uint32_t kLinkTraceId = tag(1, kLen), kLinkSpanId = tag(2, kLen),
+                   kLinkFlags = tag(6, kFixed32);
 constexpr uint32_t kScopeSpansSpans = tag(2, kLen);  // ScopeSpans.spans
 
 }  // namespace
@@ -228,6 +231,21 @@ void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeV
   putKeyValue(out, kAttributes, key, value, max_text_bytes);
 }
 
+void appendOtlpLink(WireBuffer& out, const TraceId& trace_id, const SpanId& span_id,
+                    uint8_t flags) {
+  const size_t size = bytesFieldSize(kLinkTraceId, 16) + bytesFieldSize(kLinkSpanId, 8) +
+                      (flags != 0 ? 1 + 4 : 0);  // proto3 leaves out a zero
+  Writer w(extend(out, varintSize(kLinks) + varintSize(size) + size));
+  w.varint(kLinks);
+  w.varint(size);
+  w.field(kLinkTraceId, {reinterpret_cast<const char*>(trace_id.bytes.data()), 16});
+  w.field(kLinkSpanId, {reinterpret_cast<const char*>(span_id.bytes.data()), 8});
+  if (flags != 0) {
+    w.varint(kLinkFlags);
+    w.fixed(flags, 4);
+  }
+}
+
 namespace {
 
 template <typename Out>
@@ -247,7 +265,7 @@ void putSpan(Out& out, const SpanRecord& span) {
       (span.tracestate.empty() ? 0 : bytesFieldSize(kSpanTraceState, span.tracestate.size())) +
       (has_parent ? bytesFieldSize(kSpanParentSpanId, 8) : 0) +
       bytesFieldSize(kSpanName, name.size()) + 1 + varintSize(static_cast<uint64_t>(span.kind)) +
-      2 * (1 + 8) + span.attributes.size() +
+      2 * (1 + 8) + span.attributes.size() + span.links.size() +
       (span.dropped_attributes_count != 0 ? 1 + varintSize(span.dropped_attributes_count) : 0) +
       (span.status != StatusCode::Unset ? bytesFieldSize(kSpanStatus, status_size) : 0) +
       (span.flags != 0 ? 2 + 4 : 0);
@@ -277,6 +295,7 @@ void putSpan(Out& out, const SpanRecord& span) {
     w.varint(kSpanDroppedAttributes);
     w.varint(span.dropped_attributes_count);
   }
+  w.raw(span.links.view());  // field 13 after 10: protobuf parsers take fields in any order
   if (span.status != StatusCode::Unset) {
     w.varint(kSpanStatus);
     w.varint(status_size);
@@ -432,6 +451,12 @@ bool decodeOtlpRequest(std::string_view request, std::vector<SpanData>* spans, R
         d.status = static_cast<StatusCode>(s.status().code());
         d.status_message = s.status().message();
         d.dropped_attributes_count = s.dropped_attributes_count();
+        for (const auto& l : s.links()) {
+          SpanLink link;
+          copyId(l.trace_id(), link.trace_id.bytes);
+          copyId(l.span_id(), link.span_id.bytes);
+          d.links.push_back(link);
+        }
         spans->push_back(std::move(d));
       }
     }

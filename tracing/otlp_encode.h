@@ -26,6 +26,9 @@ namespace sidetrace::tracing {
 void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value,
                          size_t max_text_bytes = SIZE_MAX);
 
+// Appends one Span.links Link (field 13: trace_id, span_id, flags) to out.
+void appendOtlpLink(WireBuffer& out, const TraceId& trace_id, const SpanId& span_id, uint8_t flags);
+
 // Appends `span` as one ScopeSpans.spans element (tag, length, Span message) to out.
 void appendOtlpSpan(std::string& out, const SpanRecord& span);
 void appendOtlpSpan(WireBuffer& out, const SpanRecord& span);

@@ -95,10 +95,18 @@ struct SpanFields {
 struct SpanRecord : SpanFields {
   WireBuffer attributes;         // OTLP wire bytes: a run of Span.attributes (field 9) KeyValues
   uint32_t attribute_count = 0;  // KeyValues in `attributes`
+  WireBuffer links;              // OTLP wire bytes: a run of Span.links (field 13) Links
+};
+
+// A span link as decoded: the span it points to (in this trace or another).
+struct SpanLink {
+  TraceId trace_id;
+  SpanId span_id;
 };
 
 struct SpanData : SpanFields {
   std::vector<Attribute> attributes;
+  std::vector<SpanLink> links;
 
   // The attribute named key, or nullptr.
   const AttributeValue* attribute(std::string_view key) const;

@@ -99,9 +99,15 @@ std::unique_ptr<SpanRecord> Tracer::takeRecord() {
   return record;
 }
 
-Span Tracer::startServerSpan(std::string_view name, const SpanContext* remote_parent) {
+void Span::addLink(const SpanContext& to) {
+  if (record_) {
+    appendOtlpLink(record_->links, to.trace_id, to.span_id, to.flags);
+  }
+}
+
+Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* given_parent) {
   const SpanContext* parent =
-      remote_parent != nullptr && remote_parent->valid() ? remote_parent : nullptr;
+      given_parent != nullptr && given_parent->valid() ? given_parent : nullptr;
   Span span;
   span.tracer_ = this;
   span.context_.trace_id = parent ? parent->trace_id : ids_.traceId();
@@ -128,7 +134,7 @@ Span Tracer::startServerSpan(std::string_view name, const SpanContext* remote_pa
     r.tracestate = span.context_.tracestate;
     r.flags = span.context_.flags;
     r.name.assign(name);
-    r.kind = SpanKind::Server;
+    r.kind = kind;
     r.start_unix_nanos = clock_();
   }
   return span;
@@ -170,6 +176,7 @@ void Tracer::finish(std::unique_ptr<SpanRecord> record) {
   if (free_records_.size() < kMaxFreeRecords) {
     record->attributes.clear();  // clear() keeps capacity: the next span appends without allocating
     record->attribute_count = 0;
+    record->links.clear();
     record->dropped_attributes_count = 0;
     record->status = StatusCode::Unset;
     record->status_message.clear();

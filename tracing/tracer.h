@@ -43,6 +43,9 @@ class Span {
   // and counted in dropped_attributes_count.
   void setAttribute(std::string_view key, const AttributeValueView& value);
   void setStatus(StatusCode code, std::string_view message = {});
+  // Adds a link to another span (OTLP Span.links), e.g. the candidates a span could not choose
+  // a parent among. Recording spans only; call before end().
+  void addLink(const SpanContext& to);
   // Ends the span and hands its data to the worker's buffer. Further calls are no-ops.
   void end();
   ~Span();  // ends the span if still open
@@ -61,7 +64,13 @@ class Tracer {
 
   // A SERVER span: samples with the sampler; parent is the extracted remote context or nullptr
   // (then a new trace id is made).
-  Span startServerSpan(std::string_view name, const SpanContext* remote_parent);
+  Span startServerSpan(std::string_view name, const SpanContext* remote_parent) {
+    return startSpan(name, SpanKind::Server, remote_parent);
+  }
+  // A span of `kind` whose parent is a context rather than a local span: an extracted one, or
+  // one handed over from another worker (the egress CLIENT span's inferred parent). Sampled
+  // like a SERVER span; nullptr or an invalid parent starts a new trace.
+  Span startSpan(std::string_view name, SpanKind kind, const SpanContext* parent);
   // A child span (e.g. CLIENT) of a local parent; inherits its sampling decision.
   Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent);
 

@@ -5,6 +5,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <stdexcept>
 
+#include "upstream/egress_destinations.h"
 #include "upstream/tls_client_context.h"
 
 namespace sidetrace::upstream {
@@ -187,8 +188,10 @@ std::vector<ResolvedCluster> resolveClusters(const config::Config& cfg, size_t w
     }
     rc.refreshes_dns = names > 0 && c.dns_refresh_rate.count() > 0;
     const size_t capacity =
-        eps.size() +
-        (rc.refreshes_dns ? std::max(kMinSpareEndpoints, kSpareEndpointsPerName * names) : 0);
+        c.egress ? kEgressCapacity
+                 : eps.size() + (rc.refreshes_dns
+                                     ? std::max(kMinSpareEndpoints, kSpareEndpointsPerName * names)
+                                     : 0);
     rc.endpoints = std::make_shared<EndpointTable>(capacity, workers);
     for (auto& ep : eps) {
       rc.endpoints->add(std::move(ep));

@@ -106,6 +106,9 @@ void appendFlat(const otlp_collector::ExportTraceServiceRequest& req, std::vecto
         f.flags = s.flags();
         f.dropped_attributes_count = s.dropped_attributes_count();
         f.attributes = convertAll(s.attributes());
+        for (const auto& l : s.links()) {
+          f.links.emplace_back(toHex(l.trace_id()), toHex(l.span_id()));
+        }
         f.resource = resource;
         f.scope_name = ss.scope().name();
         out.push_back(std::move(f));

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace sidetrace::it {
@@ -40,6 +41,7 @@ struct FlatSpan {
   Attributes attributes;
   Attributes resource;
   std::string scope_name;
+  std::vector<std::pair<std::string, std::string>> links;  // (trace_id, span_id), hex
 
   bool has(const std::string& key) const { return attributes.count(key) > 0; }
   // The string value, or "<missing>" / "<not a string>" so assertion messages say what happened.

@@ -546,3 +546,35 @@ TEST(OtlpEncodeTest, ProtoFieldNumbers) {
 
 }  // namespace
 }  // namespace sidetrace::tracing
+
+namespace sidetrace::tracing {
+namespace {
+
+TEST(OtlpEncodeLinks, LinksAreSpanField13AndDecode) {
+  SpanRecord r = sample();
+  const TraceId t1 = TraceId::fromHex("0102030405060708090a0b0c0d0e0f10");
+  const SpanId s1 = SpanId::fromHex("1112131415161718");
+  const TraceId t2 = TraceId::fromHex("2122232425262728292a2b2c2d2e2f30");
+  const SpanId s2 = SpanId::fromHex("3132333435363738");
+  appendOtlpLink(r.links, t1, s1, kFlagSampled);
+  appendOtlpLink(r.links, t2, s2, 0);
+  const std::string bytes = encodeSpans(r);
+  const auto req = parse(bytes);
+  const auto& s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.links_size(), 2);
+  EXPECT_EQ(s.links(0).trace_id(), std::string(reinterpret_cast<const char*>(t1.bytes.data()), 16));
+  EXPECT_EQ(s.links(0).span_id(), std::string(reinterpret_cast<const char*>(s1.bytes.data()), 8));
+  EXPECT_EQ(s.links(0).flags(), 1u);
+  EXPECT_EQ(s.links(1).flags(), 0u);
+  EXPECT_EQ(s.attributes_size(), 8);          // the attributes before are intact
+  EXPECT_EQ(bytes, req.SerializeAsString());  // the same bytes protobuf writes
+  std::vector<SpanData> spans;
+  ASSERT_TRUE(decodeOtlpRequest(bytes, &spans));
+  ASSERT_EQ(spans.size(), 1u);
+  ASSERT_EQ(spans[0].links.size(), 2u);
+  EXPECT_EQ(spans[0].links[1].trace_id, t2);
+  EXPECT_EQ(spans[0].links[1].span_id, s2);
+}
+
+}  // namespace
+}  // namespace sidetrace::tracing
