@@ -398,6 +398,20 @@ void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
     << "sidetrace_export_queue_size " << ps.queue_size.load() << "\n";
 }
 
+// After the final flush no scrape can see the counters: the last log line says where every
+// sampled span went (the soak run, tests/soak/, checks sampled == exported + dropped on it).
+void logPipelineAtExit(const tracing::PipelineStats& ps) {
+  const uint64_t queue_full = ps.spans_dropped_queue_full.load();
+  const uint64_t export_failed = ps.spans_dropped_export_failed.load();
+  const uint64_t too_large = ps.spans_dropped_too_large.load();
+  spdlog::info(
+      "span pipeline at exit: started {}, sampled {}, exported {}, dropped {} (queue_full {}, "
+      "export_failed {}, too_large {}), rejected {}",
+      ps.spans_started.load(), ps.spans_sampled.load(), ps.spans_exported.load(),
+      queue_full + export_failed + too_large, queue_full, export_failed, too_large,
+      ps.spans_rejected.load());
+}
+
 void writeProcess(std::ostream& o, bool draining) {
   o << "# HELP sidetrace_process_resident_memory_bytes Resident set size.\n"
        "# TYPE sidetrace_process_resident_memory_bytes gauge\n"
@@ -876,6 +890,7 @@ int Server::run() {
     r.thread.join();
   }
   workers_.clear();
+  logPipelineAtExit(pipeline_stats_);
   spdlog::info("stopped");
   return 0;
 }
