@@ -393,7 +393,8 @@ void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
     << "sidetrace_export_requests_total{outcome=\"ok\"} " << ps.export_requests_ok.load() << "\n"
     << "sidetrace_export_requests_total{outcome=\"failed\"} " << ps.export_requests_failed.load()
     << "\n"
-    << "# HELP sidetrace_export_queue_size Spans waiting in the export queue.\n"
+    << "# HELP sidetrace_export_queue_size Spans waiting in the export queue (with those of a "
+       "pipeline a reload replaced while it still exports).\n"
        "# TYPE sidetrace_export_queue_size gauge\n"
     << "sidetrace_export_queue_size " << ps.queue_size.load() << "\n";
 }
