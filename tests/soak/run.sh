@@ -27,8 +27,9 @@
 #     its expected 400 / 405 / 431;
 #   - after the traffic stops and SIGTERM's final flush, sidetrace's exit line does not show
 #     sampled == exported + dropped, the collector received fewer spans than sidetrace exported
-#     (or more than one 512-span batch per collector outage more), the export queue exceeded
-#     max_queue_size, a reload was refused, or sidetrace did not exit 0.
+#     (or more than one 512-span batch per collector outage more), the export queue gauge exceeded
+#     2 x max_queue_size (the live pipeline's and the one the last reload retired), a reload was
+#     refused, or sidetrace did not exit 0.
 # Writes tests/soak/results/soak-DATE.md (the verdict, tables of requests, faults, span accounting
 # and samples) and soak-DATE.png (RSS / fds / threads over time). Timing on this 2-core machine:
 # smoke (MINUTES=1) about 90 s after the build.

@@ -851,7 +851,8 @@ def span_checks(exit_counters, end_sample, sink, queue_max):
         )
     if queue_max["queue"] > queue_max["limit"]:
         reasons.append(
-            "export queue reached %d > max_queue_size %d" % (queue_max["queue"], queue_max["limit"])
+            "export queue reached %d > 2 x max_queue_size (%d)"
+            % (queue_max["queue"], queue_max["limit"])
         )
     return reasons
 
@@ -1228,7 +1229,9 @@ def main():
             )
         rows, unexpected = classify(ctx.tally, faults, grace)
         unexpected = [(t - t0, k, w) for t, k, w in sorted(unexpected)]
-        queue_max = {"queue": max(x["queue"] for x in samples), "limit": queue_limit}
+        # The gauge adds the queue of the pipeline the last reload retired (still exporting for up
+        # to export_timeout, 5 s, shorter than the reload period): two bounded queues at most.
+        queue_max = {"queue": max(x["queue"] for x in samples), "limit": 2 * queue_limit}
         reasons, trends = verdict(samples, run_samples, rows, unexpected, ctx.tally, checks)
         reasons += span_checks(exit_counters, end or samples[-1], sink, queue_max)
         report = dict(
@@ -1311,7 +1314,8 @@ def span_lines(c, sink, queue_max):
         "collector: %d spans in %d requests answered OK (%d requests received) over %d lives; "
         "received − exported = %d"
         % (sink.spans, sink.answered, sink.requests, sink.lives, sink.spans - c["exported"]),
-        "export queue: max %d of %d in the samples" % (queue_max["queue"], queue_max["limit"]),
+        "export queue (the live pipeline's and a retiring one's): max %d of %d in the samples"
+        % (queue_max["queue"], queue_max["limit"]),
     ]
 
 
