@@ -8,7 +8,7 @@
 #   4. tests/sanitizers/run.sh tsan: the concurrency-heavy tests under TSan (build-tsan/);
 #   5. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus;
 #   6. only with SOAK_MINUTES set (off by default): tests/soak/run.sh SOAK_MINUTES on stage 1's
-#      build (SOAK_MINUTES=1 is the smoke mode, about 80 s).
+#      build (SOAK_MINUTES=1 is the smoke mode, about 70 s).
 # Exits non-zero if any stage failed. Safe to re-run; skips installs already done.
 #   tests/run.sh                      # everything
 #   SANITIZERS=0 tests/run.sh         # stages 1 and 2 only (a quick local run)
