@@ -11,6 +11,7 @@ import heapq
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -1163,6 +1164,7 @@ def main():
     stamp = time.strftime("%Y%m%d-%H%M%S")
     tmp = tempfile.mkdtemp(prefix="sidetrace-soak-")
     procs = Procs(tmp)
+    keep_tmp = True  # removed after a pass; kept (with every peer's log) after a failure
     log("temporary files in %s" % tmp)
     try:
         nginx_a, nginx_b, py, _, grpc_port, sink = start_peers(procs, args)
@@ -1269,9 +1271,13 @@ def main():
         log("verdict: %s" % report["verdict"])
         if reasons:
             log("logs kept in %s" % tmp)
+        else:
+            keep_tmp = False
         return 1 if reasons else 0
     finally:
         procs.end_all()
+        if not keep_tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def large_note(seconds, size_mib):
