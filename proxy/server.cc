@@ -419,9 +419,24 @@ void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
     << "sidetrace_export_requests_total{outcome=\"ok\"} " << ps.export_requests_ok.load() << "\n"
     << "sidetrace_export_requests_total{outcome=\"failed\"} " << ps.export_requests_failed.load()
     << "\n"
-    << "# HELP sidetrace_export_queue_size Spans waiting in the export queue.\n"
+    << "# HELP sidetrace_export_queue_size Spans waiting in the export queue (with those of a "
+       "pipeline a reload replaced while it still exports).\n"
        "# TYPE sidetrace_export_queue_size gauge\n"
     << "sidetrace_export_queue_size " << ps.queue_size.load() << "\n";
+}
+
+// After the final flush no scrape can see the counters: the last log line says where every
+// sampled span went (the soak run, tests/soak/, checks sampled == exported + dropped on it).
+void logPipelineAtExit(const tracing::PipelineStats& ps) {
+  const uint64_t queue_full = ps.spans_dropped_queue_full.load();
+  const uint64_t export_failed = ps.spans_dropped_export_failed.load();
+  const uint64_t too_large = ps.spans_dropped_too_large.load();
+  spdlog::info(
+      "span pipeline at exit: started {}, sampled {}, exported {}, dropped {} (queue_full {}, "
+      "export_failed {}, too_large {}), rejected {}",
+      ps.spans_started.load(), ps.spans_sampled.load(), ps.spans_exported.load(),
+      queue_full + export_failed + too_large, queue_full, export_failed, too_large,
+      ps.spans_rejected.load());
 }
 
 void writeProcess(std::ostream& o, bool draining) {
@@ -903,6 +918,7 @@ int Server::run() {
     r.thread.join();
   }
   workers_.clear();
+  logPipelineAtExit(pipeline_stats_);
   spdlog::info("stopped");
   return 0;
 }

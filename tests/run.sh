@@ -6,7 +6,9 @@
 #      run in it, read-only, as the image's uid (~75 s on a fresh machine, ~5 s when cached);
 #   3. tests/sanitizers/run.sh asan: the whole suite again under ASan+UBSan (build-asan/);
 #   4. tests/sanitizers/run.sh tsan: the concurrency-heavy tests under TSan (build-tsan/);
-#   5. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus.
+#   5. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus;
+#   6. only with SOAK_MINUTES set (off by default): tests/soak/run.sh SOAK_MINUTES on stage 1's
+#      build (SOAK_MINUTES=1 is the smoke mode, about 70 s).
 # Exits non-zero if any stage failed. Safe to re-run; skips installs already done.
 #   tests/run.sh                      # everything
 #   SANITIZERS=0 tests/run.sh         # stages 1 and 2 only (a quick local run)
@@ -72,6 +74,10 @@ if [ -n "$sanitizers" ]; then
   sanitizer_stage asan
   sanitizer_stage tsan
   sanitizer_stage fuzz
+fi
+
+if [ -n "${SOAK_MINUTES:-}" ]; then
+  BUILD_DIR="$build_dir" SKIP_BUILD=1 stage soak bash tests/soak/run.sh "$SOAK_MINUTES"
 fi
 
 echo "=== tests/run.sh: stage times (total $((SECONDS - t_start)) s)"

@@ -84,7 +84,7 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
         queue_.push_back(SpanBatch{std::move(spans.bytes), taken});
         queued_spans_ += taken;
       }
-      stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
+      publishQueueSize();
       wake = queued_spans_ >= cfg_.max_export_batch_size || queued_bytes_ >= request_budget_;
     }
   }
@@ -159,7 +159,7 @@ void BatchSpanProcessor::run() {
         queue_.clear();
         queued_spans_ = 0;
         queued_bytes_ = 0;
-        stats_->queue_size.store(0, std::memory_order_relaxed);
+        publishQueueSize();
         flush_done_ = flush_requested_;
       }
     }
@@ -202,8 +202,15 @@ size_t BatchSpanProcessor::popRequest(size_t want, std::vector<SpanBatch>& batch
       front.count -= take.count;
     }
   }
-  stats_->queue_size.store(queued_spans_, std::memory_order_relaxed);
+  publishQueueSize();
   return n;
+}
+
+void BatchSpanProcessor::publishQueueSize() {
+  // Unsigned wrap-around makes this a subtraction when the queue shrank.
+  stats_->queue_size.fetch_add(uint64_t{queued_spans_} - reported_queue_size_,
+                               std::memory_order_relaxed);
+  reported_queue_size_ = queued_spans_;
 }
 
 void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {

@@ -73,6 +73,10 @@ class BatchSpanProcessor {
   // Under mu_: moves the spans of the next request (at most `want`) from the queue into `batch`;
   // returns how many, and in `dropped` how many spans were too large to send at all.
   size_t popRequest(size_t want, std::vector<SpanBatch>& batch, size_t& dropped);
+  // Under mu_: adds the change of queued_spans_ to stats_->queue_size. A delta, not a store: the
+  // stats are shared with the pipeline a reload retired while it still exports, and the gauge
+  // must count both queues (a store let each overwrite the other, the retired one's last with 0).
+  void publishQueueSize();
   void warnDropped(uint64_t dropped);
 
   std::unique_ptr<SpanExporter> exporter_;
@@ -84,11 +88,12 @@ class BatchSpanProcessor {
   std::condition_variable cv_;       // wakes the export thread
   std::condition_variable flushed_;  // wakes forceFlush callers
   std::deque<SpanBatch> queue_;
-  size_t queued_spans_ = 0;     // spans in queue_ (bounded by max_queue_size)
-  size_t queued_bytes_ = 0;     // their encoded bytes (bounded by max_queue_bytes)
-  size_t request_budget_ = 0;   // span bytes per request: max_export_bytes less the framing
-  WireBuffer request_;          // export thread only: the framed request, capacity reused
-  uint64_t rejected_seen_ = 0;  // export thread only: exporter_->rejectedSpans() last added
+  size_t queued_spans_ = 0;           // spans in queue_ (bounded by max_queue_size)
+  size_t queued_bytes_ = 0;           // their encoded bytes (bounded by max_queue_bytes)
+  uint64_t reported_queue_size_ = 0;  // queued_spans_ as last added to stats_->queue_size
+  size_t request_budget_ = 0;         // span bytes per request: max_export_bytes less the framing
+  WireBuffer request_;                // export thread only: the framed request, capacity reused
+  uint64_t rejected_seen_ = 0;        // export thread only: exporter_->rejectedSpans() last added
   uint64_t flush_requested_ = 0;
   uint64_t flush_done_ = 0;
   bool stopping_ = false;

@@ -100,6 +100,24 @@ TEST_F(CollectorFaultsTest, CollectorDownThenBack) {
   stopProxyExpectClean();
 }
 
+// Spans still queued at SIGTERM go out in the final flush, after the admin listener closed: the
+// last log line is then the only place that accounts for them (tests/soak/ relies on it).
+TEST_F(CollectorFaultsTest, ExitLineAccountsForTheFinalFlush) {
+  ProxyConfig c;
+  c.batch = "{ schedule_delay: 60s }";  // nothing leaves before the stop
+  ASSERT_NO_FATAL_FAILURE(startProxy(c));
+  ASSERT_NO_FATAL_FAILURE(sendAll(10, "/api/final-"));
+  EXPECT_EQ(waitMetric("sidetrace_spans_sampled_total", "", 20), 20);
+  EXPECT_EQ(metricSum(metrics(), "sidetrace_spans_exported_total", ""), 0);
+  stopProxyExpectClean();
+  EXPECT_EQ(otlp_.waitForSpans(20, milliseconds(5000)).size(), 20u);
+  EXPECT_NE(proc_.stderrText().find("span pipeline at exit: started 20, sampled 20, exported 20, "
+                                    "dropped 0 (queue_full 0, export_failed 0, too_large 0), "
+                                    "rejected 0"),
+            std::string::npos)
+      << proc_.logs();
+}
+
 TEST_F(CollectorFaultsTest, BlackHoleCollectorThenBack) {
   const uint16_t otlp_port = otlp_.port();
   otlp_.shutdown();

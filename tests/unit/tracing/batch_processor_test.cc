@@ -160,6 +160,26 @@ TEST(BatchSpanProcessorTest, ForceFlushExportsInBatchesOfMaxSize) {
   EXPECT_EQ(p.stats().queue_size.load(), 0u);
 }
 
+// After a reload the retired pipeline still exports its queue while the new one fills: both
+// count into the one sidetrace_export_queue_size (found by the soak run: the gauge showed the
+// last writer's queue, and 0 once the retired pipeline stopped).
+TEST(BatchSpanProcessorTest, QueueSizeCountsEveryPipelineSharingTheStats) {
+  PipelineStats shared;
+  auto retired = std::make_unique<BatchSpanProcessor>(std::make_unique<RecordingExporter>(),
+                                                      cfg(100, 50), resource(), &shared);
+  BatchSpanProcessor current(std::make_unique<RecordingExporter>(), cfg(100, 50), resource(),
+                             &shared);
+  retired->enqueue(spans(3));
+  current.enqueue(spans(5));
+  EXPECT_EQ(shared.queue_size.load(), 8u);
+  retired->shutdown(5s);  // exports its 3 spans and stops
+  EXPECT_EQ(shared.spans_exported.load(), 3u);
+  EXPECT_EQ(shared.queue_size.load(), 5u);
+  ASSERT_TRUE(current.forceFlush(5s));
+  EXPECT_EQ(shared.queue_size.load(), 0u);
+  EXPECT_EQ(shared.spans_exported.load(), 8u);
+}
+
 TEST(BatchSpanProcessorTest, OneQueuedBatchSplitAcrossRequests) {
   auto e = std::make_unique<RecordingExporter>();
   auto* rec = e.get();
