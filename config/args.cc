@@ -103,11 +103,7 @@ CliOptions parseArgs(int argc, const char* const* argv) {
       throw ConfigError("unexpected argument '" + arg + "' (see --help)");
     }
     if (!value) {
-      // "--config --validate" is a forgotten value, not a file named "--validate".
-      if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0) {
-        throw ConfigError(flag + ": missing value");
-      }
-      value = argv[++i];
+      value = detail::nextFlagValue(argc, argv, i, flag);
     }
     setValue(o, flag, *value);
   }

@@ -103,6 +103,13 @@ std::string percentDecode(std::string_view s) {
   return out;
 }
 
+std::string nextFlagValue(int argc, const char* const* argv, int& i, const std::string& flag) {
+  if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0) {
+    throw ConfigError(flag + ": missing value");
+  }
+  return argv[++i];
+}
+
 std::optional<uint32_t> parseUint32(std::string_view s) {
   if (s.empty() || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return std::nullopt;

@@ -20,6 +20,11 @@ std::vector<std::string> split(std::string_view s, char sep);
 // Decodes %XX escapes; a malformed escape is kept as written (W3C baggage decoders are lenient).
 std::string percentDecode(std::string_view s);
 
+// The value of a flag given as "--flag VALUE" (argv[i] is the flag): argv[i + 1], with i moved
+// past it. "--config --validate" is a forgotten value, not a file named "--validate": a next
+// argument that starts with "--", or none, throws ConfigError("FLAG: missing value").
+std::string nextFlagValue(int argc, const char* const* argv, int& i, const std::string& flag);
+
 std::optional<uint32_t> parseUint32(std::string_view s);
 std::optional<double> parseDouble(std::string_view s);
 

@@ -175,10 +175,7 @@ InjectOptions parseInjectArgs(int argc, const char* const* argv) {
       throw ConfigError("unexpected argument '" + arg + "' (read a file with -f FILE)");
     }
     if (!value) {
-      if (i + 1 >= argc || std::string_view(argv[i + 1]).rfind("--", 0) == 0) {
-        throw ConfigError(flag + ": missing value");
-      }
-      value = argv[++i];
+      value = detail::nextFlagValue(argc, argv, i, flag);
     }
     setValue(o, flag, *value);
   }
