@@ -4,6 +4,8 @@
     tests/egress/parentage.py                      # all four models at concurrency 1, 8 and 32
     tests/egress/parentage.py --models single,prefork --concurrency 8 --requests 150
     tests/egress/parentage.py --markdown           # the table as README prints it
+    tests/egress/parentage.py --egress 'KEY: VALUE'  # an extra line under egress: (a rule's
+                                                     # switch), repeatable
 
 For each (model, concurrency) it starts, from scratch:
   * B, the second service (in this process): answers every GET and records the traceparent it
@@ -35,7 +37,6 @@ import http.client
 import http.server
 import json
 import os
-import random
 import shutil
 import signal
 import subprocess
@@ -88,7 +89,7 @@ class Downstream:
         self.server.server_close()
 
 
-def sidetrace_yaml(app_port, workers):
+def sidetrace_yaml(app_port, workers, egress_extra):
     return """admin: { address: "127.0.0.1:0" }
 workers: %d
 listeners:
@@ -102,12 +103,12 @@ clusters:
 egress:
   address: "127.0.0.1:0"
   timeout: 60s
-tracing:
+%stracing:
   service_name: legacy-app
   exporter: { protocol: console }
   batch: { schedule_delay: 100ms, max_queue_size: 65536 }
 limits: { drain_timeout: 5s }
-""" % (workers, app_port)
+""" % (workers, app_port, "".join("  %s\n" % line for line in egress_extra))
 
 
 def wait_for(what, predicate, proc, log_path, timeout=15.0):
@@ -171,7 +172,7 @@ class Run:
         # The app's port is known only once it runs, and it needs the egress port to run: start
         # sidetrace with B as a placeholder upstream, then reload with the app's port.
         with open(cfg, "w") as f:
-            f.write(sidetrace_yaml(downstream.port, self.args.workers))
+            f.write(sidetrace_yaml(downstream.port, self.args.workers, self.args.egress))
         self.sidetrace = subprocess.Popen(
             [self.args.sidetrace, "--config", cfg, "--ports-file", ports_file,
              "--log-level", "warn"],
@@ -190,7 +191,7 @@ class Run:
         app_port = wait_for("legacy_models.py", lambda: port_line(read(app_out)), self.app,
                             self.app_log)
         with open(cfg, "w") as f:
-            f.write(sidetrace_yaml(app_port, self.args.workers))
+            f.write(sidetrace_yaml(app_port, self.args.workers, self.args.egress))
         req = urllib.request.Request("http://127.0.0.1:%d/reload" % ports["admin"], method="POST")
         with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(req, timeout=10) as r:
             if r.status != 200:
@@ -392,7 +393,7 @@ def run_one(args, model, concurrency):
 
 
 def fmt_ratio(x):
-    return "—" if x is None else "%.2f" % x
+    return "—" if x is None else "%.3f" % x
 
 
 def fmt_sources(sources):
@@ -434,11 +435,12 @@ def main():
     p.add_argument("--requests", type=int, default=400, help="per run")
     p.add_argument("--max-delay-ms", type=float, default=20.0,
                    help="the app waits up to this long before and after its call")
+    p.add_argument("--egress", action="append", default=[], metavar="'KEY: VALUE'",
+                   help="an extra line under egress: in sidetrace's config (repeatable)")
     p.add_argument("--workers", type=int, default=2, help="sidetrace worker threads")
     p.add_argument("--min-recall", type=float, default=0.0, help="fail a run below this recall")
     p.add_argument("--markdown", action="store_true", help="print the README table")
     p.add_argument("--keep", action="store_true", help="keep every run's files (spans, logs)")
-    p.add_argument("--seed", type=int, default=None)
     p.add_argument("--self-check", action="store_true",
                    help="only check the classification on made-up spans")
     args = p.parse_args()
@@ -447,7 +449,6 @@ def main():
         return
     # The sanitizer stages point the integration tests at their build this way.
     args.sidetrace = os.environ.get("SIDETRACE_BIN") or args.sidetrace
-    random.seed(args.seed)
     if not os.access(args.sidetrace, os.X_OK):
         sys.exit("parentage.py: no sidetrace binary at %s (build it, or pass --sidetrace)"
                  % args.sidetrace)
