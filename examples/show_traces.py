@@ -75,6 +75,8 @@ def describe(span):
         extra.append("error=%s" % attrs["error.type"])
     if "sidetrace.parent.source" in attrs:  # an egress span: which rule chose its parent
         extra.append("parent.source=%s" % attrs["sidetrace.parent.source"])
+    if span.get("links"):  # an egress span without a parent: the inbound spans it could be
+        extra.append("links=%d" % len(span["links"]))
     line = "  ".join(parts)
     extra.append("span=%s" % span.get("span_id", "?"))
     if extra:

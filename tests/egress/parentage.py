@@ -22,7 +22,8 @@ clients, stops sidetrace (SIGTERM flushes the spans) and classifies each request
                egress span as parent;
   wrong        the egress span has another parent, or B received a context that is not the
                egress span's: the inference joined the call to a request that did not cause it;
-  unconnected  the egress span starts a new trace (sidetrace.parent.source=none).
+  unconnected  the egress span starts a new trace (sidetrace.parent.source=none); "linked" when
+               one of its span links (the candidates in flight) is its own inbound CLIENT span.
 precision = correct / (correct + wrong) and recall = correct / N. Also counted per
 sidetrace.parent.source. A request the app did not answer 200 with B's 200, or whose spans are
 missing, fails the run (the harness or the proxy broke, not the inference).
@@ -317,6 +318,9 @@ def classify(n, answers, spans, received):
                             % (path, tp, out["trace_id"], out["span_id"]))
         elif out["parent_span_id"] == "" and out["trace_id"] != hop["trace_id"]:
             verdict = "unconnected"
+            own = {"trace_id": hop["trace_id"], "span_id": hop["span_id"]}
+            if own in out.get("links", []):
+                r["linked"] += 1  # a person can still get from the call to its request
         elif out["parent_span_id"] == hop["span_id"] and out["trace_id"] == hop["trace_id"]:
             verdict = "correct"
         else:
@@ -338,29 +342,34 @@ def self_check():
         return {"trace_id": trace, "span_id": sid, "parent_span_id": parent, "kind": "CLIENT",
                 "attributes": attrs}
     t = ["%032x" % (i + 1) for i in range(8)]
+    linked = {"trace_id": t[2], "span_id": "a2"}
     spans = [
         span(t[0], "a0", "s0", "app", "/req/0"), span(t[0], "e0", "a0", "egress", "/req/0",
                                                       "single_inflight"),
         span(t[1], "a1", "s1", "app", "/req/1"), span(t[0], "e1", "a0", "egress", "/req/1",
                                                       "single_inflight"),
         span(t[2], "a2", "s2", "app", "/req/2"), span(t[5], "e2", "", "egress", "/req/2", "none"),
+        span(t[6], "a6", "s6", "app", "/req/6"), span(t[7], "e6", "", "egress", "/req/6", "none"),
         span(t[3], "a3", "s3", "app", "/req/3"), span(t[3], "e3", "a3", "egress", "/req/3",
                                                       "process"),
         span(t[4], "a4", "s4", "app", "/req/4"),
     ]
     received = {"/req/0": ["00-%s-e0-01" % t[0]], "/req/1": ["00-%s-e1-01" % t[0]],
                 "/req/2": ["00-%s-e2-01" % t[5]], "/req/3": ["00-%s-a3-01" % t[3]],
-                "/req/4": [None]}
-    answers = {i: "200 200 B" for i in range(5)}
+                "/req/4": [None], "/req/6": ["00-%s-e6-01" % t[7]]}
+    by_id = {s["span_id"]: s for s in spans}
+    by_id["e2"]["links"] = [{"trace_id": t[0], "span_id": "a0"}, linked]  # its own among them
+    by_id["e6"]["links"] = [linked]  # another request's only
+    answers = {i: "200 200 B" for i in range(7)}
     answers[5] = "200 599 refused"
-    counts, sources, problems = classify(6, answers, spans, received)
-    expected = {"correct": 1, "wrong": 2, "unconnected": 1, "missing": 1, "failed": 1,
-                "correct:single_inflight": 1, "wrong:single_inflight": 1, "wrong:process": 1,
-                "unconnected:none": 1}
+    counts, sources, problems = classify(7, answers, spans, received)
+    expected = {"correct": 1, "wrong": 2, "unconnected": 2, "linked": 1, "missing": 1,
+                "failed": 1, "correct:single_inflight": 1, "wrong:single_inflight": 1,
+                "wrong:process": 1, "unconnected:none": 2}
     if dict(counts) != expected or len(problems) != 4:
         sys.exit("self-check failed: %s, problems %s" % (dict(counts), problems))
-    print("self-check: correct, wrong parent, wrong propagation, unconnected, missing span and "
-          "failed request each told apart")
+    print("self-check: correct, wrong parent, wrong propagation, unconnected (linked or not), "
+          "missing span and failed request each told apart")
 
 
 def run_one(args, model, concurrency):
@@ -409,15 +418,15 @@ def fmt_sources(sources):
 def print_result(r, markdown):
     c = r["counts"]
     if markdown:
-        print("| %s | %d | %d | %d | %d | %d | %s | %s | %s |" % (
+        print("| %s | %d | %d | %d | %d | %d (%d) | %s | %s | %s |" % (
             r["model"], r["concurrency"], r["requests"], c["correct"], c["wrong"],
-            c["unconnected"], fmt_ratio(r["precision"]), fmt_ratio(r["recall"]),
+            c["unconnected"], c["linked"], fmt_ratio(r["precision"]), fmt_ratio(r["recall"]),
             fmt_sources(r["sources"])))
     else:
-        print("%-9s c=%-3d n=%-4d correct=%-4d wrong=%-3d unconnected=%-4d failed=%d missing=%d "
-              "precision=%s recall=%s  %s  (%.1f s)" % (
+        print("%-9s c=%-3d n=%-4d correct=%-4d wrong=%-3d unconnected=%-4d (linked %d) failed=%d "
+              "missing=%d precision=%s recall=%s  %s  (%.1f s)" % (
                   r["model"], r["concurrency"], r["requests"], c["correct"], c["wrong"],
-                  c["unconnected"], c["failed"], c["missing"], fmt_ratio(r["precision"]),
+                  c["unconnected"], c["linked"], c["failed"], c["missing"], fmt_ratio(r["precision"]),
                   fmt_ratio(r["recall"]), fmt_sources(r["sources"]), r["seconds"]))
     for p in r["problems"][:10]:
         print("    " + p)
@@ -463,7 +472,7 @@ def main():
             sys.exit("parentage.py: unknown model %r (expected %s)" % (m, ", ".join(MODELS)))
     levels = [int(c) for c in args.concurrency.split(",") if c]
     if args.markdown:
-        print("| server model | concurrency | requests | correct | wrong | unconnected | "
+        print("| server model | concurrency | requests | correct | wrong | unconnected (linked) | "
               "precision | recall | `sidetrace.parent.source` |")
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     ok = True
