@@ -73,6 +73,10 @@ def describe(span):
         extra.append("upstream=%s" % hostport)
     if "error.type" in attrs:
         extra.append("error=%s" % attrs["error.type"])
+    if "sidetrace.parent.source" in attrs:  # an egress span: which rule chose its parent
+        extra.append("parent.source=%s" % attrs["sidetrace.parent.source"])
+    if span.get("links"):  # an egress span without a parent: the inbound spans it could be
+        extra.append("links=%d" % len(span["links"]))
     line = "  ".join(parts)
     extra.append("span=%s" % span.get("span_id", "?"))
     if extra:
@@ -96,15 +100,18 @@ def render(spans, out):
             else:
                 roots.append(s)
 
-        service = members[0].get("service", "")
-        out.write("trace %s%s\n" % (trace_id, "  [%s]" % service if service else ""))
+        services = list(OrderedDict.fromkeys(s.get("service", "") for s in members))
+        several = len(services) > 1  # a trace across sidecars: name each span's service
+        out.write("trace %s%s\n" % (trace_id, "  [%s]" % services[0]
+                                      if services[0] and not several else ""))
         seen = set()
 
         def walk(span, depth):
             if span["span_id"] in seen:  # guard against cycles in bad input
                 return
             seen.add(span["span_id"])
-            line = "  " * (depth + 1) + describe(span)
+            prefix = "[%s] " % span.get("service", "") if several else ""
+            line = "  " * (depth + 1) + prefix + describe(span)
             parent = span.get("parent_span_id") or ""
             if depth == 0 and parent and parent not in by_id:
                 line += "  (parent %s from caller)" % parent

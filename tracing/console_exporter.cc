@@ -113,7 +113,19 @@ void appendSpan(std::string& out, const SpanData& span, std::string_view service
         },
         attr.value);
   }
-  out += "}}\n";
+  out += '}';
+  if (!span.links.empty()) {  // absent when empty: lines without links keep their shape
+    out += ",\"links\":[";
+    for (size_t i = 0; i < span.links.size(); ++i) {
+      out += i == 0 ? "{\"trace_id\":\"" : ",{\"trace_id\":\"";
+      out += span.links[i].trace_id.hex();
+      out += "\",\"span_id\":\"";
+      out += span.links[i].span_id.hex();
+      out += "\"}";
+    }
+    out += ']';
+  }
+  out += "}\n";
 }
 
 class ConsoleExporter final : public SpanExporter {

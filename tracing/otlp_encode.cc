@@ -182,53 +182,11 @@ constexpr uint32_t kScopeSpansSpans = tag(2, kLen);  // ScopeSpans.spans
 
 }  // namespace
 
-// ASCII (so valid UTF-8, and cut anywhere), 8 bytes at a time.
-bool isAscii(std::string_view s) {
-  size_t i = 0;
-  for (; i + 8 <= s.size(); i += 8) {
-    uint64_t w;
-    std::memcpy(&w, s.data() + i, 8);
-    if ((w & 0x8080808080808080ull) != 0) {
-      return false;
-    }
-  }
-  for (; i < s.size(); ++i) {
-    if ((static_cast<unsigned char>(s[i]) & 0x80) != 0) {
-      return false;
-    }
-  }
-  return true;
-}
-
 void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value,
                          size_t max_text_bytes) {
-  // Nearly every attribute of a proxy span is a short ASCII string or an integer with a short
-  // key: every length then fits one varint byte, and the KeyValue is written in one go.
-  constexpr size_t kShort = 100;  // key + value: the KeyValue stays under 128 bytes
-  if (key.size() + 20 <= kShort) {
-    if (const auto* text = std::get_if<std::string_view>(&value);
-        text != nullptr && key.size() + text->size() <= kShort && text->size() <= max_text_bytes &&
-        isAscii(*text)) {
-      const size_t any_size = 2 + text->size();
-      const size_t kv_size = 2 + key.size() + 2 + any_size;
-      char* p = out.extend(2 + kv_size);
-      *p++ = static_cast<char>(kAttributes);
-      *p++ = static_cast<char>(kv_size);
-      *p++ = static_cast<char>(tag(1, kLen));
-      *p++ = static_cast<char>(key.size());
-      std::memcpy(p, key.data(), key.size());
-      p += key.size();
-      *p++ = static_cast<char>(tag(2, kLen));
-      *p++ = static_cast<char>(any_size);
-      *p++ = static_cast<char>(tag(1, kLen));  // AnyValue.string_value
-      *p++ = static_cast<char>(text->size());
-      if (!text->empty()) {
-        std::memcpy(p, text->data(), text->size());
-      }
-      return;
-    }
+  if (!appendShortOtlpAttribute(out, key, value, max_text_bytes)) {
+    putKeyValue(out, kAttributes, key, value, max_text_bytes);
   }
-  putKeyValue(out, kAttributes, key, value, max_text_bytes);
 }
 
 void appendOtlpLink(WireBuffer& out, const TraceId& trace_id, const SpanId& span_id,

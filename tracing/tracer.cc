@@ -46,19 +46,6 @@ void Span::setName(std::string_view name) {
   }
 }
 
-void Span::setAttribute(std::string_view key, const AttributeValueView& value) {
-  if (!record_) {
-    return;
-  }
-  const config::SpanLimits& limits = tracer_->limits_;
-  if (record_->attribute_count >= limits.attribute_count) {
-    ++record_->dropped_attributes_count;
-    return;
-  }
-  ++record_->attribute_count;
-  appendOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length);
-}
-
 // OpenTelemetry's rules: Unset is never set explicitly, Error replaces Unset, Ok is final (and
 // overrides an earlier Error); a description is kept only with Error.
 void Span::setStatus(StatusCode code, std::string_view message) {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tracing/batch_processor.h"
+#include "tracing/otlp_encode.h"
 #include "tracing/propagator.h"
 #include "tracing/sampler.h"
 #include "tracing/span_data.h"
@@ -92,6 +93,24 @@ class Tracer {
   IdGenerator ids_;
   std::vector<std::unique_ptr<SpanRecord>> free_records_;  // capacity kept for reuse
 };
+
+// Inline: each traced request sets ~20 attributes, and with the value's type known at the call
+// site the common case compiles to a few stores (appendShortOtlpAttribute).
+[[gnu::always_inline]] inline void Span::setAttribute(std::string_view key,
+                                                      const AttributeValueView& value) {
+  if (!record_) {
+    return;
+  }
+  const config::SpanLimits& limits = tracer_->limits_;
+  if (record_->attribute_count >= limits.attribute_count) {
+    ++record_->dropped_attributes_count;
+    return;
+  }
+  ++record_->attribute_count;
+  if (!appendShortOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length)) {
+    appendOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length);
+  }
+}
 
 // Builds the resource from config: service.name, host.name, telemetry.sdk.{name,language,version},
 // then config resource attributes (which include OTEL_RESOURCE_ATTRIBUTES, applied by config/).

@@ -46,6 +46,25 @@ TEST(ConsoleExporterTest, RootSpanDefaults) {
             "\"service\":\"\",\"attributes\":{}}\n");
 }
 
+TEST(ConsoleExporterTest, LinksFollowTheAttributes) {
+  SpanData d;
+  d.trace_id = TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736");
+  d.span_id = SpanId::fromHex("00f067aa0ba902b7");
+  d.kind = SpanKind::Client;
+  d.name = "GET";
+  d.links = {
+      {TraceId::fromHex("0af7651916cd43dd8448eb211c80319c"), SpanId::fromHex("b7ad6b7169203331")},
+      {TraceId::fromHex("4bf92f3577b34da6a3ce929d0e0e4736"), SpanId::fromHex("2222222222222222")}};
+  EXPECT_EQ(
+      formatConsoleSpan(d, Resource{}),
+      "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"00f067aa0ba902b7\","
+      "\"parent_span_id\":\"\",\"name\":\"GET\",\"kind\":\"CLIENT\",\"start_unix_nanos\":0,"
+      "\"end_unix_nanos\":0,\"duration_ms\":0,\"status\":\"UNSET\",\"status_message\":\"\","
+      "\"service\":\"\",\"attributes\":{},\"links\":["
+      "{\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\",\"span_id\":\"b7ad6b7169203331\"},"
+      "{\"trace_id\":\"4bf92f3577b34da6a3ce929d0e0e4736\",\"span_id\":\"2222222222222222\"}]}\n");
+}
+
 // A request as the batch processor frames it: spans encoded with appendOtlpSpan behind the
 // resource.
 template <typename... Records>
@@ -79,6 +98,8 @@ TEST(ConsoleExporterTest, WritesToStdout) {
   child.parent_span_id = rec.span_id;
   child.name = "child";
   child.kind = SpanKind::Client;
+  appendOtlpLink(child.links, TraceId::fromHex("0af7651916cd43dd8448eb211c80319c"),
+                 SpanId::fromHex("b7ad6b7169203331"), 1);
   const Resource r{{{"service.name", std::string("svc")}}};
 
   // What the lines must show, built independently of the wire encoding.
@@ -102,6 +123,8 @@ TEST(ConsoleExporterTest, WritesToStdout) {
   c.kind = SpanKind::Client;
   c.start_unix_nanos = 1000000;
   c.end_unix_nanos = 3000000;
+  c.links = {
+      {TraceId::fromHex("0af7651916cd43dd8448eb211c80319c"), SpanId::fromHex("b7ad6b7169203331")}};
 
   const std::string bytes = request(r, rec, child);
   testing::internal::CaptureStdout();
@@ -110,6 +133,8 @@ TEST(ConsoleExporterTest, WritesToStdout) {
   std::string out = testing::internal::GetCapturedStdout();
   EXPECT_EQ(out, formatConsoleSpan(d, r) + formatConsoleSpan(c, r));
   EXPECT_NE(out.find("\"service\":\"svc\""), std::string::npos);
+  EXPECT_NE(out.find("\"links\":[{\"trace_id\":\"0af7651916cd43dd8448eb211c80319c\""),
+            std::string::npos);
 }
 
 TEST(ConsoleExporterTest, EmptyAndInvalidRequests) {

@@ -453,6 +453,50 @@ TEST(OtlpEncodeTest, ShortAsciiAttributesAtTheEdgesOfTheOnePassPath) {
   EXPECT_EQ(bytes, req.SerializeAsString());
 }
 
+// The ASCII check reads 8, 4 or 1 bytes at a time with overlapping tails: a non-ASCII byte at any
+// position of any short length must still send the value through UTF-8 repair.
+TEST(OtlpEncodeTest, NonAsciiByteAtEveryPositionOfShortValuesIsSeen) {
+  for (size_t len = 1; len <= 20; ++len) {
+    for (size_t at = 0; at < len; ++at) {
+      SpanRecord r = sample();
+      r.attributes.clear();
+      std::string value(len, 'a');
+      value[at] = '\xff';
+      appendOtlpAttribute(r.attributes, "k", std::string_view(value));
+      const auto req = parse(encodeSpans(r));  // raw 0xff would fail proto3's UTF-8 check
+      std::string want = value;
+      want.replace(at, 1, "\xef\xbf\xbd");
+      ASSERT_EQ(req.resource_spans(0).scope_spans(0).spans(0).attributes(0).value().string_value(),
+                want)
+          << "length " << len << ", byte " << at;
+    }
+  }
+}
+
+TEST(OtlpEncodeTest, IntegersAtVarintEdgesMatchProtobuf) {
+  SpanRecord r = sample();
+  r.attributes.clear();
+  const std::vector<int64_t> values = {0,         1,     127,       128, 16383,    16384,
+                                       (1 << 21), 65535, kInt64Max, -1,  kInt64Min};
+  const std::string key80(80, 'k');  // the longest key of the one-pass path, and one past it
+  const std::string key81(81, 'k');
+  for (int64_t v : values) {
+    appendOtlpAttribute(r.attributes, "n", v);
+    appendOtlpAttribute(r.attributes, key80, v);
+    appendOtlpAttribute(r.attributes, key81, v);
+  }
+  const std::string bytes = encodeSpans(r);
+  const auto req = parse(bytes);
+  const otlp::Span& s = req.resource_spans(0).scope_spans(0).spans(0);
+  ASSERT_EQ(s.attributes_size(), static_cast<int>(3 * values.size()));
+  for (size_t i = 0; i < values.size(); ++i) {
+    for (size_t j = 0; j < 3; ++j) {
+      EXPECT_EQ(s.attributes(static_cast<int>(3 * i + j)).value().int_value(), values[i]);
+    }
+  }
+  EXPECT_EQ(bytes, req.SerializeAsString());
+}
+
 TEST(OtlpEncodeTest, DroppedAttributesCountIsEncoded) {
   SpanRecord r = sample();
   r.dropped_attributes_count = 300;  // a two-byte varint
