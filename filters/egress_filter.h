@@ -4,8 +4,14 @@
 // takes the destination from the absolute-form target, applies egress.allow, and leaves an
 // ordinary origin-form request whose Host names the destination (RFC 9112 §3.2.2), so the rest
 // of the chain and the exchange treat it like any other. Ingress listeners pass untouched.
+//
+// `CONNECT host:port` (clients honouring HTTPS_PROXY) names a destination the same way and marks
+// the stream a tunnel (Stream::tunnel): the exchange connects, answers 200 and carries bytes both
+// ways. Its target stays as sent (the access log's path).
 //   not absolute-form (origin-form, a bare authority) → 400;  https:// → 400 (needs CONNECT);
-//   CONNECT → 405 (not yet supported);  a destination egress.allow does not list → 403 (counted).
+//   CONNECT without host:port (no port, port 0, userinfo, a path, a scheme) → 400;
+//   CONNECT over HTTP/2 → 501 (RFC 9113 §8.5 tunnels over a stream are not implemented);
+//   a destination egress.allow does not list → 403 (counted).
 
 #include <optional>
 #include <string_view>
@@ -24,8 +30,18 @@ struct AbsoluteTarget {
   std::string_view rest;       // path and query ("" when the URL has neither)
 };
 // nullopt unless `target` is `http://authority[/path][?query]` with a host, an optional port in
-// 1..65535, and no userinfo. The scheme is matched case-insensitively.
+// 1..65535, and no userinfo. The scheme is matched case-insensitively. A host is a name (letters,
+// digits, '-', '.', '_'), an IPv4 address, or an IPv6 address in brackets.
 std::optional<AbsoluteTarget> parseAbsoluteTarget(std::string_view target);
+
+// A CONNECT request's authority-form target (RFC 9110 §9.3.6), split (views into the target).
+struct ConnectTarget {
+  std::string_view host;  // without brackets for IPv6
+  uint16_t port = 0;
+};
+// nullopt unless `target` is exactly `host:port`: a host as above and a port in 1..65535, which
+// CONNECT requires; no userinfo, scheme, path or query.
+std::optional<ConnectTarget> parseConnectTarget(std::string_view target);
 
 class EgressFilter : public Filter {
  public:
@@ -35,6 +51,9 @@ class EgressFilter : public Filter {
   FilterStatus onRequest(Stream& s) override;
 
  private:
+  FilterStatus onConnect(Stream& s);
+  // egress.allow: true when `host` may be reached; otherwise the 403 is set and counted.
+  bool admit(Stream& s, std::string_view host);
   const config::EgressConfig& cfg_;
   InflightRegistry& counters_;
 };

@@ -68,6 +68,15 @@ class InflightRegistry {
   }
   void countDenied() { denied_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t denied() const { return denied_.load(std::memory_order_relaxed); }
+  // CONNECT tunnels: opened() once the destination answered the connect, closed() when the
+  // tunnel ended (sidetrace_egress_tunnels_total, sidetrace_egress_tunnels_active).
+  void tunnelOpened() {
+    tunnels_total_.fetch_add(1, std::memory_order_relaxed);
+    tunnels_active_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void tunnelClosed() { tunnels_active_.fetch_sub(1, std::memory_order_relaxed); }
+  uint64_t tunnelsTotal() const { return tunnels_total_.load(std::memory_order_relaxed); }
+  int64_t tunnelsActive() const { return tunnels_active_.load(std::memory_order_relaxed); }
 
  private:
   struct Entry {
@@ -83,6 +92,8 @@ class InflightRegistry {
   uint64_t next_token_ = 1;
   std::array<std::atomic<uint64_t>, kParentSources> parents_{};
   std::atomic<uint64_t> denied_{0};
+  std::atomic<uint64_t> tunnels_total_{0};
+  std::atomic<int64_t> tunnels_active_{0};
 };
 
 }  // namespace sidetrace::filters

@@ -5,9 +5,10 @@
 namespace sidetrace::filters {
 
 FilterStatus RouterFilter::onRequest(Stream& s) {
-  // Every listener is a reverse proxy: CONNECT would make it an open tunnel to any host:port the
-  // upstream can reach (RFC 9110 §9.3.6 leaves a server free to refuse it).
-  if (s.request.method == "CONNECT") {
+  // Every listener but the egress one is a reverse proxy: CONNECT would make it an open tunnel to
+  // any host:port the upstream can reach (RFC 9110 §9.3.6 leaves a server free to refuse it). On
+  // the egress listener the egress filter checked the target and egress.allow (Stream::tunnel).
+  if (s.request.method == "CONNECT" && !s.tunnel) {
     s.local_reply = LocalReply{405, "CONNECT is not supported\n"};
     return FilterStatus::StopIteration;
   }

@@ -68,6 +68,9 @@ struct Stream {
   // target is then reduced to origin-form.
   std::string egress_host;  // lower-case; IPv6 without brackets
   uint16_t egress_port = 0;
+  // Egress CONNECT: the exchange opens a TCP tunnel to the destination instead of sending the
+  // request; request/response_body_bytes count the bytes each way through it.
+  bool tunnel = false;
 
   // Tracing state (tracing filter).
   bool traced = false;

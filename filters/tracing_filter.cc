@@ -1,6 +1,7 @@
 #include "filters/tracing_filter.h"
 
 #include <charconv>
+#include <optional>
 #include <string>
 
 #include "filters/grpc.h"
@@ -185,13 +186,45 @@ void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
   }
 }
 
+// A CONNECT tunnel's CLIENT span: the destination as the app named it, the address connected
+// to, the bytes each way (from the app's side: sent towards the destination, received from it;
+// OpenTelemetry has no stable attribute for a tunnel's bytes), and how it ended. The 200 is the
+// proxy's answer to CONNECT; no status when the tunnel could not be opened.
+void setTunnelAttributes(tracing::Span& span, const Stream& s) {
+  const auto& up = s.upstream;
+  span.setAttribute("server.address", s.egress_host);
+  span.setAttribute("server.port", int64_t{s.egress_port});
+  if (!up.endpoint_address.empty()) {
+    span.setAttribute("network.peer.address", up.endpoint_address);
+    span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
+  }
+  if (s.route != nullptr) {
+    span.setAttribute("sidetrace.cluster", s.route->cluster);
+  }
+  if (s.response_status != 0) {
+    span.setAttribute("http.response.status_code", int64_t{s.response_status});
+  }
+  span.setAttribute("sidetrace.tunnel.bytes_sent", static_cast<int64_t>(s.request_body_bytes));
+  span.setAttribute("sidetrace.tunnel.bytes_received", static_cast<int64_t>(s.response_body_bytes));
+  if (up.error != UpstreamResult::Error::None) {
+    span.setAttribute("error.type", errorTypeName(up.error));
+    span.setStatus(tracing::StatusCode::Error, errorTypeName(up.error));
+  }
+}
+
 }  // namespace
 
 // The header rule first (the app propagated a context: its call is a child of it), then what the
-// registry knows of the inbound requests in flight.
+// registry knows of the inbound requests in flight. A CONNECT tunnel's requests travel inside it
+// (TLS): their headers never reach sidetrace, so the header rule does not apply to it; the
+// CONNECT request's own x-request-id still may.
 void TracingFilter::inferEgressParent(Stream& s) {
   ParentInference& p = s.egress_parent;
-  if (auto ctx = propagator_.extract(s.request.headers); ctx && ctx->valid()) {
+  std::optional<tracing::SpanContext> ctx;
+  if (!s.tunnel) {
+    ctx = propagator_.extract(s.request.headers);
+  }
+  if (ctx && ctx->valid()) {
     p.source = ParentSource::Header;
     p.parent = std::move(*ctx);
   } else if (registry_ != nullptr) {
@@ -224,7 +257,9 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     }
     s.client_span.setAttribute("sidetrace.parent.source",
                                std::string_view(parentSourceName(p.source)));
-    propagator_.inject(s.client_span.context(), upstream_request.headers);
+    if (!s.tunnel) {  // a tunnel sends no head: nothing to inject into
+      propagator_.inject(s.client_span.context(), upstream_request.headers);
+    }
     return;
   }
   if (s.traced) {
@@ -250,6 +285,11 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   auto& span = s.client_span;
   const auto& up = s.upstream;
   setCommonRequestAttributes(span, s, up.http2);
+  if (s.tunnel) {
+    setTunnelAttributes(span, s);
+    span.end();
+    return;
+  }
   if (up.resend_count > 0) {
     span.setAttribute("http.request.resend_count", int64_t{up.resend_count});
   }

@@ -104,7 +104,9 @@ struct Fields {
 
 Fields fields(const filters::Stream& s) {
   Fields f;
-  const auto& ctx = s.server_span.context();
+  // The egress listener makes no SERVER span: its line leads to the CLIENT span.
+  const auto& ctx =
+      s.server_span.context().valid() ? s.server_span.context() : s.client_span.context();
   if (s.traced && ctx.valid()) {
     f.trace_id = ctx.trace_id.hex();
     f.span_id = ctx.span_id.hex();

@@ -106,7 +106,7 @@ class Exchange {
   awaitable<void> pumpRequest();
   awaitable<bool> relayResponse();
   awaitable<void> answerFailure();
-  void countFailure(UpstreamResult::Error err);
+  void countFailure(UpstreamResult::Error err, upstream::ConnectError cerr);
   bool timedOut() const { return dl_.route.expired(); }
   bool perTryFired() const { return per_try_armed_ && dl_.per_try.expired(); }
 
@@ -116,6 +116,12 @@ class Exchange {
   // Egress: no endpoint for the destination. The CLIENT span records why; the app gets 502
   // (name not resolved), 503 (destination table full) or 504 (the timeout ran out first).
   awaitable<void> failEgress();
+  // Egress CONNECT: a fresh connection to the destination (never a pooled one, and never given
+  // back: it becomes the tunnel's), 200 Connection Established, then the side's tunnel until
+  // either end closes. The CLIENT span, the access log line and the request's metrics cover the
+  // tunnel's whole life, with the bytes each way; a connect that fails is answered as an
+  // absolute-form request's would be (502, 503 or 504).
+  awaitable<void> runTunnel(const upstream::Endpoint& endpoint);
 
   static void onRouteExpired(void* self) {
     auto& x = *static_cast<Exchange*>(self);
@@ -260,6 +266,10 @@ awaitable<void> Exchange::run() {
       co_await failEgress();
       co_return;
     }
+    if (s_.tunnel) {
+      co_await runTunnel(*egress);
+      co_return;
+    }
   }
   for (;;) {
     const upstream::Endpoint& endpoint =
@@ -307,7 +317,7 @@ awaitable<void> Exchange::run() {
     asio::co_spawn(ex, pumpRequest(), asio::detached);
     err_ = co_await up_->readHead(resp_, resp_end_);
     if (err_ != UpstreamResult::Error::None) {
-      countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_);
+      countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_, up_->connect_error);
     }
     const bool client_gone = down_.gone() || down_.requestError() != 0;
     const AttemptVerdict verdict =
@@ -395,6 +405,55 @@ awaitable<void> Exchange::failEgress() {
   co_await answerFailure();
 }
 
+awaitable<void> Exchange::runTunnel(const upstream::Endpoint& endpoint) {
+  s_.upstream = UpstreamResult();
+  s_.upstream.endpoint_host = s_.egress_host;
+  s_.upstream.endpoint_port = s_.egress_port;
+  pool_->countPick(endpoint);
+  wg_.chain.onUpstreamRequest(s_, s_.request);  // the tunnel's CLIENT span starts
+  upstream::ConnectError cerr = upstream::ConnectError::None;
+  auto conn = co_await pool_->connect(endpoint, cerr);
+  dl_.route.disarm();  // egress.timeout bounds the way to the tunnel, not the tunnel
+  if (conn != nullptr && timedOut()) {  // egress.timeout shorter than egress.connect_timeout
+    conn.reset();
+    cerr = upstream::ConnectError::Timeout;
+  }
+  if (conn == nullptr) {
+    err_ = connectFailure(cerr);
+    countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_, cerr);
+    co_await answerFailure();
+    co_return;
+  }
+  // No upstream_latency_nanos: the destination sends no HTTP response to count.
+  s_.upstream.endpoint_address = conn->peer_address;
+  resp_.clear();
+  resp_.status = 200;
+  resp_.reason = "Connection Established";
+  wg_.chain.onResponse(s_, resp_);
+  s_.response_status = 200;
+  filters::InflightRegistry* counters = wg_.gen->inflight.get();
+  if (counters != nullptr) {
+    counters->tunnelOpened();
+  }
+  if (co_await down_.sendHead(resp_, true)) {
+    const TunnelStats t = co_await down_.connectTunnel(*conn);
+    s_.request_body_bytes = t.to_upstream;
+    s_.response_body_bytes = t.to_downstream;
+    s_.upstream.error = t.error;
+  } else {
+    s_.upstream.error = UpstreamResult::Error::Reset;
+  }
+  if (counters != nullptr) {
+    counters->tunnelClosed();
+  }
+  conn.reset();
+  if (s_.upstream.error != UpstreamResult::Error::None) {
+    s_.error_type = filters::errorTypeName(s_.upstream.error);
+  }
+  wg_.chain.onUpstreamResult(s_);
+  finish();
+}
+
 // Retries replay the request, so its whole body must be here already (it is read into body_
 // once); a streamed body goes out once, beside the response, through pumpRequest. False when the
 // client went away while it was read.
@@ -471,7 +530,7 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
     err_ = UpstreamResult::Error::Timeout;
   }
   if (err_ != UpstreamResult::Error::None) {
-    countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_);
+    countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_, up_->connect_error);
   }
 }
 
@@ -634,18 +693,18 @@ awaitable<void> Exchange::answerFailure() {
 }
 
 // Per attempt that ended without a response head.
-void Exchange::countFailure(UpstreamResult::Error err) {
+void Exchange::countFailure(UpstreamResult::Error err, upstream::ConnectError cerr) {
   auto& st = worker_.mutableStats();
   const size_t slot = cluster_slot_;
   if (err == UpstreamResult::Error::Timeout) {
     st.upstream_timeouts[slot].fetch_add(1, std::memory_order_relaxed);
   } else if (err == UpstreamResult::Error::ConnectFailure) {
     st.connect_failures[slot].fetch_add(1, std::memory_order_relaxed);
-    if (up_->connect_error == upstream::ConnectError::TlsHandshake) {
+    if (cerr == upstream::ConnectError::TlsHandshake) {
       st.upstream_tls_handshake_failures[slot].fetch_add(1, std::memory_order_relaxed);
     }
   } else if (err == UpstreamResult::Error::Overflow) {
-    st.countTrip(slot, up_->connect_error == upstream::ConnectError::OverflowPending
+    st.countTrip(slot, cerr == upstream::ConnectError::OverflowPending
                            ? WorkerStats::kBreakerPending
                            : WorkerStats::kBreakerConnections);
   }
@@ -656,6 +715,11 @@ void Exchange::countFailure(UpstreamResult::Error err) {
 awaitable<void> DownstreamSide::tunnel(UpstreamCall& up) {
   (void)up;
   co_return;
+}
+
+awaitable<TunnelStats> DownstreamSide::connectTunnel(upstream::UpstreamConnection& conn) {
+  (void)conn;
+  co_return TunnelStats{.error = UpstreamResult::Error::ProtocolError};
 }
 
 awaitable<void> runExchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s,

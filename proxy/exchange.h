@@ -24,6 +24,10 @@
 #include "filters/stream.h"
 #include "upstream/deadline.h"
 
+namespace sidetrace::upstream {
+struct UpstreamConnection;
+}  // namespace sidetrace::upstream
+
 namespace sidetrace::proxy {
 
 class Worker;
@@ -39,6 +43,15 @@ struct ExchangeStorage {
   upstream::Deadline route;
   upstream::Deadline per_try;
   filters::ResponseHead response;
+};
+
+// What crossed a tunnel and how it ended.
+struct TunnelStats {
+  uint64_t to_upstream = 0;    // bytes from the client delivered to the upstream
+  uint64_t to_downstream = 0;  // bytes from the upstream delivered to the client
+  // None: a side closed (the other then got its half-close); Reset: a read or write failed;
+  // Timeout: no byte moved for limits.idle_timeout.
+  filters::UpstreamResult::Error error = filters::UpstreamResult::Error::None;
 };
 
 // The downstream half of one exchange. Reads and sends complete in order; `false` means the
@@ -75,6 +88,10 @@ class DownstreamSide {
   // After the upstream answered an upgrade request with 101: carry bytes both ways until either
   // side closes (HTTP/1 only; `upgrade` is never set on an HTTP/2 stream).
   virtual boost::asio::awaitable<void> tunnel(UpstreamCall& up);
+  // Egress CONNECT, after the 200 went out: the same tunnel to `conn`, a fresh connection the
+  // exchange owns, until either side closes (HTTP/1 only: the egress filter refuses CONNECT over
+  // HTTP/2).
+  virtual boost::asio::awaitable<TunnelStats> connectTunnel(upstream::UpstreamConnection& conn);
 
   // Set by the exchange while an attempt runs, so a client reset can cancel it.
   UpstreamCall* active_upstream = nullptr;

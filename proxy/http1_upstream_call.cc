@@ -111,11 +111,7 @@ class Http1Call final : public UpstreamCall {
         reused = false;
         if (!conn_) {
           connect_error = cerr;
-          co_return cerr == upstream::ConnectError::Timeout ? UpstreamError::Timeout
-          : cerr == upstream::ConnectError::OverflowConnections ||
-                  cerr == upstream::ConnectError::OverflowPending
-              ? UpstreamError::Overflow
-              : UpstreamError::ConnectFailure;
+          co_return connectFailure(cerr);
         }
       }
       peer_address = conn_->peer_address;

@@ -384,7 +384,13 @@ void writeEgress(const Scrape& s) {
       << "# HELP sidetrace_egress_inbound_in_flight Inbound requests handed to the app and not yet "
          "answered: the candidates for an outbound call's parent.\n"
          "# TYPE sidetrace_egress_inbound_in_flight gauge\n"
-      << "sidetrace_egress_inbound_in_flight " << r->size() << "\n";
+      << "sidetrace_egress_inbound_in_flight " << r->size() << "\n"
+      << "# HELP sidetrace_egress_tunnels_total CONNECT tunnels opened on the egress listener.\n"
+         "# TYPE sidetrace_egress_tunnels_total counter\n"
+      << "sidetrace_egress_tunnels_total " << r->tunnelsTotal() << "\n"
+      << "# HELP sidetrace_egress_tunnels_active CONNECT tunnels open now.\n"
+         "# TYPE sidetrace_egress_tunnels_active gauge\n"
+      << "sidetrace_egress_tunnels_active " << r->tunnelsActive() << "\n";
 }
 
 void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,

@@ -544,7 +544,9 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
 
   awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
     const auto& req = s.rq().stream.request;
-    const bool switching = head.status == 101;
+    // A 101, or a 2xx to CONNECT (RFC 9110 §9.3.6): no framing, the connection is a tunnel now.
+    const bool switching =
+        head.status == 101 || (req.method == "CONNECT" && head.status >= 200 && head.status < 300);
     head_only = req.method == "HEAD";
     const bool no_body_status = head.status == 204 || head.status == 304;
     const bool no_body = end || head_only || no_body_status || switching;
@@ -556,7 +558,8 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (!no_body && !has_length && !chunk_out) {
       keep = false;  // HTTP/1.0 client: the body ends with the connection
     }
-    // A 101 keeps Connection: upgrade and Upgrade as removeHopByHop left them, and has no framing.
+    // A 101 keeps Connection: upgrade and Upgrade as removeHopByHop left them; neither it nor a
+    // CONNECT's 2xx has framing.
     if (!switching) {
       if (chunk_out) {
         head.headers.add("Transfer-Encoding", "chunked");
@@ -616,6 +619,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (upstream::UpstreamConnection* conn = up.upgraded(pending)) {
       co_await s.tunnel(*conn, *pending);
     }
+  }
+  awaitable<TunnelStats> connectTunnel(upstream::UpstreamConnection& conn) override {
+    FlatBuffer from_upstream(s.gen_->config().limits.buffer_bytes, &s.worker_.buffers());
+    co_return co_await s.tunnel(conn, from_upstream);
   }
 
   // Whether the connection can carry the next request.
@@ -679,27 +686,34 @@ struct TunnelIdle {
   std::chrono::steady_clock::time_point last = std::chrono::steady_clock::now();
   bool over = false;
   bool expired = false;
+  bool one_done = false;  // one direction ended
+  bool failed = false;    // the first direction to end did so with a failed read or write
 };
 
 template <class Stream>
-awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf) {
+awaitable<TunnelStats> Session<Stream>::tunnel(upstream::UpstreamConnection& up,
+                                               FlatBuffer& upbuf) {
   // Bytes already read past the heads belong to the tunnel.
+  TunnelStats stats;
   error_code ec;
   if (in_.size() > 0) {
     co_await asio::async_write(up, asio::buffer(in_.data(), in_.size()),
                                asio::redirect_error(use_awaitable, ec));
+    stats.to_upstream += ec ? 0 : in_.size();
     in_.consume(in_.size());
   }
-  if (upbuf.size() > 0) {
+  if (!ec && upbuf.size() > 0) {
     co_await asio::async_write(socket_, asio::buffer(upbuf.data(), upbuf.size()),
                                asio::redirect_error(use_awaitable, ec));
+    stats.to_downstream += ec ? 0 : upbuf.size();
     upbuf.consume(upbuf.size());
   }
   if (ec) {
-    co_return;
+    stats.error = UpstreamResult::Error::Reset;
+    co_return stats;
   }
   auto idle = std::make_shared<TunnelIdle>(tcp().get_executor());
-  auto pump = [](auto& from, auto& to, FlatBuffer& buf, TunnelIdle& clock,
+  auto pump = [](auto& from, auto& to, FlatBuffer& buf, TunnelIdle& clock, uint64_t& moved,
                  std::shared_ptr<Session> keep) -> awaitable<void> {
     (void)keep;
     error_code e;
@@ -717,7 +731,16 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
       if (e) {
         break;
       }
+      moved += n;
     }
+    // A close is the end of a tunnel, and so is whatever fails once one direction ended (a peer
+    // that closed with bytes unread resets; a write to it then fails); cancels are ours (the
+    // idle clock, the other direction's end). A tunnel fails when its first end is an error.
+    if (e != asio::error::eof && e != asio::error::operation_aborted && !clock.over &&
+        !clock.one_done) {
+      clock.failed = true;
+    }
+    clock.one_done = true;
     // A TCP half-close; towards a TLS client that ends the TLS stream without close_notify, which
     // the connection's own end follows anyway.
     to.lowest_layer().shutdown(asio::ip::tcp::socket::shutdown_send, e);
@@ -729,13 +752,13 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
   asio::co_spawn(
       tcp().get_executor(),
       [&, self]() -> awaitable<void> {
-        co_await pump(up, socket_, upbuf, *idle, self);
+        co_await pump(up, socket_, upbuf, *idle, stats.to_downstream, self);
         other_done = true;
       },
       asio::detached);
   asio::co_spawn(tcp().get_executor(),
                  watchTunnel(idle, gen_->config().limits.idle_timeout, &up.socket), asio::detached);
-  co_await pump(socket_, up, in_, *idle, self);
+  co_await pump(socket_, up, in_, *idle, stats.to_upstream, self);
   // Give the other direction a moment to finish after our half-close, then cut it.
   asio::steady_timer t(tcp().get_executor());
   for (int i = 0; !other_done && !idle->expired && i < 250; ++i) {
@@ -749,6 +772,10 @@ awaitable<void> Session<Stream>::tunnel(upstream::UpstreamConnection& up, FlatBu
     t.expires_after(std::chrono::milliseconds(5));
     co_await t.async_wait(asio::redirect_error(use_awaitable, ec));
   }
+  stats.error = idle->expired  ? UpstreamResult::Error::Timeout
+                : idle->failed ? UpstreamResult::Error::Reset
+                               : UpstreamResult::Error::None;
+  co_return stats;
 }
 
 template <class Stream>

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "filters/stream.h"
+#include "proxy/exchange.h"
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
 #include "proxy/http2_server.h"
@@ -95,7 +96,10 @@ class Session final : public DownstreamConnection,
   bool socketReadable();
   boost::asio::awaitable<bool> handleRequest(FeedResult& first);
   boost::asio::awaitable<void> sendError(int status);
-  boost::asio::awaitable<void> tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf);
+  // Carries bytes both ways between the client and `up` (first what each side sent past the
+  // heads: in_, and `upbuf`, which then serves the upstream → client direction) until either side
+  // closes; a 101 upgrade's tunnel and an egress CONNECT's.
+  boost::asio::awaitable<TunnelStats> tunnel(upstream::UpstreamConnection& up, FlatBuffer& upbuf);
   // Ends a tunnel that moved no byte for `timeout` (limits.idle_timeout) by cancelling both legs.
   boost::asio::awaitable<void> watchTunnel(std::shared_ptr<TunnelIdle> idle,
                                            std::chrono::milliseconds timeout,

@@ -22,6 +22,22 @@ class FlatBuffer;
 class Http2ClientPool;
 using UpstreamError = filters::UpstreamResult::Error;
 
+// What an attempt reports for a connection the pool could not open (`e` is not None).
+inline UpstreamError connectFailure(upstream::ConnectError e) {
+  switch (e) {
+    case upstream::ConnectError::Timeout:
+      return UpstreamError::Timeout;
+    case upstream::ConnectError::OverflowConnections:
+    case upstream::ConnectError::OverflowPending:
+      return UpstreamError::Overflow;
+    case upstream::ConnectError::None:
+    case upstream::ConnectError::Refused:
+    case upstream::ConnectError::TlsHandshake:
+      break;
+  }
+  return UpstreamError::ConnectFailure;
+}
+
 class UpstreamCall {
  public:
   virtual ~UpstreamCall() = default;

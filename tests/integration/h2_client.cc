@@ -447,6 +447,9 @@ int32_t H2Connection::submit(const H2Request& r) {
   if (r.authority.empty()) {
     fields.erase(fields.begin() + 2);
   }
+  if (r.method == "CONNECT" && r.path.empty()) {  // RFC 9113 §8.5: :method and :authority only
+    fields = {{":method", r.method}, {":authority", r.authority}};
+  }
   for (auto& f : lowerNames(r.headers)) {
     fields.push_back(std::move(f));
   }

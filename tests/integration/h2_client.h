@@ -51,7 +51,7 @@ constexpr uint16_t kSettingsMaxHeaderListSize = 0x6;
 
 struct H2Request {
   std::string method = "GET";
-  std::string path = "/";
+  std::string path = "/";  // "" with method CONNECT: a plain CONNECT (no :scheme, no :path)
   std::string authority = "127.0.0.1";
   std::string scheme = "http";
   Headers headers;  // regular fields; names are lower-cased when sent

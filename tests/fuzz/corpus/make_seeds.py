@@ -213,3 +213,22 @@ ROUTES = {
 }
 for name, data in sorted(ROUTES.items()):
     write("route_match", name, data)
+
+# ---- Egress targets: an absolute-form or CONNECT target, as it follows the method ----
+EGRESS_TARGETS = {
+    "absolute": "http://api.example.com:8080/v1/orders?id=7",
+    "absolute_default_port": "HTTP://Example.com",
+    "absolute_ipv6_query": "http://[::1]:9000?x=1#frag",
+    "absolute_userinfo": "http://user:secret@example.com/",
+    "absolute_empty_port": "http://example.com:/x",
+    "connect": "api.example.com:443",
+    "connect_ipv4": "127.0.0.1:8443",
+    "connect_ipv6": "[2001:db8::1]:443",
+    "connect_no_port": "api.example.com",
+    "connect_port_0": "api.example.com:0",
+    "connect_big_port": "api.example.com:65536",
+    "connect_path": "api.example.com:443/x",
+    "connect_scheme": "https://api.example.com:443",
+}
+for name, target in sorted(EGRESS_TARGETS.items()):
+    write("egress_target", name, target)

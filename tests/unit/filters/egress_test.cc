@@ -1,4 +1,5 @@
-// The egress filter's target parsing and the in-flight registry's parent inference.
+// The egress filter's target parsing (absolute form and CONNECT), its CONNECT handling, and the
+// in-flight registry's parent inference.
 
 #include <gtest/gtest.h>
 
@@ -6,6 +7,7 @@
 
 #include "filters/egress_filter.h"
 #include "filters/inflight_registry.h"
+#include "filters/stream.h"
 
 namespace sidetrace::filters {
 namespace {
@@ -38,6 +40,137 @@ TEST(ParseAbsoluteTarget, Refused) {
         "http://example.com:8x/", "http://[::1/", "http://[::1]x/"}) {
     EXPECT_FALSE(parseAbsoluteTarget(bad)) << bad;
   }
+}
+
+TEST(ParseAbsoluteTarget, HostCharacters) {
+  for (const char* bad : {"http://exa mple.com/", "http://exa%41mple.com/", "http://a\\b/",
+                          "http://[::1%25eth0]/", "http://[g::1]/", "http://a,b/"}) {
+    EXPECT_FALSE(parseAbsoluteTarget(bad)) << bad;
+  }
+  auto t = parseAbsoluteTarget("http://my_host-1.internal.:81/");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "my_host-1.internal.");
+  t = parseAbsoluteTarget("http://example.com:/x");  // an empty port is the default one
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->port, 80);
+}
+
+TEST(ParseConnectTarget, Forms) {
+  auto t = parseConnectTarget("api.example.com:443");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "api.example.com");
+  EXPECT_EQ(t->port, 443);
+
+  t = parseConnectTarget("127.0.0.1:1");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "127.0.0.1");
+  EXPECT_EQ(t->port, 1);
+
+  t = parseConnectTarget("[2001:db8::1]:65535");
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "2001:db8::1");
+  EXPECT_EQ(t->port, 65535);
+
+  t = parseConnectTarget("API.Example.COM:08443");  // case is the filter's business
+  ASSERT_TRUE(t);
+  EXPECT_EQ(t->host, "API.Example.COM");
+  EXPECT_EQ(t->port, 8443);
+}
+
+// What RFC 9110 §9.3.6 does not allow (a port is required) and what no client sends.
+TEST(ParseConnectTarget, Refused) {
+  for (const char* bad : {"",
+                          "api.example.com",
+                          "api.example.com:",
+                          ":443",
+                          "api.example.com:0",
+                          "api.example.com:65536",
+                          "api.example.com:99999999999",
+                          "api.example.com:-1",
+                          "api.example.com:+443",
+                          "api.example.com:443x",
+                          "api.example.com: 443",
+                          "user:pw@api.example.com:443",
+                          "@api.example.com:443",
+                          "/path",
+                          "api.example.com:443/",
+                          "api.example.com:443/x",
+                          "api.example.com:443?q",
+                          "http://api.example.com:443",
+                          "https://api.example.com:443",
+                          "[::1]",
+                          "[::1]443",
+                          "[::1:443",
+                          "::1:443",
+                          "[]:443",
+                          "a b:443",
+                          "a:1:2",
+                          "*:443"}) {
+    EXPECT_FALSE(parseConnectTarget(bad)) << bad;
+  }
+}
+
+// The filter on the egress listener: a CONNECT names the destination and marks a tunnel; bad
+// forms, HTTP/2 and disallowed hosts are answered locally.
+class EgressFilterConnect : public ::testing::Test {
+ protected:
+  EgressFilterConnect() {
+    listener_.egress = true;
+    cfg_.allow = {"*.example.com", "127.0.0.1"};
+  }
+  Stream& connect(std::string target, bool http2 = false) {
+    s_.reset();
+    s_.listener = &listener_;
+    s_.http2 = http2;
+    s_.request.method = "CONNECT";
+    s_.request.target = std::move(target);
+    status_ = filter_.onRequest(s_);
+    return s_;
+  }
+
+  config::Listener listener_;
+  config::EgressConfig cfg_;
+  InflightRegistry registry_;
+  EgressFilter filter_{cfg_, registry_};
+  Stream s_;
+  FilterStatus status_ = FilterStatus::Continue;
+};
+
+TEST_F(EgressFilterConnect, NamesTheDestinationAndMarksATunnel) {
+  Stream& s = connect("API.Example.com:8443");
+  EXPECT_EQ(status_, FilterStatus::Continue);
+  EXPECT_TRUE(s.tunnel);
+  EXPECT_EQ(s.egress_host, "api.example.com");
+  EXPECT_EQ(s.egress_port, 8443);
+  EXPECT_EQ(s.request.target, "API.Example.com:8443");  // as sent: the access log's path
+}
+
+TEST_F(EgressFilterConnect, RefusesBadFormsDeniedHostsAndHttp2) {
+  Stream& s = connect("api.example.com");
+  EXPECT_EQ(status_, FilterStatus::StopIteration);
+  ASSERT_TRUE(s.local_reply);
+  EXPECT_EQ(s.local_reply->status, 400);
+  EXPECT_FALSE(s.tunnel);
+
+  connect("evil.test:443");
+  ASSERT_TRUE(s.local_reply);
+  EXPECT_EQ(s.local_reply->status, 403);
+  EXPECT_NE(s.local_reply->body.find("evil.test"), std::string::npos);
+  EXPECT_EQ(registry_.denied(), 1u);
+
+  connect("api.example.com:443", true);
+  ASSERT_TRUE(s.local_reply);
+  EXPECT_EQ(s.local_reply->status, 501);
+  EXPECT_NE(s.local_reply->body.find("HTTP/1.1"), std::string::npos);
+  EXPECT_FALSE(s.tunnel);
+}
+
+TEST_F(EgressFilterConnect, IngressListenersPassCONNECTOnUntouched) {
+  listener_.egress = false;
+  Stream& s = connect("api.example.com");
+  EXPECT_EQ(status_, FilterStatus::Continue);  // the router answers 405 there
+  EXPECT_FALSE(s.local_reply);
+  EXPECT_FALSE(s.tunnel);
 }
 
 tracing::SpanContext ctx(uint8_t id) {
