@@ -4,6 +4,8 @@
 // takes the destination from the absolute-form target, applies egress.allow, and leaves an
 // ordinary origin-form request whose Host names the destination (RFC 9112 §3.2.2), so the rest
 // of the chain and the exchange treat it like any other. Ingress listeners pass untouched.
+// A connection iptables redirected to the listener (transparent mode) is handed to
+// handleRedirected (transparent_egress.h) instead: its requests are origin-form by nature.
 //   not absolute-form (origin-form, a bare authority) → 400;  https:// → 400 (needs CONNECT);
 //   CONNECT → 405 (not yet supported);  a destination egress.allow does not list → 403 (counted).
 

@@ -31,6 +31,7 @@ void Stream::reset() {
   local_reply.reset();
   egress_host.clear();
   egress_port = 0;
+  egress_address.clear();
   traced = false;
   inflight_token = 0;
   if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {
