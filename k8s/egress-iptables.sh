@@ -56,6 +56,10 @@ port_list() {  # name value: a comma-separated list of ports 1..65535
 
 while [ $# -gt 0 ]; do
   flag=$1
+  if [[ "$flag" == --*=* ]]; then  # --flag=value, as Kubernetes args are often written
+    set -- "${flag%%=*}" "${flag#*=}" "${@:2}"
+    flag=$1
+  fi
   case "$flag" in
     --clean) clean=1; shift; continue ;;
     --dry-run) dry_run=1; shift; continue ;;
