@@ -6,7 +6,8 @@
 #
 # Build stage: Debian bookworm with the packages tests/install-deps.sh installs, a Release build of
 # the sidetrace binary alone (no tests). Runtime stage: bookworm-slim with only the packages listed
-# in k8s/image/runtime-packages.txt (the binary's libraries and the CA store), the stripped binary,
+# in k8s/image/runtime-packages.txt (the binary's libraries, the CA store, iptables for the
+# transparent-egress init container with k8s/egress-iptables.sh), the stripped binary,
 # a fixed non-root uid. sidetrace writes nothing to disk unless told to (an access log file,
 # --ports-file), so the image runs with a read-only root filesystem.
 #
@@ -42,6 +43,9 @@ RUN apt-get update \
     | DEBIAN_FRONTEND=noninteractive xargs apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /tmp/runtime-packages.txt
 COPY --from=build /out/ /
+# The transparent-egress init container runs this image too (`sidetrace inject --transparent`):
+# the iptables script, as root with NET_ADMIN, before sidetrace starts as 65532.
+COPY --chmod=0755 k8s/egress-iptables.sh /usr/local/bin/egress-iptables.sh
 # A fixed numeric uid (distroless' "nonroot"), so Kubernetes' runAsNonRoot can check it. Ports above
 # 1024, as in k8s/, need no capability.
 USER 65532:65532

@@ -130,8 +130,9 @@ Options (each overrides the config file):
   --admin ADDR|off       admin listener address (default 127.0.0.1:9901); off or none disables it
   --workers N            worker threads (0 = one per core)
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
-  --egress ADDR          serve the app's outbound HTTP as a forward proxy on ADDR (point the
-                         app's HTTP_PROXY at it; use loopback, e.g. 127.0.0.1:15002)
+  --egress ADDR          serve the app's outbound HTTP on ADDR (point the app's HTTP_PROXY at
+                         it, or redirect its connections there with k8s/egress-iptables.sh;
+                         use loopback, e.g. 127.0.0.1:15002)
   --log-level LEVEL      trace | debug | info | warn | error | off
   --log-format FORMAT    json (default: one JSON object per line) | text
   --ports-file PATH      once listening, write "listener ADDR NAME" per listener and

@@ -140,8 +140,14 @@ std::string describe(const Workload& w, const InjectOptions& options) {
     app += " (" + p.app_port_name + ")";
   }
   bool native = options.native_sidecar || w.pod.pods_end;
+  std::string egress;
+  if (p.egress_port != 0) {
+    egress = ", egress on 127.0.0.1:" + std::to_string(p.egress_port) +
+             (options.egress ? " (HTTP_PROXY)" : "") +
+             (options.transparent ? " (iptables: ports " + options.redirect_ports + ")" : "");
+  }
   return who + "sidetrace on port " + std::to_string(p.proxy_port) + " in front of port " + app +
-         (native ? ", as a native sidecar" : "");
+         (native ? ", as a native sidecar" : "") + egress;
 }
 
 }  // namespace

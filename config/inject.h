@@ -39,6 +39,14 @@ struct InjectOptions {
   // Native sidecar (init container with restartPolicy Always, Kubernetes >= 1.29) for every
   // workload; without it only for those whose pods end: Jobs, CronJobs, Pods that do not restart.
   bool native_sidecar = false;
+  // The app's outbound HTTP through sidetrace's egress listener on 127.0.0.1:egress_port (README
+  // "Egress"). `egress`: the app containers get the standard proxy variables (forward-proxy
+  // mode). `transparent`: an init container redirects their outbound TCP to redirect_ports with
+  // iptables (k8s/egress-iptables.sh, in the image), sidetrace's uid excluded.
+  bool egress = false;
+  bool transparent = false;
+  uint16_t egress_port = 15002;
+  std::string redirect_ports = "80";  // "80,8080" or "all"
   bool show_help = false;
 };
 

@@ -25,7 +25,8 @@ bool takesValue(std::string_view flag) {
          flag == "--otlp-endpoint" || flag == "--otlp-protocol" || flag == "--sampler" ||
          flag == "--sampler-arg" || flag == "--ignore-path" || flag == "--port" ||
          flag == "--proxy-port" || flag == "--admin-port" || flag == "--workers" ||
-         flag == "--requests" || flag == "--limits";
+         flag == "--requests" || flag == "--limits" || flag == "--egress-port" ||
+         flag == "--redirect-ports";
 }
 
 // Kubernetes port names are IANA service names: 1-15 of [a-z0-9-], a letter among them, no
@@ -72,6 +73,23 @@ std::vector<std::pair<std::string, std::string>> parseQuantities(const std::stri
     out.emplace_back(name, q);
   }
   return out;
+}
+
+// What k8s/egress-iptables.sh --ports takes: "all", or up to 15 ports (iptables multiport).
+std::string parseRedirectPorts(const std::string& flag, const std::string& value) {
+  if (value == "all") {
+    return value;
+  }
+  const auto items = detail::split(value, ',');
+  if (items.size() > 15) {
+    throw ConfigError(flag + ": at most 15 ports (iptables multiport), or all");
+  }
+  for (const std::string& item : items) {
+    if (detail::portNumberOfText(item) == 0) {
+      throw ConfigError(flag + ": expected ports such as 80,8080 or all, got '" + value + "'");
+    }
+  }
+  return value;
 }
 
 void setValue(InjectOptions& o, const std::string& flag, const std::string& value) {
@@ -135,6 +153,10 @@ void setValue(InjectOptions& o, const std::string& flag, const std::string& valu
       throw ConfigError(flag + ": expected a non-negative integer, got '" + value + "'");
     }
     o.workers = *n;
+  } else if (flag == "--egress-port") {
+    o.egress_port = parsePort(flag, value);
+  } else if (flag == "--redirect-ports") {
+    o.redirect_ports = parseRedirectPorts(flag, value);
   } else if (flag == "--requests") {
     o.requests = parseQuantities(flag, value);
   } else if (flag == "--limits") {
@@ -146,6 +168,7 @@ void setValue(InjectOptions& o, const std::string& flag, const std::string& valu
 
 InjectOptions parseInjectArgs(int argc, const char* const* argv) {
   InjectOptions o;
+  bool redirect_ports = false;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
     std::string flag = arg;
@@ -154,14 +177,15 @@ InjectOptions parseInjectArgs(int argc, const char* const* argv) {
       flag = arg.substr(0, eq);
       value = arg.substr(eq + 1);
     }
-    if (flag == "--transparent") {
-      throw ConfigError(flag + ": needs the egress listener (not yet available)");
-    }
-    if (flag == "--native-sidecar" || flag == "--help" || flag == "-h") {
+    if (bool* on = flag == "--native-sidecar"         ? &o.native_sidecar
+                   : flag == "--egress"               ? &o.egress
+                   : flag == "--transparent"          ? &o.transparent
+                   : flag == "--help" || flag == "-h" ? &o.show_help
+                                                      : nullptr) {
       if (value) {
         throw ConfigError(flag + ": takes no value");
       }
-      (flag == "--native-sidecar" ? o.native_sidecar : o.show_help) = true;
+      *on = true;
       continue;
     }
     if (arg == "-") {
@@ -178,10 +202,19 @@ InjectOptions parseInjectArgs(int argc, const char* const* argv) {
       value = detail::nextFlagValue(argc, argv, i, flag);
     }
     setValue(o, flag, *value);
+    redirect_ports = redirect_ports || flag == "--redirect-ports";
   }
   if (o.proxy_port == o.admin_port) {
     throw ConfigError("--admin-port: must differ from --proxy-port (" +
                       std::to_string(o.proxy_port) + ")");
+  }
+  if (redirect_ports && !o.transparent) {
+    throw ConfigError("--redirect-ports: only with --transparent (the ports iptables redirects)");
+  }
+  if ((o.egress || o.transparent) &&
+      (o.egress_port == o.proxy_port || o.egress_port == o.admin_port)) {
+    throw ConfigError("--egress-port: must differ from --proxy-port and --admin-port (" +
+                      std::to_string(o.egress_port) + ")");
   }
   return o;
 }
@@ -221,7 +254,14 @@ Options:
   --native-sidecar       run it as a native sidecar (init container with restartPolicy
                          Always, Kubernetes >= 1.29) everywhere; by default only in Jobs,
                          CronJobs and Pods that do not restart, which must still complete
-  --transparent          not yet available: needs the egress listener
+  --egress               send the app's outbound HTTP through sidetrace's egress listener
+                         (forward proxy): HTTP_PROXY, HTTPS_PROXY and NO_PROXY (both
+                         spellings) in the app containers, unless they set them already
+  --transparent          capture it with iptables instead: an init container (root,
+                         NET_ADMIN) redirects the app's outbound TCP to --redirect-ports to
+                         the egress listener; sidetrace's uid 65532 is excluded
+  --egress-port N        the egress listener, on 127.0.0.1 (default 15002)
+  --redirect-ports LIST  with --transparent: ports such as 80,8080, or all (default 80)
   -h, --help             print this help and exit
 )";
 }

@@ -16,10 +16,6 @@ constexpr const char* kContainerName = "sidetrace";
 constexpr const char* kAdminPortName = "sidetrace-admin";  // IANA service names: <= 15 chars
 constexpr const char* kNameLabel = "app.kubernetes.io/name";
 constexpr const char* kVersionLabel = "app.kubernetes.io/version";
-// The image's non-root user (Dockerfile); set here too so that runAsNonRoot holds whatever image
-// --image names.
-constexpr int kSidecarUid = 65532;
-
 struct ContainerPort {
   int number = 0;
   std::string name;
@@ -292,6 +288,9 @@ YAML::Node sidecarContainer(const PodTemplate& pod, const SidecarPlan& plan,
   YAML::Node args(YAML::NodeType::Sequence);
   args.push_back(yamlString("--listen=0.0.0.0:" + std::to_string(plan.proxy_port)));
   args.push_back(yamlString("--upstream=127.0.0.1:" + std::to_string(plan.app_port)));
+  if (plan.egress_port != 0) {  // loopback: only the pod's containers may send through it
+    args.push_back(yamlString("--egress=127.0.0.1:" + std::to_string(plan.egress_port)));
+  }
   // On all addresses for kubelet's probe and Prometheus; /reload and /config_dump answer only
   // on the pod's loopback. No Service sends to it.
   args.push_back(yamlString("--admin=0.0.0.0:" + std::to_string(plan.admin_port)));
@@ -429,6 +428,9 @@ std::optional<SidecarPlan> planSidecar(const PodTemplate& pod,
   used.insert(plan.app_port);
   plan.proxy_port = freePort(options.proxy_port, used);
   plan.admin_port = freePort(options.admin_port, used);
+  if (options.egress || options.transparent) {
+    plan.egress_port = freePort(options.egress_port, used);
+  }
   for (const auto& t : targets) {
     auto p = resolve(declared, t.number, t.name);
     if (!p || p->number != plan.app_port) {
@@ -448,6 +450,12 @@ void applySidecar(PodTemplate& pod, const SidecarPlan& plan, const InjectOptions
       p.entry.remove("name");
       renamePortReferences(p.container, plan.app_port_name, plan.app_port);
     }
+  }
+  if (options.egress) {
+    addProxyEnv(pod.spec, plan.egress_port);
+  }
+  if (options.transparent) {
+    addRedirectInit(pod.spec, plan, options);
   }
   bool native = options.native_sidecar || pod.pods_end;
   YAML::Node sidecar = sidecarContainer(pod, plan, options, native);

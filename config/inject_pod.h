@@ -44,6 +44,7 @@ struct SidecarPlan {
   std::string app_port_name;      // the name the sidetrace port takes over, "" if none
   int proxy_port = 0;             // sidetrace's listener
   int admin_port = 0;
+  int egress_port = 0;  // its egress listener on 127.0.0.1 (--egress, --transparent); 0: none
 };
 
 // Chooses the app port: --port, else the first port a selecting Service sends to, else the
@@ -57,6 +58,19 @@ std::optional<SidecarPlan> planSidecar(const PodTemplate& pod,
 // Adds the sidetrace container and moves the app port's name to it (the app container's probes
 // that named the port get its number).
 void applySidecar(PodTemplate& pod, const SidecarPlan& plan, const InjectOptions& options);
+
+// Egress (inject_egress.cc). The app containers' proxy variables, HTTP_PROXY and HTTPS_PROXY (both
+// spellings) pointing at the egress listener and NO_PROXY keeping loopback direct; a container
+// that sets any of them in `env` already keeps its own set-up, untouched.
+void addProxyEnv(YAML::Node spec, int egress_port);
+// Transparent mode: the init container that runs k8s/egress-iptables.sh (installed in the image)
+// as root with NET_ADMIN, after the pod's own init containers (which run before sidetrace does,
+// and must not be redirected to it) and before a native sidetrace sidecar. Replaces one left by
+// an earlier injection.
+void addRedirectInit(YAML::Node spec, const SidecarPlan& plan, const InjectOptions& options);
+// The uid the sidecar runs as: the image's USER (Dockerfile), set in its securityContext too so
+// that runAsNonRoot holds whatever image --image names. The redirect excludes it.
+inline constexpr int kSidecarUid = 65532;
 
 // Helpers shared with inject.cc. Reading never adds keys to the tree.
 YAML::Node childOf(const YAML::Node& map, const char* key);

@@ -3,6 +3,7 @@
 #include <charconv>
 
 #include "filters/route_match.h"
+#include "filters/transparent_egress.h"
 
 namespace sidetrace::filters {
 
@@ -150,6 +151,9 @@ FilterStatus EgressFilter::onRequest(Stream& s) {
     return FilterStatus::Continue;
   }
   auto& req = s.request;
+  if (s.original_dst.port != 0 && req.method != "CONNECT") {
+    return handleRedirected(s, cfg_, counters_);  // transparent mode (transparent_egress.h)
+  }
   if (req.method == "CONNECT") {
     return onConnect(s);
   }

@@ -8,6 +8,9 @@
 // `CONNECT host:port` (clients honouring HTTPS_PROXY) names a destination the same way and marks
 // the stream a tunnel (Stream::tunnel): the exchange connects, answers 200 and carries bytes both
 // ways. Its target stays as sent (the access log's path).
+//
+// A connection iptables redirected to the listener (transparent mode) is handed to
+// handleRedirected (transparent_egress.h) instead: its requests are origin-form by nature.
 //   not absolute-form (origin-form, a bare authority) → 400;  https:// → 400 (needs CONNECT);
 //   CONNECT without host:port (no port, port 0, userinfo, a path, a scheme) → 400;
 //   CONNECT over HTTP/2 → 501 (RFC 9113 §8.5 tunnels over a stream are not implemented);

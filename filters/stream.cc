@@ -32,6 +32,7 @@ void Stream::reset() {
   egress_host.clear();
   egress_port = 0;
   tunnel = false;
+  egress_address.clear();
   traced = false;
   inflight_token = 0;
   if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {

@@ -44,6 +44,15 @@ struct UpstreamResult {
 
 const char* errorTypeName(UpstreamResult::Error e);
 
+// Where a connection on the egress listener was headed before an iptables REDIRECT sent it there
+// (SO_ORIGINAL_DST): the app's own destination in transparent mode. port 0: not redirected.
+struct OriginalDestination {
+  std::string address;  // IP literal, IPv6 without brackets
+  uint16_t port = 0;
+  // It is an address of this host on the egress listener's port: forwarding would come back here.
+  bool is_listener = false;
+};
+
 struct Stream {
   // Set by the proxy before the filters run.
   const config::Listener* listener = nullptr;
@@ -51,6 +60,7 @@ struct Stream {
   std::string peer_address;
   uint16_t peer_port = 0;
   uint16_t local_port = 0;
+  OriginalDestination original_dst;  // egress listener only
   std::string scheme = "http";
   bool http2 = false;  // the downstream connection speaks HTTP/2
   RequestHead request;
@@ -71,6 +81,9 @@ struct Stream {
   // Egress CONNECT: the exchange opens a TCP tunnel to the destination instead of sending the
   // request; request/response_body_bytes count the bytes each way through it.
   bool tunnel = false;
+  // Transparent mode (a redirected connection): the address to connect to, the original
+  // destination's IP (no name lookup); egress_host is then the Host header's name. "" otherwise.
+  std::string egress_address;
 
   // Tracing state (tracing filter).
   bool traced = false;

@@ -110,8 +110,8 @@ class Exchange {
   bool timedOut() const { return dl_.route.expired(); }
   bool perTryFired() const { return per_try_armed_ && dl_.per_try.expired(); }
 
-  // Egress: the destination's endpoint, resolving its name unless a fresh answer is at hand;
-  // nullptr with err_ set when there is none.
+  // Egress: the destination's endpoint, resolving its name unless a fresh answer is at hand (or
+  // the app's own destination IP, in transparent mode); nullptr with err_ set when there is none.
   awaitable<const upstream::Endpoint*> egressEndpoint();
   // Egress: no endpoint for the destination. The CLIENT span records why; the app gets 502
   // (name not resolved), 503 (destination table full) or 504 (the timeout ran out first).
@@ -372,6 +372,13 @@ awaitable<void> Exchange::run() {
 
 awaitable<const upstream::Endpoint*> Exchange::egressEndpoint() {
   upstream::EgressDestinations& dests = *wg_.gen->egress;
+  if (!s_.egress_address.empty()) {  // transparent: the app's own destination, an IP
+    boost::system::error_code ec;
+    const auto ip = asio::ip::make_address(s_.egress_address, ec);
+    const auto* ep = ec ? nullptr : dests.direct(s_.egress_host, {ip, s_.egress_port});
+    err_ = ep != nullptr ? UpstreamResult::Error::None : UpstreamResult::Error::Overflow;
+    co_return ep;
+  }
   if (const auto* ep =
           dests.lookup(s_.egress_host, s_.egress_port, std::chrono::steady_clock::now())) {
     co_return ep;

@@ -538,6 +538,7 @@ class Http2ServerConnection final : public Http2Transport<Io>,
     fs.peer_address = info_.peer_address;
     fs.peer_port = info_.peer_port;
     fs.local_port = info_.local_port;
+    fs.original_dst = info_.original_dst;
     fs.scheme = info_.tls ? "https" : "http";
     fs.http2 = true;
     fs.grpc = filters::isGrpcRequest(fs.request);

@@ -28,6 +28,8 @@
 #include <string>
 #include <string_view>
 
+#include "filters/stream.h"
+
 namespace sidetrace::proxy {
 
 class Worker;
@@ -38,6 +40,7 @@ struct DownstreamInfo {
   uint16_t peer_port = 0;
   uint16_t local_port = 0;
   bool tls = false;
+  filters::OriginalDestination original_dst;  // egress listener: where a redirect was headed
 };
 
 // One HTTP/2 connection; `Io` is the session's stream (tcp::socket or ssl::stream). Owned by the

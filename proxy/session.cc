@@ -15,6 +15,7 @@
 
 #include "proxy/exchange.h"
 #include "proxy/http2_server.h"
+#include "proxy/original_dst.h"
 #include "proxy/retry.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_call.h"
@@ -146,6 +147,9 @@ awaitable<void> Session<Stream>::run() {
   std::string peer = remote.address().to_string();
   uint16_t peer_port = remote.port();
   uint16_t local_port = local.port();
+  if (worker_.current()->config().listeners[listener_index_].egress) {
+    original_dst_ = originalDestination(tcp(), local);  // transparent mode (original_dst.h)
+  }
 
   if constexpr (kTls) {
     if (!co_await handshake(peer)) {
@@ -222,6 +226,7 @@ awaitable<void> Session<Stream>::run() {
     stream.peer_address = peer;
     stream.peer_port = peer_port;
     stream.local_port = local_port;
+    stream.original_dst = original_dst_;
     FeedResult first;
     HeadStatus hs = co_await readRequestHead(first);
     if (hs == HeadStatus::Closed) {
@@ -353,7 +358,8 @@ awaitable<void> Session<Stream>::serveHttp2(const std::string& peer, uint16_t pe
   idle_ = false;
   releaseRequestState();  // the HTTP/2 server keeps its own state and timers
   h2_ = std::make_unique<Http2Server<Stream>>(
-      worker_, socket_, tcp(), DownstreamInfo{listener_index_, peer, peer_port, local_port, kTls});
+      worker_, socket_, tcp(),
+      DownstreamInfo{listener_index_, peer, peer_port, local_port, kTls, original_dst_});
   if (close_after_ || worker_.draining()) {
     h2_->drain();
   }

@@ -116,6 +116,7 @@ class Session final : public DownstreamConnection,
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on
   Stream socket_;
   size_t listener_index_;
+  filters::OriginalDestination original_dst_;  // egress listener: where a redirect was headed
   FlatBuffer in_;
   std::unique_ptr<RequestState> rq_;  // while a request is in the connection (rq())
   bool readable_ = false;             // the idle wait just saw the socket readable

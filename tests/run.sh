@@ -24,8 +24,9 @@ sanitizers="${SANITIZERS:-1}"
 t_start=$SECONDS
 if [ -z "${SKIP_INSTALL:-}" ]; then
   # clang and its runtime build the libFuzzer targets (fuzz stage).
-  # mmdebstrap builds the image's root filesystem (image stage).
-  bash tests/install-deps.sh --node mmdebstrap ${sanitizers:+clang libclang-rt-14-dev}
+  # mmdebstrap builds the image's root filesystem (image stage). iptables: the transparent egress
+  # test (TransparentEgressTest) applies k8s/egress-iptables.sh in a network namespace.
+  bash tests/install-deps.sh --node mmdebstrap iptables ${sanitizers:+clang libclang-rt-14-dev}
   # npm peers: the official opentelemetry-proto schema decoding exported spans (integration), and
   # the Kubernetes schemas the manifests in k8s/ are validated against (tests/k8s).
   for peer in tests/integration/node tests/k8s; do

@@ -48,4 +48,29 @@ const Endpoint* EgressDestinations::record(std::string_view host, uint16_t port,
   return &table[*index];
 }
 
+const Endpoint* EgressDestinations::direct(std::string_view host,
+                                           const boost::asio::ip::tcp::endpoint& address) {
+  std::string k(host);
+  k += ' ';
+  k += address.address().to_string();
+  k += ':';
+  k += std::to_string(address.port());
+  std::lock_guard lock(mu_);
+  EndpointTable& table = *cluster_.endpoints;
+  if (auto it = direct_.find(k); it != direct_.end()) {
+    return &table[it->second];
+  }
+  Endpoint ep;
+  ep.host = std::string(host);
+  ep.port = address.port();
+  ep.address = address;
+  nameEndpoint(ep, *cluster_.cfg);
+  const auto index = table.add(std::move(ep));
+  if (!index) {
+    return nullptr;
+  }
+  direct_.emplace(std::move(k), *index);
+  return &table[*index];
+}
+
 }  // namespace sidetrace::upstream

@@ -38,6 +38,10 @@ class EgressDestinations {
   const Endpoint* record(std::string_view host, uint16_t port,
                          const boost::asio::ip::tcp::endpoint& address,
                          std::chrono::steady_clock::time_point now);
+  // Transparent mode: the endpoint for a connection to `address` that the app opened itself
+  // (no name to resolve: `host`, from its Host header, only names the endpoint). Added on first
+  // use; nullptr when the table is full.
+  const Endpoint* direct(std::string_view host, const boost::asio::ip::tcp::endpoint& address);
 
  private:
   struct Answer {
@@ -49,6 +53,7 @@ class EgressDestinations {
   const ResolvedCluster& cluster_;
   std::mutex mu_;
   std::map<std::string, Answer, std::less<>> answers_;  // "host:port" → latest endpoint
+  std::map<std::string, size_t, std::less<>> direct_;   // "host ip:port" → endpoint
 };
 
 }  // namespace sidetrace::upstream

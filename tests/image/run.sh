@@ -8,6 +8,8 @@
 # writable volume on /tmp for --ports-file only. Checks:
 #   - every library of the binary resolves in the image (ldd) and its version is the Dockerfile's;
 #   - the root really is read-only;
+#   - k8s/egress-iptables.sh, installed as the Dockerfile does, sets its rules with the image's
+#     iptables (as root, in a network namespace of its own: the transparent-egress init container);
 #   - /ready answers on the admin listener; a request goes through sidetrace to an upstream outside
 #     the image (tests/image/upstream.py) with a traceparent injected;
 #   - on SIGTERM, a request in flight completes, the spans are flushed over OTLP/gRPC to a sink
@@ -50,6 +52,8 @@ grep -q '^COPY k8s/image/runtime-packages.txt ' "$dockerfile" ||
   fail "the Dockerfile does not install k8s/image/runtime-packages.txt"
 grep -q 'install -D -s -m 0755 build/proxy/sidetrace /out/usr/local/bin/sidetrace' "$dockerfile" ||
   fail "the Dockerfile no longer installs the binary as this test does"
+grep -q '^COPY --chmod=0755 k8s/egress-iptables.sh /usr/local/bin/egress-iptables.sh$' "$dockerfile" ||
+  fail "the Dockerfile no longer installs k8s/egress-iptables.sh as this test does"
 
 [ "$(id -u)" -eq 0 ] || skip "needs root (mount namespaces, chroot)"
 for tool in mmdebstrap unshare chroot pgrep curl /usr/bin/python3; do
@@ -107,6 +111,7 @@ tar -C "$rootfs" --numeric-owner -xf "$tarball"
 base_bytes="$(du -sb "$rootfs" | cut -f1)"
 # As the Dockerfile's build stage: install -D -s -m 0755 ... /out/usr/local/bin/sidetrace.
 install -D -s -m 0755 -o 0 -g 0 "$bin" "$rootfs/usr/local/bin/sidetrace"
+install -m 0755 -o 0 -g 0 "$root/k8s/egress-iptables.sh" "$rootfs/usr/local/bin/egress-iptables.sh"
 image_bytes="$(du -sb "$rootfs" | cut -f1)"
 chown "$uid:$uid" "$vol"
 chmod 0700 "$vol"
@@ -123,11 +128,12 @@ trap cleanup EXIT
 
 # enter USER CMD...: runs CMD in the image's root filesystem as a container runtime would (see the
 # top of this file), with an empty environment but PATH; CMD may start with NAME=VALUE pairs.
+# ENTER_NET=1: in a network namespace of its own too.
 enter() {
   local user=$1
   shift
   # shellcheck disable=SC2016 # the script's $1... are its own arguments
-  unshare --mount --pid --fork --kill-child -- /bin/bash -c '
+  unshare --mount --pid ${ENTER_NET:+--net} --fork --kill-child -- /bin/bash -c '
     set -e
     r=$1 vol=$2 user=$3
     shift 3
@@ -177,6 +183,13 @@ $missing"
 if enter 0:0 touch /rootfs-is-writable 2>/dev/null; then
   fail "the root filesystem is writable: the read-only mount did not take"
 fi
+# The transparent-egress init container (inject --transparent): the image's script and iptables,
+# as root on the read-only root, in a network namespace of its own.
+rules="$(ENTER_NET=1 enter 0:0 bash -c 'egress-iptables.sh --egress-port 15002 --ports 80,8080 \
+  >/dev/null && /usr/sbin/iptables -t nat -S SIDETRACE_EGRESS' 2>&1)" ||
+  fail "egress-iptables.sh failed in the image: $rules"
+grep -q -- '--dports 80,8080 -j REDIRECT --to-ports 15002' <<<"$rules" ||
+  fail "egress-iptables.sh set no redirect in the image: $rules"
 version="$(enter "$uid:$uid" sidetrace --version | head -1)"
 want="sidetrace $(sed -n 's/^ARG VERSION=//p' "$dockerfile")"
 [ "$version" = "$want" ] || fail "the binary says '$version', the Dockerfile's VERSION label '$want'"

@@ -147,14 +147,15 @@ TEST_F(InjectCommand, InvalidYamlExitsOneNamingTheLine) {
 }
 
 TEST_F(InjectCommand, BadArgumentsAndMissingFilesExitOne) {
-  Outcome transparent = inject({"--transparent", "-f", (kFixtures / "web.in.yaml").string()});
-  EXPECT_EQ(transparent.code, 1);
-  EXPECT_EQ(transparent.out, "");
-  EXPECT_EQ(transparent.err.rfind("sidetrace inject: --transparent: needs the egress listener "
-                                  "(not yet available)\n",
-                                  0),
+  Outcome ports = inject(
+      {"--transparent", "--redirect-ports=http", "-f", (kFixtures / "web.in.yaml").string()});
+  EXPECT_EQ(ports.code, 1);
+  EXPECT_EQ(ports.out, "");
+  EXPECT_EQ(ports.err.rfind("sidetrace inject: --redirect-ports: expected ports such as 80,8080 "
+                            "or all, got 'http'\n",
+                            0),
             0u)
-      << transparent.err;
+      << ports.err;
   Outcome missing = inject({"-f", (dir_ / "nope.yaml").string()});
   EXPECT_EQ(missing.code, 1);
   EXPECT_EQ(missing.err, "sidetrace inject: -f: cannot read " + (dir_ / "nope.yaml").string() +

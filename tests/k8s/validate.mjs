@@ -17,7 +17,8 @@
 //     labels, a Service's named targetPort declared by the pods it selects (among the inputs);
 //   - with --sidetrace BIN: every sidetrace container (named sidetrace, or whose image is
 //     .../sidetrace[:tag]) is checked with `BIN --validate` and its args, its env (downward API
-//     values filled in) and the ConfigMaps it mounts (when among the inputs).
+//     values filled in) and the ConfigMaps it mounts (when among the inputs); one that runs the
+//     image's egress-iptables.sh (inject --transparent) with k8s/egress-iptables.sh --dry-run.
 // A `kind: List` is not unpacked: it is reported as an unknown kind. Errors name the file and line. Exit 0 when every document passed, 1 otherwise.
 // --expect-invalid (negative tests): every document preceded by a comment `# expect: TEXT` must
 // fail with an error containing TEXT; every other document must pass.
@@ -322,6 +323,23 @@ function downwardValue(ref, obj, pod) {
   return values[f] ?? "";
 }
 
+// The transparent-egress init container (`sidetrace inject --transparent`): the image's copy of
+// k8s/egress-iptables.sh, whose arguments the script itself checks (--dry-run changes nothing).
+const redirectScript = path.join(
+  path.dirname(new URL(import.meta.url).pathname),
+  "../../k8s/egress-iptables.sh",
+);
+function redirectErrors(c, cp) {
+  const argv = [...c.command.slice(1), ...(c.args ?? [])].map(String);
+  const r = spawnSync("bash", [redirectScript, "--dry-run", ...argv], {
+    encoding: "utf8",
+    timeout: 30000,
+  });
+  if (r.status === 0) return [];
+  const out = `${r.stderr}${r.stdout}`.split("\n").find((l) => l.trim()) ?? `exit ${r.status}`;
+  return [{ path: [...cp, c.args ? "args" : "command"], msg: out }];
+}
+
 function sidetraceErrors(obj, docs, bin) {
   const pod = podSpecOf(obj);
   if (!pod) return [];
@@ -336,6 +354,10 @@ function sidetraceErrors(obj, docs, bin) {
   const errors = [];
   for (const { c, path: cp } of allContainers(pod.spec, pod.path)) {
     if (!isSidetrace(c)) continue;
+    if (c.command && path.basename(String(c.command[0])) === "egress-iptables.sh") {
+      errors.push(...redirectErrors(c, cp));
+      continue;
+    }
     if (c.command && path.basename(String(c.command[0])) !== "sidetrace") {
       errors.push({
         path: [...cp, "command"],

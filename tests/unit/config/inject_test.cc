@@ -675,6 +675,16 @@ TEST(InjectArgs, Flags) {
   EXPECT_EQ(o.requests.size(), 2u);
   EXPECT_TRUE(o.limits.empty());
   EXPECT_TRUE(o.native_sidecar);
+  EXPECT_FALSE(o.egress);
+  EXPECT_FALSE(o.transparent);
+  const InjectOptions e =
+      parse({"--egress", "--transparent", "--egress-port=16002", "--redirect-ports", "all"});
+  EXPECT_TRUE(e.egress);
+  EXPECT_TRUE(e.transparent);
+  EXPECT_EQ(e.egress_port, 16002);
+  EXPECT_EQ(e.redirect_ports, "all");
+  EXPECT_EQ(parse({}).egress_port, 15002);
+  EXPECT_EQ(parse({}).redirect_ports, "80");
   EXPECT_EQ(parse({"-"}).input_path, "-");
   EXPECT_EQ(parse({}).input_path, "-");
   EXPECT_EQ(parse({}).image, "sidetrace:latest");
@@ -682,8 +692,15 @@ TEST(InjectArgs, Flags) {
 }
 
 TEST(InjectArgs, BadValuesNameTheFlag) {
-  EXPECT_EQ(parseError({"--transparent"}),
-            "--transparent: needs the egress listener (not yet available)");
+  EXPECT_EQ(parseError({"--transparent=yes"}), "--transparent: takes no value");
+  EXPECT_EQ(parseError({"--redirect-ports", "80"}),
+            "--redirect-ports: only with --transparent (the ports iptables redirects)");
+  EXPECT_EQ(parseError({"--redirect-ports", "80,http"}),
+            "--redirect-ports: expected ports such as 80,8080 or all, got '80,http'");
+  EXPECT_EQ(parseError({"--redirect-ports", "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16"}),
+            "--redirect-ports: at most 15 ports (iptables multiport), or all");
+  EXPECT_EQ(parseError({"--egress", "--egress-port", "9901"}),
+            "--egress-port: must differ from --proxy-port and --admin-port (9901)");
   EXPECT_EQ(parseError({"--bogus"}), "--bogus: unknown flag (see sidetrace inject --help)");
   EXPECT_EQ(parseError({"app.yaml"}), "unexpected argument 'app.yaml' (read a file with -f FILE)");
   EXPECT_EQ(parseError({"-f"}), "-f: missing value");
@@ -711,7 +728,8 @@ TEST(InjectArgs, BadValuesNameTheFlag) {
 
 // ---- golden files: realistic manifests, in and out -----------------------------------------
 //
-// tests/unit/config/inject/NAME.in.yaml is injected with options() and compared with
+// tests/unit/config/inject/NAME.in.yaml is injected with options() (and the flags its first line
+// names, see fixtureOptions) and compared with
 // NAME.out.yaml, which CI also checks against the Kubernetes schemas. SIDETRACE_UPDATE_GOLDEN=1
 // rewrites the .out.yaml files (review the diff).
 
@@ -720,6 +738,25 @@ std::string readFile(const std::filesystem::path& p) {
   std::ostringstream s;
   s << in.rdbuf();
   return s.str();
+}
+
+// A fixture's first line may give the flags it is injected with: "# inject: --egress".
+InjectOptions fixtureOptions(const std::string& text) {
+  const std::string prefix = "# inject:";
+  std::vector<std::string> args{"inject"};
+  if (text.rfind(prefix, 0) == 0) {
+    std::istringstream flags(text.substr(prefix.size(), text.find('\n') - prefix.size()));
+    for (std::string flag; flags >> flag;) {
+      args.push_back(flag);
+    }
+  }
+  std::vector<const char*> argv;
+  for (const auto& a : args) {
+    argv.push_back(a.c_str());
+  }
+  InjectOptions o = parseInjectArgs(static_cast<int>(argv.size()), argv.data());
+  o.image = options().image;
+  return o;
 }
 
 TEST(InjectGolden, FixturesGiveTheirExpectedOutputAndStayPut) {
@@ -735,12 +772,14 @@ TEST(InjectGolden, FixturesGiveTheirExpectedOutputAndStayPut) {
     ++fixtures;
     SCOPED_TRACE(name);
     std::filesystem::path golden = dir / (name.substr(0, name.size() - 8) + ".out.yaml");
-    std::string out = inject(readFile(entry.path()));
+    const std::string in = readFile(entry.path());
+    const InjectOptions o = fixtureOptions(in);
+    std::string out = inject(in, o);
     if (update) {
       std::ofstream(golden, std::ios::binary) << out;
     }
     EXPECT_EQ(out, readFile(golden)) << "SIDETRACE_UPDATE_GOLDEN=1 to accept";
-    EXPECT_EQ(inject(out), out) << "injecting again changes something";
+    EXPECT_EQ(inject(out, o), out) << "injecting again changes something";
   }
   EXPECT_GE(fixtures, 5);
 }
