@@ -320,23 +320,39 @@ SocketOwners::Result SocketOwners::find(std::span<const uint32_t> inodes, std::s
     ::closedir(proc);
   }
   std::sort(pids_.begin(), pids_.end(), std::greater<>());
+  // A scan the deadline cut short goes on where it stopped the next time: otherwise an app whose
+  // pids lie below more processes than one budget can read (pids wrap) would never be found.
+  if (resume_below_ > 0) {
+    auto first = std::find_if(pids_.begin(), pids_.end(), [&](int p) { return p < resume_below_; });
+    std::rotate(pids_.begin(), first, pids_.end());
+  }
   r.processes = pids_.size();
   size_t scanned = 0;
   for (int pid : pids_) {
     if (missing == 0 || r.out_of_time) {
       break;
     }
-    if (std::chrono::steady_clock::now() >= deadline) {
+    // At least one process per call, so that a resumed scan always gets further.
+    if (scanned > 0 && std::chrono::steady_clock::now() >= deadline) {
       r.out_of_time = true;
       break;
     }
     ++scanned;
-    if (std::find(hot_.begin(), hot_.end(), pid) != hot_.end()) {
-      continue;  // read above
+    if (std::find(hot_.begin(), hot_.end(), pid) == hot_.end()) {  // hot ones were read above
+      bool cut = false;
+      if (!scanProcess(pid, inodes, owners, missing, deadline, cut)) {
+        ++r.denied;
+      }
+      if (cut) {
+        r.out_of_time = true;
+        resume_below_ = pid + 1;  // read it again next time
+        break;
+      }
     }
-    if (!scanProcess(pid, inodes, owners, missing, deadline, r.out_of_time)) {
-      ++r.denied;
-    }
+    resume_below_ = pid;
+  }
+  if (!r.out_of_time) {
+    resume_below_ = 0;  // the next scan starts from the newest process again
   }
   rememberFound();
   r.complete = missing == 0 || (!r.out_of_time && r.denied == 0 && scanned == pids_.size() &&

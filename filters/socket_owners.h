@@ -110,6 +110,7 @@ class SocketOwners {
   std::vector<int> hot_;                     // pids that held wanted sockets, newest first
   std::vector<int> pids_;                    // scratch: this scan's process list
   std::vector<int> found_;                   // scratch: pids that held wanted sockets
+  int resume_below_ = 0;  // the last scan ran out of time here: the next goes on below it
   std::string path_;
 };
 

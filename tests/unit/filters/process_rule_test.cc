@@ -176,6 +176,23 @@ TEST_F(FakeProc, PassedDeadlineStopsTheScan) {
   EXPECT_EQ(pid, 0);
 }
 
+// Scans cut short by their deadline go on where they stopped: the oldest process (lowest pid,
+// read last) is found after a few short scans, not never.
+TEST_F(FakeProc, ScanCutShortResumesWhereItStopped) {
+  for (int pid = 50; pid < 90; ++pid) {
+    add(pid, 1, "pipe:[1]");
+  }
+  SocketOwners owners(root_.string(), -1);
+  const uint32_t inodes[] = {100};  // held by 40, read last
+  int pid = 0;
+  int scans = 0;
+  for (; scans < 200 && pid == 0; ++scans) {
+    owners.find(inodes, std::span<int>(&pid, 1),
+                steady_clock::now() + std::chrono::microseconds(1));
+  }
+  EXPECT_EQ(pid, 40) << "after " << scans << " scans";
+}
+
 TEST_F(FakeProc, SkipsItself) {
   SocketOwners owners(root_.string(), 40);
   const uint32_t inodes[] = {100};
