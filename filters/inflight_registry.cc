@@ -164,9 +164,10 @@ ParentInference InflightRegistry::infer(std::optional<std::string_view> request_
   return out;
 }
 
-// Exactly one candidate and nothing the rule could not judge → that request. Otherwise the
-// next rules, on the same copy, with the requests another process holds taken out: they cannot
-// be the cause, so single_inflight may not pick one nor a link point at it.
+// Exactly one candidate and nothing the rule could not judge → that request. Otherwise the next
+// rules decide, on the same copy, as without the rule: a request held by another process still
+// counts, since an app may hand its requests on (nginx in front of PHP-FPM in one container),
+// where single_inflight is right and the process rule cannot see it.
 ParentInference InflightRegistry::inferByProcess(ProcessProbe& probe,
                                                  const TcpEndpoints& outbound) const {
   ParentInference out;
@@ -199,13 +200,13 @@ ParentInference InflightRegistry::inferByProcess(ProcessProbe& probe,
     }
     return out;  // an untraced cause: no parent, no links
   }
-  if (hops.size() == 1 && hops[0].hop.valid() && probe.verdicts[0] != HopVerdict::OtherProcess) {
+  if (hops.size() == 1 && hops[0].hop.valid()) {
     out.source = ParentSource::SingleInflight;
     out.parent = hops[0].hop;
     return out;
   }
   for (size_t i = 0; i < hops.size() && out.link_count < kMaxParentLinks; ++i) {
-    if (hops[i].hop.valid() && probe.verdicts[i] != HopVerdict::OtherProcess) {
+    if (hops[i].hop.valid()) {
       out.links[out.link_count++] = hops[i].hop;
     }
   }

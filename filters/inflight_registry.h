@@ -103,7 +103,7 @@ struct InflightHop {
 enum class HopVerdict : uint8_t {
   NotCause,      // not read, already answered, or gone: the app is not working on it
   Candidate,     // read, unanswered, held by the calling process
-  OtherProcess,  // held by another process: not the cause (single_inflight may not pick it)
+  OtherProcess,  // held by another process
   Unknown,       // cannot tell (opaque hop, owner not visible): the rule cannot decide
 };
 

@@ -328,20 +328,19 @@ TEST(InflightRegistryProcess, ExactlyOneCandidateAndNothingUnknownDecides) {
   EXPECT_EQ(r.processUnavailable(), 1u);
 }
 
-TEST(InflightRegistryProcess, AnotherProcessesRequestIsNeverSingleInflight) {
+// No decision falls through to the next rules as if the rule were off: a request another
+// process holds may still be the cause (nginx handing it to PHP-FPM in one container).
+TEST(InflightRegistryProcess, UndecidedFallsThroughToSingleInflight) {
   InflightRegistry r;
   HopSocket s;
   r.add("", ctx(1), &s);
   ScriptedProbe probe;
   TcpEndpoints out;
-  probe.script = {HopVerdict::OtherProcess};
-  auto p = r.infer(std::nullopt, &probe, &out);
-  EXPECT_EQ(p.source, ParentSource::None);
-  EXPECT_EQ(p.link_count, 0u);
-  probe.script = {HopVerdict::NotCause};  // e.g. not read yet: it may still be the cause
-  EXPECT_EQ(r.infer(std::nullopt, &probe, &out).source, ParentSource::SingleInflight);
-  probe.outcome = ProcessProbe::Outcome::Unavailable;  // and without the rule, as before
-  probe.script = {HopVerdict::OtherProcess};
+  for (auto v : {HopVerdict::OtherProcess, HopVerdict::NotCause, HopVerdict::Unknown}) {
+    probe.script = {v};
+    EXPECT_EQ(r.infer(std::nullopt, &probe, &out).source, ParentSource::SingleInflight);
+  }
+  probe.outcome = ProcessProbe::Outcome::Unavailable;
   EXPECT_EQ(r.infer(std::nullopt, &probe, &out).source, ParentSource::SingleInflight);
 }
 
