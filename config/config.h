@@ -338,6 +338,9 @@ struct EgressConfig {
   std::vector<std::string> allow;
   Duration timeout{15000};  // per request: DNS, connect, and the whole response
   Duration connect_timeout{1000};
+  // The `process` parent rule (filters/process_rule.h): which inbound request the calling
+  // process is working on, from its sockets in the kernel. On by default.
+  bool process = true;
 };
 
 // The names finishEgress gives the egress listener, its route and its cluster (reserved).

@@ -548,6 +548,7 @@ std::string dumpConfigJson(const Config& cfg) {
     w.endArray();
     w.field("timeout", formatDuration(cfg.egress->timeout));
     w.field("connect_timeout", formatDuration(cfg.egress->connect_timeout));
+    w.field("process", cfg.egress->process);
     w.endObject();
   }
   w.key("tracing");

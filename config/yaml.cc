@@ -1002,12 +1002,12 @@ void parseLimits(const Walker& w, const YAML::Node& n, const std::string& path, 
             });
 }
 
-// egress: { address, allow: [host patterns], timeout, connect_timeout }. The address is required:
-// an egress block is how a config turns egress on.
+// egress: { address, allow: [host patterns], timeout, connect_timeout, process }. The address is
+// required: an egress block is how a config turns egress on.
 EgressConfig parseEgress(const Walker& w, const YAML::Node& n, const std::string& path) {
   EgressConfig e;
   bool has_address = false;
-  w.walkMap(n, path, {"address", "allow", "timeout", "connect_timeout"},
+  w.walkMap(n, path, {"address", "allow", "timeout", "connect_timeout", "process"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "address") {
                 e.address = w.address(v, sub);
@@ -1022,6 +1022,8 @@ EgressConfig parseEgress(const Walker& w, const YAML::Node& n, const std::string
                 });
               } else if (key == "timeout") {
                 e.timeout = w.duration(v, sub);
+              } else if (key == "process") {
+                e.process = w.boolean(v, sub);
               } else {
                 e.connect_timeout = w.duration(v, sub);
               }

@@ -35,6 +35,7 @@ void Stream::reset() {
   egress_address.clear();
   traced = false;
   inflight_token = 0;
+  hop_socket.clear();
   if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {
     egress_parent = ParentInference();  // egress streams only: ingress pays one branch
   }

@@ -92,6 +92,8 @@ struct Stream {
   // Ingress with an egress listener configured: this request's entry in the in-flight registry
   // while its attempt runs (0: none).
   uint64_t inflight_token = 0;
+  // Its connection to the app, for the egress process rule (set before the first byte goes out).
+  HopSocket hop_socket;
   // Egress: the outbound CLIENT span's inferred parent (no SERVER span on this side).
   ParentInference egress_parent;
 

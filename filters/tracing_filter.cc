@@ -76,8 +76,12 @@ bool knownHttpMethod(std::string_view method) {
 }
 
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
-                             InflightRegistry* registry)
-    : cfg_(cfg), tracer_(tracer), registry_(registry), propagator_(cfg.propagators) {}
+                             InflightRegistry* registry, bool process_rule)
+    : cfg_(cfg),
+      tracer_(tracer),
+      registry_(registry),
+      process_(registry != nullptr && process_rule ? std::make_unique<ProcessRule>() : nullptr),
+      propagator_(cfg.propagators) {}
 
 bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHead& req) {
   std::string_view path = req.path();
@@ -212,6 +216,23 @@ void setTunnelAttributes(tracing::Span& span, const Stream& s) {
   }
 }
 
+// The app's end of the egress connection `s` arrived on: its address is the peer's, the remote
+// end the listener's address, or, for a listener on a wildcard address, the peer's too (the app
+// runs beside the sidecar, so its connection's source is the address it connected to).
+bool outboundSocket(const Stream& s, TcpEndpoints& out) {
+  if (!parseIpLiteral(s.peer_address, out.src, out.v6)) {
+    return false;
+  }
+  bool v6 = false;
+  const bool wildcard = s.listener->address.host == "0.0.0.0" || s.listener->address.host == "::";
+  if (wildcard || !parseIpLiteral(s.listener->address.host, out.dst, v6) || v6 != out.v6) {
+    out.dst = out.src;
+  }
+  out.sport = s.peer_port;
+  out.dport = s.local_port;
+  return true;
+}
+
 }  // namespace
 
 // The header rule first (the app propagated a context: its call is a child of it), then what the
@@ -228,7 +249,10 @@ void TracingFilter::inferEgressParent(Stream& s) {
     p.source = ParentSource::Header;
     p.parent = std::move(*ctx);
   } else if (registry_ != nullptr) {
-    p = registry_->infer(s.request.headers.get("x-request-id"));
+    TcpEndpoints outbound;
+    const bool judge = process_ != nullptr && outboundSocket(s, outbound);
+    p = registry_->infer(s.request.headers.get("x-request-id"), judge ? process_.get() : nullptr,
+                         judge ? &outbound : nullptr);
   }
   if (registry_ != nullptr) {
     registry_->countParent(p.source);
@@ -270,7 +294,9 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
   if (registry_ != nullptr) {  // ingress, with an egress listener to serve
     leaveRegistry(s);          // a retry's earlier attempt left already; defensive
     auto id = upstream_request.headers.get("x-request-id");
-    s.inflight_token = registry_->add(id ? *id : std::string_view(), s.client_span.context());
+    s.hop_socket.clear();  // the proxy records the connection before the first byte goes out
+    s.inflight_token =
+        registry_->add(id ? *id : std::string_view(), s.client_span.context(), &s.hop_socket);
   }
 }
 

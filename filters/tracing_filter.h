@@ -10,6 +10,7 @@
 
 #include "config/config.h"
 #include "filters/filter.h"
+#include "filters/process_rule.h"
 #include "tracing/propagator.h"
 #include "tracing/tracer.h"
 
@@ -21,8 +22,9 @@ namespace sidetrace::filters {
 // registry infers (inflight_registry.h), recorded as sidetrace.parent.source.
 class TracingFilter : public Filter {
  public:
+  // `process_rule`: judge egress parents by the app's sockets too (egress.process).
   TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
-                InflightRegistry* registry = nullptr);
+                InflightRegistry* registry = nullptr, bool process_rule = false);
 
   FilterStatus onRequest(Stream& s) override;
   void onUpstreamRequest(Stream& s, RequestHead& upstream_request) override;
@@ -36,6 +38,7 @@ class TracingFilter : public Filter {
   const config::TracingConfig& cfg_;
   tracing::Tracer& tracer_;
   InflightRegistry* registry_;
+  std::unique_ptr<ProcessRule> process_;  // egress.process (this worker's sockets and caches)
   tracing::CompositePropagator propagator_;
   std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
 };

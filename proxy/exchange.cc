@@ -506,6 +506,14 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
                                                              {req.method == "HEAD", down_.upgrade,
                                                               wg_.config().limits.buffer_bytes});
   s_.upstream.http2 = up_->http2();
+  // An inbound hop, with an egress listener whose process rule needs the hop's connection.
+  if (s_.inflight_token != 0 && wg_.config().egress && wg_.config().egress->process) {
+    if (up_->http2()) {
+      s_.hop_socket.setOpaque();  // requests share the connection: the rule cannot tell them apart
+    } else {
+      up_->hop_socket = &s_.hop_socket;
+    }
+  }
   down_.active_upstream = up_.get();
   per_try_armed_ = retry_ != nullptr && retry_->per_try_timeout.count() > 0;
   if (per_try_armed_) {

@@ -3,6 +3,7 @@
 // messages ended cleanly. A head with a body to follow waits for the first body bytes and goes out
 // in the same write (one system call, one TCP segment, as the client usually sent them).
 
+#include <algorithm>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
@@ -55,6 +56,7 @@ class Http1Call final : public UpstreamCall {
     last_.body = std::move(body);
     piece_ = 0;
     peer_address.clear();
+    hop_socket = nullptr;
     connect_error = upstream::ConnectError::None;
   }
 
@@ -116,6 +118,9 @@ class Http1Call final : public UpstreamCall {
       }
       peer_address = conn_->peer_address;
       conn_->requests++;
+      if (hop_socket != nullptr) {
+        noteHop();
+      }
       if (head_pending_) {
         co_return UpstreamError::None;  // out with the first body bytes
       }
@@ -293,6 +298,33 @@ class Http1Call final : public UpstreamCall {
     co_return true;
   }
 
+  // The connection, as the app sees it, for the egress process rule. TLS hides the request's
+  // bytes from the queues the rule reads: such a hop is opaque.
+  void noteHop() {
+    const auto& local = conn_->local;
+    const auto& remote = ep_->address;
+    if (conn_->tls || local.port() == 0 || local.address().is_v6() != remote.address().is_v6()) {
+      hop_socket->setOpaque();
+      return;
+    }
+    filters::TcpEndpoints app;
+    app.v6 = remote.address().is_v6();
+    if (app.v6) {
+      const auto r = remote.address().to_v6().to_bytes();
+      const auto l = local.address().to_v6().to_bytes();
+      std::copy(r.begin(), r.end(), app.src.begin());
+      std::copy(l.begin(), l.end(), app.dst.begin());
+    } else {
+      const auto r = remote.address().to_v4().to_bytes();
+      const auto l = local.address().to_v4().to_bytes();
+      std::copy(r.begin(), r.end(), app.src.begin());
+      std::copy(l.begin(), l.end(), app.dst.begin());
+    }
+    app.sport = remote.port();
+    app.dport = local.port();
+    hop_socket->setKnown(app, conn_->bytes_read);
+  }
+
   // More response bytes: `afterRead(co_await readSome())` once canRead(). Not a coroutine of its
   // own: on the path of every response, a frame per read would cost an allocation.
   bool canRead() const { return !cancelled_ && conn_; }
@@ -305,6 +337,7 @@ class Http1Call final : public UpstreamCall {
       return UpstreamError::Reset;
     }
     buf_.commit(n);
+    conn_->bytes_read += n;
     return UpstreamError::None;
   }
 

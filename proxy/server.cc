@@ -372,8 +372,8 @@ void writeEgress(const Scrape& s) {
   s.o << "# HELP sidetrace_egress_parent_total Outbound requests on the egress listener by the "
          "rule that chose their span's parent.\n"
          "# TYPE sidetrace_egress_parent_total counter\n";
-  for (auto src : {ParentSource::Header, ParentSource::RequestId, ParentSource::SingleInflight,
-                   ParentSource::None}) {
+  for (auto src : {ParentSource::Header, ParentSource::RequestId, ParentSource::Process,
+                   ParentSource::SingleInflight, ParentSource::None}) {
     s.o << "sidetrace_egress_parent_total{source=\"" << filters::parentSourceName(src) << "\"} "
         << r->parents(src) << "\n";
   }
@@ -381,6 +381,13 @@ void writeEgress(const Scrape& s) {
          "does not list their destination.\n"
          "# TYPE sidetrace_egress_denied_total counter\n"
       << "sidetrace_egress_denied_total " << r->denied() << "\n"
+      << "# HELP sidetrace_egress_process_skipped_total Outbound requests the process parent rule "
+         "could not judge: over its time budget, or the app's sockets not visible.\n"
+         "# TYPE sidetrace_egress_process_skipped_total counter\n"
+      << "sidetrace_egress_process_skipped_total{reason=\"budget\"} " << r->processOverBudget()
+      << "\n"
+      << "sidetrace_egress_process_skipped_total{reason=\"unavailable\"} "
+      << r->processUnavailable() << "\n"
       << "# HELP sidetrace_egress_inbound_in_flight Inbound requests handed to the app and not yet "
          "answered: the candidates for an outbound call's parent.\n"
          "# TYPE sidetrace_egress_inbound_in_flight gauge\n"

@@ -71,6 +71,9 @@ class UpstreamCall {
   }
 
   std::string peer_address;  // the address connected to, once started
+  // An inbound request's hop (the egress process rule): the call records its connection here
+  // before the request's first byte goes out. Null otherwise; set after take(), before start().
+  filters::HopSocket* hop_socket = nullptr;
   // Why start() could not connect, when it could not (TLS handshake failures and circuit breaker
   // trips are counted apart).
   upstream::ConnectError connect_error = upstream::ConnectError::None;

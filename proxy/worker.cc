@@ -74,7 +74,9 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   if (inflight != nullptr && wg->config().egress) {
     wg->chain.add(std::make_unique<filters::EgressFilter>(*wg->config().egress, *inflight));
   }
-  wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_, inflight));
+  const bool process_rule = wg->config().egress && wg->config().egress->process;
+  wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_, inflight,
+                                                         process_rule));
   wg->chain.add(std::make_unique<filters::HeaderPolicyFilter>());
   wg->chain.add(std::make_unique<filters::RouterFilter>());
   wg->load.resize(wg->gen->clusters.size());

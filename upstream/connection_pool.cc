@@ -235,6 +235,7 @@ asio::awaitable<std::unique_ptr<UpstreamConnection>> ConnectionPool::connect(con
   }
   conn->socket.set_option(asio::ip::tcp::no_delay(true), ec);
   conn->peer_address = ep.address.address().to_string();
+  conn->local = conn->socket.local_endpoint(ec);
   bool ok = true;
   if (cluster_.tls) {
     ok = co_await handshake(*conn, slot(ep));

@@ -90,6 +90,10 @@ struct UpstreamConnection {
   std::string peer_address;  // the address connected to, as text (for spans; computed once)
   std::string alpn;          // the protocol the TLS handshake negotiated ("" if none or plain)
   uint32_t requests = 0;     // requests sent on it so far
+  // The proxy's end (the egress process rule looks for the app's end of the connection), and
+  // the bytes read on it so far (more received than read means the peer has begun to answer).
+  boost::asio::ip::tcp::endpoint local;
+  uint64_t bytes_read = 0;
   // Counts as one active request on `endpoint` while checked out of an http1 cluster's pool.
   ActiveRequest active;
   BreakerSlot open_slot;  // one of the cluster's max_connections, while this connection exists

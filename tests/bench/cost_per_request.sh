@@ -10,7 +10,8 @@
 #     callgrind_annotate --inclusive=yes /tmp/prof/1.callgrind | head -60
 #   MODE=h2 TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace
 #   EGRESS=1 TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace  # ingress cost of an
-#     egress listener being configured (the in-flight registry), none of its traffic
+#     egress listener being configured (the in-flight registry), none of its traffic;
+#     EGRESS_PROCESS=false: with the process parent rule off (what the rule adds to ingress)
 #   tests/bench/cost_per_request.sh nginx haproxy build/proxy/sidetrace   # with the references
 #
 # Per binary: one worker, GET / proxied to an nginx upstream answering 200 "ok" over HTTP/1.1,
@@ -80,7 +81,7 @@ fi
 sed -e "s/@LISTEN_PORT@/$port/" -e "s/@ADMIN_PORT@/$admin_port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
   -e "s/@SINK_PORT@/$sink_port/" "$root/tests/bench/$config" >"$tmp/sidetrace.yaml"
 if [ "${EGRESS:-0}" = 1 ]; then
-  echo 'egress: { address: "127.0.0.1:0" }' >>"$tmp/sidetrace.yaml"
+  echo "egress: { address: \"127.0.0.1:0\", process: ${EGRESS_PROCESS:-true} }" >>"$tmp/sidetrace.yaml"
 fi
 nginx -p "$tmp" -c "$tmp/upstream.conf" 2>"$tmp/upstream.err" &
 pids+=($!)

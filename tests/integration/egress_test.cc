@@ -175,8 +175,9 @@ limits: { drain_timeout: 2s }
 };
 
 // A single-threaded app, one request at a time: each call is the only inbound request in flight.
+// (With the process rule on, the default, it decides first: egress_process_test.cc.)
 TEST_F(EgressTest, SequentialRequestsParentOnTheirOwnInboundHop) {
-  ASSERT_NO_FATAL_FAILURE(startWithApp(false));
+  ASSERT_NO_FATAL_FAILURE(startWithApp(false, "  process: false\n"));
   for (std::string name : {"a", "b", "c"}) {
     EXPECT_EQ(call("plain", name), "200 200 ") << app_->logs() << proc_.logs();
   }

@@ -101,8 +101,21 @@ TEST(EgressConfig, ErrorsNameKeyAndLine) {
                     "  proxy: yes\n");
             }),
             "t.yaml:9: egress.proxy: unknown key (expected one of: address, allow, timeout, "
-            "connect_timeout)");
+            "connect_timeout, process)");
   EXPECT_EQ(errorOf([] { build("", {"--egress", "nohost"}); }).rfind("--egress:", 0), 0u);
+}
+
+// The process parent rule is on unless turned off; the dump says which.
+TEST(EgressConfig, ProcessRuleOnByDefault) {
+  Config on = build("", {"--egress", "127.0.0.1:15002"});
+  EXPECT_TRUE(on.egress->process);
+  Config off = build(std::string(kIngress) + "egress:\n  address: 127.0.0.1:1\n  process: false\n");
+  EXPECT_FALSE(off.egress->process);
+  EXPECT_NE(dumpConfigJson(off).find("\"process\": false"), std::string::npos);
+  EXPECT_EQ(errorOf([] {
+              build(std::string(kIngress) + "egress:\n  address: 127.0.0.1:1\n  process: maybe\n");
+            }).rfind("t.yaml:9: egress.process:", 0),
+            0u);
 }
 
 TEST(EgressConfig, NameIsReserved) {

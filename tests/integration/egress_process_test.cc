@@ -1,0 +1,258 @@
+// The egress `process` parent rule through the real binary, in front of legacy server models
+// with no tracing code (tests/integration/process_models.py): single-threaded, pre-fork (4 worker
+// processes, one connection each at a time) and thread-per-request. Eight clients send 200
+// requests GET /r/NAME at once; the app calls /from/NAME through the egress listener (http_proxy)
+// after a random delay. Per request the egress span is correct (child of the hop into the app
+// for that request), wrong (child of another one: must never happen) or unconnected.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+#include "tests/integration/child_process.h"
+#include "tests/integration/harness.h"
+
+namespace sidetrace::it {
+namespace {
+
+std::string slurpFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// process_models.py MODEL as a child process (its own process group: the pre-fork workers go
+// with it).
+class ModelApp {
+ public:
+  ModelApp(const std::string& dir, const std::string& model, uint16_t downstream, uint16_t egress) {
+    out_ = dir + "/" + model + ".out";
+    err_ = dir + "/" + model + ".err";
+    std::vector<std::string> args{python3Path(),
+                                  std::string(SIDETRACE_IT_SOURCE_DIR) + "/process_models.py", model,
+                                  "127.0.0.1:" + std::to_string(downstream)};
+    std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin",
+                                 "http_proxy=http://127.0.0.1:" + std::to_string(egress)};
+    std::string error;
+    pid_ = spawnChild({.argv = args, .env = env, .stdout_path = out_, .stderr_path = err_}, &error);
+    for (int i = 0; pid_ > 0 && i < 500 && port_ == 0; ++i) {
+      std::string out = slurpFile(out_);
+      if (auto pos = out.find("PORT ");
+          pos != std::string::npos && out.find('\n', pos) != out.npos) {
+        port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + 5)));
+        break;
+      }
+      std::this_thread::sleep_for(Millis(20));
+    }
+    if (port_ == 0) {
+      error_ = "process_models.py printed no port: " + error + slurpFile(err_);
+    }
+  }
+  ~ModelApp() {
+    if (pid_ > 0) {
+      ::kill(pid_, SIGTERM);  // the pre-fork parent kills its workers on the way out
+      std::this_thread::sleep_for(Millis(100));
+      ::kill(pid_, SIGKILL);
+      int status = 0;
+      ::waitpid(pid_, &status, 0);
+    }
+  }
+  ModelApp(const ModelApp&) = delete;
+  ModelApp& operator=(const ModelApp&) = delete;
+  uint16_t port() const { return port_; }
+  const std::string& error() const { return error_; }
+  std::string logs() const { return slurpFile(err_); }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string out_, err_, error_;
+};
+
+// SIDETRACE_EGRESS_CLIENTS=N runs the load tests with N clients instead of 8 (for figures at
+// other concurrencies; the assertions hold at any).
+int clientCount() {
+  const char* v = std::getenv("SIDETRACE_EGRESS_CLIENTS");
+  return v != nullptr && std::atoi(v) > 0 ? std::atoi(v) : 8;
+}
+
+// CPU time of every thread of process `pid` so far (/proc/PID/task/*/schedstat, ns).
+uint64_t cpuNanos(int pid) {
+  uint64_t total = 0;
+  const std::string dir = "/proc/" + std::to_string(pid) + "/task";
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    std::ifstream in(e.path() / "schedstat");
+    uint64_t ns = 0;
+    if (in >> ns) {
+      total += ns;
+    }
+  }
+  return total;
+}
+
+struct Tally {
+  int answered = 0;
+  int correct = 0;
+  int wrong = 0;
+  int unconnected = 0;
+  std::map<std::string, int> sources;  // sidetrace.parent.source of the egress spans
+  std::string wrong_examples;
+  double skipped = 0;  // outbound requests the rule could not judge (budget, visibility)
+  double cpu_us = 0;   // sidetrace's CPU per request (ingress and egress legs together)
+};
+
+class EgressProcessTest : public IntegrationTest {
+ protected:
+  std::string yaml(uint16_t app_port, bool process) {
+    return R"(admin: { address: "127.0.0.1:0" }
+workers: 2
+listeners:
+  - name: ingress
+    address: "127.0.0.1:0"
+    routes:
+      - { name: app, match: { prefix: / }, cluster: app, timeout: 30s }
+clusters:
+  - name: app
+    endpoints: [ "127.0.0.1:)" +
+           std::to_string(app_port) + R"(" ]
+egress:
+  address: "127.0.0.1:0"
+  process: )" +
+           (process ? "true" : "false") +
+           R"(
+tracing:
+  service_name: legacy-a
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: { schedule_delay: 100ms, max_queue_size: 8192 }
+limits: { drain_timeout: 2s }
+)";
+  }
+
+  // Runs `requests` requests from `clients` threads against `model` and sorts every egress span.
+  Tally run(const std::string& model, bool process = true, int requests = 200) {
+    const int clients = clientCount();
+    Tally t;
+    startProxyYaml(yaml(upstream_.port(), process));
+    if (HasFatalFailure()) {
+      return t;
+    }
+    ModelApp app(proc_.dir(), model, upstream_.port(), proc_.listenPort("egress"));
+    EXPECT_NE(app.port(), 0) << app.error();
+    if (app.port() == 0) {
+      return t;
+    }
+    reloadYaml(yaml(app.port(), process));
+    const uint64_t cpu_start = cpuNanos(proc_.pid());
+    std::atomic<int> next{0};
+    std::atomic<int> answered{0};
+    std::vector<std::thread> threads;
+    for (int c = 0; c < clients; ++c) {
+      threads.emplace_back([&] {
+        for (int i = next++; i < requests; i = next++) {
+          auto r = httpRequest(port(), "GET", "/r/n" + std::to_string(i));
+          if (r && r->status == 200 && r->body == "200 ") {
+            ++answered;
+          }
+        }
+      });
+    }
+    for (auto& th : threads) {
+      th.join();
+    }
+    t.answered = answered;
+    t.cpu_us = static_cast<double>(cpuNanos(proc_.pid()) - cpu_start) / 1000.0 / requests;
+    EXPECT_EQ(t.answered, requests) << app.logs() << proc_.logs();
+    // Per request: ingress SERVER, ingress CLIENT (the hop into the app), egress CLIENT.
+    auto spans = otlp_.waitForSpans(static_cast<size_t>(3 * requests), Millis(20000));
+    std::map<std::string, const FlatSpan*> hop, out;
+    for (const auto& s : spans) {
+      if (s.kind != 3) {
+        continue;
+      }
+      const std::string url = s.str("url.full");
+      const size_t slash = url.rfind('/');
+      const std::string name = url.substr(slash + 1);
+      (url.find("/from/") != std::string::npos ? out : hop)[name] = &s;
+    }
+    for (int i = 0; i < requests; ++i) {
+      const std::string name = "n" + std::to_string(i);
+      const FlatSpan* in = hop[name];
+      const FlatSpan* o = out[name];
+      if (in == nullptr || o == nullptr) {
+        ADD_FAILURE() << "spans missing for " << name;
+        continue;
+      }
+      t.sources[o->str("sidetrace.parent.source")]++;
+      if (o->parent_span_id.empty()) {
+        ++t.unconnected;
+      } else if (o->parent_span_id == in->span_id && o->trace_id == in->trace_id) {
+        ++t.correct;
+      } else {
+        ++t.wrong;
+        t.wrong_examples += name + ": " + o->describe() + "\n";
+      }
+    }
+    t.skipped = metricSum(metrics(), "sidetrace_egress_process_skipped_total", "");
+    return t;
+  }
+
+  static std::string describe(const Tally& t) {
+    std::string s = "correct " + std::to_string(t.correct) + ", wrong " + std::to_string(t.wrong) +
+                    ", unconnected " + std::to_string(t.unconnected) + ", rule skipped " +
+                    std::to_string(static_cast<int>(t.skipped)) + ", sidetrace CPU " +
+                    std::to_string(static_cast<int>(t.cpu_us)) + " us/request; sources:";
+    for (const auto& [k, v] : t.sources) {
+      s += " " + k + "=" + std::to_string(v);
+    }
+    return s;
+  }
+};
+
+// One request per process at a time: the rule is exact, whatever the client concurrency.
+TEST_F(EgressProcessTest, PreForkServerParentsByProcess) {
+  Tally t = run("prefork");
+  std::printf("prefork, %d clients: %s\n", clientCount(), describe(t).c_str());
+  EXPECT_EQ(t.wrong, 0) << t.wrong_examples;
+  EXPECT_GT(t.sources["process"], 100) << describe(t);
+  EXPECT_EQ(waitMetric("sidetrace_egress_parent_total", "source=\"process\"",
+                       static_cast<double>(t.sources["process"])),
+            t.sources["process"]);
+}
+
+TEST_F(EgressProcessTest, SingleThreadedServerParentsByProcess) {
+  Tally t = run("single");
+  std::printf("single-threaded, %d clients: %s\n", clientCount(), describe(t).c_str());
+  EXPECT_EQ(t.wrong, 0) << t.wrong_examples;
+  EXPECT_GT(t.sources["process"], 100) << describe(t);
+}
+
+// Many requests in one process at once: the rule must not guess (mostly none), and never wrong.
+TEST_F(EgressProcessTest, ThreadPerRequestServerIsNeverWrong) {
+  Tally t = run("threaded");
+  std::printf("thread-per-request, %d clients: %s\n", clientCount(), describe(t).c_str());
+  EXPECT_EQ(t.wrong, 0) << t.wrong_examples;
+  EXPECT_EQ(t.correct + t.unconnected, 200);
+}
+
+// egress.process: false turns the rule off: the pre-fork server's calls under load go to none
+// (or single_inflight when alone), never process.
+TEST_F(EgressProcessTest, RuleCanBeTurnedOff) {
+  Tally t = run("prefork", false);
+  std::printf("prefork, rule off: %s\n", describe(t).c_str());
+  EXPECT_EQ(t.sources["process"], 0);
+  auto cfg = httpRequest(proc_.adminPort(), "GET", "/config_dump");
+  ASSERT_TRUE(cfg);
+  EXPECT_NE(cfg->body.find("\"process\": false"), std::string::npos) << cfg->body;
+}
+
+}  // namespace
+}  // namespace sidetrace::it
