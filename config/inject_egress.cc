@@ -72,7 +72,10 @@ std::string excludedPorts(const InjectOptions& options) {
   }
   std::string out;
   for (int p : ports) {
-    out += (out.empty() ? "" : ",") + std::to_string(p);
+    if (!out.empty()) {
+      out += ',';
+    }
+    out += std::to_string(p);
   }
   return out;
 }
