@@ -446,7 +446,11 @@ awaitable<void> Exchange::runTunnel(const upstream::Endpoint& endpoint) {
     const TunnelStats t = co_await down_.connectTunnel(*conn);
     s_.request_body_bytes = t.to_upstream;
     s_.response_body_bytes = t.to_downstream;
-    s_.upstream.error = t.error;
+    // Many TLS peers end a connection with an RST (no close_notify, or unread data at close):
+    // after the destination has answered, a reset is how the tunnel ended, not a failure.
+    const bool answered = t.to_downstream > 0;
+    s_.upstream.error =
+        t.error == UpstreamResult::Error::Reset && answered ? UpstreamResult::Error::None : t.error;
   } else {
     s_.upstream.error = UpstreamResult::Error::Reset;
   }
