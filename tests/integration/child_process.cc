@@ -7,8 +7,12 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <thread>
 
 extern char** environ;
 
@@ -136,6 +140,54 @@ pid_t spawnChild(const ChildSpec& spec, std::string* error) {
     return -1;
   }
   return pid;
+}
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+ListeningChild::ListeningChild(const ChildSpec& spec)
+    : out_(spec.stdout_path), err_(spec.stderr_path) {
+  const std::string program = spec.argv.size() > 1 ? spec.argv[1] : spec.argv.at(0);
+  std::string error;
+  pid_ = spawnChild(spec, &error);
+  if (pid_ < 0) {
+    error_ = "cannot start " + program + ": " + error;
+    return;
+  }
+  for (int i = 0; i < 500; ++i) {
+    const std::string out = readFile(out_);
+    if (auto pos = out.find("PORT "); pos != out.npos && out.find('\n', pos) != out.npos) {
+      port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + 5)));
+      return;
+    }
+    int status = 0;
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  error_ = program + " printed no port:\n" + readFile(err_);
+}
+
+ListeningChild::~ListeningChild() {
+  if (pid_ <= 0) {
+    return;
+  }
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 10; ++i) {
+    if (::waitpid(pid_, &status, WNOHANG) == pid_) {
+      return;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ::kill(pid_, SIGKILL);
+  ::waitpid(pid_, &status, 0);
 }
 
 }  // namespace sidetrace::it

@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -26,5 +27,29 @@ pid_t spawnChild(const ChildSpec& spec, std::string* error);
 
 // The current environment as "KEY=value" entries.
 std::vector<std::string> currentEnvironment();
+
+// A whole file ("" when it cannot be read).
+std::string readFile(const std::string& path);
+
+// A test peer that prints "PORT n" on stdout once it listens (legacy_app.py, legacy_models.py,
+// process_models.py). The constructor starts it and waits up to 10 s for the line; port() is 0
+// and error() says why when it did not come. The destructor sends SIGTERM (a pre-fork parent takes
+// its workers with it), then SIGKILL after 100 ms.
+class ListeningChild {
+ public:
+  explicit ListeningChild(const ChildSpec& spec);  // spec.stdout_path and stderr_path required
+  ~ListeningChild();
+  ListeningChild(const ListeningChild&) = delete;
+  ListeningChild& operator=(const ListeningChild&) = delete;
+
+  uint16_t port() const { return port_; }
+  const std::string& error() const { return error_; }
+  std::string logs() const { return readFile(err_); }
+
+ private:
+  pid_t pid_ = -1;
+  uint16_t port_ = 0;
+  std::string out_, err_, error_;
+};
 
 }  // namespace sidetrace::it

@@ -33,16 +33,6 @@ const FlatSpan* tunnelSpan(const std::vector<FlatSpan>& spans, uint16_t port) {
   return nullptr;
 }
 
-// The ingress CLIENT span (the hop into the app) whose url.full contains `path`.
-const FlatSpan* inboundHop(const std::vector<FlatSpan>& spans, const std::string& path) {
-  for (const auto& s : spans) {
-    if (s.kind == 3 && s.str("url.full").find(path) != std::string::npos) {
-      return &s;
-    }
-  }
-  return nullptr;
-}
-
 class EgressConnectTest : public IntegrationTest {
  protected:
   void SetUp() override {
@@ -165,7 +155,7 @@ TEST_F(EgressConnectTest, CurlReachesATlsDestinationThroughTheTunnel) {
 
   auto spans = waitSpansSettled(otlp_, 3);
   const FlatSpan* tunnel = tunnelSpan(spans, dest_->port());
-  const FlatSpan* hop = inboundHop(spans, "/inflight/curl");
+  const FlatSpan* hop = clientSpanWithUrl(spans, "/inflight/curl");
   ASSERT_TRUE(tunnel != nullptr && hop != nullptr) << describeAll(spans);
   EXPECT_EQ(tunnel->str("sidetrace.parent.source"), "single_inflight");
   EXPECT_EQ(tunnel->trace_id, hop->trace_id);
@@ -230,7 +220,7 @@ c.close()
 
   auto spans = waitSpansSettled(otlp_, 5);
   const FlatSpan* tunnel = tunnelSpan(spans, dest_->port());
-  const FlatSpan* hop_b = inboundHop(spans, "/inflight/b");
+  const FlatSpan* hop_b = clientSpanWithUrl(spans, "/inflight/b");
   ASSERT_TRUE(tunnel != nullptr && hop_b != nullptr) << describeAll(spans);
   EXPECT_EQ(tunnel->str("sidetrace.parent.source"), "request_id");
   EXPECT_EQ(tunnel->trace_id, hop_b->trace_id);

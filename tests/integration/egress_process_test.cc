@@ -23,59 +23,18 @@
 namespace sidetrace::it {
 namespace {
 
-std::string slurpFile(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // process_models.py MODEL as a child process (its own process group: the pre-fork workers go
 // with it).
-class ModelApp {
+class ModelApp : public ListeningChild {
  public:
-  ModelApp(const std::string& dir, const std::string& model, uint16_t downstream, uint16_t egress) {
-    out_ = dir + "/" + model + ".out";
-    err_ = dir + "/" + model + ".err";
-    std::vector<std::string> args{python3Path(),
-                                  std::string(SIDETRACE_IT_SOURCE_DIR) + "/process_models.py", model,
-                                  "127.0.0.1:" + std::to_string(downstream)};
-    std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin",
-                                 "http_proxy=http://127.0.0.1:" + std::to_string(egress)};
-    std::string error;
-    pid_ = spawnChild({.argv = args, .env = env, .stdout_path = out_, .stderr_path = err_}, &error);
-    for (int i = 0; pid_ > 0 && i < 500 && port_ == 0; ++i) {
-      std::string out = slurpFile(out_);
-      if (auto pos = out.find("PORT ");
-          pos != std::string::npos && out.find('\n', pos) != out.npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + 5)));
-        break;
-      }
-      std::this_thread::sleep_for(Millis(20));
-    }
-    if (port_ == 0) {
-      error_ = "process_models.py printed no port: " + error + slurpFile(err_);
-    }
-  }
-  ~ModelApp() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGTERM);  // the pre-fork parent kills its workers on the way out
-      std::this_thread::sleep_for(Millis(100));
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  ModelApp(const ModelApp&) = delete;
-  ModelApp& operator=(const ModelApp&) = delete;
-  uint16_t port() const { return port_; }
-  const std::string& error() const { return error_; }
-  std::string logs() const { return slurpFile(err_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string out_, err_, error_;
+  ModelApp(const std::string& dir, const std::string& model, uint16_t downstream, uint16_t egress)
+      : ListeningChild(
+            {.argv = {python3Path(), std::string(SIDETRACE_IT_SOURCE_DIR) + "/process_models.py",
+                      model, "127.0.0.1:" + std::to_string(downstream)},
+             .env = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                     "http_proxy=http://127.0.0.1:" + std::to_string(egress)},
+             .stdout_path = dir + "/" + model + ".out",
+             .stderr_path = dir + "/" + model + ".err"}) {}
 };
 
 // SIDETRACE_EGRESS_CLIENTS=N runs the load tests with N clients instead of 8 (for figures at

@@ -20,19 +20,15 @@
 namespace sidetrace::it {
 namespace {
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // legacy_app.py as a child process, calling 127.0.0.1:downstream through http_proxy.
-class LegacyApp {
+class LegacyApp : public ListeningChild {
  public:
-  LegacyApp(const std::string& dir, uint16_t downstream, uint16_t egress, bool threaded) {
-    out_ = dir + "/legacy-app.out";
-    err_ = dir + "/legacy-app.err";
+  LegacyApp(const std::string& dir, uint16_t downstream, uint16_t egress, bool threaded)
+      : ListeningChild(spec(dir, downstream, egress, threaded)) {}
+
+ private:
+  static ChildSpec spec(const std::string& dir, uint16_t downstream, uint16_t egress,
+                        bool threaded) {
     std::vector<std::string> args{python3Path(),
                                   std::string(SIDETRACE_IT_SOURCE_DIR) + "/legacy_app.py",
                                   "127.0.0.1:" + std::to_string(downstream)};
@@ -40,61 +36,13 @@ class LegacyApp {
       args.push_back("--threaded");
     }
     // Only what the app needs: no no_proxy from the test's environment may bypass the proxy.
-    std::vector<std::string> env{"PATH=/usr/local/bin:/usr/bin:/bin",
-                                 "http_proxy=http://127.0.0.1:" + std::to_string(egress)};
-    std::string error;
-    pid_ = spawnChild({.argv = args, .env = env, .stdout_path = out_, .stderr_path = err_}, &error);
-    if (pid_ < 0) {
-      error_ = "cannot start legacy_app.py: " + error;
-      return;
-    }
-    for (int i = 0; i < 500 && port_ == 0; ++i) {
-      std::string out = slurp(out_);
-      if (auto pos = out.find("PORT ");
-          pos != std::string::npos && out.find('\n', pos) != out.npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + 5)));
-        break;
-      }
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        break;
-      }
-      std::this_thread::sleep_for(Millis(20));
-    }
-    if (port_ == 0) {
-      error_ = "legacy_app.py printed no port:\n" + slurp(err_);
-    }
+    return {.argv = args,
+            .env = {"PATH=/usr/local/bin:/usr/bin:/bin",
+                    "http_proxy=http://127.0.0.1:" + std::to_string(egress)},
+            .stdout_path = dir + "/legacy-app.out",
+            .stderr_path = dir + "/legacy-app.err"};
   }
-  ~LegacyApp() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  LegacyApp(const LegacyApp&) = delete;
-  LegacyApp& operator=(const LegacyApp&) = delete;
-
-  uint16_t port() const { return port_; }
-  const std::string& error() const { return error_; }
-  std::string logs() const { return slurp(err_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string out_, err_, error_;
 };
-
-// The CLIENT span whose url.full contains `path`.
-const FlatSpan* clientSpan(const std::vector<FlatSpan>& spans, const std::string& path) {
-  for (const auto& s : spans) {
-    if (s.kind == 3 && s.str("url.full").find(path) != std::string::npos) {
-      return &s;
-    }
-  }
-  return nullptr;
-}
 
 class EgressTest : public IntegrationTest {
  protected:
@@ -147,8 +95,8 @@ limits: { drain_timeout: 2s }
   void expectParented(const std::vector<FlatSpan>& spans, const std::string& mode,
                       const std::string& name, const std::string& source) {
     SCOPED_TRACE(mode + "/" + name);
-    const FlatSpan* in = clientSpan(spans, "/" + mode + "/" + name);
-    const FlatSpan* out = clientSpan(spans, "/from/" + name);
+    const FlatSpan* in = clientSpanWithUrl(spans, "/" + mode + "/" + name);
+    const FlatSpan* out = clientSpanWithUrl(spans, "/from/" + name);
     ASSERT_TRUE(in != nullptr && out != nullptr) << describeAll(spans);
     EXPECT_EQ(out->trace_id, in->trace_id);
     EXPECT_EQ(out->parent_span_id, in->span_id) << describeAll(spans);
@@ -228,11 +176,11 @@ TEST_F(EgressTest, ConcurrentRequestsWithoutIdGetNoParentButLinks) {
   EXPECT_EQ(a, "200 200 ") << app_->logs();
   EXPECT_EQ(b, "200 200 ") << app_->logs();
   auto spans = otlp_.waitForSpans(6, Millis(10000));
-  const FlatSpan* in_p = clientSpan(spans, "/pair/p");
-  const FlatSpan* in_q = clientSpan(spans, "/pair/q");
+  const FlatSpan* in_p = clientSpanWithUrl(spans, "/pair/p");
+  const FlatSpan* in_q = clientSpanWithUrl(spans, "/pair/q");
   ASSERT_TRUE(in_p != nullptr && in_q != nullptr) << describeAll(spans);
   for (std::string name : {"p", "q"}) {
-    const FlatSpan* out = clientSpan(spans, "/from/" + name);
+    const FlatSpan* out = clientSpanWithUrl(spans, "/from/" + name);
     ASSERT_NE(out, nullptr) << describeAll(spans);
     EXPECT_EQ(out->str("sidetrace.parent.source"), "none");
     EXPECT_EQ(out->parent_span_id, "");
@@ -280,7 +228,7 @@ TEST_F(EgressTest, RefusalsAndUnresolvableDestination) {
 
   // The call that could not go still has its CLIENT span, saying why.
   auto spans = otlp_.waitForSpans(2, Millis(10000));
-  const FlatSpan* failed = clientSpan(spans, "no-such-host.invalid");
+  const FlatSpan* failed = clientSpanWithUrl(spans, "no-such-host.invalid");
   ASSERT_NE(failed, nullptr) << describeAll(spans);
   EXPECT_EQ(failed->str("error.type"), "dns_failure");
   EXPECT_EQ(failed->status_code, 2);
@@ -300,7 +248,7 @@ TEST_F(EgressTest, EgressFlagServesForwardProxyRequests) {
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 200);
   auto spans = otlp_.waitForSpans(1, Millis(10000));
-  const FlatSpan* out = clientSpan(spans, "/from/flag");
+  const FlatSpan* out = clientSpanWithUrl(spans, "/from/flag");
   ASSERT_NE(out, nullptr) << describeAll(spans);
   EXPECT_EQ(out->str("sidetrace.parent.source"), "none");  // nothing in flight
   EXPECT_TRUE(out->links.empty());

@@ -36,6 +36,15 @@ std::vector<FlatSpan> spansOfKind(const std::vector<FlatSpan>& spans, int kind) 
   return out;
 }
 
+const FlatSpan* clientSpanWithUrl(const std::vector<FlatSpan>& spans, const std::string& part) {
+  for (const auto& s : spans) {
+    if (s.kind == 3 && s.str("url.full").find(part) != std::string::npos) {
+      return &s;
+    }
+  }
+  return nullptr;
+}
+
 namespace {
 
 AttrValue convert(const otlp_common::AnyValue& v) {

@@ -97,5 +97,7 @@ std::string toHex(const std::string& bytes);
 bool flattenOtlpRequest(const std::string& serialized, std::vector<FlatSpan>* out);
 // Finds spans by kind (2 server, 3 client).
 std::vector<FlatSpan> spansOfKind(const std::vector<FlatSpan>& spans, int kind);
+// The first CLIENT span whose url.full contains `part` (e.g. a request's unique path), or null.
+const FlatSpan* clientSpanWithUrl(const std::vector<FlatSpan>& spans, const std::string& part);
 
 }  // namespace sidetrace::it

@@ -93,13 +93,6 @@ std::string expand(const std::string& text, const std::map<std::string, std::str
 
 namespace {
 
-std::string readFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream os;
-  os << in.rdbuf();
-  return os.str();
-}
-
 std::string tail(const std::string& s, size_t n) {
   return s.size() <= n ? s : "...(truncated)...\n" + s.substr(s.size() - n);
 }

@@ -37,13 +37,6 @@ constexpr char kInsideEnv[] = "SIDETRACE_IT_TRANSPARENT_NETNS";
 constexpr char kRemote[] = "198.51.100.7";
 constexpr char kUid[] = "65532";
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string scriptPath() {
   return std::string(SIDETRACE_IT_SOURCE_DIR) + "/../../k8s/egress-iptables.sh";
 }
@@ -91,7 +84,7 @@ void runInsideNamespace() {
   ASSERT_GT(pid, 0) << error;
   int status = 0;
   ::waitpid(pid, &status, 0);
-  const std::string text = slurp(out) + slurp(out + ".err");
+  const std::string text = readFile(out) + readFile(out + ".err");
   ::unlink(out.c_str());
   ::unlink((out + ".err").c_str());
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << text;
@@ -134,53 +127,16 @@ std::string rawGet(const char* ip, uint16_t port, const std::string& target,
 }
 
 // legacy_app.py with no proxy variable at all: it calls its downstream directly.
-class DirectApp {
+class DirectApp : public ListeningChild {
  public:
-  DirectApp(const std::string& dir, const std::string& downstream) {
-    out_ = dir + "/app.out";
-    err_ = dir + "/app.err";
-    std::string error;
-    pid_ =
-        spawnChild({.argv = {python3Path(), std::string(SIDETRACE_IT_SOURCE_DIR) + "/legacy_app.py",
-                             downstream},
-                    .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},
-                    .stdout_path = out_,
-                    .stderr_path = err_},
-                   &error);
-    for (int i = 0; pid_ > 0 && i < 500 && port_ == 0; ++i) {
-      const std::string out = slurp(out_);
-      if (auto pos = out.find("PORT "); pos != out.npos && out.find('\n', pos) != out.npos) {
-        port_ = static_cast<uint16_t>(std::stoi(out.substr(pos + 5)));
-      }
-      std::this_thread::sleep_for(Millis(20));
-    }
-  }
-  ~DirectApp() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      int status = 0;
-      ::waitpid(pid_, &status, 0);
-    }
-  }
-  DirectApp(const DirectApp&) = delete;
-  DirectApp& operator=(const DirectApp&) = delete;
-  uint16_t port() const { return port_; }
-  std::string logs() const { return slurp(err_); }
-
- private:
-  pid_t pid_ = -1;
-  uint16_t port_ = 0;
-  std::string out_, err_;
+  DirectApp(const std::string& dir, const std::string& downstream)
+      : ListeningChild(
+            {.argv = {python3Path(), std::string(SIDETRACE_IT_SOURCE_DIR) + "/legacy_app.py",
+                      downstream},
+             .env = {"PATH=/usr/local/bin:/usr/bin:/bin"},
+             .stdout_path = dir + "/app.out",
+             .stderr_path = dir + "/app.err"}) {}
 };
-
-const FlatSpan* clientSpan(const std::vector<FlatSpan>& spans, const std::string& path) {
-  for (const auto& s : spans) {
-    if (s.kind == 3 && s.str("url.full").find(path) != std::string::npos) {
-      return &s;
-    }
-  }
-  return nullptr;
-}
 
 class TransparentEgressTest : public IntegrationTest {
  protected:
@@ -259,8 +215,8 @@ TEST_F(TransparentEgressTest, RedirectedCallJoinsTheTrace) {
   EXPECT_EQ(r->body, "200 ") << app.logs() << proc_.logs();
 
   auto spans = otlp_.waitForSpans(3, Millis(10000));
-  const FlatSpan* in = clientSpan(spans, "/plain/t1");
-  const FlatSpan* out = clientSpan(spans, "/from/t1");
+  const FlatSpan* in = clientSpanWithUrl(spans, "/plain/t1");
+  const FlatSpan* out = clientSpanWithUrl(spans, "/from/t1");
   ASSERT_TRUE(in != nullptr && out != nullptr) << describeAll(spans);
   EXPECT_EQ(out->trace_id, in->trace_id);
   EXPECT_EQ(out->parent_span_id, in->span_id);
@@ -282,7 +238,7 @@ TEST_F(TransparentEgressTest, RedirectedCallJoinsTheTrace) {
   EXPECT_EQ(rawGet(kRemote, remote_->port(), "/from/named", "api.example.test"), "200 ")
       << describeAll(otlp_.waitForSpans(4, Millis(3000)));
   spans = waitSpansSettled(otlp_, 4);
-  const FlatSpan* named = clientSpan(spans, "/from/named");
+  const FlatSpan* named = clientSpanWithUrl(spans, "/from/named");
   ASSERT_NE(named, nullptr) << describeAll(spans);
   EXPECT_EQ(named->str("server.address"), "api.example.test");
   EXPECT_EQ(named->str("network.peer.address"), kRemote);
