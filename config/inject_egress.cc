@@ -47,18 +47,7 @@ YAML::Node redirectSecurityContext() {
   YAML::Node caps(YAML::NodeType::Map);
   caps["add"] = flowList({"NET_ADMIN"});
   caps["drop"] = flowList({"ALL"});
-  YAML::Node sc(YAML::NodeType::Map);
-  sc["runAsNonRoot"] = yamlBool(false);
-  sc["runAsUser"] = yamlInt(0);
-  sc["runAsGroup"] = yamlInt(0);
-  sc["allowPrivilegeEscalation"] = yamlBool(false);
-  sc["readOnlyRootFilesystem"] = yamlBool(true);
-  sc["capabilities"] = caps;
-  YAML::Node seccomp(YAML::NodeType::Map);
-  seccomp["type"] = yamlString("RuntimeDefault");
-  seccomp.SetStyle(YAML::EmitterStyle::Flow);
-  sc["seccompProfile"] = seccomp;
-  return sc;
+  return lockedDownSecurityContext(0, caps);
 }
 
 // DNS over TCP and the OTLP ports, as the script's default, plus the collector's port if another.

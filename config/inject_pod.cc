@@ -262,18 +262,7 @@ YAML::Node securityContext() {
   YAML::Node caps(YAML::NodeType::Map);
   caps["drop"] = drop;
   caps.SetStyle(YAML::EmitterStyle::Flow);
-  YAML::Node sc(YAML::NodeType::Map);
-  sc["runAsNonRoot"] = yamlBool(true);
-  sc["runAsUser"] = yamlInt(kSidecarUid);
-  sc["runAsGroup"] = yamlInt(kSidecarUid);
-  sc["allowPrivilegeEscalation"] = yamlBool(false);
-  sc["readOnlyRootFilesystem"] = yamlBool(true);
-  sc["capabilities"] = caps;
-  YAML::Node seccomp(YAML::NodeType::Map);
-  seccomp["type"] = yamlString("RuntimeDefault");
-  seccomp.SetStyle(YAML::EmitterStyle::Flow);
-  sc["seccompProfile"] = seccomp;
-  return sc;
+  return lockedDownSecurityContext(kSidecarUid, caps);
 }
 
 YAML::Node sidecarContainer(const PodTemplate& pod, const SidecarPlan& plan,
@@ -473,6 +462,21 @@ void applySidecar(PodTemplate& pod, const SidecarPlan& plan, const InjectOptions
     list.push_back(sidecar);
     pod.spec["initContainers"] = list;
   }
+}
+
+YAML::Node lockedDownSecurityContext(int uid, YAML::Node capabilities) {
+  YAML::Node sc(YAML::NodeType::Map);
+  sc["runAsNonRoot"] = yamlBool(uid != 0);
+  sc["runAsUser"] = yamlInt(uid);
+  sc["runAsGroup"] = yamlInt(uid);
+  sc["allowPrivilegeEscalation"] = yamlBool(false);
+  sc["readOnlyRootFilesystem"] = yamlBool(true);
+  sc["capabilities"] = capabilities;
+  YAML::Node seccomp(YAML::NodeType::Map);
+  seccomp["type"] = yamlString("RuntimeDefault");
+  seccomp.SetStyle(YAML::EmitterStyle::Flow);
+  sc["seccompProfile"] = seccomp;
+  return sc;
 }
 
 }  // namespace sidetrace::config::detail

@@ -73,6 +73,11 @@ void addRedirectInit(YAML::Node spec, const SidecarPlan& plan, const InjectOptio
 inline constexpr int kSidecarUid = 65532;
 
 // Helpers shared with inject.cc. Reading never adds keys to the tree.
+// A container's securityContext, locked down the same way for the sidecar and the iptables init
+// container: no privilege escalation, read-only root, RuntimeDefault seccomp; they differ only in
+// the user (uid and gid) and the capabilities map given here.
+YAML::Node lockedDownSecurityContext(int uid, YAML::Node capabilities);
+
 YAML::Node childOf(const YAML::Node& map, const char* key);
 std::string scalarOf(const YAML::Node& n);  // "" unless a scalar
 // A plain (unquoted) integer 1..65535, else 0: `"8080"` in quotes is a port name to Kubernetes.
