@@ -10,7 +10,9 @@
 # connections x 8 streams, 200 requests every 5 s), gRPC unary / server-streaming / bidi (15
 # calls/s, soak_grpc), WebSocket (a short session every 2 s, one connection open for the whole run),
 # large downloads and uploads in turn (LARGE_MIB each, default 1024 = the 1 GiB, 64 in
-# smoke mode; a 20 s pause between them, 3 s in smoke mode), a malformed request every second.
+# smoke mode; a 20 s pause between them, 3 s in smoke mode), a malformed request every second, and
+# the app's outbound side through the egress listener: absolute-form GETs (one kept-alive
+# connection, 10 req/s) and a CONNECT tunnel with three requests through it every 2 s.
 # Faults: a SIGHUP reload every 10 s (configs A and B alternate, so every reload also replaces the
 # export pipeline); one of the two endpoints of the `web` cluster killed (SIGKILL) every 30 s for
 # 10 s; the OTLP collector (tests/bench/otlp_sink --count-spans) stopped every 60 s for 15 s

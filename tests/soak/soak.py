@@ -279,6 +279,7 @@ tracing:
   sampler: {{ type: always_on }}
   exporter: {{ protocol: grpc, endpoint: "http://127.0.0.1:{sink}", timeout: 5s }}
   batch: {{ max_queue_size: {queue}, max_export_batch_size: 512, schedule_delay: {delay}ms }}
+egress: {{ address: "127.0.0.1:0", timeout: 10s }}
 limits: {{ drain_timeout: 10s }}
 """
 
@@ -587,6 +588,62 @@ def malformed(ctx, period):
                 sock.close()
         ctx.tally.malformed_result(name, outcome in accepted, str(outcome))
 
+def egress_forward(ctx, rate):
+    """The app's outbound calls: absolute-form GETs on one kept-alive connection to the egress
+    listener, `rate`/s, to the steady upstream (never the flapping one)."""
+    sock = reader = None
+    host = "127.0.0.1:%d" % ctx.dest_port
+    for n in Paced(ctx.stop, 1.0 / rate):
+        t0 = time.time()
+        try:
+            if sock is None:
+                sock = connect(ctx.egress_port)
+                reader = Reader(sock)
+            head = "GET http://%s/egress/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, n, host)
+            sock.sendall(head.encode())
+            status, headers, body = read_response(reader)
+            if status == 200 and body.startswith(b"ok"):
+                ctx.tally.success("egress_forward")
+            else:
+                why = "status %d %r" % (status, body[:60])
+                ctx.tally.failure("egress_forward", why, t0, time.time())
+            if headers.get("connection", "").lower() == "close":
+                sock.close()
+                sock = None
+        except (OSError, ProtocolError, ValueError) as e:
+            ctx.tally.failure("egress_forward", "%s: %s" % (type(e).__name__, e), t0, time.time())
+            if sock:
+                sock.close()
+            sock = None
+    if sock:
+        sock.close()
+
+
+def egress_tunnels(ctx, period):
+    """HTTPS_PROXY-style: a CONNECT tunnel every `period` s, three requests through it, closed."""
+    host = "127.0.0.1:%d" % ctx.dest_port
+    for n in Paced(ctx.stop, period):
+        t0 = time.time()
+        sock = None
+        try:
+            sock = connect(ctx.egress_port)
+            reader = Reader(sock)
+            sock.sendall(("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, host)).encode())
+            first, _ = reader.head()
+            if not first.startswith("HTTP/1.1 200"):
+                raise ProtocolError("CONNECT answered %r" % first)
+            for i in range(3):
+                sock.sendall(request_bytes("GET", "/tunnel/%d/%d" % (n, i)))
+                status, _, body = read_response(reader)
+                if status != 200 or not body.startswith(b"ok"):
+                    raise ProtocolError("status %d through the tunnel" % status)
+            ctx.tally.success("egress_tunnel")
+        except (OSError, ProtocolError, ValueError) as e:
+            ctx.tally.failure("egress_tunnel", "%s: %s" % (type(e).__name__, e), t0, time.time())
+        finally:
+            if sock:
+                sock.close()
+
 
 def grpc_load(ctx, binary, seconds, rate):
     """soak_grpc load: its per-failure lines as they come, its per-kind totals at the end."""
@@ -626,7 +683,7 @@ class Sidetrace:
         )
         self.pid = self.proc.pid
         ports = wait_for(self._read_ports, 20, "sidetrace's --ports-file")
-        self.port, self.admin_port = ports
+        self.port, self.egress_port, self.admin_port = ports
 
     def _read_ports(self):
         if self.proc.poll() is not None:
@@ -635,9 +692,12 @@ class Sidetrace:
             text = open(self.ports_file).read()
         except OSError:
             return None
-        listener = re.search(r"^listener \S+:(\d+) ingress$", text, re.M)
-        admin = re.search(r"^admin \S+:(\d+)$", text, re.M)
-        return (int(listener.group(1)), int(admin.group(1))) if listener and admin else None
+        found = [
+            re.search(r"^listener \S+:(\d+) ingress$", text, re.M),
+            re.search(r"^listener \S+:(\d+) egress$", text, re.M),
+            re.search(r"^admin \S+:(\d+)$", text, re.M),
+        ]
+        return tuple(int(m.group(1)) for m in found) if all(found) else None
 
     def write_config(self):
         # B differs in a route's body and the batch delay, so every reload also replaces the
@@ -1039,8 +1099,9 @@ def plan_for(minutes):
 
 
 class Ctx:
-    def __init__(self, port, procs):
-        self.port, self.procs = port, procs
+    def __init__(self, st, procs, dest_port):
+        self.port, self.procs = st.port, procs
+        self.egress_port, self.dest_port = st.egress_port, dest_port
         self.stop = threading.Event()
         self.tally = Tally()
         self.large_seconds = []
@@ -1057,6 +1118,8 @@ def start_traffic(ctx, args, plan, duration):
         (websocket_long_lived, (ctx, 5.0)),
         (large_transfers, (ctx, size, plan["large_pause"])),
         (malformed, (ctx, 1.0)),
+        (egress_forward, (ctx, 10.0)),
+        (egress_tunnels, (ctx, 2.0)),
         (grpc_load, (ctx, os.path.join(args.build_dir, "tests/soak/soak_grpc"), duration, 15.0)),
     ]
     threads = [threading.Thread(target=fn, args=a, daemon=True) for fn, a in jobs]
@@ -1183,7 +1246,7 @@ def main():
         first = sample(st, t0)
         first["label"] = "start"
         samples, faults = [first], Faults()
-        ctx = Ctx(st.port, procs)
+        ctx = Ctx(st, procs, nginx_a.port)
         threads = start_traffic(ctx, args, plan, duration)
         sched = FaultSchedule(plan, st, nginx_b, sink, faults, duration)
         sched.start()
