@@ -157,6 +157,9 @@ FilterStatus EgressFilter::onRequest(Stream& s) {
   if (req.method == "CONNECT") {
     return onConnect(s);
   }
+  if (s.http2) {
+    return onHttp2(s);
+  }
   std::string_view target = req.target;
   if (target.size() >= 8 && iequals(target.substr(0, 8), "https://")) {
     return reply(s, 400,
@@ -180,6 +183,27 @@ FilterStatus EgressFilter::onRequest(Stream& s) {
   std::string origin = t->rest.empty() || t->rest[0] != '/' ? "/" : "";
   origin.append(t->rest.substr(0, t->rest.find('#')));
   req.target = std::move(origin);
+  return FilterStatus::Continue;
+}
+
+// HTTP/2 has no absolute form: a request sent to a proxy names its destination in :authority
+// (RFC 9113 §8.3.1), which the HTTP/2 server already put in Host. The path stays as sent, and the
+// exchange reaches the destination over HTTP/2 too (prior knowledge): a client that speaks h2c to
+// its proxy speaks it for its destination (gRPC, h2c services).
+FilterStatus EgressFilter::onHttp2(Stream& s) {
+  const auto authority = s.request.headers.get("host");
+  std::string url = "http://";
+  url += authority.value_or(std::string_view());
+  auto t = parseAbsoluteTarget(url);
+  if (!authority || !t || !t->rest.empty()) {
+    return reply(s, 400,
+                 "an HTTP/2 request to the egress listener names its destination in :authority "
+                 "(host[:port])\n");
+  }
+  if (!admit(s, t->host)) {
+    return FilterStatus::StopIteration;
+  }
+  setDestination(s, t->host, t->port);
   return FilterStatus::Continue;
 }
 

@@ -9,12 +9,15 @@
 // the stream a tunnel (Stream::tunnel): the exchange connects, answers 200 and carries bytes both
 // ways. Its target stays as sent (the access log's path).
 //
+// Over HTTP/2 (h2c by prior knowledge) a request names its destination in :authority, and is
+// forwarded over HTTP/2 as well.
+//
 // A connection iptables redirected to the listener (transparent mode) is handed to
 // handleRedirected (transparent_egress.h) instead: its requests are origin-form by nature.
-//   not absolute-form (origin-form, a bare authority) → 400;  https:// → 400 (needs CONNECT);
-//   CONNECT without host:port (no port, port 0, userinfo, a path, a scheme) → 400;
-//   CONNECT over HTTP/2 → 501 (RFC 9113 §8.5 tunnels over a stream are not implemented);
-//   a destination egress.allow does not list → 403 (counted).
+//   not absolute-form (origin-form, a bare authority) → 400; HTTP/2 without a valid :authority →
+//   400;  https:// → 400 (needs CONNECT); CONNECT without host:port (no port, port 0, userinfo, a
+//   path, a scheme) → 400; CONNECT over HTTP/2 → 501 (RFC 9113 §8.5 tunnels over a stream are not
+//   implemented); a destination egress.allow does not list → 403 (counted).
 
 #include <optional>
 #include <string_view>
@@ -55,6 +58,7 @@ class EgressFilter : public Filter {
 
  private:
   FilterStatus onConnect(Stream& s);
+  FilterStatus onHttp2(Stream& s);
   // egress.allow: true when `host` may be reached; otherwise the 403 is set and counted.
   bool admit(Stream& s, std::string_view host);
   const config::EgressConfig& cfg_;

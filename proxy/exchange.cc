@@ -504,11 +504,13 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
   }
   wg_.chain.onUpstreamRequest(s_, req);  // a CLIENT span per attempt
   attempt_start_ns_ = worker_.tracer().now();
+  // HTTP/2 to an http2 cluster, and on the egress side to a destination the app called over h2c.
   auto& h2pool = wg_.h2pools[cluster_index_];
-  up_ = h2pool && !down_.upgrade ? makeHttp2Call(*h2pool, endpoint)
-                                 : worker_.http1Calls().take(*pool_, endpoint,
-                                                             {req.method == "HEAD", down_.upgrade,
-                                                              wg_.config().limits.buffer_bytes});
+  const bool h2 = h2pool && !down_.upgrade && (!pool_->cluster().cfg->egress || s_.http2);
+  up_ = h2 ? makeHttp2Call(*h2pool, endpoint)
+           : worker_.http1Calls().take(
+                 *pool_, endpoint,
+                 {req.method == "HEAD", down_.upgrade, wg_.config().limits.buffer_bytes});
   s_.upstream.http2 = up_->http2();
   // An inbound hop, with an egress listener whose process rule needs the hop's connection.
   if (s_.inflight_token != 0 && wg_.config().egress && wg_.config().egress->process) {

@@ -83,9 +83,10 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   for (const auto& c : wg->gen->clusters) {
     wg->pools.push_back(std::make_unique<upstream::ConnectionPool>(
         io_.get_executor(), c, upstream::randomLbSeed(), index_));
-    wg->h2pools.push_back(c.cfg->protocol == "http2" ? std::make_unique<Http2ClientPool>(
-                                                           io_.get_executor(), *wg->pools.back())
-                                                     : nullptr);
+    // The egress cluster has both: its HTTP/2 pool serves the app's h2c calls (egress_filter.h).
+    const bool h2 = c.cfg->protocol == "http2" || c.cfg->egress;
+    wg->h2pools.push_back(
+        h2 ? std::make_unique<Http2ClientPool>(io_.get_executor(), *wg->pools.back()) : nullptr);
   }
   return wg;
 }

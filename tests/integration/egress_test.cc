@@ -15,6 +15,8 @@
 #include <thread>
 
 #include "tests/integration/child_process.h"
+#include "tests/integration/grpc_echo_client.h"
+#include "tests/integration/grpc_echo_server.h"
 #include "tests/integration/harness.h"
 
 namespace sidetrace::it {
@@ -252,6 +254,53 @@ TEST_F(EgressTest, EgressFlagServesForwardProxyRequests) {
   ASSERT_NE(out, nullptr) << describeAll(spans);
   EXPECT_EQ(out->str("sidetrace.parent.source"), "none");  // nothing in flight
   EXPECT_TRUE(out->links.empty());
+}
+
+// HTTP/2 from the app (h2c by prior knowledge, as a gRPC client speaks to a proxy or to a
+// destination iptables redirected): :authority names the destination, and the call goes on over
+// HTTP/2, so gRPC's streaming, status and trailers come through, each call with its CLIENT span.
+TEST_F(EgressTest, GrpcCallFromTheAppGoesOnOverHttp2) {
+  EchoServer echo;
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(yaml(upstream_.port(), "  allow: [ 127.0.0.1 ]\n")));
+  const std::string egress = "127.0.0.1:" + std::to_string(proc_.listenPort("egress"));
+  EchoClient app({.address = egress, .authority = echo.target()});
+  auto u = app.unary({.message = "out"});
+  ASSERT_TRUE(u.ok()) << u.describe();
+  ASSERT_EQ(u.replies.size(), 1u);
+  EXPECT_EQ(u.replies[0].message, "out");
+  EXPECT_EQ(u.replies[0].authority, echo.target());
+  auto st = app.serverStream({.message = "s", .reply_count = 3});
+  ASSERT_TRUE(st.ok()) << st.describe();
+  EXPECT_EQ(st.replies.size(), 3u);
+  auto nf = app.unary({.message = "x", .status_code = 5, .status_message = "nope"});
+  EXPECT_EQ(nf.code, 5) << nf.describe();  // NOT_FOUND and its message pass through
+  EXPECT_EQ(nf.message, "nope");
+
+  EchoClient denied({.address = egress, .authority = "blocked.example:50051"});
+  auto d = denied.unary({.message = "no"});
+  EXPECT_EQ(d.code, 7) << d.describe();  // egress.allow's 403 is PERMISSION_DENIED to gRPC
+
+  const auto calls = echo.waitForFinished(3, Millis(5000));
+  ASSERT_EQ(calls.size(), 3u);
+  for (const auto& c : calls) {
+    EXPECT_EQ(c.peer, calls[0].peer) << "one pooled HTTP/2 connection to the destination";
+  }
+  auto spans = waitSpansSettled(otlp_, 3);
+  for (const auto* r : {&u, &st}) {
+    const std::string& tp = r->replies.at(0).traceparent;
+    ASSERT_EQ(tp.size(), 55u) << "traceparent injected: '" << tp << "'";
+    const FlatSpan* c = nullptr;
+    for (const auto& sp : spans) {
+      c = sp.span_id == tp.substr(36, 16) ? &sp : c;
+    }
+    ASSERT_NE(c, nullptr) << tp << "\n" << describeAll(spans);
+    EXPECT_EQ(tp, "00-" + c->trace_id + "-" + c->span_id + "-01");
+    EXPECT_EQ(c->kind, 3);
+    EXPECT_EQ(c->str("sidetrace.parent.source"), "none");  // nothing in flight on ingress
+    EXPECT_EQ(c->str("server.address"), "127.0.0.1");
+    EXPECT_EQ(c->integer("server.port"), echo.port());
+  }
+  stopProxyExpectClean();
 }
 
 // A bad egress block stops the binary with one message naming the key and the line.

@@ -139,6 +139,9 @@ EchoClient::EchoClient(const GrpcTarget& target) : impl_(std::make_unique<Impl>(
       args.SetSslTargetNameOverride(target.server_name);
     }
   }
+  if (!target.authority.empty()) {
+    args.SetString(GRPC_ARG_DEFAULT_AUTHORITY, target.authority);
+  }
   impl_->channel = grpc::CreateCustomChannel(target.address, creds, args);
   impl_->stub = sidetrace::test::Echo::NewStub(impl_->channel);
   impl_->health =

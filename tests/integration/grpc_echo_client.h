@@ -20,6 +20,8 @@ struct GrpcTarget {
   // TLS: the name sent as SNI, verified against the certificate and used as :authority (e.g.
   // "localhost" while address is an IP).
   std::string server_name{};
+  // Plaintext: the :authority to send instead of address's (a client whose proxy is `address`).
+  std::string authority{};
 };
 
 // One EchoRequest (see echo.proto for how the server honours each field). Meant for designated

@@ -77,6 +77,7 @@ struct EchoServer::Impl final : sidetrace::test::Echo::Service {
   std::vector<EchoCallRecord> health_calls;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::string address;
 
   // Records the call's arrival; returns its index for finish().
   size_t record(grpc::ServerContext* ctx, const char* method) {
@@ -270,7 +271,8 @@ EchoServer::EchoServer(const EchoServerOptions& options) : impl_(std::make_uniqu
     creds = grpc::SslServerCredentials(ssl);
   }
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:0", creds, &impl_->port);
+  impl_->address = options.address;
+  builder.AddListeningPort(options.address + ":0", creds, &impl_->port);
   builder.RegisterService(impl_.get());
   std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> interceptors;
   interceptors.push_back(
@@ -302,7 +304,7 @@ uint16_t EchoServer::port() const {
 }
 
 std::string EchoServer::target() const {
-  return "127.0.0.1:" + std::to_string(impl_->port);
+  return impl_->address + ":" + std::to_string(impl_->port);
 }
 
 std::vector<EchoCallRecord> EchoServer::calls() const {

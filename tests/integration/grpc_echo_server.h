@@ -31,8 +31,9 @@ struct EchoCallRecord {
 
 struct EchoServerOptions {
   // Both set: serve TLS with this certificate (PEM files, e.g. from makeTestPki); ALPN h2.
-  std::string cert_file;
-  std::string key_file;
+  std::string cert_file{};
+  std::string key_file{};
+  std::string address = "127.0.0.1";  // an IPv4 address to listen on (port chosen by the kernel)
 };
 
 class EchoServer {
@@ -44,7 +45,7 @@ class EchoServer {
   EchoServer& operator=(const EchoServer&) = delete;
 
   uint16_t port() const;
-  std::string target() const;  // "127.0.0.1:<port>"
+  std::string target() const;  // "<address>:<port>"
   std::vector<EchoCallRecord> calls() const;
   // Waits until at least n calls arrived; returns all recorded calls (possibly fewer).
   std::vector<EchoCallRecord> waitForCalls(size_t n, std::chrono::milliseconds timeout);

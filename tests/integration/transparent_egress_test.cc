@@ -26,6 +26,8 @@
 #include <thread>
 
 #include "tests/integration/child_process.h"
+#include "tests/integration/grpc_echo_client.h"
+#include "tests/integration/grpc_echo_server.h"
 #include "tests/integration/harness.h"
 
 namespace sidetrace::it {
@@ -252,6 +254,41 @@ TEST_F(TransparentEgressTest, RedirectedCallJoinsTheTrace) {
   ASSERT_EQ(got.size(), 3u);
   EXPECT_FALSE(got[2].header("traceparent").has_value());
   EXPECT_EQ(metricSum(metrics(), "sidetrace_egress_parent_total", ""), 2);
+}
+
+// A gRPC client redirected the same way speaks h2c by prior knowledge to what it takes for its
+// destination: the call goes on over HTTP/2 to the original destination, streaming and status
+// intact, with its CLIENT span and traceparent.
+TEST_F(TransparentEgressTest, RedirectedGrpcCallGoesOnOverHttp2) {
+  INSIDE_NAMESPACE_ONLY();
+  EchoServer echo({.address = kRemote});
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(yaml(upstream_.port())));
+  ASSERT_NO_FATAL_FAILURE(rules("--egress-port " + std::to_string(proc_.listenPort("egress")) +
+                                " --uid " + kUid + " --ports " + std::to_string(echo.port()) +
+                                " --exclude-ports " + std::to_string(otlp_.port())));
+  EchoClient app({.address = echo.target()});  // the test process is the app (uid 0: redirected)
+  auto u = app.unary({.message = "redirected"});
+  ASSERT_TRUE(u.ok()) << u.describe() << proc_.logs();
+  ASSERT_EQ(u.replies.size(), 1u);
+  EXPECT_EQ(u.replies[0].authority, echo.target());
+  auto b = app.bidi({{.message = "x"}, {.message = "y"}});
+  ASSERT_TRUE(b.ok()) << b.describe();
+  EXPECT_EQ(b.replies.size(), 2u);
+
+  auto spans = waitSpansSettled(otlp_, 2);
+  const std::string& tp = u.replies[0].traceparent;
+  ASSERT_EQ(tp.size(), 55u) << "traceparent injected: '" << tp << "'";
+  const FlatSpan* out = nullptr;
+  for (const auto& sp : spans) {
+    out = sp.span_id == tp.substr(36, 16) ? &sp : out;
+  }
+  ASSERT_NE(out, nullptr) << tp << "\n" << describeAll(spans);
+  EXPECT_EQ(out->kind, 3);
+  EXPECT_EQ(out->str("server.address"), kRemote);
+  EXPECT_EQ(out->str("network.peer.address"), kRemote);
+  EXPECT_EQ(out->integer("server.port"), echo.port());
+  EXPECT_EQ(out->str("sidetrace.parent.source"), "none");  // nothing in flight on ingress
+  EXPECT_EQ(echo.calls().size(), 2u);  // once each: sidetrace's own connection not redirected
 }
 
 // Rules that do not exclude sidetrace's uid send its own upstream connection back to it: the
