@@ -6,7 +6,8 @@
 #      run in it, read-only, as the image's uid (~75 s on a fresh machine, ~5 s when cached);
 #   3. tests/sanitizers/run.sh asan: the whole suite again under ASan+UBSan (build-asan/);
 #   4. tests/sanitizers/run.sh tsan: the concurrency-heavy tests under TSan (build-tsan/);
-#   5. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus;
+#   5. tests/sanitizers/run.sh fuzz: every fuzz target FUZZ_SECONDS (20) from its corpus, and the
+#      differential one (the same mutated HTTP/1 requests to sidetrace, nginx and HAProxy);
 #   6. only with SOAK_MINUTES set (off by default): tests/soak/run.sh SOAK_MINUTES on stage 1's
 #      build (SOAK_MINUTES=1 is the smoke mode, about 70 s).
 # Exits non-zero if any stage failed. Safe to re-run; skips installs already done.
@@ -26,7 +27,9 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # clang and its runtime build the libFuzzer targets (fuzz stage).
   # mmdebstrap builds the image's root filesystem (image stage). iptables: the transparent egress
   # test (TransparentEgressTest) applies k8s/egress-iptables.sh in a network namespace.
-  bash tests/install-deps.sh --node mmdebstrap iptables ${sanitizers:+clang libclang-rt-14-dev}
+  # nginx and haproxy: the fuzz stage's differential target (tests/fuzz/differential.py).
+  bash tests/install-deps.sh --node mmdebstrap iptables \
+    ${sanitizers:+clang libclang-rt-14-dev nginx haproxy}
   # npm peers: the official opentelemetry-proto schema decoding exported spans (integration), and
   # the Kubernetes schemas the manifests in k8s/ are validated against (tests/k8s).
   for peer in tests/integration/node tests/k8s; do

@@ -7,6 +7,11 @@
 # the executions and the coverage reached (libFuzzer's cov: edges, ft: features) and exits
 # non-zero on any crash, sanitizer report, leak, timeout or out-of-memory; the reproducer is saved
 # under tests/fuzz/findings/<target>/. New inputs go to build-fuzz/corpus/<target>/ (not committed).
+# The target `differential` (tests/fuzz/differential.py) is not a libFuzzer binary: it sends the
+# same mutated HTTP/1 requests to sidetrace, nginx and HAProxy and fails when sidetrace forwards
+# what both refuse (or more requests, or another body); it runs SIDETRACE_BIN (default
+# build/proxy/sidetrace, the plain build) and is part of the default list when nginx, haproxy and
+# that binary are there. Its findings go to tests/fuzz/findings/differential/.
 # Environment: JOBS (build parallelism, default 2), FUZZ_BUILD_DIR (default build-fuzz).
 set -euo pipefail
 
@@ -34,7 +39,18 @@ if [ ! -f "$build/CMakeCache.txt" ] || ! grep -q '^SIDETRACE_FUZZ:BOOL=ON' "$bui
   CC=clang CXX=clang++ cmake -S "$root" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Fuzz \
     -DSIDETRACE_BUILD_TESTS=OFF -DSIDETRACE_FUZZ=ON "-DCMAKE_C_FLAGS=$flags" "-DCMAKE_CXX_FLAGS=$flags" >/dev/null
 fi
-nice -n 5 cmake --build "$build" -j "${JOBS:-2}" --target "${targets[@]/#/fuzz_}"
+sidetrace_bin=${SIDETRACE_BIN:-$root/build/proxy/sidetrace}
+if [ $# -eq 0 ] && command -v nginx >/dev/null && command -v haproxy >/dev/null &&
+  [ -x "$sidetrace_bin" ]; then
+  targets+=(differential)
+fi
+libfuzzer=()
+for t in "${targets[@]}"; do
+  [ "$t" = differential ] || libfuzzer+=("fuzz_$t")
+done
+if [ ${#libfuzzer[@]} -gt 0 ]; then
+  nice -n 5 cmake --build "$build" -j "${JOBS:-2}" --target "${libfuzzer[@]}"
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
@@ -47,6 +63,16 @@ for t in "${targets[@]}"; do
   log=$build/fuzz-$t.log
   mkdir -p "$corpus" "$findings"
   status=0
+  if [ "$t" = differential ]; then
+    python3 "$fuzz_dir/differential.py" --seconds "$seconds" --sidetrace "$sidetrace_bin" \
+      --findings "$findings" >"$log" 2>&1 || status=$?
+    stats=$(grep -m1 '^differential: seed' "$log" || echo "see $log")
+    result=$([ "$status" -eq 0 ] && echo "ok (${stats#differential: })" || echo "FAILED: $(grep -m1 FINDING "$log" || echo "see $log")")
+    line=$(printf '%-16s %12s %8s %8s %10s  %s' "$t" "$(sed -n 's/.*, \([0-9]*\) inputs.*/\1/p' <<<"$stats")" - - - "$result")
+    echo "$line"
+    [ "$status" -eq 0 ] || failed+=("$t")
+    continue
+  fi
   # -timeout: one input over 10 s is a hang; -rss_limit_mb / -malloc_limit_mb: a client must not
   # make the process grow past 2 GiB, nor ask for a 512 MiB block.
   "$build/tests/fuzz/fuzz_$t" "$corpus" "$fuzz_dir/corpus/$t" "$findings" -max_total_time="$seconds" \

@@ -6,7 +6,7 @@
 #   asan  the whole ctest suite with sidetrace built with g++ -fsanitize=address,undefined
 #   tsan  the concurrency-heavy tests (TSAN_TESTS below) with sidetrace built -fsanitize=thread
 #   fuzz  the libFuzzer targets (FUZZ_TARGETS; default all) for FUZZ_SECONDS (default 20) each
-#         from its corpus and findings (tests/fuzz/run.sh)
+#         from its corpus and findings (tests/fuzz/run.sh), and the nginx/HAProxy differential
 # The unit tests are built sanitized (build-asan/, build-tsan/). The integration tests drive a
 # separate sidetrace process, so they are not rebuilt: the plain build's integration_tests
 # (BUILD_DIR, default build/; built here if missing) runs against the sanitized binary through
@@ -113,7 +113,11 @@ stage_tsan() {
 stage_fuzz() {
   # FUZZ_TARGETS unset: every target tests/fuzz/CMakeLists.txt builds (run.sh's default).
   # shellcheck disable=SC2086 # a list of target names
-  JOBS="$jobs" timed "fuzz" bash tests/fuzz/run.sh "${FUZZ_SECONDS:-20}" ${FUZZ_TARGETS:-}
+  # The differential target (nginx and HAProxy installed) drives the ASan+UBSan sidetrace of the
+  # asan stage when there is one: a memory error on a mutated request is then a finding too.
+  local bin="$root/build-asan/proxy/sidetrace"
+  [ -x "$bin" ] || bin="$root/$plain_dir/proxy/sidetrace"
+  SIDETRACE_BIN="$bin" JOBS="$jobs" timed "fuzz" bash tests/fuzz/run.sh "${FUZZ_SECONDS:-20}" ${FUZZ_TARGETS:-}
 }
 
 stages=("$@")
