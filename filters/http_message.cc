@@ -169,6 +169,49 @@ std::string_view RequestHead::query() const {
   return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
 }
 
+namespace {
+
+// host[:port] → the host, lower-cased, and the port (`default_port` when absent or empty).
+std::pair<std::string, std::string_view> hostAndPort(std::string_view authority,
+                                                     std::string_view default_port) {
+  const size_t close = authority.starts_with('[') ? authority.find(']') : 0;
+  const size_t colon = authority.find(':', close == std::string_view::npos ? 0 : close);
+  std::string host(authority.substr(0, colon));
+  for (char& c : host) {
+    c = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;
+  }
+  std::string_view port = colon == std::string_view::npos ? "" : authority.substr(colon + 1);
+  return {std::move(host), port.empty() ? default_port : port};
+}
+
+}  // namespace
+
+bool toOriginForm(RequestHead& req) {
+  const std::string_view t = req.target;
+  const size_t scheme_end = t.find("://");
+  if (t.empty() || t[0] == '/' || scheme_end == std::string_view::npos) {
+    return true;  // origin-form, or a form the exchange does not rewrite (`*`, authority-form)
+  }
+  const std::string_view scheme = t.substr(0, scheme_end);
+  const std::string_view default_port = iequals(scheme, "https") ? "443" : "80";
+  const std::string_view rest = t.substr(scheme_end + 3);
+  const size_t end = rest.find_first_of("/?#");
+  const std::string_view authority = rest.substr(0, end);
+  if (auto host = req.headers.get("host")) {
+    if (hostAndPort(authority, default_port) != hostAndPort(trimOws(*host), default_port)) {
+      return false;
+    }
+  } else {
+    req.headers.add("Host", authority);
+  }
+  std::string origin = end == std::string_view::npos || rest[end] != '/' ? "/" : "";
+  origin.append(end == std::string_view::npos ? std::string_view() : rest.substr(end));
+  origin.resize(
+      std::min(origin.size(), origin.find('#')));  // a fragment is not sent (RFC 9110 §4.2.4)
+  req.target = std::move(origin);
+  return true;
+}
+
 std::string_view RequestHead::host() const {
   auto h = headers.get("host");
   if (!h) {

@@ -131,6 +131,15 @@ struct RequestHead {
   void clear();
 };
 
+// Reduces an absolute-form target (`http://host[:port]/path`, as clients send to a proxy) to
+// origin-form, the authority becoming Host when there is none. False, for a 400, when a Host field
+// names another host than the authority: RFC 9112 §3.2.2 makes the authority the request's host,
+// and refusing the mismatch, as HAProxy does, means routing by Host can never disagree with where
+// the origin thinks the request went (found by tests/fuzz/differential.py). Ports compare with the
+// scheme's default filled in (`http://a:80/` and `Host: a` agree). Ingress listeners only: the
+// egress listener reads the absolute form itself and replaces Host (egress_filter.h).
+bool toOriginForm(RequestHead& req);
+
 struct ResponseHead {
   int status = 0;
   std::string reason;

@@ -30,6 +30,8 @@ struct Http1Parser::Impl {
         return "no Host field in an HTTP/1.1 request";
       case Stop::ManyHosts:
         return "more than one Host field";
+      case Stop::BadFraming:
+        return "Transfer-Encoding not ending in chunked, or in an HTTP/1.0 request";
       case Stop::None:
         break;
     }
@@ -172,6 +174,12 @@ struct Http1Parser::Impl {
       }
       if (s.hosts_ > 1 || (s.hosts_ == 0 && p->http_minor != 0)) {
         return stop(s, s.hosts_ == 0 ? Stop::NoHost : Stop::ManyHosts);
+      }
+      // A request whose Transfer-Encoding does not end in chunked has no reliable length (RFC
+      // 9112 §6.3), nor does an HTTP/1.0 one with any (§6.1): 400 and close. llhttp 8.1 checks
+      // the first only when it goes on to read a body, so an Upgrade request carried one through.
+      if ((p->flags & F_TRANSFER_ENCODING) != 0 && (p->http_minor == 0 || !s.te_chunked_)) {
+        return stop(s, Stop::BadFraming);
       }
     } else {
       // llhttp 8.1 takes a missing status code ("HTTP/1.1  OK") as 0, which would be forwarded.

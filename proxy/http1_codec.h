@@ -9,7 +9,9 @@
 //
 // Strictness beyond llhttp's strict mode: obs-fold, and a bare LF as the empty line that ends the
 // head or a chunked trailer section (llhttp 8.1 accepts that one line ending), are errors; so is a
-// request without exactly one Host field (RFC 9112 §3.2: none is allowed only in HTTP/1.0).
+// request without exactly one Host field (RFC 9112 §3.2: none is allowed only in HTTP/1.0), and a
+// request whose Transfer-Encoding does not end in chunked or that is HTTP/1.0 with one (RFC 9112
+// §6.1, §6.3).
 // Trailers of a chunked message are parsed into trailers(), bounded by the same limits as the head
 // (bytes and number of fields, each checked as the fields arrive: a head over either is never
 // held whole). The head alone frames a message: framing or connection fields in a trailer
@@ -85,7 +87,15 @@ class Http1Parser {
   friend struct Impl;
   // Why a callback stopped llhttp: it reports every callback error under one code (or one per
   // callback), so the reason is kept here for feed() to map onto a ParseError.
-  enum class Stop : uint8_t { None, TooLarge, TooManyFields, BadValue, NoHost, ManyHosts };
+  enum class Stop : uint8_t {
+    None,
+    TooLarge,
+    TooManyFields,
+    BadValue,
+    NoHost,
+    ManyHosts,
+    BadFraming
+  };
   std::unique_ptr<Impl> impl_;
   Kind kind_;
   uint32_t max_head_bytes_;

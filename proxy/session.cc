@@ -42,19 +42,6 @@ bool expectsContinue(const filters::RequestHead& req) {
   return v && filters::iequals(*v, "100-continue");
 }
 
-// Reduce an absolute-form target (proxy-style "http://host/path") to origin-form.
-void toOriginForm(filters::RequestHead& req) {
-  std::string_view t = req.target;
-  if (t.starts_with("http://") || t.starts_with("https://")) {
-    size_t start = t.find("://") + 3;
-    size_t slash = t.find('/', start);
-    if (!req.headers.get("host")) {
-      req.headers.add("Host", std::string(t.substr(start, slash - start)));
-    }
-    req.target = slash == std::string_view::npos ? "/" : std::string(t.substr(slash));
-  }
-}
-
 }  // namespace
 
 template <class Stream>
@@ -672,8 +659,10 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& req = rq().stream.request;
   std::swap(req, rq().parser.request());
-  if (!rq().stream.listener->egress) {  // the egress filter reads the absolute form
-    toOriginForm(req);
+  // The egress filter reads the absolute form itself.
+  if (!rq().stream.listener->egress && !filters::toOriginForm(req)) {
+    co_await sendError(400);
+    co_return false;
   }
   const bool no_body = first.message_complete && first.body.empty();
   Http1Side side(*this, first, rq().parser.keepAlive());

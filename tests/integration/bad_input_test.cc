@@ -148,6 +148,35 @@ TEST_F(BadInputTest, MissingOrRepeatedHostIs400) {
   EXPECT_EQ(upstream_.connectionCount(), 0u);
 }
 
+// Framing and host shapes the nginx/HAProxy differential (tests/fuzz/differential.py) found
+// sidetrace forwarding while both refuse: a Transfer-Encoding that does not end in chunked (on an
+// Upgrade request, where llhttp does not check it), an HTTP/1.0 request with one, and an
+// absolute-form target whose Host names another host. Each is 400 and closed, never forwarded;
+// an absolute-form request whose Host agrees goes through in origin-form.
+TEST_F(BadInputTest, FramingAndHostShapesTheReferencesRefuseAre400) {
+  ASSERT_NO_FATAL_FAILURE(startProxy());
+  expectRejected(
+      "GET /api/ws HTTP/1.1\r\nTransfer-Encoding: xchunked\r\nHost: a\r\nConnection: Upgrade\r\n"
+      "Upgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+      "Sec-WebSocket-Version: 13\r\n\r\n",
+      400);
+  expectRejected("POST /api/gz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nxx", 400);
+  expectRejected(
+      "GET /api/te10 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+      "GET /api/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",
+      400);
+  expectRejected("GET http://a.example:8080/api/abs HTTP/1.1\r\nHost: a.example:808\r\n\r\n", 400);
+  EXPECT_EQ(upstream_.requestCount(), 0u);
+  HttpConnection c(port());
+  ASSERT_TRUE(c.send("GET http://A.example:80/api/abs?q=1 HTTP/1.1\r\nHost: a.example\r\n\r\n"));
+  auto ok = c.readResponse(milliseconds(5000));
+  ASSERT_TRUE(ok) << c.lastError();
+  EXPECT_EQ(ok->status, 200);
+  auto got = upstream_.waitForRequests(1, milliseconds(3000));
+  ASSERT_EQ(got.size(), 1u);
+  EXPECT_EQ(got[0].target, "/api/abs?q=1");
+}
+
 // Listeners are reverse proxies: CONNECT gets 405 even where a route would match it, and no
 // tunnel to the upstream is opened.
 TEST_F(BadInputTest, ConnectIs405AndNeverForwarded) {

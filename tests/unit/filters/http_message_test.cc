@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -139,6 +140,37 @@ TEST(AllowedInTrailersTest, FramingRoutingConnectionAndAuthFieldsAreNot) {
                            "Server-Timing", "Digest", "Content-Lengths", "Hosts", "t", ""}) {
     EXPECT_TRUE(allowedInTrailers(name)) << name;
   }
+}
+
+// An absolute-form target (a client that takes sidetrace for a forward proxy) becomes origin-form;
+// its authority is the host, so a Host field naming another is refused (found by the nginx/HAProxy
+// differential, tests/fuzz/differential.py). The scheme's default port and case make no difference.
+TEST(ToOriginFormTest, AbsoluteFormBecomesOriginFormAndHostMustAgree) {
+  auto reduce = [](std::string target, std::optional<std::string> host) {
+    RequestHead req;
+    req.method = "GET";
+    req.target = std::move(target);
+    if (host) {
+      req.headers.add("Host", *host);
+    }
+    const bool ok = toOriginForm(req);
+    return ok ? req.target + " " + std::string(req.headers.get("host").value_or("<none>"))
+              : "refused";
+  };
+  EXPECT_EQ(reduce("/plain?q", "a"), "/plain?q a");
+  EXPECT_EQ(reduce("http://upstream.local:8080/x?y=1", "upstream.local:8080"),
+            "/x?y=1 upstream.local:8080");
+  EXPECT_EQ(reduce("http://a.example", std::nullopt), "/ a.example");
+  EXPECT_EQ(reduce("http://a.example?q", "a.example"), "/?q a.example");
+  EXPECT_EQ(reduce("http://a.example/p#frag", "a.example"), "/p a.example");
+  EXPECT_EQ(reduce("HTTP://A.example:80/x", "a.EXAMPLE"), "/x a.EXAMPLE");
+  EXPECT_EQ(reduce("http://a.example/x", "a.example:80"), "/x a.example:80");
+  EXPECT_EQ(reduce("https://a.example/", "a.example:443"), "/ a.example:443");
+  EXPECT_EQ(reduce("http://[::1]:8080/", "[::1]:8080"), "/ [::1]:8080");
+  EXPECT_EQ(reduce("http://upstream.local:8080/x", "upstream.local:808"), "refused");
+  EXPECT_EQ(reduce("http://a.example/x", "b.example"), "refused");
+  EXPECT_EQ(reduce("http://a.example:81/", "a.example"), "refused");
+  EXPECT_EQ(reduce("https://a.example/", "a.example:80"), "refused");
 }
 
 }  // namespace

@@ -391,6 +391,28 @@ TEST(Http1RequestErrorTest, ContentLengthWithTransferEncoding) {
             ParseError::BadRequest);
 }
 
+// Found by the nginx/HAProxy differential (tests/fuzz/differential.py): a Transfer-Encoding the
+// message cannot be framed by is a 400 however the request goes on (RFC 9112 §6.3) — llhttp 8.1
+// checks it only when it reads a body, so an Upgrade request carried it through — and an HTTP/1.0
+// request with any Transfer-Encoding is faulty framing (RFC 9112 §6.1).
+TEST(Http1RequestErrorTest, TransferEncodingNotEndingInChunked) {
+  for (const char* te : {"xchunked", "chunked, identity", "identity", "gzip"}) {
+    SCOPED_TRACE(te);
+    EXPECT_EQ(requestError(std::string("GET /ws HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
+                           "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
+              ParseError::BadRequest);
+    EXPECT_EQ(requestError(std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
+                           "\r\n\r\nhello"),
+              ParseError::BadRequest);
+  }
+  EXPECT_EQ(requestError("GET / HTTP/1.0\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n"
+                         "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"),
+            ParseError::BadRequest);
+  EXPECT_EQ(
+      requestError("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"),
+      ParseError::BadRequest);
+}
+
 TEST(Http1RequestErrorTest, TwoDifferingContentLengths) {
   EXPECT_EQ(requestError("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
                          "Content-Length: 6\r\n\r\nhello!"),
