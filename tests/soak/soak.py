@@ -352,33 +352,38 @@ class Paced:
             self.stop.wait(max(0.0, next_at - time.time()))
 
 
-def h1_keepalive(ctx, idx, rate):
-    """One kept-alive connection, GET at `rate`/s; a new one only after the proxy closed it."""
+def keepalive_gets(ctx, kind, port, rate, request):
+    """One kept-alive connection to `port`, request(n) at `rate`/s, each answered 200 "ok..."; a new
+    connection only after the proxy closed it."""
     sock = reader = None
     for n in Paced(ctx.stop, 1.0 / rate):
         t0 = time.time()
         try:
             if sock is None:
-                sock = connect(ctx.port)
+                sock = connect(port)
                 reader = Reader(sock)
-            sock.sendall(request_bytes("GET", "/kv/%d/%d" % (idx, n)))
+            sock.sendall(request(n))
             status, headers, body = read_response(reader)
             if status == 200 and body.startswith(b"ok"):
-                ctx.tally.success("h1_keepalive")
+                ctx.tally.success(kind)
             else:
-                ctx.tally.failure(
-                    "h1_keepalive", "status %d %r" % (status, body[:60]), t0, time.time()
-                )
+                ctx.tally.failure(kind, "status %d %r" % (status, body[:60]), t0, time.time())
             if headers.get("connection", "").lower() == "close":
                 sock.close()
                 sock = None
         except (OSError, ProtocolError, ValueError) as e:
-            ctx.tally.failure("h1_keepalive", "%s: %s" % (type(e).__name__, e), t0, time.time())
+            ctx.tally.failure(kind, "%s: %s" % (type(e).__name__, e), t0, time.time())
             if sock:
                 sock.close()
             sock = None
     if sock:
         sock.close()
+
+
+def h1_keepalive(ctx, idx, rate):
+    keepalive_gets(
+        ctx, "h1_keepalive", ctx.port, rate, lambda n: request_bytes("GET", "/kv/%d/%d" % (idx, n))
+    )
 
 
 def h1_pipelined(ctx, depth, period):
@@ -591,32 +596,12 @@ def malformed(ctx, period):
 def egress_forward(ctx, rate):
     """The app's outbound calls: absolute-form GETs on one kept-alive connection to the egress
     listener, `rate`/s, to the steady upstream (never the flapping one)."""
-    sock = reader = None
     host = "127.0.0.1:%d" % ctx.dest_port
-    for n in Paced(ctx.stop, 1.0 / rate):
-        t0 = time.time()
-        try:
-            if sock is None:
-                sock = connect(ctx.egress_port)
-                reader = Reader(sock)
-            head = "GET http://%s/egress/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, n, host)
-            sock.sendall(head.encode())
-            status, headers, body = read_response(reader)
-            if status == 200 and body.startswith(b"ok"):
-                ctx.tally.success("egress_forward")
-            else:
-                why = "status %d %r" % (status, body[:60])
-                ctx.tally.failure("egress_forward", why, t0, time.time())
-            if headers.get("connection", "").lower() == "close":
-                sock.close()
-                sock = None
-        except (OSError, ProtocolError, ValueError) as e:
-            ctx.tally.failure("egress_forward", "%s: %s" % (type(e).__name__, e), t0, time.time())
-            if sock:
-                sock.close()
-            sock = None
-    if sock:
-        sock.close()
+
+    def request(n):
+        return ("GET http://%s/egress/%d HTTP/1.1\r\nHost: %s\r\n\r\n" % (host, n, host)).encode()
+
+    keepalive_gets(ctx, "egress_forward", ctx.egress_port, rate, request)
 
 
 def egress_tunnels(ctx, period):
