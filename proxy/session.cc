@@ -126,6 +126,19 @@ void Session<Stream>::closeIfIdle() {
 }
 
 template <class Stream>
+void Session<Stream>::closeNow() {
+  close_after_ = true;
+  error_code ec;
+  tcp().close(ec);  // what waits on the client fails now
+  if (side_ != nullptr && side_->active_upstream != nullptr) {
+    side_->active_upstream->cancel();  // and so does what waits on the upstream
+  }
+  if (tunnel_up_ != nullptr) {
+    tunnel_up_->socket.cancel(ec);  // a tunnel's upstream leg too
+  }
+}
+
+template <class Stream>
 awaitable<void> Session<Stream>::run() {
   error_code ec;
   auto remote = tcp().remote_endpoint(ec);
@@ -668,7 +681,9 @@ awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   Http1Side side(*this, first, rq().parser.keepAlive());
   side.upgrade = first.upgrade || (req.headers.hasToken("connection", "upgrade") &&
                                    req.headers.get("upgrade").has_value());
+  side_ = &side;
   co_await runExchange(worker_, *gen_, rq().stream, side, no_body, start_ns);
+  side_ = nullptr;
   co_return side.reusable();
 }
 
@@ -743,6 +758,7 @@ awaitable<TunnelStats> Session<Stream>::tunnel(upstream::UpstreamConnection& up,
   // Upstream → downstream runs detached; it shares this frame's lifetime through `self`, and the
   // tunnel's upstream connection outlives it because the up→down pump is awaited last below.
   auto self = this->shared_from_this();
+  tunnel_up_ = &up;
   bool other_done = false;
   asio::co_spawn(
       tcp().get_executor(),
@@ -762,6 +778,7 @@ awaitable<TunnelStats> Session<Stream>::tunnel(upstream::UpstreamConnection& up,
   }
   idle->over = true;
   idle->timer.cancel();
+  tunnel_up_ = nullptr;
   up.socket.close(ec);
   while (!other_done) {
     t.expires_after(std::chrono::milliseconds(5));

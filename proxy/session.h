@@ -48,6 +48,9 @@ class DownstreamConnection : public IdleEntry {
   virtual ~DownstreamConnection() = default;
   // Drain: close now if idle between requests, else close after the current response.
   virtual void closeIfIdle() = 0;
+  // Drain timeout: close the connection now, whatever is in flight. Its exchanges see the socket
+  // fail and end the usual way (spans, access log, metrics), so nothing is lost but the request.
+  virtual void closeNow() = 0;
 };
 
 // One template for both stream types (explicitly instantiated in session.cc for PlainStream and
@@ -66,6 +69,7 @@ class Session final : public DownstreamConnection,
   ~Session() override;
   static void start(std::shared_ptr<Session> self);
   void closeIfIdle() override;
+  void closeNow() override;
 
  private:
   enum class HeadStatus { Ok, Closed, Error, Timeout };
@@ -111,6 +115,8 @@ class Session final : public DownstreamConnection,
   // This connection's current request as runExchange's DownstreamSide (framing here, policy in
   // the exchange).
   struct Http1Side;
+  struct Http1Side* side_ = nullptr;  // the request's side while its exchange runs (closeNow)
+  upstream::UpstreamConnection* tunnel_up_ = nullptr;  // the upstream leg while tunnel() runs
 
   Worker& worker_;
   std::shared_ptr<WorkerGeneration> gen_;  // while a request runs: the generation it started on

@@ -23,6 +23,11 @@ namespace {
 // waits 500 ms): long enough not to burn a core, short enough that service resumes promptly.
 constexpr std::chrono::milliseconds kAcceptBackoff(100);
 
+// How long the connections cut at the drain timeout get to end their exchanges (a closed socket
+// fails their reads and writes at once; an exchange waiting on its upstream notices the client is
+// gone on its next event).
+constexpr std::chrono::milliseconds kCutGrace(250);
+
 // Out of file descriptors, accept fails once per connection attempt: log one line a second per
 // worker thread (with the count left out) instead of one per attempt.
 void warnAcceptFailed(size_t worker, const boost::system::error_code& ec) {
@@ -260,11 +265,24 @@ void Worker::stop() {
     return;
   }
   asio::post(io_, [this] {
-    span_buffer_.flush();
-    flush_timer_.cancel();
-    io_.stop();
+    std::vector<DownstreamConnection*> snapshot(sessions_.begin(), sessions_.end());
+    for (auto* s : snapshot) {
+      s->closeNow();
+    }
+    stopWhenCut(std::chrono::steady_clock::now() + kCutGrace);
   });
   thread_.join();
+}
+
+void Worker::stopWhenCut(std::chrono::steady_clock::time_point deadline) {
+  if (!sessions_.empty() && std::chrono::steady_clock::now() < deadline) {
+    flush_timer_.expires_after(std::chrono::milliseconds(5));
+    flush_timer_.async_wait([this, deadline](boost::system::error_code) { stopWhenCut(deadline); });
+    return;
+  }
+  span_buffer_.flush();
+  flush_timer_.cancel();
+  io_.stop();  // a session still here is destroyed with the context, without its span
 }
 
 }  // namespace sidetrace::proxy

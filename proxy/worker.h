@@ -70,7 +70,10 @@ class Worker {
   // Stop accepting, close idle keep-alive connections; in-flight requests finish with
   // Connection: close. Thread-safe (posts).
   void beginDrain();
-  void stop();  // stops the io_context (after drain or timeout) and joins
+  // After the drain (or its timeout): closes the connections still open, lets their exchanges end
+  // (spans, access log lines and metrics for requests cut by the timeout) for up to kCutGrace,
+  // then stops the io_context and joins.
+  void stop();
   // Thread-safe (posts): new requests use `gen` and spans go to `processor`; requests in flight
   // finish on the generation they started with. `done` runs on the worker thread once switched.
   void switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanProcessor* processor,
@@ -114,6 +117,7 @@ class Worker {
   // accept would fail again at once, so the listener waits a moment instead of spinning.
   void backOffAccept(size_t listener);
   void scheduleFlush();
+  void stopWhenCut(std::chrono::steady_clock::time_point deadline);
   void armIdleTimer(std::chrono::steady_clock::time_point due);
 
   // Order matters: io_ is destroyed after the I/O objects declared below it, and before what the

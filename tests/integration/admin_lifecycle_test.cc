@@ -225,5 +225,40 @@ TEST_F(AdminLifecycleTest, SigtermDrainsInFlightRequestAndExportsItsSpans) {
                             << describeAll(spans);
 }
 
+// A request still in flight when the drain timeout ends is cut: its connection is closed, and its
+// SERVER and CLIENT spans (marked as errors) are still exported and its access log line written —
+// the exchange ends the usual way when its socket fails, instead of being destroyed with the loop.
+TEST_F(AdminLifecycleTest, DrainTimeoutCutsInFlightRequestButKeepsItsSpans) {
+  upstream_.onPrefix("/api/stuck", Behavior::stall(milliseconds(15000)));
+  ProxyConfig cfg;
+  cfg.batch = "{ schedule_delay: 60s }";  // only the shutdown flush can export these spans
+  cfg.drain_timeout = "500ms";
+  ASSERT_NO_FATAL_FAILURE(startProxy(cfg));
+  HttpConnection stuck(port());
+  ASSERT_TRUE(stuck.connected());
+  ASSERT_TRUE(stuck.send(buildRequest("GET", "/api/stuck", {})));
+  ASSERT_EQ(upstream_.waitForRequests(1, milliseconds(5000)).size(), 1u);
+  ASSERT_EQ(::kill(proc_.pid(), SIGTERM), 0);
+  EXPECT_TRUE(stuck.waitClosed(milliseconds(5000))) << "cut at the drain timeout";
+  auto exit = proc_.wait(milliseconds(10000));
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0) << "signal " << exit.signal << "\n" << proc_.logs();
+  auto spans = otlp_.waitForSpans(2, milliseconds(3000));
+  const FlatSpan* server = nullptr;
+  const FlatSpan* client = nullptr;
+  for (const auto& sp : spans) {
+    if (sp.str("url.path") == "/api/stuck") {
+      server = &sp;
+    } else if (sp.str("url.full").find("/api/stuck") != std::string::npos) {
+      client = &sp;
+    }
+  }
+  ASSERT_TRUE(server != nullptr && client != nullptr) << describeAll(spans) << proc_.logs();
+  EXPECT_EQ(client->parent_span_id, server->span_id);
+  EXPECT_EQ(client->status_code, 2) << client->describe();
+  EXPECT_NE(proc_.logs().find("drain timeout: closing 1 connection"), std::string::npos)
+      << proc_.logs();
+}
+
 }  // namespace
 }  // namespace sidetrace::it

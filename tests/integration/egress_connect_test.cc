@@ -44,7 +44,8 @@ class EgressConnectTest : public IntegrationTest {
     upstream_.onPrefix("/inflight", Behavior::stall(Millis(4000)));
   }
 
-  void start(const std::string& egress_extra = "", const std::string& limits = "") {
+  void start(const std::string& egress_extra = "", const std::string& limits = "",
+             const std::string& drain_timeout = "2s") {
     ASSERT_NO_FATAL_FAILURE(startProxyYaml(R"(admin: { address: "127.0.0.1:0" }
 workers: 2
 listeners:
@@ -63,7 +64,8 @@ egress:
   exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
   batch: { schedule_delay: 100ms }
 access_log: { path: "{{DIR}}/access.log", format: json }
-limits: { drain_timeout: 2s)" + limits + R"( }
+limits: { drain_timeout: )" + drain_timeout +
+                                           limits + R"( }
 )"));
     egress_ = proc_.listenPort("egress");
   }
@@ -384,6 +386,37 @@ TEST_F(EgressConnectTest, TunnelEndsWhenEitherSideClosesIdlesOrResets) {
   EXPECT_EQ(spans[2].status_code, 2);
   EXPECT_EQ(spans[3].str("error.type"), "reset") << spans[3].describe();
   EXPECT_EQ(spans[3].status_code, 2);
+}
+
+// A tunnel still open when the drain timeout ends is cut, but ends the usual way: both legs
+// closed, its CONNECT span exported with the bytes it carried, its access log line written.
+TEST_F(EgressConnectTest, TunnelCutAtTheDrainTimeoutKeepsItsSpanAndLogLine) {
+  ASSERT_NO_FATAL_FAILURE(start("", "", "500ms"));
+  TcpListener destination;
+  ASSERT_TRUE(destination.listen());
+  const std::string target = "127.0.0.1:" + std::to_string(destination.port());
+  TcpSocket client;
+  ASSERT_TRUE(client.connect(egress_));
+  ASSERT_TRUE(
+      client.sendAll("CONNECT " + target + " HTTP/1.1\r\nHost: " + target + "\r\n\r\nping"));
+  std::string got;
+  ASSERT_TRUE(client.readUntil(got, "\r\n\r\n", Millis(10000))) << got << proc_.logs();
+  TcpSocket server = destination.accept(Millis(10000));
+  ASSERT_TRUE(server.valid());
+  got.clear();
+  ASSERT_TRUE(server.readUntil(got, "ping", Millis(10000))) << got;
+
+  ASSERT_EQ(::kill(proc_.pid(), SIGTERM), 0);
+  EXPECT_TRUE(client.waitClosed(Millis(5000)));
+  EXPECT_TRUE(server.waitClosed(Millis(5000)));
+  auto exit = proc_.wait(Millis(10000));
+  EXPECT_TRUE(exit.exited);
+  EXPECT_EQ(exit.code, 0) << proc_.logs();
+  auto spans = otlp_.waitForSpans(1, Millis(3000));
+  const FlatSpan* tunnel = tunnelSpan(spans, destination.port());
+  ASSERT_NE(tunnel, nullptr) << describeAll(spans) << proc_.logs();
+  EXPECT_EQ(tunnel->integer("sidetrace.tunnel.bytes_sent"), 4) << tunnel->describe();
+  EXPECT_NE(accessLogLine(target), "") << "the tunnel's access log line";
 }
 
 }  // namespace

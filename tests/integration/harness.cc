@@ -64,7 +64,7 @@ tracing:
     y += "  ignore: " + c.ignore + "\n";
   }
   y += c.tracing_extra;
-  y += "limits: { drain_timeout: 2s";
+  y += "limits: { drain_timeout: " + c.drain_timeout;
   if (!c.limits_extra.empty()) {
     y += ", " + c.limits_extra;
   }

@@ -27,6 +27,7 @@ struct ProxyConfig {
   std::string
       limits_extra;  // extra "key: value" pairs for limits, e.g. "max_pipelined_requests: 4"
   std::string tracing_extra;  // extra lines under tracing:, each indented by 2 spaces
+  std::string drain_timeout = "2s";
   int workers = 2;
 };
 
