@@ -146,6 +146,12 @@ std::string describe(const Workload& w, const InjectOptions& options) {
              (options.egress ? " (HTTP_PROXY)" : "") +
              (options.transparent ? " (iptables: ports " + options.redirect_ports + ")" : "");
   }
+  using PR = InjectOptions::ProcessRule;
+  if (options.process_rule == PR::kUid) {
+    egress += ", process rule as uid " + std::to_string(p.uid) + " gid " + std::to_string(p.gid);
+  } else if (options.process_rule == PR::kPtrace) {
+    egress += ", process rule as root with SYS_PTRACE";
+  }
   return who + "sidetrace on port " + std::to_string(p.proxy_port) + " in front of port " + app +
          (native ? ", as a native sidecar" : "") + egress;
 }

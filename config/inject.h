@@ -47,6 +47,15 @@ struct InjectOptions {
   bool transparent = false;
   uint16_t egress_port = 15002;
   std::string redirect_ports = "80";  // "80,8080" or "all"
+  // How the egress `process` rule (README "Egress") may see the app's sockets: it reads
+  // /proc/PID/fd of the app's processes, which needs the pod's processes in one namespace
+  // (shareProcessNamespace) and the kernel's ptrace read check to pass. `uid`: the sidecar runs as
+  // the app container's uid and gid (process_rule_user, else its runAsUser/runAsGroup). `ptrace`:
+  // as root with CAP_SYS_PTRACE and CAP_DAC_READ_SEARCH only. kOff: neither (the rule reports
+  // itself unavailable in the pod and the next rule decides).
+  enum class ProcessRule { kOff, kUid, kPtrace };
+  ProcessRule process_rule = ProcessRule::kOff;
+  std::optional<std::pair<int, int>> process_rule_user;  // --process-rule-user UID:GID
   bool show_help = false;
 };
 

@@ -26,7 +26,7 @@ bool takesValue(std::string_view flag) {
          flag == "--sampler-arg" || flag == "--ignore-path" || flag == "--port" ||
          flag == "--proxy-port" || flag == "--admin-port" || flag == "--workers" ||
          flag == "--requests" || flag == "--limits" || flag == "--egress-port" ||
-         flag == "--redirect-ports";
+         flag == "--redirect-ports" || flag == "--process-rule" || flag == "--process-rule-user";
 }
 
 // Kubernetes port names are IANA service names: 1-15 of [a-z0-9-], a letter among them, no
@@ -90,6 +90,18 @@ std::string parseRedirectPorts(const std::string& flag, const std::string& value
     }
   }
   return value;
+}
+
+// "UID:GID", each a plain integer 0..2^31-1.
+std::pair<int, int> parseUser(const std::string& flag, const std::string& value) {
+  static const re2::RE2 re("([0-9]{1,10}):([0-9]{1,10})");
+  std::string uid;
+  std::string gid;
+  if (!re2::RE2::FullMatch(value, re, &uid, &gid) || std::stoll(uid) > 2147483647 ||
+      std::stoll(gid) > 2147483647) {
+    throw ConfigError(flag + ": expected UID:GID such as 1000:1000, got '" + value + "'");
+  }
+  return {static_cast<int>(std::stoll(uid)), static_cast<int>(std::stoll(gid))};
 }
 
 void setValue(InjectOptions& o, const std::string& flag, const std::string& value) {
@@ -157,10 +169,40 @@ void setValue(InjectOptions& o, const std::string& flag, const std::string& valu
     o.egress_port = parsePort(flag, value);
   } else if (flag == "--redirect-ports") {
     o.redirect_ports = parseRedirectPorts(flag, value);
+  } else if (flag == "--process-rule") {
+    if (value != "uid" && value != "ptrace") {
+      throw ConfigError(flag + ": expected uid or ptrace, got '" + value + "'");
+    }
+    o.process_rule =
+        value == "uid" ? InjectOptions::ProcessRule::kUid : InjectOptions::ProcessRule::kPtrace;
+  } else if (flag == "--process-rule-user") {
+    o.process_rule_user = parseUser(flag, value);
   } else if (flag == "--requests") {
     o.requests = parseQuantities(flag, value);
   } else if (flag == "--limits") {
     o.limits = parseQuantities(flag, value);
+  }
+}
+
+// The combinations --process-rule refuses, each with what to do instead.
+void checkProcessRule(const InjectOptions& o) {
+  using PR = InjectOptions::ProcessRule;
+  if (o.process_rule_user && o.process_rule != PR::kUid) {
+    throw ConfigError("--process-rule-user: only with --process-rule=uid");
+  }
+  if (o.process_rule == PR::kOff) {
+    return;
+  }
+  if (!o.egress && !o.transparent) {
+    throw ConfigError(
+        "--process-rule: only with --egress or --transparent (the rule infers the parents of "
+        "the app's outbound calls, which go through the egress listener)");
+  }
+  if (o.process_rule == PR::kUid && o.transparent) {
+    throw ConfigError(
+        "--process-rule=uid: not with --transparent (the redirect tells sidetrace's own "
+        "connections from the app's by their user, and they would share it); use "
+        "--process-rule=ptrace");
   }
 }
 
@@ -211,6 +253,7 @@ InjectOptions parseInjectArgs(int argc, const char* const* argv) {
   if (redirect_ports && !o.transparent) {
     throw ConfigError("--redirect-ports: only with --transparent (the ports iptables redirects)");
   }
+  checkProcessRule(o);
   if ((o.egress || o.transparent) &&
       (o.egress_port == o.proxy_port || o.egress_port == o.admin_port)) {
     throw ConfigError("--egress-port: must differ from --proxy-port and --admin-port (" +
@@ -262,6 +305,13 @@ Options:
                          the egress listener; sidetrace's uid 65532 is excluded
   --egress-port N        the egress listener, on 127.0.0.1 (default 15002)
   --redirect-ports LIST  with --transparent: ports such as 80,8080, or all (default 80)
+  --process-rule MODE    let the egress process rule see the app's sockets
+                         (shareProcessNamespace, README "Egress"): uid = the sidecar runs
+                         as the app container's runAsUser/runAsGroup (not with
+                         --transparent); ptrace = as root with SYS_PTRACE and
+                         DAC_READ_SEARCH only, which can read the app's memory
+  --process-rule-user UID:GID  with --process-rule=uid: the app's user, when its
+                         securityContext does not say (the image's USER)
   -h, --help             print this help and exit
 )";
 }

@@ -47,7 +47,7 @@ YAML::Node redirectSecurityContext() {
   YAML::Node caps(YAML::NodeType::Map);
   caps["add"] = flowList({"NET_ADMIN"});
   caps["drop"] = flowList({"ALL"});
-  return lockedDownSecurityContext(0, caps);
+  return lockedDownSecurityContext(0, 0, caps);
 }
 
 // DNS over TCP and the OTLP ports, as the script's default, plus the collector's port if another.
@@ -110,6 +110,11 @@ void addRedirectInit(YAML::Node spec, const SidecarPlan& plan, const InjectOptio
   YAML::Node args(YAML::NodeType::Sequence);
   args.push_back(yamlString("--egress-port=" + std::to_string(plan.egress_port)));
   args.push_back(yamlString("--uid=" + std::to_string(kSidecarUid)));
+  if (options.process_rule == InjectOptions::ProcessRule::kPtrace) {
+    // The sidecar runs as root (--process-rule=ptrace; uid with --transparent is refused): its
+    // group is what tells its connections from the app's.
+    args.push_back(yamlString("--gid=" + std::to_string(plan.gid)));
+  }
   args.push_back(yamlString("--ports=" + options.redirect_ports));
   args.push_back(yamlString("--exclude-ports=" + excludedPorts(options)));
   c["args"] = args;

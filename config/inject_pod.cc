@@ -4,8 +4,10 @@
 
 #include <set>
 #include <string_view>
+#include <tuple>
 
 #include "config/checks.h"
+#include "config/load.h"
 #include "config/yaml_stream.h"
 
 namespace sidetrace::config::detail {
@@ -256,13 +258,74 @@ YAML::Node resourceMap(const std::vector<std::pair<std::string, std::string>>& q
   return m;
 }
 
-YAML::Node securityContext() {
+// --process-rule=ptrace: root, so that the added capabilities take effect (Kubernetes gives a
+// non-root container none: no ambient capabilities), with the two the /proc/PID/fd reads need —
+// DAC_READ_SEARCH to list the directory (mode 0500, the app's uid), SYS_PTRACE for the ptrace read
+// check on its links — and nothing else.
+YAML::Node securityContext(const SidecarPlan& plan, const InjectOptions& options) {
   YAML::Node drop(YAML::NodeType::Sequence);
   drop.push_back(yamlString("ALL"));
+  drop.SetStyle(YAML::EmitterStyle::Flow);
   YAML::Node caps(YAML::NodeType::Map);
+  if (options.process_rule == InjectOptions::ProcessRule::kPtrace) {
+    YAML::Node add(YAML::NodeType::Sequence);
+    add.push_back(yamlString("SYS_PTRACE"));
+    add.push_back(yamlString("DAC_READ_SEARCH"));
+    add.SetStyle(YAML::EmitterStyle::Flow);
+    caps["add"] = add;
+  } else {
+    caps.SetStyle(YAML::EmitterStyle::Flow);
+  }
   caps["drop"] = drop;
-  caps.SetStyle(YAML::EmitterStyle::Flow);
-  return lockedDownSecurityContext(kSidecarUid, caps);
+  return lockedDownSecurityContext(plan.uid, plan.gid, caps);
+}
+
+// A plain integer 0..2^31-1 (runAsUser, runAsGroup), else -1.
+int idOf(const YAML::Node& n) {
+  const std::string s = n.IsDefined() && n.IsScalar() && n.Tag() == "?" ? n.Scalar() : "";
+  if (s.empty() || s.size() > 10 || s.find_first_not_of("0123456789") != std::string::npos) {
+    return -1;
+  }
+  const long long v = std::stoll(s);
+  return v <= 2147483647 ? static_cast<int>(v) : -1;
+}
+
+// The uid and gid of the app container's processes, for --process-rule=uid: the kernel lets a
+// process read another's /proc/PID/fd links when uid *and* gid match (ptrace read check). From
+// the container's securityContext, else the pod's; the image's USER is not visible here, so
+// without them the user must say (--process-rule-user).
+std::pair<int, int> appUser(const PodTemplate& pod, const YAML::Node& app_container,
+                            const InjectOptions& options) {
+  if (options.process_rule_user) {
+    return *options.process_rule_user;
+  }
+  const std::string who = pod.kind + "/" + pod.name + ": --process-rule=uid: ";
+  YAML::Node container = app_container;
+  if (!container.IsDefined()) {  // the app port is not declared: one app container, or say so
+    YAML::Node all = sequenceOf(childOf(pod.spec, "containers"));
+    if (all.size() != 1) {
+      throw ConfigError(who +
+                        "cannot tell which container serves the app port (none declares it); "
+                        "give the app's user with --process-rule-user=UID:GID");
+    }
+    container.reset(all[0]);
+  }
+  const YAML::Node own = childOf(container, "securityContext");
+  const YAML::Node shared = childOf(pod.spec, "securityContext");
+  auto id = [&](const char* key) {
+    int v = idOf(childOf(own, key));
+    return v >= 0 ? v : idOf(childOf(shared, key));
+  };
+  const int uid = id("runAsUser");
+  const int gid = id("runAsGroup");
+  if (uid < 0 || gid < 0) {
+    throw ConfigError(who + "container '" + scalarOf(childOf(container, "name")) + "' has no " +
+                      (uid < 0 ? "runAsUser" : "runAsGroup") +
+                      " in its or the pod's securityContext (the image's user is not visible "
+                      "here); give the app's user with --process-rule-user=UID:GID, or use "
+                      "--process-rule=ptrace");
+  }
+  return {uid, gid};
 }
 
 YAML::Node sidecarContainer(const PodTemplate& pod, const SidecarPlan& plan,
@@ -310,7 +373,7 @@ YAML::Node sidecarContainer(const PodTemplate& pod, const SidecarPlan& plan,
     }
     c["resources"] = resources;
   }
-  c["securityContext"] = securityContext();
+  c["securityContext"] = securityContext(plan, options);
   return c;
 }
 
@@ -420,6 +483,12 @@ std::optional<SidecarPlan> planSidecar(const PodTemplate& pod,
   if (options.egress || options.transparent) {
     plan.egress_port = freePort(options.egress_port, used);
   }
+  plan.uid = plan.gid = kSidecarUid;
+  if (options.process_rule == InjectOptions::ProcessRule::kUid) {
+    std::tie(plan.uid, plan.gid) = appUser(pod, app->container, options);
+  } else if (options.process_rule == InjectOptions::ProcessRule::kPtrace) {
+    plan.uid = 0;
+  }
   for (const auto& t : targets) {
     auto p = resolve(declared, t.number, t.name);
     if (!p || p->number != plan.app_port) {
@@ -446,6 +515,9 @@ void applySidecar(PodTemplate& pod, const SidecarPlan& plan, const InjectOptions
   if (options.transparent) {
     addRedirectInit(pod.spec, plan, options);
   }
+  if (options.process_rule != InjectOptions::ProcessRule::kOff) {
+    pod.spec["shareProcessNamespace"] = yamlBool(true);  // the app's processes in sidetrace's /proc
+  }
   bool native = options.native_sidecar || pod.pods_end;
   YAML::Node sidecar = sidecarContainer(pod, plan, options, native);
   if (!native) {
@@ -464,11 +536,11 @@ void applySidecar(PodTemplate& pod, const SidecarPlan& plan, const InjectOptions
   }
 }
 
-YAML::Node lockedDownSecurityContext(int uid, YAML::Node capabilities) {
+YAML::Node lockedDownSecurityContext(int uid, int gid, YAML::Node capabilities) {
   YAML::Node sc(YAML::NodeType::Map);
   sc["runAsNonRoot"] = yamlBool(uid != 0);
   sc["runAsUser"] = yamlInt(uid);
-  sc["runAsGroup"] = yamlInt(uid);
+  sc["runAsGroup"] = yamlInt(gid);
   sc["allowPrivilegeEscalation"] = yamlBool(false);
   sc["readOnlyRootFilesystem"] = yamlBool(true);
   sc["capabilities"] = capabilities;

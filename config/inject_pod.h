@@ -45,11 +45,16 @@ struct SidecarPlan {
   int proxy_port = 0;             // sidetrace's listener
   int admin_port = 0;
   int egress_port = 0;  // its egress listener on 127.0.0.1 (--egress, --transparent); 0: none
+  // Whom the sidecar runs as: the image's user, or the app's (--process-rule=uid), or root in
+  // group kSidecarUid (--process-rule=ptrace).
+  int uid = 0;
+  int gid = 0;
 };
 
 // Chooses the app port: --port, else the first port a selecting Service sends to, else the
 // first container port. nullopt (with a note) when the pod must be left alone: no port to front,
-// host network. Notes also name Service ports that will not go through sidetrace.
+// host network. Notes also name Service ports that will not go through sidetrace. Throws
+// ConfigError naming the workload when --process-rule=uid cannot tell the app's uid and gid.
 std::optional<SidecarPlan> planSidecar(const PodTemplate& pod,
                                        const std::vector<PortTarget>& targets,
                                        const InjectOptions& options,
@@ -76,7 +81,7 @@ inline constexpr int kSidecarUid = 65532;
 // A container's securityContext, locked down the same way for the sidecar and the iptables init
 // container: no privilege escalation, read-only root, RuntimeDefault seccomp; they differ only in
 // the user (uid and gid) and the capabilities map given here.
-YAML::Node lockedDownSecurityContext(int uid, YAML::Node capabilities);
+YAML::Node lockedDownSecurityContext(int uid, int gid, YAML::Node capabilities);
 
 YAML::Node childOf(const YAML::Node& map, const char* key);
 std::string scalarOf(const YAML::Node& n);  // "" unless a scalar

@@ -54,8 +54,8 @@ ProcessProbe::Outcome ProcessRule::unavailable(const char* why) {
     spdlog::warn(
         "egress: the process parent rule cannot see the app's sockets ({}); outbound calls "
         "fall back to the next rule (single_inflight, none). In Kubernetes the sidecar needs "
-        "shareProcessNamespace: true and to run as the app's user or with CAP_SYS_PTRACE; "
-        "egress.process: false turns the rule off. Said once.",
+        "shareProcessNamespace: true and the app's user or CAP_SYS_PTRACE (sidetrace inject "
+        "--process-rule=uid|ptrace); egress.process: false turns the rule off. Said once.",
         why);
   }
   return Outcome::Unavailable;

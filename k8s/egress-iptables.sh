@@ -8,12 +8,14 @@
 # container of the pod (`sidetrace inject --transparent` adds one). Idempotent: the rules live in
 # one chain, SIDETRACE_EGRESS, rebuilt on every run, and OUTPUT jumps to it once.
 #
-#   k8s/egress-iptables.sh [--egress-port 15002] [--uid 65532] [--ports 80,8080 | --ports all]
+#   k8s/egress-iptables.sh [--egress-port 15002] [--uid 65532] [--gid GID]
+#                          [--ports 80,8080 | --ports all]
 #                          [--exclude-ports 53,4317,4318] [--exclude-cidrs CIDR,...]
 #   k8s/egress-iptables.sh --clean          # removes the chain and the jump
 #   k8s/egress-iptables.sh --dry-run ...    # checks the arguments, prints the commands only
 #
-# Not redirected: connections of --uid (sidetrace's own, or they would come back to it),
+# Not redirected: connections of --uid (sidetrace's own, or they would come back to it), of
+# --gid when given (sidetrace's group, when sidetrace runs as root: `inject --process-rule=ptrace`),
 # destinations on loopback (127.0.0.0/8: the app's sidecar, its own ports), --exclude-ports (DNS
 # over TCP and the OTLP collector ports by default) and --exclude-cidrs. `--ports all` redirects
 # every other TCP connection, which only suits apps whose outbound TCP is all HTTP/1: sidetrace
@@ -27,6 +29,7 @@ PATH="$PATH:/usr/sbin:/sbin"  # where Debian puts iptables; not on every PATH of
 chain=SIDETRACE_EGRESS
 egress_port=15002
 uid=65532
+gid=""
 ports=80
 exclude_ports=53,4317,4318
 exclude_cidrs=""
@@ -64,13 +67,14 @@ while [ $# -gt 0 ]; do
     --clean) clean=1; shift; continue ;;
     --dry-run) dry_run=1; shift; continue ;;
     -h | --help) usage 0 ;;
-    --egress-port | --uid | --ports | --exclude-ports | --exclude-cidrs) ;;
+    --egress-port | --uid | --gid | --ports | --exclude-ports | --exclude-cidrs) ;;
     *) die "unknown argument '$flag' (--help)" ;;
   esac
   [ $# -ge 2 ] || die "$flag needs a value"
   case "$flag" in
     --egress-port) egress_port=$2 ;;
     --uid) uid=$2 ;;
+    --gid) gid=$2 ;;
     --ports) ports=$2 ;;
     --exclude-ports) exclude_ports=$2 ;;
     --exclude-cidrs) exclude_cidrs=$2 ;;
@@ -80,6 +84,7 @@ done
 
 port_list --egress-port "$egress_port"
 [[ "$uid" =~ ^[0-9]+$ ]] || die "--uid: '$uid' is not a numeric uid"
+[ -z "$gid" ] || [[ "$gid" =~ ^[0-9]+$ ]] || die "--gid: '$gid' is not a numeric gid"
 [ "$ports" = all ] || port_list --ports "$ports"
 [ -z "$exclude_ports" ] || port_list --exclude-ports "$exclude_ports"
 [ -n "$dry_run" ] || command -v "$ipt" >/dev/null 2>&1 || die "$ipt not found (install iptables)"
@@ -105,6 +110,7 @@ fi
 
 if present -L "$chain" -n; then nat -F "$chain"; else nat -N "$chain"; fi
 nat -A "$chain" -m owner --uid-owner "$uid" -j RETURN
+[ -z "$gid" ] || nat -A "$chain" -m owner --gid-owner "$gid" -j RETURN
 nat -A "$chain" -d 127.0.0.0/8 -j RETURN
 if [ -n "$exclude_ports" ]; then
   nat -A "$chain" -p tcp -m multiport --dports "$exclude_ports" -j RETURN
@@ -121,5 +127,5 @@ else
   nat -A "$chain" -p tcp -m multiport --dports "$ports" -j REDIRECT --to-ports "$egress_port"
 fi
 present -C OUTPUT -p tcp -j "$chain" || nat -A OUTPUT -p tcp -j "$chain"
-echo "egress-iptables.sh: TCP to port(s) $ports -> 127.0.0.1:$egress_port, except uid $uid," \
+echo "egress-iptables.sh: TCP to port(s) $ports -> 127.0.0.1:$egress_port, except uid $uid${gid:+, gid $gid}," \
   "loopback${exclude_ports:+, port(s) $exclude_ports}${exclude_cidrs:+, $exclude_cidrs}"

@@ -12,6 +12,8 @@
 #   MODE=h2 tests/bench/run.sh                      # HTTP/2 (h2c) and gRPC with h2load, see below
 #   MODE=h2 ROUNDS=1 DURATION=3s CONNECTIONS=8 STREAMS=16 tests/bench/run.sh
 #   MODE=h2 PROXIES="grpc_direct grpc_untraced grpc_traced" tests/bench/run.sh   # gRPC only
+#   MODE=egress tests/bench/run.sh                  # the egress listener, see below
+#   MODE=egress ROUNDS=1 DURATION=3s tests/bench/run.sh
 #
 # Collector faults (opt-in): traced_down exports to an address that refuses connections,
 # traced_blackhole to one that accepts TCP and never answers (a Python listener that never calls
@@ -41,6 +43,20 @@
 # connections (keepalive 64), sidetrace 1024 (max_idle_connections' default), HAProxy reuses
 # without a cap; well above 64 requests in flight (CONNECTIONS x STREAMS) nginx opens and closes
 # HTTP/1.1 upstream connections and falls far behind.
+#
+# MODE=egress: what the app's outbound calls cost sidetrace. wrk plays the app: absolute-form
+# forward-proxy requests (GET http://127.0.0.1:UPSTREAM/ HTTP/1.1, as HTTP_PROXY clients send) to
+# sidetrace's egress listener, which forwards them to the same upstream nginx with a CLIENT span
+# each (traced, exported to the sink). Meanwhile EGRESS_INFLIGHT (default 8) inbound requests are
+# held in flight through the same sidetrace's ingress to an app stand-in that reads them and never
+# answers, so the parent inference (and the process rule) judges every outbound request against
+# them, as in a busy app. Rows: egress (egress.process: false) and egress_process (true), each
+# with wrk's keep-alive connections and, as egress_close / egress_process_close, with
+# `Connection: close` (a new outbound connection per request: the process rule's cold path, an
+# unseen socket whose owner is looked up in /proc). nginx and HAProxy have no comparable mode (a
+# forward proxy that traces and parents the app's calls), so the reference row is sidetrace's own
+# ingress, traced (PROXIES target "traced", as in MODE=h1). Results in
+# tests/bench/results/egress-latest.md.
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
 # upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU
@@ -72,7 +88,12 @@ case "$MODE" in
     default_targets="${known[*]}"
     CONNECTIONS="${CONNECTIONS:-8}"
     ;;
-  *) die "MODE must be h1 or h2, not '$MODE'" ;;
+  egress)
+    known=(traced egress egress_process egress_close egress_process_close)
+    default_targets="${known[*]}"
+    CONNECTIONS="${CONNECTIONS:-32}"
+    ;;
+  *) die "MODE must be h1, h2 or egress, not '$MODE'" ;;
 esac
 ROUNDS="${ROUNDS:-5}"
 DURATION="${DURATION:-10s}"
@@ -85,20 +106,25 @@ PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 BUILD_DIR="${BUILD_DIR:-build-bench}"
 SLOW_DELAY_MS="${SLOW_DELAY_MS:-500}"
+EGRESS_INFLIGHT="${EGRESS_INFLIGHT:-8}"
 read -r -a proxies <<<"${PROXIES:-$default_targets}"  # a subset for debugging
 wants() { [[ " ${proxies[*]} " == *" $1 "* ]]; }
 for p in "${proxies[@]}"; do
   [[ " ${known[*]} " == *" $p "* ]] || die "PROXIES: '$p' is not one of: ${known[*]} (MODE=$MODE)"
 done
 wants_grpc() { wants grpc_direct || wants grpc_untraced || wants grpc_traced; }
+egress_targets=(egress egress_process egress_close egress_process_close)
+is_egress() { [[ " ${egress_targets[*]} " == *" $1 "* ]]; }
+wants_egress() { for e in "${egress_targets[@]}"; do wants "$e" && return 0; done; return 1; }
 bench_dir="$root/tests/bench"
 results_dir="${RESULTS_DIR:-$bench_dir/results}"  # smoke runs: RESULTS_DIR=/tmp/x keeps the real ones
 
 # The command that reproduces this run (effective values), for the top of the report.
 command_line="MODE=$MODE ROUNDS=$ROUNDS DURATION=$DURATION WARMUP=$WARMUP CONNECTIONS=$CONNECTIONS"
-if [ "$MODE" = h1 ]; then
+if [ "$MODE" = h1 ] || [ "$MODE" = egress ]; then
   command_line+=" WRK_THREADS=$WRK_THREADS"
   wants traced_slow && command_line+=" SLOW_DELAY_MS=$SLOW_DELAY_MS"
+  [ "$MODE" = egress ] && command_line+=" EGRESS_INFLIGHT=$EGRESS_INFLIGHT"
 else
   command_line+=" STREAMS=$STREAMS H2LOAD_THREADS=$H2LOAD_THREADS"
   wants_grpc && command_line+=" GRPC_MESSAGE=\"$GRPC_MESSAGE\""
@@ -131,7 +157,7 @@ fi
 sidetrace="$root/$BUILD_DIR/proxy/sidetrace"
 sink="$root/$BUILD_DIR/tests/bench/otlp_sink"
 grpc_bench="$root/$BUILD_DIR/tests/bench/grpc_echo_bench"
-sidetraces=(untraced traced "${faults[@]}" grpc_untraced grpc_traced)  # sidetrace instances
+sidetraces=(untraced traced "${faults[@]}" grpc_untraced grpc_traced "${egress_targets[@]}")
 targets=()
 for v in "${sidetraces[@]}"; do wants "$v" && targets=(sidetrace otlp_sink); done
 wants_grpc && targets+=(grpc_echo_bench)
@@ -168,7 +194,10 @@ declare -A port
 for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced \
   traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole \
   traced_slow admin_traced_slow slow_sink traced_errors admin_traced_errors errors_sink \
-  grpc_direct grpc_untraced admin_grpc_untraced grpc_traced admin_grpc_traced; do
+  grpc_direct grpc_untraced admin_grpc_untraced grpc_traced admin_grpc_traced hold \
+  egress admin_egress in_egress egress_process admin_egress_process in_egress_process \
+  egress_close admin_egress_close in_egress_close \
+  egress_process_close admin_egress_process_close in_egress_process_close; do
   while :; do
     p="$(free_port)"
     dup=""; for v in "${port[@]}"; do [ "$v" = "$p" ] && dup=1; done
@@ -264,13 +293,27 @@ render "$bench_dir/sidetrace-grpc-untraced.yaml.in" "$tmp/grpc_untraced.yaml" "$
   "${port[admin_grpc_untraced]}"
 render "$bench_dir/sidetrace-grpc-traced.yaml.in" "$tmp/grpc_traced.yaml" "${port[grpc_traced]}" \
   "${port[admin_grpc_traced]}"
+for e in "${egress_targets[@]}"; do
+  process=false
+  [[ "$e" == egress_process* ]] && process=true
+  render "$bench_dir/sidetrace-egress.yaml.in" "$tmp/$e.yaml" "${port[$e]}" "${port[admin_$e]}"
+  sed -i "s/@INGRESS_PORT@/${port[in_$e]}/; s/@HOLD_PORT@/${port[hold]}/; s/@PROCESS@/$process/" "$tmp/$e.yaml"
+done
+# wrk's requests for the egress rows: absolute form, to the upstream, through the egress listener.
+for close in "" 1; do
+  {
+    echo "wrk.path = \"http://127.0.0.1:${port[upstream]}/\""
+    echo "wrk.headers[\"Host\"] = \"127.0.0.1:${port[upstream]}\""
+    [ -n "$close" ] && echo 'wrk.headers["Connection"] = "close"'
+  } >"$tmp/egress${close:+-close}.lua"
+done
 mkdir -p "$tmp/nginx-body"
 if wants_grpc; then
   "$grpc_bench" frame "$GRPC_MESSAGE" >"$tmp/grpc-request.bin" || die "grpc_echo_bench frame failed"
 fi
 
 start upstream "$LOAD_CPU" nginx -p "$tmp" -e "$tmp/upstream-error.log" -c "$tmp/upstream.conf"
-{ wants traced || wants grpc_traced; } && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
+{ wants traced || wants grpc_traced || wants_egress; } && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
 wants_grpc && start grpc_direct "$LOAD_CPU" "$grpc_bench" serve "127.0.0.1:${port[grpc_direct]}"
 wants traced_slow && start slow_sink "$LOAD_CPU" "$sink" --delay-ms "$SLOW_DELAY_MS" "127.0.0.1:${port[slow_sink]}"
 wants traced_errors && start errors_sink "$LOAD_CPU" "$sink" --fail unavailable "127.0.0.1:${port[errors_sink]}"
@@ -291,11 +334,34 @@ for v in "${sidetraces[@]}"; do
   start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/$v.yaml" --workers 1
   wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
 done
+if wants_egress; then
+  # The app stand-in: reads each request it is sent (the app has it) and never answers.
+  start hold "$LOAD_CPU" "$py" -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); held = []
+while True:
+    c, _ = s.accept(); c.recv(65536); held.append(c)' "${port[hold]}"
+fi
 for p in "${proxies[@]}"; do
   case "$p" in
     grpc_*) wait_grpc "$p" ;;
+    egress*) wait_http "$p" "http://127.0.0.1:${port[upstream]}/" ok -x "http://127.0.0.1:${port[$p]}" ;;
     *) wait_http "$p" "http://127.0.0.1:${port[$p]}/" ok "${curl_proto[@]}" ;;
   esac
+done
+# MODE=egress: EGRESS_INFLIGHT inbound requests held in flight in each egress instance.
+for e in "${egress_targets[@]}"; do
+  wants "$e" || continue
+  for ((i = 0; i < EGRESS_INFLIGHT; i++)); do
+    curl -s -o /dev/null --max-time 100000 "http://127.0.0.1:${port[in_$e]}/held/$i" &
+    pids+=($!)
+  done
+  for _ in $(seq 100); do
+    n="$(curl -fs "http://127.0.0.1:${port[admin_$e]}/metrics" | awk '$1 == "sidetrace_egress_inbound_in_flight" {print $2}')"
+    [ "$n" = "$EGRESS_INFLIGHT" ] && break
+    sleep 0.1
+  done
+  [ "$n" = "$EGRESS_INFLIGHT" ] || die "$e: $n inbound requests in flight, wanted $EGRESS_INFLIGHT"
 done
 up=""
 for p in "${proxies[@]}"; do up+=", $p :${port[$p]}"; done
@@ -303,7 +369,12 @@ log "all up (MODE=$MODE): upstream :${port[upstream]}, sink :${port[sink]}$up"
 
 # --- load ----------------------------------------------------------------------------------------
 run_wrk() {  # run_wrk PROXY DURATION OUTFILE
-  taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$2" --latency \
+  local script=()
+  case "$1" in
+    egress_close | egress_process_close) script=(-s "$tmp/egress-close.lua") ;;
+    egress | egress_process) script=(-s "$tmp/egress.lua") ;;
+  esac
+  taskset -c "$LOAD_CPU" wrk -t "$WRK_THREADS" -c "$CONNECTIONS" -d "$2" --latency "${script[@]}" \
     "http://127.0.0.1:${port[$1]}/" >"$3" 2>&1 || die "wrk failed against $1: $(tail -3 "$3")"
 }
 # h2load's summary, e.g. "requests: 9 total, 9 started, 9 done, 9 succeeded, 0 failed, 0 errored,
@@ -346,7 +417,7 @@ run_h2load() {  # run_h2load TARGET DURATION OUTFILE
   fi
 }
 run_load() {  # run_load TARGET DURATION OUTFILE
-  if [ "$MODE" = h1 ]; then run_wrk "$@"; else run_h2load "$@"; fi
+  if [ "$MODE" = h2 ]; then run_h2load "$@"; else run_wrk "$@"; fi
 }
 load_desc="$CONNECTIONS connections"
 [ "$MODE" = h2 ] && load_desc="$CONNECTIONS connections x $STREAMS streams"
@@ -398,7 +469,7 @@ for v in traced grpc_traced; do
     exit_notes+="$v sidetrace exited with status $rc after SIGTERM. "
   fi
 done
-if wants traced || wants grpc_traced; then kill -TERM "$pid_sink"; wait "$pid_sink" || true; fi
+if wants traced || wants grpc_traced || wants_egress; then kill -TERM "$pid_sink"; wait "$pid_sink" || true; fi
 grpc_check=""
 if wants_grpc; then
   kill -TERM "$pid_grpc_direct"; wait "$pid_grpc_direct" || true
@@ -665,7 +736,96 @@ PY
   report=h2-latest.md
 }
 
-if [ "$MODE" = h1 ]; then report_h1; else report_h2; fi
+# MODE=egress: wrk's numbers for the egress rows and the traced ingress reference -> $tmp/report.md
+report_egress() {
+  versions="$st_version, wrk $wrk_version"
+  "$py" - "$tmp" "$ROUNDS" >"$tmp/table.md" <<'PY'
+import os, re, statistics, sys
+tmp, rounds = sys.argv[1], int(sys.argv[2])
+sys.path.insert(0, tmp)
+from cpu_cost import cpu_us, cpu_ratio
+labels = {"traced": "ingress (reverse proxy), tracing on — reference",
+          "egress": "egress, process rule off, keep-alive",
+          "egress_process": "egress, process rule on, keep-alive",
+          "egress_close": "egress, process rule off, new connection per request",
+          "egress_process_close": "egress, process rule on, new connection per request"}
+unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+def ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
+res = {}
+for p in labels:
+    rows = []
+    for r in range(1, rounds + 1):
+        path = os.path.join(tmp, "wrk-%s-%d.txt" % (p, r))
+        if not os.path.exists(path):
+            continue
+        t = open(path).read()
+        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+        p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
+        p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
+        errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
+        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+        errs += int(non2xx.group(1)) if non2xx else 0
+        requests = int(re.search(r"(\d+) requests in", t).group(1))
+        rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
+    if rows:
+        res[p] = tuple(statistics.median(r[i] for r in rows) for i in (0, 1, 2)) + (
+            sum(r[3] for r in rows), statistics.median(r[4] for r in rows))
+def metric(v, name, label=""):
+    path, total = os.path.join(tmp, v + "-metrics.txt"), None
+    if os.path.exists(path):
+        for line in open(path):
+            if line.startswith(name) and label in line and not line.startswith("#"):
+                total = (total or 0) + float(line.rsplit(" ", 1)[1])
+    return total
+print("| path | requests/s (median) | p50 ms | p99 ms | CPU µs/request | CPU vs ingress | errors |")
+print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+for p, label in labels.items():
+    if p in res:
+        rps, p50, p99, errs, cpu = res[p]
+        print("| %s | %.0f | %.3f | %.3f | %.1f | %s | %d |"
+              % (label, rps, p50, p99, cpu, cpu_ratio(res, p, "traced", 4), errs))
+print()
+for on, off, what in (("egress_process", "egress", "keep-alive"),
+                      ("egress_process_close", "egress_close", "new connection per request")):
+    if on in res and off in res:
+        print("The process rule's cost (%s): %+.1f µs of sidetrace CPU per outbound request (%.1f vs %.1f)."
+              % (what, res[on][4] - res[off][4], res[on][4], res[off][4]))
+print()
+print("Per egress instance at the end (admin /metrics): parent sources; process rule skipped "
+      "(budget / unavailable); inbound requests held in flight.")
+print()
+for v in ("egress", "egress_process", "egress_close", "egress_process_close"):
+    if v in res:
+        sources = ", ".join("%s %d" % (src, metric(v, "sidetrace_egress_parent_total", 'source="%s"' % src) or 0)
+                            for src in ("header", "request_id", "process", "single_inflight", "none"))
+        print("- %s: %s; skipped %d / %d; in flight %d" % (
+            v, sources, metric(v, "sidetrace_egress_process_skipped_total", 'reason="budget"') or 0,
+            metric(v, "sidetrace_egress_process_skipped_total", 'reason="unavailable"') or 0,
+            metric(v, "sidetrace_egress_inbound_in_flight") or 0))
+PY
+  {
+    echo "# sidetrace egress benchmark — $(date -u '+%Y-%m-%d %H:%M UTC')"
+    echo
+    echo "Command: \`$command_line\`"
+    echo
+    echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency. Egress rows: wrk sends \`GET http://127.0.0.1:UPSTREAM/ HTTP/1.1\` (absolute form, as HTTP_PROXY clients do) to sidetrace's egress listener → upstream nginx \`return 200 \"ok\"\`, one CLIENT span per request (always_on, OTLP/gRPC to the sink), while $EGRESS_INFLIGHT inbound requests are held in flight through the same sidetrace to an app stand-in that has read them and does not answer (every outbound request is judged against them). Reference row: \`GET /\` through sidetrace's ingress, traced, to the same upstream."
+    echo "nginx and HAProxy are not in this table: neither has a comparable mode (a forward proxy that traces the app's calls and infers their parents)."
+    echo "Each sidetrace: one worker pinned to CPU $PROXY_CPU; wrk, upstream, app stand-in and OTLP sink on CPU $LOAD_CPU."
+    echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
+    echo
+    cat "$tmp/table.md"
+    if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
+  } >"$tmp/report.md"
+  report=egress-latest.md
+}
+
+case "$MODE" in
+  h1) report_h1 ;;
+  h2) report_h2 ;;
+  egress) report_egress ;;
+esac
 cp "$tmp/report.md" "$results_dir/$report"
 echo
 cat "$tmp/report.md"

@@ -8,12 +8,14 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -97,8 +99,9 @@ limits: { drain_timeout: 2s }
   }
 
   // Runs `requests` requests from `clients` threads against `model` and sorts every egress span.
-  Tally run(const std::string& model, bool process = true, int requests = 200) {
-    const int clients = clientCount();
+  // `clients` 0: clientCount().
+  Tally run(const std::string& model, bool process = true, int requests = 200, int clients = 0) {
+    clients = clients > 0 ? clients : clientCount();
     Tally t;
     startProxyYaml(yaml(upstream_.port(), process));
     if (HasFatalFailure()) {
@@ -211,6 +214,59 @@ TEST_F(EgressProcessTest, RuleCanBeTurnedOff) {
   auto cfg = httpRequest(proc_.adminPort(), "GET", "/config_dump");
   ASSERT_TRUE(cfg);
   EXPECT_NE(cfg->body.find("\"process\": false"), std::string::npos) << cfg->body;
+}
+
+// A sidecar that may not read the app's /proc/PID/fd (Kubernetes without `inject
+// --process-rule`: another uid, no CAP_SYS_PTRACE): the rule says so once in the log, counts
+// `unavailable`, and the next rule decides as if it were off. sidetrace runs as uid 65532 (a copy
+// of the binary that uid can reach), the app as root.
+class EgressProcessHiddenTest : public EgressProcessTest {
+ protected:
+  void SetUp() override {
+    EgressProcessTest::SetUp();
+    if (::geteuid() != 0 || runCommand("command -v setpriv").first != 0) {
+      SKIP_OR_FAIL_IN_CI("needs root and setpriv (to run sidetrace as another uid)");
+    }
+    ASSERT_EQ(::chown(proc_.dir().c_str(), 65532, 65532), 0);
+    const std::string bin = proc_.dir() + "/sidetrace";
+    std::filesystem::copy_file(sidetraceBinary(), bin,
+                               std::filesystem::copy_options::overwrite_existing);
+    if (const char* old = std::getenv("SIDETRACE_BIN")) {
+      old_bin_ = old;
+    }
+    ::setenv("SIDETRACE_BIN", bin.c_str(), 1);
+    proc_.runUnder({"setpriv", "--reuid=65532", "--regid=65532", "--clear-groups",
+                    "--inh-caps=-all", "--pdeathsig=KILL"});
+  }
+  void TearDown() override {
+    EgressProcessTest::TearDown();
+    if (old_bin_) {
+      ::setenv("SIDETRACE_BIN", old_bin_->c_str(), 1);
+    } else {
+      ::unsetenv("SIDETRACE_BIN");
+    }
+  }
+  std::optional<std::string> old_bin_;
+};
+
+TEST_F(EgressProcessHiddenTest, RuleSaysOnceItCannotSeeAndTheNextRuleDecides) {
+  constexpr int kRequests = 30;
+  Tally t = run("single", true, kRequests, 1);  // one at a time: single_inflight can decide
+  std::printf("single-threaded, app's processes hidden: %s\n", describe(t).c_str());
+  EXPECT_EQ(t.wrong, 0) << t.wrong_examples;
+  EXPECT_EQ(t.sources["process"], 0) << describe(t);
+  EXPECT_EQ(t.sources["single_inflight"], kRequests) << describe(t);
+  EXPECT_EQ(t.correct, kRequests) << describe(t);
+  // Every call asked the rule; the first scans may run past the budget on a loaded machine.
+  EXPECT_GT(
+      metricSum(metrics(), "sidetrace_egress_process_skipped_total", "reason=\"unavailable\""), 0)
+      << metrics();
+  const std::string log = proc_.stderrText();
+  const std::string line = "egress: the process parent rule cannot see the app's sockets";
+  const size_t first = log.find(line);
+  ASSERT_NE(first, std::string::npos) << proc_.logs();
+  EXPECT_NE(log.find("/proc/PID/fd: permission denied", first), std::string::npos) << proc_.logs();
+  EXPECT_EQ(log.find(line, first + 1), std::string::npos) << "said more than once";
 }
 
 }  // namespace

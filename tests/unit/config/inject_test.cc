@@ -726,6 +726,98 @@ TEST(InjectArgs, BadValuesNameTheFlag) {
   EXPECT_NE(parseError({"--sampler", "sometimes"}).rfind("--sampler: ", 0), std::string::npos);
 }
 
+TEST(InjectArgs, ProcessRuleNeedsTheEgressListenerAndAUserItCanTell) {
+  using PR = InjectOptions::ProcessRule;
+  EXPECT_EQ(parse({}).process_rule, PR::kOff);
+  EXPECT_EQ(parse({"--egress", "--process-rule=uid"}).process_rule, PR::kUid);
+  EXPECT_EQ(parse({"--transparent", "--process-rule", "ptrace"}).process_rule, PR::kPtrace);
+  EXPECT_EQ(
+      parse({"--egress", "--process-rule=uid", "--process-rule-user=1000:3000"}).process_rule_user,
+      (std::pair<int, int>{1000, 3000}));
+  EXPECT_EQ(parseError({"--process-rule=uid"}),
+            "--process-rule: only with --egress or --transparent (the rule infers the parents "
+            "of the app's outbound calls, which go through the egress listener)");
+  EXPECT_EQ(parseError({"--egress", "--process-rule=root"}),
+            "--process-rule: expected uid or ptrace, got 'root'");
+  EXPECT_EQ(parseError({"--transparent", "--process-rule=uid"})
+                .rfind("--process-rule=uid: not with --transparent", 0),
+            0u);
+  EXPECT_EQ(parseError({"--egress", "--process-rule=ptrace", "--process-rule-user=1:1"}),
+            "--process-rule-user: only with --process-rule=uid");
+  EXPECT_EQ(parseError({"--egress", "--process-rule=uid", "--process-rule-user=1000"}),
+            "--process-rule-user: expected UID:GID such as 1000:1000, got '1000'");
+  EXPECT_EQ(parseError({"--egress", "--process-rule=uid", "--process-rule-user=1:99999999999"}),
+            "--process-rule-user: expected UID:GID such as 1000:1000, got '1:99999999999'");
+}
+
+// Without the flag the pod is what it was (no shared process namespace, the image's user): the
+// golden fixtures without --process-rule check that byte for byte.
+TEST(Inject, ProcessRuleUidRunsTheSidecarAsTheAppsUser) {
+  const std::string app = R"(apiVersion: v1
+kind: Pod
+metadata: { name: p }
+spec:
+  containers:
+    - name: other
+      image: side:1
+      securityContext: { runAsUser: 7 }
+    - name: app
+      image: app:1
+      ports: [ { containerPort: 8080 } ]
+)";
+  InjectOptions o = options();
+  o.egress = true;
+  o.process_rule = InjectOptions::ProcessRule::kUid;
+  // Neither the app container nor the pod says: the image's USER is not visible here.
+  EXPECT_EQ(errorOf([&] { run(app, o); }),
+            "Pod/p: --process-rule=uid: container 'app' has no runAsUser in its or the pod's "
+            "securityContext (the image's user is not visible here); give the app's user with "
+            "--process-rule-user=UID:GID, or use --process-rule=ptrace");
+  // runAsGroup matters as much: the kernel's ptrace read check compares both.
+  const std::string with_uid = app + "      securityContext: { runAsUser: 1000 }\n";
+  EXPECT_NE(errorOf([&] { run(with_uid, o); }).find("has no runAsGroup"), std::string::npos);
+  const std::string with_pod_group = with_uid + "  securityContext: { runAsGroup: 3000 }\n";
+  YAML::Node spec = docsOf(inject(with_pod_group, o))[0]["spec"];
+  EXPECT_TRUE(spec["shareProcessNamespace"].as<bool>());
+  YAML::Node sc = named(spec["containers"], "sidetrace")["securityContext"];
+  EXPECT_EQ(sc["runAsUser"].as<int>(), 1000);
+  EXPECT_EQ(sc["runAsGroup"].as<int>(), 3000);
+  EXPECT_TRUE(sc["runAsNonRoot"].as<bool>());
+  EXPECT_EQ(stringsOf(sc["capabilities"]["drop"]), (std::vector<std::string>{"ALL"}));
+  EXPECT_FALSE(sc["capabilities"]["add"]);
+  // --process-rule-user wins over what the manifests say.
+  o.process_rule_user = std::pair<int, int>{42, 43};
+  sc = named(docsOf(inject(app, o))[0]["spec"]["containers"], "sidetrace")["securityContext"];
+  EXPECT_EQ(sc["runAsUser"].as<int>(), 42);
+  EXPECT_EQ(sc["runAsGroup"].as<int>(), 43);
+}
+
+TEST(Inject, ProcessRulePtraceRunsTheSidecarAsRootWithTwoCapabilities) {
+  InjectOptions o = options();
+  o.egress = true;
+  o.process_rule = InjectOptions::ProcessRule::kPtrace;
+  const std::string app = R"(apiVersion: v1
+kind: Pod
+metadata: { name: p }
+spec:
+  containers:
+    - { name: app, image: app:1, ports: [ { containerPort: 8080 } ] }
+)";
+  YAML::Node spec = docsOf(inject(app, o))[0]["spec"];
+  EXPECT_TRUE(spec["shareProcessNamespace"].as<bool>());
+  YAML::Node sc = named(spec["containers"], "sidetrace")["securityContext"];
+  EXPECT_EQ(sc["runAsUser"].as<int>(), 0);
+  EXPECT_EQ(sc["runAsGroup"].as<int>(), 65532);
+  EXPECT_FALSE(sc["runAsNonRoot"].as<bool>());
+  EXPECT_FALSE(sc["allowPrivilegeEscalation"].as<bool>());
+  EXPECT_TRUE(sc["readOnlyRootFilesystem"].as<bool>());
+  EXPECT_EQ(stringsOf(sc["capabilities"]["add"]),
+            (std::vector<std::string>{"SYS_PTRACE", "DAC_READ_SEARCH"}));
+  EXPECT_EQ(stringsOf(sc["capabilities"]["drop"]), (std::vector<std::string>{"ALL"}));
+  // Without --transparent there is no redirect to exclude the sidecar's group from.
+  EXPECT_FALSE(spec["initContainers"]);
+}
+
 // ---- golden files: realistic manifests, in and out -----------------------------------------
 //
 // tests/unit/config/inject/NAME.in.yaml is injected with options() (and the flags its first line
