@@ -15,7 +15,8 @@ bool takesValue(std::string_view flag) {
   return flag == "--config" || flag == "--listen" || flag == "--upstream" ||
          flag == "--service-name" || flag == "--otlp-endpoint" || flag == "--admin" ||
          flag == "--workers" || flag == "--ignore-path" || flag == "--log-level" ||
-         flag == "--log-format" || flag == "--ports-file" || flag == "--egress";
+         flag == "--log-format" || flag == "--ports-file" || flag == "--egress" ||
+         flag == "--trace-context";
 }
 
 bool isSwitch(std::string_view flag) {
@@ -68,6 +69,11 @@ void setValue(CliOptions& o, const std::string& flag, const std::string& value) 
     o.ports_file = nonEmpty();
   } else if (flag == "--egress") {
     o.egress = nonEmpty();
+  } else if (flag == "--trace-context") {
+    o.trace_context = detail::parseTraceContext(value);
+    if (!o.trace_context) {
+      throw ConfigError(flag + ": expected trust, restart or ignore, got '" + value + "'");
+    }
   }
 }
 
@@ -130,6 +136,8 @@ Options (each overrides the config file):
   --admin ADDR|off       admin listener address (default 127.0.0.1:9901); off or none disables it
   --workers N            worker threads (0 = one per core)
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)
+  --trace-context MODE   what every listener makes of its callers' trace context: trust
+                         (default), restart (new trace, linked to the caller's) or ignore
   --egress ADDR          serve the app's outbound HTTP on ADDR (point the app's HTTP_PROXY at
                          it, or redirect its connections there with k8s/egress-iptables.sh;
                          use loopback, e.g. 127.0.0.1:15002)

@@ -148,6 +148,19 @@ std::string checkLogLevel(const std::string& v) {
   return oneOf("log level", v, {"trace", "debug", "info", "warn", "error", "off"});
 }
 
+std::optional<TraceContextTrust> parseTraceContext(std::string_view v) {
+  if (v == "trust") {
+    return TraceContextTrust::Trust;
+  }
+  if (v == "restart") {
+    return TraceContextTrust::Restart;
+  }
+  if (v == "ignore") {
+    return TraceContextTrust::Ignore;
+  }
+  return std::nullopt;
+}
+
 std::string checkLogFormat(const std::string& v) {
   return oneOf("log format", v, {"json", "text"});
 }

@@ -34,6 +34,8 @@ Regex compileRegex(const std::string& source);
 // Each returns "" when the value is acceptable, else a message (without key path) saying what is.
 std::string checkLogLevel(const std::string& v);
 std::string checkLogFormat(const std::string& v);
+// listeners[].trace_context / --trace-context: trust | restart | ignore; nullopt otherwise.
+std::optional<TraceContextTrust> parseTraceContext(std::string_view v);
 std::string checkSamplerType(const std::string& v);
 std::string checkPropagator(const std::string& v);  // accepts "none"
 std::string checkExporterProtocol(

@@ -84,6 +84,29 @@ struct RetryPolicy {
   bool operator==(const RetryPolicy&) const = default;
 };
 
+struct SamplerConfig {
+  // always_on | always_off | traceidratio | parentbased_always_on | parentbased_always_off |
+  // parentbased_traceidratio
+  std::string type = "parentbased_always_on";
+  double ratio = 1.0;
+  bool operator==(const SamplerConfig&) const = default;
+};
+
+// A route's own tracing (`routes[].tracing`), over the tracing section's. Envoy's per-route
+// tracing, trimmed: switch it off, sample differently, tag the spans.
+struct RouteTracing {
+  // false: the route's requests are proxied untraced with their context passed on untouched, as
+  // a tracing.ignore rule would (Envoy propagates unchanged at 0% sampling too).
+  bool enabled = true;
+  std::optional<SamplerConfig> sampler;  // unset: tracing.sampler
+  // Added as they are to the SERVER span and every CLIENT span of the route (team, tier...).
+  std::vector<std::pair<std::string, std::string>> attributes;
+  // After loading: tracing.request_headers / response_headers followed by the route's own, each
+  // name once (lower-case), so the data path reads one list.
+  std::vector<std::string> request_headers;
+  std::vector<std::string> response_headers;
+};
+
 struct Route {
   std::string name;  // defaults to the cluster name, or "direct" for direct_response
   RouteMatch match;
@@ -91,6 +114,7 @@ struct Route {
   std::optional<DirectResponse> direct_response;
   Duration timeout{15000};  // whole upstream exchange, first byte out to last byte in
   std::optional<RetryPolicy> retry_policy;
+  std::optional<RouteTracing> tracing;  // unset: the tracing section's settings
 };
 
 inline constexpr uint32_t kUnlimited = UINT32_MAX;
@@ -173,11 +197,22 @@ struct TlsConfig {
   bool operator==(const TlsConfig&) const = default;
 };
 
+// What a listener makes of the trace context its callers send (`trace_context`), the trust
+// boundary OpenTelemetry recommends at public edges.
+enum class TraceContextTrust {
+  Trust,    // continue the caller's trace, follow its sampled flag (the default)
+  Restart,  // always a new trace, sampled as a root; the SERVER span links to the caller's context
+  Ignore,   // always a new trace, sampled as a root; the caller's context is disregarded
+};
+
 struct Listener {
   std::string name;
   HostPort address;
   std::optional<TlsConfig> tls;  // unset: plain TCP
   std::vector<Route> routes;     // first match wins
+  // Restart / Ignore: the caller's trace headers (traceparent, tracestate, b3, x-b3-*, baggage)
+  // never reach the upstream, whether the request is traced or not.
+  TraceContextTrust trace_context = TraceContextTrust::Trust;
   // The egress listener (made from Config::egress by finishEgress, never written in YAML): it
   // serves forward-proxy requests from the app, and its one route goes to the egress cluster.
   bool egress = false;
@@ -238,13 +273,6 @@ struct IgnoreRule {
   std::string header;  // for Header: lower-cased header name
 };
 
-struct SamplerConfig {
-  // always_on | always_off | traceidratio | parentbased_always_on | parentbased_always_off |
-  // parentbased_traceidratio
-  std::string type = "parentbased_always_on";
-  double ratio = 1.0;
-};
-
 struct ExporterConfig {
   std::string protocol = "console";  // grpc | http/protobuf | http/json | console | none
   // grpc: http[s]://host:port. http/*: the full traces URL, e.g. http://127.0.0.1:4318/v1/traces
@@ -285,6 +313,10 @@ struct SpanLimits {
   bool operator==(const SpanLimits&) const = default;
 };
 
+// Header names the header lists refuse unless tracing.allow_sensitive_headers names them.
+inline constexpr std::string_view kSensitiveHeaders[] = {"authorization", "cookie", "set-cookie",
+                                                         "proxy-authorization"};
+
 struct TracingConfig {
   bool enabled = true;  // false: no spans, no propagation changes (headers pass untouched)
   std::string service_name = "sidetrace";
@@ -296,6 +328,17 @@ struct TracingConfig {
   ExporterConfig exporter;
   BatchConfig batch;
   SpanLimits span_limits;
+  // Headers recorded as http.request.header.<name> / http.response.header.<name> (string arrays:
+  // every value of a repeated field), lower-case. Routes add their own (RouteTracing).
+  std::vector<std::string> request_headers;
+  std::vector<std::string> response_headers;
+  // Of kSensitiveHeaders, the ones the header lists may name anyway (an explicit opt-in: their
+  // values are credentials).
+  std::vector<std::string> allow_sensitive_headers;
+  // Server-Timing: traceparent;desc="00-<trace>-<span>-<flags>" on every response whose request
+  // has a SERVER span (the W3C Trace Context Level 3 draft's way to hand the trace to the caller,
+  // after traceresponse was dropped). Off by default: it tells any caller the trace id.
+  bool server_timing = false;
 };
 
 // Per-connection bounds (Beast's body_limit/expires_after habit): each has a default.

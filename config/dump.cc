@@ -249,10 +249,58 @@ void writeRouteMatch(JsonWriter& w, const RouteMatch& m) {
   w.endObject();
 }
 
-void writeListener(JsonWriter& w, const Listener& l) {
+void writeSampler(JsonWriter& w, const SamplerConfig& s) {
+  w.beginObject();
+  w.field("type", s.type);
+  w.field("ratio", s.ratio);
+  w.endObject();
+}
+
+void writeStrings(JsonWriter& w, std::string_view key, const std::vector<std::string>& values) {
+  w.key(key);
+  w.beginArray();
+  for (const auto& v : values) {
+    w.string(v);
+  }
+  w.endArray();
+}
+
+std::string_view traceContextName(TraceContextTrust t) {
+  switch (t) {
+    case TraceContextTrust::Restart:
+      return "restart";
+    case TraceContextTrust::Ignore:
+      return "ignore";
+    case TraceContextTrust::Trust:
+      break;
+  }
+  return "trust";
+}
+
+// A route's own tracing block with the values in effect: its sampler or the tracing section's,
+// its header lists completed with the tracing section's.
+void writeRouteTracing(JsonWriter& w, const RouteTracing& rt, const TracingConfig& t) {
+  w.key("tracing");
+  w.beginObject();
+  w.field("enabled", rt.enabled);
+  w.key("sampler");
+  writeSampler(w, rt.sampler ? *rt.sampler : t.sampler);
+  w.key("attributes");
+  w.beginObject();
+  for (const auto& [k, v] : rt.attributes) {
+    w.field(k, v);
+  }
+  w.endObject();
+  writeStrings(w, "request_headers", rt.request_headers);
+  writeStrings(w, "response_headers", rt.response_headers);
+  w.endObject();
+}
+
+void writeListener(JsonWriter& w, const Listener& l, const TracingConfig& t) {
   w.beginObject();
   w.field("name", l.name);
   w.field("address", l.address.str());
+  w.field("trace_context", traceContextName(l.trace_context));
   if (l.tls) {
     w.key("tls");
     w.beginObject();
@@ -312,6 +360,9 @@ void writeListener(JsonWriter& w, const Listener& l) {
         w.endObject();
         w.endObject();
       }
+    }
+    if (r.tracing) {
+      writeRouteTracing(w, *r.tracing, t);
     }
     w.endObject();
   }
@@ -447,10 +498,7 @@ void writeTracing(JsonWriter& w, const TracingConfig& t) {
   }
   w.endArray();
   w.key("sampler");
-  w.beginObject();
-  w.field("type", t.sampler.type);
-  w.field("ratio", t.sampler.ratio);
-  w.endObject();
+  writeSampler(w, t.sampler);
   w.key("ignore");
   w.beginArray();
   for (const auto& rule : t.ignore) {
@@ -490,6 +538,10 @@ void writeTracing(JsonWriter& w, const TracingConfig& t) {
   w.field("attribute_value_length", t.span_limits.attribute_value_length);
   w.field("attribute_count", t.span_limits.attribute_count);
   w.endObject();
+  writeStrings(w, "request_headers", t.request_headers);
+  writeStrings(w, "response_headers", t.response_headers);
+  writeStrings(w, "allow_sensitive_headers", t.allow_sensitive_headers);
+  w.field("server_timing", t.server_timing);
   w.endObject();
 }
 
@@ -524,7 +576,7 @@ std::string dumpConfigJson(const Config& cfg) {
   w.beginArray();
   for (const auto& l : cfg.listeners) {
     if (!l.egress) {  // made from the egress block, dumped as that
-      writeListener(w, l);
+      writeListener(w, l, cfg.tracing);
     }
   }
   w.endArray();

@@ -199,6 +199,11 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
   if (cli.workers) {
     cfg.workers = *cli.workers;
   }
+  if (cli.trace_context) {
+    for (auto& l : cfg.listeners) {
+      l.trace_context = *cli.trace_context;
+    }
+  }
   for (const auto& p : cli.ignore_paths) {
     IgnoreRule rule;
     rule.kind = IgnoreRule::Kind::Prefix;

@@ -38,6 +38,8 @@ struct CliOptions {
   std::optional<uint32_t> workers;
   std::vector<std::string> ignore_paths;  // each adds { prefix: PATH } ignore rule
   std::optional<std::string> egress;      // ADDR: egress.address (adds the egress block)
+  // Every listener's trace_context (the egress listener's excepted: it trusts its app).
+  std::optional<TraceContextTrust> trace_context;
   std::optional<std::string> log_level;
   std::optional<std::string> log_format;
   // Where to write the bound addresses once listening (proxy::runServer); not a config key,

@@ -464,16 +464,103 @@ RetryPolicy parseRetryPolicy(const Walker& w, const YAML::Node& n, const std::st
   return p;
 }
 
+// A header name as the header lists take it: an RFC 9110 token, kept lower-case.
+std::string headerName(const Walker& w, const YAML::Node& n, const std::string& path) {
+  std::string name = detail::toLower(w.nonEmpty(n, path));
+  for (char c : name) {
+    const bool tchar = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                       std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!tchar) {
+      w.fail(n, path, "not a header name: '" + n.Scalar() + "'");
+    }
+  }
+  return name;
+}
+
+std::vector<std::string> headerList(const Walker& w, const YAML::Node& n, const std::string& path) {
+  std::vector<std::string> names;
+  w.forEachItem(n, path, [&](const YAML::Node& item, const std::string& ip) {
+    std::string name = headerName(w, item, ip);
+    if (std::find(names.begin(), names.end(), name) != names.end()) {
+      w.fail(item, ip, "duplicate header '" + name + "'");
+    }
+    names.push_back(std::move(name));
+  });
+  return names;
+}
+
+// `type_required`: a route's sampler names its type (a lone ratio would silently mean the
+// default type, which ignores it).
+SamplerConfig parseSampler(const Walker& w, const YAML::Node& n, const std::string& path,
+                           SamplerConfig sampler, bool type_required) {
+  bool typed = false;
+  w.walkMap(n, path, {"type", "ratio"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "type") {
+                sampler.type = w.choice(v, sub, detail::checkSamplerType);
+                typed = true;
+              } else {
+                sampler.ratio = w.ratio(v, sub);
+              }
+            });
+  if (type_required && !typed) {
+    w.fail(n, path + ".type", "missing (e.g. sampler: { type: traceidratio, ratio: 0.5 })");
+  }
+  return sampler;
+}
+
+// Static span attributes may not take a key sidetrace sets itself (OTLP wants each key once per
+// span): the semantic-convention namespaces it writes are reserved.
+void checkStaticAttributeKey(const Walker& w, const YAML::Node& key_node, const std::string& path) {
+  static constexpr std::string_view kReserved[] = {"http.",   "url.",     "server.",
+                                                   "client.", "network.", "user_agent.",
+                                                   "error.",  "rpc.",     "sidetrace."};
+  const std::string& key = key_node.Scalar();
+  for (std::string_view prefix : kReserved) {
+    if (key.starts_with(prefix)) {
+      w.fail(key_node, path,
+             "'" + key +
+                 "' is in a namespace sidetrace sets itself (reserved: http., url., "
+                 "server., client., network., user_agent., error., rpc., sidetrace.)");
+    }
+  }
+}
+
+RouteTracing parseRouteTracing(const Walker& w, const YAML::Node& n, const std::string& path) {
+  RouteTracing t;
+  w.walkMap(n, path, {"enabled", "sampler", "attributes", "request_headers", "response_headers"},
+            [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
+              if (key == "enabled") {
+                t.enabled = w.boolean(v, sub);
+              } else if (key == "sampler") {
+                t.sampler = parseSampler(w, v, sub, SamplerConfig{}, true);
+              } else if (key == "attributes") {
+                t.attributes = w.stringMap(v, sub, false);
+                for (const auto& kv : v) {
+                  checkStaticAttributeKey(w, kv.first, Walker::join(sub, kv.first.Scalar()));
+                }
+              } else if (key == "request_headers") {
+                t.request_headers = headerList(w, v, sub);
+              } else {
+                t.response_headers = headerList(w, v, sub);
+              }
+            });
+  return t;
+}
+
 Route parseRoute(const Walker& w, const YAML::Node& n, const std::string& path) {
   Route r;
   bool named = false;
   YAML::Node cluster_node;  // kept for the error line
   bool has_cluster = false;
-  w.walkMap(n, path, {"name", "match", "cluster", "direct_response", "timeout", "retry_policy"},
+  w.walkMap(n, path,
+            {"name", "match", "cluster", "direct_response", "timeout", "retry_policy", "tracing"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "name") {
                 r.name = w.nonEmpty(v, sub);
                 named = true;
+              } else if (key == "tracing") {
+                r.tracing = parseRouteTracing(w, v, sub);
               } else if (key == "match") {
                 r.match = parseMatch(w, v, sub);
               } else if (key == "cluster") {
@@ -555,10 +642,17 @@ Listener parseListener(const Walker& w, const YAML::Node& n, const std::string& 
   Listener l;
   l.name = i == 0 ? "ingress" : "listener" + std::to_string(i);
   bool has_address = false;
-  w.walkMap(n, path, {"name", "address", "tls", "routes"},
+  w.walkMap(n, path, {"name", "address", "tls", "routes", "trace_context"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "name") {
                 l.name = w.nonEmpty(v, sub);
+              } else if (key == "trace_context") {
+                const std::string mode = w.str(v, sub);
+                auto trust = detail::parseTraceContext(mode);
+                if (!trust) {
+                  w.fail(v, sub, "expected trust, restart or ignore, got '" + mode + "'");
+                }
+                l.trace_context = *trust;
               } else if (key == "address") {
                 l.address = w.address(v, sub);
                 has_address = true;
@@ -925,10 +1019,29 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
   bool has_service_name = false;
   w.walkMap(n, path,
             {"enabled", "service_name", "resource", "propagators", "sampler", "ignore", "exporter",
-             "batch", "span_limits"},
+             "batch", "span_limits", "server_timing", "request_headers", "response_headers",
+             "allow_sensitive_headers"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "enabled") {
                 t.enabled = w.boolean(v, sub);
+              } else if (key == "request_headers") {
+                t.request_headers = headerList(w, v, sub);
+              } else if (key == "response_headers") {
+                t.response_headers = headerList(w, v, sub);
+              } else if (key == "allow_sensitive_headers") {
+                t.allow_sensitive_headers = headerList(w, v, sub);
+                for (size_t i = 0; i < t.allow_sensitive_headers.size(); ++i) {
+                  const auto& name = t.allow_sensitive_headers[i];
+                  if (std::find(std::begin(kSensitiveHeaders), std::end(kSensitiveHeaders), name) ==
+                      std::end(kSensitiveHeaders)) {
+                    w.fail(v[i], Walker::index(sub, i),
+                           "'" + name +
+                               "' is not a sensitive header (only authorization, cookie, "
+                               "set-cookie and proxy-authorization need allowing)");
+                  }
+                }
+              } else if (key == "server_timing") {
+                t.server_timing = w.boolean(v, sub);
               } else if (key == "service_name") {
                 t.service_name = w.nonEmpty(v, sub);
                 has_service_name = true;
@@ -949,14 +1062,7 @@ void parseTracing(const Walker& w, const YAML::Node& n, const std::string& path,
                 });
                 t.propagators = detail::normalizePropagators(names);
               } else if (key == "sampler") {
-                w.walkMap(v, sub, {"type", "ratio"},
-                          [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
-                            if (k2 == "type") {
-                              t.sampler.type = w.choice(v2, s2, detail::checkSamplerType);
-                            } else {
-                              t.sampler.ratio = w.ratio(v2, s2);
-                            }
-                          });
+                t.sampler = parseSampler(w, v, sub, t.sampler, false);
               } else if (key == "ignore") {
                 t.ignore.clear();
                 w.forEachItem(v, sub, [&](const YAML::Node& item, const std::string& ip) {
@@ -1032,6 +1138,68 @@ EgressConfig parseEgress(const Walker& w, const YAML::Node& n, const std::string
     w.fail(n, path + ".address", "missing (e.g. address: 127.0.0.1:15002)");
   }
   return e;
+}
+
+bool sensitiveHeader(std::string_view name) {
+  return std::find(std::begin(kSensitiveHeaders), std::end(kSensitiveHeaders), name) !=
+         std::end(kSensitiveHeaders);
+}
+
+// A header list may name a credential header only when tracing.allow_sensitive_headers does too.
+void checkSensitive(const Walker& w, const TracingConfig& t, const std::vector<std::string>& names,
+                    const YAML::Node& list, const std::string& path) {
+  for (size_t i = 0; i < names.size(); ++i) {
+    const std::string& name = names[i];
+    if (sensitiveHeader(name) &&
+        std::find(t.allow_sensitive_headers.begin(), t.allow_sensitive_headers.end(), name) ==
+            t.allow_sensitive_headers.end()) {
+      const YAML::Node item = list && list.IsSequence() && i < list.size() ? list[i] : YAML::Node();
+      w.fail(item, Walker::index(path, i),
+             "'" + name +
+                 "' carries credentials: its values would be exported in spans (name it in "
+                 "tracing.allow_sensitive_headers as well to record it anyway)");
+    }
+  }
+}
+
+// The tracing section's list, then the route's names it does not have.
+std::vector<std::string> mergeHeaderLists(const std::vector<std::string>& global,
+                                          const std::vector<std::string>& route) {
+  std::vector<std::string> merged = global;
+  for (const auto& name : route) {
+    if (std::find(global.begin(), global.end(), name) == global.end()) {
+      merged.push_back(name);
+    }
+  }
+  return merged;
+}
+
+// Once the whole file is read (the tracing section may follow the listeners): the sensitive-
+// header rule for every header list, and each route's lists completed with the tracing
+// section's.
+void finishHeaderLists(const Walker& w, const YAML::Node& root, Config& cfg) {
+  TracingConfig& t = cfg.tracing;
+  if (const YAML::Node tn = root["tracing"]; tn) {
+    checkSensitive(w, t, t.request_headers, tn["request_headers"], "tracing.request_headers");
+    checkSensitive(w, t, t.response_headers, tn["response_headers"], "tracing.response_headers");
+  }
+  const YAML::Node ln = root["listeners"];
+  for (size_t i = 0; i < cfg.listeners.size(); ++i) {
+    for (size_t r = 0; r < cfg.listeners[i].routes.size(); ++r) {
+      auto& rt = cfg.listeners[i].routes[r].tracing;
+      if (!rt || !ln || !ln.IsSequence() || i >= ln.size()) {
+        continue;
+      }
+      const YAML::Node node = ln[i]["routes"][r]["tracing"];
+      const std::string path =
+          Walker::index(Walker::index("listeners", i) + ".routes", r) + ".tracing";
+      checkSensitive(w, t, rt->request_headers, node["request_headers"], path + ".request_headers");
+      checkSensitive(w, t, rt->response_headers, node["response_headers"],
+                     path + ".response_headers");
+      rt->request_headers = mergeHeaderLists(t.request_headers, rt->request_headers);
+      rt->response_headers = mergeHeaderLists(t.response_headers, rt->response_headers);
+    }
+  }
 }
 
 }  // namespace
@@ -1119,6 +1287,7 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
       w.fail(node, path, "unknown cluster '" + node.Scalar() + "'");
     }
   }
+  finishHeaderLists(w, root, cfg);
 }
 
 }  // namespace sidetrace::config

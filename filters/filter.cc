@@ -3,12 +3,18 @@
 namespace sidetrace::filters {
 
 FilterStatus FilterChain::onRequest(Stream& s) {
-  for (auto& f : filters_) {
-    if (f->onRequest(s) == FilterStatus::StopIteration) {
-      return FilterStatus::StopIteration;
+  FilterStatus status = FilterStatus::Continue;
+  size_t ran = 0;
+  while (ran < filters_.size()) {
+    if (filters_[ran++]->onRequest(s) == FilterStatus::StopIteration) {
+      status = FilterStatus::StopIteration;
+      break;
     }
   }
-  return FilterStatus::Continue;
+  for (size_t i = 0; i < ran; ++i) {
+    filters_[i]->onRouted(s);
+  }
+  return status;
 }
 
 void FilterChain::onUpstreamRequest(Stream& s, RequestHead& upstream_request) {

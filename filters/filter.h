@@ -4,6 +4,9 @@
 //   onRequest          once per request, after the request head is parsed, in chain order; a filter
 //                      that sets stream.local_reply and returns StopIteration ends the chain, and
 //                      the proxy answers with that reply (later filters' onRequest are not called).
+//   onRouted           once per request, right after the onRequest calls, for each filter whose
+//                      onRequest ran (in chain order): the route is decided by then (stream.route,
+//                      or a local reply is pending). What depends on the route starts here.
 //   onUpstreamRequest  once per upstream attempt, with the head about to be sent (mutable).
 //   onUpstreamResult   once per upstream attempt, when it ended: response fully received, or failed
 //                      (stream.upstream says how).
@@ -26,6 +29,7 @@ class Filter {
  public:
   virtual ~Filter() = default;
   virtual FilterStatus onRequest(Stream&) { return FilterStatus::Continue; }
+  virtual void onRouted(Stream&) {}
   virtual void onUpstreamRequest(Stream&, RequestHead& /*upstream_request*/) {}
   virtual void onUpstreamResult(Stream&) {}
   virtual void onResponse(Stream&, ResponseHead&) {}
@@ -35,7 +39,8 @@ class Filter {
 class FilterChain {
  public:
   void add(std::unique_ptr<Filter> f) { filters_.push_back(std::move(f)); }
-  // Runs onRequest in order; returns StopIteration when a filter produced a local reply.
+  // Runs onRequest in order, then onRouted on the filters whose onRequest ran; returns
+  // StopIteration when a filter produced a local reply.
   FilterStatus onRequest(Stream& s);
   void onUpstreamRequest(Stream& s, RequestHead& upstream_request);
   void onUpstreamResult(Stream& s);

@@ -34,6 +34,7 @@ void Stream::reset() {
   tunnel = false;
   egress_address.clear();
   traced = false;
+  remote_context.reset();
   inflight_token = 0;
   hop_socket.clear();
   if (egress_parent.source != ParentSource::None || egress_parent.link_count != 0) {

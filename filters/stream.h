@@ -87,6 +87,9 @@ struct Stream {
 
   // Tracing state (tracing filter).
   bool traced = false;
+  // The caller's context as extracted, between onRequest and onRouted (where the SERVER span
+  // starts, once the route is known): its parent, or under `trace_context: restart` its link.
+  std::optional<tracing::SpanContext> remote_context;
   tracing::Span server_span;
   tracing::Span client_span;
   // Ingress with an egress listener configured: this request's entry in the in-flight registry

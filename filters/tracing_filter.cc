@@ -75,13 +75,103 @@ bool knownHttpMethod(std::string_view method) {
   return false;
 }
 
+void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
+  char buf[tracing::kTraceparentSize];
+  const std::string_view tp = tracing::formatTraceparent(ctx, buf);
+  Header* last = nullptr;
+  for (auto& h : headers) {
+    if (iequals(h.name, "server-timing")) {
+      last = &h;
+    }
+  }
+  if (last == nullptr) {
+    std::string value = "traceparent;desc=\"";
+    value += tp;
+    value += '"';
+    headers.add("server-timing", value);
+    return;
+  }
+  if (!trimOws(last->value).empty()) {
+    last->value += ", ";
+  }
+  last->value += "traceparent;desc=\"";
+  last->value += tp;
+  last->value += '"';
+}
+
+void removeTraceContext(HeaderMap& headers) {
+  headers.eraseIf([](const Header& h) {
+    const std::string_view n = h.name;
+    if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
+      return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
+    }
+    return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
+           iequals(n, "baggage");
+  });
+}
+
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
-                             InflightRegistry* registry, bool process_rule)
+                             InflightRegistry* registry, bool process_rule,
+                             const std::vector<config::Listener>* listeners)
     : cfg_(cfg),
       tracer_(tracer),
       registry_(registry),
       process_(registry != nullptr && process_rule ? std::make_unique<ProcessRule>() : nullptr),
-      propagator_(cfg.propagators) {}
+      propagator_(cfg.propagators) {
+  if (listeners == nullptr) {
+    return;
+  }
+  for (const auto& l : *listeners) {
+    auto& samplers = route_samplers_.emplace_back();
+    for (const auto& r : l.routes) {
+      samplers.push_back(
+          r.tracing && r.tracing->sampler
+              ? tracing::makeSampler(r.tracing->sampler->type, r.tracing->sampler->ratio)
+              : nullptr);
+    }
+  }
+}
+
+const tracing::Sampler* TracingFilter::routeSampler(const Stream& s) const {
+  if (s.route == nullptr || s.listener_index >= route_samplers_.size() ||
+      s.route_index >= route_samplers_[s.listener_index].size()) {
+    return nullptr;
+  }
+  return route_samplers_[s.listener_index][s.route_index].get();
+}
+
+const std::vector<std::string>& TracingFilter::requestHeaders(const Stream& s) const {
+  return s.route != nullptr && s.route->tracing ? s.route->tracing->request_headers
+                                                : cfg_.request_headers;
+}
+
+const std::vector<std::string>& TracingFilter::responseHeaders(const Stream& s) const {
+  return s.route != nullptr && s.route->tracing ? s.route->tracing->response_headers
+                                                : cfg_.response_headers;
+}
+
+// One attribute per listed header present, with every field line's value in order (the HTTP
+// semantic conventions' string array).
+void TracingFilter::recordHeaders(tracing::Span& span, const HeaderMap& headers,
+                                  const std::vector<std::string>& names, std::string_view prefix) {
+  if (!span.recording()) {
+    return;
+  }
+  for (const auto& name : names) {
+    header_values_.clear();
+    for (const auto& h : headers) {
+      if (iequals(h.name, name)) {
+        header_values_.push_back(h.value);
+      }
+    }
+    if (header_values_.empty()) {
+      continue;
+    }
+    header_key_.assign(prefix);
+    header_key_ += name;
+    span.setStringArrayAttribute(header_key_, header_values_.data(), header_values_.size());
+  }
+}
 
 bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHead& req) {
   std::string_view path = req.path();
@@ -112,21 +202,48 @@ bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHe
   return false;
 }
 
+// Behind a `restart` or `ignore` listener the caller's context is read at most for the span link
+// and then removed, traced or not, so the upstream sees only what sidetrace injects.
 FilterStatus TracingFilter::onRequest(Stream& s) {
-  if (!cfg_.enabled || ignoreMatches(cfg_.ignore, s.request)) {
-    return FilterStatus::Continue;
+  const config::TraceContextTrust trust = s.listener->trace_context;
+  const bool traced = cfg_.enabled && !ignoreMatches(cfg_.ignore, s.request);
+  if (traced && trust == config::TraceContextTrust::Trust) {
+    propagator_.sanitize(s.request.headers);
+    if (s.listener->egress) {
+      s.traced = true;
+      inferEgressParent(s);
+      return FilterStatus::Continue;
+    }
+    s.remote_context = propagator_.extract(s.request.headers);
+  } else if (traced && trust == config::TraceContextTrust::Restart) {
+    s.remote_context = propagator_.extract(s.request.headers);
   }
-  s.traced = true;
-  propagator_.sanitize(s.request.headers);
-  if (s.listener->egress) {
-    inferEgressParent(s);
-    return FilterStatus::Continue;
+  if (trust != config::TraceContextTrust::Trust) {
+    removeTraceContext(s.request.headers);
   }
-  auto parent = propagator_.extract(s.request.headers);
+  s.traced = traced;
+  return FilterStatus::Continue;
+}
+
+// A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
+// came. Under `restart` the caller's context is only a link: the sampler decides as for a root.
+void TracingFilter::onRouted(Stream& s) {
+  if (!s.traced || s.listener->egress) {
+    return;
+  }
+  if (s.route != nullptr && s.route->tracing && !s.route->tracing->enabled) {
+    s.traced = false;
+    return;
+  }
+  const bool restart = s.listener->trace_context == config::TraceContextTrust::Restart;
+  const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
   s.server_span = tracer_.startServerSpan(
       knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP",
-      parent ? &*parent : nullptr);
-  return FilterStatus::Continue;
+      restart ? nullptr : remote, routeSampler(s));
+  if (restart && remote != nullptr && remote->valid()) {
+    s.server_span.addLink(*remote);
+  }
+  recordHeaders(s.server_span, s.request.headers, requestHeaders(s), "http.request.header.");
 }
 
 namespace {
@@ -174,6 +291,11 @@ void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2
                                                                                : "1.1");
   if (s.route != nullptr) {
     span.setAttribute("http.route", s.route->name);
+    if (s.route->tracing) {
+      for (const auto& [key, value] : s.route->tracing->attributes) {
+        span.setAttribute(key, std::string_view(value));
+      }
+    }
   }
 }
 
@@ -283,6 +405,8 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
                                std::string_view(parentSourceName(p.source)));
     if (!s.tunnel) {  // a tunnel sends no head: nothing to inject into
       propagator_.inject(s.client_span.context(), upstream_request.headers);
+      recordHeaders(s.client_span, upstream_request.headers, cfg_.request_headers,
+                    "http.request.header.");
     }
     return;
   }
@@ -290,6 +414,8 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     s.client_span =
         tracer_.startChildSpan(spanName(s, scratch_), tracing::SpanKind::Client, s.server_span);
     propagator_.inject(s.client_span.context(), upstream_request.headers);
+    recordHeaders(s.client_span, upstream_request.headers, requestHeaders(s),
+                  "http.request.header.");
   }
   if (registry_ != nullptr) {  // ingress, with an egress listener to serve
     leaveRegistry(s);          // a retry's earlier attempt left already; defensive
@@ -357,6 +483,22 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     }
   }
   span.end();
+}
+
+// Only a request with a SERVER span has a trace the caller could look up (sampled or not: the
+// flags say which); ignored requests and the egress listener answer without one.
+void TracingFilter::onResponse(Stream& s, ResponseHead& head) {
+  if (!s.traced) {
+    return;
+  }
+  // The CLIENT span is still open when the head it relays is the upstream's (a local reply comes
+  // after the attempt ended). Both record the response before Server-Timing is added.
+  const auto& names = responseHeaders(s);
+  recordHeaders(s.client_span, head.headers, names, "http.response.header.");
+  recordHeaders(s.server_span, head.headers, names, "http.response.header.");
+  if (cfg_.server_timing && s.server_span.context().valid()) {
+    appendServerTiming(s.server_span.context(), head.headers);
+  }
 }
 
 void TracingFilter::onComplete(Stream& s) {

@@ -12,6 +12,7 @@
 #include "filters/filter.h"
 #include "filters/process_rule.h"
 #include "tracing/propagator.h"
+#include "tracing/sampler.h"
 #include "tracing/tracer.h"
 
 namespace sidetrace::filters {
@@ -22,18 +23,32 @@ namespace sidetrace::filters {
 // registry infers (inflight_registry.h), recorded as sidetrace.parent.source.
 class TracingFilter : public Filter {
  public:
-  // `process_rule`: judge egress parents by the app's sockets too (egress.process).
+  // `process_rule`: judge egress parents by the app's sockets too (egress.process). `listeners`:
+  // the config's listeners (outliving the filter), whose routes may have a sampler of their own;
+  // nullptr: every route samples with the tracer's.
   TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
-                InflightRegistry* registry = nullptr, bool process_rule = false);
+                InflightRegistry* registry = nullptr, bool process_rule = false,
+                const std::vector<config::Listener>* listeners = nullptr);
 
+  // Applies the ignore rules and the listener's trust boundary, extracts the caller's context.
   FilterStatus onRequest(Stream& s) override;
+  // Starts the SERVER span, once the route (with its own tracing settings) is known.
+  void onRouted(Stream& s) override;
   void onUpstreamRequest(Stream& s, RequestHead& upstream_request) override;
   void onUpstreamResult(Stream& s) override;
+  // Hands the trace to the caller (tracing.server_timing).
+  void onResponse(Stream& s, ResponseHead& head) override;
   void onComplete(Stream& s) override;
 
  private:
   void inferEgressParent(Stream& s);
   void leaveRegistry(Stream& s);
+  const tracing::Sampler* routeSampler(const Stream& s) const;
+  // Records the listed headers of `headers` on `span` as <prefix><name> string arrays.
+  void recordHeaders(tracing::Span& span, const HeaderMap& headers,
+                     const std::vector<std::string>& names, std::string_view prefix);
+  const std::vector<std::string>& requestHeaders(const Stream& s) const;
+  const std::vector<std::string>& responseHeaders(const Stream& s) const;
 
   const config::TracingConfig& cfg_;
   tracing::Tracer& tracer_;
@@ -41,7 +56,15 @@ class TracingFilter : public Filter {
   std::unique_ptr<ProcessRule> process_;  // egress.process (this worker's sockets and caches)
   tracing::CompositePropagator propagator_;
   std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
+  // [listener][route]: the route's own sampler, or null (the tracer's).
+  std::vector<std::vector<std::unique_ptr<tracing::Sampler>>> route_samplers_;
+  std::vector<std::string_view> header_values_;  // recordHeaders' scratch
+  std::string header_key_;
 };
+
+// Removes every trace-context field a caller could send (traceparent, tracestate, b3, x-b3-*,
+// baggage): what a `restart` or `ignore` listener must not pass on.
+void removeTraceContext(HeaderMap& headers);
 
 // Shared helpers (exposed for tests).
 // True when a tracing.ignore rule matches: the request is proxied untraced, its context passed on.
@@ -50,6 +73,10 @@ bool globMatch(std::string_view pattern, std::string_view text);  // '*' matches
 std::string redactQuery(std::string_view query);  // "a=1&b&&c=" → "a=REDACTED&REDACTED&&c=REDACTED"
 // A URL (e.g. a Referer) with its query redacted as above; without '?' it is returned as is.
 std::string redactUrlQuery(std::string_view url);
+// Adds `traceparent;desc="00-<trace>-<span>-<flags>"` for ctx to the response's Server-Timing:
+// appended to the last Server-Timing field there is (comma-joined, so the upstream's own metrics
+// stay), else as a new field.
+void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers);
 // The methods the HTTP semantic conventions name (RFC 9110's and PATCH); any other is "_OTHER".
 bool knownHttpMethod(std::string_view method);
 

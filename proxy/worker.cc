@@ -81,7 +81,7 @@ std::shared_ptr<WorkerGeneration> Worker::makeWorkerGeneration(
   }
   const bool process_rule = wg->config().egress && wg->config().egress->process;
   wg->chain.add(std::make_unique<filters::TracingFilter>(wg->config().tracing, tracer_, inflight,
-                                                         process_rule));
+                                                         process_rule, &wg->config().listeners));
   wg->chain.add(std::make_unique<filters::HeaderPolicyFilter>());
   wg->chain.add(std::make_unique<filters::RouterFilter>());
   wg->load.resize(wg->gen->clusters.size());

@@ -103,6 +103,15 @@ void appendSpan(std::string& out, const SpanData& span, std::string_view service
           using T = std::decay_t<decltype(v)>;
           if constexpr (std::is_same_v<T, std::string>) {
             appendJsonString(out, v);
+          } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+            out += '[';
+            for (size_t i = 0; i < v.size(); ++i) {
+              if (i != 0) {
+                out += ',';
+              }
+              appendJsonString(out, v[i]);
+            }
+            out += ']';
           } else if constexpr (std::is_same_v<T, bool>) {
             out += v ? "true" : "false";
           } else if constexpr (std::is_same_v<T, double>) {

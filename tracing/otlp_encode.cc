@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
+#include <vector>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "tracing/utf8.h"
@@ -161,9 +163,54 @@ void putKeyValue(Out& out, uint32_t field_tag, std::string_view key,
   }
 }
 
-AttributeValueView view(const AttributeValue& value) {
-  return std::visit([](const auto& v) -> AttributeValueView { return AttributeValueView(v); },
-                    value);
+// KeyValue { key = 1; value = 2: AnyValue { array_value = 5: ArrayValue { values = 1: AnyValue {
+// string_value = 1 } ... } } } as field `field_tag` of the enclosing message.
+template <typename Out>
+void putStringArrayKeyValue(Out& out, uint32_t field_tag, std::string_view key,
+                            const std::string_view* values, size_t count, size_t max_text_bytes) {
+  constexpr uint32_t kString = tag(1, kLen), kArrayValues = tag(1, kLen), kAnyArray = tag(5, kLen);
+  std::vector<std::string> scratch(count);
+  std::vector<std::string_view> texts(count);
+  size_t array_size = 0;
+  for (size_t i = 0; i < count; ++i) {
+    texts[i] = truncateUtf8(validUtf8(truncateUtf8(values[i], max_text_bytes), scratch[i]),
+                            max_text_bytes);
+    array_size += bytesFieldSize(kArrayValues, bytesFieldSize(kString, texts[i].size()));
+  }
+  const size_t any_size = bytesFieldSize(kAnyArray, array_size);
+  const size_t kv_size =
+      bytesFieldSize(tag(1, kLen), key.size()) + bytesFieldSize(tag(2, kLen), any_size);
+  Writer w(extend(out, varintSize(field_tag) + varintSize(kv_size) + kv_size));
+  w.varint(field_tag);
+  w.varint(kv_size);
+  w.field(tag(1, kLen), key);
+  w.varint(tag(2, kLen));
+  w.varint(any_size);
+  w.varint(kAnyArray);
+  w.varint(array_size);
+  for (std::string_view text : texts) {
+    w.varint(kArrayValues);
+    w.varint(bytesFieldSize(kString, text.size()));
+    w.field(kString, text);
+  }
+}
+
+// A resource attribute (from config) onto the KeyValue encoders.
+template <typename Out>
+void putAttribute(Out& out, uint32_t field_tag, std::string_view key, const AttributeValue& value) {
+  if (const auto* array = std::get_if<std::vector<std::string>>(&value)) {
+    std::vector<std::string_view> views(array->begin(), array->end());
+    putStringArrayKeyValue(out, field_tag, key, views.data(), views.size(), SIZE_MAX);
+    return;
+  }
+  std::visit(
+      [&](const auto& v) {
+        using T = std::decay_t<decltype(v)>;
+        if constexpr (!std::is_same_v<T, std::vector<std::string>>) {
+          putKeyValue(out, field_tag, key, AttributeValueView(v));
+        }
+      },
+      value);
 }
 
 // Span fields (trace.proto).
@@ -187,6 +234,12 @@ void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeV
   if (!appendShortOtlpAttribute(out, key, value, max_text_bytes)) {
     putKeyValue(out, kAttributes, key, value, max_text_bytes);
   }
+}
+
+void appendOtlpStringArrayAttribute(WireBuffer& out, std::string_view key,
+                                    const std::string_view* values, size_t count,
+                                    size_t max_text_bytes) {
+  putStringArrayKeyValue(out, kAttributes, key, values, count, max_text_bytes);
 }
 
 void appendOtlpLink(WireBuffer& out, const TraceId& trace_id, const SpanId& span_id,
@@ -305,7 +358,7 @@ SpansPrefix otlpSpansPrefix(std::string_view run, size_t max_count, size_t max_b
 OtlpRequestEncoder::OtlpRequestEncoder(const Resource& resource) {
   std::string body, key_scratch;
   for (const Attribute& attr : resource.attributes) {  // keys from config: check them too
-    putKeyValue(body, tag(1, kLen), validUtf8(attr.key, key_scratch), view(attr.value));
+    putAttribute(body, tag(1, kLen), validUtf8(attr.key, key_scratch), attr.value);
   }
   putField(resource_field_, tag(1, kLen), body);  // ResourceSpans.resource = 1
   std::string scope;
@@ -373,6 +426,13 @@ AttributeValue decodeValue(const common::AnyValue& v) {
       return v.int_value();
     case common::AnyValue::kDoubleValue:
       return v.double_value();
+    case common::AnyValue::kArrayValue: {
+      std::vector<std::string> strings;
+      for (const auto& item : v.array_value().values()) {
+        strings.push_back(item.string_value());
+      }
+      return strings;
+    }
     default:
       return v.string_value();
   }

@@ -28,6 +28,12 @@ namespace sidetrace::tracing {
 void appendOtlpAttribute(WireBuffer& out, std::string_view key, const AttributeValueView& value,
                          size_t max_text_bytes = SIZE_MAX);
 
+// Appends one Span.attributes KeyValue whose value is an ArrayValue of strings (each checked,
+// repaired and cut like a string value).
+void appendOtlpStringArrayAttribute(WireBuffer& out, std::string_view key,
+                                    const std::string_view* values, size_t count,
+                                    size_t max_text_bytes = SIZE_MAX);
+
 namespace detail {
 
 // Short copies and checks without a library call: a proxy span's ~20 attributes are short keys

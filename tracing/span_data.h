@@ -25,8 +25,8 @@
 
 namespace sidetrace::tracing {
 
-// Owned attribute values (resource, decoded spans).
-using AttributeValue = std::variant<std::string, int64_t, double, bool>;
+// Owned attribute values (resource, decoded spans); the vector is a string array (header values).
+using AttributeValue = std::variant<std::string, int64_t, double, bool, std::vector<std::string>>;
 // What Span::setAttribute takes: strings by view, copied straight into the encoded record.
 using AttributeValueView = std::variant<std::string_view, int64_t, double, bool>;
 

@@ -92,14 +92,32 @@ void Span::addLink(const SpanContext& to) {
   }
 }
 
-Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* given_parent) {
+void Span::setStringArrayAttribute(std::string_view key, const std::string_view* values,
+                                   size_t count) {
+  if (!record_) {
+    return;
+  }
+  if (record_->attribute_count >= tracer_->limits_.attribute_count) {
+    ++record_->dropped_attributes_count;
+    return;
+  }
+  ++record_->attribute_count;
+  appendOtlpStringArrayAttribute(record_->attributes, key, values, count,
+                                 tracer_->limits_.attribute_value_length);
+}
+
+Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* given_parent,
+                       const Sampler* sampler) {
   const SpanContext* parent =
       given_parent != nullptr && given_parent->valid() ? given_parent : nullptr;
   Span span;
   span.tracer_ = this;
   span.context_.trace_id = parent ? parent->trace_id : ids_.traceId();
   span.context_.span_id = ids_.spanId();
-  bool sampled = sampler_ && sampler_->shouldSample(parent, span.context_.trace_id);
+  if (sampler == nullptr) {
+    sampler = sampler_.get();
+  }
+  bool sampled = sampler != nullptr && sampler->shouldSample(parent, span.context_.trace_id);
   // The random flag describes the trace id, which a continued trace keeps. B3 debug passes on
   // only with a sampled span (it implies sampled: never send it with flags 00).
   span.context_.flags = static_cast<uint8_t>((sampled ? kFlagSampled : 0) |

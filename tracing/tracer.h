@@ -43,6 +43,9 @@ class Span {
   // The tracer's span limits apply: a long string is cut, an attribute past the count is dropped
   // and counted in dropped_attributes_count.
   void setAttribute(std::string_view key, const AttributeValueView& value);
+  // A string-array attribute (OTLP ArrayValue of strings), e.g. every value of a repeated header.
+  // The same limits apply: each string is cut at attribute_value_length, the array counts once.
+  void setStringArrayAttribute(std::string_view key, const std::string_view* values, size_t count);
   void setStatus(StatusCode code, std::string_view message = {});
   // Adds a link to another span (OTLP Span.links), e.g. the candidates a span could not choose
   // a parent among. Recording spans only; call before end().
@@ -65,13 +68,16 @@ class Tracer {
 
   // A SERVER span: samples with the sampler; parent is the extracted remote context or nullptr
   // (then a new trace id is made).
-  Span startServerSpan(std::string_view name, const SpanContext* remote_parent) {
-    return startSpan(name, SpanKind::Server, remote_parent);
+  // `sampler`: the route's own, in place of the tracer's (nullptr: the tracer's).
+  Span startServerSpan(std::string_view name, const SpanContext* remote_parent,
+                       const Sampler* sampler = nullptr) {
+    return startSpan(name, SpanKind::Server, remote_parent, sampler);
   }
   // A span of `kind` whose parent is a context rather than a local span: an extracted one, or
   // one handed over from another worker (the egress CLIENT span's inferred parent). Sampled
   // like a SERVER span; nullptr or an invalid parent starts a new trace.
-  Span startSpan(std::string_view name, SpanKind kind, const SpanContext* parent);
+  Span startSpan(std::string_view name, SpanKind kind, const SpanContext* parent,
+                 const Sampler* sampler = nullptr);
   // A child span (e.g. CLIENT) of a local parent; inherits its sampling decision.
   Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent);
 

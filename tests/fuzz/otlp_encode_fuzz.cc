@@ -1,10 +1,11 @@
 // The OTLP encoders: a span built from fuzzed fields (ids, flags, kind, status, times, name,
-// status message, tracestate as the propagator passes it on, attributes of every value type with
-// the span limits' value cut) goes through the project's encoder (tracing/otlp_encode.h) and is
-// decoded with libprotobuf's generated classes; every field must come back equal (strings: equal
-// when the input was valid UTF-8 and within the cut, else valid UTF-8 no longer than the cut).
-// The same request through the OTLP/JSON writer (tracing/otlp_json.h), read back with protobuf's
-// JSON parser (tests/support/otlp_json_check.h), must equal the protobuf decoding.
+// status message, tracestate as the propagator passes it on, attributes of every value type the
+// proxy writes, string arrays included, with the span limits' value cut) goes through the project's
+// encoder (tracing/otlp_encode.h) and is decoded with libprotobuf's generated classes; every field
+// must come back equal (strings: equal when the input was valid UTF-8 and within the cut, else
+// valid UTF-8 no longer than the cut). The same request through the OTLP/JSON writer
+// (tracing/otlp_json.h), read back with protobuf's JSON parser (tests/support/otlp_json_check.h),
+// must equal the protobuf decoding.
 
 #include <google/protobuf/util/field_comparator.h>
 #include <google/protobuf/util/message_differencer.h>
@@ -32,13 +33,15 @@ namespace {
 
 // Attribute keys are literals in the proxy (the encoder trusts them): pick among real ones.
 constexpr const char* kKeys[] = {
-    "http.request.method", "url.path",   "http.response.status_code", "user_agent.original",
-    "server.port",         "error.type", "rpc.grpc.status_code",      "sidetrace.sampled"};
+    "http.request.method",  "url.path",          "http.response.status_code",
+    "user_agent.original",  "server.port",       "error.type",
+    "rpc.grpc.status_code", "sidetrace.sampled", "http.request.header.x-tenant"};
 
 struct ExpectedAttribute {
   std::string key;
   AttributeValue value;
-  std::string raw;  // a string value as given, before repair and cut
+  std::string raw;                // a string value as given, before repair and cut
+  std::vector<std::string> raws;  // a string array's values as given
   size_t cut = SIZE_MAX;
 };
 
@@ -106,6 +109,15 @@ void checkSpan(const otlp::trace::v1::Span& s, const SpanRecord& rec,
       check(v.has_double_value() &&
                 (v.double_value() == *d || (std::isnan(*d) && std::isnan(v.double_value()))),
             "double attribute differs", want.key);
+    } else if (std::holds_alternative<std::vector<std::string>>(want.value)) {
+      check(v.has_array_value() &&
+                v.array_value().values_size() == static_cast<int>(want.raws.size()),
+            "string array attribute differs", want.key);
+      for (size_t j = 0; j < want.raws.size(); ++j) {
+        const auto& item = v.array_value().values(static_cast<int>(j));
+        check(item.has_string_value(), "string array item type differs", want.key);
+        checkText(item.string_value(), want.raws[j], want.cut, "string array item differs");
+      }
     } else {
       check(v.has_bool_value() && v.bool_value() == std::get<bool>(want.value),
             "bool attribute differs", want.key);
@@ -161,9 +173,24 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         break;
       }
       default: {
-        const bool v = in.flag();
-        a.value = v;
-        appendOtlpAttribute(rec.attributes, a.key, v);
+        if (in.flag()) {
+          const bool v = in.flag();
+          a.value = v;
+          appendOtlpAttribute(rec.attributes, a.key, v);
+          break;
+        }
+        const size_t n = in.byte() % 4;  // a header's field lines
+        std::vector<std::string_view> views;
+        for (size_t j = 0; j < n; ++j) {
+          a.raws.emplace_back(in.line());
+        }
+        for (const auto& raw : a.raws) {
+          views.push_back(raw);
+        }
+        const uint8_t cut = in.byte();
+        a.cut = cut == 0 ? SIZE_MAX : cut;
+        a.value = a.raws;
+        appendOtlpStringArrayAttribute(rec.attributes, a.key, views.data(), views.size(), a.cut);
         break;
       }
     }

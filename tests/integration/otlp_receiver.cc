@@ -66,6 +66,15 @@ AttrValue convert(const otlp_common::AnyValue& v) {
       a.type = AttrValue::Type::Double;
       a.d = v.double_value();
       break;
+    case otlp_common::AnyValue::kArrayValue:
+      a.type = AttrValue::Type::StringArray;
+      for (const auto& item : v.array_value().values()) {
+        if (item.value_case() != otlp_common::AnyValue::kStringValue) {
+          a.type = AttrValue::Type::Other;
+        }
+        a.strings.push_back(item.string_value());
+      }
+      break;
     default:
       break;
   }
@@ -91,6 +100,13 @@ std::string attrText(const AttrValue& v) {
       return std::to_string(v.i);
     case AttrValue::Type::Double:
       return std::to_string(v.d);
+    case AttrValue::Type::StringArray: {
+      std::string out = "[";
+      for (size_t i = 0; i < v.strings.size(); ++i) {
+        out += (i == 0 ? "\"" : ", \"") + v.strings[i] + "\"";
+      }
+      return out + "]";
+    }
     default:
       return "?";
   }
@@ -154,6 +170,14 @@ std::optional<int64_t> FlatSpan::integer(const std::string& key) const {
     return std::nullopt;
   }
   return it->second.i;
+}
+
+std::optional<std::vector<std::string>> FlatSpan::strings(const std::string& key) const {
+  auto it = attributes.find(key);
+  if (it == attributes.end() || it->second.type != AttrValue::Type::StringArray) {
+    return std::nullopt;
+  }
+  return it->second.strings;
 }
 
 std::string FlatSpan::resourceStr(const std::string& key) const {

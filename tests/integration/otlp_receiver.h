@@ -16,8 +16,9 @@ namespace sidetrace::it {
 
 // One attribute value, flattened. `type` says which field is meaningful.
 struct AttrValue {
-  enum class Type { String, Bool, Int, Double, Other } type = Type::Other;
+  enum class Type { String, Bool, Int, Double, StringArray, Other } type = Type::Other;
   std::string s;
+  std::vector<std::string> strings;  // StringArray (an ArrayValue of string values)
   bool b = false;
   int64_t i = 0;
   double d = 0;
@@ -47,6 +48,8 @@ struct FlatSpan {
   // The string value, or "<missing>" / "<not a string>" so assertion messages say what happened.
   std::string str(const std::string& key) const;
   std::optional<int64_t> integer(const std::string& key) const;
+  // A string-array attribute's values; nullopt when absent or of another type.
+  std::optional<std::vector<std::string>> strings(const std::string& key) const;
   std::string resourceStr(const std::string& key) const;
   std::string describe() const;  // one line for failure messages
 };

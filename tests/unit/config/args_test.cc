@@ -44,6 +44,13 @@ TEST(ParseArgs, EveryFlagSpaceSeparated) {
   EXPECT_EQ(o.log_level, "debug");
 }
 
+TEST(ParseArgs, TraceContext) {
+  EXPECT_FALSE(parse({}).trace_context);
+  EXPECT_EQ(parse({"--trace-context", "restart"}).trace_context, TraceContextTrust::Restart);
+  EXPECT_EQ(parse({"--trace-context=ignore"}).trace_context, TraceContextTrust::Ignore);
+  EXPECT_EQ(parse({"--trace-context", "trust"}).trace_context, TraceContextTrust::Trust);
+}
+
 TEST(ParseArgs, EqualsForm) {
   CliOptions o = parse({"--config=b.yaml", "--listen=:1", "--upstream=h:2", "--workers=0",
                         "--admin=off", "--service-name=a=b", "--ignore-path=/x"});
@@ -95,6 +102,10 @@ TEST(ParseArgs, Errors) {
               parse({"--ignore-path", "health"});
             }),
             "--ignore-path: path must start with '/', got 'health'");
+  EXPECT_EQ(errorOf([] {
+              parse({"--trace-context", "distrust"});
+            }),
+            "--trace-context: expected trust, restart or ignore, got 'distrust'");
   EXPECT_EQ(errorOf([] { parse({"--version=yes"}); }), "--version: takes no value");
 }
 
@@ -102,7 +113,7 @@ TEST(Usage, ListsEveryFlag) {
   std::string u = usage();
   for (const char* flag : {"--config", "--validate", "--version", "--help", "-h", "--listen",
                            "--upstream", "--service-name", "--otlp-endpoint", "--admin",
-                           "--workers", "--ignore-path", "--log-level"}) {
+                           "--workers", "--ignore-path", "--log-level", "--trace-context"}) {
     EXPECT_NE(u.find(flag), std::string::npos) << flag;
   }
 }

@@ -142,6 +142,37 @@ TEST(BuildConfig, PrecedenceEnvFileFlags) {
   std::filesystem::remove(path);
 }
 
+// --trace-context sets every listener's, the file's and the zero-config one alike; the egress
+// listener keeps trusting its app.
+TEST(BuildConfig, TraceContextFlag) {
+  std::string path =
+      writeTemp("trace_context.yaml",
+                "listeners:\n"
+                "  - { address: \":1\", trace_context: ignore, routes: [ { cluster: c } ] }\n"
+                "  - { name: b, address: \":2\", routes: [ { cluster: c } ] }\n"
+                "clusters: [ { name: c, endpoints: [ \"a:1\" ] } ]\n"
+                "egress: { address: 127.0.0.1:15002 }\n");
+  CliOptions cli;
+  cli.config_path = path;
+  Config from_file = buildConfig(cli, envFrom({}));
+  EXPECT_EQ(from_file.listeners[0].trace_context, TraceContextTrust::Ignore);
+  EXPECT_EQ(from_file.listeners[1].trace_context, TraceContextTrust::Trust);
+  cli.trace_context = TraceContextTrust::Restart;
+  Config flagged = buildConfig(cli, envFrom({}));
+  ASSERT_EQ(flagged.listeners.size(), 3u);
+  EXPECT_EQ(flagged.listeners[0].trace_context, TraceContextTrust::Restart);
+  EXPECT_EQ(flagged.listeners[1].trace_context, TraceContextTrust::Restart);
+  EXPECT_TRUE(flagged.listeners[2].egress);
+  EXPECT_EQ(flagged.listeners[2].trace_context, TraceContextTrust::Trust);
+  std::filesystem::remove(path);
+
+  CliOptions zero;
+  zero.listen = ":15001";
+  zero.upstream = "127.0.0.1:8080";
+  zero.trace_context = TraceContextTrust::Restart;
+  EXPECT_EQ(buildConfig(zero, envFrom({})).listeners[0].trace_context, TraceContextTrust::Restart);
+}
+
 TEST(BuildConfig, UnreadableFile) {
   CliOptions cli;
   cli.config_path = "/nonexistent/sidetrace.yaml";
@@ -391,6 +422,14 @@ TEST(Examples, Edge) {
   ASSERT_GE(cfg.listeners[0].routes.size(), 5u);
   EXPECT_TRUE(cfg.listeners[0].routes[0].direct_response);
   EXPECT_EQ(cfg.listeners[0].routes[0].match.path, "/ping");
+  EXPECT_EQ(cfg.listeners[0].trace_context, TraceContextTrust::Restart);
+  EXPECT_TRUE(cfg.tracing.server_timing);
+  const auto& write = cfg.listeners[0].routes[2];
+  ASSERT_EQ(write.name, "orders-write");
+  ASSERT_TRUE(write.tracing && write.tracing->sampler);
+  EXPECT_EQ(write.tracing->sampler->type, "always_on");
+  EXPECT_EQ(write.tracing->request_headers,
+            (std::vector<std::string>{"x-request-id", "idempotency-key"}));
 }
 
 TEST(Examples, Grpc) {

@@ -70,6 +70,7 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
     {
       "name": "ingress",
       "address": "0.0.0.0:15001",
+      "trace_context": "trust",
       "tls": {
         "cert": "/etc/st/server.pem",
         "key": "[redacted]",
@@ -183,7 +184,11 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
     "span_limits": {
       "attribute_value_length": 1024,
       "attribute_count": 128
-    }
+    },
+    "request_headers": [],
+    "response_headers": [],
+    "allow_sensitive_headers": [],
+    "server_timing": false
   },
   "limits": {
     "max_request_headers_bytes": 61440,

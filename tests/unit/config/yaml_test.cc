@@ -273,7 +273,7 @@ TEST(ApplyYamlErrors, UnknownKey) {
                       "  - name: a\n"
                       "    adress: :80\n"),
             "t.yaml:4: listeners[0].adress: unknown key (expected one of: name, address, tls, "
-            "routes)");
+            "routes, trace_context)");
   EXPECT_EQ(loadError("tracing:\n  sampler: { kind: x }\n"),
             "t.yaml:2: tracing.sampler.kind: unknown key (expected one of: type, ratio)");
 }
@@ -301,6 +301,10 @@ TEST(ApplyYamlErrors, WrongType) {
             "t.yaml:2: clusters[0].name: expected a string, got a list");
   EXPECT_EQ(loadError("tracing: { enabled: maybe }\n"),
             "t.yaml:1: tracing.enabled: expected true or false, got 'maybe'");
+  EXPECT_EQ(loadError("workers: 1\ntracing:\n  server_timing: yes please\n"),
+            "t.yaml:3: tracing.server_timing: expected true or false, got 'yes please'");
+  EXPECT_FALSE(load("workers: 1\n").tracing.server_timing);
+  EXPECT_TRUE(load("tracing: { server_timing: true }\n").tracing.server_timing);
 }
 
 TEST(ApplyYamlErrors, BadDuration) {
@@ -658,6 +662,127 @@ TEST(ApplyYamlHealthCheck, KeysDefaultsAndErrors) {
   EXPECT_NO_THROW(validate(tls));
   tls.clusters[0].health_check->type = "tcp";
   EXPECT_NO_THROW(validate(tls));
+}
+
+// Issue 17's trace controls: the trust boundary, per-route tracing and header attributes.
+const char* kTraceControls = R"(listeners:
+  - name: edge
+    address: 0.0.0.0:8000
+    trace_context: restart
+    routes:
+      - name: checkout
+        match: { prefix: /checkout }
+        cluster: app
+        tracing:
+          sampler: { type: traceidratio, ratio: 0.5 }
+          attributes: { team: payments, tier: "1" }
+          request_headers: [ X-Tenant, x-request-id ]
+          response_headers: [ x-cache ]
+      - name: health
+        match: { path: /health }
+        cluster: app
+        tracing: { enabled: false }
+      - cluster: app
+  - name: internal
+    address: 127.0.0.1:8001
+    routes: [ { cluster: app } ]
+clusters:
+  - { name: app, endpoints: [ "127.0.0.1:8080" ] }
+tracing:
+  request_headers: [ x-request-id, Authorization ]
+  response_headers: [ content-type ]
+  allow_sensitive_headers: [ authorization ]
+)";
+
+TEST(ApplyYamlTraceControls, KeysAndMergedHeaderLists) {
+  Config cfg = load(kTraceControls);
+  ASSERT_EQ(cfg.listeners.size(), 2u);
+  EXPECT_EQ(cfg.listeners[0].trace_context, TraceContextTrust::Restart);
+  EXPECT_EQ(cfg.listeners[1].trace_context, TraceContextTrust::Trust);
+  const auto& routes = cfg.listeners[0].routes;
+  ASSERT_TRUE(routes[0].tracing);
+  const RouteTracing& rt = *routes[0].tracing;
+  EXPECT_TRUE(rt.enabled);
+  ASSERT_TRUE(rt.sampler);
+  EXPECT_EQ(rt.sampler->type, "traceidratio");
+  EXPECT_DOUBLE_EQ(rt.sampler->ratio, 0.5);
+  EXPECT_EQ(rt.attributes, (KeyValues{{"team", "payments"}, {"tier", "1"}}));
+  // The tracing section's names first, then the route's it does not have; lower-case.
+  EXPECT_EQ(rt.request_headers,
+            (std::vector<std::string>{"x-request-id", "authorization", "x-tenant"}));
+  EXPECT_EQ(rt.response_headers, (std::vector<std::string>{"content-type", "x-cache"}));
+  ASSERT_TRUE(routes[1].tracing);
+  EXPECT_FALSE(routes[1].tracing->enabled);
+  EXPECT_FALSE(routes[1].tracing->sampler);
+  EXPECT_FALSE(routes[2].tracing);
+  EXPECT_EQ(cfg.tracing.allow_sensitive_headers, (std::vector<std::string>{"authorization"}));
+
+  const std::string dump = dumpConfigJson(cfg);
+  EXPECT_NE(dump.find("\"trace_context\": \"restart\""), std::string::npos) << dump;
+  EXPECT_NE(dump.find("\"team\": \"payments\""), std::string::npos) << dump;
+  // A route without its own sampler shows the one in effect.
+  EXPECT_NE(dump.find(R"("enabled": false,
+            "sampler": {
+              "type": "parentbased_always_on",)"),
+            std::string::npos)
+      << dump;
+}
+
+TEST(ApplyYamlTraceControls, ErrorsNameKeyAndLine) {
+  EXPECT_EQ(loadError("listeners:\n  - address: :80\n    trace_context: distrust\n"),
+            "t.yaml:3: listeners[0].trace_context: expected trust, restart or ignore, got "
+            "'distrust'");
+  // Credentials need the explicit override, wherever they are listed (the tracing section may
+  // come after the routes).
+  EXPECT_EQ(loadError("tracing:\n  request_headers:\n    - x-a\n    - Cookie\n"),
+            "t.yaml:4: tracing.request_headers[1]: 'cookie' carries credentials: its values "
+            "would be exported in spans (name it in tracing.allow_sensitive_headers as well to "
+            "record it anyway)");
+  EXPECT_EQ(loadError("clusters: [ { name: app, endpoints: [ \"127.0.0.1:1\" ] } ]\n"
+                      "listeners:\n"
+                      "  - address: :80\n"
+                      "    routes:\n"
+                      "      - cluster: app\n"
+                      "        tracing:\n"
+                      "          response_headers: [ set-cookie ]\n"
+                      "tracing: { allow_sensitive_headers: [ cookie ] }\n"),
+            "t.yaml:7: listeners[0].routes[0].tracing.response_headers[0]: 'set-cookie' carries "
+            "credentials: its values would be exported in spans (name it in "
+            "tracing.allow_sensitive_headers as well to record it anyway)");
+  EXPECT_EQ(loadError("tracing:\n  response_headers: [ proxy-authorization ]\n"),
+            "t.yaml:2: tracing.response_headers[0]: 'proxy-authorization' carries credentials: "
+            "its values would be exported in spans (name it in tracing.allow_sensitive_headers "
+            "as well to record it anyway)");
+  EXPECT_EQ(loadError("tracing:\n  allow_sensitive_headers: [ x-api-key ]\n"),
+            "t.yaml:2: tracing.allow_sensitive_headers[0]: 'x-api-key' is not a sensitive header "
+            "(only authorization, cookie, set-cookie and proxy-authorization need allowing)");
+  EXPECT_EQ(loadError("tracing:\n  request_headers: [ \"x a\" ]\n"),
+            "t.yaml:2: tracing.request_headers[0]: not a header name: 'x a'");
+  EXPECT_EQ(loadError("tracing:\n  request_headers: [ x-a, X-A ]\n"),
+            "t.yaml:2: tracing.request_headers[1]: duplicate header 'x-a'");
+  const std::string route =
+      "clusters: [ { name: app, endpoints: [ \"127.0.0.1:1\" ] } ]\n"
+      "listeners:\n"
+      "  - address: :80\n"
+      "    routes:\n"
+      "      - cluster: app\n"
+      "        tracing:\n";
+  EXPECT_EQ(loadError(route + "          sampler: { ratio: 0.5 }\n"),
+            "t.yaml:7: listeners[0].routes[0].tracing.sampler.type: missing (e.g. sampler: { "
+            "type: traceidratio, ratio: 0.5 })");
+  EXPECT_EQ(loadError(route + "          sampler: { type: sometimes }\n"),
+            "t.yaml:7: listeners[0].routes[0].tracing.sampler.type: unknown sampler 'sometimes' "
+            "(expected one of: always_on, always_off, traceidratio, parentbased_always_on, "
+            "parentbased_always_off, parentbased_traceidratio)");
+  EXPECT_EQ(loadError(route + "          enabled: nope\n"),
+            "t.yaml:7: listeners[0].routes[0].tracing.enabled: expected true or false, got 'nope'");
+  EXPECT_EQ(loadError(route + "          attributes:\n            http.route: mine\n"),
+            "t.yaml:8: listeners[0].routes[0].tracing.attributes.http.route: 'http.route' is in "
+            "a namespace sidetrace sets itself (reserved: http., url., server., client., "
+            "network., user_agent., error., rpc., sidetrace.)");
+  EXPECT_EQ(loadError(route + "          tags: { a: b }\n"),
+            "t.yaml:7: listeners[0].routes[0].tracing.tags: unknown key (expected one of: "
+            "enabled, sampler, attributes, request_headers, response_headers)");
 }
 
 TEST(ApplyYamlHealthCheck, GrpcNeedsAnHttp2Cluster) {

@@ -124,7 +124,8 @@ class TracingFilterTest : public ::testing::Test {
     cfg_.sampler.type = sampler;
     tracer_ = std::make_unique<tracing::Tracer>(
         tracing::makeSampler(sampler, 1.0), buffer_.get(), [this] { return clock_ += 1000; }, 7);
-    filter_ = std::make_unique<TracingFilter>(cfg_, *tracer_);
+    listeners_ = {listener_};  // the route samplers are built from these (same routes, indices)
+    filter_ = std::make_unique<TracingFilter>(cfg_, *tracer_, nullptr, false, &listeners_);
   }
 
   std::vector<tracing::SpanData> flushAll() {
@@ -156,6 +157,7 @@ class TracingFilterTest : public ::testing::Test {
     EXPECT_EQ(filter_->onRequest(s), FilterStatus::Continue);
     s.route = &listener_.routes[0];
     s.route_index = 0;
+    filter_->onRouted(s);
     RequestHead up;
     up.method = s.request.method;
     up.target = s.request.target;
@@ -179,6 +181,7 @@ class TracingFilterTest : public ::testing::Test {
   config::TracingConfig cfg_;
   config::Route route_;
   config::Listener listener_;
+  std::vector<config::Listener> listeners_;
   RecordingExporter* exporter_ = nullptr;
   std::unique_ptr<tracing::BatchSpanProcessor> processor_;
   std::unique_ptr<tracing::WorkerSpanBuffer> buffer_;
@@ -308,6 +311,7 @@ TEST_F(TracingFilterTest, NoRouteNameIsJustMethod) {
   Stream s;
   initStream(s, "POST", "/nowhere");
   filter_->onRequest(s);
+  filter_->onRouted(s);
   s.response_status = 404;
   filter_->onComplete(s);
   auto spans = flushAll();
@@ -330,6 +334,7 @@ TEST_F(TracingFilterTest, UnknownMethodIsOther) {
   Stream bare;
   initStream(bare, "MKCOL", "/nowhere");
   filter_->onRequest(bare);
+  filter_->onRouted(bare);
   bare.response_status = 404;
   filter_->onComplete(bare);
   auto spans = flushAll();
@@ -459,6 +464,7 @@ TEST_F(TracingFilterTest, NoResponseMarksServerSpan) {
   initStream(s, "GET", "/api/orders");
   filter_->onRequest(s);
   s.route = &listener_.routes[0];
+  filter_->onRouted(s);
   RequestHead up = s.request;
   filter_->onUpstreamRequest(s, up);
   // Client went away: no upstream result, nothing sent downstream.
@@ -705,6 +711,198 @@ TEST(GlobMatchTest, Stars) {
   EXPECT_TRUE(globMatch("*aab", "aaaab"));
   EXPECT_FALSE(globMatch("?", "a"));  // only '*' is special
   EXPECT_TRUE(globMatch("?", "?"));
+}
+
+// trace_context: restart — a new trace sampled as a root (the caller's flags 00 do not stop it),
+// the SERVER span linked to what the caller sent, and nothing of the caller's context upstream.
+TEST_F(TracingFilterTest, RestartListenerStartsANewTraceLinkedToTheCallers) {
+  listener_.trace_context = config::TraceContextTrust::Restart;
+  cfg_.propagators = {"tracecontext", "baggage", "b3multi"};
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders",
+             {{"traceparent", std::string("00-") + kTrace + "-" + kSpan + "-00"},
+              {"tracestate", "vendor=1"},
+              {"baggage", "user=alice"},
+              {"X-B3-TraceId", kTrace},
+              {"X-B3-SpanId", kSpan},
+              {"b3", "0"}});
+  RequestHead up = exchange(s, 200);
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  EXPECT_NE(server->trace_id.hex(), kTrace);
+  EXPECT_FALSE(server->parent_span_id.valid());
+  EXPECT_EQ(server->tracestate, "");
+  ASSERT_EQ(server->links.size(), 1u);
+  EXPECT_EQ(server->links[0].trace_id.hex(), kTrace);
+  EXPECT_EQ(server->links[0].span_id.hex(), kSpan);
+  EXPECT_EQ(up.headers.get("traceparent"),
+            "00-" + server->trace_id.hex() + "-" + client->span_id.hex() + "-01");
+  EXPECT_EQ(up.headers.get("x-b3-traceid"), server->trace_id.hex());
+  EXPECT_FALSE(up.headers.get("tracestate"));
+  EXPECT_FALSE(up.headers.get("baggage"));
+  EXPECT_FALSE(up.headers.get("b3"));
+  EXPECT_EQ(up.headers.count("x-b3-spanid"), 1u);
+}
+
+// trace_context: ignore — the caller's context is not even a link; an ignored path on such a
+// listener still loses the caller's headers.
+TEST_F(TracingFilterTest, IgnoreListenerDisregardsTheCallersContext) {
+  listener_.trace_context = config::TraceContextTrust::Ignore;
+  config::IgnoreRule health;
+  health.kind = config::IgnoreRule::Kind::Path;
+  health.value = "/health";
+  cfg_.ignore.push_back(health);
+  makeFilter("parentbased_always_off");  // a root is not sampled, whatever the caller says
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"traceparent", kTp}});
+  RequestHead up = exchange(s, 200);
+  auto tp = tracing::parseTraceparent(up.headers.get("traceparent").value_or(""));
+  ASSERT_TRUE(tp);
+  EXPECT_NE(tp->trace_id.hex(), kTrace);
+  EXPECT_EQ(tp->flags & tracing::kFlagSampled, 0);
+
+  Stream ignored;
+  initStream(ignored, "GET", "/health", {{"traceparent", kTp}, {"baggage", "a=1"}});
+  RequestHead up2 = exchange(ignored, 200);
+  EXPECT_FALSE(up2.headers.get("traceparent"));
+  EXPECT_FALSE(up2.headers.get("baggage"));
+  EXPECT_TRUE(flushAll().empty());
+}
+
+// A route with tracing off is proxied like an ignored path; another route samples with its own
+// sampler (and still propagates, flags 00); static attributes go on both spans.
+TEST_F(TracingFilterTest, RouteTracingOffOwnSamplerAndAttributes) {
+  config::RouteTracing off;
+  off.enabled = false;
+  listener_.routes[0].tracing = off;
+  config::Route quiet = route_;
+  quiet.name = "quiet";
+  quiet.tracing = config::RouteTracing{};
+  quiet.tracing->sampler = config::SamplerConfig{"always_off", 1.0};
+  listener_.routes.push_back(quiet);
+  config::Route tagged = route_;
+  tagged.name = "tagged";
+  tagged.tracing = config::RouteTracing{};
+  tagged.tracing->attributes = {{"team", "checkout"}, {"tier", "1"}};
+  listener_.routes.push_back(tagged);
+  makeFilter("always_on");
+
+  auto run = [&](Stream& s, size_t route) {
+    filter_->onRequest(s);
+    s.route = &listener_.routes[route];
+    s.route_index = route;
+    filter_->onRouted(s);
+    RequestHead up = s.request;
+    filter_->onUpstreamRequest(s, up);
+    s.upstream.status = 200;
+    filter_->onUpstreamResult(s);
+    s.response_status = 200;
+    filter_->onComplete(s);
+    return up;
+  };
+  Stream off_stream;
+  initStream(off_stream, "GET", "/api/orders", {{"traceparent", kTp}});
+  EXPECT_EQ(run(off_stream, 0).headers.get("traceparent"), kTp);  // passed on untouched
+  Stream quiet_stream;
+  initStream(quiet_stream, "GET", "/api/orders", {{"traceparent", kTp}});
+  auto tp = tracing::parseTraceparent(run(quiet_stream, 1).headers.get("traceparent").value_or(""));
+  ASSERT_TRUE(tp);
+  EXPECT_EQ(tp->trace_id.hex(), kTrace);
+  EXPECT_EQ(tp->flags & tracing::kFlagSampled, 0);
+  Stream tagged_stream;
+  initStream(tagged_stream, "GET", "/api/orders");
+  run(tagged_stream, 2);
+
+  auto spans = flushAll();
+  expectUniqueKeys(spans);
+  ASSERT_EQ(spans.size(), 2u);  // only the tagged route's
+  for (const auto& d : spans) {
+    EXPECT_EQ(strAttr(d, "http.route"), "tagged");
+    EXPECT_EQ(strAttr(d, "team"), "checkout");
+    EXPECT_EQ(strAttr(d, "tier"), "1");
+  }
+}
+
+// Listed headers become string arrays, every field line's value in order; the SERVER span reads
+// the request as it came, the CLIENT span the request it sent (with the injected context) and
+// the response it got.
+TEST_F(TracingFilterTest, ListedHeadersBecomeStringArrays) {
+  cfg_.request_headers = {"x-tenant", "traceparent", "x-absent"};
+  cfg_.response_headers = {"x-cache"};
+  makeFilter();
+  Stream s;
+  initStream(s, "GET", "/api/orders", {{"X-Tenant", "a"}, {"x-other", "no"}, {"x-tenant", "b, c"}});
+  filter_->onRequest(s);
+  s.route = &listener_.routes[0];
+  filter_->onRouted(s);
+  RequestHead up = s.request;
+  filter_->onUpstreamRequest(s, up);
+  ResponseHead head;
+  head.status = 200;
+  head.headers.add("X-Cache", "HIT");
+  filter_->onResponse(s, head);
+  s.upstream.status = 200;
+  filter_->onUpstreamResult(s);
+  s.response_status = 200;
+  filter_->onComplete(s);
+  auto spans = flushAll();
+  expectUniqueKeys(spans);
+  ASSERT_EQ(spans.size(), 2u);
+  const auto* server = findKind(spans, tracing::SpanKind::Server);
+  const auto* client = findKind(spans, tracing::SpanKind::Client);
+  ASSERT_NE(server, nullptr);
+  ASSERT_NE(client, nullptr);
+  using Strings = std::vector<std::string>;
+  for (const auto* d : {server, client}) {
+    const auto* tenant = findAttr(*d, "http.request.header.x-tenant");
+    ASSERT_NE(tenant, nullptr);
+    EXPECT_EQ(std::get<Strings>(tenant->value), (Strings{"a", "b, c"}));
+    const auto* cache = findAttr(*d, "http.response.header.x-cache");
+    ASSERT_NE(cache, nullptr);
+    EXPECT_EQ(std::get<Strings>(cache->value), (Strings{"HIT"}));
+    EXPECT_EQ(findAttr(*d, "http.request.header.x-absent"), nullptr);
+    EXPECT_EQ(findAttr(*d, "http.request.header.x-other"), nullptr);
+  }
+  EXPECT_EQ(findAttr(*server, "http.request.header.traceparent"), nullptr);  // none came
+  const auto* sent = findAttr(*client, "http.request.header.traceparent");
+  ASSERT_NE(sent, nullptr);
+  EXPECT_EQ(std::get<Strings>(sent->value),
+            (Strings{"00-" + client->trace_id.hex() + "-" + client->span_id.hex() + "-01"}));
+}
+
+TEST(ServerTimingTest, AddedOrAppendedToTheLastField) {
+  tracing::SpanContext ctx = *tracing::parseTraceparent(kTp);
+  const std::string entry = std::string("traceparent;desc=\"") + kTp + "\"";
+  HeaderMap none;
+  appendServerTiming(ctx, none);
+  EXPECT_EQ(none.get("server-timing").value_or(""), entry);
+
+  HeaderMap upstream;
+  upstream.add("Server-Timing", "db;dur=53");
+  upstream.add("content-type", "text/plain");
+  upstream.add("server-timing", "cache;desc=hit");
+  appendServerTiming(ctx, upstream);
+  EXPECT_EQ(upstream.count("server-timing"), 2u);
+  EXPECT_EQ(upstream.get("server-timing").value_or(""), "db;dur=53");  // the first stays as it was
+  std::string scratch;
+  EXPECT_EQ(upstream.getList("server-timing", scratch).value_or(""),
+            "db;dur=53,cache;desc=hit, " + entry);
+
+  HeaderMap empty;
+  empty.add("server-timing", " ");
+  appendServerTiming(ctx, empty);
+  EXPECT_EQ(empty.get("server-timing").value_or(""), " " + entry);
+
+  ctx.flags = 0;  // unsampled: the flags say so
+  HeaderMap unsampled;
+  appendServerTiming(ctx, unsampled);
+  EXPECT_EQ(unsampled.get("server-timing").value_or(""),
+            std::string("traceparent;desc=\"00-") + kTrace + "-" + kSpan + "-00\"");
 }
 
 TEST(RedactQueryTest, Cases) {

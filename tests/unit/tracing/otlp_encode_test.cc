@@ -201,6 +201,75 @@ TEST(OtlpEncodeTest, BytesEqualProtobufSerialization) {
   EXPECT_EQ(parse(three).SerializeAsString(), three);
 }
 
+// String arrays (http.request.header.* attributes): an ArrayValue of string AnyValues, byte for
+// byte what protobuf writes; each string repaired and cut like a string value; decoded back.
+TEST(OtlpEncodeTest, StringArraysEqualProtobufSerialization) {
+  SpanRecord r = sample();
+  r.attributes.clear();
+  const std::string long_value(300, 'x');  // multi-byte lengths at every level
+  const std::string_view values[] = {"acme", "", long_value};
+  appendOtlpStringArrayAttribute(r.attributes, "http.request.header.x-tenant", values, 3);
+  const std::string_view bad[] = {"ok", "a\xff", "caf\xc3\xa9"};
+  appendOtlpStringArrayAttribute(r.attributes, "h", bad, 3, 4);
+  appendOtlpStringArrayAttribute(r.attributes, "empty", nullptr, 0);
+  Resource res{
+      {{"service.name", std::string("orders")}, {"list", std::vector<std::string>{"a", "b"}}}};
+  std::string run;
+  appendOtlpSpan(run, r);
+  std::string wire;
+  OtlpRequestEncoder(res).encode({run}, wire);
+
+  collector::ExportTraceServiceRequest want;
+  auto* rs = want.add_resource_spans();
+  auto* kv = rs->mutable_resource()->add_attributes();
+  kv->set_key("service.name");
+  kv->mutable_value()->set_string_value("orders");
+  kv = rs->mutable_resource()->add_attributes();
+  kv->set_key("list");
+  kv->mutable_value()->mutable_array_value()->add_values()->set_string_value("a");
+  kv->mutable_value()->mutable_array_value()->add_values()->set_string_value("b");
+  auto* ss = rs->add_scope_spans();
+  ss->mutable_scope()->set_name("sidetrace");
+  ss->mutable_scope()->set_version(SIDETRACE_VERSION);
+  otlp::Span* s = ss->add_spans();
+  s->set_trace_id(kTraceIdBytes);
+  s->set_span_id(kSpanIdBytes);
+  s->set_trace_state("rojo=1");
+  s->set_parent_span_id(std::string(8, '\x11'));
+  s->set_name("GET orders");
+  s->set_kind(otlp::Span::SPAN_KIND_CLIENT);
+  s->set_start_time_unix_nano(1700000000000000000ULL);
+  s->set_end_time_unix_nano(1700000000123456789ULL);
+  kv = s->add_attributes();
+  kv->set_key("http.request.header.x-tenant");
+  for (std::string_view v : values) {
+    kv->mutable_value()->mutable_array_value()->add_values()->set_string_value(std::string(v));
+  }
+  kv = s->add_attributes();
+  kv->set_key("h");
+  kv->mutable_value()->mutable_array_value()->add_values()->set_string_value("ok");
+  kv->mutable_value()->mutable_array_value()->add_values()->set_string_value("a\xef\xbf\xbd");
+  kv->mutable_value()->mutable_array_value()->add_values()->set_string_value("caf");  // é cut
+  kv = s->add_attributes();
+  kv->set_key("empty");
+  kv->mutable_value()->mutable_array_value();
+  s->mutable_status()->set_message("upstream reset");
+  s->mutable_status()->set_code(otlp::Status::STATUS_CODE_ERROR);
+  s->set_flags(1);
+  EXPECT_EQ(wire, want.SerializeAsString());
+
+  std::vector<SpanData> spans;
+  Resource decoded_resource;
+  ASSERT_TRUE(decodeOtlpRequest(wire, &spans, &decoded_resource));
+  ASSERT_EQ(spans.size(), 1u);
+  using Strings = std::vector<std::string>;
+  const AttributeValue* tenant = spans[0].attribute("http.request.header.x-tenant");
+  ASSERT_NE(tenant, nullptr);
+  EXPECT_EQ(std::get<Strings>(*tenant), (Strings{"acme", "", long_value}));
+  ASSERT_EQ(decoded_resource.attributes.size(), 2u);
+  EXPECT_EQ(std::get<Strings>(decoded_resource.attributes[1].value), (Strings{"a", "b"}));
+}
+
 TEST(OtlpEncodeTest, RootSpanHasEmptyParentAndUnsetStatusIsAbsent) {
   SpanRecord r = sample();
   r.parent_span_id = SpanId{};

@@ -157,6 +157,8 @@ TEST(OtlpJsonTest, EncodedSpansRoundTrip) {
   rec.status = StatusCode::Error;
   appendOtlpAttribute(rec.attributes, "http.response.status_code", int64_t{503});
   appendOtlpAttribute(rec.attributes, "url.path", std::string_view("/bad\xff"));
+  const std::string_view tenants[] = {"acme", "b\"c"};
+  appendOtlpStringArrayAttribute(rec.attributes, "http.request.header.x-tenant", tenants, 2);
   std::string run;
   appendOtlpSpan(run, rec);
   std::string wire;
@@ -174,6 +176,10 @@ TEST(OtlpJsonTest, EncodedSpansRoundTrip) {
   EXPECT_EQ(span.kind(), trace::Span::SPAN_KIND_CLIENT);
   EXPECT_EQ(span.start_time_unix_nano(), 1700000000000000001ULL);
   EXPECT_EQ(span.attributes(1).value().string_value(), "/bad\xef\xbf\xbd");  // repaired
+  EXPECT_NE(json.find(R"({"key":"http.request.header.x-tenant","value":{"arrayValue":{"values":)"
+                      R"([{"stringValue":"acme"},{"stringValue":"b\"c"}]}}})"),
+            std::string::npos)
+      << json;
 
   // The encoder is reused between batches: a second, smaller request leaves nothing behind.
   collector::ExportTraceServiceRequest empty;
