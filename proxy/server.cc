@@ -23,6 +23,7 @@
 #include "proxy/otlp_http_client.h"
 #include "proxy/self_log.h"
 #include "proxy/tls_context.h"
+#include "proxy/tracez_admin.h"
 #include "proxy/worker.h"
 #include "tracing/exporter.h"
 #include "tracing/tracer.h"
@@ -516,7 +517,8 @@ std::string restartOnlyChange(const config::Config& cur, const config::Config& n
     return "workers: " + std::to_string(cur.workers) + " → " + std::to_string(next.workers);
   }
   if (next.admin.enabled != cur.admin.enabled ||
-      next.admin.address.str() != cur.admin.address.str()) {
+      next.admin.address.str() != cur.admin.address.str() ||
+      next.admin.tracez_max_bytes != cur.admin.tracez_max_bytes) {
     return "admin changed";
   }
   if (next.log_format != cur.log_format) {
@@ -753,6 +755,9 @@ AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loo
   if (path == "/config_dump") {
     return AdminResponse{200, "application/json", config::dumpConfigJson(*gen_->config)};
   }
+  if (path == "/tracez") {
+    return tracezResponse(req, workers_, initial_->admin.tracez_max_bytes);
+  }
   if (path == "/reload") {
     if (req.method != "POST") {
       return AdminResponse{405, "text/plain", "use POST /reload\n"};
@@ -776,6 +781,9 @@ int Server::bindAndStart(const std::vector<TlsServerContext*>& tls,
   for (size_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(),
                                                 *slots_, tls, open_connections_));
+    if (cfg.admin.enabled) {  // nobody could read the spans without the admin listener
+      workers_.back()->keepRecentSpans(cfg.admin.tracez_max_bytes / n);
+    }
     try {
       workers_.back()->bind(ports);
     } catch (const boost::system::system_error& e) {
