@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "proxy/tracez_page.h"
 #include "proxy/worker.h"
 #include "tracing/tracez.h"
 
@@ -82,7 +83,9 @@ AdminResponse tracezResponse(const filters::RequestHead& req,
   if (max_bytes == 0) {
     return AdminResponse{404, "text/plain", "/tracez is off (admin.tracez.max_bytes: 0)\n"};
   }
-  (void)want_json;
+  if (!want_json) {
+    return AdminResponse{200, "text/html; charset=utf-8", std::string(kTracezPage)};
+  }
   const std::string_view id_hex = queryParam(query, "trace_id");
   tracing::TraceId id;
   if (!id_hex.empty()) {

@@ -26,7 +26,11 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # clang and its runtime build the libFuzzer targets (fuzz stage).
   # mmdebstrap builds the image's root filesystem (image stage). iptables: the transparent egress
   # test (TransparentEgressTest) applies k8s/egress-iptables.sh in a network namespace.
-  bash tests/install-deps.sh --node mmdebstrap iptables ${sanitizers:+clang libclang-rt-14-dev}
+  # chromium: the /tracez page is loaded in headless Chromium (TracezTest; ~110 MB download with
+  # its libraries, about a minute on a fresh machine; not in install-deps' own list, so the
+  # quickstart and the bench do not pay for it).
+  bash tests/install-deps.sh --node mmdebstrap iptables chromium \
+    ${sanitizers:+clang libclang-rt-14-dev}
   # npm peers: the official opentelemetry-proto schema decoding exported spans (integration), and
   # the Kubernetes schemas the manifests in k8s/ are validated against (tests/k8s).
   for peer in tests/integration/node tests/k8s; do

@@ -7,7 +7,11 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 
@@ -221,6 +225,84 @@ TEST_F(TracezTest, ZeroTurnsItOff) {
   auto r = httpRequest(proc_.adminPort(), "GET", "/tracez?format=json");
   ASSERT_TRUE(r);
   EXPECT_EQ(r->status, 404);
+  stopProxyExpectClean();
+}
+
+// The page in a real browser (headless Chromium, Debian package chromium): it renders the route
+// table and the trace lists from the JSON, and #trace=<id> opens the waterfall of that trace's
+// SERVER and CLIENT spans. The DOM is dumped after the page's scripts ran (virtual time budget).
+std::string chromiumPath() {
+  for (const char* p : {"/usr/bin/chromium", "/usr/bin/chromium-browser"}) {
+    if (access(p, X_OK) == 0) {
+      return p;
+    }
+  }
+  return "";
+}
+
+std::string chromium(const std::string& dir, const std::string& args) {
+  // Its own profile dir; --no-sandbox: tests may run as root (CI containers).
+  auto [code, out] = runCommand(chromiumPath() +
+                                " --headless --no-sandbox --disable-gpu --no-first-run"
+                                " --user-data-dir=" +
+                                dir +
+                                "/chromium --window-size=1280,900"
+                                " --virtual-time-budget=5000 " +
+                                args + " 2>/dev/null");
+  EXPECT_EQ(code, 0) << out.substr(0, 2000);
+  return out;
+}
+
+TEST_F(TracezTest, PageRendersInHeadlessChromium) {
+  if (chromiumPath().empty()) {
+    SKIP_OR_FAIL_IN_CI("chromium not installed (tests/install-deps.sh installs it)");
+  }
+  ASSERT_NO_FATAL_FAILURE(startWithTracez("{ max_bytes: 1048576 }"));
+  const std::string ok_trace = "8bf92f3577b34da6a3ce929d0e0e4739";
+  const std::string failed_trace = "9bf92f3577b34da6a3ce929d0e0e473a";
+  auto r = httpRequest(port(), "GET", "/api/page", {{"traceparent", traceparent(ok_trace)}});
+  ASSERT_TRUE(r);
+  auto bad = httpRequest(port(), "GET", "/dead/page", {{"traceparent", traceparent(failed_trace)}});
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 502);
+  waitTrace(ok_trace, 2);
+  waitTrace(failed_trace, 2);
+
+  const std::string base = "http://127.0.0.1:" + std::to_string(proc_.adminPort()) + "/tracez";
+  const std::string dir = proc_.dir();
+  const std::string png = dir + "/tracez.png";
+  chromium(dir, "--screenshot=" + png + " " + base);
+  std::error_code ec;
+  const auto png_size = std::filesystem::file_size(png, ec);
+  ASSERT_FALSE(ec) << "no screenshot at " << png;
+  EXPECT_GT(png_size, 20000u) << "a rendered page, not a blank one";
+  std::ifstream in(png, std::ios::binary);
+  char magic[8] = {};
+  in.read(magic, 8);
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+
+  const std::string dom = chromium(dir, "--dump-dom " + base);
+  EXPECT_NE(dom.find("href=\"#trace=" + ok_trace + "\""), std::string::npos) << dom;
+  EXPECT_NE(dom.find("href=\"#trace=" + failed_trace + "\""), std::string::npos);
+  EXPECT_NE(dom.find("<td>app</td>"), std::string::npos) << "route table";
+  EXPECT_NE(dom.find("<td>dead</td>"), std::string::npos);
+  EXPECT_NE(dom.find("GET app"), std::string::npos);
+  // The page's script says "loaded" when it rendered the summary (the DOM holds the script's
+  // own text too, so look for the status line, not for the word "error").
+  EXPECT_NE(dom.find("<p id=\"status\" class=\"muted\">loaded "), std::string::npos)
+      << "the page's script did not finish: " << dom.substr(dom.find("id=\"status\""), 200);
+
+  // Click-through: the waterfall of the trace (the link's target).
+  const std::string trace_dom = chromium(dir, "--dump-dom '" + base + "#trace=" + ok_trace + "'");
+  EXPECT_NE(trace_dom.find("id=\"trace-title\" class=\"mono\">" + ok_trace), std::string::npos)
+      << trace_dom;
+  EXPECT_NE(trace_dom.find("data-kind=\"SERVER\""), std::string::npos) << trace_dom;
+  EXPECT_NE(trace_dom.find("data-kind=\"CLIENT\""), std::string::npos);
+  EXPECT_NE(trace_dom.find("<span class=\"span-name\">GET app</span>"), std::string::npos);
+  EXPECT_NE(trace_dom.find("http.route"), std::string::npos) << "attributes of the spans";
+  const std::string failed_dom =
+      chromium(dir, "--dump-dom '" + base + "?trace_id=" + failed_trace + "'");
+  EXPECT_NE(failed_dom.find("bar CLIENT ERROR"), std::string::npos) << failed_dom;
   stopProxyExpectClean();
 }
 
