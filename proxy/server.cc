@@ -760,8 +760,9 @@ ReloadResult Server::applyReload() {
 
 AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loopback) {
   std::string_view path = req.path();
-  if ((path == "/reload" || path == "/config_dump") && !from_loopback) {
-    // Probes and scrapes come from the pod network; control stays inside the pod (admin.h).
+  if ((path == "/reload" || path == "/config_dump" || path == "/tracez") && !from_loopback) {
+    // Probes and scrapes come from the pod network; control stays inside the pod (admin.h), and
+    // so do the recent traces (request paths, client addresses, header attributes).
     return AdminResponse{
         403, "text/plain",
         "forbidden: " + std::string(path) + " answers only on loopback (127.0.0.1, ::1)\n"};
