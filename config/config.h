@@ -361,6 +361,10 @@ struct Limits {
 struct AdminConfig {
   HostPort address{"127.0.0.1", 9901};
   bool enabled = true;
+  // admin.tracez.max_bytes: memory for the recent sampled spans /tracez shows, split among the
+  // workers; 0 turns the view off (and with it the copy of each span). Restart-only.
+  uint32_t tracez_max_bytes = 4 * 1024 * 1024;
+  static constexpr uint32_t kMaxTracezBytes = 1024u * 1024 * 1024;
 };
 
 struct AccessLogConfig {

@@ -568,6 +568,10 @@ std::string dumpConfigJson(const Config& cfg) {
   w.beginObject();
   w.field("enabled", cfg.admin.enabled);
   w.field("address", cfg.admin.address.str());
+  w.key("tracez");
+  w.beginObject();
+  w.field("max_bytes", cfg.admin.tracez_max_bytes);
+  w.endObject();
   w.endObject();
   w.field("workers", cfg.workers);
   w.field("log_level", cfg.log_level);

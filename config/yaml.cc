@@ -346,6 +346,19 @@ void upsert(KeyValues& kvs, const std::string& key, const std::string& value) {
   kvs.emplace_back(key, value);
 }
 
+// admin.tracez: { max_bytes: N } (0 = off).
+void parseTracez(const Walker& w, const YAML::Node& n, const std::string& path, AdminConfig& a) {
+  w.walkMap(n, path, {"max_bytes"},
+            [&](const std::string&, const YAML::Node& v, const std::string& sub) {
+              a.tracez_max_bytes = w.u32(v, sub);
+              if (a.tracez_max_bytes > AdminConfig::kMaxTracezBytes) {
+                w.fail(v, sub,
+                       "must be at most " + std::to_string(AdminConfig::kMaxTracezBytes) +
+                           " (1 GiB), got " + v.Scalar());
+              }
+            });
+}
+
 HeaderMatch parseHeaderMatch(const Walker& w, const YAML::Node& n, const std::string& path) {
   HeaderMatch h;
   int kinds = 0;
@@ -1228,10 +1241,12 @@ void applyYaml(Config& cfg, const std::string& yaml_text, const std::string& sou
              "access_log", "log_level", "log_format"},
             [&](const std::string& key, const YAML::Node& v, const std::string& sub) {
               if (key == "admin") {
-                w.walkMap(v, sub, {"address", "enabled"},
+                w.walkMap(v, sub, {"address", "enabled", "tracez"},
                           [&](const std::string& k2, const YAML::Node& v2, const std::string& s2) {
                             if (k2 == "address") {
                               cfg.admin.address = w.address(v2, s2);
+                            } else if (k2 == "tracez") {
+                              parseTracez(w, v2, s2, cfg.admin);
                             } else {
                               cfg.admin.enabled = w.boolean(v2, s2);
                             }

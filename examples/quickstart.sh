@@ -153,6 +153,20 @@ say "Admin metrics (GET /metrics, a few lines)"
 curl -fs "http://127.0.0.1:$admin_port/metrics" | grep -E '^sidetrace_(downstream_requests_total|spans_started_total|spans_sampled_total)' |
   head -8 | sed 's/^/    /' || note "(metrics not available)"
 
+say "Trace view (GET /tracez?format=json: the recent traces sidetrace kept in memory)"
+curl -fs "http://127.0.0.1:$admin_port/tracez?format=json" | "$py" -c '
+import json, sys
+d = json.load(sys.stdin)
+for r in d["routes"]:
+    print("    route %-10s %d requests, %d errors, p50 %.2f ms" % (r["route"], r["count"], r["errors"], r["p50_ms"]))
+for t in d["latest"]:
+    print("    trace %s  %-14s %.2f ms, %d spans" % (t["trace_id"], t["name"], t["duration_ms"], t["spans"]))
+' || note "(/tracez not available)"
+if [ -n "${QUICKSTART_KEEP:-}" ]; then
+  say "QUICKSTART_KEEP is set: open http://127.0.0.1:$admin_port/tracez in a browser; Enter stops"
+  read -r _ || true
+fi
+
 # ---------------------------------------------------------------------------------------------
 # 5. SIGTERM flushes the batch processor; then show the traces.
 say "Stopping sidetrace with SIGTERM (it drains in-flight requests and flushes spans)"
@@ -177,4 +191,8 @@ What you are looking at:
   * GET /health was proxied but produced no span (--ignore-path /health).
   * Send spans to a collector instead: add --otlp-endpoint http://127.0.0.1:4317 (OTLP/gRPC), or
     set OTEL_EXPORTER_OTLP_ENDPOINT. For routes, sampling and more, see examples/*.yaml and README.md.
+  * See the traces in a browser, no backend needed: while sidetrace runs, open
+    http://127.0.0.1:<admin port>/tracez (here it was http://127.0.0.1:$admin_port/tracez; run
+    QUICKSTART_KEEP=1 examples/quickstart.sh to keep it up): per-route latency, the latest, slowest
+    and failed traces, and a waterfall of each trace's spans.
 EOF

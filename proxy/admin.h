@@ -5,7 +5,8 @@
 //
 // A sidecar binds it on 0.0.0.0 so kubelet can probe /ready and Prometheus can scrape /metrics,
 // which also puts it in reach of every pod in the cluster. The handler therefore learns whether
-// the peer is on loopback, and the control endpoints (/reload, /config_dump) answer only then.
+// the peer is on loopback, and the control endpoints (/reload, /config_dump) and the trace view
+// (/tracez: request data) answer only then.
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>

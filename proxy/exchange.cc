@@ -33,6 +33,11 @@ void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uin
   uint64_t now = worker.tracer().now();
   const uint64_t duration = now > start_ns ? now - start_ns : 0;
   worker.mutableStats().countRequest(slot, s.response_status, duration);
+  const tracing::SpanContext& ctx = s.server_span.context();
+  if (ExemplarSlots* ex = worker.mutableStats().request_exemplars.get();
+      ex != nullptr && ctx.sampled() && ctx.valid()) {
+    ex->record(slot, durationBucket(duration), {ctx.trace_id, ctx.span_id, duration, now});
+  }
   if (s.upstream_latency_nanos != 0 && s.route != nullptr) {
     const size_t cluster = gen.route_cluster[listener][s.route_index];
     if (cluster != kNoCluster) {

@@ -20,9 +20,11 @@
 #include "config/dump.h"
 #include "proxy/access_log.h"
 #include "proxy/admin.h"
+#include "proxy/openmetrics.h"
 #include "proxy/otlp_http_client.h"
 #include "proxy/self_log.h"
 #include "proxy/tls_context.h"
+#include "proxy/tracez_admin.h"
 #include "proxy/worker.h"
 #include "tracing/exporter.h"
 #include "tracing/tracer.h"
@@ -79,6 +81,7 @@ struct Scrape {
   const config::Config& cfg;
   const std::vector<std::unique_ptr<Worker>>& workers;
   std::ostream& o;
+  bool exemplars = false;  // OpenMetrics: request duration buckets carry exemplars
 
   template <typename Fn>
   uint64_t sum(Fn fn) const {
@@ -112,17 +115,45 @@ void forEachRouteSlot(const Scrape& s, Fn fn) {
   }
 }
 
+// " # {trace_id=..,span_id=..} seconds unix_seconds" for request_durations bucket b of `series`:
+// the latest sampled request of any worker in that bucket (nothing when none).
+void writeExemplar(const Scrape& s, size_t series, size_t b) {
+  std::optional<Exemplar> best;
+  for (const auto& w : s.workers) {
+    if (const ExemplarSlots* ex = w->stats().request_exemplars.get()) {
+      auto e = ex->read(series, b);
+      if (e && (!best || e->unix_nanos > best->unix_nanos)) {
+        best = e;
+      }
+    }
+  }
+  if (best) {
+    s.o << fmt::format(" # {{trace_id=\"{}\",span_id=\"{}\"}} {:.9f} {:.3f}", best->trace_id.hex(),
+                       best->span_id.hex(), static_cast<double>(best->duration_nanos) / 1e9,
+                       static_cast<double>(best->unix_nanos) / 1e9);
+  }
+}
+
 // One histogram series: buckets, +Inf, sum, count.
 void writeHistogram(const Scrape& s, std::string_view name, const std::string& labels,
                     DurationHistograms WorkerStats::*member, size_t series) {
   auto get = [&](auto fn) { return s.sum([&](const WorkerStats& w) { return fn(w.*member); }); };
   std::ostream& o = s.o;
   uint64_t count = get([&](const DurationHistograms& h) { return h.count(series); });
+  const bool exemplars = s.exemplars && member == &WorkerStats::request_durations;
   for (size_t b = 0; b < kDurationBuckets.size(); ++b) {
     o << name << "_bucket{" << labels << ",le=\"" << kDurationBuckets[b] << "\"} "
-      << get([&](const DurationHistograms& h) { return h.bucket(series, b); }) << "\n";
+      << get([&](const DurationHistograms& h) { return h.bucket(series, b); });
+    if (exemplars) {
+      writeExemplar(s, series, b);
+    }
+    o << "\n";
   }
-  o << name << "_bucket{" << labels << ",le=\"+Inf\"} " << count << "\n";
+  o << name << "_bucket{" << labels << ",le=\"+Inf\"} " << count;
+  if (exemplars) {
+    writeExemplar(s, series, kDurationBuckets.size());
+  }
+  o << "\n";
   o << name << "_sum{" << labels << "} "
     << static_cast<double>(get([&](const DurationHistograms& h) { return h.sumNanos(series); })) /
            1e9
@@ -473,9 +504,9 @@ void writeProcess(std::ostream& o, bool draining) {
 
 std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& ps,
                           const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
-                          uint64_t access_log_dropped) {
+                          uint64_t access_log_dropped, bool exemplars) {
   std::ostringstream o;
-  const Scrape s{gen, *gen.config, workers, o};
+  const Scrape s{gen, *gen.config, workers, o, exemplars};
   writeDownstreamRequests(s);
   writeUpstreamResponses(s);
   writeDownstreamConnections(s);
@@ -516,7 +547,8 @@ std::string restartOnlyChange(const config::Config& cur, const config::Config& n
     return "workers: " + std::to_string(cur.workers) + " → " + std::to_string(next.workers);
   }
   if (next.admin.enabled != cur.admin.enabled ||
-      next.admin.address.str() != cur.admin.address.str()) {
+      next.admin.address.str() != cur.admin.address.str() ||
+      next.admin.tracez_max_bytes != cur.admin.tracez_max_bytes) {
     return "admin changed";
   }
   if (next.log_format != cur.log_format) {
@@ -728,8 +760,9 @@ ReloadResult Server::applyReload() {
 
 AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loopback) {
   std::string_view path = req.path();
-  if ((path == "/reload" || path == "/config_dump") && !from_loopback) {
-    // Probes and scrapes come from the pod network; control stays inside the pod (admin.h).
+  if ((path == "/reload" || path == "/config_dump" || path == "/tracez") && !from_loopback) {
+    // Probes and scrapes come from the pod network; control stays inside the pod (admin.h), and
+    // so do the recent traces (request paths, client addresses, header attributes).
     return AdminResponse{
         403, "text/plain",
         "forbidden: " + std::string(path) + " answers only on loopback (127.0.0.1, ::1)\n"};
@@ -739,8 +772,10 @@ AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loo
                      : AdminResponse{200, "text/plain", "ready\n"};
   }
   if (path == "/metrics") {
+    // OpenMetrics when the scraper asks for it (Prometheus does): the format with exemplars.
+    const bool openmetrics = acceptsOpenMetrics(req.headers.get("accept").value_or(""));
     std::string text = renderMetrics(*gen_, pipeline_stats_, workers_, draining_,
-                                     access_log_ ? access_log_->dropped() : 0);
+                                     access_log_ ? access_log_->dropped() : 0, openmetrics);
     text += fmt::format(
         "# HELP sidetrace_config_reloads_total Config reloads (SIGHUP, POST /reload), by "
         "outcome.\n"
@@ -748,10 +783,16 @@ AdminResponse Server::handleAdmin(const filters::RequestHead& req, bool from_loo
         "sidetrace_config_reloads_total{{outcome=\"ok\"}} {}\n"
         "sidetrace_config_reloads_total{{outcome=\"refused\"}} {}\n",
         reloads_ok_, reloads_failed_);
+    if (openmetrics) {
+      return AdminResponse{200, std::string(kOpenMetricsContentType), toOpenMetrics(text)};
+    }
     return AdminResponse{200, "text/plain; version=0.0.4; charset=utf-8", std::move(text)};
   }
   if (path == "/config_dump") {
     return AdminResponse{200, "application/json", config::dumpConfigJson(*gen_->config)};
+  }
+  if (path == "/tracez") {
+    return tracezResponse(req, workers_, initial_->admin.tracez_max_bytes);
   }
   if (path == "/reload") {
     if (req.method != "POST") {
@@ -776,6 +817,10 @@ int Server::bindAndStart(const std::vector<TlsServerContext*>& tls,
   for (size_t i = 0; i < n; ++i) {
     workers_.push_back(std::make_unique<Worker>(i, gen_, processor_.get(), access_log_.get(),
                                                 *slots_, tls, open_connections_));
+    if (cfg.admin.enabled) {  // nobody could read the spans without the admin listener
+      workers_.back()->keepRecentSpans(cfg.admin.tracez_max_bytes / n);
+      workers_.back()->mutableStats().keepExemplars(slots_->routeCapacity());
+    }
     try {
       workers_.back()->bind(ports);
     } catch (const boost::system::system_error& e) {

@@ -33,11 +33,12 @@ using ConfigLoader = std::function<config::Config()>;
 // "admin ADDR" — so a configured port 0 can be learned (README, CLI).
 int runServer(config::ConfigPtr cfg, ConfigLoader load, const std::string& ports_file = "");
 
-// Prometheus text for the given counters (exposed for tests).
+// Prometheus text for the given counters (exposed for tests). `exemplars`: the request duration
+// buckets carry OpenMetrics exemplars (then the caller converts the text with toOpenMetrics).
 class Worker;
 struct Generation;
 std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& pipeline,
                           const std::vector<std::unique_ptr<Worker>>& workers, bool draining,
-                          uint64_t access_log_dropped);
+                          uint64_t access_log_dropped, bool exemplars = false);
 
 }  // namespace sidetrace::proxy

@@ -17,12 +17,17 @@ std::unique_ptr<std::atomic<uint64_t>[]> zeros(size_t n) {
 DurationHistograms::DurationHistograms(size_t series)
     : buckets_(zeros(series * kBucketSlots)), sum_nanos_(zeros(series)) {}
 
-void DurationHistograms::observe(size_t series, uint64_t nanos) {
+size_t durationBucket(uint64_t nanos) {
   double secs = static_cast<double>(nanos) / 1e9;
   size_t b = 0;
   while (b < kDurationBuckets.size() && secs > kDurationBuckets[b]) {
     ++b;
   }
+  return b;
+}
+
+void DurationHistograms::observe(size_t series, uint64_t nanos) {
+  const size_t b = durationBucket(nanos);
   buckets_[series * kBucketSlots + b].fetch_add(1, std::memory_order_relaxed);
   sum_nanos_[series].fetch_add(nanos, std::memory_order_relaxed);
 }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "config/config.h"
+#include "proxy/exemplars.h"
 
 namespace sidetrace::proxy {
 
@@ -17,6 +18,9 @@ inline constexpr size_t kStatusClasses = 5;  // 1xx..5xx
 // Upper bounds (seconds) of the request duration histogram buckets.
 inline constexpr std::array<double, 12> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5};
+
+// The bucket of kDurationBuckets a duration falls in (kDurationBuckets.size(): +Inf).
+size_t durationBucket(uint64_t nanos);
 
 // Duration histograms over kDurationBuckets, one series per index (a route slot, a cluster).
 class DurationHistograms {
@@ -42,7 +46,14 @@ class WorkerStats {
   uint64_t requests(size_t slot, size_t status_class) const;
   uint64_t upstreamResponses(size_t cluster, size_t status_class) const;
 
-  DurationHistograms request_durations;   // per route slot: request head → response end
+  DurationHistograms request_durations;  // per route slot: request head → response end
+  // Per route slot and request_durations bucket: the latest sampled request (OpenMetrics
+  // exemplars). Null unless the admin listener is on (nobody could read them); set before the
+  // worker starts.
+  std::unique_ptr<ExemplarSlots> request_exemplars;
+  void keepExemplars(size_t route_slots) {
+    request_exemplars = std::make_unique<ExemplarSlots>(route_slots, kDurationBuckets.size() + 1);
+  }
   DurationHistograms upstream_durations;  // per cluster: attempt start → upstream response head
 
   std::atomic<int64_t> active_connections{0};

@@ -109,6 +109,26 @@ void Worker::switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanP
   });
 }
 
+void Worker::keepRecentSpans(size_t max_bytes) {
+  if (max_bytes == 0) {
+    return;
+  }
+  recent_spans_ = std::make_unique<tracing::RecentSpans>(max_bytes);
+  span_buffer_.setRecent(recent_spans_.get());
+}
+
+void Worker::copyRecentSpans(std::shared_ptr<RecentSpansCopy> out, std::function<void()> done) {
+  asio::post(io_, [this, out = std::move(out), done = std::move(done)] {
+    if (recent_spans_) {
+      recent_spans_->copyTo(out->spans);
+      out->bytes_held = recent_spans_->bytesHeld();
+      out->bytes_used = recent_spans_->bytesUsed();
+      out->too_large = recent_spans_->tooLarge();
+    }
+    done();
+  });
+}
+
 Worker::~Worker() {
   stop();
   requests_.close();

@@ -78,6 +78,17 @@ class Worker {
   // finish on the generation they started with. `done` runs on the worker thread once switched.
   void switchTo(std::shared_ptr<const Generation> gen, tracing::BatchSpanProcessor* processor,
                 std::function<void()> done);
+  // Keeps this worker's most recent sampled spans, up to max_bytes, for the admin /tracez view.
+  // Call before start(); without it (or with 0) spans are not kept.
+  void keepRecentSpans(size_t max_bytes);
+  struct RecentSpansCopy {
+    std::string spans;  // a run of encoded spans, oldest first (tracing/recent_spans.h)
+    size_t bytes_held = 0;
+    size_t bytes_used = 0;
+    uint64_t too_large = 0;
+  };
+  // Thread-safe (posts): fills `out` on the worker thread, then calls done() there.
+  void copyRecentSpans(std::shared_ptr<RecentSpansCopy> out, std::function<void()> done);
   int64_t activeConnections() const { return stats_.active_connections.load(); }
   const WorkerStats& stats() const { return stats_; }
 
@@ -124,6 +135,7 @@ class Worker {
   // session frames it destroys still touch (spans → tracer/buffer, stats, the session set).
   size_t index_;
   AccessLog* access_log_;
+  std::unique_ptr<tracing::RecentSpans> recent_spans_;  // /tracez; span_buffer_ points to it
   tracing::WorkerSpanBuffer span_buffer_;
   tracing::Tracer tracer_;
   WorkerStats stats_;

@@ -27,8 +27,11 @@ if [ -z "${SKIP_INSTALL:-}" ]; then
   # clang and its runtime build the libFuzzer targets (fuzz stage).
   # mmdebstrap builds the image's root filesystem (image stage). iptables: the transparent egress
   # test (TransparentEgressTest) applies k8s/egress-iptables.sh in a network namespace.
+  # chromium: the /tracez page is loaded in headless Chromium (TracezTest; ~110 MB download with
+  # its libraries, about a minute on a fresh machine; not in install-deps' own list, so the
+  # quickstart and the bench do not pay for it).
   # nginx and haproxy: the fuzz stage's differential target (tests/fuzz/differential.py).
-  bash tests/install-deps.sh --node mmdebstrap iptables \
+  bash tests/install-deps.sh --node mmdebstrap iptables chromium \
     ${sanitizers:+clang libclang-rt-14-dev nginx haproxy}
   # npm peers: the official opentelemetry-proto schema decoding exported spans (integration), and
   # the Kubernetes schemas the manifests in k8s/ are validated against (tests/k8s).

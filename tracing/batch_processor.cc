@@ -278,9 +278,18 @@ WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
 
 void WorkerSpanBuffer::add(const SpanRecord& span) {
   if (!processor_) {
+    if (recent_ != nullptr) {
+      scratch_.clear();
+      appendOtlpSpan(scratch_, span);
+      recent_->add(scratch_.view());
+    }
     return;
   }
+  const size_t before = pending_.size();
   appendOtlpSpan(pending_, span);
+  if (recent_ != nullptr) {  // before export: the view keeps spans whose export fails
+    recent_->add(pending_.view().substr(before));
+  }
   if (++pending_count_ >= batch_ || pending_.size() >= kMaxPendingBytes) {
     flush();
   }

@@ -20,6 +20,7 @@
 #include "config/config.h"
 #include "tracing/exporter.h"
 #include "tracing/otlp_encode.h"
+#include "tracing/recent_spans.h"
 #include "tracing/span_data.h"
 
 namespace sidetrace::tracing {
@@ -116,11 +117,17 @@ class WorkerSpanBuffer {
   void flush();
   // Flushes, then hands later spans to `processor` (a reload replaced the pipeline; may be null).
   void setProcessor(BatchSpanProcessor* processor);
-  // nullptr when there is no processor (exporter "none"): spans need not be recorded at all.
+  // nullptr when there is no processor (exporter "none").
   PipelineStats* stats() { return processor_ ? &processor_->stats() : nullptr; }
+  // Also keeps every added span in `recent` (the admin /tracez view; null: off). Worker thread.
+  void setRecent(RecentSpans* recent) { recent_ = recent; }
+  // Whether ended spans go anywhere: without, spans need not be recorded at all.
+  bool recording() const { return processor_ != nullptr || recent_ != nullptr; }
 
  private:
   BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
+  RecentSpans* recent_ = nullptr;
+  WireBuffer scratch_;  // a span's encoding when there is no processor to encode it for
   size_t batch_;
   WireBuffer pending_;  // encoded spans; its capacity is kept across batches
   size_t pending_count_ = 0;

@@ -129,8 +129,8 @@ Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* 
   if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
     stats->spans_started.fetch_add(1, std::memory_order_relaxed);
   }
-  // Without an exporter (buffer_->stats() is null) there is nothing to record for.
-  if (sampled && buffer_ != nullptr && buffer_->stats() != nullptr) {
+  // Without an exporter or the /tracez view there is nothing to record for.
+  if (sampled && buffer_ != nullptr && buffer_->recording()) {
     span.record_ = takeRecord();
     SpanRecord& r = *span.record_;
     r.trace_id = span.context_.trace_id;

@@ -13,6 +13,9 @@
 #     egress listener being configured (the in-flight registry), none of its traffic;
 #     EGRESS_PROCESS=false: with the process parent rule off (what the rule adds to ingress)
 #   tests/bench/cost_per_request.sh nginx haproxy build/proxy/sidetrace   # with the references
+#   TRACED=1 TRACEZ_MAX_BYTES=0 tests/bench/cost_per_request.sh build/proxy/sidetrace  # the /tracez
+#     store off (admin.tracez.max_bytes; default on, 4 MiB); NO_ADMIN=1: no admin listener at all
+#     (no /tracez store, no exemplars)
 #
 # Per binary: one worker, GET / proxied to an nginx upstream answering 200 "ok" over HTTP/1.1,
 # load from h2load with a fixed request count over CONNECTIONS keep-alive connections.
@@ -80,6 +83,13 @@ if [ "$TRACED" = 1 ]; then
 fi
 sed -e "s/@LISTEN_PORT@/$port/" -e "s/@ADMIN_PORT@/$admin_port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
   -e "s/@SINK_PORT@/$sink_port/" "$root/tests/bench/$config" >"$tmp/sidetrace.yaml"
+if [ -n "${TRACEZ_MAX_BYTES:-}" ]; then
+  sed -i "s/^admin: { \(.*\) }$/admin: { \1, tracez: { max_bytes: $TRACEZ_MAX_BYTES } }/" \
+    "$tmp/sidetrace.yaml"
+fi
+if [ "${NO_ADMIN:-0}" = 1 ]; then
+  sed -i "s/^admin: { \(.*\) }$/admin: { \1, enabled: false }/" "$tmp/sidetrace.yaml"
+fi
 if [ "${EGRESS:-0}" = 1 ]; then
   echo "egress: { address: \"127.0.0.1:0\", process: ${EGRESS_PROCESS:-true} }" >>"$tmp/sidetrace.yaml"
 fi

@@ -110,7 +110,7 @@ tracing: { exporter: { protocol: none } }
     while (statusOf("127.0.0.1", admin, "GET", "/ready") != 200 && Clock::now() < deadline) {
       std::this_thread::sleep_for(milliseconds(50));
     }
-    for (const char* path : {"/ready", "/metrics", "/config_dump"}) {
+    for (const char* path : {"/ready", "/metrics", "/config_dump", "/tracez"}) {
       remote[path] = statusOf("192.0.2.1", admin, "GET", path);
       local[path] = statusOf("127.0.0.1", admin, "GET", path);
     }
@@ -123,10 +123,12 @@ tracing: { exporter: { protocol: none } }
   EXPECT_EQ(remote["/ready"], 200) << proc_.logs();
   EXPECT_EQ(remote["/metrics"], 200);
   EXPECT_EQ(remote["/config_dump"], 403);
+  EXPECT_EQ(remote["/tracez"], 403);  // traces hold request data: like the config, pod-local
   EXPECT_EQ(remote["/reload"], 403);
   EXPECT_EQ(local["/ready"], 200);
   EXPECT_EQ(local["/metrics"], 200);
   EXPECT_EQ(local["/config_dump"], 200);
+  EXPECT_EQ(local["/tracez"], 200);
   EXPECT_EQ(local["/reload"], 200);
   stopProxyExpectClean();
 }

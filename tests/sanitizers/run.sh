@@ -93,7 +93,7 @@ stage_asan() {
 # Reload, DNS refresh, health checks, outlier detection, the export pipeline (batch processor,
 # exporters, collector faults) and drain: the tests where the main thread, the workers, the
 # exporter thread and the health checker touch shared state.
-tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTest|GrpcHealthCheckTest|OutlierDetectionTest|OutlierTest|CollectorFaultsTest|OtlpHttpTest|AdminLifecycleTest|BatchSpanProcessorTest|WorkerSpanBufferTest|ExportBackoffTest|OtlpGrpcExporterTest|OtlpHttpExporterTest)\.'
+tsan_tests_default='^(ReloadTest|DnsRefreshTest|HealthCheckTest|TlsHealthCheckTest|GrpcHealthCheckTest|OutlierDetectionTest|OutlierTest|CollectorFaultsTest|OtlpHttpTest|AdminLifecycleTest|BatchSpanProcessorTest|WorkerSpanBufferTest|ExportBackoffTest|OtlpGrpcExporterTest|OtlpHttpExporterTest|TracezTest|OpenMetricsTest|RecentSpansTest)\.'
 
 # Builds only the binaries the subset runs. Debian's grpc/absl/protobuf are not instrumented:
 # tsan.supp says which reports are theirs.

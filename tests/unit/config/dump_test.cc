@@ -61,7 +61,10 @@ TEST(ConfigDump, WholeConfigAsIndentedJson) {
   const std::string expected = R"({
   "admin": {
     "enabled": true,
-    "address": "127.0.0.1:9901"
+    "address": "127.0.0.1:9901",
+    "tracez": {
+      "max_bytes": 4194304
+    }
   },
   "workers": 2,
   "log_level": "info",
