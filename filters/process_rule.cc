@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -116,26 +117,49 @@ ProcessProbe::Outcome ProcessRule::judge(const TcpEndpoints& outbound,
     // Another network namespace, or a wildcard listener reached from another address.
     return unavailable("the app's end of the outbound connection is not in this network view");
   }
-  inodes_.assign(1, states_[0].inode);
   need_.clear();
+  inodes_.clear();
   judgeQueues(hops, out);
+  if (need_.empty()) {
+    return Outcome::Ran;  // every request judged by its queues: no owner can make a candidate
+  }
+  // The owners of the requests the app has read and not answered (cached, or found in /proc),
+  // then whether one of those processes holds the outbound socket: only they can make it a
+  // candidate, so only their fd tables are read for it.
   pids_.resize(inodes_.size());
   const auto found = owners_.find(inodes_, pids_, deadline);
-  const int caller = pids_[0];
-  if (caller == 0) {
+  candidates_.clear();
+  for (int pid : pids_) {
+    if (pid != 0 && std::find(candidates_.begin(), candidates_.end(), pid) == candidates_.end()) {
+      candidates_.push_back(pid);
+    }
+  }
+  if (candidates_.empty()) {
     if (found.out_of_time) {
       return Outcome::OverBudget;
     }
-    return unavailable(found.denied > 0       ? "/proc/PID/fd: permission denied"
-                       : found.processes == 0 ? "no other process in /proc"
-                                              : "the outbound socket's owner is not in /proc");
+    if (found.denied > 0 || found.processes == 0) {
+      return unavailable(found.denied > 0 ? "/proc/PID/fd: permission denied"
+                                          : "no other process in /proc");
+    }
+  }
+  int caller = 0;
+  const auto among = candidates_.empty()
+                         ? SocketOwners::Result{.complete = true}
+                         : owners_.findAmong(candidates_, states_[0].inode, caller, deadline);
+  if (caller == 0 && !among.complete) {
+    if (among.out_of_time) {
+      return Outcome::OverBudget;
+    }
+    return unavailable("/proc/PID/fd: permission denied");
   }
   bool unknown = false;
   for (size_t k = 0; k < need_.size(); ++k) {
-    const int pid = pids_[k + 1];
+    const int pid = pids_[k];
     HopVerdict& v = out[need_[k]];
-    v = pid == caller ? HopVerdict::Candidate
-        : pid != 0    ? HopVerdict::OtherProcess
+    // caller 0 here: none of the owners holds the outbound socket (each read whole).
+    v = pid != 0 && pid == caller ? HopVerdict::Candidate
+        : pid != 0                ? HopVerdict::OtherProcess
         // Held by no process: a connection the app has not accepted yet.
         : found.complete ? HopVerdict::NotCause
                          : HopVerdict::Unknown;

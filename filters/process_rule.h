@@ -11,7 +11,10 @@
 // falls through to the next rule.
 //
 // Costs only on the egress path: one netlink batch (one exact lookup per socket) and, for inodes
-// not seen before, a read of /proc/PID/fd links (processes that held the app's sockets first).
+// not seen before, a read of /proc/PID/fd links (processes that held the app's sockets first, and
+// in each the descriptors that held them first). The outbound socket's owner is looked for only
+// in the processes holding requests the app has read and not answered: no other owner can make a
+// candidate. Nothing is looked up when no request is in that state.
 // The whole judgement runs under a time budget; past it, or without visibility of the app's
 // processes (Kubernetes without shareProcessNamespace, EPERM), the next rule decides and a
 // counter says why; the first time the processes cannot be seen is logged once.
@@ -44,9 +47,10 @@ class ProcessRule final : public ProcessProbe {
   std::vector<uint8_t> want_info_;
   std::vector<TcpSocketState> states_;
   std::vector<size_t> key_of_;    // hop → index of its app-side key (0: none)
-  std::vector<uint32_t> inodes_;  // [0] the outbound socket, then need_'s
+  std::vector<uint32_t> inodes_;  // need_'s app-side sockets
   std::vector<size_t> need_;      // hops whose owner decides
-  std::vector<int> pids_;
+  std::vector<int> pids_;         // their owners
+  std::vector<int> candidates_;   // the distinct owners: where the outbound socket is looked for
 };
 
 // "127.0.0.1" / "::1" into `out` (network order); false when not an IP literal.

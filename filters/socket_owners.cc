@@ -227,6 +227,42 @@ void SocketOwners::rememberFound() {
   }
 }
 
+bool SocketOwners::checkLink(int dfd, const char* name, int pid, std::span<const uint32_t> inodes,
+                             std::span<int> owners, size_t& missing) {
+  char link[64];
+  const ssize_t n = ::readlinkat(dfd, name, link, sizeof link);
+  if (n <= 0 || static_cast<size_t>(n) >= sizeof link) {
+    return false;
+  }
+  auto inode = parseSocketLink(std::string_view(link, static_cast<size_t>(n)));
+  if (!inode) {
+    return false;
+  }
+  bool found = false;
+  for (size_t i = 0; i < inodes.size(); ++i) {
+    if (inodes[i] == *inode && owners[i] == 0) {
+      owners[i] = pid;
+      cache_[inodes[i]] = pid;
+      found = true;
+      --missing;
+    }
+  }
+  return found;
+}
+
+void SocketOwners::rememberSlot(int pid, int fd) {
+  if (slots_.size() > 1024) {
+    slots_.clear();
+  }
+  std::array<int, kSlotsPerProcess> none;
+  none.fill(-1);
+  auto& slots = slots_.try_emplace(pid, none).first->second;
+  auto end = std::remove(slots.begin(), slots.end(), fd);
+  std::fill(end, slots.end(), -1);
+  std::rotate(slots.begin(), slots.end() - 1, slots.end());  // free the front (a -1 or the oldest)
+  slots.front() = fd;
+}
+
 bool SocketOwners::scanProcess(int pid, std::span<const uint32_t> inodes, std::span<int> owners,
                                size_t& missing, Deadline deadline, bool& out_of_time) {
   path_.assign(root_);
@@ -238,15 +274,36 @@ bool SocketOwners::scanProcess(int pid, std::span<const uint32_t> inodes, std::s
   if (dfd < 0) {
     return errno == ENOENT;  // a process that ended meanwhile holds nothing
   }
-  DIR* dir = ::fdopendir(dfd);
-  if (dir == nullptr) {
+  bool found_here = false;
+  // First the descriptors where this process held wanted sockets before: a new socket takes the
+  // lowest free number, so a process that opens one connection after another (a pre-fork worker,
+  // an HTTP/1.0 client) reuses the same few. A hit is the link read now, as in the full scan.
+  std::array<int, kSlotsPerProcess> tried;
+  tried.fill(-1);
+  if (auto it = slots_.find(pid); it != slots_.end()) {
+    tried = it->second;
+    for (int fd : tried) {
+      if (fd >= 0 && missing > 0) {
+        char name[16];
+        *std::to_chars(name, name + sizeof name - 1, fd).ptr = '\0';
+        if (checkLink(dfd, name, pid, inodes, owners, missing)) {
+          found_here = true;
+          rememberSlot(pid, fd);
+        }
+      }
+    }
+  }
+  DIR* dir = missing > 0 ? ::fdopendir(dfd) : nullptr;
+  if (missing > 0 && dir == nullptr) {
     ::close(dfd);
     return false;
   }
-  bool found_here = false;
   size_t fds = 0;
-  char link[64];
-  while (dirent* d = ::readdir(dir)) {
+  while (dir != nullptr && missing > 0) {
+    dirent* d = ::readdir(dir);
+    if (d == nullptr) {
+      break;
+    }
     if (d->d_name[0] == '.') {
       continue;
     }
@@ -255,28 +312,67 @@ bool SocketOwners::scanProcess(int pid, std::span<const uint32_t> inodes, std::s
       out_of_time = fds <= kMaxFdsPerProcess;
       break;
     }
-    const ssize_t n = ::readlinkat(dfd, d->d_name, link, sizeof link);
-    if (n <= 0 || static_cast<size_t>(n) >= sizeof link) {
-      continue;
+    int fd = -1;
+    std::from_chars(d->d_name, d->d_name + std::strlen(d->d_name), fd);
+    if (fd >= 0 && std::find(tried.begin(), tried.end(), fd) != tried.end()) {
+      continue;  // read just above
     }
-    auto inode = parseSocketLink(std::string_view(link, static_cast<size_t>(n)));
-    if (!inode) {
-      continue;
-    }
-    for (size_t i = 0; i < inodes.size(); ++i) {
-      if (inodes[i] == *inode && owners[i] == 0) {
-        owners[i] = pid;
-        cache_[inodes[i]] = pid;
-        found_here = true;
-        --missing;
-      }
+    if (checkLink(dfd, d->d_name, pid, inodes, owners, missing)) {
+      found_here = true;
+      rememberSlot(pid, fd);
     }
   }
-  ::closedir(dir);
+  if (dir != nullptr) {
+    ::closedir(dir);
+  } else {
+    ::close(dfd);
+  }
   if (found_here) {
     found_.push_back(pid);
   }
   return true;
+}
+
+SocketOwners::Result SocketOwners::findAmong(std::span<const int> pids, uint32_t inode, int& owner,
+                                             Deadline deadline) {
+  Result r;
+  const uint32_t inodes[] = {inode};
+  std::span<int> owners(&owner, 1);
+  size_t missing = 0;
+  if (auto it = cache_.find(inode); it != cache_.end()) {
+    owner = it->second;
+  } else {
+    owner = 0;
+    missing = 1;
+  }
+  if (not_held_.size() > 4096) {
+    not_held_.clear();
+  }
+  std::vector<int>* read_whole = missing > 0 ? &not_held_[inode] : nullptr;
+  found_.clear();
+  for (size_t i = 0; i < pids.size() && missing > 0 && !r.out_of_time; ++i) {
+    if (std::find(read_whole->begin(), read_whole->end(), pids[i]) != read_whole->end()) {
+      continue;  // read whole before, while the socket already lived: not there
+    }
+    if (std::chrono::steady_clock::now() >= deadline) {
+      r.out_of_time = true;
+      break;
+    }
+    bool cut = false;
+    if (!scanProcess(pids[i], inodes, owners, missing, deadline, cut)) {
+      ++r.denied;
+    } else if (!cut && missing > 0 && read_whole->size() < 16) {
+      read_whole->push_back(pids[i]);
+    }
+    r.out_of_time = cut;
+  }
+  if (missing == 0) {
+    not_held_.erase(inode);
+  }
+  rememberFound();
+  r.processes = pids.size();
+  r.complete = missing == 0 || (!r.out_of_time && r.denied == 0);
+  return r;
 }
 
 SocketOwners::Result SocketOwners::find(std::span<const uint32_t> inodes, std::span<int> owners,

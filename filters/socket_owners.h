@@ -95,22 +95,38 @@ class SocketOwners {
   };
   // owners[i] = the pid holding inodes[i], 0 when not found.
   Result find(std::span<const uint32_t> inodes, std::span<int> owners, Deadline deadline);
+  // Whether one of `pids` holds `inode`: owner = that pid (or the cached owner, whoever it is),
+  // else 0. Only those processes are read, and not again once read whole without it; `complete`
+  // says every one of them was read whole, so that 0 means none of them holds it.
+  Result findAmong(std::span<const int> pids, uint32_t inode, int& owner, Deadline deadline);
   size_t cached() const { return cache_.size(); }
 
  private:
-  // Reads one process's fd links; fills owners for the wanted inodes it holds. False when its fd
-  // table could not be read.
+  static constexpr size_t kSlotsPerProcess = 4;
+  // Reads one process's fd links (the slots it held wanted sockets in first); fills owners for
+  // the wanted inodes it holds. False when its fd table could not be read.
   bool scanProcess(int pid, std::span<const uint32_t> inodes, std::span<int> owners,
                    size_t& missing, Deadline deadline, bool& out_of_time);
-  void rememberFound();  // found_ go to the front of hot_
+  // Reads the link `name` in the fd directory `dfd`; true when it is a wanted, missing inode.
+  bool checkLink(int dfd, const char* name, int pid, std::span<const uint32_t> inodes,
+                 std::span<int> owners, size_t& missing);
+  void rememberSlot(int pid, int fd);  // most recent first
+  void rememberFound();                // found_ go to the front of hot_
 
   std::string root_;
   int self_;
   std::unordered_map<uint32_t, int> cache_;  // inode → pid; cleared past 4096 entries
   std::vector<int> hot_;                     // pids that held wanted sockets, newest first
-  std::vector<int> pids_;                    // scratch: this scan's process list
-  std::vector<int> found_;                   // scratch: pids that held wanted sockets
-  int resume_below_ = 0;  // the last scan ran out of time here: the next goes on below it
+  // inode → processes read whole without it (findAmong) while it lived. A process gains a live
+  // socket only by inheriting it at fork (a new pid) or having it passed (SCM_RIGHTS, rare): what
+  // is here stays true, so a kept-alive outbound connection whose owner is none of the candidates
+  // is not read for again and again. Cleared past 4096 inodes, as cache_.
+  std::unordered_map<uint32_t, std::vector<int>> not_held_;
+  // pid → fd numbers that held wanted sockets, newest first (-1: none); cleared past 1024 pids.
+  std::unordered_map<int, std::array<int, kSlotsPerProcess>> slots_;
+  std::vector<int> pids_;   // scratch: this scan's process list
+  std::vector<int> found_;  // scratch: pids that held wanted sockets
+  int resume_below_ = 0;    // the last scan ran out of time here: the next goes on below it
   std::string path_;
 };
 

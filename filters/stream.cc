@@ -8,6 +8,8 @@ const char* errorTypeName(UpstreamResult::Error e) {
       return "";
     case UpstreamResult::Error::ConnectFailure:
       return "connect_failure";
+    case UpstreamResult::Error::ConnectTimeout:
+      return "connect_timeout";
     case UpstreamResult::Error::Timeout:
       return "timeout";
     case UpstreamResult::Error::Reset:

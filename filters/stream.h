@@ -26,6 +26,9 @@ struct UpstreamResult {
   enum class Error {
     None,
     ConnectFailure,
+    // The connection (TLS handshake included) was not up within connect_timeout: nothing was
+    // sent. Timeout is the request's own deadline (route or egress timeout, per-try timeout).
+    ConnectTimeout,
     Timeout,
     Reset,
     ProtocolError,

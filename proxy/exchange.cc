@@ -56,12 +56,13 @@ void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uin
 }
 
 int failureStatus(UpstreamResult::Error e) {
-  return e == UpstreamResult::Error::Timeout    ? 504
-         : e == UpstreamResult::Error::Overflow ? 503
-                                                : 502;
+  return e == UpstreamResult::Error::Timeout || e == UpstreamResult::Error::ConnectTimeout ? 504
+         : e == UpstreamResult::Error::Overflow                                            ? 503
+                                                                                           : 502;
 }
 
-// What a gRPC client library reports for a failed attempt, and what the proxy answers with.
+// What a gRPC client library reports for a failed attempt, and what the proxy answers with (a
+// connection that never came up is UNAVAILABLE, as grpc-core reports it).
 int grpcFailureCode(UpstreamResult::Error e) {
   return e == UpstreamResult::Error::Timeout ? filters::kGrpcDeadlineExceeded
                                              : filters::kGrpcUnavailable;
@@ -431,8 +432,8 @@ awaitable<void> Exchange::runTunnel(const upstream::Endpoint& endpoint) {
     cerr = upstream::ConnectError::Timeout;
   }
   if (conn == nullptr) {
-    err_ = connectFailure(cerr);
-    countFailure(timedOut() ? UpstreamResult::Error::Timeout : err_, cerr);
+    err_ = timedOut() ? UpstreamResult::Error::Timeout : connectFailure(cerr);
+    countFailure(err_, cerr);
     co_await answerFailure();
     co_return;
   }
@@ -566,7 +567,8 @@ std::optional<std::chrono::milliseconds> Exchange::retryWait(const AttemptEnd& e
   bool retriable;
   if (err_ != UpstreamResult::Error::None) {
     retriable = retriableFailure(*retry_, err_, end.per_try_timeout) &&
-                (idempotent || s_.grpc || err_ == UpstreamResult::Error::ConnectFailure);
+                (idempotent || s_.grpc || err_ == UpstreamResult::Error::ConnectFailure ||
+                 err_ == UpstreamResult::Error::ConnectTimeout);  // nothing was sent
   } else if (grpc_head > 0) {
     // A trailers-only gRPC failure: the call did not run (or failed as a whole), whatever the
     // HTTP method, which is always POST for gRPC.
@@ -722,7 +724,7 @@ awaitable<void> Exchange::answerFailure() {
 void Exchange::countFailure(UpstreamResult::Error err, upstream::ConnectError cerr) {
   auto& st = worker_.mutableStats();
   const size_t slot = cluster_slot_;
-  if (err == UpstreamResult::Error::Timeout) {
+  if (err == UpstreamResult::Error::Timeout || err == UpstreamResult::Error::ConnectTimeout) {
     st.upstream_timeouts[slot].fetch_add(1, std::memory_order_relaxed);
   } else if (err == UpstreamResult::Error::ConnectFailure) {
     st.connect_failures[slot].fetch_add(1, std::memory_order_relaxed);

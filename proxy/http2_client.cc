@@ -572,12 +572,7 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
     conns_[idx].push_back(pending->conn);
   } else {
     pending->cerr = cerr;
-    pending->err = cerr == upstream::ConnectError::OverflowConnections ||
-                           cerr == upstream::ConnectError::OverflowPending
-                       ? filters::UpstreamResult::Error::Overflow
-                   : cerr == upstream::ConnectError::Timeout
-                       ? filters::UpstreamResult::Error::Timeout
-                       : filters::UpstreamResult::Error::ConnectFailure;
+    pending->err = connectFailure(cerr);  // the mapping every attempt uses (upstream_call.h)
   }
   pending->finished = true;
   pending->done.cancel();

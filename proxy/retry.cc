@@ -15,6 +15,7 @@ bool retriableFailure(const P& p, Error e, bool per_try_timeout) {
     case Error::None:
       return false;
     case Error::ConnectFailure:
+    case Error::ConnectTimeout:  // a connect failure that took connect_timeout (as Envoy's)
       return any5xx || (p.retry_on & P::kConnectFailure) != 0;
     case Error::Reset:
       return any5xx || (p.retry_on & P::kReset) != 0;

@@ -26,7 +26,7 @@ using UpstreamError = filters::UpstreamResult::Error;
 inline UpstreamError connectFailure(upstream::ConnectError e) {
   switch (e) {
     case upstream::ConnectError::Timeout:
-      return UpstreamError::Timeout;
+      return UpstreamError::ConnectTimeout;
     case upstream::ConnectError::OverflowConnections:
     case upstream::ConnectError::OverflowPending:
       return UpstreamError::Overflow;

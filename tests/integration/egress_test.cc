@@ -4,15 +4,20 @@
 // caused it — or under none, never under a wrong one. Requests are told apart by path: the app's
 // /MODE/NAME becomes its call to /from/NAME.
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <sstream>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/child_process.h"
 #include "tests/integration/grpc_echo_client.h"
@@ -235,6 +240,68 @@ TEST_F(EgressTest, RefusalsAndUnresolvableDestination) {
   EXPECT_EQ(failed->str("error.type"), "dns_failure");
   EXPECT_EQ(failed->status_code, 2);
   EXPECT_EQ(failed->str("sidetrace.parent.source"), "none");
+}
+
+// A listener whose accept queue is full: the kernel drops further SYNs, so a connection to it
+// never comes up (what an unreachable or overloaded host does), on loopback.
+class FullBacklogListener {
+ public:
+  FullBacklogListener() {
+    listener_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (::bind(listener_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        ::listen(listener_, 0) != 0 ||
+        ::getsockname(listener_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return;
+    }
+    port_ = ntohs(a.sin_port);
+    for (int i = 0; i < 3; ++i) {  // fill the queue (backlog 0 holds one) and then some
+      const int c = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      ::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof a);
+      fillers_.push_back(c);
+    }
+  }
+  ~FullBacklogListener() {
+    for (int fd : fillers_) {
+      ::close(fd);
+    }
+    ::close(listener_);
+  }
+  uint16_t port() const { return port_; }
+
+ private:
+  int listener_ = -1;
+  uint16_t port_ = 0;
+  std::vector<int> fillers_;
+};
+
+// connect_timeout passing is named as such, on the egress side as on ingress (one mapping): 504,
+// error.type connect_timeout (not the request's own `timeout`), counted as an upstream timeout.
+TEST_F(EgressTest, ConnectTimeoutIsNamedAsSuchOnBothSides) {
+  FullBacklogListener nowhere;
+  ASSERT_NE(nowhere.port(), 0);
+  std::string y = yaml(nowhere.port(), "  connect_timeout: 300ms\n");
+  y.replace(y.find("    endpoints:"), 0, "    connect_timeout: 300ms\n");
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(y));
+  const std::string target = "http://127.0.0.1:" + std::to_string(nowhere.port());
+  auto in = httpRequest(port(), "GET", "/in/x");
+  ASSERT_TRUE(in);
+  EXPECT_EQ(in->status, 504);
+  auto out = httpRequest(proc_.listenPort("egress"), "GET", target + "/out/y");
+  ASSERT_TRUE(out);
+  EXPECT_EQ(out->status, 504);
+  auto spans = otlp_.waitForSpans(3, Millis(10000));
+  for (const char* url : {"/in/x", "/out/y"}) {
+    const FlatSpan* s = clientSpanWithUrl(spans, url);
+    ASSERT_NE(s, nullptr) << url << "\n" << describeAll(spans);
+    EXPECT_EQ(s->str("error.type"), "connect_timeout") << s->describe();
+    EXPECT_EQ(s->status_code, 2);
+  }
+  EXPECT_GE(waitMetric("sidetrace_upstream_timeouts_total", "cluster=\"app\"", 1), 1);
+  EXPECT_GE(waitMetric("sidetrace_upstream_timeouts_total", "cluster=\"egress\"", 1), 1);
 }
 
 // Zero-config: --egress next to --listen/--upstream.

@@ -24,11 +24,15 @@ TEST(RetriableFailureTest, ConditionsCoverTheirFailures) {
   EXPECT_FALSE(retriableFailure(on(RetryPolicy::kConnectFailure), Error::Reset, false));
   EXPECT_TRUE(retriableFailure(on(RetryPolicy::kReset), Error::Reset, false));
   EXPECT_FALSE(retriableFailure(on(RetryPolicy::kReset), Error::ConnectFailure, false));
+  // A connect timeout is a connect failure that took connect_timeout: nothing was sent.
+  EXPECT_TRUE(retriableFailure(on(RetryPolicy::kConnectFailure), Error::ConnectTimeout, false));
+  EXPECT_FALSE(retriableFailure(on(RetryPolicy::kReset), Error::ConnectTimeout, false));
   for (uint32_t bits : {uint32_t{RetryPolicy::k5xx}, uint32_t{RetryPolicy::kGatewayError}}) {
     EXPECT_TRUE(retriableFailure(on(bits), Error::ConnectFailure, false));
     EXPECT_TRUE(retriableFailure(on(bits), Error::Reset, false));
     EXPECT_TRUE(retriableFailure(on(bits), Error::ProtocolError, false));
     EXPECT_TRUE(retriableFailure(on(bits), Error::Timeout, true));
+    EXPECT_TRUE(retriableFailure(on(bits), Error::ConnectTimeout, false));
     EXPECT_FALSE(retriableFailure(on(bits), Error::Timeout, false)) << "the route timeout";
   }
   EXPECT_FALSE(retriableFailure(on(RetryPolicy::kRetriableStatusCodes), Error::Reset, false));
