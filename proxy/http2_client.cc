@@ -554,6 +554,12 @@ awaitable<std::shared_ptr<Http2ClientConnection>> Http2ClientPool::acquire(
   connecting_[idx] = pending;
   upstream::ConnectError cerr;
   auto tcp = co_await tcp_pool_.connect(ep, cerr);
+  if (tcp) {
+    // An http1 pool (the egress cluster's, whose h2c destinations share it) counts a connection
+    // as one active request; an HTTP/2 connection carries many, counted per stream. The count
+    // also lives in the pool, which this connection may outlive at shutdown.
+    tcp->active.end();
+  }
   const bool tls = tcp_pool_.cluster().tls != nullptr;
   if (tcp && tls && tcp->alpn != "h2") {
     // The peer did not agree to HTTP/2: a configuration mismatch, reported like a failed
