@@ -25,34 +25,6 @@ void appendJsonDouble(std::string& out, double v) {
   }
 }
 
-const char* kindName(SpanKind kind) {
-  switch (kind) {
-    case SpanKind::Server:
-      return "SERVER";
-    case SpanKind::Client:
-      return "CLIENT";
-    case SpanKind::Producer:
-      return "PRODUCER";
-    case SpanKind::Consumer:
-      return "CONSUMER";
-    case SpanKind::Internal:
-      break;
-  }
-  return "INTERNAL";
-}
-
-const char* statusName(StatusCode code) {
-  switch (code) {
-    case StatusCode::Ok:
-      return "OK";
-    case StatusCode::Error:
-      return "ERROR";
-    case StatusCode::Unset:
-      break;
-  }
-  return "UNSET";
-}
-
 std::string_view serviceName(const Resource& resource) {
   for (const auto& attr : resource.attributes) {
     if (attr.key == "service.name") {
@@ -76,7 +48,7 @@ void appendSpan(std::string& out, const SpanData& span, std::string_view service
   out += "\",\"name\":";
   appendJsonString(out, span.name);
   out += ",\"kind\":\"";
-  out += kindName(span.kind);
+  out += spanKindName(span.kind);
   fmt::format_to(std::back_inserter(out), "\",\"start_unix_nanos\":{},\"end_unix_nanos\":{}",
                  span.start_unix_nanos, span.end_unix_nanos);
   out += ",\"duration_ms\":";
@@ -84,7 +56,7 @@ void appendSpan(std::string& out, const SpanData& span, std::string_view service
       span.end_unix_nanos > span.start_unix_nanos ? span.end_unix_nanos - span.start_unix_nanos : 0;
   appendJsonDouble(out, static_cast<double>(nanos) / 1e6);
   out += ",\"status\":\"";
-  out += statusName(span.status);
+  out += statusCodeName(span.status);
   out += "\",\"status_message\":";
   appendJsonString(out, span.status_message);
   out += ",\"service\":";
@@ -171,6 +143,34 @@ std::string formatConsoleSpan(const SpanData& span, const Resource& resource) {
 
 std::unique_ptr<SpanExporter> makeConsoleExporter() {
   return std::make_unique<ConsoleExporter>();
+}
+
+const char* spanKindName(SpanKind kind) {
+  switch (kind) {
+    case SpanKind::Server:
+      return "SERVER";
+    case SpanKind::Client:
+      return "CLIENT";
+    case SpanKind::Producer:
+      return "PRODUCER";
+    case SpanKind::Consumer:
+      return "CONSUMER";
+    case SpanKind::Internal:
+      break;
+  }
+  return "INTERNAL";
+}
+
+const char* statusCodeName(StatusCode code) {
+  switch (code) {
+    case StatusCode::Ok:
+      return "OK";
+    case StatusCode::Error:
+      return "ERROR";
+    case StatusCode::Unset:
+      break;
+  }
+  return "UNSET";
 }
 
 }  // namespace sidetrace::tracing

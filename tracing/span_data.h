@@ -38,6 +38,10 @@ struct Attribute {
 // Numbering matches OTLP's Span.SpanKind and Status.StatusCode.
 enum class SpanKind : int { Internal = 1, Server = 2, Client = 3, Producer = 4, Consumer = 5 };
 enum class StatusCode : int { Unset = 0, Ok = 1, Error = 2 };
+// "SERVER", "CLIENT", ... and "OK", "ERROR", "UNSET": how the console exporter and /tracez show
+// them.
+const char* spanKindName(SpanKind kind);
+const char* statusCodeName(StatusCode code);
 
 // A growable byte buffer that hands out uninitialised space (std::string::resize would zero it
 // first, and append is an out-of-line call per piece): attributes are written through a pointer.

@@ -9,28 +9,15 @@
 #include <unordered_set>
 
 #include "tracing/otlp_encode.h"
+#include "tracing/utf8.h"
 
 namespace sidetrace::tracing {
 
 namespace {
 
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (u < 0x20 || c == '<' || c == '>' || c == '&') {
-      // Control characters must be escaped; <, > and & too, so the JSON is inert in HTML.
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", u);
-      out += buf;
-    } else {
-      out += c;
-    }
-  }
-  out += '"';
+// JSON strings for /tracez also go into its HTML page: <, > and & escaped too.
+void appendJson(std::string& out, std::string_view s) {
+  appendJsonString(out, s, /*html_safe=*/true);
 }
 
 void appendNumber(std::string& out, double v) {
@@ -44,33 +31,13 @@ void appendNumber(std::string& out, double v) {
 }
 
 void appendKey(std::string& out, std::string_view key) {
-  appendJsonString(out, key);
+  appendJson(out, key);
   out += ':';
-}
-
-const char* kindName(SpanKind k) {
-  switch (k) {
-    case SpanKind::Server:
-      return "SERVER";
-    case SpanKind::Client:
-      return "CLIENT";
-    case SpanKind::Producer:
-      return "PRODUCER";
-    case SpanKind::Consumer:
-      return "CONSUMER";
-    case SpanKind::Internal:
-      break;
-  }
-  return "INTERNAL";
-}
-
-const char* statusName(StatusCode s) {
-  return s == StatusCode::Error ? "ERROR" : s == StatusCode::Ok ? "OK" : "UNSET";
 }
 
 void appendValue(std::string& out, const AttributeValue& v) {
   if (const auto* s = std::get_if<std::string>(&v)) {
-    appendJsonString(out, *s);
+    appendJson(out, *s);
   } else if (const auto* i = std::get_if<int64_t>(&v)) {
     out += std::to_string(*i);
   } else if (const auto* d = std::get_if<double>(&v)) {
@@ -160,16 +127,16 @@ void appendTraceList(std::string& out, std::vector<const TraceSummary*> list) {
     const TraceSummary& t = *list[i];
     out += i == 0 ? "{" : ",{";
     appendKey(out, "trace_id");
-    appendJsonString(out, t.trace_id);
+    appendJson(out, t.trace_id);
     out += ',';
     appendKey(out, "name");
-    appendJsonString(out, t.entry->name);
+    appendJson(out, t.entry->name);
     out += ',';
     appendKey(out, "route");
-    appendJsonString(out, routeOf(*t.entry));
+    appendJson(out, routeOf(*t.entry));
     out += ',';
     appendKey(out, "start_unix_nano");
-    appendJsonString(out, std::to_string(t.start));
+    appendJson(out, std::to_string(t.start));
     out += ',';
     appendKey(out, "duration_ms");
     appendNumber(out, millis(t.duration()));
@@ -205,7 +172,7 @@ void appendRoutes(std::string& out, std::map<std::string, RouteStats>& routes) {
     out += first ? "{" : ",{";
     first = false;
     appendKey(out, "route");
-    appendJsonString(out, name);
+    appendJson(out, name);
     out +=
         ",\"count\":" + std::to_string(r.millis.size()) + ",\"errors\":" + std::to_string(r.errors);
     for (auto [key, p] : {std::pair{",\"p50_ms\":", 50.0}, std::pair{",\"p90_ms\":", 90.0},
@@ -221,23 +188,23 @@ void appendRoutes(std::string& out, std::map<std::string, RouteStats>& routes) {
 void appendSpan(std::string& out, const SpanData& s, uint64_t trace_start) {
   out += '{';
   appendKey(out, "span_id");
-  appendJsonString(out, s.span_id.hex());
+  appendJson(out, s.span_id.hex());
   out += ',';
   appendKey(out, "parent_span_id");
-  appendJsonString(out, s.parent_span_id.valid() ? s.parent_span_id.hex() : "");
+  appendJson(out, s.parent_span_id.valid() ? s.parent_span_id.hex() : "");
   out += ',';
   appendKey(out, "name");
-  appendJsonString(out, s.name);
-  out += ",\"kind\":\"" + std::string(kindName(s.kind)) + "\",\"start_unix_nano\":\"" +
+  appendJson(out, s.name);
+  out += ",\"kind\":\"" + std::string(spanKindName(s.kind)) + "\",\"start_unix_nano\":\"" +
          std::to_string(s.start_unix_nanos) + "\",\"end_unix_nano\":\"" +
          std::to_string(s.end_unix_nanos) + "\",\"start_offset_ms\":";
   appendNumber(out,
                millis(s.start_unix_nanos > trace_start ? s.start_unix_nanos - trace_start : 0));
   out += ",\"duration_ms\":";
   appendNumber(out, millis(durationNanos(s)));
-  out += ",\"status\":\"" + std::string(statusName(s.status)) + "\",";
+  out += ",\"status\":\"" + std::string(statusCodeName(s.status)) + "\",";
   appendKey(out, "status_message");
-  appendJsonString(out, s.status_message);
+  appendJson(out, s.status_message);
   out += ",\"attributes\":{";
   for (size_t i = 0; i < s.attributes.size(); ++i) {
     if (i > 0) {

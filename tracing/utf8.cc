@@ -70,7 +70,7 @@ void appendValidUtf8(std::string_view s, std::string& out) {
   }
 }
 
-void appendJsonString(std::string& out, std::string_view s) {
+void appendJsonString(std::string& out, std::string_view s, bool html_safe) {
   out += '"';
   std::string valid;
   if (!isValidUtf8(s)) {
@@ -102,7 +102,8 @@ void appendJsonString(std::string& out, std::string_view s) {
         out += "\\f";
         break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
+        if (static_cast<unsigned char>(c) < 0x20 ||
+            (html_safe && (c == '<' || c == '>' || c == '&'))) {
           out += "\\u00";
           out += kHex[(c >> 4) & 0xf];
           out += kHex[c & 0xf];

@@ -15,7 +15,8 @@ void appendValidUtf8(std::string_view s, std::string& out);
 // that would split a character backs up to its first byte (span attribute value limits).
 std::string_view truncateUtf8(std::string_view s, size_t max_bytes);
 // Appends s as a quoted JSON string: repaired to valid UTF-8, quotes, backslashes and control
-// characters escaped. (Console exporter, access log.)
-void appendJsonString(std::string& out, std::string_view s);
+// characters escaped; with html_safe also <, > and & (as \u003c...), so the JSON stays inert
+// inside an HTML page. (Console exporter, access log, /tracez.)
+void appendJsonString(std::string& out, std::string_view s, bool html_safe = false);
 
 }  // namespace sidetrace::tracing

@@ -508,6 +508,35 @@ def cpu_ratio(res, p, base, i):
     if base not in res or res[base][i] != res[base][i] or not res[base][i]:
         return "-"
     return "%.2f" % (res[p][i] / res[base][i])
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+def ms(text):
+    import re
+    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
+    return float(m.group(1)) * UNIT[m.group(2)] if m else float("nan")
+def wrk_summary(tmp, labels, rounds):
+    """Per label, over the rounds of wrk-LABEL-R.txt: median requests/s, p50 ms, p99 ms, the sum
+    of errors (socket errors and non-2xx/3xx) and median proxy CPU µs per request."""
+    import re, statistics
+    res = {}
+    for p in labels:
+        rows = []
+        for r in range(1, rounds + 1):
+            path = os.path.join(tmp, "wrk-%s-%d.txt" % (p, r))
+            if not os.path.exists(path):
+                continue
+            t = open(path).read()
+            rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+            p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
+            p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
+            errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
+            non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
+            errs += int(non2xx.group(1)) if non2xx else 0
+            requests = int(re.search(r"(\d+) requests in", t).group(1))
+            rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
+        if rows:
+            res[p] = tuple(statistics.median(r[i] for r in rows) for i in (0, 1, 2)) + (
+                sum(r[3] for r in rows), statistics.median(r[4] for r in rows))
+    return res
 PY
 # MODE=h1: wrk's numbers -> $tmp/report.md
 report_h1() {
@@ -516,37 +545,14 @@ report_h1() {
 import glob, os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, tmp)
-from cpu_cost import cpu_us, cpu_ratio
+from cpu_cost import cpu_ratio, ms, wrk_summary
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
           "traced_down": "sidetrace, tracing on, collector down",
           "traced_blackhole": "sidetrace, tracing on, collector black-holing",
           "traced_slow": "sidetrace, tracing on, collector answering late",
           "traced_errors": "sidetrace, tracing on, collector answering UNAVAILABLE"}
-unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-def ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
-    return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
-res = {}
-for p in labels:
-    rows = []
-    for r in range(1, rounds + 1):
-        path = os.path.join(tmp, "wrk-%s-%d.txt" % (p, r))
-        if not os.path.exists(path):
-            continue
-        t = open(path).read()
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-        p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
-        p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
-        errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
-        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
-        errs += int(non2xx.group(1)) if non2xx else 0
-        requests = int(re.search(r"(\d+) requests in", t).group(1))
-        rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
-    if rows:
-        res[p] = (statistics.median(r[0] for r in rows), statistics.median(r[1] for r in rows),
-                  statistics.median(r[2] for r in rows), sum(r[3] for r in rows),
-                  statistics.median(r[4] for r in rows))
+res = wrk_summary(tmp, labels, rounds)
 base = res.get("nginx", (0,))[0]
 print("| proxy | requests/s (median) | p50 ms | p99 ms | requests/s vs nginx | CPU µs/request | CPU vs nginx | CPU vs HAProxy | errors |")
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
@@ -743,35 +749,13 @@ report_egress() {
 import os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, tmp)
-from cpu_cost import cpu_us, cpu_ratio
+from cpu_cost import cpu_ratio, ms, wrk_summary
 labels = {"traced": "ingress (reverse proxy), tracing on — reference",
           "egress": "egress, process rule off, keep-alive",
           "egress_process": "egress, process rule on, keep-alive",
           "egress_close": "egress, process rule off, new connection per request",
           "egress_process_close": "egress, process rule on, new connection per request"}
-unit = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
-def ms(text):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", text)
-    return float(m.group(1)) * unit[m.group(2)] if m else float("nan")
-res = {}
-for p in labels:
-    rows = []
-    for r in range(1, rounds + 1):
-        path = os.path.join(tmp, "wrk-%s-%d.txt" % (p, r))
-        if not os.path.exists(path):
-            continue
-        t = open(path).read()
-        rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
-        p50 = ms(re.search(r"^\s+50%\s+(\S+)", t, re.M).group(1))
-        p99 = ms(re.search(r"^\s+99%\s+(\S+)", t, re.M).group(1))
-        errs = sum(int(x) for x in re.findall(r"(?:connect|read|write|timeout) (\d+)", t))
-        non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
-        errs += int(non2xx.group(1)) if non2xx else 0
-        requests = int(re.search(r"(\d+) requests in", t).group(1))
-        rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
-    if rows:
-        res[p] = tuple(statistics.median(r[i] for r in rows) for i in (0, 1, 2)) + (
-            sum(r[3] for r in rows), statistics.median(r[4] for r in rows))
+res = wrk_summary(tmp, labels, rounds)
 def metric(v, name, label=""):
     path, total = os.path.join(tmp, v + "-metrics.txt"), None
     if os.path.exists(path):

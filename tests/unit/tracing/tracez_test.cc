@@ -132,7 +132,7 @@ TEST(TracezJsonTest, EscapesStrings) {
   appendOtlpSpan(run, r);
   auto trace = tracezTraceJson(decodeSpanRun(run), r.trace_id);
   ASSERT_TRUE(trace);
-  EXPECT_NE(trace->find(R"("name":"GET \"\u003cx\u003e\"\u000a")"), std::string::npos) << *trace;
+  EXPECT_NE(trace->find(R"("name":"GET \"\u003cx\u003e\"\n")"), std::string::npos) << *trace;
 }
 
 TEST(TracezJsonTest, PercentileIsNearestRank) {
