@@ -121,8 +121,9 @@ void Worker::copyRecentSpans(std::shared_ptr<RecentSpansCopy> out, std::function
   asio::post(io_, [this, out = std::move(out), done = std::move(done)] {
     if (recent_spans_) {
       recent_spans_->copyTo(out->spans);
-      out->bytes_held = recent_spans_->bytesHeld();
-      out->bytes_used = recent_spans_->bytesUsed();
+      span_buffer_.copyPending(out->spans);          // not yet flushed: the newest
+      out->bytes_held = recent_spans_->bytesHeld();  // the staging buffer is export's
+      out->bytes_used = recent_spans_->bytesUsed() + span_buffer_.pendingBytes();
       out->too_large = recent_spans_->tooLarge();
     }
     done();

@@ -76,13 +76,13 @@ void BatchSpanProcessor::enqueue(SpanBatch&& spans) {
       if (spans.count > room || spans.bytes.size() > room_bytes) {
         // Keep the first spans that fit, cut at a span boundary.
         const SpansPrefix fits = otlpSpansPrefix(spans.bytes, room, room_bytes);
-        spans.bytes.resize(fits.bytes);
+        spans.bytes = spans.bytes.substr(0, fits.bytes);
         taken = fits.count;
       }
       if (taken > 0) {
         queued_bytes_ += spans.bytes.size();
-        queue_.push_back(SpanBatch{std::move(spans.bytes), taken});
         queued_spans_ += taken;
+        queue_.push_back(SpanBatch{std::move(spans.owner), spans.bytes, taken, spans.held});
       }
       publishQueueSize();
       wake = queued_spans_ >= cfg_.max_export_batch_size || queued_bytes_ >= request_budget_;
@@ -198,11 +198,11 @@ size_t BatchSpanProcessor::popRequest(size_t want, std::vector<SpanBatch>& batch
         batch.push_back(std::move(front));
       }
       queue_.pop_front();
-    } else {  // split the front batch at a span boundary
+    } else {  // split the front batch at a span boundary: two views of one buffer
       if (!too_large) {
-        batch.push_back(SpanBatch{front.bytes.substr(0, take.bytes), take.count});
+        batch.push_back(SpanBatch{front.owner, front.bytes.substr(0, take.bytes), take.count});
       }
-      front.bytes.erase(0, take.bytes);
+      front.bytes.remove_prefix(take.bytes);
       front.count -= take.count;
     }
   }
@@ -219,7 +219,6 @@ void BatchSpanProcessor::publishQueueSize() {
 
 void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {
   std::vector<SpanBatch> batch;
-  std::vector<std::string_view> runs;
   while (count > 0 && SteadyClock::now() < deadline) {
     batch.clear();
     size_t n = 0;
@@ -240,12 +239,12 @@ void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point dead
     if (n == 0 || !exporter_) {
       continue;  // only oversized spans, or no exporter: spans are discarded by design
     }
-    runs.clear();
+    size_t spans_size = 0;
     for (const SpanBatch& b : batch) {
-      runs.emplace_back(b.bytes);
+      spans_size += b.bytes.size();
     }
-    encoder_.encode(runs, request_);
-    if (exporter_->exportSpans(request_.view(), n) == ExportResult::Success) {
+    encoder_.encodeHead(spans_size, head_);
+    if (exporter_->exportFramed(FramedSpans{head_.view(), batch, n}) == ExportResult::Success) {
       stats_->export_requests_ok.fetch_add(1, std::memory_order_relaxed);
       stats_->spans_exported.fetch_add(n, std::memory_order_relaxed);
       // The exporter's count is cumulative; the shared counter may span several exporters.
@@ -277,31 +276,41 @@ WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
     : processor_(processor), batch_(std::max<size_t>(batch, 1)) {}
 
 void WorkerSpanBuffer::add(const SpanRecord& span) {
-  if (!processor_) {
-    if (recent_ != nullptr) {
-      scratch_.clear();
-      appendOtlpSpan(scratch_, span);
-      recent_->add(scratch_.view());
-    }
-    return;
-  }
-  const size_t before = pending_.size();
   appendOtlpSpan(pending_, span);
-  if (recent_ != nullptr) {  // before export: the view keeps spans whose export fails
-    recent_->add(pending_.view().substr(before));
-  }
   if (++pending_count_ >= batch_ || pending_.size() >= kMaxPendingBytes) {
     flush();
   }
 }
 
 void WorkerSpanBuffer::flush() {
-  if (!processor_ || pending_count_ == 0) {
+  if (pending_count_ == 0) {
     return;
   }
-  processor_->enqueue(SpanBatch{std::string(pending_.view()), pending_count_});
-  pending_.clear();
+  if (processor_ == nullptr && recent_ == nullptr) {  // exporter "none" and no /tracez
+    pending_.clear();
+    pending_count_ = 0;
+    return;
+  }
+  SpanBatch batch;
+  const size_t size = pending_.size();
+  if (size >= pending_.capacity() / 4 * 3) {  // slack under a third of the bytes held
+    batch = SpanBatch::adopt(std::move(pending_), pending_count_);
+    pending_.reserve(size + size / 8 + 512);  // the next batch is likely about as large
+  } else {
+    batch = SpanBatch::copyOf(pending_.view(), pending_count_);
+    pending_.clear();
+  }
   pending_count_ = 0;
+  if (recent_ != nullptr) {  // before export: the view keeps spans whose export fails
+    recent_->add(batch);
+  }
+  if (processor_ != nullptr) {
+    processor_->enqueue(std::move(batch));
+  }
+}
+
+void WorkerSpanBuffer::copyPending(std::string& out) const {
+  out.append(pending_.view());
 }
 
 void WorkerSpanBuffer::setProcessor(BatchSpanProcessor* processor) {

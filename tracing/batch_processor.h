@@ -4,7 +4,9 @@
 // (by span count or by bytes) drops spans and counts them; a worker never waits on export
 // (nginx-otel BatchExporter habit). Requests are cut by bytes as well as by count: a collector
 // refuses an oversized message whole, losing every span in it.
-// Spans travel already encoded (otlp_encode.h): the export thread frames them, it never re-encodes.
+// Spans travel already encoded (otlp_encode.h), in the buffers their worker wrote them into: the
+// export thread frames them and hands them to the exporter as they are, never re-encoding or
+// copying them.
 
 #include <atomic>
 #include <chrono>
@@ -37,12 +39,6 @@ struct PipelineStats {
   std::atomic<uint64_t> export_requests_ok{0};
   std::atomic<uint64_t> export_requests_failed{0};
   std::atomic<uint64_t> queue_size{0};
-};
-
-// A run of encoded spans (ScopeSpans.spans elements, see otlp_encode.h) and how many it holds.
-struct SpanBatch {
-  std::string bytes;
-  size_t count = 0;
 };
 
 class BatchSpanProcessor {
@@ -93,7 +89,7 @@ class BatchSpanProcessor {
   size_t queued_bytes_ = 0;           // their encoded bytes (bounded by max_queue_bytes)
   uint64_t reported_queue_size_ = 0;  // queued_spans_ as last added to stats_->queue_size
   size_t request_budget_ = 0;         // span bytes per request: max_export_bytes less the framing
-  WireBuffer request_;                // export thread only: the framed request, capacity reused
+  WireBuffer head_;                   // export thread only: a request's framing, capacity reused
   uint64_t rejected_seen_ = 0;        // export thread only: exporter_->rejectedSpans() last added
   uint64_t flush_requested_ = 0;
   uint64_t flush_done_ = 0;
@@ -105,9 +101,13 @@ class BatchSpanProcessor {
   std::thread thread_;
 };
 
-// Per-worker staging buffer: encodes ended spans into a batch and hands it to the processor when
-// it holds `batch` spans or kMaxPendingBytes, or when flush() is called (the worker calls it on a
-// short timer). The byte bound keeps large spans from piling up outside the queue's byte bound.
+// Per-worker staging buffer: encodes ended spans into a batch and hands it to the processor (and
+// the /tracez store) when it holds `batch` spans or kMaxPendingBytes, or when flush() is called
+// (the worker calls it on a short timer). The byte bound keeps large spans from piling up outside
+// the queue's byte bound. A batch that fills at least 3/4 of its buffer is handed over with the
+// buffer (the worker starts a new one sized for the next); a smaller one (a quiet worker's timer
+// flush) is copied out into a buffer of its size. So a buffer held by the queue or the /tracez
+// store carries at most a third more memory than its span bytes.
 // Single-threaded: owned and used by one worker.
 class WorkerSpanBuffer {
  public:
@@ -115,6 +115,9 @@ class WorkerSpanBuffer {
   WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch = 64);
   void add(const SpanRecord& span);
   void flush();
+  // Appends the spans added since the last flush to `out` (the /tracez view's newest).
+  void copyPending(std::string& out) const;
+  size_t pendingBytes() const { return pending_.size(); }
   // Flushes, then hands later spans to `processor` (a reload replaced the pipeline; may be null).
   void setProcessor(BatchSpanProcessor* processor);
   // nullptr when there is no processor (exporter "none").
@@ -127,7 +130,6 @@ class WorkerSpanBuffer {
  private:
   BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
   RecentSpans* recent_ = nullptr;
-  WireBuffer scratch_;  // a span's encoding when there is no processor to encode it for
   size_t batch_;
   WireBuffer pending_;  // encoded spans; its capacity is kept across batches
   size_t pending_count_ = 0;

@@ -1,8 +1,29 @@
 #include "tracing/exporter.h"
 
+#include <cstring>
 #include <stdexcept>
 
 namespace sidetrace::tracing {
+
+ExportResult SpanExporter::exportFramed(const FramedSpans& request) {
+  joined_.clear();
+  size_t size = request.head.size();
+  for (const SpanBatch& b : request.batches) {
+    size += b.bytes.size();
+  }
+  char* p = joined_.extend(size);
+  auto append = [&p](std::string_view piece) {
+    if (!piece.empty()) {  // memcpy from an empty view's nullptr is undefined, even for 0 bytes
+      std::memcpy(p, piece.data(), piece.size());
+      p += piece.size();
+    }
+  };
+  append(request.head);
+  for (const SpanBatch& b : request.batches) {
+    append(b.bytes);
+  }
+  return exportSpans(joined_.view(), request.span_count);
+}
 
 std::unique_ptr<SpanExporter> makeExporter(const config::ExporterConfig& cfg,
                                            const HttpTransportFactory& http_transport) {

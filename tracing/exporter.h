@@ -5,17 +5,28 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "config/config.h"
 #include "tracing/http_transport.h"
+#include "tracing/otlp_encode.h"
 #include "tracing/span_data.h"
 
 namespace sidetrace::tracing {
 
 enum class ExportResult { Success, Failure };
+
+// A request in pieces: the processor's framing (`head`: the request, resource and scope up to the
+// spans), then the spans of each batch as the workers encoded them. Sent as they are, the span
+// bytes are never copied on their way to the socket.
+struct FramedSpans {
+  std::string_view head;
+  std::span<const SpanBatch> batches;
+  size_t span_count = 0;
+};
 
 class SpanExporter {
  public:
@@ -24,6 +35,10 @@ class SpanExporter {
   // the processor, resource included). Blocks for at most the configured timeout, retries
   // included.
   virtual ExportResult exportSpans(std::string_view request, size_t span_count) = 0;
+  // The same request in pieces (what the processor calls). Exporters that can send pieces as
+  // they are override it (gRPC: one slice each); the default joins them, in a buffer kept for
+  // the next request, and calls exportSpans.
+  virtual ExportResult exportFramed(const FramedSpans& request);
   virtual void shutdown() {}
   // Spans a collector accepted the request for but reported as rejected (OTLP partial success),
   // summed over all exports so far. Read by the processor after each export.
@@ -31,6 +46,9 @@ class SpanExporter {
 
  protected:
   uint64_t rejected_spans_ = 0;
+
+ private:
+  WireBuffer joined_;  // exportFramed's request, capacity reused
 };
 
 // Human-readable JSON lines (one per span) on stdout; the zero-config default.

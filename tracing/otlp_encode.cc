@@ -382,6 +382,27 @@ void OtlpRequestEncoder::encode(const std::vector<std::string_view>& span_runs,
   encodeInto(span_runs, out);
 }
 
+void OtlpRequestEncoder::encodeHead(size_t spans_size, WireBuffer& out) const {
+  out.clear();
+  writeHead(spans_size, out);
+}
+
+// Appends the framing of a request whose spans come to spans_size bytes.
+template <typename Out>
+void OtlpRequestEncoder::writeHead(size_t spans_size, Out& out) const {
+  const size_t scope_spans_size = scope_field_.size() + spans_size;
+  const size_t resource_spans_size =
+      resource_field_.size() + bytesFieldSize(tag(2, kLen), scope_spans_size);
+  const size_t head_size = bytesFieldSize(tag(1, kLen), resource_spans_size) - spans_size;
+  Writer w(extend(out, head_size));
+  w.varint(tag(1, kLen));  // ExportTraceServiceRequest.resource_spans = 1
+  w.varint(resource_spans_size);
+  w.raw(resource_field_);
+  w.varint(tag(2, kLen));  // ResourceSpans.scope_spans = 2
+  w.varint(scope_spans_size);
+  w.raw(scope_field_);
+}
+
 template <typename Out>
 void OtlpRequestEncoder::encodeInto(const std::vector<std::string_view>& span_runs,
                                     Out& out) const {
@@ -389,20 +410,28 @@ void OtlpRequestEncoder::encodeInto(const std::vector<std::string_view>& span_ru
   for (std::string_view run : span_runs) {
     spans_size += run.size();
   }
-  const size_t scope_spans_size = scope_field_.size() + spans_size;
-  const size_t resource_spans_size =
-      resource_field_.size() + bytesFieldSize(tag(2, kLen), scope_spans_size);
   out.clear();
-  Writer w(extend(out, bytesFieldSize(tag(1, kLen), resource_spans_size)));
-  w.varint(tag(1, kLen));  // ExportTraceServiceRequest.resource_spans = 1
-  w.varint(resource_spans_size);
-  w.raw(resource_field_);
-  w.varint(tag(2, kLen));  // ResourceSpans.scope_spans = 2
-  w.varint(scope_spans_size);
-  w.raw(scope_field_);
+  writeHead(spans_size, out);
+  Writer w(extend(out, spans_size));
   for (std::string_view run : span_runs) {
     w.raw(run);
   }
+}
+
+SpanBatch SpanBatch::adopt(WireBuffer&& buffer, size_t count) {
+  auto owner = std::make_shared<const WireBuffer>(std::move(buffer));
+  const std::string_view bytes = owner->view();
+  const size_t held = owner->capacity();
+  return SpanBatch{std::move(owner), bytes, count, held};
+}
+
+SpanBatch SpanBatch::copyOf(std::string_view bytes, size_t count) {
+  WireBuffer buffer;
+  buffer.reserve(bytes.size());
+  if (!bytes.empty()) {
+    std::memcpy(buffer.extend(bytes.size()), bytes.data(), bytes.size());
+  }
+  return adopt(std::move(buffer), count);
 }
 
 namespace {

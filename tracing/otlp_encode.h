@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -170,6 +171,22 @@ inline size_t otlpSpansPrefixBytes(std::string_view run, size_t n) {
   return otlpSpansPrefix(run, n).bytes;
 }
 
+// A run of encoded spans (ScopeSpans.spans elements) and how many it holds, in a buffer that is
+// immutable once the worker hands it off: the export queue, the export request (as gRPC slices)
+// and the /tracez store share it rather than copy it. `owner` keeps the buffer alive; `bytes` may
+// be part of it (the queue splits a batch at a span boundary by narrowing the view).
+struct SpanBatch {
+  std::shared_ptr<const void> owner;
+  std::string_view bytes;
+  size_t count = 0;
+  size_t held = 0;  // memory `owner` keeps alive (the buffer's capacity): what /tracez bounds
+
+  // Takes the buffer over, no copy.
+  static SpanBatch adopt(WireBuffer&& buffer, size_t count);
+  // Owns a copy of `bytes` sized to fit.
+  static SpanBatch copyOf(std::string_view bytes, size_t count);
+};
+
 // Frames runs of encoded spans as one ExportTraceServiceRequest: one ResourceSpans (the resource)
 // holding one ScopeSpans (scope "sidetrace", SIDETRACE_VERSION) with every span of every run.
 class OtlpRequestEncoder {
@@ -180,12 +197,17 @@ class OtlpRequestEncoder {
   // The same into a buffer that is not zero-filled as it grows (the export thread's: requests are
   // up to max_export_bytes).
   void encode(const std::vector<std::string_view>& span_runs, WireBuffer& out) const;
+  // Only the framing of a request whose runs hold spans_size bytes in all: what goes before them
+  // (the request is `out` followed by the runs). Overwrites out.
+  void encodeHead(size_t spans_size, WireBuffer& out) const;
   // At most this many bytes of a request are not span bytes (resource, scope, their framing).
   size_t maxFramingBytes() const;
 
  private:
   template <typename Out>
   void encodeInto(const std::vector<std::string_view>& span_runs, Out& out) const;
+  template <typename Out>
+  void writeHead(size_t spans_size, Out& out) const;
   std::string resource_field_;  // ResourceSpans.resource, complete with tag and length
   std::string scope_field_;     // ScopeSpans.scope, complete with tag and length
 };

@@ -134,7 +134,30 @@ class OtlpGrpcExporter final : public SpanExporter {
       return ExportResult::Success;
     }
     grpc::Slice slice(request.data(), request.size());  // one copy into gRPC-owned memory
-    const grpc::ByteBuffer request_buffer(&slice, 1);
+    return send(grpc::ByteBuffer(&slice, 1), span_count);
+  }
+
+  // The framing is copied (a few dozen bytes); each batch goes as a slice of the worker's buffer,
+  // which the slice keeps alive until gRPC has written it.
+  ExportResult exportFramed(const FramedSpans& request) override {
+    if (request.span_count == 0) {
+      return ExportResult::Success;
+    }
+    slices_.clear();
+    slices_.emplace_back(request.head.data(), request.head.size());
+    for (const SpanBatch& b : request.batches) {
+      auto* owner = new std::shared_ptr<const void>(b.owner);
+      slices_.emplace_back(const_cast<char*>(b.bytes.data()), b.bytes.size(), &releaseOwner, owner);
+    }
+    grpc::ByteBuffer buffer(slices_.data(), slices_.size());
+    slices_.clear();  // the buffer holds its own references
+    return send(buffer, request.span_count);
+  }
+
+ private:
+  static void releaseOwner(void* owner) { delete static_cast<std::shared_ptr<const void>*>(owner); }
+
+  ExportResult send(const grpc::ByteBuffer& request_buffer, size_t span_count) {
     const auto deadline = SteadyClock::now() + timeout_;
     ExportBackoff backoff(rng_);
     int attempts = 0;
@@ -170,7 +193,6 @@ class OtlpGrpcExporter final : public SpanExporter {
     }
   }
 
- private:
   // One blocking unary call on the exporter's own completion queue; fills response_.
   grpc::Status call(grpc::ClientContext& ctx, const grpc::ByteBuffer& request) {
     grpc::ByteBuffer reply;
@@ -199,6 +221,7 @@ class OtlpGrpcExporter final : public SpanExporter {
     return status;
   }
 
+  std::vector<grpc::Slice> slices_;  // a request's pieces while the ByteBuffer is built
   std::unique_ptr<grpc::GenericStub> stub_;
   grpc::CompletionQueue cq_;  // one call at a time: the export thread waits on it
   std::vector<std::pair<std::string, std::string>> headers_;

@@ -1,46 +1,42 @@
 #include "tracing/recent_spans.h"
 
-#include <algorithm>
-#include <cstring>
-#include <utility>
-
 namespace sidetrace::tracing {
 
-RecentSpans::RecentSpans(size_t max_bytes) : half_(max_bytes / 2) {}
+RecentSpans::RecentSpans(size_t max_bytes) : max_bytes_(max_bytes) {}
 
-void RecentSpans::add(std::string_view encoded) {
-  const size_t n = encoded.size();
-  if (n > half_) {
-    ++too_large_;
+void RecentSpans::add(const SpanBatch& batch) {
+  if (batch.count == 0) {
     return;
   }
-  if (current_.size + n > half_) {
-    std::swap(current_, previous_);
-    current_.size = 0;
+  SpanBatch kept = batch;
+  if (kept.held + kPerBatch > max_bytes_) {
+    // Only with a bound about the size of a batch: drop its oldest spans until the rest fits.
+    std::string_view run = kept.bytes;
+    size_t count = kept.count;
+    while (count > 1 && run.size() + kPerBatch > max_bytes_) {
+      run.remove_prefix(otlpSpansPrefixBytes(run, 1));
+      --count;
+    }
+    if (run.size() + kPerBatch > max_bytes_) {
+      ++too_large_;
+      return;
+    }
+    kept = SpanBatch::copyOf(run, count);
   }
-  if (current_.capacity - current_.size < n) {
-    reserve(current_, current_.size + n);
+  held_ += kept.held + kPerBatch;
+  used_ += kept.bytes.size();
+  batches_.push_back(std::move(kept));
+  while (held_ > max_bytes_) {
+    const SpanBatch& oldest = batches_.front();
+    held_ -= oldest.held + kPerBatch;
+    used_ -= oldest.bytes.size();
+    batches_.pop_front();
   }
-  std::memcpy(current_.data.get() + current_.size, encoded.data(), n);
-  current_.size += n;
-}
-
-// Doubling, from 16 KiB, never past the half: a quiet worker holds little.
-void RecentSpans::reserve(Half& h, size_t need) const {
-  size_t capacity = std::min(half_, std::max({h.capacity * 2, need, size_t{16 * 1024}}));
-  auto data = std::make_unique_for_overwrite<char[]>(capacity);
-  if (h.size > 0) {
-    std::memcpy(data.get(), h.data.get(), h.size);
-  }
-  h.data = std::move(data);
-  h.capacity = capacity;
 }
 
 void RecentSpans::copyTo(std::string& out) const {
-  for (const Half* h : {&previous_, &current_}) {
-    if (h->size > 0) {
-      out.append(h->data.get(), h->size);
-    }
+  for (const SpanBatch& b : batches_) {
+    out.append(b.bytes);
   }
 }
 

@@ -18,6 +18,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -48,8 +49,18 @@ const char* statusCodeName(StatusCode code);
 class WireBuffer {
  public:
   WireBuffer() = default;
-  WireBuffer(WireBuffer&&) noexcept = default;
-  WireBuffer& operator=(WireBuffer&&) noexcept = default;
+  // A moved-from buffer is empty, with no capacity (a defaulted move would leave it claiming the
+  // capacity it gave away).
+  WireBuffer(WireBuffer&& other) noexcept
+      : data_(std::move(other.data_)),
+        size_(std::exchange(other.size_, 0)),
+        capacity_(std::exchange(other.capacity_, 0)) {}
+  WireBuffer& operator=(WireBuffer&& other) noexcept {
+    data_ = std::move(other.data_);
+    size_ = std::exchange(other.size_, 0);
+    capacity_ = std::exchange(other.capacity_, 0);
+    return *this;
+  }
 
   // Grows by n bytes and returns where they start; the caller writes all n of them.
   char* extend(size_t n) {
@@ -61,12 +72,19 @@ class WireBuffer {
     return p;
   }
   void clear() { size_ = 0; }  // keeps the capacity
+  // Makes room for n bytes in all without growing again (the contents are kept).
+  void reserve(size_t n) {
+    if (n > capacity_) {
+      reallocate(n);
+    }
+  }
   size_t size() const { return size_; }
+  size_t capacity() const { return capacity_; }
   std::string_view view() const { return {data_.get(), size_}; }
 
  private:
-  void grow(size_t n) {
-    size_t capacity = std::max(capacity_ * 2, std::max<size_t>(size_ + n, 512));
+  void grow(size_t n) { reallocate(std::max(capacity_ * 2, std::max<size_t>(size_ + n, 512))); }
+  void reallocate(size_t capacity) {
     auto data = std::make_unique_for_overwrite<char[]>(capacity);
     if (size_ > 0) {
       std::memcpy(data.get(), data_.get(), size_);

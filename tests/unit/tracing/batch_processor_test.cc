@@ -105,12 +105,11 @@ SpanRecord record(std::string name) {
 
 // A batch of n encoded spans named prefix0 .. prefix(n-1).
 SpanBatch spans(size_t n, const std::string& prefix = "s") {
-  SpanBatch b;
+  std::string bytes;
   for (size_t i = 0; i < n; ++i) {
-    appendOtlpSpan(b.bytes, record(prefix + std::to_string(i)));
+    appendOtlpSpan(bytes, record(prefix + std::to_string(i)));
   }
-  b.count = n;
-  return b;
+  return SpanBatch::copyOf(bytes, n);
 }
 
 std::vector<std::string> names(size_t n, const std::string& prefix = "s") {
@@ -261,14 +260,13 @@ TEST(BatchSpanProcessorTest, BatchLargerThanRoomIsCutAtSpanBoundary) {
 
 // n spans of `pad` attribute bytes each, named prefix0 .. (n < 10: every span the same size).
 SpanBatch paddedSpans(size_t n, const std::string& prefix, size_t pad = 1000) {
-  SpanBatch b;
+  std::string bytes;
   for (size_t i = 0; i < n; ++i) {
     SpanRecord r = record(prefix + std::to_string(i));
     appendOtlpAttribute(r.attributes, "pad", std::string_view(std::string(pad, 'x')));
-    appendOtlpSpan(b.bytes, r);
+    appendOtlpSpan(bytes, r);
   }
-  b.count = n;
-  return b;
+  return SpanBatch::copyOf(bytes, n);
 }
 
 size_t oneSpanBytes(size_t pad = 1000) {

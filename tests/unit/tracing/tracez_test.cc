@@ -34,12 +34,18 @@ std::string encode(const SpanRecord& r) {
   return out;
 }
 
+SpanBatch batch(const SpanRecord& r) {
+  return SpanBatch::copyOf(encode(r), 1);
+}
+
 TEST(RecentSpansTest, KeepsTheNewestWithinTheBound) {
-  const std::string one = encode(record("GET app", 1, 1, 0, SpanKind::Server, 0, 1));
-  RecentSpans ring(one.size() * 8);  // two halves of four spans each
+  RecentSpans probe(1 << 20);
+  probe.add(batch(record("GET app", 1, 1, 0, SpanKind::Server, 0, 1)));
+  const size_t bound = probe.bytesHeld() * 8;  // room for 8 one-span batches and their cost
+  RecentSpans ring(bound);
   for (int i = 0; i < 100; ++i) {
-    ring.add(encode(record("GET app", static_cast<uint8_t>(i), 1, 0, SpanKind::Server, 0, 1)));
-    EXPECT_LE(ring.bytesHeld(), one.size() * 8);
+    ring.add(batch(record("GET app", static_cast<uint8_t>(i), 1, 0, SpanKind::Server, 0, 1)));
+    EXPECT_LE(ring.bytesHeld(), bound);
     EXPECT_LE(ring.bytesUsed(), ring.bytesHeld());
   }
   std::string run;
@@ -52,12 +58,39 @@ TEST(RecentSpansTest, KeepsTheNewestWithinTheBound) {
   EXPECT_EQ(ring.tooLarge(), 0u);
 }
 
-TEST(RecentSpansTest, ASpanLargerThanHalfTheBoundIsCountedNotKept) {
-  RecentSpans ring(64);
-  SpanRecord big = record(std::string(100, 'x'), 1, 1, 0, SpanKind::Server, 0, 1);
-  ring.add(encode(big));
+TEST(RecentSpansTest, SharesTheBatchBufferRatherThanCopyingIt) {
+  RecentSpans ring(1 << 20);
+  const SpanBatch b = batch(record("GET app", 1, 1, 0, SpanKind::Server, 0, 1));
+  ring.add(b);
+  EXPECT_EQ(b.owner.use_count(), 2);  // the batch and the store: one buffer
+  EXPECT_EQ(ring.bytesUsed(), b.bytes.size());
+}
+
+TEST(RecentSpansTest, ABatchLargerThanTheBoundKeepsItsNewestSpans) {
+  std::string bytes;
+  for (uint8_t i = 0; i < 10; ++i) {
+    appendOtlpSpan(bytes, record("GET app", i, 1, 0, SpanKind::Server, 0, 1));
+  }
+  const SpanBatch ten = SpanBatch::copyOf(bytes, 10);
+  RecentSpans ring(ten.held / 2 + 100);
+  ring.add(ten);
+  EXPECT_LE(ring.bytesHeld(), ten.held / 2 + 100);
+  std::string run;
+  ring.copyTo(run);
+  std::vector<SpanData> spans = decodeSpanRun(run);
+  ASSERT_GE(spans.size(), 2u);
+  ASSERT_LT(spans.size(), 10u);
+  EXPECT_EQ(spans.back().trace_id.bytes[15], 9);
+  EXPECT_EQ(ring.tooLarge(), 0u);
+}
+
+TEST(RecentSpansTest, ASpanLargerThanTheBoundIsCountedNotKept) {
+  RecentSpans ring(200);
+  SpanRecord big = record(std::string(300, 'x'), 1, 1, 0, SpanKind::Server, 0, 1);
+  ring.add(batch(big));
   EXPECT_EQ(ring.tooLarge(), 1u);
   EXPECT_EQ(ring.bytesUsed(), 0u);
+  EXPECT_EQ(ring.bytesHeld(), 0u);
 }
 
 TEST(RecentSpansTest, ATracerWithoutExporterRecordsForTheRing) {
@@ -74,6 +107,10 @@ TEST(RecentSpansTest, ATracerWithoutExporterRecordsForTheRing) {
     EXPECT_TRUE(s.recording());
     s.setAttribute("http.route", std::string_view("app"));
   }
+  std::string pending;
+  buffer.copyPending(pending);  // ended, not yet flushed: what /tracez shows as the newest
+  EXPECT_EQ(decodeSpanRun(pending).size(), 1u);
+  buffer.flush();
   std::string run;
   ring.copyTo(run);
   std::vector<SpanData> spans = decodeSpanRun(run);
