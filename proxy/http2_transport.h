@@ -151,9 +151,27 @@ class NvList {
         where == Place::Keep ? keep(bytes) : static_cast<size_t>(bytes.data() - arena_.data());
     return reinterpret_cast<uint8_t*>(off);
   }
+  // Fields whose value is new on every message (the trace context sidetrace injects, request
+  // ids): indexing them would cost both ends an insertion into the HPACK dynamic table (hashing,
+  // an allocation) and evict entries that do repeat, for a value never sent again. Lower-case.
+  static bool uniquePerMessage(std::string_view name) {
+    switch (name.size()) {
+      case 2:
+        return name == "b3";
+      case 11:
+        return name == "traceparent" || name == "x-b3-spanid";
+      case 12:
+        return name == "x-request-id" || name == "x-b3-traceid";
+      case 17:
+        return name == "x-b3-parentspanid";
+      default:
+        return false;
+    }
+  }
   void push(Place name_at, std::string_view name, Place value_at, std::string_view value) {
-    nghttp2_nv nv{place(name_at, name), place(value_at, value), name.size(), value.size(),
-                  NGHTTP2_NV_FLAG_NONE};
+    nghttp2_nv nv{
+        place(name_at, name), place(value_at, value), name.size(), value.size(),
+        uniquePerMessage(name) ? uint8_t{NGHTTP2_NV_FLAG_NO_INDEX} : uint8_t{NGHTTP2_NV_FLAG_NONE}};
     if (name_at != Place::Outside || value_at != Place::Outside) {
       kept_.push_back({nv_.size(), name_at != Place::Outside, value_at != Place::Outside});
     }

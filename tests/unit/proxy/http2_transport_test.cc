@@ -50,5 +50,29 @@ TEST(NvListTest, TrailersLeaveOutWhatNoTrailerSectionMayCarry) {
                             {"te", "trailers"}}));
 }
 
+// Values new on every message (the injected trace context, request ids) go out as literals
+// without indexing, whatever their case: they would only churn both ends' HPACK tables. The rest
+// may be indexed.
+TEST(NvListTest, PerMessageValuesAreNotIndexed) {
+  filters::HeaderMap h;
+  h.add("traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  h.add("X-Request-Id", "f81d4fae-7dec-11d0-a765-00a0c91e6bf6");
+  h.add("b3", "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1");
+  h.add("x-b3-traceid", "4bf92f3577b34da6a3ce929d0e0e4736");
+  h.add("x-b3-spanid", "00f067aa0ba902b7");
+  h.add("x-b3-parentspanid", "00f067aa0ba902b6");
+  h.add("tracestate", "vendor=value");
+  h.add("content-type", "application/grpc");
+  NvList l;
+  l.build(h);
+  const nghttp2_nv* nv = l.data();
+  ASSERT_EQ(l.size(), 8u);
+  for (size_t i = 0; i < 6; ++i) {
+    EXPECT_EQ(nv[i].flags, NGHTTP2_NV_FLAG_NO_INDEX) << i;
+  }
+  EXPECT_EQ(nv[6].flags, NGHTTP2_NV_FLAG_NONE);  // tracestate repeats across requests
+  EXPECT_EQ(nv[7].flags, NGHTTP2_NV_FLAG_NONE);
+}
+
 }  // namespace
 }  // namespace sidetrace::proxy
