@@ -1,6 +1,8 @@
 #include "filters/grpc.h"
 
+#include <array>
 #include <charconv>
+#include <cstdint>
 
 namespace sidetrace::filters {
 
@@ -21,45 +23,57 @@ bool isGrpcRequest(const RequestHead& req) {
 
 namespace {
 
-bool isIdentifier(std::string_view s) {
-  if (s.empty() || (s[0] >= '0' && s[0] <= '9')) {
-    return false;
+// Bytes an identifier may continue with: letters, digits, '_'.
+constexpr std::array<bool, 256> kIdentChar = [] {
+  std::array<bool, 256> t{};
+  for (int c = 'a'; c <= 'z'; ++c) {
+    t[c] = t[c - 'a' + 'A'] = true;
   }
-  for (char c : s) {
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) {
-      return false;
-    }
+  for (int c = '0'; c <= '9'; ++c) {
+    t[c] = true;
   }
-  return true;
-}
+  t['_'] = true;
+  return t;
+}();
 
 }  // namespace
 
+// "/" package "." Service "/" Method: identifiers (a letter or '_', then letters, digits and '_')
+// separated by dots, at least one package part, then one slash and one identifier. One pass; the
+// tracing filter asks for every traced gRPC call's path.
 std::optional<std::string_view> grpcMethodPath(std::string_view path) {
   if (path.size() < 2 || path[0] != '/') {
     return std::nullopt;
   }
-  std::string_view rpc = path.substr(1);
-  size_t slash = rpc.find('/');
-  if (slash == std::string_view::npos || !isIdentifier(rpc.substr(slash + 1))) {
-    return std::nullopt;
-  }
-  std::string_view service = rpc.substr(0, slash);
-  if (service.find('.') == std::string_view::npos) {
-    return std::nullopt;  // a package is part of the shape
-  }
-  while (!service.empty()) {
-    size_t dot = service.find('.');
-    if (!isIdentifier(service.substr(0, dot))) {
-      return std::nullopt;
+  const std::string_view rpc = path.substr(1);
+  const auto* p = reinterpret_cast<const unsigned char*>(rpc.data());
+  const auto* end = p + rpc.size();
+  int dots = 0;
+  while (true) {
+    if (p == end || !kIdentChar[*p] || (*p >= '0' && *p <= '9')) {
+      return std::nullopt;  // an identifier must start here
     }
-    if (dot == std::string_view::npos) {
+    do {
+      ++p;
+    } while (p != end && kIdentChar[*p]);
+    if (p == end || *p != '.') {
       break;
     }
-    service.remove_prefix(dot + 1);
-    if (service.empty()) {
-      return std::nullopt;  // a trailing dot
-    }
+    ++dots;
+    ++p;
+  }
+  if (dots == 0 || p == end || *p != '/') {
+    return std::nullopt;
+  }
+  ++p;  // the method: one identifier, to the end
+  if (p == end || !kIdentChar[*p] || (*p >= '0' && *p <= '9')) {
+    return std::nullopt;
+  }
+  do {
+    ++p;
+  } while (p != end && kIdentChar[*p]);
+  if (p != end) {
+    return std::nullopt;
   }
   return rpc;
 }

@@ -31,10 +31,27 @@ TEST(GrpcMethodPathTest, Shapes) {
   EXPECT_EQ(grpcMethodPath("/pkg.Svc/Method"), "pkg.Svc/Method");
   EXPECT_EQ(grpcMethodPath("/grpc.health.v1.Health/Check"), "grpc.health.v1.Health/Check");
   EXPECT_EQ(grpcMethodPath("/a_b.C9/_m"), "a_b.C9/_m");
-  for (const char* bad :
-       {"", "/", "/Svc/Method", "/pkg.Svc/", "/pkg.Svc", "/pkg.Svc/Method/extra", "/.Svc/M",
-        "/pkg./M", "/pkg..Svc/M", "/pkg.9Svc/M", "/pkg.Svc/9m", "/pkg.Svc/M-1", "pkg.Svc/M",
-        "/api/orders/12345", "/pkg.Svc/Method?x", "/pkg%2ESvc/M"}) {
+  for (const char* bad : {"",
+                          "/",
+                          "/Svc/Method",
+                          "/pkg.Svc/",
+                          "/pkg.Svc",
+                          "/pkg.Svc/Method/extra",
+                          "/.Svc/M",
+                          "/pkg./M",
+                          "/pkg..Svc/M",
+                          "/pkg.9Svc/M",
+                          "/pkg.Svc/9m",
+                          "/pkg.Svc/M-1",
+                          "pkg.Svc/M",
+                          "/api/orders/12345",
+                          "/pkg.Svc/Method?x",
+                          "/pkg%2ESvc/M",
+                          "/pkg.Svc/Me.thod",
+                          "/pkg.Svc//M",
+                          "//pkg.Svc/M",
+                          "/pkg.Svc/M/",
+                          "/pkg.S\xc3\xa9/M"}) {
     EXPECT_EQ(grpcMethodPath(bad), std::nullopt) << bad;
   }
 }
