@@ -9,6 +9,8 @@
 #   PROFILE_DIR=/tmp/prof tests/bench/cost_per_request.sh build/proxy/sidetrace  # keep profiles:
 #     callgrind_annotate --inclusive=yes /tmp/prof/1.callgrind | head -60
 #   MODE=h2 TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace
+#   MODE=grpc TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace  # gRPC unary calls
+#     (the bench's grpc_echo_bench server, GRPC_BENCH; sidetrace only, no references)
 #   EGRESS=1 TRACED=1 tests/bench/cost_per_request.sh build/proxy/sidetrace  # ingress cost of an
 #     egress listener being configured (the in-flight registry), none of its traffic;
 #     EGRESS_PROCESS=false: with the process parent rule off (what the rule adds to ingress)
@@ -38,7 +40,8 @@ TRACED="${TRACED:-0}"
 case "$MODE" in
   h1) CONNECTIONS="${CONNECTIONS:-32}" load=(--h1) ;;
   h2) CONNECTIONS="${CONNECTIONS:-16}" load=(-m "${STREAMS:-10}") ;;
-  *) die "MODE must be h1 or h2" ;;
+  grpc) CONNECTIONS="${CONNECTIONS:-16}" load=(-m "${STREAMS:-10}") ;;
+  *) die "MODE must be h1, h2 or grpc" ;;
 esac
 for tool in nginx haproxy h2load valgrind strace curl; do
   command -v "$tool" >/dev/null || die "$tool not found"
@@ -72,9 +75,11 @@ http {
 }
 NGINX
 config=sidetrace-untraced.yaml.in
+[ "$MODE" = grpc ] && config=sidetrace-grpc-untraced.yaml.in
 sink_port=0
 if [ "$TRACED" = 1 ]; then
   config=sidetrace-traced.yaml.in
+  [ "$MODE" = grpc ] && config=sidetrace-grpc-traced.yaml.in
   sink="${SINK:-$root/build/tests/bench/otlp_sink}"
   [ -x "$sink" ] || die "no otlp_sink at $sink (cmake --build build --target otlp_sink)"
   sink_port="$(free_port)"
@@ -82,7 +87,8 @@ if [ "$TRACED" = 1 ]; then
   pids+=($!)
 fi
 sed -e "s/@LISTEN_PORT@/$port/" -e "s/@ADMIN_PORT@/$admin_port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
-  -e "s/@SINK_PORT@/$sink_port/" "$root/tests/bench/$config" >"$tmp/sidetrace.yaml"
+  -e "s/@SINK_PORT@/$sink_port/" -e "s/@GRPC_PORT@/$up_port/" "$root/tests/bench/$config" \
+  >"$tmp/sidetrace.yaml"
 if [ -n "${TRACEZ_MAX_BYTES:-}" ]; then
   sed -i "s/^admin: { \(.*\) }$/admin: { \1, tracez: { max_bytes: $TRACEZ_MAX_BYTES } }/" \
     "$tmp/sidetrace.yaml"
@@ -93,12 +99,22 @@ fi
 if [ "${EGRESS:-0}" = 1 ]; then
   echo "egress: { address: \"127.0.0.1:0\", process: ${EGRESS_PROCESS:-true} }" >>"$tmp/sidetrace.yaml"
 fi
-nginx -p "$tmp" -c "$tmp/upstream.conf" 2>"$tmp/upstream.err" &
+target="http://127.0.0.1:$port/"
+if [ "$MODE" = grpc ]; then  # the gRPC echo server in the upstream's place; h2load's unary call
+  grpc_bench="${GRPC_BENCH:-$root/build/tests/bench/grpc_echo_bench}"
+  [ -x "$grpc_bench" ] || die "no grpc_echo_bench at $grpc_bench (cmake --build build --target grpc_echo_bench)"
+  "$grpc_bench" frame "hello from h2load" >"$tmp/grpc-request.bin"
+  "$grpc_bench" serve "127.0.0.1:$up_port" >/dev/null 2>"$tmp/upstream.err" &
+  load+=(-d "$tmp/grpc-request.bin" -H 'content-type: application/grpc' -H 'te: trailers')
+  target="http://127.0.0.1:$port/sidetrace.test.Echo/Unary"
+else
+  nginx -p "$tmp" -c "$tmp/upstream.conf" 2>"$tmp/upstream.err" &
+fi
 pids+=($!)
 
 # The references: nginx and HAProxy proxying the same upstream, one process each (the bench's
 # configurations, nginx without its master process so that one process does all the work).
-h2=""; [ "$MODE" = h2 ] && h2=1
+h2=""; [ "$MODE" != h1 ] && h2=1
 sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
   -e "s|@NGINX_TEMP_PATHS@|client_body_temp_path $tmp/b; proxy_temp_path $tmp/p;|" \
   -e "s/@NGINX_LISTEN_H2@/${h2:+ http2}/" -e 's/^daemon off;/daemon off;\nmaster_process off;/' \
@@ -126,7 +142,7 @@ serve() {
     kill -0 "$pid" 2>/dev/null || die "${cmd[0]} exited at start: $(tail -3 "$tmp/proxy.err")"
     sleep 0.1
   done
-  h2load "${load[@]}" -n "$requests" -c "$CONNECTIONS" "http://127.0.0.1:$port/" >"$tmp/h2load.txt" 2>&1 ||
+  h2load "${load[@]}" -n "$requests" -c "$CONNECTIONS" "$target" >"$tmp/h2load.txt" 2>&1 ||
     die "h2load failed: $(tail -3 "$tmp/h2load.txt")"
   grep -q "$requests succeeded, 0 failed" "$tmp/h2load.txt" ||
     die "not every request succeeded: $(grep 'requests:' "$tmp/h2load.txt")"
@@ -147,7 +163,10 @@ echo "MODE=$MODE TRACED=$TRACED CONNECTIONS=$CONNECTIONS N=$N"
 printf '| binary | user instructions/request | system calls/request | by kind (per request) |\n'
 printf '| --- | ---: | ---: | --- |\n'
 for bin in "$@"; do
-  case "$bin" in nginx | haproxy) ;; *) [ -x "$bin" ] || die "no executable at $bin" ;; esac
+  case "$bin" in
+    nginx | haproxy) [ "$MODE" != grpc ] || die "MODE=grpc measures sidetrace binaries only" ;;
+    *) [ -x "$bin" ] || die "no executable at $bin" ;;
+  esac
   small=$((N / 5))
   a="$(instructions "$bin" "$small")"
   b="$(instructions "$bin" "$N")"
