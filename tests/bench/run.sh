@@ -14,6 +14,14 @@
 #   MODE=h2 PROXIES="grpc_direct grpc_untraced grpc_traced" tests/bench/run.sh   # gRPC only
 #   MODE=egress tests/bench/run.sh                  # the egress listener, see below
 #   MODE=egress ROUNDS=1 DURATION=3s tests/bench/run.sh
+#   PROXIES="traced traced_notracez" tests/bench/run.sh   # what the /tracez store costs
+#   BASELINE_BIN=/tmp/old/sidetrace PROXIES="base_untraced base_traced untraced traced" \
+#     tests/bench/run.sh                            # before/after of a change in one run
+#
+# traced_notracez is the traced config with `admin.tracez.max_bytes: 0` (no /tracez store). With
+# BASELINE_BIN set, base_untraced, base_traced (and in MODE=h2 base_grpc_untraced,
+# base_grpc_traced) run that binary with the same configs as their namesakes, interleaved with
+# them, so a change is measured against its parent on the same machine in the same minutes.
 #
 # Collector faults (opt-in): traced_down exports to an address that refuses connections,
 # traced_blackhole to one that accepts TCP and never answers (a Python listener that never calls
@@ -79,13 +87,14 @@ MODE="${MODE:-h1}"
 faults=(traced_down traced_blackhole traced_slow traced_errors)
 case "$MODE" in
   h1)
-    known=(nginx haproxy untraced traced "${faults[@]}")
+    known=(nginx haproxy untraced traced traced_notracez base_untraced base_traced "${faults[@]}")
     default_targets="nginx haproxy untraced traced"
     CONNECTIONS="${CONNECTIONS:-32}"
     ;;
   h2)
-    known=(nginx haproxy untraced traced grpc_direct grpc_untraced grpc_traced)
-    default_targets="${known[*]}"
+    known=(nginx haproxy untraced traced traced_notracez base_untraced base_traced grpc_direct
+      grpc_untraced grpc_traced base_grpc_untraced base_grpc_traced)
+    default_targets="nginx haproxy untraced traced grpc_direct grpc_untraced grpc_traced"
     CONNECTIONS="${CONNECTIONS:-8}"
     ;;
   egress)
@@ -112,7 +121,22 @@ wants() { [[ " ${proxies[*]} " == *" $1 "* ]]; }
 for p in "${proxies[@]}"; do
   [[ " ${known[*]} " == *" $p "* ]] || die "PROXIES: '$p' is not one of: ${known[*]} (MODE=$MODE)"
 done
-wants_grpc() { wants grpc_direct || wants grpc_untraced || wants grpc_traced; }
+wants_grpc() {
+  wants grpc_direct || wants grpc_untraced || wants grpc_traced || wants base_grpc_untraced ||
+    wants base_grpc_traced
+}
+baselines=(base_untraced base_traced base_grpc_untraced base_grpc_traced)
+exporting=(traced traced_notracez grpc_traced base_traced base_grpc_traced)  # to the sink
+wants_sink() {
+  wants_egress && return 0
+  for e in "${exporting[@]}"; do wants "$e" && return 0; done
+  return 1
+}
+for b in "${baselines[@]}"; do
+  if wants "$b"; then
+    [ -x "${BASELINE_BIN:-}" ] || die "PROXIES has $b: set BASELINE_BIN to a sidetrace binary"
+  fi
+done
 egress_targets=(egress egress_process egress_close egress_process_close)
 is_egress() { [[ " ${egress_targets[*]} " == *" $1 "* ]]; }
 wants_egress() { for e in "${egress_targets[@]}"; do wants "$e" && return 0; done; return 1; }
@@ -130,6 +154,7 @@ else
   wants_grpc && command_line+=" GRPC_MESSAGE=\"$GRPC_MESSAGE\""
 fi
 [ -n "${ALLOW_ERRORS:-}" ] && command_line+=" ALLOW_ERRORS=1"
+[ -n "${BASELINE_BIN:-}" ] && command_line+=" BASELINE_BIN=$BASELINE_BIN"
 command_line+=" PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU BUILD_DIR=$BUILD_DIR PROXIES=\"${proxies[*]}\""
 command_line+=" tests/bench/run.sh"
 
@@ -157,7 +182,8 @@ fi
 sidetrace="$root/$BUILD_DIR/proxy/sidetrace"
 sink="$root/$BUILD_DIR/tests/bench/otlp_sink"
 grpc_bench="$root/$BUILD_DIR/tests/bench/grpc_echo_bench"
-sidetraces=(untraced traced "${faults[@]}" grpc_untraced grpc_traced "${egress_targets[@]}")
+sidetraces=(untraced traced traced_notracez "${faults[@]}" grpc_untraced grpc_traced
+  "${egress_targets[@]}" "${baselines[@]}")
 targets=()
 for v in "${sidetraces[@]}"; do wants "$v" && targets=(sidetrace otlp_sink); done
 wants_grpc && targets+=(grpc_echo_bench)
@@ -192,6 +218,9 @@ free_port() {
 }
 declare -A port
 for name in upstream sink nginx haproxy untraced traced admin_untraced admin_traced \
+  traced_notracez admin_traced_notracez base_untraced admin_base_untraced base_traced \
+  admin_base_traced base_grpc_untraced admin_base_grpc_untraced base_grpc_traced \
+  admin_base_grpc_traced \
   traced_down admin_traced_down down_sink traced_blackhole admin_traced_blackhole hole \
   traced_slow admin_traced_slow slow_sink traced_errors admin_traced_errors errors_sink \
   grpc_direct grpc_untraced admin_grpc_untraced grpc_traced admin_grpc_traced hold \
@@ -293,6 +322,14 @@ render "$bench_dir/sidetrace-grpc-untraced.yaml.in" "$tmp/grpc_untraced.yaml" "$
   "${port[admin_grpc_untraced]}"
 render "$bench_dir/sidetrace-grpc-traced.yaml.in" "$tmp/grpc_traced.yaml" "${port[grpc_traced]}" \
   "${port[admin_grpc_traced]}"
+render "$bench_dir/sidetrace-traced.yaml.in" "$tmp/traced_notracez.yaml" "${port[traced_notracez]}" \
+  "${port[admin_traced_notracez]}"
+sed -i "s/^admin: { \(.*\) }$/admin: { \1, tracez: { max_bytes: 0 } }/" "$tmp/traced_notracez.yaml"
+grep -q "max_bytes: 0" "$tmp/traced_notracez.yaml" || die "traced_notracez: admin line not found"
+for b in "${baselines[@]}"; do  # the same config as the target it is named after
+  config=sidetrace-${b#base_}.yaml.in
+  render "$bench_dir/${config//_/-}" "$tmp/$b.yaml" "${port[$b]}" "${port[admin_$b]}"
+done
 for e in "${egress_targets[@]}"; do
   process=false
   [[ "$e" == egress_process* ]] && process=true
@@ -313,7 +350,7 @@ if wants_grpc; then
 fi
 
 start upstream "$LOAD_CPU" nginx -p "$tmp" -e "$tmp/upstream-error.log" -c "$tmp/upstream.conf"
-{ wants traced || wants grpc_traced || wants_egress; } && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
+wants_sink && start sink "$LOAD_CPU" "$sink" "127.0.0.1:${port[sink]}"
 wants_grpc && start grpc_direct "$LOAD_CPU" "$grpc_bench" serve "127.0.0.1:${port[grpc_direct]}"
 wants traced_slow && start slow_sink "$LOAD_CPU" "$sink" --delay-ms "$SLOW_DELAY_MS" "127.0.0.1:${port[slow_sink]}"
 wants traced_errors && start errors_sink "$LOAD_CPU" "$sink" --fail unavailable "127.0.0.1:${port[errors_sink]}"
@@ -331,7 +368,9 @@ s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1024); time.sleep(1e9)' "${por
 fi
 for v in "${sidetraces[@]}"; do
   wants "$v" || continue
-  start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$sidetrace" --config "$tmp/$v.yaml" --workers 1
+  bin="$sidetrace"
+  [[ "$v" == base_* ]] && bin="$BASELINE_BIN"
+  start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$bin" --config "$tmp/$v.yaml" --workers 1
   wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
 done
 if wants_egress; then
@@ -344,7 +383,7 @@ while True:
 fi
 for p in "${proxies[@]}"; do
   case "$p" in
-    grpc_*) wait_grpc "$p" ;;
+    grpc_* | base_grpc_*) wait_grpc "$p" ;;
     egress*) wait_http "$p" "http://127.0.0.1:${port[upstream]}/" ok -x "http://127.0.0.1:${port[$p]}" ;;
     *) wait_http "$p" "http://127.0.0.1:${port[$p]}/" ok "${curl_proto[@]}" ;;
   esac
@@ -403,7 +442,7 @@ PY
 run_h2load() {  # run_h2load TARGET DURATION OUTFILE
   local cmd=(h2load -t "$H2LOAD_THREADS" -c "$CONNECTIONS" -m "$STREAMS" -D "$2")
   case "$1" in
-    grpc_*) cmd+=(-d "$tmp/grpc-request.bin" "${grpc_headers[@]}" "http://127.0.0.1:${port[$1]}$grpc_path") ;;
+    grpc_* | base_grpc_*) cmd+=(-d "$tmp/grpc-request.bin" "${grpc_headers[@]}" "http://127.0.0.1:${port[$1]}$grpc_path") ;;
     *) cmd+=("http://127.0.0.1:${port[$1]}/") ;;
   esac
   taskset -c "$LOAD_CPU" "${cmd[@]}" >"$3" 2>&1 || die "h2load failed against $1 ($(printf '%q ' "${cmd[@]}")): $(tail -3 "$3")"
@@ -460,7 +499,7 @@ for v in "${sidetraces[@]}"; do
   peak_rss "$v" >>"$tmp/$v-metrics.txt" || true
 done
 exit_notes=""
-for v in traced grpc_traced; do
+for v in "${exporting[@]}"; do
   wants "$v" || continue
   pidvar="pid_$v"; rc=0
   kill -TERM "${!pidvar}"; wait "${!pidvar}" || rc=$?
@@ -469,7 +508,7 @@ for v in traced grpc_traced; do
     exit_notes+="$v sidetrace exited with status $rc after SIGTERM. "
   fi
 done
-if wants traced || wants grpc_traced || wants_egress; then kill -TERM "$pid_sink"; wait "$pid_sink" || true; fi
+if wants_sink; then kill -TERM "$pid_sink"; wait "$pid_sink" || true; fi
 grpc_check=""
 if wants_grpc; then
   kill -TERM "$pid_grpc_direct"; wait "$pid_grpc_direct" || true
@@ -477,7 +516,7 @@ if wants_grpc; then
   [ -n "$server_calls" ] || die "the gRPC echo server printed no call count: $(cat "$tmp/grpc_direct.err")"
   # In-flight calls cut off when an h2load run ends reached the server but are not in h2load's
   # counts, so the server's number may be higher; lower means some HTTP 2xx was not a gRPC OK.
-  h2load_2xx="$(cat "$tmp"/warmup-grpc_*.txt "$tmp"/h2load-grpc_*-*.txt |
+  h2load_2xx="$(cat "$tmp"/warmup-*grpc_*.txt "$tmp"/h2load-*grpc_*-*.txt |
     sed -n 's/^status codes: \([0-9]*\) 2xx.*/\1/p' | awk '{n += $1} END {print n + 0}')"
   [ "$server_calls" -ge "$h2load_2xx" ] ||
     die "the echo server answered $server_calls gRPC calls OK, but h2load counted $h2load_2xx HTTP 2xx on the gRPC paths: some 200s were not gRPC OKs (logs in $tmp)"
@@ -548,6 +587,9 @@ sys.path.insert(0, tmp)
 from cpu_cost import cpu_ratio, ms, wrk_summary
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
+          "traced_notracez": "sidetrace, tracing on, /tracez store off",
+          "base_untraced": "baseline binary, tracing off",
+          "base_traced": "baseline binary, tracing on",
           "traced_down": "sidetrace, tracing on, collector down",
           "traced_blackhole": "sidetrace, tracing on, collector black-holing",
           "traced_slow": "sidetrace, tracing on, collector answering late",
@@ -563,12 +605,18 @@ for p, label in labels.items():
         print("| %s | %.0f | %.3f | %.3f | %s | %.1f | %s | %s | %d |"
               % (label, rps, p50, p99, ratio, cpu, cpu_ratio(res, p, "nginx", 4),
                  cpu_ratio(res, p, "haproxy", 4), errs))
-if "traced" in res and "untraced" in res:
-    t, u = res["traced"], res["untraced"]
-    print()
-    print("sidetrace traced/untraced: requests/s %.2f, p50 %.2fx, p99 %.2fx, CPU per request %.2fx"
-          % (t[0] / u[0], t[1] / u[1] if u[1] else float("nan"), t[2] / u[2] if u[2] else float("nan"),
-             t[4] / u[4] if u[4] else float("nan")))
+def compare(a, b, what):
+    if a in res and b in res:
+        t, u = res[a], res[b]
+        print()
+        print("%s: requests/s %.2f, p50 %.2fx, p99 %.2fx, CPU per request %.2fx"
+              % (what, t[0] / u[0], t[1] / u[1] if u[1] else float("nan"),
+                 t[2] / u[2] if u[2] else float("nan"), t[4] / u[4] if u[4] else float("nan")))
+compare("traced", "untraced", "sidetrace traced/untraced")
+compare("traced", "traced_notracez", "sidetrace traced, /tracez store on/off")
+compare("untraced", "base_untraced", "this binary/baseline, tracing off")
+compare("traced", "base_traced", "this binary/baseline, tracing on")
+compare("base_traced", "base_untraced", "baseline traced/untraced")
 def metric(path, name, label=""):
     total = None
     if os.path.exists(path):
@@ -674,24 +722,37 @@ def table(out, labels, first_col, unit_name, base_name, base_label):
     return res
 h2 = table("table-h2c.md", {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
                             "untraced": "sidetrace, tracing off",
-                            "traced": "sidetrace, tracing on (100%, OTLP/gRPC)"},
+                            "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
+                            "traced_notracez": "sidetrace, tracing on, /tracez store off",
+                            "base_untraced": "baseline binary, tracing off",
+                            "base_traced": "baseline binary, tracing on"},
            "proxy", "requests", "nginx", "nginx")
 g = table("table-grpc.md", {"grpc_direct": "direct (no proxy)",
                             "grpc_untraced": "through sidetrace, tracing off",
-                            "grpc_traced": "through sidetrace, tracing on (100%, OTLP/gRPC)"},
+                            "grpc_traced": "through sidetrace, tracing on (100%, OTLP/gRPC)",
+                            "base_grpc_untraced": "through the baseline binary, tracing off",
+                            "base_grpc_traced": "through the baseline binary, tracing on"},
           "path", "calls", "grpc_direct", "direct")
-def ratio_line(res, traced, untraced, what):
+def ratio_line(res, traced, untraced, what, title="sidetrace traced/untraced"):
     if traced in res and untraced in res:
         t, u = res[traced], res[untraced]
-        return ("\nsidetrace traced/untraced (%s): %s/s %.2f, mean %.2fx, CPU per %s %.2fx\n"
-                % (what, "calls" if what == "gRPC" else "requests", t[0] / u[0],
+        return ("\n%s (%s): %s/s %.2f, mean %.2fx, CPU per %s %.2fx\n"
+                % (title, what, "calls" if what == "gRPC" else "requests", t[0] / u[0],
                    t[1] / u[1] if u[1] else float("nan"), "call" if what == "gRPC" else "request",
                    t[5] / u[5] if u[5] else float("nan")))
     return ""
 with open(os.path.join(tmp, "table-h2c.md"), "a") as f:
     f.write(ratio_line(h2, "traced", "untraced", "h2c"))
+    f.write(ratio_line(h2, "traced", "traced_notracez", "h2c", "sidetrace traced, /tracez store on/off"))
+    f.write(ratio_line(h2, "untraced", "base_untraced", "h2c", "this binary/baseline, tracing off"))
+    f.write(ratio_line(h2, "traced", "base_traced", "h2c", "this binary/baseline, tracing on"))
+    f.write(ratio_line(h2, "base_traced", "base_untraced", "h2c", "baseline traced/untraced"))
 with open(os.path.join(tmp, "table-grpc.md"), "a") as f:
     f.write(ratio_line(g, "grpc_traced", "grpc_untraced", "gRPC"))
+    f.write(ratio_line(g, "grpc_untraced", "base_grpc_untraced", "gRPC",
+                       "this binary/baseline, tracing off"))
+    f.write(ratio_line(g, "grpc_traced", "base_grpc_traced", "gRPC", "this binary/baseline, tracing on"))
+    f.write(ratio_line(g, "base_grpc_traced", "base_grpc_untraced", "gRPC", "baseline traced/untraced"))
 PY
   sink_line="$(grep -h 'otlp_sink:' "$tmp/sink.out" 2>/dev/null | tail -1 || true)"
   grpc_bytes="$(stat -c %s "$tmp/grpc-request.bin" 2>/dev/null || echo '?')"
