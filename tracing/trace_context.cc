@@ -2,6 +2,10 @@
 
 #include <random>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 namespace sidetrace::tracing {
 
 namespace {
@@ -66,8 +70,40 @@ uint64_t rotl(uint64_t x, int k) {
 
 }  // namespace
 
+#if defined(__SSE2__)
+namespace {
+// Nibbles (one per byte, 0..15) to their digits: '0' + n, and 'a' - '0' - 10 more from 10 up.
+__m128i hexDigits(__m128i nibbles) {
+  const __m128i letters =
+      _mm_and_si128(_mm_cmpgt_epi8(nibbles, _mm_set1_epi8(9)), _mm_set1_epi8('a' - '0' - 10));
+  return _mm_add_epi8(_mm_add_epi8(nibbles, _mm_set1_epi8('0')), letters);
+}
+}  // namespace
+#endif
+
 char* writeHex(const uint8_t* bytes, size_t n, char* out) {
-  for (size_t i = 0; i < n; ++i) {
+  size_t i = 0;
+#if defined(__SSE2__)
+  // 16 (or 8) bytes at a time: split the nibbles, interleave them high first, add the digit
+  // offsets. ~20 instructions per 16 bytes against ~4 per byte through the table.
+  const __m128i low_nibble = _mm_set1_epi8(0x0f);
+  for (; i + 16 <= n; i += 16) {
+    const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bytes + i));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
+    const __m128i lo = _mm_and_si128(v, low_nibble);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), hexDigits(_mm_unpacklo_epi8(hi, lo)));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i + 16),
+                     hexDigits(_mm_unpackhi_epi8(hi, lo)));
+  }
+  if (i + 8 <= n) {
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(bytes + i));
+    const __m128i hi = _mm_and_si128(_mm_srli_epi16(v, 4), low_nibble);
+    const __m128i lo = _mm_and_si128(v, low_nibble);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + 2 * i), hexDigits(_mm_unpacklo_epi8(hi, lo)));
+    i += 8;
+  }
+#endif
+  for (; i < n; ++i) {
     std::memcpy(out + 2 * i, &kHexPairs[2 * size_t{bytes[i]}], 2);
   }
   return out + 2 * n;

@@ -70,6 +70,15 @@ TEST(WriteHexTest, EveryByteValueAndLength) {
   EXPECT_EQ(out.substr(0, 2 * all.size()), want);
   EXPECT_EQ(out.back(), '#');  // nothing written past the digits
   EXPECT_EQ(writeHex(all.data(), 0, out.data()), out.data());
+  // Every length and alignment: whole words and the bytes after them.
+  for (size_t offset = 0; offset < 4; ++offset) {
+    for (size_t n = 0; n <= 27; ++n) {
+      const uint8_t* in = all.data() + 0xe0 + offset;  // letters in both nibbles
+      std::string got(2 * n, '#');
+      writeHex(in, n, got.data());
+      EXPECT_EQ(got, want.substr(2 * (0xe0 + offset), 2 * n)) << offset << " " << n;
+    }
+  }
 }
 
 // Ids are never zero (invalid on the wire), even from a state that would draw zero words.
