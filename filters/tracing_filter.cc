@@ -1,5 +1,6 @@
 #include "filters/tracing_filter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <string>
@@ -115,15 +116,26 @@ void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
   last->value += '"';
 }
 
+namespace {
+
+// A field some propagator reads: traceparent, tracestate, b3, x-b3-*, baggage.
+bool traceContextField(std::string_view n) {
+  if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
+    return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
+  }
+  return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
+         iequals(n, "baggage");
+}
+
+bool anyTraceContextField(const HeaderMap& headers) {
+  return std::any_of(headers.begin(), headers.end(),
+                     [](const Header& h) { return traceContextField(h.name); });
+}
+
+}  // namespace
+
 void removeTraceContext(HeaderMap& headers) {
-  headers.eraseIf([](const Header& h) {
-    const std::string_view n = h.name;
-    if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
-      return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
-    }
-    return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
-           iequals(n, "baggage");
-  });
+  headers.eraseIf([](const Header& h) { return traceContextField(h.name); });
 }
 
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
@@ -223,21 +235,30 @@ bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHe
 FilterStatus TracingFilter::onRequest(Stream& s) {
   const config::TraceContextTrust trust = s.listener->trace_context;
   const bool traced = cfg_.enabled && !ignoreMatches(cfg_.ignore, s.request);
+  s.traced = traced;
+  if (!traced && trust == config::TraceContextTrust::Trust) {
+    return FilterStatus::Continue;  // passed on untouched
+  }
+  // Many requests carry no context at all: one pass over the fields says so and spares the
+  // propagators theirs (each looks its own fields up).
+  const bool context_sent = anyTraceContextField(s.request.headers);
   if (traced && trust == config::TraceContextTrust::Trust) {
-    propagator_.sanitize(s.request.headers);
+    if (context_sent) {
+      propagator_.sanitize(s.request.headers);
+    }
     if (s.listener->egress) {
-      s.traced = true;
       inferEgressParent(s);
       return FilterStatus::Continue;
     }
-    s.remote_context = propagator_.extract(s.request.headers);
-  } else if (traced && trust == config::TraceContextTrust::Restart) {
+    if (context_sent) {
+      s.remote_context = propagator_.extract(s.request.headers);
+    }
+  } else if (traced && trust == config::TraceContextTrust::Restart && context_sent) {
     s.remote_context = propagator_.extract(s.request.headers);
   }
-  if (trust != config::TraceContextTrust::Trust) {
+  if (trust != config::TraceContextTrust::Trust && context_sent) {
     removeTraceContext(s.request.headers);
   }
-  s.traced = traced;
   return FilterStatus::Continue;
 }
 
