@@ -21,25 +21,6 @@ uint64_t systemClockNanos() {
                                    .count());
 }
 
-Span::Span(Span&& other) noexcept
-    : context_(std::move(other.context_)),
-      record_(std::move(other.record_)),
-      tracer_(std::exchange(other.tracer_, nullptr)) {}
-
-Span& Span::operator=(Span&& other) noexcept {
-  if (this != &other) {
-    end();
-    context_ = std::move(other.context_);
-    record_ = std::move(other.record_);
-    tracer_ = std::exchange(other.tracer_, nullptr);
-  }
-  return *this;
-}
-
-Span::~Span() {
-  end();
-}
-
 void Span::setName(std::string_view name) {
   if (record_) {
     record_->name.assign(name);

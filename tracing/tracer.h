@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tracing/batch_processor.h"
@@ -31,8 +32,22 @@ class Span {
  public:
   Span() = default;  // an empty span: not recording, invalid context
   // Moving transfers the open span; assigning over an open span ends it first (never loses it).
-  Span(Span&& other) noexcept;
-  Span& operator=(Span&& other) noexcept;
+  // Inline: a stream assigns two spans per request, and a moved-from one needs no end().
+  Span(Span&& other) noexcept
+      : context_(std::move(other.context_)),
+        record_(std::move(other.record_)),
+        tracer_(std::exchange(other.tracer_, nullptr)) {}
+  Span& operator=(Span&& other) noexcept {
+    if (this != &other) {
+      if (tracer_ != nullptr || record_ != nullptr) {
+        end();
+      }
+      context_ = std::move(other.context_);
+      record_ = std::move(other.record_);
+      tracer_ = std::exchange(other.tracer_, nullptr);
+    }
+    return *this;
+  }
 
   bool recording() const { return record_ != nullptr; }
   const SpanContext& context() const { return context_; }
@@ -56,7 +71,11 @@ class Span {
   void end(uint64_t end_unix_nanos = 0);
   // The name it was started (or last renamed) with; "" when not recording.
   std::string_view name() const { return record_ ? std::string_view(record_->name) : ""; }
-  ~Span();  // ends the span if still open
+  ~Span() {  // ends the span if still open
+    if (tracer_ != nullptr || record_ != nullptr) {
+      end();
+    }
+  }
 
  private:
   friend class Tracer;
