@@ -180,11 +180,9 @@ const std::vector<std::string>& TracingFilter::responseHeaders(const Stream& s) 
 
 // One attribute per listed header present, with every field line's value in order (the HTTP
 // semantic conventions' string array).
-void TracingFilter::recordHeaders(tracing::Span& span, const HeaderMap& headers,
-                                  const std::vector<std::string>& names, std::string_view prefix) {
-  if (!span.recording()) {
-    return;
-  }
+void TracingFilter::recordListedHeaders(tracing::Span& span, const HeaderMap& headers,
+                                        const std::vector<std::string>& names,
+                                        std::string_view prefix) {
   for (const auto& name : names) {
     header_values_.clear();
     for (const auto& h : headers) {
