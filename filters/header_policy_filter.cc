@@ -132,7 +132,11 @@ FilterStatus HeaderPolicyFilter::onRequest(Stream& s) {
   }
   h.set("x-forwarded-proto", s.scheme);
   if (!h.get("x-request-id")) {
-    h.add("x-request-id", ids_.traceId().hex());
+    // Formatted on the stack: 32 digits would not fit a std::string's inline buffer.
+    const tracing::TraceId id = ids_.traceId();
+    char hex[2 * sizeof id.bytes];
+    tracing::writeHex(id.bytes.data(), id.bytes.size(), hex);
+    h.add("x-request-id", std::string_view(hex, sizeof hex));
   }
   return FilterStatus::Continue;
 }

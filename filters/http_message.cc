@@ -212,17 +212,17 @@ bool toOriginForm(RequestHead& req) {
   return true;
 }
 
-std::string_view RequestHead::host() const {
-  auto h = headers.get("host");
-  if (!h) {
-    return {};
-  }
-  std::string_view v = *h;
+std::string_view hostWithoutPort(std::string_view v) {
   if (!v.empty() && v.front() == '[') {  // [v6]:port
     size_t close = v.find(']');
     return close == std::string_view::npos ? v : v.substr(0, close + 1);
   }
   return v.substr(0, v.find(':'));
+}
+
+std::string_view RequestHead::host() const {
+  auto h = headers.get("host");
+  return h ? hostWithoutPort(*h) : std::string_view();
 }
 
 void RequestHead::clear() {

@@ -118,6 +118,9 @@ class HeaderMap : public tracing::HeaderCarrier {
   size_t size_ = 0;
 };
 
+// A Host value without its port ("[v6]:port" keeps the brackets).
+std::string_view hostWithoutPort(std::string_view host);
+
 struct RequestHead {
   std::string method;     // upper-case token, as received
   std::string target;     // origin-form "/path?query" (absolute-form is reduced by the codec)

@@ -26,6 +26,9 @@ const char* errorTypeName(UpstreamResult::Error e) {
 
 void Stream::reset() {
   request.clear();
+  start_ns = 0;
+  attempt_start_ns = 0;
+  end_ns = 0;
   grpc = false;
   grpc_status = -1;
   route = nullptr;

@@ -67,6 +67,13 @@ struct Stream {
   std::string scheme = "http";
   bool http2 = false;  // the downstream connection speaks HTTP/2
   RequestHead request;
+  // Clock readings the proxy takes anyway (the tracer's clock, unix ns; 0: not taken), so spans
+  // that start or end at the same instant reuse them instead of reading the clock again: the
+  // request's arrival (its head began), the current attempt's start, the exchange's end (set just
+  // before the last attempt's result and onComplete).
+  uint64_t start_ns = 0;
+  uint64_t attempt_start_ns = 0;
+  uint64_t end_ns = 0;
   // gRPC call (content-type application/grpc*): spans are named and attributed as RPCs. The
   // status is what the client got, from the upstream's trailers or the proxy's own answer.
   bool grpc = false;

@@ -1,5 +1,6 @@
 #include "filters/tracing_filter.h"
 
+#include <algorithm>
 #include <charconv>
 #include <optional>
 #include <string>
@@ -31,9 +32,10 @@ bool globMatch(std::string_view pattern, std::string_view text) {
   return p == pattern.size();
 }
 
-std::string redactQuery(std::string_view query) {
-  std::string out;
-  out.reserve(query.size());
+namespace {
+
+// redactQuery's work, appended to out.
+void appendRedactedQuery(std::string& out, std::string_view query) {
   while (!query.empty()) {
     size_t amp = query.find('&');
     std::string_view item = query.substr(0, amp);
@@ -51,6 +53,14 @@ std::string redactQuery(std::string_view query) {
     out.push_back('&');
     query.remove_prefix(amp + 1);
   }
+}
+
+}  // namespace
+
+std::string redactQuery(std::string_view query) {
+  std::string out;
+  out.reserve(query.size());
+  appendRedactedQuery(out, query);
   return out;
 }
 
@@ -60,19 +70,26 @@ std::string redactUrlQuery(std::string_view url) {
     return std::string(url);
   }
   std::string out(url.substr(0, q + 1));
-  out += redactQuery(url.substr(q + 1));
+  appendRedactedQuery(out, url.substr(q + 1));
   return out;
 }
 
 bool knownHttpMethod(std::string_view method) {
-  static constexpr std::string_view kKnown[] = {"GET",     "HEAD",    "POST",  "PUT",  "DELETE",
-                                                "CONNECT", "OPTIONS", "TRACE", "PATCH"};
-  for (auto m : kKnown) {
-    if (method == m) {
-      return true;
-    }
+  // By length first: a traced request asks several times, and most ask for GET or POST.
+  switch (method.size()) {
+    case 3:
+      return method == "GET" || method == "PUT";
+    case 4:
+      return method == "POST" || method == "HEAD";
+    case 5:
+      return method == "PATCH" || method == "TRACE";
+    case 6:
+      return method == "DELETE";
+    case 7:
+      return method == "OPTIONS" || method == "CONNECT";
+    default:
+      return false;
   }
-  return false;
 }
 
 void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
@@ -99,15 +116,26 @@ void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
   last->value += '"';
 }
 
+namespace {
+
+// A field some propagator reads: traceparent, tracestate, b3, x-b3-*, baggage.
+bool traceContextField(std::string_view n) {
+  if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
+    return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
+  }
+  return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
+         iequals(n, "baggage");
+}
+
+bool anyTraceContextField(const HeaderMap& headers) {
+  return std::any_of(headers.begin(), headers.end(),
+                     [](const Header& h) { return traceContextField(h.name); });
+}
+
+}  // namespace
+
 void removeTraceContext(HeaderMap& headers) {
-  headers.eraseIf([](const Header& h) {
-    const std::string_view n = h.name;
-    if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
-      return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
-    }
-    return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
-           iequals(n, "baggage");
-  });
+  headers.eraseIf([](const Header& h) { return traceContextField(h.name); });
 }
 
 TracingFilter::TracingFilter(const config::TracingConfig& cfg, tracing::Tracer& tracer,
@@ -152,11 +180,9 @@ const std::vector<std::string>& TracingFilter::responseHeaders(const Stream& s) 
 
 // One attribute per listed header present, with every field line's value in order (the HTTP
 // semantic conventions' string array).
-void TracingFilter::recordHeaders(tracing::Span& span, const HeaderMap& headers,
-                                  const std::vector<std::string>& names, std::string_view prefix) {
-  if (!span.recording()) {
-    return;
-  }
+void TracingFilter::recordListedHeaders(tracing::Span& span, const HeaderMap& headers,
+                                        const std::vector<std::string>& names,
+                                        std::string_view prefix) {
   for (const auto& name : names) {
     header_values_.clear();
     for (const auto& h : headers) {
@@ -207,43 +233,31 @@ bool ignoreMatches(const std::vector<config::IgnoreRule>& rules, const RequestHe
 FilterStatus TracingFilter::onRequest(Stream& s) {
   const config::TraceContextTrust trust = s.listener->trace_context;
   const bool traced = cfg_.enabled && !ignoreMatches(cfg_.ignore, s.request);
+  s.traced = traced;
+  if (!traced && trust == config::TraceContextTrust::Trust) {
+    return FilterStatus::Continue;  // passed on untouched
+  }
+  // Many requests carry no context at all: one pass over the fields says so and spares the
+  // propagators theirs (each looks its own fields up).
+  const bool context_sent = anyTraceContextField(s.request.headers);
   if (traced && trust == config::TraceContextTrust::Trust) {
-    propagator_.sanitize(s.request.headers);
+    if (context_sent) {
+      propagator_.sanitize(s.request.headers);
+    }
     if (s.listener->egress) {
-      s.traced = true;
       inferEgressParent(s);
       return FilterStatus::Continue;
     }
-    s.remote_context = propagator_.extract(s.request.headers);
-  } else if (traced && trust == config::TraceContextTrust::Restart) {
+    if (context_sent) {
+      s.remote_context = propagator_.extract(s.request.headers);
+    }
+  } else if (traced && trust == config::TraceContextTrust::Restart && context_sent) {
     s.remote_context = propagator_.extract(s.request.headers);
   }
-  if (trust != config::TraceContextTrust::Trust) {
+  if (trust != config::TraceContextTrust::Trust && context_sent) {
     removeTraceContext(s.request.headers);
   }
-  s.traced = traced;
   return FilterStatus::Continue;
-}
-
-// A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
-// came. Under `restart` the caller's context is only a link: the sampler decides as for a root.
-void TracingFilter::onRouted(Stream& s) {
-  if (!s.traced || s.listener->egress) {
-    return;
-  }
-  if (s.route != nullptr && s.route->tracing && !s.route->tracing->enabled) {
-    s.traced = false;
-    return;
-  }
-  const bool restart = s.listener->trace_context == config::TraceContextTrust::Restart;
-  const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
-  s.server_span = tracer_.startServerSpan(
-      knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP",
-      restart ? nullptr : remote, routeSampler(s));
-  if (restart && remote != nullptr && remote->valid()) {
-    s.server_span.addLink(*remote);
-  }
-  recordHeaders(s.server_span, s.request.headers, requestHeaders(s), "http.request.header.");
 }
 
 namespace {
@@ -268,6 +282,32 @@ std::string_view spanName(const Stream& s, std::string& scratch) {
   scratch += s.route->name;
   return scratch;
 }
+
+}  // namespace
+
+// A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
+// came. Under `restart` the caller's context is only a link: the sampler decides as for a root.
+void TracingFilter::onRouted(Stream& s) {
+  if (!s.traced || s.listener->egress) {
+    return;
+  }
+  if (s.route != nullptr && s.route->tracing && !s.route->tracing->enabled) {
+    s.traced = false;
+    return;
+  }
+  const bool restart = s.listener->trace_context == config::TraceContextTrust::Restart;
+  const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
+  // The route is known, so the span gets its final name now; its CLIENT spans take it from here.
+  // It starts when the request arrived (the proxy's reading), not when routing finished.
+  s.server_span = tracer_.startServerSpan(spanName(s, scratch_), restart ? nullptr : remote,
+                                          routeSampler(s), s.start_ns);
+  if (restart && remote != nullptr && remote->valid()) {
+    s.server_span.addLink(*remote);
+  }
+  recordHeaders(s.server_span, s.request.headers, requestHeaders(s), "http.request.header.");
+}
+
+namespace {
 
 // An HTTP status code as error.type's text ("503").
 struct StatusText {
@@ -297,6 +337,37 @@ void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2
       }
     }
   }
+}
+
+// The request target's path and query (after '?', without it; "" when none), split once.
+struct Target {
+  std::string_view path;
+  std::string_view query;
+  explicit Target(std::string_view target) {
+    const size_t q = target.find('?');
+    path = target.substr(0, q);
+    query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+  }
+};
+
+// The CLIENT span's url.full: scheme://host:port/path[?redacted query], in `scratch`.
+std::string_view urlFull(const Stream& s, std::string& scratch) {
+  const auto& up = s.upstream;
+  const Target target(s.request.target);
+  char port[8];
+  const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
+  const std::string_view scheme = up.tls ? "https://" : "http://";
+  const std::string_view port_text(port, ec == std::errc() ? port_end - port : 0);
+  scratch.clear();
+  scratch.reserve(scheme.size() + up.endpoint_host.size() + 1 + port_text.size() +
+                  target.path.size() + 1 + target.query.size() + 8);
+  scratch.append(scheme).append(up.endpoint_host).append(1, ':').append(port_text);
+  scratch.append(target.path);
+  if (!target.query.empty()) {
+    scratch.push_back('?');
+    appendRedactedQuery(scratch, target.query);
+  }
+  return scratch;
 }
 
 // rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
@@ -397,7 +468,8 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     const std::string_view method =
         knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
     s.client_span = tracer_.startSpan(method, tracing::SpanKind::Client,
-                                      p.source != ParentSource::None ? &p.parent : nullptr);
+                                      p.source != ParentSource::None ? &p.parent : nullptr, nullptr,
+                                      s.attempt_start_ns);
     for (size_t i = 0; i < p.link_count; ++i) {
       s.client_span.addLink(p.links[i]);
     }
@@ -411,8 +483,9 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     return;
   }
   if (s.traced) {
-    s.client_span =
-        tracer_.startChildSpan(spanName(s, scratch_), tracing::SpanKind::Client, s.server_span);
+    // Only a recording SERVER span has a recording child: its name is the one wanted.
+    s.client_span = tracer_.startChildSpan(s.server_span.name(), tracing::SpanKind::Client,
+                                           s.server_span, s.attempt_start_ns);
     propagator_.inject(s.client_span.context(), upstream_request.headers);
     recordHeaders(s.client_span, upstream_request.headers, requestHeaders(s),
                   "http.request.header.");
@@ -439,7 +512,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   setCommonRequestAttributes(span, s, up.http2);
   if (s.tunnel) {
     setTunnelAttributes(span, s);
-    span.end();
+    span.end(s.end_ns);
     return;
   }
   if (up.resend_count > 0) {
@@ -454,18 +527,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     span.setAttribute("network.peer.address", up.endpoint_address);
     span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
   }
-  std::string& url = scratch_;
-  url.assign(up.tls ? "https://" : "http://");
-  url += up.endpoint_host;
-  url += ':';
-  StatusText port(up.endpoint_port);
-  url += port.text;
-  url += s.request.path();
-  if (!s.request.query().empty()) {
-    url += '?';
-    url += redactQuery(s.request.query());
-  }
-  span.setAttribute("url.full", url);
+  span.setAttribute("url.full", urlFull(s, scratch_));
   if (s.route != nullptr) {
     span.setAttribute("sidetrace.cluster", s.route->cluster);
   }
@@ -482,7 +544,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
       span.setStatus(tracing::StatusCode::Error);
     }
   }
-  span.end();
+  span.end(s.end_ns);
 }
 
 // Only a request with a SERVER span has a trace the caller could look up (sampled or not: the
@@ -517,25 +579,38 @@ void TracingFilter::onComplete(Stream& s) {
     span.end();
     return;
   }
-  span.setName(spanName(s, scratch_));
   setCommonRequestAttributes(span, s, s.http2);
   if (s.grpc) {
     setRpcAttributes(span, s, s.grpc_status);
   }
-  span.setAttribute("url.path", s.request.path());
-  if (!s.request.query().empty()) {
-    span.setAttribute("url.query", redactQuery(s.request.query()));
+  const Target target(s.request.target);
+  span.setAttribute("url.path", target.path);
+  if (!target.query.empty()) {
+    scratch_.clear();
+    appendRedactedQuery(scratch_, target.query);
+    span.setAttribute("url.query", scratch_);
   }
   span.setAttribute("url.scheme", s.scheme);
-  if (auto host = s.request.host(); !host.empty()) {
-    span.setAttribute("server.address", host);
+  // Host and User-Agent in one pass over the fields (RequestHead::host() and get() would make two).
+  std::optional<std::string_view> host, user_agent;
+  for (const auto& h : s.request.headers) {
+    if (!host && iequals(h.name, "host")) {
+      host = h.value;
+    } else if (!user_agent && iequals(h.name, "user-agent")) {
+      user_agent = h.value;
+    }
+  }
+  if (host) {
+    if (const std::string_view name = hostWithoutPort(*host); !name.empty()) {
+      span.setAttribute("server.address", name);
+    }
   }
   span.setAttribute("server.port", int64_t{s.local_port});
   span.setAttribute("client.address", s.peer_address);
   span.setAttribute("network.peer.address", s.peer_address);
   span.setAttribute("network.peer.port", int64_t{s.peer_port});
-  if (auto ua = s.request.headers.get("user-agent")) {
-    span.setAttribute("user_agent.original", *ua);
+  if (user_agent) {
+    span.setAttribute("user_agent.original", *user_agent);
   }
   if (s.response_status != 0) {
     span.setAttribute("http.response.status_code", int64_t{s.response_status});
@@ -552,7 +627,7 @@ void TracingFilter::onComplete(Stream& s) {
                                                           : StatusText(s.grpc_status).text);
     span.setStatus(tracing::StatusCode::Error);
   }
-  span.end();
+  span.end(s.end_ns);
 }
 
 }  // namespace sidetrace::filters

@@ -25,12 +25,17 @@ namespace {
 
 // Counts, access-logs and debug-logs a finished request.
 void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uint64_t start_ns) {
+  // One reading for the request's duration and the spans' end (the exchange may have taken it
+  // already, before its last attempt's result).
+  if (s.end_ns == 0) {
+    s.end_ns = worker.tracer().now();
+  }
+  const uint64_t now = s.end_ns;
   wg.chain.onComplete(s);
   const Generation& gen = *wg.gen;
   const size_t listener = s.listener_index;
   size_t slot =
       s.route != nullptr ? gen.routeSlot(listener, s.route_index) : gen.noRouteSlot(listener);
-  uint64_t now = worker.tracer().now();
   const uint64_t duration = now > start_ns ? now - start_ns : 0;
   worker.mutableStats().countRequest(slot, s.response_status, duration);
   const tracing::SpanContext& ctx = s.server_span.context();
@@ -369,6 +374,7 @@ awaitable<void> Exchange::run() {
   if (tunnel_up == nullptr) {
     up_.reset();  // an HTTP/1 connection goes back to its pool if both messages ended cleanly
   }
+  s_.end_ns = worker_.tracer().now();  // the attempt and the exchange end together
   wg_.chain.onUpstreamResult(s_);
   finish();
   if (tunnel_up != nullptr) {
@@ -508,8 +514,9 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
   if (!req.headers.get("host")) {
     req.headers.add("Host", endpoint.authority);
   }
-  wg_.chain.onUpstreamRequest(s_, req);  // a CLIENT span per attempt
   attempt_start_ns_ = worker_.tracer().now();
+  s_.attempt_start_ns = attempt_start_ns_;
+  wg_.chain.onUpstreamRequest(s_, req);  // a CLIENT span per attempt
   // HTTP/2 to an http2 cluster, and on the egress side to a destination the app called over h2c.
   auto& h2pool = wg_.h2pools[cluster_index_];
   const bool h2 = h2pool && !down_.upgrade && (!pool_->cluster().cfg->egress || s_.http2);
@@ -752,6 +759,9 @@ awaitable<TunnelStats> DownstreamSide::connectTunnel(upstream::UpstreamConnectio
 
 awaitable<void> runExchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s,
                             DownstreamSide& down, bool request_ended, uint64_t start_ns) {
+  s.start_ns = start_ns;
+  s.attempt_start_ns = 0;
+  s.end_ns = 0;
   Exchange exchange(worker, wg, s, down, request_ended, start_ns);
   co_await exchange.run();
 }

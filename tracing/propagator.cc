@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstring>
 #include <stdexcept>
 
 namespace sidetrace::tracing {
@@ -315,23 +316,13 @@ std::string formatTraceparent(const SpanContext& ctx) {
 
 std::string_view formatTraceparent(const SpanContext& ctx, char (&buf)[kTraceparentSize]) {
   // Written into a caller's fixed-size buffer: this runs for every proxied request.
-  static constexpr char kHex[] = "0123456789abcdef";
   char* p = buf;
-  auto put = [&p](const auto& bytes) {
-    for (uint8_t b : bytes) {
-      *p++ = kHex[b >> 4];
-      *p++ = kHex[b & 0x0f];
-    }
-  };
-  *p++ = '0';
-  *p++ = '0';
+  std::memcpy(p, "00-", 3);
+  p = writeHex(ctx.trace_id.bytes.data(), ctx.trace_id.bytes.size(), p + 3);
   *p++ = '-';
-  put(ctx.trace_id.bytes);
+  p = writeHex(ctx.span_id.bytes.data(), ctx.span_id.bytes.size(), p);
   *p++ = '-';
-  put(ctx.span_id.bytes);
-  *p++ = '-';
-  *p++ = kHex[ctx.flags >> 4];
-  *p++ = kHex[ctx.flags & 0x0f];
+  writeHex(&ctx.flags, 1, p);
   return {buf, sizeof buf};
 }
 

@@ -21,25 +21,6 @@ uint64_t systemClockNanos() {
                                    .count());
 }
 
-Span::Span(Span&& other) noexcept
-    : context_(std::move(other.context_)),
-      record_(std::move(other.record_)),
-      tracer_(std::exchange(other.tracer_, nullptr)) {}
-
-Span& Span::operator=(Span&& other) noexcept {
-  if (this != &other) {
-    end();
-    context_ = std::move(other.context_);
-    record_ = std::move(other.record_);
-    tracer_ = std::exchange(other.tracer_, nullptr);
-  }
-  return *this;
-}
-
-Span::~Span() {
-  end();
-}
-
 void Span::setName(std::string_view name) {
   if (record_) {
     record_->name.assign(name);
@@ -60,13 +41,13 @@ void Span::setStatus(StatusCode code, std::string_view message) {
   }
 }
 
-void Span::end() {
+void Span::end(uint64_t end_unix_nanos) {
   Tracer* tracer = std::exchange(tracer_, nullptr);
   if (tracer == nullptr || !record_) {
     record_.reset();
     return;
   }
-  record_->end_unix_nanos = tracer->now();
+  record_->end_unix_nanos = end_unix_nanos != 0 ? end_unix_nanos : tracer->now();
   tracer->finish(std::move(record_));
 }
 
@@ -106,8 +87,26 @@ void Span::setStringArrayAttribute(std::string_view key, const std::string_view*
                                  tracer_->limits_.attribute_value_length);
 }
 
+void Tracer::record(Span& span, const SpanId& parent_span_id, std::string_view name, SpanKind kind,
+                    uint64_t start_unix_nanos) {
+  span.record_ = takeRecord();
+  SpanRecord& r = *span.record_;
+  r.trace_id = span.context_.trace_id;
+  r.span_id = span.context_.span_id;
+  r.parent_span_id = parent_span_id;
+  if (span.context_.tracestate.empty()) {
+    r.tracestate.clear();  // a recycled record may hold an earlier span's
+  } else {
+    r.tracestate = span.context_.tracestate;
+  }
+  r.flags = span.context_.flags;
+  r.name.assign(name);
+  r.kind = kind;
+  r.start_unix_nanos = start_unix_nanos != 0 ? start_unix_nanos : clock_();
+}
+
 Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* given_parent,
-                       const Sampler* sampler) {
+                       const Sampler* sampler, uint64_t start_unix_nanos) {
   const SpanContext* parent =
       given_parent != nullptr && given_parent->valid() ? given_parent : nullptr;
   Span span;
@@ -123,7 +122,7 @@ Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* 
   span.context_.flags = static_cast<uint8_t>((sampled ? kFlagSampled : 0) |
                                              (parent ? parent->flags & kFlagRandom : 0));
   span.context_.debug = sampled && parent != nullptr && parent->debug;
-  if (parent) {
+  if (parent && !parent->tracestate.empty()) {
     span.context_.tracestate = parent->tracestate;
   }
   if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
@@ -131,21 +130,13 @@ Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* 
   }
   // Without an exporter or the /tracez view there is nothing to record for.
   if (sampled && buffer_ != nullptr && buffer_->recording()) {
-    span.record_ = takeRecord();
-    SpanRecord& r = *span.record_;
-    r.trace_id = span.context_.trace_id;
-    r.span_id = span.context_.span_id;
-    r.parent_span_id = parent ? parent->span_id : SpanId{};
-    r.tracestate = span.context_.tracestate;
-    r.flags = span.context_.flags;
-    r.name.assign(name);
-    r.kind = kind;
-    r.start_unix_nanos = clock_();
+    record(span, parent ? parent->span_id : SpanId{}, name, kind, start_unix_nanos);
   }
   return span;
 }
 
-Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& parent) {
+Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& parent,
+                            uint64_t start_unix_nanos) {
   Span span;
   if (!parent.context().valid()) {
     return span;  // no parent context (tracing off for this stream): nothing to propagate
@@ -155,21 +146,14 @@ Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& pa
   span.context_.span_id = ids_.spanId();
   span.context_.flags = parent.context().flags;
   span.context_.debug = parent.context().debug;
-  span.context_.tracestate = parent.context().tracestate;
+  if (!parent.context().tracestate.empty()) {
+    span.context_.tracestate = parent.context().tracestate;
+  }
   if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
     stats->spans_started.fetch_add(1, std::memory_order_relaxed);
   }
   if (parent.recording()) {
-    span.record_ = takeRecord();
-    SpanRecord& r = *span.record_;
-    r.trace_id = span.context_.trace_id;
-    r.span_id = span.context_.span_id;
-    r.parent_span_id = parent.context().span_id;
-    r.tracestate = span.context_.tracestate;
-    r.flags = span.context_.flags;
-    r.name.assign(name);
-    r.kind = kind;
-    r.start_unix_nanos = clock_();
+    record(span, parent.context().span_id, name, kind, start_unix_nanos);
   }
   return span;
 }

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "tracing/batch_processor.h"
@@ -31,8 +32,22 @@ class Span {
  public:
   Span() = default;  // an empty span: not recording, invalid context
   // Moving transfers the open span; assigning over an open span ends it first (never loses it).
-  Span(Span&& other) noexcept;
-  Span& operator=(Span&& other) noexcept;
+  // Inline: a stream assigns two spans per request, and a moved-from one needs no end().
+  Span(Span&& other) noexcept
+      : context_(std::move(other.context_)),
+        record_(std::move(other.record_)),
+        tracer_(std::exchange(other.tracer_, nullptr)) {}
+  Span& operator=(Span&& other) noexcept {
+    if (this != &other) {
+      if (tracer_ != nullptr || record_ != nullptr) {
+        end();
+      }
+      context_ = std::move(other.context_);
+      record_ = std::move(other.record_);
+      tracer_ = std::exchange(other.tracer_, nullptr);
+    }
+    return *this;
+  }
 
   bool recording() const { return record_ != nullptr; }
   const SpanContext& context() const { return context_; }
@@ -51,8 +66,16 @@ class Span {
   // a parent among. Recording spans only; call before end().
   void addLink(const SpanContext& to);
   // Ends the span and hands its data to the worker's buffer. Further calls are no-ops.
-  void end();
-  ~Span();  // ends the span if still open
+  // `end_unix_nanos`: the instant it ends, when the caller has just read the tracer's clock for
+  // it (one reading serves several uses); 0: now.
+  void end(uint64_t end_unix_nanos = 0);
+  // The name it was started (or last renamed) with; "" when not recording.
+  std::string_view name() const { return record_ ? std::string_view(record_->name) : ""; }
+  ~Span() {  // ends the span if still open
+    if (tracer_ != nullptr || record_ != nullptr) {
+      end();
+    }
+  }
 
  private:
   friend class Tracer;
@@ -66,20 +89,24 @@ class Tracer {
   Tracer(std::shared_ptr<const Sampler> sampler, WorkerSpanBuffer* buffer,
          Clock clock = systemClockNanos, std::optional<uint64_t> seed = std::nullopt);
 
+  // `start_unix_nanos` below: when the span starts, if the caller already read this tracer's clock
+  // at that instant (e.g. the request's arrival); 0: now.
+  //
   // A SERVER span: samples with the sampler; parent is the extracted remote context or nullptr
   // (then a new trace id is made).
   // `sampler`: the route's own, in place of the tracer's (nullptr: the tracer's).
   Span startServerSpan(std::string_view name, const SpanContext* remote_parent,
-                       const Sampler* sampler = nullptr) {
-    return startSpan(name, SpanKind::Server, remote_parent, sampler);
+                       const Sampler* sampler = nullptr, uint64_t start_unix_nanos = 0) {
+    return startSpan(name, SpanKind::Server, remote_parent, sampler, start_unix_nanos);
   }
   // A span of `kind` whose parent is a context rather than a local span: an extracted one, or
   // one handed over from another worker (the egress CLIENT span's inferred parent). Sampled
   // like a SERVER span; nullptr or an invalid parent starts a new trace.
   Span startSpan(std::string_view name, SpanKind kind, const SpanContext* parent,
-                 const Sampler* sampler = nullptr);
+                 const Sampler* sampler = nullptr, uint64_t start_unix_nanos = 0);
   // A child span (e.g. CLIENT) of a local parent; inherits its sampling decision.
-  Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent);
+  Span startChildSpan(std::string_view name, SpanKind kind, const Span& parent,
+                      uint64_t start_unix_nanos = 0);
 
   uint64_t now() const { return clock_(); }
   // A reload's new sampler; spans already started keep their decision.
@@ -90,6 +117,9 @@ class Tracer {
  private:
   friend class Span;
   std::unique_ptr<SpanRecord> takeRecord();
+  // Gives `span` (whose context is set) a record to write into.
+  void record(Span& span, const SpanId& parent_span_id, std::string_view name, SpanKind kind,
+              uint64_t start_unix_nanos);
   void finish(std::unique_ptr<SpanRecord> record);  // hands it to the buffer, then recycles it
 
   std::shared_ptr<const Sampler> sampler_;

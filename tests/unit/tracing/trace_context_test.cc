@@ -2,7 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
+#include <cstdio>
+#include <cstring>
 #include <set>
+#include <string>
 
 namespace sidetrace::tracing {
 namespace {
@@ -49,6 +53,84 @@ TEST(IdGeneratorTest, SeededIsDeterministicAndValid) {
   EXPECT_EQ(seen.size(), 1000u);
   IdGenerator c;
   EXPECT_NE(c.traceId(), IdGenerator(42).traceId());
+}
+
+TEST(WriteHexTest, EveryByteValueAndLength) {
+  std::array<uint8_t, 256> all{};
+  std::string want;
+  for (size_t b = 0; b < all.size(); ++b) {
+    all[b] = static_cast<uint8_t>(b);
+    char two[3];
+    std::snprintf(two, sizeof two, "%02x", static_cast<unsigned>(b));
+    want += two;
+  }
+  std::string out(2 * all.size() + 1, '#');
+  char* end = writeHex(all.data(), all.size(), out.data());
+  EXPECT_EQ(end, out.data() + 2 * all.size());
+  EXPECT_EQ(out.substr(0, 2 * all.size()), want);
+  EXPECT_EQ(out.back(), '#');  // nothing written past the digits
+  EXPECT_EQ(writeHex(all.data(), 0, out.data()), out.data());
+  // Every length and alignment: whole words and the bytes after them.
+  for (size_t offset = 0; offset < 4; ++offset) {
+    for (size_t n = 0; n <= 27; ++n) {
+      const uint8_t* in = all.data() + 0xe0 + offset;  // letters in both nibbles
+      std::string got(2 * n, '#');
+      writeHex(in, n, got.data());
+      EXPECT_EQ(got, want.substr(2 * (0xe0 + offset), 2 * n)) << offset << " " << n;
+    }
+  }
+}
+
+// Ids are never zero (invalid on the wire), even from a state that would draw zero words.
+TEST(IdGeneratorTest, IdsAreValidAndDistinct) {
+  IdGenerator gen;
+  std::set<TraceId, bool (*)(const TraceId&, const TraceId&)> traces(
+      [](const TraceId& a, const TraceId& b) { return a.bytes < b.bytes; });
+  std::set<uint64_t> spans;
+  for (int i = 0; i < 10000; ++i) {
+    TraceId t = gen.traceId();
+    SpanId s = gen.spanId();
+    ASSERT_TRUE(t.valid());
+    ASSERT_TRUE(s.valid());
+    traces.insert(t);
+    uint64_t v;
+    std::memcpy(&v, s.bytes.data(), 8);
+    spans.insert(v);
+  }
+  EXPECT_EQ(traces.size(), 10000u);
+  EXPECT_EQ(spans.size(), 10000u);
+}
+
+// Every bit of an id is random: over many draws each bit is set about half the time (a generator
+// that left bytes zero, or repeated a word across the id's halves, would fail this).
+TEST(IdGeneratorTest, EveryBitVaries) {
+  IdGenerator gen(1);
+  constexpr int kN = 20000;
+  std::array<int, 128> ones{};
+  for (int i = 0; i < kN; ++i) {
+    TraceId t = gen.traceId();
+    for (size_t bit = 0; bit < 128; ++bit) {
+      ones[bit] += (t.bytes[bit / 8] >> (bit % 8)) & 1;
+    }
+  }
+  for (size_t bit = 0; bit < 128; ++bit) {
+    EXPECT_NEAR(ones[bit], kN / 2, kN / 20) << "bit " << bit;
+  }
+}
+
+TEST(IdGeneratorTest, ValidChecksEveryByte) {
+  for (size_t i = 0; i < 16; ++i) {
+    TraceId t;
+    t.bytes[i] = 1;
+    EXPECT_TRUE(t.valid()) << i;
+  }
+  for (size_t i = 0; i < 8; ++i) {
+    SpanId s;
+    s.bytes[i] = 0x80;
+    EXPECT_TRUE(s.valid()) << i;
+  }
+  EXPECT_FALSE(TraceId{}.valid());
+  EXPECT_FALSE(SpanId{}.valid());
 }
 
 }  // namespace

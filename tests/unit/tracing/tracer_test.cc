@@ -70,6 +70,50 @@ SpanContext remote(uint8_t flags, std::string tracestate = {}) {
   return ctx;
 }
 
+// A clock reading the caller already took serves as a span's start or end; 0 reads the clock.
+TEST_F(TracerTest, GivenTimesAreUsedAndZeroReadsTheClock) {
+  Tracer t = makeTracer("always_on");
+  Span server = t.startServerSpan("GET r", nullptr, nullptr, 500);
+  Span client = t.startChildSpan("GET r", SpanKind::Client, server, 700);
+  Span other = t.startChildSpan("GET r", SpanKind::Client, server);  // clock: 1000
+  other.end();                                                       // clock: 2000
+  client.end(900);
+  server.end(950);
+  EXPECT_EQ(clock, 2000u) << "given times read no clock";
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 3u);
+  EXPECT_EQ(spans[0].start_unix_nanos, 1000u);
+  EXPECT_EQ(spans[0].end_unix_nanos, 2000u);
+  EXPECT_EQ(spans[1].start_unix_nanos, 700u);
+  EXPECT_EQ(spans[1].end_unix_nanos, 900u);
+  EXPECT_EQ(spans[2].start_unix_nanos, 500u);
+  EXPECT_EQ(spans[2].end_unix_nanos, 950u);
+  EXPECT_EQ(spans[1].name, "GET r");
+  EXPECT_EQ(spans[1].parent_span_id, spans[2].span_id);
+}
+
+// A recycled record starts clean: no name, tracestate, status or attributes of the span before.
+TEST_F(TracerTest, RecycledRecordCarriesNothingOver) {
+  Tracer t = makeTracer("parentbased_always_on");
+  auto parent = remote(kFlagSampled, "vendor=1");
+  Span first = t.startServerSpan("first", &parent);
+  first.setAttribute("a", int64_t{1});
+  first.setStatus(StatusCode::Error, "bad");
+  first.end();
+  Span second = t.startServerSpan("second", nullptr);
+  EXPECT_EQ(second.name(), "second");
+  second.end();
+  auto spans = flushAll();
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(spans[0].tracestate, "vendor=1");
+  EXPECT_EQ(spans[1].name, "second");
+  EXPECT_EQ(spans[1].tracestate, "");
+  EXPECT_EQ(spans[1].status, StatusCode::Unset);
+  EXPECT_EQ(spans[1].status_message, "");
+  EXPECT_TRUE(spans[1].attributes.empty());
+  EXPECT_EQ(Span().name(), "");
+}
+
 TEST_F(TracerTest, RootServerSpanGetsNewTrace) {
   Tracer t = makeTracer("always_on");
   Span s = t.startServerSpan("GET /a", nullptr);
