@@ -23,33 +23,10 @@
 #include "tests/integration/grpc_echo_client.h"
 #include "tests/integration/grpc_echo_server.h"
 #include "tests/integration/harness.h"
+#include "tests/integration/legacy_app.h"
 
 namespace sidetrace::it {
 namespace {
-
-// legacy_app.py as a child process, calling 127.0.0.1:downstream through http_proxy.
-class LegacyApp : public ListeningChild {
- public:
-  LegacyApp(const std::string& dir, uint16_t downstream, uint16_t egress, bool threaded)
-      : ListeningChild(spec(dir, downstream, egress, threaded)) {}
-
- private:
-  static ChildSpec spec(const std::string& dir, uint16_t downstream, uint16_t egress,
-                        bool threaded) {
-    std::vector<std::string> args{python3Path(),
-                                  std::string(SIDETRACE_IT_SOURCE_DIR) + "/legacy_app.py",
-                                  "127.0.0.1:" + std::to_string(downstream)};
-    if (threaded) {
-      args.push_back("--threaded");
-    }
-    // Only what the app needs: no no_proxy from the test's environment may bypass the proxy.
-    return {.argv = args,
-            .env = {"PATH=/usr/local/bin:/usr/bin:/bin",
-                    "http_proxy=http://127.0.0.1:" + std::to_string(egress)},
-            .stdout_path = dir + "/legacy-app.out",
-            .stderr_path = dir + "/legacy-app.err"};
-  }
-};
 
 class EgressTest : public IntegrationTest {
  protected:

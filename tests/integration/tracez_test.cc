@@ -14,8 +14,10 @@
 #include <fstream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/integration/harness.h"
+#include "tests/integration/legacy_app.h"
 
 namespace sidetrace::it {
 namespace {
@@ -303,6 +305,118 @@ TEST_F(TracezTest, PageRendersInHeadlessChromium) {
   const std::string failed_dom =
       chromium(dir, "--dump-dom '" + base + "?trace_id=" + failed_trace + "'");
   EXPECT_NE(failed_dom.find("bar CLIENT ERROR"), std::string::npos) << failed_dom;
+  stopProxyExpectClean();
+}
+
+// One request's whole trace as the view shows it: the SERVER span of the inbound request, a
+// CLIENT span per attempt (the first endpoint refuses the connection, the retry reaches the app)
+// and the egress CLIENT span of the call the app made through the egress listener while serving
+// it, parented on the attempt that reached the app. The app's port is known only once the egress
+// port is, so sidetrace starts on a placeholder endpoint and reloads (as EgressTest does).
+std::string retryEgressYaml(uint16_t dead_port, uint16_t app_port) {
+  return R"(admin: { address: "127.0.0.1:0", tracez: { max_bytes: 1048576 } }
+workers: 1
+listeners:
+  - name: ingress
+    address: "127.0.0.1:0"
+    routes:
+      - name: app
+        match: { prefix: / }
+        cluster: app
+        timeout: 5s
+        retry_policy: { retry_on: [ connect-failure ], num_retries: 1 }
+clusters:
+  - name: app
+    endpoints: [ "127.0.0.1:)" +
+         std::to_string(dead_port) + R"(", "127.0.0.1:)" + std::to_string(app_port) + R"(" ]
+    outlier_detection: { consecutive_5xx: 0, consecutive_connect_failures: 0 }
+egress:
+  address: "127.0.0.1:0"
+tracing:
+  service_name: legacy-a
+  exporter: { protocol: grpc, endpoint: "http://127.0.0.1:{{OTLP_PORT}}", timeout: 2s }
+  batch: { schedule_delay: 100ms }
+limits: { drain_timeout: 2s }
+)";
+}
+
+TEST_F(TracezTest, TraceHoldsServerRetriedAttemptsAndEgressCall) {
+  // One worker and round robin from the first endpoint: the request's first attempt goes to the
+  // refused port, its retry to the app (RetryTest relies on the same order).
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(retryEgressYaml(dead_.port(), upstream_.port())));
+  LegacyApp app(proc_.dir(), upstream_.port(), proc_.listenPort("egress"), false);
+  ASSERT_NE(app.port(), 0) << app.error();
+  ASSERT_NO_FATAL_FAILURE(reloadYaml(retryEgressYaml(dead_.port(), app.port())));
+
+  const std::string trace_id = "abf92f3577b34da6a3ce929d0e0e473b";
+  auto r = httpRequest(port(), "GET", "/plain/w", {{"traceparent", traceparent(trace_id)}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  EXPECT_EQ(r->body, "200 ") << app.logs() << proc_.logs();  // the app's call: 200, empty body
+
+  Value trace = waitTrace(trace_id, 4);
+  const auto& spans = list(trace, "spans");
+  ASSERT_EQ(spans.size(), 4) << trace.DebugString();
+  const Value* server = nullptr;
+  const Value* egress = nullptr;
+  std::vector<const Value*> attempts;  // in start order: the store sorts spans by start time
+  for (const auto& s : spans) {
+    EXPECT_TRUE(str(s, "kind") == "SERVER" || str(s, "kind") == "CLIENT") << s.DebugString();
+    if (str(s, "kind") == "SERVER") {
+      server = &s;
+    } else if (fields(fields(s).at("attributes")).count("sidetrace.parent.source") == 1) {
+      egress = &s;
+    } else {
+      attempts.push_back(&s);
+    }
+  }
+  ASSERT_TRUE(server != nullptr && egress != nullptr && attempts.size() == 2)
+      << trace.DebugString();
+
+  EXPECT_EQ(str(*server, "name"), "GET app");
+  EXPECT_EQ(str(*server, "parent_span_id"), "00f067aa0ba902b7");  // the caller's
+  EXPECT_EQ(str(*server, "status"), "UNSET") << "succeeded on retry: not an error";
+  for (const Value* a : attempts) {
+    EXPECT_EQ(str(*a, "parent_span_id"), str(*server, "span_id")) << a->DebugString();
+    EXPECT_EQ(str(*a, "name"), "GET app");
+  }
+  const Value& failed_attrs = fields(*attempts[0]).at("attributes");
+  const Value& retry_attrs = fields(*attempts[1]).at("attributes");
+  EXPECT_EQ(str(*attempts[0], "status"), "ERROR") << attempts[0]->DebugString();
+  EXPECT_EQ(str(failed_attrs, "error.type"), "connect_failure");
+  EXPECT_EQ(num(failed_attrs, "server.port"), dead_.port());
+  EXPECT_EQ(str(*attempts[1], "status"), "UNSET") << attempts[1]->DebugString();
+  EXPECT_EQ(num(retry_attrs, "http.request.resend_count"), 1);
+  EXPECT_EQ(num(retry_attrs, "server.port"), app.port());
+  EXPECT_EQ(num(retry_attrs, "http.response.status_code"), 200);
+
+  // The egress call hangs under the hop into the app that caused it, not under the failed one.
+  EXPECT_EQ(str(*egress, "name"), "GET");
+  EXPECT_EQ(str(*egress, "parent_span_id"), str(*attempts[1], "span_id")) << trace.DebugString();
+  EXPECT_EQ(str(*egress, "status"), "UNSET");
+  const Value& egress_attrs = fields(*egress).at("attributes");
+  EXPECT_NE(str(egress_attrs, "sidetrace.parent.source"), "none");
+  EXPECT_EQ(num(egress_attrs, "server.port"), upstream_.port());
+  EXPECT_NE(str(egress_attrs, "url.full").find("/from/w"), std::string::npos)
+      << egress->DebugString();
+
+  // The waterfall in the browser (when there is one): four rows, the egress call nested two
+  // levels deep (16 px per level), under the attempt.
+  if (!chromiumPath().empty()) {
+    const std::string url =
+        "http://127.0.0.1:" + std::to_string(proc_.adminPort()) + "/tracez#trace=" + trace_id;
+    const std::string dom = chromium(proc_.dir(), "--dump-dom '" + url + "'");
+    size_t rows = 0;
+    for (size_t at = dom.find("class=\"row span\""); at != std::string::npos;
+         at = dom.find("class=\"row span\"", at + 1)) {
+      ++rows;
+    }
+    EXPECT_EQ(rows, 4u) << dom;
+    EXPECT_NE(dom.find("padding-left: 36px;\"><span class=\"muted\">CLIENT </span>"),
+              std::string::npos)
+        << "the egress row two levels deep: " << dom;
+    EXPECT_NE(dom.find("bar CLIENT ERROR"), std::string::npos) << "the failed attempt";
+  }
   stopProxyExpectClean();
 }
 
