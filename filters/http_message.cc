@@ -158,15 +158,18 @@ bool HeaderMap::hasToken(std::string_view name, std::string_view token) const {
   return false;
 }
 
+RequestHead::Parts RequestHead::pathAndQuery() const {
+  const std::string_view t = target;
+  const size_t q = t.find('?');
+  return {t.substr(0, q), q == std::string_view::npos ? std::string_view() : t.substr(q + 1)};
+}
+
 std::string_view RequestHead::path() const {
-  std::string_view t = target;
-  return t.substr(0, t.find('?'));
+  return pathAndQuery().path;
 }
 
 std::string_view RequestHead::query() const {
-  std::string_view t = target;
-  size_t q = t.find('?');
-  return q == std::string_view::npos ? std::string_view() : t.substr(q + 1);
+  return pathAndQuery().query;
 }
 
 namespace {

@@ -129,6 +129,12 @@ struct RequestHead {
 
   std::string_view path() const;   // target without query
   std::string_view query() const;  // after '?', without it; "" when none
+  // Both, finding the '?' once (a traced request wants both several times).
+  struct Parts {
+    std::string_view path;
+    std::string_view query;
+  };
+  Parts pathAndQuery() const;
   // Host without port, lower-case as received ("" if absent).
   std::string_view host() const;
   void clear();

@@ -339,21 +339,10 @@ void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2
   }
 }
 
-// The request target's path and query (after '?', without it; "" when none), split once.
-struct Target {
-  std::string_view path;
-  std::string_view query;
-  explicit Target(std::string_view target) {
-    const size_t q = target.find('?');
-    path = target.substr(0, q);
-    query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
-  }
-};
-
 // The CLIENT span's url.full: scheme://host:port/path[?redacted query], in `scratch`.
 std::string_view urlFull(const Stream& s, std::string& scratch) {
   const auto& up = s.upstream;
-  const Target target(s.request.target);
+  const RequestHead::Parts target = s.request.pathAndQuery();
   char port[8];
   const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
   const std::string_view scheme = up.tls ? "https://" : "http://";
@@ -583,7 +572,7 @@ void TracingFilter::onComplete(Stream& s) {
   if (s.grpc) {
     setRpcAttributes(span, s, s.grpc_status);
   }
-  const Target target(s.request.target);
+  const RequestHead::Parts target = s.request.pathAndQuery();
   span.setAttribute("url.path", target.path);
   if (!target.query.empty()) {
     scratch_.clear();

@@ -24,7 +24,8 @@ using filters::UpstreamResult;
 namespace {
 
 // Counts, access-logs and debug-logs a finished request.
-void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s, uint64_t start_ns) {
+void finishRequest(Worker& worker, WorkerGeneration& wg, filters::Stream& s) {
+  const uint64_t start_ns = s.start_ns;
   // One reading for the request's duration and the spans' end (the exchange may have taken it
   // already, before its last attempt's result).
   if (s.end_ns == 0) {
@@ -77,14 +78,13 @@ int grpcFailureCode(UpstreamResult::Error e) {
 class Exchange {
  public:
   Exchange(Worker& worker, WorkerGeneration& wg, filters::Stream& s, DownstreamSide& down,
-           bool request_ended, uint64_t start_ns)
+           bool request_ended)
       : worker_(worker),
         wg_(wg),
         s_(s),
         down_(down),
         dl_(down.storage()),
         request_ended_(request_ended),
-        start_ns_(start_ns),
         resp_(dl_.response) {}
   Exchange(const Exchange&) = delete;
   Exchange& operator=(const Exchange&) = delete;
@@ -107,7 +107,7 @@ class Exchange {
   };
   Refusal refuse();
   awaitable<void> localReply(int status, std::string_view body, int grpc_code = -1);
-  void finish() { finishRequest(worker_, wg_, s_, start_ns_); }
+  void finish() { finishRequest(worker_, wg_, s_); }
   awaitable<bool> collectReplayBody();
   awaitable<void> attempt(const upstream::Endpoint& endpoint);
   // After an attempt that may be retried: the back-off before the next one, or nullopt.
@@ -157,7 +157,6 @@ class Exchange {
   DownstreamSide& down_;
   ExchangeStorage& dl_;
   const bool request_ended_;
-  const uint64_t start_ns_;
   upstream::ConnectionPool* pool_ = nullptr;
   upstream::BreakerSlot request_slot_;  // the cluster's max_requests, held to the end
   size_t cluster_index_ = 0;
@@ -172,7 +171,6 @@ class Exchange {
   UpstreamResult::Error err_ = UpstreamResult::Error::None;
   filters::ResponseHead& resp_;  // the side's (warm) storage
   bool resp_end_ = false;
-  uint64_t attempt_start_ns_ = 0;
   TriedEndpoints tried_;
   std::optional<RetryAttempts> attempts_;
   bool pump_running_ = false;
@@ -514,8 +512,7 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
   if (!req.headers.get("host")) {
     req.headers.add("Host", endpoint.authority);
   }
-  attempt_start_ns_ = worker_.tracer().now();
-  s_.attempt_start_ns = attempt_start_ns_;
+  s_.attempt_start_ns = worker_.tracer().now();
   wg_.chain.onUpstreamRequest(s_, req);  // a CLIENT span per attempt
   // HTTP/2 to an http2 cluster, and on the egress side to a destination the app called over h2c.
   auto& h2pool = wg_.h2pools[cluster_index_];
@@ -642,7 +639,7 @@ awaitable<void> Exchange::pumpRequest() {
 // The response, upstream → downstream. True when it broke off (either side failed).
 awaitable<bool> Exchange::relayResponse() {
   s_.upstream.status = resp_.status;
-  s_.upstream_latency_nanos = worker_.tracer().now() - attempt_start_ns_;
+  s_.upstream_latency_nanos = worker_.tracer().now() - s_.attempt_start_ns;
   if (s_.grpc) {
     s_.upstream.grpc_status = filters::parseGrpcStatus(resp_.headers);  // trailers-only
   }
@@ -762,7 +759,7 @@ awaitable<void> runExchange(Worker& worker, WorkerGeneration& wg, filters::Strea
   s.start_ns = start_ns;
   s.attempt_start_ns = 0;
   s.end_ns = 0;
-  Exchange exchange(worker, wg, s, down, request_ended, start_ns);
+  Exchange exchange(worker, wg, s, down, request_ended);
   co_await exchange.run();
 }
 
