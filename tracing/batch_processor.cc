@@ -293,12 +293,17 @@ void WorkerSpanBuffer::flush() {
   }
   SpanBatch batch;
   const size_t size = pending_.size();
+  const size_t next = size + size / 8 + 512;  // the next batch is likely about as large
   if (size >= pending_.capacity() / 4 * 3) {  // slack under a third of the bytes held
     batch = SpanBatch::adopt(std::move(pending_), pending_count_);
-    pending_.reserve(size + size / 8 + 512);  // the next batch is likely about as large
+    pending_.reserve(next);
   } else {
+    // Copied out (a quiet worker's timer flush, or a buffer that doubled past the batch). The
+    // buffer is then resized to the batch, so that a steady stream of full batches is handed
+    // over rather than copied every time: a doubled buffer stays under 3/4 full forever.
     batch = SpanBatch::copyOf(pending_.view(), pending_count_);
-    pending_.clear();
+    pending_ = WireBuffer();
+    pending_.reserve(next);
   }
   pending_count_ = 0;
   if (recent_ != nullptr) {  // before export: the view keeps spans whose export fails

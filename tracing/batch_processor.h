@@ -106,8 +106,10 @@ class BatchSpanProcessor {
 // (the worker calls it on a short timer). The byte bound keeps large spans from piling up outside
 // the queue's byte bound. A batch that fills at least 3/4 of its buffer is handed over with the
 // buffer (the worker starts a new one sized for the next); a smaller one (a quiet worker's timer
-// flush) is copied out into a buffer of its size. So a buffer held by the queue or the /tracez
-// store carries at most a third more memory than its span bytes.
+// flush, or the first batches while the buffer grows by doubling) is copied out into a buffer of
+// its size, and the worker's buffer is resized to the batch so the next full one is handed over.
+// So a buffer held by the queue or the /tracez store carries at most a third more memory than its
+// span bytes, and steady traffic copies no span byte.
 // Single-threaded: owned and used by one worker.
 class WorkerSpanBuffer {
  public:
@@ -131,7 +133,7 @@ class WorkerSpanBuffer {
   BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
   RecentSpans* recent_ = nullptr;
   size_t batch_;
-  WireBuffer pending_;  // encoded spans; its capacity is kept across batches
+  WireBuffer pending_;  // encoded spans
   size_t pending_count_ = 0;
 };
 

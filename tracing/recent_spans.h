@@ -21,6 +21,10 @@ namespace sidetrace::tracing {
 
 class RecentSpans {
  public:
+  // What a batch costs beyond its buffer: the deque slot, the shared buffer's control block and
+  // the allocators' headers, roughly.
+  static constexpr size_t kPerBatch = sizeof(SpanBatch) + 64;
+
   explicit RecentSpans(size_t max_bytes);
 
   // Keeps `batch`. A batch that alone holds more than the bound keeps its newest spans that fit
@@ -34,9 +38,6 @@ class RecentSpans {
   uint64_t tooLarge() const { return too_large_; }
 
  private:
-  // The deque slot, the shared buffer's control block and the allocators' headers, roughly.
-  static constexpr size_t kPerBatch = sizeof(SpanBatch) + 64;
-
   size_t max_bytes_;
   std::deque<SpanBatch> batches_;
   size_t held_ = 0;
