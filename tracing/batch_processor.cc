@@ -278,11 +278,15 @@ WorkerSpanBuffer::WorkerSpanBuffer(BatchSpanProcessor* processor, size_t batch)
 void WorkerSpanBuffer::add(const SpanRecord& span) {
   appendOtlpSpan(pending_, span);
   if (++pending_count_ >= batch_ || pending_.size() >= kMaxPendingBytes) {
-    flush();
+    handOver(true);
   }
 }
 
 void WorkerSpanBuffer::flush() {
+  handOver(false);
+}
+
+void WorkerSpanBuffer::handOver(bool full) {
   if (pending_count_ == 0) {
     return;
   }
@@ -293,17 +297,24 @@ void WorkerSpanBuffer::flush() {
   }
   SpanBatch batch;
   const size_t size = pending_.size();
-  const size_t next = size + size / 8 + 512;  // the next batch is likely about as large
+  if (full) {  // what the next full batch will likely need
+    full_batch_bytes_ = size + size / 8 + 512;
+  }
+  const size_t next = std::max(full_batch_bytes_, size + size / 8 + 512);
   if (size >= pending_.capacity() / 4 * 3) {  // slack under a third of the bytes held
     batch = SpanBatch::adopt(std::move(pending_), pending_count_);
     pending_.reserve(next);
   } else {
-    // Copied out (a quiet worker's timer flush, or a buffer that doubled past the batch). The
-    // buffer is then resized to the batch, so that a steady stream of full batches is handed
-    // over rather than copied every time: a doubled buffer stays under 3/4 full forever.
+    // Copied out: a quiet worker's timer flush, or a buffer that doubled past the batch. A buffer
+    // that is not sized for a full batch is replaced by one that is, so that the next full batch
+    // is handed over: one that doubled would stay under 3/4 full, and every batch be copied.
     batch = SpanBatch::copyOf(pending_.view(), pending_count_);
-    pending_ = WireBuffer();
-    pending_.reserve(next);
+    if (pending_.capacity() < next || pending_.capacity() / 4 * 3 > next) {
+      pending_ = WireBuffer();
+      pending_.reserve(next);
+    } else {
+      pending_.clear();
+    }
   }
   pending_count_ = 0;
   if (recent_ != nullptr) {  // before export: the view keeps spans whose export fails

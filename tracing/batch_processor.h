@@ -107,7 +107,7 @@ class BatchSpanProcessor {
 // the queue's byte bound. A batch that fills at least 3/4 of its buffer is handed over with the
 // buffer (the worker starts a new one sized for the next); a smaller one (a quiet worker's timer
 // flush, or the first batches while the buffer grows by doubling) is copied out into a buffer of
-// its size, and the worker's buffer is resized to the batch so the next full one is handed over.
+// its size, and the worker's buffer is resized for a full batch so the next one is handed over.
 // So a buffer held by the queue or the /tracez store carries at most a third more memory than its
 // span bytes, and steady traffic copies no span byte.
 // Single-threaded: owned and used by one worker.
@@ -132,8 +132,11 @@ class WorkerSpanBuffer {
  private:
   BatchSpanProcessor* processor_;  // nullptr: exporter "none", spans are discarded
   RecentSpans* recent_ = nullptr;
+  void handOver(bool full);  // `full`: the batch reached its span count or byte bound
+
   size_t batch_;
-  WireBuffer pending_;  // encoded spans
+  WireBuffer pending_;           // encoded spans
+  size_t full_batch_bytes_ = 0;  // buffer size for a full batch, from the last one
   size_t pending_count_ = 0;
 };
 

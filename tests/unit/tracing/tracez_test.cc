@@ -98,6 +98,26 @@ TEST(RecentSpansTest, SteadyFullBatchesAreHandedOverNotCopied) {
     }
     EXPECT_LE(held, used + used / 3 + 1024) << "batch " << b;
   }
+  // A quiet spell's timer flush between full batches: the small batch is copied out, and the
+  // full batch after it is still handed over.
+  for (int b = 0; b < 5; ++b) {
+    for (uint8_t i = 0; i < 20; ++i) {
+      buffer.add(span(i, pad));
+    }
+    const size_t held_before = ring.bytesHeld();
+    const size_t used_before = ring.bytesUsed();
+    buffer.flush();
+    EXPECT_EQ(ring.bytesHeld() - held_before - RecentSpans::kPerBatch,
+              ring.bytesUsed() - used_before);  // copied: holds exactly its bytes
+    const size_t full_held_before = ring.bytesHeld();
+    const size_t full_used_before = ring.bytesUsed();
+    for (uint8_t i = 0; i < 64; ++i) {
+      buffer.add(span(i, pad));
+    }
+    EXPECT_GT(ring.bytesHeld() - full_held_before - RecentSpans::kPerBatch,
+              ring.bytesUsed() - full_used_before)
+        << "full batch after timer flush " << b << " was copied";
+  }
 }
 
 TEST(RecentSpansTest, ABatchLargerThanTheBoundKeepsItsNewestSpans) {
