@@ -72,8 +72,7 @@ class NvList {
         continue;
       }
       std::string_view name = h.name;
-      const bool upper =
-          std::any_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; });
+      const bool upper = hasUpper(name);
       if (upper) {
         const size_t off = keep(name);
         for (size_t i = off; i < off + name.size(); ++i) {
@@ -118,14 +117,49 @@ class NvList {
   size_t size() const { return nv_.size(); }
   bool empty() const { return nv_.empty(); }
 
+  // By length first: every field of every head asks.
   static bool forbidden(std::string_view lower_name, std::string_view value) {
-    if (lower_name == "te") {
-      return value != "trailers";
+    switch (lower_name.size()) {
+      case 0:
+        return true;
+      case 2:
+        return lower_name == "te" && value != "trailers";
+      case 4:
+        return lower_name == "host";
+      case 7:
+        return lower_name == "upgrade";
+      case 10:
+        return lower_name == "connection" || lower_name == "keep-alive";
+      case 16:
+        return lower_name == "proxy-connection";
+      case 17:
+        return lower_name == "transfer-encoding";
+      default:
+        return lower_name.front() == ':';
     }
-    return lower_name == "connection" || lower_name == "keep-alive" ||
-           lower_name == "proxy-connection" || lower_name == "transfer-encoding" ||
-           lower_name == "upgrade" || lower_name == "host" || lower_name.empty() ||
-           lower_name.front() == ':';
+  }
+  // Whether `name` has an ASCII upper-case letter, eight bytes at a time: per byte, the high bit
+  // of (b & 0x7f) + 0x3f says b & 0x7f >= 'A', of (b & 0x7f) + 0x25 that it is > 'Z' (no carry
+  // crosses a byte), and b's own high bit rules out bytes >= 0x80.
+  static bool hasUpper(std::string_view name) {
+    constexpr uint64_t kLow = 0x7f7f7f7f7f7f7f7full, kHigh = 0x8080808080808080ull;
+    auto upper = [&](uint64_t w) {
+      const uint64_t m = w & kLow;
+      return (m + 0x3f3f3f3f3f3f3f3full) & ~(m + 0x2525252525252525ull) & ~w & kHigh;
+    };
+    uint64_t found = 0;
+    size_t i = 0;
+    for (; i + 8 <= name.size(); i += 8) {
+      uint64_t w;
+      std::memcpy(&w, name.data() + i, 8);
+      found |= upper(w);
+    }
+    if (i < name.size()) {
+      uint64_t w = 0;  // zero bytes past the end are not letters
+      std::memcpy(&w, name.data() + i, name.size() - i);
+      found |= upper(w);
+    }
+    return found != 0;
   }
 
  private:

@@ -50,6 +50,43 @@ TEST(NvListTest, TrailersLeaveOutWhatNoTrailerSectionMayCarry) {
                             {"te", "trailers"}}));
 }
 
+// What HTTP/2 forbids is left out whatever its case, and names are lowered (RFC 9113 8.2.2).
+TEST(NvListTest, ConnectionSpecificFieldsAreLeftOutAndNamesLowered) {
+  filters::HeaderMap h;
+  for (const char* name : {"Connection", "keep-alive", "Proxy-Connection", "Transfer-Encoding",
+                           "UPGRADE", "Host", ":path", "", "TE"}) {
+    h.add(name, "x");
+  }
+  h.add("te", "trailers");
+  h.add("Content-Type", "application/grpc");
+  h.add("x-LONG-header-name-past-eight-bytes", "v");
+  h.add("grpc-timeout", "1S");
+  NvList l;
+  l.build(h);
+  EXPECT_EQ(dump(l), (Pairs{{"te", "trailers"},
+                            {"content-type", "application/grpc"},
+                            {"x-long-header-name-past-eight-bytes", "v"},
+                            {"grpc-timeout", "1S"}}));
+}
+
+// The word-at-a-time check agrees with a byte-by-byte one for every byte at every position of
+// names from 1 to 17 bytes.
+TEST(NvListTest, UpperCaseCheckMatchesTheBytewiseOne) {
+  for (size_t len = 1; len <= 17; ++len) {
+    for (size_t pos = 0; pos < len; ++pos) {
+      for (int b = 0; b < 256; ++b) {
+        std::string name(len, 'a');
+        name[pos] = static_cast<char>(b);
+        const bool expected = b >= 'A' && b <= 'Z';
+        ASSERT_EQ(NvList::hasUpper(name), expected)
+            << "len " << len << " pos " << pos << " b " << b;
+      }
+    }
+  }
+  EXPECT_FALSE(NvList::hasUpper(""));
+  EXPECT_FALSE(NvList::hasUpper("@[`{\x80\xc1\xda"));
+}
+
 // Values new on every message (the injected trace context, request ids) go out as literals
 // without indexing, whatever their case: they would only churn both ends' HPACK tables. The rest
 // may be indexed.
