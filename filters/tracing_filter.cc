@@ -132,7 +132,61 @@ bool anyTraceContextField(const HeaderMap& headers) {
                      [](const Header& h) { return traceContextField(h.name); });
 }
 
+// The propagators' carrier for a head that holds no trace-context field (most requests): a set
+// adds and a remove has nothing to remove, unless the field is one this carrier added (several
+// propagators may write, or clear, the same field). HeaderMap's set and remove each walk every
+// field; inject() with this one walks none (~250 instructions a traced request).
+class FreshCarrier final : public tracing::HeaderCarrier {
+ public:
+  explicit FreshCarrier(HeaderMap& headers) : headers_(headers) {}
+  std::optional<std::string_view> get(std::string_view name) const override {
+    return headers_.get(name);
+  }
+  size_t count(std::string_view name) const override { return headers_.count(name); }
+  std::optional<std::string_view> getList(std::string_view name,
+                                          std::string& scratch) const override {
+    return headers_.getList(name, scratch);
+  }
+  void set(std::string_view name, std::string_view value) override {
+    if (added(name)) {
+      headers_.set(name, value);
+      return;
+    }
+    if (added_count_ == kMaxAdded) {  // never with the propagators there are; stay exact anyway
+      headers_.set(name, value);
+      return;
+    }
+    headers_.add(name, value);
+    added_[added_count_++] = name;
+  }
+  void remove(std::string_view name) override {
+    if (added(name)) {
+      headers_.remove(name);
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxAdded = 8;
+  bool added(std::string_view name) const {
+    return std::any_of(added_, added_ + added_count_,
+                       [name](std::string_view a) { return iequals(a, name); });
+  }
+  HeaderMap& headers_;
+  std::string_view added_[kMaxAdded];
+  size_t added_count_ = 0;
+};
+
 }  // namespace
+
+void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
+                   HeaderMap& headers) {
+  if (anyTraceContextField(headers)) {
+    propagator.inject(ctx, headers);
+    return;
+  }
+  FreshCarrier carrier(headers);
+  propagator.inject(ctx, carrier);
+}
 
 void removeTraceContext(HeaderMap& headers) {
   headers.eraseIf([](const Header& h) { return traceContextField(h.name); });
@@ -465,7 +519,7 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     s.client_span.setAttribute("sidetrace.parent.source",
                                std::string_view(parentSourceName(p.source)));
     if (!s.tunnel) {  // a tunnel sends no head: nothing to inject into
-      propagator_.inject(s.client_span.context(), upstream_request.headers);
+      injectContext(propagator_, s.client_span.context(), upstream_request.headers);
       recordHeaders(s.client_span, upstream_request.headers, cfg_.request_headers,
                     "http.request.header.");
     }
@@ -475,7 +529,7 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     // Only a recording SERVER span has a recording child: its name is the one wanted.
     s.client_span = tracer_.startChildSpan(s.server_span.name(), tracing::SpanKind::Client,
                                            s.server_span, s.attempt_start_ns);
-    propagator_.inject(s.client_span.context(), upstream_request.headers);
+    injectContext(propagator_, s.client_span.context(), upstream_request.headers);
     recordHeaders(s.client_span, upstream_request.headers, requestHeaders(s),
                   "http.request.header.");
   }

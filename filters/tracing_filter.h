@@ -72,6 +72,10 @@ class TracingFilter : public Filter {
 // Removes every trace-context field a caller could send (traceparent, tracestate, b3, x-b3-*,
 // baggage): what a `restart` or `ignore` listener must not pass on.
 void removeTraceContext(HeaderMap& headers);
+// propagator.inject(ctx, headers), the same fields in the same order, without the lookups when
+// `headers` holds no trace-context field.
+void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
+                   HeaderMap& headers);
 
 // Shared helpers (exposed for tests).
 // True when a tracing.ignore rule matches: the request is proxied untraced, its context passed on.

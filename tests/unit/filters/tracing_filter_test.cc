@@ -931,3 +931,65 @@ TEST(RedactQueryTest, UrlQuery) {
 
 }  // namespace
 }  // namespace sidetrace::filters
+
+namespace sidetrace::filters {
+namespace {
+
+std::vector<std::pair<std::string, std::string>> fields(const HeaderMap& h) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : h) {
+    out.emplace_back(f.name, f.value);
+  }
+  return out;
+}
+
+// injectContext skips the lookups for a head without trace-context fields: every propagator set
+// (each alone, each twice, b3 with b3multi, which clear each other's fields) must leave the head
+// exactly as CompositePropagator::inject does, with or without such fields already there.
+TEST(InjectContextTest, SameFieldsAsInject) {
+  const std::vector<std::vector<std::string>> sets = {{"tracecontext", "baggage"},
+                                                      {"tracecontext"},
+                                                      {"b3"},
+                                                      {"b3multi"},
+                                                      {"b3", "b3multi"},
+                                                      {"b3multi", "b3"},
+                                                      {"tracecontext", "b3"},
+                                                      {"b3", "tracecontext"},
+                                                      {"tracecontext", "tracecontext"},
+                                                      {"b3multi", "b3multi"},
+                                                      {"none"},
+                                                      {}};
+  std::vector<tracing::SpanContext> contexts(3);
+  for (auto& c : contexts) {
+    c.trace_id = tracing::TraceId::fromHex(kTrace);
+    c.span_id = tracing::SpanId::fromHex(kSpan);
+    c.flags = tracing::kFlagSampled;
+  }
+  contexts[1].tracestate = "rojo=1";
+  contexts[2].debug = true;
+  const std::vector<std::vector<Header>> heads = {
+      {{"Host", "a"}, {"user-agent", "t"}},
+      {},
+      {{"Host", "a"}, {"baggage", "k=v"}},
+      {{"Host", "a"}, {"TraceParent", kTp}, {"tracestate", "x=1"}, {"X-B3-Sampled", "1"}},
+      {{"b3", "1"}, {"x-b3-flags", "1"}, {"accept", "*/*"}}};
+  for (const auto& names : sets) {
+    tracing::CompositePropagator propagator(names);
+    for (const auto& ctx : contexts) {
+      for (const auto& head : heads) {
+        HeaderMap expected, got;
+        for (const auto& f : head) {
+          expected.add(f.name, f.value);
+          got.add(f.name, f.value);
+        }
+        propagator.inject(ctx, expected);
+        injectContext(propagator, ctx, got);
+        EXPECT_EQ(fields(got), fields(expected))
+            << "propagators " << ::testing::PrintToString(names) << ", head of " << head.size();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sidetrace::filters
