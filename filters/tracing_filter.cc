@@ -320,11 +320,10 @@ namespace {
 // in place of a method the conventions do not know (a client must not mint span names). A gRPC
 // call is named "package.Service/Method" as the RPC conventions say, when its path has that shape
 // (a method, not a resource; anything else keeps the HTTP name).
-std::string_view spanName(const Stream& s, std::string& scratch) {
-  if (s.grpc) {
-    if (auto rpc = grpcMethodPath(s.request.path())) {
-      return *rpc;
-    }
+std::string_view spanName(const Stream& s, std::optional<std::string_view> rpc,
+                          std::string& scratch) {
+  if (rpc) {
+    return *rpc;
   }
   std::string_view method =
       knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
@@ -338,6 +337,21 @@ std::string_view spanName(const Stream& s, std::string& scratch) {
 }
 
 }  // namespace
+
+std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s) {
+  if (!s.grpc) {
+    return std::nullopt;
+  }
+  const std::string_view path = s.request.path();
+  if (path.size() > kMaxRememberedRpcPath) {
+    return grpcMethodPath(path);
+  }
+  if (path != rpc_path_) {
+    rpc_path_.assign(path);
+    rpc_path_valid_ = grpcMethodPath(path).has_value();
+  }
+  return rpc_path_valid_ ? std::optional(path.substr(1)) : std::nullopt;  // as grpcMethodPath
+}
 
 // A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
 // came. Under `restart` the caller's context is only a link: the sampler decides as for a root.
@@ -353,8 +367,8 @@ void TracingFilter::onRouted(Stream& s) {
   const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
   // The route is known, so the span gets its final name now; its CLIENT spans take it from here.
   // It starts when the request arrived (the proxy's reading), not when routing finished.
-  s.server_span = tracer_.startServerSpan(spanName(s, scratch_), restart ? nullptr : remote,
-                                          routeSampler(s), s.start_ns);
+  s.server_span = tracer_.startServerSpan(spanName(s, rpcMethod(s), scratch_),
+                                          restart ? nullptr : remote, routeSampler(s), s.start_ns);
   if (restart && remote != nullptr && remote->valid()) {
     s.server_span.addLink(*remote);
   }
@@ -413,10 +427,11 @@ std::string_view urlFull(const Stream& s, std::string& scratch) {
   return scratch;
 }
 
-// rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
-void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
+// rpc.* for a gRPC call (`rpc`: its method path, if it has that shape); `code` < 0 when no status
+// was seen (the call broke off).
+void setRpcAttributes(tracing::Span& span, std::optional<std::string_view> rpc, int code) {
   span.setAttribute("rpc.system", std::string_view("grpc"));
-  if (auto rpc = grpcMethodPath(s.request.path())) {
+  if (rpc) {
     size_t slash = rpc->find('/');
     span.setAttribute("rpc.service", rpc->substr(0, slash));
     span.setAttribute("rpc.method", rpc->substr(slash + 1));
@@ -562,7 +577,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     span.setAttribute("http.request.resend_count", int64_t{up.resend_count});
   }
   if (s.grpc) {
-    setRpcAttributes(span, s, up.grpc_status);
+    setRpcAttributes(span, rpcMethod(s), up.grpc_status);
   }
   span.setAttribute("server.address", up.endpoint_host);
   span.setAttribute("server.port", int64_t{up.endpoint_port});
@@ -624,7 +639,7 @@ void TracingFilter::onComplete(Stream& s) {
   }
   setCommonRequestAttributes(span, s, s.http2);
   if (s.grpc) {
-    setRpcAttributes(span, s, s.grpc_status);
+    setRpcAttributes(span, rpcMethod(s), s.grpc_status);
   }
   const RequestHead::Parts target = s.request.pathAndQuery();
   span.setAttribute("url.path", target.path);

@@ -54,6 +54,11 @@ class TracingFilter : public Filter {
   }
   void recordListedHeaders(tracing::Span& span, const HeaderMap& headers,
                            const std::vector<std::string>& names, std::string_view prefix);
+  // grpcMethodPath of a gRPC call's path (nullopt for other requests), remembered for the last
+  // path: a traced call asks three times (span name, both spans' rpc.*), and a service's calls
+  // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
+  std::optional<std::string_view> rpcMethod(const Stream& s);
+  static constexpr size_t kMaxRememberedRpcPath = 256;
   const std::vector<std::string>& requestHeaders(const Stream& s) const;
   const std::vector<std::string>& responseHeaders(const Stream& s) const;
 
@@ -67,6 +72,8 @@ class TracingFilter : public Filter {
   std::vector<std::vector<std::unique_ptr<tracing::Sampler>>> route_samplers_;
   std::vector<std::string_view> header_values_;  // recordHeaders' scratch
   std::string header_key_;
+  std::string rpc_path_;  // rpcMethod's last path, and whether it had the method shape
+  bool rpc_path_valid_ = false;
 };
 
 // Removes every trace-context field a caller could send (traceparent, tracestate, b3, x-b3-*,

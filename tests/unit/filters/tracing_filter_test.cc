@@ -402,6 +402,40 @@ TEST_F(TracingFilterTest, OnlyRpcShapedPathsNameGrpcSpans) {
   EXPECT_EQ(rpc_named, 2u);
 }
 
+// The filter remembers the last path's verdict: repeated, alternating and long paths (past what
+// it remembers) are each judged as grpcMethodPath judges them.
+TEST_F(TracingFilterTest, RpcShapeJudgedForEveryPath) {
+  makeFilter();
+  const std::string long_rpc = "/" + std::string(300, 'p') + ".S/M";
+  const std::string long_other = "/" + std::string(300, 'p') + "/S/M";
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"},
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"},
+      {"/api/orders/12345", "POST orders-api"},
+      {"/api/orders/12345", "POST orders-api"},
+      {"/shop.v1.Orders/Get?x=1", "shop.v1.Orders/Get"},
+      {"/shop.v1.Orders/List", "shop.v1.Orders/List"},
+      {long_rpc, long_rpc.substr(1)},
+      {long_other, "POST orders-api"},
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"}};
+  size_t seen = 0;
+  for (const auto& [path, name] : calls) {
+    Stream s;
+    initStream(s, "POST", path);
+    s.grpc = true;
+    exchange(s, 200);
+    auto spans = flushAll();  // every span so far
+    ASSERT_EQ(spans.size(), seen + 2) << path;
+    for (const auto& d :
+         std::vector(spans.begin() + static_cast<std::ptrdiff_t>(seen), spans.end())) {
+      EXPECT_EQ(d.name, name) << path;
+      const bool rpc = name.find('/') != std::string::npos;
+      EXPECT_EQ(findAttr(d, "rpc.method") != nullptr, rpc) << path;
+    }
+    seen = spans.size();
+  }
+}
+
 TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
   makeFilter();
   Stream s;
