@@ -74,22 +74,38 @@ std::string redactUrlQuery(std::string_view url) {
   return out;
 }
 
-bool knownHttpMethod(std::string_view method) {
+namespace {
+
+// The methods knownHttpMethod knows, by knownMethodIndex; kUnknownMethod stands for any other.
+constexpr std::string_view kKnownMethods[] = {"GET",   "PUT",    "POST",    "HEAD",   "PATCH",
+                                              "TRACE", "DELETE", "OPTIONS", "CONNECT"};
+constexpr size_t kUnknownMethod = std::size(kKnownMethods);
+
+size_t knownMethodIndex(std::string_view method) {
   // By length first: a traced request asks several times, and most ask for GET or POST.
+  auto either = [method](size_t a, size_t b) {
+    return method == kKnownMethods[a] ? a : method == kKnownMethods[b] ? b : kUnknownMethod;
+  };
   switch (method.size()) {
     case 3:
-      return method == "GET" || method == "PUT";
+      return either(0, 1);
     case 4:
-      return method == "POST" || method == "HEAD";
+      return either(2, 3);
     case 5:
-      return method == "PATCH" || method == "TRACE";
+      return either(4, 5);
     case 6:
-      return method == "DELETE";
+      return either(6, 6);
     case 7:
-      return method == "OPTIONS" || method == "CONNECT";
+      return either(7, 8);
     default:
-      return false;
+      return kUnknownMethod;
   }
+}
+
+}  // namespace
+
+bool knownHttpMethod(std::string_view method) {
+  return knownMethodIndex(method) != kUnknownMethod;
 }
 
 void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
@@ -387,23 +403,55 @@ struct StatusText {
   }
 };
 
-void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
-  if (knownHttpMethod(s.request.method)) {
-    span.setAttribute("http.request.method", s.request.method);
+// network.protocol.version's values, by protocolVersion().
+constexpr std::string_view kProtocolVersions[] = {"2", "1.0", "1.1"};
+size_t protocolVersion(bool http2, int version_minor) {
+  return http2 ? 0 : version_minor == 0 ? 1 : 2;
+}
+
+// The attributes below are set on a span, or encoded once into an AttributeBlock for many.
+
+template <class Out>
+void putMethodAttributes(Out& out, std::string_view method) {
+  if (knownHttpMethod(method)) {
+    out.setAttribute("http.request.method", method);
   } else {
-    span.setAttribute("http.request.method", std::string_view("_OTHER"));
-    span.setAttribute("http.request.method_original", s.request.method);
+    out.setAttribute("http.request.method", std::string_view("_OTHER"));
+    out.setAttribute("http.request.method_original", method);
   }
-  span.setAttribute("network.protocol.version", http2 ? std::string_view("2")
-                                                : s.request.version_minor == 0 ? "1.0"
-                                                                               : "1.1");
-  if (s.route != nullptr) {
-    span.setAttribute("http.route", s.route->name);
-    if (s.route->tracing) {
-      for (const auto& [key, value] : s.route->tracing->attributes) {
-        span.setAttribute(key, std::string_view(value));
+}
+
+// After http.request.method: what a route's requests over one protocol version share.
+template <class Out>
+void putRouteAttributes(Out& out, std::string_view version, const config::Route* route) {
+  out.setAttribute("network.protocol.version", version);
+  if (route != nullptr) {
+    out.setAttribute("http.route", route->name);
+    if (route->tracing) {
+      for (const auto& [key, value] : route->tracing->attributes) {
+        out.setAttribute(key, std::string_view(value));
       }
     }
+  }
+}
+
+// The SERVER span's: what a downstream connection's requests share.
+template <class Out>
+void putPeerAttributes(Out& out, const Stream& s) {
+  out.setAttribute("server.port", int64_t{s.local_port});
+  out.setAttribute("client.address", s.peer_address);
+  out.setAttribute("network.peer.address", s.peer_address);
+  out.setAttribute("network.peer.port", int64_t{s.peer_port});
+}
+
+// The CLIENT span's: what an upstream endpoint's attempts share.
+template <class Out>
+void putEndpointAttributes(Out& out, const UpstreamResult& up) {
+  out.setAttribute("server.address", up.endpoint_host);
+  out.setAttribute("server.port", int64_t{up.endpoint_port});
+  if (!up.endpoint_address.empty()) {
+    out.setAttribute("network.peer.address", up.endpoint_address);
+    out.setAttribute("network.peer.port", int64_t{up.endpoint_port});
   }
 }
 
@@ -485,6 +533,75 @@ bool outboundSocket(const Stream& s, TcpEndpoints& out) {
 }
 
 }  // namespace
+
+void TracingFilter::setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
+  const size_t version = protocolVersion(http2, s.request.version_minor);
+  if (s.route == nullptr) {
+    putMethodAttributes(span, s.request.method);
+    putRouteAttributes(span, kProtocolVersions[version], nullptr);
+    return;
+  }
+  // One block per route, protocol version and method, from the method on; an unknown method's
+  // two attributes are set as they come, and the block starts after them.
+  const size_t method = knownMethodIndex(s.request.method);
+  if (method == kUnknownMethod) {
+    putMethodAttributes(span, s.request.method);
+  }
+  const size_t key = (version * (kUnknownMethod + 1) + method) +
+                     reinterpret_cast<uintptr_t>(s.route) / alignof(config::Route) * 31;
+  RouteBlock& b = route_blocks_[key % route_blocks_.size()];
+  if (b.route != s.route || b.version != version || b.method != method) {
+    b.route = s.route;
+    b.version = version;
+    b.method = method;
+    b.block.clear();
+    if (method != kUnknownMethod) {
+      putMethodAttributes(b.block, kKnownMethods[method]);
+    }
+    putRouteAttributes(b.block, kProtocolVersions[version], s.route);
+  }
+  if (span.addAttributes(b.block)) {
+    return;
+  }
+  if (method != kUnknownMethod) {
+    putMethodAttributes(span, s.request.method);
+  }
+  putRouteAttributes(span, kProtocolVersions[version], s.route);
+}
+
+void TracingFilter::setPeerAttributes(tracing::Span& span, const Stream& s) {
+  PeerBlock& b = peer_blocks_[s.peer_port % peer_blocks_.size()];
+  if (!b.filled || b.peer_port != s.peer_port || b.local_port != s.local_port ||
+      b.peer_address != s.peer_address) {
+    b.filled = true;
+    b.peer_port = s.peer_port;
+    b.local_port = s.local_port;
+    b.peer_address.assign(s.peer_address);
+    b.block.clear();
+    putPeerAttributes(b.block, s);
+  }
+  if (!span.addAttributes(b.block)) {
+    putPeerAttributes(span, s);
+  }
+}
+
+void TracingFilter::setEndpointAttributes(tracing::Span& span, const UpstreamResult& up) {
+  const size_t hash = up.endpoint_port + up.endpoint_address.size() +
+                      (up.endpoint_address.empty() ? 0 : uint8_t(up.endpoint_address.back()));
+  EndpointBlock& b = endpoint_blocks_[hash % endpoint_blocks_.size()];
+  if (!b.filled || b.port != up.endpoint_port || b.address != up.endpoint_address ||
+      b.host != up.endpoint_host) {
+    b.filled = true;
+    b.port = up.endpoint_port;
+    b.address.assign(up.endpoint_address);
+    b.host.assign(up.endpoint_host);
+    b.block.clear();
+    putEndpointAttributes(b.block, up);
+  }
+  if (!span.addAttributes(b.block)) {
+    putEndpointAttributes(span, up);
+  }
+}
 
 // The header rule first (the app propagated a context: its call is a child of it), then what the
 // registry knows of the inbound requests in flight. A CONNECT tunnel's requests travel inside it
@@ -579,12 +696,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   if (s.grpc) {
     setRpcAttributes(span, rpcMethod(s), up.grpc_status);
   }
-  span.setAttribute("server.address", up.endpoint_host);
-  span.setAttribute("server.port", int64_t{up.endpoint_port});
-  if (!up.endpoint_address.empty()) {
-    span.setAttribute("network.peer.address", up.endpoint_address);
-    span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
-  }
+  setEndpointAttributes(span, up);
   span.setAttribute("url.full", urlFull(s, scratch_));
   if (s.route != nullptr) {
     span.setAttribute("sidetrace.cluster", s.route->cluster);
@@ -663,10 +775,7 @@ void TracingFilter::onComplete(Stream& s) {
       span.setAttribute("server.address", name);
     }
   }
-  span.setAttribute("server.port", int64_t{s.local_port});
-  span.setAttribute("client.address", s.peer_address);
-  span.setAttribute("network.peer.address", s.peer_address);
-  span.setAttribute("network.peer.port", int64_t{s.peer_port});
+  setPeerAttributes(span, s);
   if (user_agent) {
     span.setAttribute("user_agent.original", *user_agent);
   }

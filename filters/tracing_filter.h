@@ -4,6 +4,7 @@
 // the span ends (nothing is computed for unsampled spans). Never fails a request: a malformed
 // context starts a new trace.
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,13 @@ class TracingFilter : public Filter {
   }
   void recordListedHeaders(tracing::Span& span, const HeaderMap& headers,
                            const std::vector<std::string>& names, std::string_view prefix);
+  // http.request.method (and _original), network.protocol.version, http.route and the route's
+  // attributes.
+  void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2);
+  // server.port, client.address, network.peer.address and .port of the SERVER span.
+  void setPeerAttributes(tracing::Span& span, const Stream& s);
+  // server.address, server.port, network.peer.address and .port of a CLIENT span.
+  void setEndpointAttributes(tracing::Span& span, const UpstreamResult& up);
   // grpcMethodPath of a gRPC call's path (nullopt for other requests), remembered for the last
   // path: a traced call asks three times (span name, both spans' rpc.*), and a service's calls
   // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
@@ -74,6 +82,31 @@ class TracingFilter : public Filter {
   std::string header_key_;
   std::string rpc_path_;  // rpcMethod's last path, and whether it had the method shape
   bool rpc_path_valid_ = false;
+  // Attributes every request of a route, connection or endpoint shares, encoded once each (the
+  // three set... functions above). Small direct-mapped caches: a collision only encodes again.
+  struct RouteBlock {
+    const config::Route* route = nullptr;  // this generation's (the filter lives as long)
+    size_t version = 0;
+    size_t method = 0;
+    tracing::AttributeBlock block;
+  };
+  struct PeerBlock {
+    bool filled = false;
+    uint16_t peer_port = 0;
+    uint16_t local_port = 0;
+    std::string peer_address;
+    tracing::AttributeBlock block;
+  };
+  struct EndpointBlock {
+    bool filled = false;
+    uint16_t port = 0;
+    std::string address;
+    std::string host;
+    tracing::AttributeBlock block;
+  };
+  std::array<RouteBlock, 32> route_blocks_;
+  std::array<PeerBlock, 64> peer_blocks_;  // by the peer's port: one per busy connection
+  std::array<EndpointBlock, 8> endpoint_blocks_;
 };
 
 // Removes every trace-context field a caller could send (traceparent, tracestate, b3, x-b3-*,

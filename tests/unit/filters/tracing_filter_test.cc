@@ -436,6 +436,104 @@ TEST_F(TracingFilterTest, RpcShapeJudgedForEveryPath) {
   }
 }
 
+// The attributes a connection, an endpoint or a route shares are encoded once and reused: each
+// request still gets its own, whichever connection, endpoint, route and protocol it came by (in
+// any order, with connections whose cache slots collide).
+TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
+  config::Route users = route_;
+  users.name = "users-api";
+  users.tracing.emplace();
+  users.tracing->attributes = {{"team", "users"}, {"tier", "1"}};
+  listener_.routes.push_back(users);
+  makeFilter();
+  struct Case {
+    std::string peer;
+    uint16_t peer_port, local_port;
+    std::string host, address;
+    uint16_t port;
+    size_t route;
+    bool http2;
+    int minor;
+    std::string method = "GET";
+  };
+  const std::vector<Case> cases = {
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1},
+      {"10.1.2.3", 40064, 15001, "orders.internal", "10.9.9.8", 8080, 1, true, 1},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "POST"},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "PURGE"},
+      {"10.1.2.4", 40000, 15001, "users.internal", "10.9.9.9", 8081, 1, false, 1},
+      {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "PURGE"},
+      {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "DELETE"},
+      {"::1", 40064, 15001, "orders.internal", "10.9.9.9", 8080, 0, true, 1},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1}};
+  size_t seen = 0;
+  for (const Case& c : cases) {
+    Stream s;
+    initStream(s, c.method, "/api/orders");
+    s.peer_address = c.peer;
+    s.peer_port = c.peer_port;
+    s.local_port = c.local_port;
+    s.http2 = c.http2;
+    s.request.version_minor = c.minor;
+    ASSERT_EQ(filter_->onRequest(s), FilterStatus::Continue);
+    s.route = &listener_.routes[c.route];
+    s.route_index = c.route;
+    filter_->onRouted(s);
+    RequestHead up = s.request;
+    filter_->onUpstreamRequest(s, up);
+    s.upstream_attempted = true;
+    s.upstream.status = 200;
+    s.upstream.endpoint_host = c.host;
+    s.upstream.endpoint_address = c.address;
+    s.upstream.endpoint_port = c.port;
+    s.upstream.http2 = !c.http2;
+    filter_->onUpstreamResult(s);
+    s.response_status = 200;
+    filter_->onComplete(s);
+    auto spans = flushAll();
+    ASSERT_EQ(spans.size(), seen + 2);
+    seen = spans.size();
+    const tracing::SpanData* server = nullptr;
+    const tracing::SpanData* client = nullptr;
+    for (const auto& d : spans) {  // the newest of each kind
+      (d.kind == tracing::SpanKind::Server ? server : client) = &d;
+    }
+    ASSERT_TRUE(server != nullptr && client != nullptr);
+    const std::string name = listener_.routes[c.route].name;
+    EXPECT_EQ(strAttr(*server, "client.address"), c.peer) << name;
+    EXPECT_EQ(strAttr(*server, "network.peer.address"), c.peer);
+    EXPECT_EQ(intAttr(*server, "network.peer.port"), c.peer_port);
+    EXPECT_EQ(intAttr(*server, "server.port"), c.local_port);
+    EXPECT_EQ(strAttr(*server, "network.protocol.version"), c.http2        ? "2"
+                                                            : c.minor == 0 ? "1.0"
+                                                                           : "1.1");
+    EXPECT_EQ(strAttr(*client, "network.protocol.version"),
+              c.http2 ? (c.minor == 0 ? "1.0" : "1.1") : "2");
+    EXPECT_EQ(strAttr(*client, "server.address"), c.host);
+    EXPECT_EQ(intAttr(*client, "server.port"), c.port);
+    if (c.address.empty()) {
+      EXPECT_EQ(findAttr(*client, "network.peer.address"), nullptr);
+      EXPECT_EQ(findAttr(*client, "network.peer.port"), nullptr);
+    } else {
+      EXPECT_EQ(strAttr(*client, "network.peer.address"), c.address);
+      EXPECT_EQ(intAttr(*client, "network.peer.port"), c.port);
+    }
+    const bool known = c.method != "PURGE";
+    for (const auto* d : {server, client}) {
+      EXPECT_EQ(strAttr(*d, "http.request.method"), known ? c.method : "_OTHER");
+      EXPECT_EQ(strAttr(*d, "http.request.method_original"),
+                known ? std::nullopt : std::optional(c.method));
+      EXPECT_EQ(d->name, (known ? c.method : "HTTP") + " " + name);
+      EXPECT_EQ(strAttr(*d, "http.route"), name);
+      EXPECT_EQ(strAttr(*d, "team"),
+                c.route == 1 ? std::optional<std::string>("users") : std::nullopt);
+      EXPECT_EQ(strAttr(*d, "tier"), c.route == 1 ? std::optional<std::string>("1") : std::nullopt);
+    }
+    expectUniqueKeys(spans);
+  }
+}
+
 TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
   makeFilter();
   Stream s;
