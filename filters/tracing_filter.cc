@@ -570,7 +570,9 @@ void TracingFilter::setCommonRequestAttributes(tracing::Span& span, const Stream
 }
 
 void TracingFilter::setPeerAttributes(tracing::Span& span, const Stream& s) {
-  PeerBlock& b = peer_blocks_[s.peer_port % peer_blocks_.size()];
+  // Fibonacci hashing: a client's ports come in runs of even numbers (Linux) or at random.
+  const uint32_t slot = (uint32_t{s.peer_port} * 0x9E3779B1u) >> (32 - kPeerBlockBits);
+  PeerBlock& b = peer_blocks_[slot];
   if (!b.filled || b.peer_port != s.peer_port || b.local_port != s.local_port ||
       b.peer_address != s.peer_address) {
     b.filled = true;

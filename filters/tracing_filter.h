@@ -105,7 +105,9 @@ class TracingFilter : public Filter {
     tracing::AttributeBlock block;
   };
   std::array<RouteBlock, 32> route_blocks_;
-  std::array<PeerBlock, 64> peer_blocks_;  // by the peer's port: one per busy connection
+  static constexpr int kPeerBlockBits = 8;
+  // By the peer's port: room for a few hundred connections before collisions are common.
+  std::array<PeerBlock, size_t{1} << kPeerBlockBits> peer_blocks_;
   std::array<EndpointBlock, 8> endpoint_blocks_;
 };
 

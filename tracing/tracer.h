@@ -37,11 +37,12 @@ class Tracer;
 // differently under other limits; a block holding one is never used (usable() is false).
 class AttributeBlock {
  public:
-  AttributeBlock() { bytes_.reserve(kInitialBytes); }
+  AttributeBlock() = default;
   // Appends an attribute as Span::setAttribute would with no limits.
   void setAttribute(std::string_view key, const AttributeValueView& value);
   void clear() {
     bytes_.clear();
+    bytes_.reserve(kInitialBytes);  // once: a block is held per cache slot, most never used
     count_ = 0;
     longest_text_ = 0;
     usable_ = true;

@@ -438,7 +438,7 @@ TEST_F(TracingFilterTest, RpcShapeJudgedForEveryPath) {
 
 // The attributes a connection, an endpoint or a route shares are encoded once and reused: each
 // request still gets its own, whichever connection, endpoint, route and protocol it came by (in
-// any order, with connections whose cache slots collide).
+// any order, with connections whose cache slots collide: ports 40000 and 40233).
 TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
   config::Route users = route_;
   users.name = "users-api";
@@ -458,14 +458,14 @@ TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
   };
   const std::vector<Case> cases = {
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1},
-      {"10.1.2.3", 40064, 15001, "orders.internal", "10.9.9.8", 8080, 1, true, 1},
+      {"10.1.2.3", 40233, 15001, "orders.internal", "10.9.9.8", 8080, 1, true, 1},
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0},
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "POST"},
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "PURGE"},
       {"10.1.2.4", 40000, 15001, "users.internal", "10.9.9.9", 8081, 1, false, 1},
       {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "PURGE"},
       {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "DELETE"},
-      {"::1", 40064, 15001, "orders.internal", "10.9.9.9", 8080, 0, true, 1},
+      {"::1", 40233, 15001, "orders.internal", "10.9.9.9", 8080, 0, true, 1},
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1}};
   size_t seen = 0;
   for (const Case& c : cases) {
