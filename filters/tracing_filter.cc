@@ -330,30 +330,6 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   return FilterStatus::Continue;
 }
 
-namespace {
-
-// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route; "HTTP"
-// in place of a method the conventions do not know (a client must not mint span names). A gRPC
-// call is named "package.Service/Method" as the RPC conventions say, when its path has that shape
-// (a method, not a resource; anything else keeps the HTTP name).
-std::string_view spanName(const Stream& s, std::optional<std::string_view> rpc,
-                          std::string& scratch) {
-  if (rpc) {
-    return *rpc;
-  }
-  std::string_view method =
-      knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
-  if (s.route == nullptr) {
-    return method;
-  }
-  scratch.assign(method);
-  scratch += ' ';
-  scratch += s.route->name;
-  return scratch;
-}
-
-}  // namespace
-
 std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s) {
   if (!s.grpc) {
     return std::nullopt;
@@ -367,6 +343,32 @@ std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s) {
     rpc_path_valid_ = grpcMethodPath(path).has_value();
   }
   return rpc_path_valid_ ? std::optional(path.substr(1)) : std::nullopt;  // as grpcMethodPath
+}
+
+// "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route; "HTTP"
+// in place of a method the conventions do not know (a client must not mint span names). A gRPC
+// call is named "package.Service/Method" as the RPC conventions say, when its path has that shape
+// (a method, not a resource; anything else keeps the HTTP name).
+std::string_view TracingFilter::spanName(const Stream& s, std::optional<std::string_view> rpc) {
+  if (rpc) {
+    return *rpc;
+  }
+  const size_t method = knownMethodIndex(s.request.method);
+  const std::string_view verb = method != kUnknownMethod ? kKnownMethods[method] : "HTTP";
+  if (s.route == nullptr) {
+    return verb;
+  }
+  const size_t key =
+      method + reinterpret_cast<uintptr_t>(s.route) / alignof(config::Route) * (kUnknownMethod + 1);
+  SpanName& n = span_names_[key % span_names_.size()];
+  if (n.route != s.route || n.method != method) {
+    n.route = s.route;
+    n.method = method;
+    n.name.assign(verb);
+    n.name += ' ';
+    n.name += s.route->name;
+  }
+  return n.name;
 }
 
 // A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
@@ -383,8 +385,8 @@ void TracingFilter::onRouted(Stream& s) {
   const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
   // The route is known, so the span gets its final name now; its CLIENT spans take it from here.
   // It starts when the request arrived (the proxy's reading), not when routing finished.
-  s.server_span = tracer_.startServerSpan(spanName(s, rpcMethod(s), scratch_),
-                                          restart ? nullptr : remote, routeSampler(s), s.start_ns);
+  s.server_span = tracer_.startServerSpan(spanName(s, rpcMethod(s)), restart ? nullptr : remote,
+                                          routeSampler(s), s.start_ns);
   if (restart && remote != nullptr && remote->valid()) {
     s.server_span.addLink(*remote);
   }

@@ -67,6 +67,8 @@ class TracingFilter : public Filter {
   // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
   std::optional<std::string_view> rpcMethod(const Stream& s);
   static constexpr size_t kMaxRememberedRpcPath = 256;
+  // The SERVER span's name (its CLIENT spans take it from there); `rpc`: rpcMethod(s).
+  std::string_view spanName(const Stream& s, std::optional<std::string_view> rpc);
   const std::vector<std::string>& requestHeaders(const Stream& s) const;
   const std::vector<std::string>& responseHeaders(const Stream& s) const;
 
@@ -75,7 +77,7 @@ class TracingFilter : public Filter {
   InflightRegistry* registry_;
   std::unique_ptr<ProcessRule> process_;  // egress.process (this worker's sockets and caches)
   tracing::CompositePropagator propagator_;
-  std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
+  std::string scratch_;  // url.full and url.query are built here (one worker: no sharing)
   // [listener][route]: the route's own sampler, or null (the tracer's).
   std::vector<std::vector<std::unique_ptr<tracing::Sampler>>> route_samplers_;
   std::vector<std::string_view> header_values_;  // recordHeaders' scratch
@@ -105,6 +107,12 @@ class TracingFilter : public Filter {
     tracing::AttributeBlock block;
   };
   std::array<RouteBlock, 32> route_blocks_;
+  struct SpanName {  // "GET orders" for a route and a method (knownMethodIndex), built once
+    const config::Route* route = nullptr;
+    size_t method = 0;
+    std::string name;
+  };
+  std::array<SpanName, 16> span_names_;
   static constexpr int kPeerBlockBits = 8;
   // By the peer's port: room for a few hundred connections before collisions are common.
   std::array<PeerBlock, size_t{1} << kPeerBlockBits> peer_blocks_;
