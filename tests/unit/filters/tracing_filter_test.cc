@@ -1125,3 +1125,31 @@ TEST(InjectContextTest, SameFieldsAsInject) {
 
 }  // namespace
 }  // namespace sidetrace::filters
+
+namespace sidetrace::filters {
+namespace {
+
+// The trace-context fields, in any case, and only they: near misses stay.
+TEST(RemoveTraceContextTest, EveryContextFieldAndNothingElse) {
+  HeaderMap h;
+  for (const char* name : {"traceparent", "TraceParent", "tracestate", "TRACESTATE", "b3", "B3",
+                           "baggage", "Baggage", "x-b3-traceid", "X-B3-SpanId", "x-b3-parentspanid",
+                           "X-b3-Sampled", "x-b3-flags", "x-b3-anything"}) {
+    h.add(name, "1");
+  }
+  const std::vector<std::string> kept = {
+      "traceparents", "tracestat", "trace", "t", "b",    "b4",     "baggages",   "bagage", "x-b3-",
+      "x-b3",         "xb3-flags", "x",     "",  "host", "Accept", "user-agent", "4b3"};
+  for (const auto& name : kept) {
+    h.add(name, "2");
+  }
+  removeTraceContext(h);
+  std::vector<std::string> left;
+  for (const auto& f : h) {
+    left.push_back(f.name);
+  }
+  EXPECT_EQ(left, kept);
+}
+
+}  // namespace
+}  // namespace sidetrace::filters
