@@ -345,7 +345,10 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   return FilterStatus::Continue;
 }
 
-std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s) {
+std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s, bool* remembered) {
+  if (remembered != nullptr) {
+    *remembered = false;
+  }
   if (!s.grpc) {
     return std::nullopt;
   }
@@ -356,6 +359,10 @@ std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s) {
   if (path != rpc_path_) {
     rpc_path_.assign(path);
     rpc_path_valid_ = grpcMethodPath(path).has_value();
+    rpc_block_filled_ = false;
+  }
+  if (remembered != nullptr) {
+    *remembered = true;
   }
   return rpc_path_valid_ ? std::optional(path.substr(1)) : std::nullopt;  // as grpcMethodPath
 }
@@ -492,17 +499,15 @@ std::string_view urlFull(const Stream& s, std::string& scratch) {
   return scratch;
 }
 
-// rpc.* for a gRPC call (`rpc`: its method path, if it has that shape); `code` < 0 when no status
-// was seen (the call broke off).
-void setRpcAttributes(tracing::Span& span, std::optional<std::string_view> rpc, int code) {
-  span.setAttribute("rpc.system", std::string_view("grpc"));
+// rpc.* for a gRPC call, but rpc.grpc.status_code: rpc.system, and rpc.service and rpc.method
+// when its path has the method shape (`rpc`: rpcMethod()).
+template <class Out>
+void putRpcAttributes(Out& out, std::optional<std::string_view> rpc) {
+  out.setAttribute("rpc.system", std::string_view("grpc"));
   if (rpc) {
     size_t slash = rpc->find('/');
-    span.setAttribute("rpc.service", rpc->substr(0, slash));
-    span.setAttribute("rpc.method", rpc->substr(slash + 1));
-  }
-  if (code >= 0) {
-    span.setAttribute("rpc.grpc.status_code", int64_t{code});
+    out.setAttribute("rpc.service", rpc->substr(0, slash));
+    out.setAttribute("rpc.method", rpc->substr(slash + 1));
   }
 }
 
@@ -622,6 +627,26 @@ void TracingFilter::setEndpointAttributes(tracing::Span& span, const UpstreamRes
   }
 }
 
+void TracingFilter::setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
+  bool remembered = false;
+  const std::optional<std::string_view> rpc = rpcMethod(s, &remembered);
+  if (!remembered) {
+    putRpcAttributes(span, rpc);
+  } else {
+    if (!rpc_block_filled_) {
+      rpc_block_.clear();
+      putRpcAttributes(rpc_block_, rpc);
+      rpc_block_filled_ = true;
+    }
+    if (!span.addAttributes(rpc_block_)) {
+      putRpcAttributes(span, rpc);
+    }
+  }
+  if (code >= 0) {
+    span.setAttribute("rpc.grpc.status_code", int64_t{code});
+  }
+}
+
 // The header rule first (the app propagated a context: its call is a child of it), then what the
 // registry knows of the inbound requests in flight. A CONNECT tunnel's requests travel inside it
 // (TLS): their headers never reach sidetrace, so the header rule does not apply to it; the
@@ -713,7 +738,7 @@ void TracingFilter::onUpstreamResult(Stream& s) {
     span.setAttribute("http.request.resend_count", int64_t{up.resend_count});
   }
   if (s.grpc) {
-    setRpcAttributes(span, rpcMethod(s), up.grpc_status);
+    setRpcAttributes(span, s, up.grpc_status);
   }
   setEndpointAttributes(span, up);
   span.setAttribute("url.full", urlFull(s, scratch_));
@@ -770,7 +795,7 @@ void TracingFilter::onComplete(Stream& s) {
   }
   setCommonRequestAttributes(span, s, s.http2);
   if (s.grpc) {
-    setRpcAttributes(span, rpcMethod(s), s.grpc_status);
+    setRpcAttributes(span, s, s.grpc_status);
   }
   const RequestHead::Parts target = s.request.pathAndQuery();
   span.setAttribute("url.path", target.path);

@@ -65,7 +65,10 @@ class TracingFilter : public Filter {
   // grpcMethodPath of a gRPC call's path (nullopt for other requests), remembered for the last
   // path: a traced call asks three times (span name, both spans' rpc.*), and a service's calls
   // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
-  std::optional<std::string_view> rpcMethod(const Stream& s);
+  // `remembered`, if given: whether the path is the one remembered (rpc_block_ describes it).
+  std::optional<std::string_view> rpcMethod(const Stream& s, bool* remembered = nullptr);
+  // rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
+  void setRpcAttributes(tracing::Span& span, const Stream& s, int code);
   static constexpr size_t kMaxRememberedRpcPath = 256;
   // The SERVER span's name (its CLIENT spans take it from there); `rpc`: rpcMethod(s).
   std::string_view spanName(const Stream& s, std::optional<std::string_view> rpc);
@@ -84,6 +87,8 @@ class TracingFilter : public Filter {
   std::string header_key_;
   std::string rpc_path_;  // rpcMethod's last path, and whether it had the method shape
   bool rpc_path_valid_ = false;
+  tracing::AttributeBlock rpc_block_;  // rpc.system, .service, .method for rpc_path_
+  bool rpc_block_filled_ = false;
   // Attributes every request of a route, connection or endpoint shares, encoded once each (the
   // three set... functions above). Small direct-mapped caches: a collision only encodes again.
   struct RouteBlock {

@@ -429,8 +429,16 @@ TEST_F(TracingFilterTest, RpcShapeJudgedForEveryPath) {
     for (const auto& d :
          std::vector(spans.begin() + static_cast<std::ptrdiff_t>(seen), spans.end())) {
       EXPECT_EQ(d.name, name) << path;
-      const bool rpc = name.find('/') != std::string::npos;
-      EXPECT_EQ(findAttr(d, "rpc.method") != nullptr, rpc) << path;
+      const size_t slash = name.find('/');
+      const bool rpc = slash != std::string::npos;
+      EXPECT_EQ(strAttr(d, "rpc.system"), "grpc") << path;
+      EXPECT_EQ(strAttr(d, "rpc.service"),
+                rpc ? std::optional(name.substr(0, slash)) : std::nullopt)
+          << path;
+      EXPECT_EQ(strAttr(d, "rpc.method"),
+                rpc ? std::optional(name.substr(slash + 1)) : std::nullopt)
+          << path;
+      EXPECT_EQ(intAttr(d, "rpc.grpc.status_code"), std::nullopt) << path;  // none seen
     }
     seen = spans.size();
   }
