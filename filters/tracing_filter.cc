@@ -479,24 +479,26 @@ void putEndpointAttributes(Out& out, const UpstreamResult& up) {
   }
 }
 
-// The CLIENT span's url.full: scheme://host:port/path[?redacted query], in `scratch`.
-std::string_view urlFull(const Stream& s, std::string& scratch) {
-  const auto& up = s.upstream;
+// The CLIENT span's url.full: `origin` (scheme://host:port, urlOrigin) then /path[?redacted
+// query], in `scratch`.
+std::string_view urlFull(std::string_view origin, const Stream& s, std::string& scratch) {
   const RequestHead::Parts target = s.request.pathAndQuery();
-  char port[8];
-  const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
-  const std::string_view scheme = up.tls ? "https://" : "http://";
-  const std::string_view port_text(port, ec == std::errc() ? port_end - port : 0);
   scratch.clear();
-  scratch.reserve(scheme.size() + up.endpoint_host.size() + 1 + port_text.size() +
-                  target.path.size() + 1 + target.query.size() + 8);
-  scratch.append(scheme).append(up.endpoint_host).append(1, ':').append(port_text);
-  scratch.append(target.path);
+  scratch.reserve(origin.size() + target.path.size() + 1 + target.query.size() + 8);
+  scratch.append(origin).append(target.path);
   if (!target.query.empty()) {
     scratch.push_back('?');
     appendRedactedQuery(scratch, target.query);
   }
   return scratch;
+}
+
+void urlOrigin(const UpstreamResult& up, std::string& out) {
+  char port[8];
+  const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
+  out.assign(up.tls ? "https://" : "http://");
+  out.append(up.endpoint_host).append(1, ':');
+  out.append(port, ec == std::errc() ? port_end : port);
 }
 
 // rpc.* for a gRPC call, but rpc.grpc.status_code: rpc.system, and rpc.service and rpc.method
@@ -609,22 +611,26 @@ void TracingFilter::setPeerAttributes(tracing::Span& span, const Stream& s) {
   }
 }
 
-void TracingFilter::setEndpointAttributes(tracing::Span& span, const UpstreamResult& up) {
+std::string_view TracingFilter::setEndpointAttributes(tracing::Span& span,
+                                                      const UpstreamResult& up) {
   const size_t hash = up.endpoint_port + up.endpoint_address.size() +
                       (up.endpoint_address.empty() ? 0 : uint8_t(up.endpoint_address.back()));
   EndpointBlock& b = endpoint_blocks_[hash % endpoint_blocks_.size()];
-  if (!b.filled || b.port != up.endpoint_port || b.address != up.endpoint_address ||
-      b.host != up.endpoint_host) {
+  if (!b.filled || b.port != up.endpoint_port || b.tls != up.tls ||
+      b.address != up.endpoint_address || b.host != up.endpoint_host) {
     b.filled = true;
     b.port = up.endpoint_port;
+    b.tls = up.tls;
     b.address.assign(up.endpoint_address);
     b.host.assign(up.endpoint_host);
+    urlOrigin(up, b.url_origin);
     b.block.clear();
     putEndpointAttributes(b.block, up);
   }
   if (!span.addAttributes(b.block)) {
     putEndpointAttributes(span, up);
   }
+  return b.url_origin;
 }
 
 void TracingFilter::setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
@@ -740,8 +746,8 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   if (s.grpc) {
     setRpcAttributes(span, s, up.grpc_status);
   }
-  setEndpointAttributes(span, up);
-  span.setAttribute("url.full", urlFull(s, scratch_));
+  const std::string_view origin = setEndpointAttributes(span, up);
+  span.setAttribute("url.full", urlFull(origin, s, scratch_));
   if (s.route != nullptr) {
     span.setAttribute("sidetrace.cluster", s.route->cluster);
   }
@@ -808,9 +814,10 @@ void TracingFilter::onComplete(Stream& s) {
   // Host and User-Agent in one pass over the fields (RequestHead::host() and get() would make two).
   std::optional<std::string_view> host, user_agent;
   for (const auto& h : s.request.headers) {
-    if (!host && iequals(h.name, "host")) {
+    const std::string_view name = h.name;
+    if (name.size() == 4 && !host && iequals(name, "host")) {
       host = h.value;
-    } else if (!user_agent && iequals(h.name, "user-agent")) {
+    } else if (name.size() == 10 && !user_agent && iequals(name, "user-agent")) {
       user_agent = h.value;
     }
   }

@@ -60,8 +60,9 @@ class TracingFilter : public Filter {
   void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2);
   // server.port, client.address, network.peer.address and .port of the SERVER span.
   void setPeerAttributes(tracing::Span& span, const Stream& s);
-  // server.address, server.port, network.peer.address and .port of a CLIENT span.
-  void setEndpointAttributes(tracing::Span& span, const UpstreamResult& up);
+  // server.address, server.port, network.peer.address and .port of a CLIENT span; returns the
+  // endpoint's scheme://host:port (url.full's start), valid until the next call.
+  std::string_view setEndpointAttributes(tracing::Span& span, const UpstreamResult& up);
   // grpcMethodPath of a gRPC call's path (nullopt for other requests), remembered for the last
   // path: a traced call asks three times (span name, both spans' rpc.*), and a service's calls
   // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
@@ -106,7 +107,9 @@ class TracingFilter : public Filter {
   };
   struct EndpointBlock {
     bool filled = false;
+    bool tls = false;
     uint16_t port = 0;
+    std::string url_origin;  // scheme://host:port
     std::string address;
     std::string host;
     tracing::AttributeBlock block;

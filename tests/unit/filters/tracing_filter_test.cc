@@ -463,6 +463,7 @@ TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
     bool http2;
     int minor;
     std::string method = "GET";
+    bool tls = false;  // to the upstream
   };
   const std::vector<Case> cases = {
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1},
@@ -474,6 +475,7 @@ TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
       {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "PURGE"},
       {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "DELETE"},
       {"::1", 40233, 15001, "orders.internal", "10.9.9.9", 8080, 0, true, 1},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1, "GET", true},
       {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1}};
   size_t seen = 0;
   for (const Case& c : cases) {
@@ -496,6 +498,7 @@ TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
     s.upstream.endpoint_address = c.address;
     s.upstream.endpoint_port = c.port;
     s.upstream.http2 = !c.http2;
+    s.upstream.tls = c.tls;
     filter_->onUpstreamResult(s);
     s.response_status = 200;
     filter_->onComplete(s);
@@ -519,6 +522,8 @@ TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
     EXPECT_EQ(strAttr(*client, "network.protocol.version"),
               c.http2 ? (c.minor == 0 ? "1.0" : "1.1") : "2");
     EXPECT_EQ(strAttr(*client, "server.address"), c.host);
+    EXPECT_EQ(strAttr(*client, "url.full"), std::string(c.tls ? "https://" : "http://") + c.host +
+                                                ":" + std::to_string(c.port) + "/api/orders");
     EXPECT_EQ(intAttr(*client, "server.port"), c.port);
     if (c.address.empty()) {
       EXPECT_EQ(findAttr(*client, "network.peer.address"), nullptr);
