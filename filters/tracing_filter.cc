@@ -74,22 +74,38 @@ std::string redactUrlQuery(std::string_view url) {
   return out;
 }
 
-bool knownHttpMethod(std::string_view method) {
+namespace {
+
+// The methods knownHttpMethod knows, by knownMethodIndex; kUnknownMethod stands for any other.
+constexpr std::string_view kKnownMethods[] = {"GET",   "PUT",    "POST",    "HEAD",   "PATCH",
+                                              "TRACE", "DELETE", "OPTIONS", "CONNECT"};
+constexpr size_t kUnknownMethod = std::size(kKnownMethods);
+
+size_t knownMethodIndex(std::string_view method) {
   // By length first: a traced request asks several times, and most ask for GET or POST.
+  auto either = [method](size_t a, size_t b) {
+    return method == kKnownMethods[a] ? a : method == kKnownMethods[b] ? b : kUnknownMethod;
+  };
   switch (method.size()) {
     case 3:
-      return method == "GET" || method == "PUT";
+      return either(0, 1);
     case 4:
-      return method == "POST" || method == "HEAD";
+      return either(2, 3);
     case 5:
-      return method == "PATCH" || method == "TRACE";
+      return either(4, 5);
     case 6:
-      return method == "DELETE";
+      return either(6, 6);
     case 7:
-      return method == "OPTIONS" || method == "CONNECT";
+      return either(7, 8);
     default:
-      return false;
+      return kUnknownMethod;
   }
+}
+
+}  // namespace
+
+bool knownHttpMethod(std::string_view method) {
+  return knownMethodIndex(method) != kUnknownMethod;
 }
 
 void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
@@ -118,21 +134,90 @@ void appendServerTiming(const tracing::SpanContext& ctx, HeaderMap& headers) {
 
 namespace {
 
-// A field some propagator reads: traceparent, tracestate, b3, x-b3-*, baggage.
-bool traceContextField(std::string_view n) {
-  if (n.size() > 5 && (n[0] == 'x' || n[0] == 'X') && iequals(n.substr(0, 5), "x-b3-")) {
-    return true;  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags
+// A field some propagator reads: traceparent, tracestate, b3, x-b3-*, baggage. By the first
+// letter first: a traced request asks this of every field twice (is a context there to extract,
+// and to replace), and most fields start with another letter.
+[[gnu::always_inline]] inline bool traceContextField(std::string_view n) {
+  if (n.size() < 2) {
+    return false;
   }
-  return iequals(n, "traceparent") || iequals(n, "tracestate") || iequals(n, "b3") ||
-         iequals(n, "baggage");
+  switch (n[0] | 0x20) {  // only 'T' and 't' become 't', and so on
+    case 't':
+      return (n.size() == 11 && iequals(n, "traceparent")) ||
+             (n.size() == 10 && iequals(n, "tracestate"));
+    case 'b':
+      return (n.size() == 2 && n[1] == '3') || (n.size() == 7 && iequals(n, "baggage"));
+    case 'x':  // x-b3-traceid, -spanid, -parentspanid, -sampled, -flags (x-request-id is not)
+      return n.size() > 5 && n[1] == '-' && (n[2] | 0x20) == 'b' && n[3] == '3' && n[4] == '-';
+    default:
+      return false;
+  }
 }
 
 bool anyTraceContextField(const HeaderMap& headers) {
-  return std::any_of(headers.begin(), headers.end(),
-                     [](const Header& h) { return traceContextField(h.name); });
+  for (const Header& h : headers) {
+    if (traceContextField(h.name)) {
+      return true;
+    }
+  }
+  return false;
 }
 
+// The propagators' carrier for a head that holds no trace-context field (most requests): a set
+// adds and a remove has nothing to remove, unless the field is one this carrier added (several
+// propagators may write, or clear, the same field). HeaderMap's set and remove each walk every
+// field; inject() with this one walks none (~250 instructions a traced request).
+class FreshCarrier final : public tracing::HeaderCarrier {
+ public:
+  explicit FreshCarrier(HeaderMap& headers) : headers_(headers) {}
+  std::optional<std::string_view> get(std::string_view name) const override {
+    return headers_.get(name);
+  }
+  size_t count(std::string_view name) const override { return headers_.count(name); }
+  std::optional<std::string_view> getList(std::string_view name,
+                                          std::string& scratch) const override {
+    return headers_.getList(name, scratch);
+  }
+  void set(std::string_view name, std::string_view value) override {
+    if (added(name)) {
+      headers_.set(name, value);
+      return;
+    }
+    if (added_count_ == kMaxAdded) {  // never with the propagators there are; stay exact anyway
+      headers_.set(name, value);
+      return;
+    }
+    headers_.add(name, value);
+    added_[added_count_++] = name;
+  }
+  void remove(std::string_view name) override {
+    if (added(name)) {
+      headers_.remove(name);
+    }
+  }
+
+ private:
+  static constexpr size_t kMaxAdded = 8;
+  bool added(std::string_view name) const {
+    return std::any_of(added_, added_ + added_count_,
+                       [name](std::string_view a) { return iequals(a, name); });
+  }
+  HeaderMap& headers_;
+  std::string_view added_[kMaxAdded];
+  size_t added_count_ = 0;
+};
+
 }  // namespace
+
+void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
+                   HeaderMap& headers) {
+  if (anyTraceContextField(headers)) {
+    propagator.inject(ctx, headers);
+    return;
+  }
+  FreshCarrier carrier(headers);
+  propagator.inject(ctx, carrier);
+}
 
 void removeTraceContext(HeaderMap& headers) {
   headers.eraseIf([](const Header& h) { return traceContextField(h.name); });
@@ -260,30 +345,53 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   return FilterStatus::Continue;
 }
 
-namespace {
+std::optional<std::string_view> TracingFilter::rpcMethod(const Stream& s, bool* remembered) {
+  if (remembered != nullptr) {
+    *remembered = false;
+  }
+  if (!s.grpc) {
+    return std::nullopt;
+  }
+  const std::string_view path = s.request.path();
+  if (path.size() > kMaxRememberedRpcPath) {
+    return grpcMethodPath(path);
+  }
+  if (path != rpc_path_) {
+    rpc_path_.assign(path);
+    rpc_path_valid_ = grpcMethodPath(path).has_value();
+    rpc_block_filled_ = false;
+  }
+  if (remembered != nullptr) {
+    *remembered = true;
+  }
+  return rpc_path_valid_ ? std::optional(path.substr(1)) : std::nullopt;  // as grpcMethodPath
+}
 
 // "GET orders": method and route name (ARCHITECTURE §6); the method alone without a route; "HTTP"
 // in place of a method the conventions do not know (a client must not mint span names). A gRPC
 // call is named "package.Service/Method" as the RPC conventions say, when its path has that shape
 // (a method, not a resource; anything else keeps the HTTP name).
-std::string_view spanName(const Stream& s, std::string& scratch) {
-  if (s.grpc) {
-    if (auto rpc = grpcMethodPath(s.request.path())) {
-      return *rpc;
-    }
+std::string_view TracingFilter::spanName(const Stream& s, std::optional<std::string_view> rpc) {
+  if (rpc) {
+    return *rpc;
   }
-  std::string_view method =
-      knownHttpMethod(s.request.method) ? std::string_view(s.request.method) : "HTTP";
+  const size_t method = knownMethodIndex(s.request.method);
+  const std::string_view verb = method != kUnknownMethod ? kKnownMethods[method] : "HTTP";
   if (s.route == nullptr) {
-    return method;
+    return verb;
   }
-  scratch.assign(method);
-  scratch += ' ';
-  scratch += s.route->name;
-  return scratch;
+  const size_t key =
+      method + reinterpret_cast<uintptr_t>(s.route) / alignof(config::Route) * (kUnknownMethod + 1);
+  SpanName& n = span_names_[key % span_names_.size()];
+  if (n.route != s.route || n.method != method) {
+    n.route = s.route;
+    n.method = method;
+    n.name.assign(verb);
+    n.name += ' ';
+    n.name += s.route->name;
+  }
+  return n.name;
 }
-
-}  // namespace
 
 // A route with tracing off is proxied as an ignored path is: no span, its context passed on as it
 // came. Under `restart` the caller's context is only a link: the sampler decides as for a root.
@@ -299,7 +407,7 @@ void TracingFilter::onRouted(Stream& s) {
   const tracing::SpanContext* remote = s.remote_context ? &*s.remote_context : nullptr;
   // The route is known, so the span gets its final name now; its CLIENT spans take it from here.
   // It starts when the request arrived (the proxy's reading), not when routing finished.
-  s.server_span = tracer_.startServerSpan(spanName(s, scratch_), restart ? nullptr : remote,
+  s.server_span = tracer_.startServerSpan(spanName(s, rpcMethod(s)), restart ? nullptr : remote,
                                           routeSampler(s), s.start_ns);
   if (restart && remote != nullptr && remote->valid()) {
     s.server_span.addLink(*remote);
@@ -319,39 +427,65 @@ struct StatusText {
   }
 };
 
-void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
-  if (knownHttpMethod(s.request.method)) {
-    span.setAttribute("http.request.method", s.request.method);
+// network.protocol.version's values, by protocolVersion().
+constexpr std::string_view kProtocolVersions[] = {"2", "1.0", "1.1"};
+size_t protocolVersion(bool http2, int version_minor) {
+  return http2 ? 0 : version_minor == 0 ? 1 : 2;
+}
+
+// The attributes below are set on a span, or encoded once into an AttributeBlock for many.
+
+template <class Out>
+void putMethodAttributes(Out& out, std::string_view method) {
+  if (knownHttpMethod(method)) {
+    out.setAttribute("http.request.method", method);
   } else {
-    span.setAttribute("http.request.method", std::string_view("_OTHER"));
-    span.setAttribute("http.request.method_original", s.request.method);
+    out.setAttribute("http.request.method", std::string_view("_OTHER"));
+    out.setAttribute("http.request.method_original", method);
   }
-  span.setAttribute("network.protocol.version", http2 ? std::string_view("2")
-                                                : s.request.version_minor == 0 ? "1.0"
-                                                                               : "1.1");
-  if (s.route != nullptr) {
-    span.setAttribute("http.route", s.route->name);
-    if (s.route->tracing) {
-      for (const auto& [key, value] : s.route->tracing->attributes) {
-        span.setAttribute(key, std::string_view(value));
+}
+
+// After http.request.method: what a route's requests over one protocol version share.
+template <class Out>
+void putRouteAttributes(Out& out, std::string_view version, const config::Route* route) {
+  out.setAttribute("network.protocol.version", version);
+  if (route != nullptr) {
+    out.setAttribute("http.route", route->name);
+    if (route->tracing) {
+      for (const auto& [key, value] : route->tracing->attributes) {
+        out.setAttribute(key, std::string_view(value));
       }
     }
   }
 }
 
-// The CLIENT span's url.full: scheme://host:port/path[?redacted query], in `scratch`.
-std::string_view urlFull(const Stream& s, std::string& scratch) {
-  const auto& up = s.upstream;
+// The SERVER span's: what a downstream connection's requests share.
+template <class Out>
+void putPeerAttributes(Out& out, const Stream& s) {
+  out.setAttribute("server.port", int64_t{s.local_port});
+  out.setAttribute("client.address", s.peer_address);
+  out.setAttribute("network.peer.address", s.peer_address);
+  out.setAttribute("network.peer.port", int64_t{s.peer_port});
+}
+
+// The CLIENT span's: what an upstream endpoint's attempts share.
+template <class Out>
+void putEndpointAttributes(Out& out, const UpstreamResult& up) {
+  out.setAttribute("server.address", up.endpoint_host);
+  out.setAttribute("server.port", int64_t{up.endpoint_port});
+  if (!up.endpoint_address.empty()) {
+    out.setAttribute("network.peer.address", up.endpoint_address);
+    out.setAttribute("network.peer.port", int64_t{up.endpoint_port});
+  }
+}
+
+// The CLIENT span's url.full: `origin` (scheme://host:port, urlOrigin) then /path[?redacted
+// query], in `scratch`.
+std::string_view urlFull(std::string_view origin, const Stream& s, std::string& scratch) {
   const RequestHead::Parts target = s.request.pathAndQuery();
-  char port[8];
-  const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
-  const std::string_view scheme = up.tls ? "https://" : "http://";
-  const std::string_view port_text(port, ec == std::errc() ? port_end - port : 0);
   scratch.clear();
-  scratch.reserve(scheme.size() + up.endpoint_host.size() + 1 + port_text.size() +
-                  target.path.size() + 1 + target.query.size() + 8);
-  scratch.append(scheme).append(up.endpoint_host).append(1, ':').append(port_text);
-  scratch.append(target.path);
+  scratch.reserve(origin.size() + target.path.size() + 1 + target.query.size() + 8);
+  scratch.append(origin).append(target.path);
   if (!target.query.empty()) {
     scratch.push_back('?');
     appendRedactedQuery(scratch, target.query);
@@ -359,16 +493,23 @@ std::string_view urlFull(const Stream& s, std::string& scratch) {
   return scratch;
 }
 
-// rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
-void setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
-  span.setAttribute("rpc.system", std::string_view("grpc"));
-  if (auto rpc = grpcMethodPath(s.request.path())) {
+void urlOrigin(const UpstreamResult& up, std::string& out) {
+  char port[8];
+  const auto [port_end, ec] = std::to_chars(port, port + sizeof port, up.endpoint_port);
+  out.assign(up.tls ? "https://" : "http://");
+  out.append(up.endpoint_host).append(1, ':');
+  out.append(port, ec == std::errc() ? port_end : port);
+}
+
+// rpc.* for a gRPC call, but rpc.grpc.status_code: rpc.system, and rpc.service and rpc.method
+// when its path has the method shape (`rpc`: rpcMethod()).
+template <class Out>
+void putRpcAttributes(Out& out, std::optional<std::string_view> rpc) {
+  out.setAttribute("rpc.system", std::string_view("grpc"));
+  if (rpc) {
     size_t slash = rpc->find('/');
-    span.setAttribute("rpc.service", rpc->substr(0, slash));
-    span.setAttribute("rpc.method", rpc->substr(slash + 1));
-  }
-  if (code >= 0) {
-    span.setAttribute("rpc.grpc.status_code", int64_t{code});
+    out.setAttribute("rpc.service", rpc->substr(0, slash));
+    out.setAttribute("rpc.method", rpc->substr(slash + 1));
   }
 }
 
@@ -416,6 +557,101 @@ bool outboundSocket(const Stream& s, TcpEndpoints& out) {
 }
 
 }  // namespace
+
+void TracingFilter::setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2) {
+  const size_t version = protocolVersion(http2, s.request.version_minor);
+  if (s.route == nullptr) {
+    putMethodAttributes(span, s.request.method);
+    putRouteAttributes(span, kProtocolVersions[version], nullptr);
+    return;
+  }
+  // One block per route, protocol version and method, from the method on; an unknown method's
+  // two attributes are set as they come, and the block starts after them.
+  const size_t method = knownMethodIndex(s.request.method);
+  if (method == kUnknownMethod) {
+    putMethodAttributes(span, s.request.method);
+  }
+  const size_t key = (version * (kUnknownMethod + 1) + method) +
+                     reinterpret_cast<uintptr_t>(s.route) / alignof(config::Route) * 31;
+  RouteBlock& b = route_blocks_[key % route_blocks_.size()];
+  if (b.route != s.route || b.version != version || b.method != method) {
+    b.route = s.route;
+    b.version = version;
+    b.method = method;
+    b.block.clear();
+    if (method != kUnknownMethod) {
+      putMethodAttributes(b.block, kKnownMethods[method]);
+    }
+    putRouteAttributes(b.block, kProtocolVersions[version], s.route);
+  }
+  if (span.addAttributes(b.block)) {
+    return;
+  }
+  if (method != kUnknownMethod) {
+    putMethodAttributes(span, s.request.method);
+  }
+  putRouteAttributes(span, kProtocolVersions[version], s.route);
+}
+
+void TracingFilter::setPeerAttributes(tracing::Span& span, const Stream& s) {
+  // Fibonacci hashing: a client's ports come in runs of even numbers (Linux) or at random.
+  const uint32_t slot = (uint32_t{s.peer_port} * 0x9E3779B1u) >> (32 - kPeerBlockBits);
+  PeerBlock& b = peer_blocks_[slot];
+  if (!b.filled || b.peer_port != s.peer_port || b.local_port != s.local_port ||
+      b.peer_address != s.peer_address) {
+    b.filled = true;
+    b.peer_port = s.peer_port;
+    b.local_port = s.local_port;
+    b.peer_address.assign(s.peer_address);
+    b.block.clear();
+    putPeerAttributes(b.block, s);
+  }
+  if (!span.addAttributes(b.block)) {
+    putPeerAttributes(span, s);
+  }
+}
+
+std::string_view TracingFilter::setEndpointAttributes(tracing::Span& span,
+                                                      const UpstreamResult& up) {
+  const size_t hash = up.endpoint_port + up.endpoint_address.size() +
+                      (up.endpoint_address.empty() ? 0 : uint8_t(up.endpoint_address.back()));
+  EndpointBlock& b = endpoint_blocks_[hash % endpoint_blocks_.size()];
+  if (!b.filled || b.port != up.endpoint_port || b.tls != up.tls ||
+      b.address != up.endpoint_address || b.host != up.endpoint_host) {
+    b.filled = true;
+    b.port = up.endpoint_port;
+    b.tls = up.tls;
+    b.address.assign(up.endpoint_address);
+    b.host.assign(up.endpoint_host);
+    urlOrigin(up, b.url_origin);
+    b.block.clear();
+    putEndpointAttributes(b.block, up);
+  }
+  if (!span.addAttributes(b.block)) {
+    putEndpointAttributes(span, up);
+  }
+  return b.url_origin;
+}
+
+void TracingFilter::setRpcAttributes(tracing::Span& span, const Stream& s, int code) {
+  bool remembered = false;
+  const std::optional<std::string_view> rpc = rpcMethod(s, &remembered);
+  if (!remembered) {
+    putRpcAttributes(span, rpc);
+  } else {
+    if (!rpc_block_filled_) {
+      rpc_block_.clear();
+      putRpcAttributes(rpc_block_, rpc);
+      rpc_block_filled_ = true;
+    }
+    if (!span.addAttributes(rpc_block_)) {
+      putRpcAttributes(span, rpc);
+    }
+  }
+  if (code >= 0) {
+    span.setAttribute("rpc.grpc.status_code", int64_t{code});
+  }
+}
 
 // The header rule first (the app propagated a context: its call is a child of it), then what the
 // registry knows of the inbound requests in flight. A CONNECT tunnel's requests travel inside it
@@ -465,7 +701,7 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     s.client_span.setAttribute("sidetrace.parent.source",
                                std::string_view(parentSourceName(p.source)));
     if (!s.tunnel) {  // a tunnel sends no head: nothing to inject into
-      propagator_.inject(s.client_span.context(), upstream_request.headers);
+      injectContext(propagator_, s.client_span.context(), upstream_request.headers);
       recordHeaders(s.client_span, upstream_request.headers, cfg_.request_headers,
                     "http.request.header.");
     }
@@ -475,7 +711,7 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     // Only a recording SERVER span has a recording child: its name is the one wanted.
     s.client_span = tracer_.startChildSpan(s.server_span.name(), tracing::SpanKind::Client,
                                            s.server_span, s.attempt_start_ns);
-    propagator_.inject(s.client_span.context(), upstream_request.headers);
+    injectContext(propagator_, s.client_span.context(), upstream_request.headers);
     recordHeaders(s.client_span, upstream_request.headers, requestHeaders(s),
                   "http.request.header.");
   }
@@ -510,13 +746,8 @@ void TracingFilter::onUpstreamResult(Stream& s) {
   if (s.grpc) {
     setRpcAttributes(span, s, up.grpc_status);
   }
-  span.setAttribute("server.address", up.endpoint_host);
-  span.setAttribute("server.port", int64_t{up.endpoint_port});
-  if (!up.endpoint_address.empty()) {
-    span.setAttribute("network.peer.address", up.endpoint_address);
-    span.setAttribute("network.peer.port", int64_t{up.endpoint_port});
-  }
-  span.setAttribute("url.full", urlFull(s, scratch_));
+  const std::string_view origin = setEndpointAttributes(span, up);
+  span.setAttribute("url.full", urlFull(origin, s, scratch_));
   if (s.route != nullptr) {
     span.setAttribute("sidetrace.cluster", s.route->cluster);
   }
@@ -583,9 +814,10 @@ void TracingFilter::onComplete(Stream& s) {
   // Host and User-Agent in one pass over the fields (RequestHead::host() and get() would make two).
   std::optional<std::string_view> host, user_agent;
   for (const auto& h : s.request.headers) {
-    if (!host && iequals(h.name, "host")) {
+    const std::string_view name = h.name;
+    if (name.size() == 4 && !host && iequals(name, "host")) {
       host = h.value;
-    } else if (!user_agent && iequals(h.name, "user-agent")) {
+    } else if (name.size() == 10 && !user_agent && iequals(name, "user-agent")) {
       user_agent = h.value;
     }
   }
@@ -594,10 +826,7 @@ void TracingFilter::onComplete(Stream& s) {
       span.setAttribute("server.address", name);
     }
   }
-  span.setAttribute("server.port", int64_t{s.local_port});
-  span.setAttribute("client.address", s.peer_address);
-  span.setAttribute("network.peer.address", s.peer_address);
-  span.setAttribute("network.peer.port", int64_t{s.peer_port});
+  setPeerAttributes(span, s);
   if (user_agent) {
     span.setAttribute("user_agent.original", *user_agent);
   }

@@ -4,6 +4,7 @@
 // the span ends (nothing is computed for unsampled spans). Never fails a request: a malformed
 // context starts a new trace.
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -54,6 +55,24 @@ class TracingFilter : public Filter {
   }
   void recordListedHeaders(tracing::Span& span, const HeaderMap& headers,
                            const std::vector<std::string>& names, std::string_view prefix);
+  // http.request.method (and _original), network.protocol.version, http.route and the route's
+  // attributes.
+  void setCommonRequestAttributes(tracing::Span& span, const Stream& s, bool http2);
+  // server.port, client.address, network.peer.address and .port of the SERVER span.
+  void setPeerAttributes(tracing::Span& span, const Stream& s);
+  // server.address, server.port, network.peer.address and .port of a CLIENT span; returns the
+  // endpoint's scheme://host:port (url.full's start), valid until the next call.
+  std::string_view setEndpointAttributes(tracing::Span& span, const UpstreamResult& up);
+  // grpcMethodPath of a gRPC call's path (nullopt for other requests), remembered for the last
+  // path: a traced call asks three times (span name, both spans' rpc.*), and a service's calls
+  // repeat a few methods (the check walks the path byte by byte: ~200 instructions a call).
+  // `remembered`, if given: whether the path is the one remembered (rpc_block_ describes it).
+  std::optional<std::string_view> rpcMethod(const Stream& s, bool* remembered = nullptr);
+  // rpc.* for a gRPC call; `code` < 0 when no status was seen (the call broke off).
+  void setRpcAttributes(tracing::Span& span, const Stream& s, int code);
+  static constexpr size_t kMaxRememberedRpcPath = 256;
+  // The SERVER span's name (its CLIENT spans take it from there); `rpc`: rpcMethod(s).
+  std::string_view spanName(const Stream& s, std::optional<std::string_view> rpc);
   const std::vector<std::string>& requestHeaders(const Stream& s) const;
   const std::vector<std::string>& responseHeaders(const Stream& s) const;
 
@@ -62,16 +81,59 @@ class TracingFilter : public Filter {
   InflightRegistry* registry_;
   std::unique_ptr<ProcessRule> process_;  // egress.process (this worker's sockets and caches)
   tracing::CompositePropagator propagator_;
-  std::string scratch_;  // span names and url.full are built here (one worker: no sharing)
+  std::string scratch_;  // url.full and url.query are built here (one worker: no sharing)
   // [listener][route]: the route's own sampler, or null (the tracer's).
   std::vector<std::vector<std::unique_ptr<tracing::Sampler>>> route_samplers_;
   std::vector<std::string_view> header_values_;  // recordHeaders' scratch
   std::string header_key_;
+  std::string rpc_path_;  // rpcMethod's last path, and whether it had the method shape
+  bool rpc_path_valid_ = false;
+  tracing::AttributeBlock rpc_block_;  // rpc.system, .service, .method for rpc_path_
+  bool rpc_block_filled_ = false;
+  // Attributes every request of a route, connection or endpoint shares, encoded once each (the
+  // three set... functions above). Small direct-mapped caches: a collision only encodes again.
+  struct RouteBlock {
+    const config::Route* route = nullptr;  // this generation's (the filter lives as long)
+    size_t version = 0;
+    size_t method = 0;
+    tracing::AttributeBlock block;
+  };
+  struct PeerBlock {
+    bool filled = false;
+    uint16_t peer_port = 0;
+    uint16_t local_port = 0;
+    std::string peer_address;
+    tracing::AttributeBlock block;
+  };
+  struct EndpointBlock {
+    bool filled = false;
+    bool tls = false;
+    uint16_t port = 0;
+    std::string url_origin;  // scheme://host:port
+    std::string address;
+    std::string host;
+    tracing::AttributeBlock block;
+  };
+  std::array<RouteBlock, 32> route_blocks_;
+  struct SpanName {  // "GET orders" for a route and a method (knownMethodIndex), built once
+    const config::Route* route = nullptr;
+    size_t method = 0;
+    std::string name;
+  };
+  std::array<SpanName, 16> span_names_;
+  static constexpr int kPeerBlockBits = 8;
+  // By the peer's port: room for a few hundred connections before collisions are common.
+  std::array<PeerBlock, size_t{1} << kPeerBlockBits> peer_blocks_;
+  std::array<EndpointBlock, 8> endpoint_blocks_;
 };
 
 // Removes every trace-context field a caller could send (traceparent, tracestate, b3, x-b3-*,
 // baggage): what a `restart` or `ignore` listener must not pass on.
 void removeTraceContext(HeaderMap& headers);
+// propagator.inject(ctx, headers), the same fields in the same order, without the lookups when
+// `headers` holds no trace-context field.
+void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
+                   HeaderMap& headers);
 
 // Shared helpers (exposed for tests).
 // True when a tracing.ignore rule matches: the request is proxied untraced, its context passed on.

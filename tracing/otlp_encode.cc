@@ -262,7 +262,10 @@ namespace {
 template <typename Out>
 void putSpan(Out& out, const SpanRecord& span) {
   std::string name_scratch, message_scratch;
-  const std::string_view name = validUtf8(span.name, name_scratch);
+  // Most names are ASCII (a method and a route, a gRPC method): told inline, no call.
+  const std::string_view name = detail::isAscii(span.name.data(), span.name.size())
+                                    ? std::string_view(span.name)
+                                    : validUtf8(span.name, name_scratch);
   const bool has_parent = span.parent_span_id.valid();
   size_t status_size = 0;
   std::string_view message;

@@ -41,7 +41,7 @@ namespace detail {
 // with short values, and the calls into memcpy and the out-of-line encoder cost more than the bytes
 // (profile of a traced h2c request: ~150 instructions per attribute, ~35 after). Loads overlap
 // rather than loop byte by byte; nothing is read outside [src, src + n).
-inline void copyShort(char* dst, const char* src, size_t n) {
+[[gnu::always_inline]] inline void copyShort(char* dst, const char* src, size_t n) {
   if (n > 32) {
     std::memcpy(dst, src, n);
   } else if (n >= 16) {
@@ -70,7 +70,7 @@ inline void copyShort(char* dst, const char* src, size_t n) {
 }
 
 // ASCII (so valid UTF-8, and cut anywhere).
-inline bool isAscii(const char* p, size_t n) {
+[[gnu::always_inline]] inline bool isAscii(const char* p, size_t n) {
   constexpr uint64_t kHigh = 0x8080808080808080ull;
   uint64_t w = 0;
   if (n >= 8) {

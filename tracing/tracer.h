@@ -5,7 +5,9 @@
 // context propagates (flags 00 when unsampled), but costs no attribute work and exports nothing.
 // A recording span writes into a pooled SpanRecord (span_data.h): no allocation once warm.
 
+#include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -27,6 +29,36 @@ using Clock = std::function<uint64_t()>;  // unix nanoseconds
 uint64_t systemClockNanos();
 
 class Tracer;
+
+// Attributes encoded once for many spans: those that are the same for every request of a
+// connection, an endpoint or a route (addresses, ports, route name). A span takes them with one
+// copy (Span::addAttributes) instead of encoding each again (~50 instructions an attribute).
+// Only ASCII strings: a string that needs repair, or a cut under the span limits, would encode
+// differently under other limits; a block holding one is never used (usable() is false).
+class AttributeBlock {
+ public:
+  AttributeBlock() = default;
+  // Appends an attribute as Span::setAttribute would with no limits.
+  void setAttribute(std::string_view key, const AttributeValueView& value);
+  void clear() {
+    bytes_.clear();
+    bytes_.reserve(kInitialBytes);  // once: a block is held per cache slot, most never used
+    count_ = 0;
+    longest_text_ = 0;
+    usable_ = true;
+  }
+  bool usable() const { return usable_; }
+  uint32_t count() const { return count_; }
+  size_t longestText() const { return longest_text_; }  // bytes of its longest string value
+  std::string_view bytes() const { return bytes_.view(); }
+
+ private:
+  static constexpr size_t kInitialBytes = 192;  // a connection's or endpoint's few attributes
+  WireBuffer bytes_;
+  uint32_t count_ = 0;
+  size_t longest_text_ = 0;
+  bool usable_ = true;
+};
 
 class Span {
  public:
@@ -61,6 +93,10 @@ class Span {
   // A string-array attribute (OTLP ArrayValue of strings), e.g. every value of a repeated header.
   // The same limits apply: each string is cut at attribute_value_length, the array counts once.
   void setStringArrayAttribute(std::string_view key, const std::string_view* values, size_t count);
+  // The block's attributes, exactly as setAttribute would append them one by one, when the span
+  // limits let every one of them through uncut; false, having appended nothing, otherwise (or
+  // when the block is not usable): the caller then sets them one by one. True when not recording.
+  bool addAttributes(const AttributeBlock& block);
   void setStatus(StatusCode code, std::string_view message = {});
   // Adds a link to another span (OTLP Span.links), e.g. the candidates a span could not choose
   // a parent among. Recording spans only; call before end().
@@ -146,6 +182,31 @@ class Tracer {
   if (!appendShortOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length)) {
     appendOtlpAttribute(record_->attributes, key, value, limits.attribute_value_length);
   }
+}
+
+inline void AttributeBlock::setAttribute(std::string_view key, const AttributeValueView& value) {
+  if (const auto* text = std::get_if<std::string_view>(&value)) {
+    usable_ = usable_ && detail::isAscii(text->data(), text->size());
+    longest_text_ = std::max(longest_text_, text->size());
+  }
+  ++count_;
+  appendOtlpAttribute(bytes_, key, value);
+}
+
+inline bool Span::addAttributes(const AttributeBlock& block) {
+  if (!record_) {
+    return true;
+  }
+  const config::SpanLimits& limits = tracer_->limits_;
+  if (!block.usable() || block.longestText() > limits.attribute_value_length ||
+      record_->attribute_count + uint64_t{block.count()} > limits.attribute_count) {
+    return false;
+  }
+  record_->attribute_count += block.count();
+  if (const std::string_view bytes = block.bytes(); !bytes.empty()) {
+    std::memcpy(record_->attributes.extend(bytes.size()), bytes.data(), bytes.size());
+  }
+  return true;
 }
 
 // Builds the resource from config: service.name, host.name, telemetry.sdk.{name,language,version},

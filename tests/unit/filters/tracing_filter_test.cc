@@ -402,6 +402,151 @@ TEST_F(TracingFilterTest, OnlyRpcShapedPathsNameGrpcSpans) {
   EXPECT_EQ(rpc_named, 2u);
 }
 
+// The filter remembers the last path's verdict: repeated, alternating and long paths (past what
+// it remembers) are each judged as grpcMethodPath judges them.
+TEST_F(TracingFilterTest, RpcShapeJudgedForEveryPath) {
+  makeFilter();
+  const std::string long_rpc = "/" + std::string(300, 'p') + ".S/M";
+  const std::string long_other = "/" + std::string(300, 'p') + "/S/M";
+  const std::vector<std::pair<std::string, std::string>> calls = {
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"},
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"},
+      {"/api/orders/12345", "POST orders-api"},
+      {"/api/orders/12345", "POST orders-api"},
+      {"/shop.v1.Orders/Get?x=1", "shop.v1.Orders/Get"},
+      {"/shop.v1.Orders/List", "shop.v1.Orders/List"},
+      {long_rpc, long_rpc.substr(1)},
+      {long_other, "POST orders-api"},
+      {"/shop.v1.Orders/Get", "shop.v1.Orders/Get"}};
+  size_t seen = 0;
+  for (const auto& [path, name] : calls) {
+    Stream s;
+    initStream(s, "POST", path);
+    s.grpc = true;
+    exchange(s, 200);
+    auto spans = flushAll();  // every span so far
+    ASSERT_EQ(spans.size(), seen + 2) << path;
+    for (const auto& d :
+         std::vector(spans.begin() + static_cast<std::ptrdiff_t>(seen), spans.end())) {
+      EXPECT_EQ(d.name, name) << path;
+      const size_t slash = name.find('/');
+      const bool rpc = slash != std::string::npos;
+      EXPECT_EQ(strAttr(d, "rpc.system"), "grpc") << path;
+      EXPECT_EQ(strAttr(d, "rpc.service"),
+                rpc ? std::optional(name.substr(0, slash)) : std::nullopt)
+          << path;
+      EXPECT_EQ(strAttr(d, "rpc.method"),
+                rpc ? std::optional(name.substr(slash + 1)) : std::nullopt)
+          << path;
+      EXPECT_EQ(intAttr(d, "rpc.grpc.status_code"), std::nullopt) << path;  // none seen
+    }
+    seen = spans.size();
+  }
+}
+
+// The attributes a connection, an endpoint or a route shares are encoded once and reused: each
+// request still gets its own, whichever connection, endpoint, route and protocol it came by (in
+// any order, with connections whose cache slots collide: ports 40000 and 40233).
+TEST_F(TracingFilterTest, SharedAttributesFollowEachRequest) {
+  config::Route users = route_;
+  users.name = "users-api";
+  users.tracing.emplace();
+  users.tracing->attributes = {{"team", "users"}, {"tier", "1"}};
+  listener_.routes.push_back(users);
+  makeFilter();
+  struct Case {
+    std::string peer;
+    uint16_t peer_port, local_port;
+    std::string host, address;
+    uint16_t port;
+    size_t route;
+    bool http2;
+    int minor;
+    std::string method = "GET";
+    bool tls = false;  // to the upstream
+  };
+  const std::vector<Case> cases = {
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1},
+      {"10.1.2.3", 40233, 15001, "orders.internal", "10.9.9.8", 8080, 1, true, 1},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "POST"},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 0, "PURGE"},
+      {"10.1.2.4", 40000, 15001, "users.internal", "10.9.9.9", 8081, 1, false, 1},
+      {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "PURGE"},
+      {"10.1.2.4", 40000, 15002, "users.internal", "", 8081, 1, true, 1, "DELETE"},
+      {"::1", 40233, 15001, "orders.internal", "10.9.9.9", 8080, 0, true, 1},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1, "GET", true},
+      {"10.1.2.3", 40000, 15001, "orders.internal", "10.9.9.9", 8080, 0, false, 1}};
+  size_t seen = 0;
+  for (const Case& c : cases) {
+    Stream s;
+    initStream(s, c.method, "/api/orders");
+    s.peer_address = c.peer;
+    s.peer_port = c.peer_port;
+    s.local_port = c.local_port;
+    s.http2 = c.http2;
+    s.request.version_minor = c.minor;
+    ASSERT_EQ(filter_->onRequest(s), FilterStatus::Continue);
+    s.route = &listener_.routes[c.route];
+    s.route_index = c.route;
+    filter_->onRouted(s);
+    RequestHead up = s.request;
+    filter_->onUpstreamRequest(s, up);
+    s.upstream_attempted = true;
+    s.upstream.status = 200;
+    s.upstream.endpoint_host = c.host;
+    s.upstream.endpoint_address = c.address;
+    s.upstream.endpoint_port = c.port;
+    s.upstream.http2 = !c.http2;
+    s.upstream.tls = c.tls;
+    filter_->onUpstreamResult(s);
+    s.response_status = 200;
+    filter_->onComplete(s);
+    auto spans = flushAll();
+    ASSERT_EQ(spans.size(), seen + 2);
+    seen = spans.size();
+    const tracing::SpanData* server = nullptr;
+    const tracing::SpanData* client = nullptr;
+    for (const auto& d : spans) {  // the newest of each kind
+      (d.kind == tracing::SpanKind::Server ? server : client) = &d;
+    }
+    ASSERT_TRUE(server != nullptr && client != nullptr);
+    const std::string name = listener_.routes[c.route].name;
+    EXPECT_EQ(strAttr(*server, "client.address"), c.peer) << name;
+    EXPECT_EQ(strAttr(*server, "network.peer.address"), c.peer);
+    EXPECT_EQ(intAttr(*server, "network.peer.port"), c.peer_port);
+    EXPECT_EQ(intAttr(*server, "server.port"), c.local_port);
+    EXPECT_EQ(strAttr(*server, "network.protocol.version"), c.http2        ? "2"
+                                                            : c.minor == 0 ? "1.0"
+                                                                           : "1.1");
+    EXPECT_EQ(strAttr(*client, "network.protocol.version"),
+              c.http2 ? (c.minor == 0 ? "1.0" : "1.1") : "2");
+    EXPECT_EQ(strAttr(*client, "server.address"), c.host);
+    EXPECT_EQ(strAttr(*client, "url.full"), std::string(c.tls ? "https://" : "http://") + c.host +
+                                                ":" + std::to_string(c.port) + "/api/orders");
+    EXPECT_EQ(intAttr(*client, "server.port"), c.port);
+    if (c.address.empty()) {
+      EXPECT_EQ(findAttr(*client, "network.peer.address"), nullptr);
+      EXPECT_EQ(findAttr(*client, "network.peer.port"), nullptr);
+    } else {
+      EXPECT_EQ(strAttr(*client, "network.peer.address"), c.address);
+      EXPECT_EQ(intAttr(*client, "network.peer.port"), c.port);
+    }
+    const bool known = c.method != "PURGE";
+    for (const auto* d : {server, client}) {
+      EXPECT_EQ(strAttr(*d, "http.request.method"), known ? c.method : "_OTHER");
+      EXPECT_EQ(strAttr(*d, "http.request.method_original"),
+                known ? std::nullopt : std::optional(c.method));
+      EXPECT_EQ(d->name, (known ? c.method : "HTTP") + " " + name);
+      EXPECT_EQ(strAttr(*d, "http.route"), name);
+      EXPECT_EQ(strAttr(*d, "team"),
+                c.route == 1 ? std::optional<std::string>("users") : std::nullopt);
+      EXPECT_EQ(strAttr(*d, "tier"), c.route == 1 ? std::optional<std::string>("1") : std::nullopt);
+    }
+    expectUniqueKeys(spans);
+  }
+}
+
 TEST_F(TracingFilterTest, ServerErrorMarksServerSpan) {
   makeFilter();
   Stream s;
@@ -927,6 +1072,96 @@ TEST(RedactQueryTest, UrlQuery) {
   EXPECT_EQ(redactUrlQuery("https://a.example/p"), "https://a.example/p");
   EXPECT_EQ(redactUrlQuery("/p?"), "/p?");
   EXPECT_EQ(redactUrlQuery(""), "");
+}
+
+}  // namespace
+}  // namespace sidetrace::filters
+
+namespace sidetrace::filters {
+namespace {
+
+std::vector<std::pair<std::string, std::string>> fields(const HeaderMap& h) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& f : h) {
+    out.emplace_back(f.name, f.value);
+  }
+  return out;
+}
+
+// injectContext skips the lookups for a head without trace-context fields: every propagator set
+// (each alone, each twice, b3 with b3multi, which clear each other's fields) must leave the head
+// exactly as CompositePropagator::inject does, with or without such fields already there.
+TEST(InjectContextTest, SameFieldsAsInject) {
+  const std::vector<std::vector<std::string>> sets = {{"tracecontext", "baggage"},
+                                                      {"tracecontext"},
+                                                      {"b3"},
+                                                      {"b3multi"},
+                                                      {"b3", "b3multi"},
+                                                      {"b3multi", "b3"},
+                                                      {"tracecontext", "b3"},
+                                                      {"b3", "tracecontext"},
+                                                      {"tracecontext", "tracecontext"},
+                                                      {"b3multi", "b3multi"},
+                                                      {"none"},
+                                                      {}};
+  std::vector<tracing::SpanContext> contexts(3);
+  for (auto& c : contexts) {
+    c.trace_id = tracing::TraceId::fromHex(kTrace);
+    c.span_id = tracing::SpanId::fromHex(kSpan);
+    c.flags = tracing::kFlagSampled;
+  }
+  contexts[1].tracestate = "rojo=1";
+  contexts[2].debug = true;
+  const std::vector<std::vector<Header>> heads = {
+      {{"Host", "a"}, {"user-agent", "t"}},
+      {},
+      {{"Host", "a"}, {"baggage", "k=v"}},
+      {{"Host", "a"}, {"TraceParent", kTp}, {"tracestate", "x=1"}, {"X-B3-Sampled", "1"}},
+      {{"b3", "1"}, {"x-b3-flags", "1"}, {"accept", "*/*"}}};
+  for (const auto& names : sets) {
+    tracing::CompositePropagator propagator(names);
+    for (const auto& ctx : contexts) {
+      for (const auto& head : heads) {
+        HeaderMap expected, got;
+        for (const auto& f : head) {
+          expected.add(f.name, f.value);
+          got.add(f.name, f.value);
+        }
+        propagator.inject(ctx, expected);
+        injectContext(propagator, ctx, got);
+        EXPECT_EQ(fields(got), fields(expected))
+            << "propagators " << ::testing::PrintToString(names) << ", head of " << head.size();
+      }
+    }
+  }
+}
+
+}  // namespace
+}  // namespace sidetrace::filters
+
+namespace sidetrace::filters {
+namespace {
+
+// The trace-context fields, in any case, and only they: near misses stay.
+TEST(RemoveTraceContextTest, EveryContextFieldAndNothingElse) {
+  HeaderMap h;
+  for (const char* name : {"traceparent", "TraceParent", "tracestate", "TRACESTATE", "b3", "B3",
+                           "baggage", "Baggage", "x-b3-traceid", "X-B3-SpanId", "x-b3-parentspanid",
+                           "X-b3-Sampled", "x-b3-flags", "x-b3-anything"}) {
+    h.add(name, "1");
+  }
+  const std::vector<std::string> kept = {
+      "traceparents", "tracestat", "trace", "t", "b",    "b4",     "baggages",   "bagage", "x-b3-",
+      "x-b3",         "xb3-flags", "x",     "",  "host", "Accept", "user-agent", "4b3"};
+  for (const auto& name : kept) {
+    h.add(name, "2");
+  }
+  removeTraceContext(h);
+  std::vector<std::string> left;
+  for (const auto& f : h) {
+    left.push_back(f.name);
+  }
+  EXPECT_EQ(left, kept);
 }
 
 }  // namespace

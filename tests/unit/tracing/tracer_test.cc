@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -389,6 +390,98 @@ TEST_F(TracerTest, SpanLimitsCutValuesAndDropAttributesPastTheCount) {
   EXPECT_EQ(a.attribute("fourth"), nullptr);
   EXPECT_EQ(a.dropped_attributes_count, 2u);
   EXPECT_EQ(spans[1].dropped_attributes_count, 0u);
+}
+
+// An AttributeBlock appended with addAttributes gives a span exactly what setting the same
+// attributes one by one gives (keys, values, order, dropped count), under every span limit:
+// where the limits would drop or cut one of them, or a value is not ASCII, addAttributes declines
+// and the caller sets them one by one.
+TEST_F(TracerTest, AttributeBlockSameAsSettingOneByOne) {
+  const std::string long_value(300, 'v');
+  const std::vector<std::function<void(AttributeBlock&, Span&)>> blocks = {
+      [](AttributeBlock& b, Span& s) {  // a SERVER span's peer attributes
+        auto put = [](auto& o) {
+          o.setAttribute("server.port", int64_t{8080});
+          o.setAttribute("client.address", "10.1.2.3");
+          o.setAttribute("network.peer.address", "10.1.2.3");
+          o.setAttribute("network.peer.port", int64_t{54321});
+        };
+        put(b);
+        put(s);
+      },
+      [&long_value](AttributeBlock& b, Span& s) {  // long values, other types
+        auto put = [&long_value](auto& o) {
+          o.setAttribute("http.route", std::string_view(long_value));
+          o.setAttribute("k", true);
+          o.setAttribute("d", 1.5);
+          o.setAttribute("neg", int64_t{-7});
+        };
+        put(b);
+        put(s);
+      },
+      [](AttributeBlock& b, Span& s) {  // not ASCII: the block is never used
+        auto put = [](auto& o) {
+          o.setAttribute("a", "x");
+          o.setAttribute("b", "caf\xc3\xa9 \xff");
+        };
+        put(b);
+        put(s);
+      }};
+  std::vector<config::SpanLimits> limits(6);
+  limits[1].attribute_count = 3;  // the block crosses the count
+  limits[2].attribute_count = 6;  // it just fits after the two set before
+  limits[3].attribute_count = 1;  // only what was set before, partly
+  limits[4].attribute_value_length = 5;
+  limits[5].attribute_value_length = 300;
+  for (size_t l = 0; l < limits.size(); ++l) {
+    for (size_t i = 0; i < blocks.size(); ++i) {
+      Tracer t = makeTracer("always_on");
+      t.setSpanLimits(limits[l]);
+      {
+        AttributeBlock block;
+        Span one_by_one = t.startServerSpan("one", nullptr);
+        Span with_block = t.startServerSpan("block", nullptr);
+        for (Span* s : {&one_by_one, &with_block}) {
+          s->setAttribute("before", "1");
+          s->setAttribute("before.long", "123456");
+        }
+        blocks[i](block, one_by_one);
+        if (!with_block.addAttributes(block)) {
+          AttributeBlock unused;
+          blocks[i](unused, with_block);
+        }
+        const bool fits = limits[l].attribute_count >= 2 + block.count() &&
+                          limits[l].attribute_value_length >= block.longestText();
+        EXPECT_EQ(block.usable() && fits, i != 2 && fits);
+        for (Span* s : {&one_by_one, &with_block}) {
+          s->setAttribute("after", int64_t{1});
+        }
+      }
+      auto spans = flushAll();
+      ASSERT_GE(spans.size(), 2u);
+      const SpanData& a = spans[spans.size() - 2];
+      const SpanData& b = spans[spans.size() - 1];
+      ASSERT_EQ(a.attributes.size(), b.attributes.size()) << "limits " << l << " block " << i;
+      for (size_t k = 0; k < a.attributes.size(); ++k) {
+        EXPECT_EQ(a.attributes[k].key, b.attributes[k].key) << "limits " << l << " block " << i;
+        EXPECT_EQ(a.attributes[k].value, b.attributes[k].value) << a.attributes[k].key;
+      }
+      EXPECT_EQ(a.dropped_attributes_count, b.dropped_attributes_count) << "limits " << l;
+    }
+  }
+}
+
+// Not recording: nothing to add, and nothing for the caller to do either.
+TEST_F(TracerTest, AttributeBlockOnANonRecordingSpan) {
+  Tracer t = makeTracer("always_off");
+  AttributeBlock block;
+  block.setAttribute("a", "b");
+  Span s = t.startServerSpan("a", nullptr);
+  EXPECT_TRUE(s.addAttributes(block));
+  EXPECT_EQ(block.count(), 1u);
+  block.clear();
+  EXPECT_EQ(block.count(), 0u);
+  EXPECT_TRUE(block.bytes().empty());
 }
 
 TEST_F(TracerTest, DefaultSpanLimitCutsValuesAt4096Bytes) {
