@@ -11,6 +11,7 @@
 
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
+#include "proxy/send_now.h"
 #include "proxy/upstream_call.h"
 #include "upstream/connection_pool.h"
 
@@ -125,8 +126,11 @@ class Http1Call final : public UpstreamCall {
         co_return UpstreamError::None;  // out with the first body bytes
       }
       error_code ec;
-      co_await asio::async_write(*conn_, asio::buffer(out_),
-                                 asio::redirect_error(use_awaitable, ec));
+      bufs_.clear();
+      bufs_.emplace_back(out_.data(), out_.size());
+      if (!writeNow(ec)) {
+        co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
+      }
       if (!ec) {
         co_return UpstreamError::None;
       }
@@ -286,9 +290,15 @@ class Http1Call final : public UpstreamCall {
     }
   }
 
+  // Sends bufs_ at once if the socket takes them whole (send_now.h): true when nothing is left
+  // for an async_write (all sent, or `ec` set). TLS connections write through OpenSSL.
+  bool writeNow(error_code& ec) {
+    return !conn_->tls && sendNow(conn_->socket.native_handle(), bufs_, ec);
+  }
+
   awaitable<bool> write(bool end) {
     error_code ec;
-    if (!bufs_.empty()) {
+    if (!bufs_.empty() && !writeNow(ec)) {
       co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
     }
     if (ec || cancelled_) {

@@ -17,6 +17,7 @@
 #include "proxy/http2_server.h"
 #include "proxy/original_dst.h"
 #include "proxy/retry.h"
+#include "proxy/send_now.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_call.h"
 #include "proxy/worker.h"
@@ -586,7 +587,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
       co_return !failed;  // out with the first body bytes
     }
     s.rq().gather.build(takeHead(), {}, false, false);
-    co_return failed ? false : afterWrite(co_await write());
+    if (failed || writeNow()) {
+      co_return !failed;
+    }
+    co_return afterWrite(co_await write());
   }
 
   awaitable<bool> sendBody(std::string_view data, bool end) override {
@@ -597,7 +601,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (s.rq().gather.bufs.empty()) {
       co_return !failed;
     }
-    co_return failed ? false : afterWrite(co_await write());
+    if (failed || writeNow()) {
+      co_return !failed;
+    }
+    co_return afterWrite(co_await write());
   }
 
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override {
@@ -605,7 +612,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (s.rq().gather.bufs.empty()) {
       co_return !failed;
     }
-    co_return failed ? false : afterWrite(co_await write());
+    if (failed || writeNow()) {
+      co_return !failed;
+    }
+    co_return afterWrite(co_await write());
   }
 
   void reset() override {
@@ -639,8 +649,23 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     return std::exchange(head_pending, false) ? std::string_view(s.rq().out) : std::string_view();
   }
 
-  // Writes gather.bufs: `afterWrite(co_await write())`, unless failed. Not a coroutine of its own:
-  // on the path of every response, a frame per write would cost an allocation.
+  // Writes gather.bufs at once if the socket takes them whole (send_now.h). True when nothing is
+  // left to write: all went out, or the connection failed (`failed` set); false: the rest is for
+  // `afterWrite(co_await write())`.
+  bool writeNow() {
+    if constexpr (kTls) {
+      return false;
+    } else {
+      if (!sendNow(s.socket_.native_handle(), s.rq().gather.bufs, write_ec)) {
+        return false;
+      }
+      failed = static_cast<bool>(write_ec);
+      return true;
+    }
+  }
+  // Writes gather.bufs, after writeNow() left some: `afterWrite(co_await write())`. Not a
+  // coroutine of its own: on the path of every response, a frame per write would cost an
+  // allocation.
   awaitable<size_t> write() {
     s.rq().deadline.arm(s.gen_->config().limits.idle_timeout);
     return asio::async_write(s.socket_, s.rq().gather.bufs,
