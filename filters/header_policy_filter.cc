@@ -21,27 +21,59 @@ bool iless(std::string_view a, std::string_view b) {
                                       [](char x, char y) { return lower(x) < lower(y); });
 }
 
-// The names listed by Connection fields, sorted and without repeats (views into their values).
+// Connection's list in one field value, item by item (OWS trimmed; empty items skipped).
+template <class F>
+void forEachToken(std::string_view v, F&& f) {
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    std::string_view item = trimOws(v.substr(0, comma));
+    if (!item.empty()) {
+      f(item);
+    }
+    if (comma == std::string_view::npos) {
+      break;
+    }
+    v.remove_prefix(comma + 1);
+  }
+}
+
+// A list longer than this is sorted and searched by halves; a shorter one (one or two names, in
+// practice "close" or "keep-alive") is scanned, at about one length comparison per name.
+constexpr size_t kScannedNames = 8;
+
+// Connection's names, minus `upgrade` when the upgrade is kept, ready for isNamed().
+void finishTokens(Tokens& out, bool keep_upgrade) {
+  if (keep_upgrade) {
+    out.erase(std::remove_if(out.begin(), out.end(),
+                             [](std::string_view t) { return iequals(t, "upgrade"); }),
+              out.end());
+  }
+  if (out.size() > kScannedNames) {
+    std::sort(out.begin(), out.end(), iless);
+    out.erase(std::unique(out.begin(), out.end(), iequals), out.end());
+  }
+}
+
+// The names listed by Connection fields (views into their values), ready for isNamed().
 void connectionTokens(const HeaderMap& headers, bool keep_upgrade, Tokens& out) {
   for (const auto& h : headers) {
-    if (!iequals(h.name, "connection")) {
-      continue;
-    }
-    std::string_view v = h.value;
-    while (!v.empty()) {
-      size_t comma = v.find(',');
-      std::string_view item = trimOws(v.substr(0, comma));
-      if (!item.empty() && !(keep_upgrade && iequals(item, "upgrade"))) {
-        out.push_back(item);
-      }
-      if (comma == std::string_view::npos) {
-        break;
-      }
-      v.remove_prefix(comma + 1);
+    if (iequals(h.name, "connection")) {
+      forEachToken(h.value, [&](std::string_view item) { out.push_back(item); });
     }
   }
-  std::sort(out.begin(), out.end(), iless);
-  out.erase(std::unique(out.begin(), out.end(), iequals), out.end());
+  finishTokens(out, keep_upgrade);
+}
+
+bool isNamed(const Tokens& named, std::string_view n) {
+  if (named.size() > kScannedNames) {
+    return std::binary_search(named.begin(), named.end(), n, iless);
+  }
+  for (std::string_view t : named) {
+    if (iequals(t, n)) {
+      return true;
+    }
+  }
+  return false;
 }
 
 // Whether a field is hop-by-hop: RFC 9110 §7.6.1's list (with the legacy Keep-Alive,
@@ -91,16 +123,15 @@ bool hopByHop(const Header& h, bool keep_upgrade, const Tokens& named) {
     default:
       break;
   }
-  return !named.empty() && std::binary_search(named.begin(), named.end(), n, iless);
+  return !named.empty() && isNamed(named, n);
 }
 
 }  // namespace
 
 void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
-  // Fields named by Connection are hop-by-hop too. Their names are sorted once and each field is
-  // looked up by binary search: a head that lists thousands of names beside thousands of fields
-  // costs (fields + names) · log(names) comparisons, never fields × names. Rare, so the list is
-  // only built when Connection names something.
+  // Fields named by Connection are hop-by-hop too. A long list of names is sorted once and each
+  // field looked up by binary search: a head that lists thousands of names beside thousands of
+  // fields costs (fields + names) · log(names) comparisons, never fields × names.
   Tokens named;
   connectionTokens(headers, keep_upgrade, named);
   // The views in `named` point into Connection values, which must stay put while they are used:
@@ -116,22 +147,82 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
   }
 }
 
+// In two passes over the fields, whatever their number: the first reads Connection and Upgrade
+// (the hop-by-hop set and whether the upgrade is kept), the second drops the hop-by-hop fields
+// and Expect, and edits the forwarding fields in place. The result is what removeHopByHop, then
+// remove("expect"), then set or add of X-Forwarded-For (the first one's value, the peer
+// appended; later ones dropped), X-Forwarded-Proto and X-Request-Id, one after the other, give.
 FilterStatus HeaderPolicyFilter::onRequest(Stream& s) {
   auto& h = s.request.headers;
-  bool upgrade = h.hasToken("connection", "upgrade") && h.get("upgrade").has_value();
-  removeHopByHop(h, upgrade);
-  // Expect is answered by the proxy itself (it sends 100 Continue when it starts reading the body).
-  h.remove("expect");
-  if (auto xff = h.get("x-forwarded-for")) {
-    std::string v(*xff);
-    v += ", ";
-    v += s.peer_address;
-    h.set("x-forwarded-for", v);
-  } else {
+  Tokens named;
+  bool upgrade_token = false;
+  bool upgrade_field = false;
+  for (const auto& f : h) {
+    if (f.name.size() == 10 && iequals(f.name, "connection")) {
+      forEachToken(f.value, [&](std::string_view item) {
+        named.push_back(item);
+        upgrade_token = upgrade_token || iequals(item, "upgrade");
+      });
+    } else if (f.name.size() == 7 && iequals(f.name, "upgrade")) {
+      upgrade_field = true;
+    }
+  }
+  const bool upgrade = upgrade_token && upgrade_field;
+  finishTokens(named, upgrade);
+  Header* xff = nullptr;
+  Header* xfp = nullptr;
+  bool request_id = false;
+  for (auto& f : h) {
+    const std::string_view n = f.name;
+    bool drop = hopByHop(f, upgrade, named);
+    if (!drop) {
+      switch (n.size()) {
+        case 6:
+          // Expect is answered by the proxy itself (it sends 100 Continue when it starts reading
+          // the body).
+          drop = iequals(n, "expect");
+          break;
+        case 12:
+          request_id = request_id || iequals(n, "x-request-id");
+          break;
+        case 15:
+          if (iequals(n, "x-forwarded-for")) {
+            drop = xff != nullptr;
+            xff = xff != nullptr ? xff : &f;
+          }
+          break;
+        case 17:
+          if (iequals(n, "x-forwarded-proto")) {
+            drop = xfp != nullptr;
+            xfp = xfp != nullptr ? xfp : &f;
+          }
+          break;
+        default:
+          break;
+      }
+    }
+    if (drop) {
+      f.name.clear();
+    }
+  }
+  if (xff != nullptr) {
+    xff->value += ", ";
+    xff->value += s.peer_address;
+  }
+  if (xfp != nullptr) {
+    xfp->value.assign(s.scheme);
+  }
+  h.eraseIf([](const Header& f) { return f.name.empty(); });
+  if (upgrade) {
+    h.add("Connection", "upgrade");
+  }
+  if (xff == nullptr) {
     h.add("x-forwarded-for", s.peer_address);
   }
-  h.set("x-forwarded-proto", s.scheme);
-  if (!h.get("x-request-id")) {
+  if (xfp == nullptr) {
+    h.add("x-forwarded-proto", s.scheme);
+  }
+  if (!request_id) {
     // Formatted on the stack: 32 digits would not fit a std::string's inline buffer.
     const tracing::TraceId id = ids_.traceId();
     char hex[2 * sizeof id.bytes];
