@@ -83,13 +83,30 @@ class HeaderMap : public tracing::HeaderCarrier {
   void remove(std::string_view name) override;
   void add(std::string_view name, std::string_view value) {
     if (size_ < headers_.size()) {
-      headers_[size_].name.assign(name);
-      headers_[size_].value.assign(value);
+      // clear() and append(): into the spare storage without assign()'s overlap handling.
+      Header& h = headers_[size_];
+      h.name.clear();
+      h.name.append(name);
+      h.value.clear();
+      h.value.append(value);
     } else {
       headers_.push_back({std::string(name), std::string(value)});
     }
     ++size_;
   }
+  // A new last field with an empty name and value, for a codec to fill in place as the bytes
+  // arrive (the strings of a reused map keep their storage: no copy through a scratch string).
+  Header& addEmpty() {
+    if (size_ < headers_.size()) {
+      Header& h = headers_[size_++];
+      h.name.clear();
+      h.value.clear();
+      return h;
+    }
+    ++size_;
+    return headers_.emplace_back();
+  }
+  Header& back() { return headers_[size_ - 1]; }
   // True when a comma-separated header (e.g. Connection) lists `token`, case-insensitively.
   bool hasToken(std::string_view name, std::string_view token) const;
   // Every `name` field folded into the first, values joined by `separator`, in order (HTTP/2's

@@ -33,6 +33,33 @@ bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
+// Every Content-Length field removed, then, when `len` is set, one added last in canonical form
+// (llhttp framed the body by that length, and the next hop must read the same). In place when the
+// head carries exactly one, already canonical (the usual case): the same head without a copy.
+void replaceContentLength(filters::HeaderMap& h, std::optional<uint64_t> len) {
+  char digits[24];
+  std::string_view canonical;
+  if (len) {
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *len);
+    (void)ec;
+    canonical = std::string_view(digits, static_cast<size_t>(end - digits));
+  }
+  auto is_length = [](const filters::Header& f) {
+    return filters::iequals(f.name, "content-length");
+  };
+  auto first = std::find_if(h.begin(), h.end(), is_length);
+  if (len && first != h.end() && first->value == canonical &&
+      std::find_if(first + 1, h.end(), is_length) == h.end()) {
+    first->name.assign("content-length");
+    std::rotate(first, first + 1, h.end());
+    return;
+  }
+  h.eraseIf(is_length);
+  if (len) {
+    h.add("content-length", canonical);
+  }
+}
+
 class Http1Call final : public UpstreamCall {
  public:
   Http1Call(Http1CallPool& home, BufferPool& buffers, uint32_t buffer_bytes)
@@ -51,10 +78,10 @@ class Http1Call final : public UpstreamCall {
     upgrade_ = options.upgrade;
     upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = replay_ = false;
     head_pending_ = false;
-    auto body = std::move(last_.body);  // keeps its capacity
-    body.clear();
-    last_ = FeedResult();
-    last_.body = std::move(body);
+    last_.consumed = 0;  // the body list keeps its capacity
+    last_.head_complete = last_.message_complete = last_.upgrade = false;
+    last_.body.clear();
+    last_.error = ParseError::None;
     piece_ = 0;
     peer_address.clear();
     hop_socket = nullptr;
@@ -185,7 +212,7 @@ class Http1Call final : public UpstreamCall {
   awaitable<UpstreamError> readHead(filters::ResponseHead& head, bool& end) override {
     for (;;) {
       if (buf_.size() > 0) {
-        last_ = parser_.feed(buf_.data(), buf_.size());
+        parser_.feed(buf_.data(), buf_.size(), last_);
         buf_.consume(last_.consumed);
         if (last_.error != ParseError::None) {
           co_return UpstreamError::ProtocolError;
@@ -217,10 +244,9 @@ class Http1Call final : public UpstreamCall {
       }
     }
     std::swap(head, parser_.response());
-    head.headers.remove("content-length");
-    if (auto len = parser_.contentLength(); len && head.status != 204 && head.status != 304) {
-      head.headers.add("content-length", std::to_string(*len));
-    }
+    const auto len = parser_.contentLength();
+    replaceContentLength(head.headers,
+                         head.status != 204 && head.status != 304 ? len : std::nullopt);
     piece_ = 0;
     response_done_ = upgraded_ || (last_.message_complete && last_.body.empty());
     end = response_done_;
@@ -250,7 +276,7 @@ class Http1Call final : public UpstreamCall {
       if (e != UpstreamError::None) {
         co_return e;
       }
-      last_ = parser_.feed(buf_.data(), buf_.size());
+      parser_.feed(buf_.data(), buf_.size(), last_);
       buf_.consume(last_.consumed);
       piece_ = 0;
       if (last_.error != ParseError::None) {

@@ -175,8 +175,9 @@ awaitable<void> Session<Stream>::run() {
       // (readWarm): the next request then costs one system call. Otherwise (after the first
       // request, when the client may be done for a while, and on TLS) or when nothing came in
       // time, it waits here, on the worker's idle list (limits.idle_timeout), holding no buffer,
-      // no request state, no timer and none of the head reader's coroutine frames.
-      releaseRequestState();
+      // no request state, no timer and none of the head reader's coroutine frames. (A warm
+      // read keeps the request state of the request before, so a busy client's next request
+      // takes none from the pool.)
       error_code wait_ec;
       if (!kTls && !close_after_ && (served_ == 0 || (served_ >= 2 && quick_))) {
         quick_ = co_await readWarm(wait_ec);
@@ -184,9 +185,15 @@ awaitable<void> Session<Stream>::run() {
           if (wait_ec) {
             break;
           }
+          if (rq_) {  // as if taken from the pool now: under the limits of a reload meanwhile
+            const auto& limits = worker_.current()->config().limits;
+            rq_->parser.setLimits(limits.max_request_headers_bytes,
+                                  limits.max_request_headers_count);
+          }
           continue;
         }
       }
+      releaseRequestState();
       in_.release();
       if (!close_after_ && !tlsHasPending() && !socketReadable()) {
         const auto since = std::chrono::steady_clock::now();
@@ -222,7 +229,9 @@ awaitable<void> Session<Stream>::run() {
       }
     }
     filters::Stream& stream = rq().stream;
-    stream.reset();
+    if (std::exchange(rq().used, true)) {
+      stream.reset();  // one taken from the pool was reset when it was given back
+    }
     stream.scheme = kTls ? "https" : "http";
     stream.peer_address = peer;
     stream.peer_port = peer_port;

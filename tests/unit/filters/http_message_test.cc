@@ -93,6 +93,30 @@ TEST(HeaderMapReuseTest, CopiesAndMovesCarryOnlyLiveFields) {
   EXPECT_EQ(dump(h), (Pairs{{"b", "2"}}));
 }
 
+// A field filled in place (as the HTTP/1 parser does, span by span) starts empty even where a
+// cleared map's spare storage held another, and reuses that storage.
+TEST(HeaderMapReuseTest, AddEmptyStartsBlankInSpareStorage) {
+  HeaderMap h;
+  h.add("Content-Type", "text/plain; charset=utf-8 and more than fifteen bytes");
+  h.add("x-a", "1");
+  const char* spare = h.begin()->value.data();
+  h.clear();
+  Header& f = h.addEmpty();
+  EXPECT_EQ(h.size(), 1u);
+  EXPECT_TRUE(f.name.empty());
+  EXPECT_TRUE(f.value.empty());
+  f.name.append("X-Long");
+  f.value.append("a value of more than fifteen bytes, ");
+  h.back().value.append("in two spans");
+  EXPECT_EQ(h.begin()->value.data(), spare);  // no allocation for a usual value
+  h.addEmpty().name = "x-b";
+  h.back().value = "2";
+  h.addEmpty().name = "x-c";  // past the spare storage: a new field
+  EXPECT_EQ(dump(h), (Pairs{{"X-Long", "a value of more than fifteen bytes, in two spans"},
+                            {"x-b", "2"},
+                            {"x-c", ""}}));
+}
+
 // A head of thousands of fields does not stay allocated in a map that is reused.
 TEST(HeaderMapReuseTest, ClearLetsGoOfUnusualHeads) {
   HeaderMap h;
