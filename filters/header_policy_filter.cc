@@ -1,6 +1,8 @@
 #include "filters/header_policy_filter.h"
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
 
 #include <boost/container/small_vector.hpp>
 
@@ -41,13 +43,31 @@ void forEachToken(std::string_view v, F&& f) {
 // practice "close" or "keep-alive") is scanned, at about one length comparison per name.
 constexpr size_t kScannedNames = 8;
 
-// Connection's names, minus `upgrade` when the upgrade is kept, ready for isNamed().
-void finishTokens(Tokens& out, bool keep_upgrade) {
-  if (keep_upgrade) {
-    out.erase(std::remove_if(out.begin(), out.end(),
-                             [](std::string_view t) { return iequals(t, "upgrade"); }),
-              out.end());
+// Names whose fields go whatever Connection says (TE's fate hangs on its value alone, Upgrade's
+// on whether the upgrade is kept: see hopByHopSlow).
+bool fixedHopByHop(std::string_view n) {
+  static constexpr std::array<std::string_view, 9> kFixed = {"te",
+                                                             "trailer",
+                                                             "upgrade",
+                                                             "connection",
+                                                             "keep-alive",
+                                                             "proxy-connection",
+                                                             "transfer-encoding",
+                                                             "proxy-authenticate",
+                                                             "proxy-authorization"};
+  for (std::string_view f : kFixed) {
+    if (iequals(n, f)) {
+      return true;
+    }
   }
+  return false;
+}
+
+// Connection's names, ready for isNamed(): without those the fixed rules decide anyway (usually
+// the whole list: keep-alive, or close and no field of that name), so that most heads need no
+// lookup per field.
+void finishTokens(Tokens& out) {
+  out.erase(std::remove_if(out.begin(), out.end(), fixedHopByHop), out.end());
   if (out.size() > kScannedNames) {
     std::sort(out.begin(), out.end(), iless);
     out.erase(std::unique(out.begin(), out.end(), iequals), out.end());
@@ -55,13 +75,13 @@ void finishTokens(Tokens& out, bool keep_upgrade) {
 }
 
 // The names listed by Connection fields (views into their values), ready for isNamed().
-void connectionTokens(const HeaderMap& headers, bool keep_upgrade, Tokens& out) {
+void connectionTokens(const HeaderMap& headers, Tokens& out) {
   for (const auto& h : headers) {
     if (iequals(h.name, "connection")) {
       forEachToken(h.value, [&](std::string_view item) { out.push_back(item); });
     }
   }
-  finishTokens(out, keep_upgrade);
+  finishTokens(out);
 }
 
 bool isNamed(const Tokens& named, std::string_view n) {
@@ -80,7 +100,7 @@ bool isNamed(const Tokens& named, std::string_view n) {
 // Proxy-Connection and the Proxy-Authenticate/-Authorization pair of RFC 2616), Upgrade unless
 // the request upgrades, and whatever Connection names. Switched on the name's length first: nearly
 // every field differs in length from all of them, so it costs one comparison.
-bool hopByHop(const Header& h, bool keep_upgrade, const Tokens& named) {
+bool hopByHopSlow(const Header& h, bool keep_upgrade, const Tokens& named) {
   const std::string_view n = h.name;
   switch (n.size()) {
     case 2:
@@ -126,6 +146,19 @@ bool hopByHop(const Header& h, bool keep_upgrade, const Tokens& named) {
   return !named.empty() && isNamed(named, n);
 }
 
+// The lengths of the names above: a field of any other length is hop-by-hop only when Connection
+// names it, which a head without such a list (nearly every one) settles with no comparison.
+constexpr uint32_t kHopByHopLengths =
+    1u << 2 | 1u << 7 | 1u << 10 | 1u << 16 | 1u << 17 | 1u << 18 | 1u << 19;
+
+inline bool hopByHop(const Header& h, bool keep_upgrade, const Tokens& named) {
+  const size_t len = h.name.size();
+  if ((len >= 32 || ((kHopByHopLengths >> len) & 1) == 0) && named.empty()) {
+    return false;
+  }
+  return hopByHopSlow(h, keep_upgrade, named);
+}
+
 }  // namespace
 
 void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
@@ -133,7 +166,7 @@ void removeHopByHop(HeaderMap& headers, bool keep_upgrade) {
   // field looked up by binary search: a head that lists thousands of names beside thousands of
   // fields costs (fields + names) · log(names) comparisons, never fields × names.
   Tokens named;
-  connectionTokens(headers, keep_upgrade, named);
+  connectionTokens(headers, named);
   // The views in `named` point into Connection values, which must stay put while they are used:
   // fields to drop are first marked (an empty name, which no codec produces), then erased at once.
   for (auto& h : headers) {
@@ -168,7 +201,7 @@ FilterStatus HeaderPolicyFilter::onRequest(Stream& s) {
     }
   }
   const bool upgrade = upgrade_token && upgrade_field;
-  finishTokens(named, upgrade);
+  finishTokens(named);
   Header* xff = nullptr;
   Header* xfp = nullptr;
   bool request_id = false;

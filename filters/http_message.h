@@ -126,6 +126,10 @@ class HeaderMap : public tracing::HeaderCarrier {
   const_iterator begin() const { return headers_.begin(); }
   const_iterator end() const { return headers_.begin() + static_cast<std::ptrdiff_t>(size_); }
   size_t size() const { return size_; }
+  friend void swap(HeaderMap& a, HeaderMap& b) noexcept {
+    a.headers_.swap(b.headers_);
+    std::swap(a.size_, b.size_);
+  }
   // Keeps the storage of the usual fields; lets go of what an unusual head left behind (a huge
   // value, thousands of fields), so a reused map stays small.
   void clear();
@@ -155,6 +159,13 @@ struct RequestHead {
   // Host without port, lower-case as received ("" if absent).
   std::string_view host() const;
   void clear();
+  // Member by member (a codec hands its parsed head over this way, each side keeping storage).
+  friend void swap(RequestHead& a, RequestHead& b) noexcept {
+    a.method.swap(b.method);
+    a.target.swap(b.target);
+    std::swap(a.version_minor, b.version_minor);
+    swap(a.headers, b.headers);
+  }
 };
 
 // Reduces an absolute-form target (`http://host[:port]/path`, as clients send to a proxy) to
@@ -172,6 +183,12 @@ struct ResponseHead {
   int version_minor = 1;
   HeaderMap headers;
   void clear();
+  friend void swap(ResponseHead& a, ResponseHead& b) noexcept {
+    std::swap(a.status, b.status);
+    a.reason.swap(b.reason);
+    std::swap(a.version_minor, b.version_minor);
+    swap(a.headers, b.headers);
+  }
 };
 
 }  // namespace sidetrace::filters

@@ -44,8 +44,11 @@ struct Http1Parser::Impl {
 
   static int onMessageBegin(llhttp_t* p) {
     auto& s = self(p);
-    s.request_.clear();
-    s.response_.clear();
+    if (s.kind_ == Kind::Request) {  // the other head is never filled
+      s.request_.clear();
+    } else {
+      s.response_.clear();
+    }
     s.trailers_.clear();
     s.field_open_ = false;
     s.head_done_ = false;

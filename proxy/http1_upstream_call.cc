@@ -243,7 +243,7 @@ class Http1Call final : public UpstreamCall {
         co_return e;
       }
     }
-    std::swap(head, parser_.response());
+    swap(head, parser_.response());
     const auto len = parser_.contentLength();
     replaceContentLength(head.headers,
                          head.status != 204 && head.status != 304 ? len : std::nullopt);

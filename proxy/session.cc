@@ -232,13 +232,21 @@ awaitable<void> Session<Stream>::run() {
     if (std::exchange(rq().used, true)) {
       stream.reset();  // one taken from the pool was reset when it was given back
     }
-    stream.scheme = kTls ? "https" : "http";
-    stream.peer_address = peer;
+    // The connection's own fields: a state this connection kept has its peer and scheme already
+    // (compared, not copied, per request).
+    const std::string_view scheme = kTls ? "https" : "http";
+    if (stream.scheme != scheme) {
+      stream.scheme = scheme;
+    }
+    if (stream.peer_address != peer) {
+      stream.peer_address = peer;
+    }
     stream.peer_port = peer_port;
     stream.local_port = local_port;
     stream.original_dst = original_dst_;
     FeedResult first;
-    HeadStatus hs = co_await readRequestHead(first);
+    std::optional<HeadStatus> buffered = bufferedHead(first);
+    HeadStatus hs = buffered ? *buffered : co_await readRequestHead(first);
     if (hs == HeadStatus::Closed) {
       break;
     }
@@ -421,6 +429,24 @@ awaitable<void> Session<Stream>::shutdownTls() {
     rq().deadline.disarm();
   }
   co_return;
+}
+
+template <class Stream>
+std::optional<typename Session<Stream>::HeadStatus> Session<Stream>::bufferedHead(
+    FeedResult& first) {
+  if (in_.size() == 0) {
+    return std::nullopt;
+  }
+  rq().parser.feed(in_.data(), in_.size(), first);
+  in_.consume(first.consumed);
+  if (first.error != ParseError::None) {
+    worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+    return HeadStatus::Error;
+  }
+  if (first.head_complete) {
+    return HeadStatus::Ok;
+  }
+  return std::nullopt;  // a head in part: readRequestHead() waits for the rest
 }
 
 template <class Stream>
@@ -705,7 +731,7 @@ template <class Stream>
 awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& req = rq().stream.request;
-  std::swap(req, rq().parser.request());
+  swap(req, rq().parser.request());
   // The egress filter reads the absolute form itself.
   if (!rq().stream.listener->egress && !filters::toOriginForm(req)) {
     co_await sendError(400);
