@@ -253,18 +253,25 @@ class Http1Call final : public UpstreamCall {
     co_return UpstreamError::None;
   }
 
+  std::optional<UpstreamError> readBodyNow(std::string_view& data, bool& end) override {
+    if (piece_ < last_.body.size()) {
+      data = last_.body[piece_++];
+      end = last_.message_complete && piece_ == last_.body.size();
+      response_done_ = end;
+      return UpstreamError::None;
+    }
+    if (last_.message_complete) {
+      data = {};
+      end = response_done_ = true;
+      return UpstreamError::None;
+    }
+    return std::nullopt;
+  }
+
   awaitable<UpstreamError> readBody(std::string_view& data, bool& end) override {
     for (;;) {
-      if (piece_ < last_.body.size()) {
-        data = last_.body[piece_++];
-        end = last_.message_complete && piece_ == last_.body.size();
-        response_done_ = end;
-        co_return UpstreamError::None;
-      }
-      if (last_.message_complete) {
-        data = {};
-        end = response_done_ = true;
-        co_return UpstreamError::None;
+      if (auto now = readBodyNow(data, end)) {
+        co_return *now;
       }
       UpstreamError e = canRead() ? afterRead(co_await readSome()) : UpstreamError::Reset;
       if (e == UpstreamError::Reset && eof_ && parser_.bodyUntilEof() && parser_.finishOnEof()) {

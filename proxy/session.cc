@@ -584,7 +584,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   }
   bool bodyComplete() const override { return request_done; }
 
-  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
+  std::optional<bool> sendHeadNow(filters::ResponseHead& head, bool end) override {
     const auto& req = s.rq().stream.request;
     // A 101, or a 2xx to CONNECT (RFC 9110 §9.3.6): no framing, the connection is a tunnel now.
     const bool switching =
@@ -619,26 +619,40 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     s.rq().out += "\r\n";
     head_pending = true;
     if (!no_body) {
-      co_return !failed;  // out with the first body bytes
+      return !failed;  // out with the first body bytes
     }
     s.rq().gather.build(takeHead(), {}, false, false);
-    if (failed || writeNow()) {
-      co_return !failed;
+    return writeOrBegin();
+  }
+
+  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
+    if (!write_begun) {
+      if (auto done = sendHeadNow(head, end)) {
+        co_return *done;
+      }
     }
+    write_begun = false;
     co_return afterWrite(co_await write());
   }
 
-  awaitable<bool> sendBody(std::string_view data, bool end) override {
+  std::optional<bool> sendBodyNow(std::string_view data, bool end) override {
     if (head_only) {
-      co_return !failed;
+      return !failed;
     }
     s.rq().gather.build(takeHead(), std::span(&data, 1), chunk_out, end);
     if (s.rq().gather.bufs.empty()) {
-      co_return !failed;
+      return !failed;
     }
-    if (failed || writeNow()) {
-      co_return !failed;
+    return writeOrBegin();
+  }
+
+  awaitable<bool> sendBody(std::string_view data, bool end) override {
+    if (!write_begun) {
+      if (auto done = sendBodyNow(data, end)) {
+        co_return *done;
+      }
     }
+    write_begun = false;
     co_return afterWrite(co_await write());
   }
 
@@ -684,6 +698,15 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     return std::exchange(head_pending, false) ? std::string_view(s.rq().out) : std::string_view();
   }
 
+  // gather.bufs out at once (writeNow()): the result; else nullopt with write_begun set, and the
+  // rest for the coroutine's write().
+  std::optional<bool> writeOrBegin() {
+    if (failed || writeNow()) {
+      return !failed;
+    }
+    write_begun = true;
+    return std::nullopt;
+  }
   // Writes gather.bufs at once if the socket takes them whole (send_now.h). True when nothing is
   // left to write: all went out, or the connection failed (`failed` set); false: the rest is for
   // `afterWrite(co_await write())`.
@@ -722,7 +745,9 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   bool chunk_out = false;
   bool head_only = false;
   bool head_pending = false;  // rq().out holds a head that has not been written
-  bool failed = false;        // a read or write on the client's connection failed
+  // sendHeadNow() / sendBodyNow() left part of gather.bufs for sendHead() / sendBody() to write.
+  bool write_begun = false;
+  bool failed = false;  // a read or write on the client's connection failed
   bool interrupted = false;
   error_code write_ec;
 };

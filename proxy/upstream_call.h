@@ -8,6 +8,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -57,6 +58,13 @@ class UpstreamCall {
                                                          bool& end) = 0;
   // The next piece of the response body; valid until the next call. `end` with the last piece.
   virtual boost::asio::awaitable<UpstreamError> readBody(std::string_view& data, bool& end) = 0;
+  // readBody() without a coroutine when the piece is at hand (already read and parsed); nullopt
+  // when it is not, and the caller co_awaits readBody() instead.
+  virtual std::optional<UpstreamError> readBodyNow(std::string_view& data, bool& end) {
+    (void)data;
+    (void)end;
+    return std::nullopt;
+  }
   // Response trailers as received, once the body ended (null when none); filtered where they
   // are written (filters::allowedInTrailers).
   virtual const filters::HeaderMap* trailers() const = 0;
