@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,13 +16,36 @@
 
 namespace sidetrace::filters {
 
+// Eight bytes at once with 'A'..'Z' lowered and every other byte (non-ASCII too) unchanged: bit 7
+// of each byte ends up set in `upper` exactly where the byte is in 'A'..'Z' (the sums cannot carry
+// across bytes: a byte's low seven bits plus 0x3f stay below 0x100), and 0x80 >> 2 is the case bit.
+inline uint64_t lowerAscii8(uint64_t x) {
+  constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t low7 = x & kLow7;
+  const uint64_t above_z = low7 + 0x2525252525252525ULL;   // bit 7 where the byte > 'Z'
+  const uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    // bit 7 where the byte >= 'A'
+  const uint64_t upper = (from_a ^ above_z) & ~x & kHigh;  // ... and the byte is ASCII
+  return x | (upper >> 2);
+}
+
 // ASCII case-insensitive equality. Inline: header lookups call it per field, and nearly every
-// call ends at the size check.
+// call ends at the size check; the rest compare eight bytes a step.
 inline bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
     return false;
   }
-  for (size_t i = 0; i < a.size(); ++i) {
+  size_t i = 0;
+  for (; i + 8 <= a.size(); i += 8) {
+    uint64_t x;
+    uint64_t y;
+    std::memcpy(&x, a.data() + i, 8);
+    std::memcpy(&y, b.data() + i, 8);
+    if (x != y && lowerAscii8(x) != lowerAscii8(y)) {
+      return false;
+    }
+  }
+  for (; i < a.size(); ++i) {
     char x = a[i];
     char y = b[i];
     if (x != y) {
