@@ -537,7 +537,12 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
   }
 
   const bool body_follows = !body_.empty() || body_trailers_.size() > 0;
-  err_ = co_await up_->start(req, request_ended_ || (replay_ && !body_follows));
+  const bool end_stream = request_ended_ || (replay_ && !body_follows);
+  std::optional<UpstreamResult::Error> started = up_->startNow(req, end_stream);
+  if (!started) {
+    started = co_await up_->start(req, end_stream);
+  }
+  err_ = *started;
   if (err_ == UpstreamResult::Error::None) {
     s_.upstream.endpoint_address = up_->peer_address;
     if (replay_ && body_follows) {

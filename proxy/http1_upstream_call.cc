@@ -77,7 +77,7 @@ class Http1Call final : public UpstreamCall {
     buf_.setCapacity(options.buffer_bytes);
     upgrade_ = options.upgrade;
     upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = replay_ = false;
-    head_pending_ = false;
+    head_pending_ = prepared_ = write_pending_ = false;
     last_.consumed = 0;  // the body list keeps its capacity
     last_.head_complete = last_.message_complete = last_.upgrade = false;
     last_.body.clear();
@@ -99,8 +99,57 @@ class Http1Call final : public UpstreamCall {
     home_.give(this);
   }
 
-  // Not a coroutine itself (a frame less per request): prepares the head, then send() runs.
+  // Prepares the head; on a pooled plain connection it goes out at once (writeNow()) unless a
+  // body is to follow it. nullopt when start() must finish: connect, write what the socket did
+  // not take, or retry on a fresh connection after a failed write.
+  std::optional<UpstreamError> startNow(filters::RequestHead& head, bool end_stream) override {
+    prepare(head, end_stream);
+    prepared_ = true;
+    if (!conn_ || cancelled_ || conn_->tls) {
+      return std::nullopt;  // send() connects, or writes through OpenSSL
+    }
+    useConnection();
+    if (head_pending_) {
+      return UpstreamError::None;  // out with the first body bytes
+    }
+    bufs_.clear();
+    bufs_.emplace_back(out_.data(), out_.size());
+    if (writeNow(pending_ec_) && !pending_ec_) {
+      return UpstreamError::None;
+    }
+    write_pending_ = true;
+    return std::nullopt;
+  }
+
+  // Not a coroutine itself (a frame less per request): prepares the head (unless startNow() did),
+  // then send() or finishWrite() runs.
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
+    if (!std::exchange(prepared_, false)) {
+      prepare(head, end_stream);
+    }
+    if (std::exchange(write_pending_, false)) {
+      return finishWrite(pending_ec_);
+    }
+    return send(conn_ != nullptr);
+  }
+
+  // After startNow() began the write on a pooled connection: the rest (unless it failed), then
+  // what send() does when a write on a reused connection fails: once more on a fresh one.
+  awaitable<UpstreamError> finishWrite(error_code ec) {
+    if (!ec) {
+      co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
+    }
+    if (!ec) {
+      co_return UpstreamError::None;
+    }
+    if (cancelled_) {
+      co_return UpstreamError::Reset;
+    }
+    conn_.reset();
+    co_return co_await send(false);
+  }
+
+  void prepare(filters::RequestHead& head, bool end_stream) {
     auto& h = head.headers;
     h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
     // HTTP/2 clients may split Cookie into one field per cookie; HTTP/1 allows one line, and an
@@ -125,7 +174,15 @@ class Http1Call final : public UpstreamCall {
     conn_ = pool_->takeIdle(*ep_, replayable ? upstream::ConnectionPool::IdleCheck::Lazily
                                              : upstream::ConnectionPool::IdleCheck::Always);
     replay_ = replayable && conn_ != nullptr;
-    return send(conn_ != nullptr);
+  }
+
+  // The connection this attempt's request goes out on, as the span and the egress rule see it.
+  void useConnection() {
+    peer_address = conn_->peer_address;
+    conn_->requests++;
+    if (hop_socket != nullptr) {
+      noteHop();
+    }
   }
 
   // Out with the request head (or, when a body follows, ready to go with its first bytes), on the
@@ -144,11 +201,7 @@ class Http1Call final : public UpstreamCall {
           co_return connectFailure(cerr);
         }
       }
-      peer_address = conn_->peer_address;
-      conn_->requests++;
-      if (hop_socket != nullptr) {
-        noteHop();
-      }
+      useConnection();
       if (head_pending_) {
         co_return UpstreamError::None;  // out with the first body bytes
       }
@@ -403,7 +456,10 @@ class Http1Call final : public UpstreamCall {
   bool eof_ = false;
   bool replay_ = false;  // on a reused connection not peeked at: may be sent again, fresh
   error_code read_ec_;
-  bool head_pending_ = false;  // the head waits to go out with the first body bytes
+  bool head_pending_ = false;   // the head waits to go out with the first body bytes
+  bool prepared_ = false;       // startNow() prepared the head; start() finishes
+  bool write_pending_ = false;  // ... and began its write (the rest in bufs_, or pending_ec_)
+  error_code pending_ec_;
   bool upgrade_ = false;
   bool upgraded_ = false;  // a 101 answered the upgrade: the connection is the tunnel's
 };

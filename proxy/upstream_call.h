@@ -50,6 +50,14 @@ class UpstreamCall {
   // body follows. The head's Host header names the authority.
   virtual boost::asio::awaitable<UpstreamError> start(filters::RequestHead& head,
                                                       bool end_stream) = 0;
+  // start() without a coroutine when nothing has to wait (a pooled connection whose socket takes
+  // the head at once): the result. nullopt: the caller co_awaits start() with the same
+  // arguments, which finishes what was begun (connects, writes the rest, retries).
+  virtual std::optional<UpstreamError> startNow(filters::RequestHead& head, bool end_stream) {
+    (void)head;
+    (void)end_stream;
+    return std::nullopt;
+  }
   virtual boost::asio::awaitable<bool> sendBody(std::string_view data, bool end) = 0;
   // Ends the request with trailers (HTTP/1: dropped unless chunked, where they are sent).
   virtual boost::asio::awaitable<bool> sendTrailers(const filters::HeaderMap& trailers) = 0;
