@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -14,13 +16,36 @@
 
 namespace sidetrace::filters {
 
+// Eight bytes at once with 'A'..'Z' lowered and every other byte (non-ASCII too) unchanged: bit 7
+// of each byte ends up set in `upper` exactly where the byte is in 'A'..'Z' (the sums cannot carry
+// across bytes: a byte's low seven bits plus 0x3f stay below 0x100), and 0x80 >> 2 is the case bit.
+inline uint64_t lowerAscii8(uint64_t x) {
+  constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
+  constexpr uint64_t kHigh = 0x8080808080808080ULL;
+  const uint64_t low7 = x & kLow7;
+  const uint64_t above_z = low7 + 0x2525252525252525ULL;   // bit 7 where the byte > 'Z'
+  const uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    // bit 7 where the byte >= 'A'
+  const uint64_t upper = (from_a ^ above_z) & ~x & kHigh;  // ... and the byte is ASCII
+  return x | (upper >> 2);
+}
+
 // ASCII case-insensitive equality. Inline: header lookups call it per field, and nearly every
-// call ends at the size check.
+// call ends at the size check; the rest compare eight bytes a step.
 inline bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) {
     return false;
   }
-  for (size_t i = 0; i < a.size(); ++i) {
+  size_t i = 0;
+  for (; i + 8 <= a.size(); i += 8) {
+    uint64_t x;
+    uint64_t y;
+    std::memcpy(&x, a.data() + i, 8);
+    std::memcpy(&y, b.data() + i, 8);
+    if (x != y && lowerAscii8(x) != lowerAscii8(y)) {
+      return false;
+    }
+  }
+  for (; i < a.size(); ++i) {
     char x = a[i];
     char y = b[i];
     if (x != y) {
@@ -83,13 +108,30 @@ class HeaderMap : public tracing::HeaderCarrier {
   void remove(std::string_view name) override;
   void add(std::string_view name, std::string_view value) {
     if (size_ < headers_.size()) {
-      headers_[size_].name.assign(name);
-      headers_[size_].value.assign(value);
+      // clear() and append(): into the spare storage without assign()'s overlap handling.
+      Header& h = headers_[size_];
+      h.name.clear();
+      h.name.append(name);
+      h.value.clear();
+      h.value.append(value);
     } else {
       headers_.push_back({std::string(name), std::string(value)});
     }
     ++size_;
   }
+  // A new last field with an empty name and value, for a codec to fill in place as the bytes
+  // arrive (the strings of a reused map keep their storage: no copy through a scratch string).
+  Header& addEmpty() {
+    if (size_ < headers_.size()) {
+      Header& h = headers_[size_++];
+      h.name.clear();
+      h.value.clear();
+      return h;
+    }
+    ++size_;
+    return headers_.emplace_back();
+  }
+  Header& back() { return headers_[size_ - 1]; }
   // True when a comma-separated header (e.g. Connection) lists `token`, case-insensitively.
   bool hasToken(std::string_view name, std::string_view token) const;
   // Every `name` field folded into the first, values joined by `separator`, in order (HTTP/2's
@@ -109,6 +151,10 @@ class HeaderMap : public tracing::HeaderCarrier {
   const_iterator begin() const { return headers_.begin(); }
   const_iterator end() const { return headers_.begin() + static_cast<std::ptrdiff_t>(size_); }
   size_t size() const { return size_; }
+  friend void swap(HeaderMap& a, HeaderMap& b) noexcept {
+    a.headers_.swap(b.headers_);
+    std::swap(a.size_, b.size_);
+  }
   // Keeps the storage of the usual fields; lets go of what an unusual head left behind (a huge
   // value, thousands of fields), so a reused map stays small.
   void clear();
@@ -138,6 +184,13 @@ struct RequestHead {
   // Host without port, lower-case as received ("" if absent).
   std::string_view host() const;
   void clear();
+  // Member by member (a codec hands its parsed head over this way, each side keeping storage).
+  friend void swap(RequestHead& a, RequestHead& b) noexcept {
+    a.method.swap(b.method);
+    a.target.swap(b.target);
+    std::swap(a.version_minor, b.version_minor);
+    swap(a.headers, b.headers);
+  }
 };
 
 // Reduces an absolute-form target (`http://host[:port]/path`, as clients send to a proxy) to
@@ -155,6 +208,12 @@ struct ResponseHead {
   int version_minor = 1;
   HeaderMap headers;
   void clear();
+  friend void swap(ResponseHead& a, ResponseHead& b) noexcept {
+    std::swap(a.status, b.status);
+    a.reason.swap(b.reason);
+    std::swap(a.version_minor, b.version_minor);
+    swap(a.headers, b.headers);
+  }
 };
 
 }  // namespace sidetrace::filters

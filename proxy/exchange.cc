@@ -537,7 +537,12 @@ awaitable<void> Exchange::attempt(const upstream::Endpoint& endpoint) {
   }
 
   const bool body_follows = !body_.empty() || body_trailers_.size() > 0;
-  err_ = co_await up_->start(req, request_ended_ || (replay_ && !body_follows));
+  const bool end_stream = request_ended_ || (replay_ && !body_follows);
+  std::optional<UpstreamResult::Error> started = up_->startNow(req, end_stream);
+  if (!started) {
+    started = co_await up_->start(req, end_stream);
+  }
+  err_ = *started;
   if (err_ == UpstreamResult::Error::None) {
     s_.upstream.endpoint_address = up_->peer_address;
     if (replay_ && body_follows) {
@@ -645,13 +650,22 @@ awaitable<bool> Exchange::relayResponse() {
   }
   wg_.chain.onResponse(s_, resp_);
   s_.response_status = resp_.status;
-  if (!co_await down_.sendHead(resp_, resp_end_)) {
+  // Each step without a coroutine when it need not wait (the *Now calls), else awaited.
+  std::optional<bool> sent = down_.sendHeadNow(resp_, resp_end_);
+  if (!sent) {
+    sent = co_await down_.sendHead(resp_, resp_end_);
+  }
+  if (!*sent) {
     s_.error_type = "downstream_reset";
     co_return true;
   }
   while (!resp_end_) {
     std::string_view data;
-    UpstreamResult::Error e = co_await up_->readBody(data, resp_end_);
+    std::optional<UpstreamResult::Error> read = up_->readBodyNow(data, resp_end_);
+    if (!read) {
+      read = co_await up_->readBody(data, resp_end_);
+    }
+    const UpstreamResult::Error e = *read;
     if (e != UpstreamResult::Error::None) {
       s_.upstream.error = timedOut() ? UpstreamResult::Error::Timeout : e;
       s_.error_type = filters::errorTypeName(s_.upstream.error);
@@ -680,7 +694,11 @@ awaitable<bool> Exchange::relayResponse() {
       ok = (data.empty() || co_await down_.sendBody(data, false)) &&
            co_await down_.sendTrailers(copy);
     } else {
-      ok = co_await down_.sendBody(data, resp_end_);
+      std::optional<bool> done = down_.sendBodyNow(data, resp_end_);
+      if (!done) {
+        done = co_await down_.sendBody(data, resp_end_);
+      }
+      ok = *done;
     }
     s_.response_body_bytes += data.size();
     if (!ok) {

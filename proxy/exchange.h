@@ -19,6 +19,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "filters/stream.h"
@@ -72,6 +73,19 @@ class DownstreamSide {
   // `end`: no body follows. Waits while the codec's send buffer is full (back-pressure).
   virtual boost::asio::awaitable<bool> sendHead(filters::ResponseHead& head, bool end) = 0;
   virtual boost::asio::awaitable<bool> sendBody(std::string_view data, bool end) = 0;
+  // sendHead() / sendBody() without a coroutine when they need not wait (a head kept for the
+  // first body bytes, a write the socket took whole): the result. nullopt: the caller must
+  // co_await sendHead() / sendBody() with the same arguments, which finish what was begun.
+  virtual std::optional<bool> sendHeadNow(filters::ResponseHead& head, bool end) {
+    (void)head;
+    (void)end;
+    return std::nullopt;
+  }
+  virtual std::optional<bool> sendBodyNow(std::string_view data, bool end) {
+    (void)data;
+    (void)end;
+    return std::nullopt;
+  }
   // Ends the response with trailers (after a head sent with end=false).
   virtual boost::asio::awaitable<bool> sendTrailers(filters::HeaderMap& trailers) = 0;
   // Abort the response (RST_STREAM; for HTTP/1, close the connection).

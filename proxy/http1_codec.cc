@@ -44,12 +44,13 @@ struct Http1Parser::Impl {
 
   static int onMessageBegin(llhttp_t* p) {
     auto& s = self(p);
-    s.request_.clear();
-    s.response_.clear();
+    if (s.kind_ == Kind::Request) {  // the other head is never filled
+      s.request_.clear();
+    } else {
+      s.response_.clear();
+    }
     s.trailers_.clear();
-    s.field_.clear();
-    s.value_.clear();
-    s.in_value_ = false;
+    s.field_open_ = false;
     s.head_done_ = false;
     s.in_message_ = true;
     s.stop_ = Stop::None;
@@ -79,10 +80,23 @@ struct Http1Parser::Impl {
     s.response_.reason.append(at, n);
     return countHead(s, n);
   }
-  // Header and trailer fields take the same path; head_done_ tells them apart.
+  // Header and trailer fields take the same path; head_done_ tells them apart. A field is written
+  // straight into its map, as the last entry, while its bytes arrive (field_open_).
+  static filters::HeaderMap& fieldMap(Http1Parser& s) {
+    return s.head_done_               ? s.trailers_
+           : s.kind_ == Kind::Request ? s.request_.headers
+                                      : s.response_.headers;
+  }
+  static filters::Header& openField(Http1Parser& s) {
+    if (!s.field_open_) {
+      s.field_open_ = true;
+      return fieldMap(s).addEmpty();
+    }
+    return fieldMap(s).back();
+  }
   static int onHeaderField(llhttp_t* p, const char* at, size_t n) {
     auto& s = self(p);
-    s.field_.append(at, n);
+    openField(s).name.append(at, n);
     return countHead(s, n);
   }
   static int onHeaderValue(llhttp_t* p, const char* at, size_t n) {
@@ -100,59 +114,54 @@ struct Http1Parser::Impl {
     if (std::memchr(at, '\r', n) != nullptr || std::memchr(at, '\n', n) != nullptr) {
       return stop(s, Stop::BadValue);
     }
-    s.value_.append(at, n);
+    openField(s).value.append(at, n);
     return countHead(s, n);
   }
   static int onHeaderValueComplete(llhttp_t* p) {
     auto& s = self(p);
+    filters::Header& field = openField(s);
+    s.field_open_ = false;
     // llhttp 8.1 accepts a field line with an empty name (": v"), which would be forwarded as is.
-    if (s.field_.empty()) {
+    if (field.name.empty()) {
       return stop(s, Stop::BadValue);
     }
-    while (!s.value_.empty() && (s.value_.back() == ' ' || s.value_.back() == '\t')) {
-      s.value_.pop_back();
+    std::string& value = field.value;
+    while (!value.empty() && (value.back() == ' ' || value.back() == '\t')) {
+      value.pop_back();
     }
-    auto& headers = s.head_done_               ? s.trailers_
-                    : s.kind_ == Kind::Request ? s.request_.headers
-                                               : s.response_.headers;
     if (++s.fields_ > s.max_fields_) {
       return stop(s, Stop::TooManyFields);
     }
     if (!s.head_done_) {
-      noteFraming(s);
+      noteFraming(s, field);
     }
-    headers.add(s.field_, s.value_);
-    if (countHead(s, 4) != 0) {  // ": " and CRLF, once per field however the bytes arrived
-      return HPE_USER;
-    }
-    s.field_.clear();
-    s.value_.clear();
-    return 0;
+    return countHead(s, 4);  // ": " and CRLF, once per field however the bytes arrived
   }
   // What the head's framing fields say (Host count, Content-Length, chunked), as the head is
   // forwarded. Switched on the name's length: most fields are none of them.
-  static void noteFraming(Http1Parser& s) {
-    switch (s.field_.size()) {
+  static void noteFraming(Http1Parser& s, const filters::Header& field) {
+    const std::string_view name = field.name;
+    const std::string_view value = field.value;
+    switch (name.size()) {
       case 4:
-        if (s.kind_ == Kind::Request && filters::iequals(s.field_, "host")) {
+        if (s.kind_ == Kind::Request && filters::iequals(name, "host")) {
           ++s.hosts_;
         }
         break;
       case 14:
-        if (filters::iequals(s.field_, "content-length")) {
+        if (filters::iequals(name, "content-length")) {
           uint64_t v = 0;
-          auto [ptr, ec] = std::from_chars(s.value_.data(), s.value_.data() + s.value_.size(), v);
-          if (ec == std::errc() && ptr == s.value_.data() + s.value_.size()) {
+          auto [ptr, ec] = std::from_chars(value.data(), value.data() + value.size(), v);
+          if (ec == std::errc() && ptr == value.data() + value.size()) {
             s.content_length_ = v;
           }
         }
         break;
       case 17:
-        if (filters::iequals(s.field_, "transfer-encoding")) {
-          const std::string_view v = s.value_;
-          const size_t comma = v.rfind(',');
+        if (filters::iequals(name, "transfer-encoding")) {
+          const size_t comma = value.rfind(',');
           s.te_chunked_ = filters::iequals(
-              filters::trimOws(comma == std::string_view::npos ? v : v.substr(comma + 1)),
+              filters::trimOws(comma == std::string_view::npos ? value : value.substr(comma + 1)),
               "chunked");
         }
         break;
@@ -268,6 +277,18 @@ Http1Parser::~Http1Parser() = default;
 
 FeedResult Http1Parser::feed(const char* data, size_t len) {
   FeedResult r;
+  feed(data, len, r);
+  return r;
+}
+
+void Http1Parser::feed(const char* data, size_t len, FeedResult& r) {
+  r.consumed = 0;
+  r.head_complete = false;
+  r.body.clear();
+  r.message_complete = false;
+  r.upgrade = false;
+  r.error = ParseError::None;
+  r.error_reason.clear();
   current_ = &r;
   feed_begin_ = data;
   llhttp_errno_t err = llhttp_execute(&impl_->parser, data, len);
@@ -320,13 +341,13 @@ FeedResult Http1Parser::feed(const char* data, size_t len) {
   if (r.message_complete && !r.upgrade && impl_->parser.upgrade == 1) {
     r.upgrade = true;
   }
-  return r;
 }
 
 void Http1Parser::reset() {
   llhttp_reset(&impl_->parser);
   in_message_ = false;
   head_done_ = false;
+  field_open_ = false;
   head_bytes_ = 0;
   no_body_ = false;
   section_ended_ = false;
@@ -380,12 +401,24 @@ bool Http1Parser::bodyUntilEof() const {
 
 namespace {
 
+// Sized once, then copied: one capacity check per head instead of four per field.
 void appendHeaders(std::string& out, const filters::HeaderMap& headers) {
+  size_t bytes = 0;
   for (const auto& h : headers) {
-    out.append(h.name);
-    out.append(": ");
-    out.append(h.value);
-    out.append("\r\n");
+    bytes += h.name.size() + h.value.size() + 4;
+  }
+  const size_t at = out.size();
+  out.resize(at + bytes);
+  char* p = out.data() + at;
+  for (const auto& h : headers) {
+    std::memcpy(p, h.name.data(), h.name.size());
+    p += h.name.size();
+    *p++ = ':';
+    *p++ = ' ';
+    std::memcpy(p, h.value.data(), h.value.size());
+    p += h.value.size();
+    *p++ = '\r';
+    *p++ = '\n';
   }
 }
 

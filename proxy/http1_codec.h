@@ -54,6 +54,9 @@ class Http1Parser {
   Http1Parser& operator=(const Http1Parser&) = delete;
 
   FeedResult feed(const char* data, size_t len);
+  // The same into `into`, which is overwritten; its body list keeps its capacity (a caller that
+  // feeds every response of a connection allocates none per message).
+  void feed(const char* data, size_t len, FeedResult& into);
   // After a 101 or CONNECT, or when the caller saw the end of the stream (EOF).
   // Returns true when EOF legitimately ends a close-delimited message.
   bool finishOnEof();
@@ -103,9 +106,7 @@ class Http1Parser {
   filters::RequestHead request_;
   filters::ResponseHead response_;
   filters::HeaderMap trailers_;
-  std::string field_;
-  std::string value_;
-  bool in_value_ = false;
+  bool field_open_ = false;  // the last field of the map being filled is still arriving
   bool head_done_ = false;
   bool in_message_ = false;
   bool no_body_ = false;

@@ -11,6 +11,7 @@
 
 #include "proxy/flat_buffer.h"
 #include "proxy/http1_codec.h"
+#include "proxy/send_now.h"
 #include "proxy/upstream_call.h"
 #include "upstream/connection_pool.h"
 
@@ -32,6 +33,33 @@ bool idempotent(std::string_view m) {
   return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
 }
 
+// Every Content-Length field removed, then, when `len` is set, one added last in canonical form
+// (llhttp framed the body by that length, and the next hop must read the same). In place when the
+// head carries exactly one, already canonical (the usual case): the same head without a copy.
+void replaceContentLength(filters::HeaderMap& h, std::optional<uint64_t> len) {
+  char digits[24];
+  std::string_view canonical;
+  if (len) {
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, *len);
+    (void)ec;
+    canonical = std::string_view(digits, static_cast<size_t>(end - digits));
+  }
+  auto is_length = [](const filters::Header& f) {
+    return filters::iequals(f.name, "content-length");
+  };
+  auto first = std::find_if(h.begin(), h.end(), is_length);
+  if (len && first != h.end() && first->value == canonical &&
+      std::find_if(first + 1, h.end(), is_length) == h.end()) {
+    first->name.assign("content-length");
+    std::rotate(first, first + 1, h.end());
+    return;
+  }
+  h.eraseIf(is_length);
+  if (len) {
+    h.add("content-length", canonical);
+  }
+}
+
 class Http1Call final : public UpstreamCall {
  public:
   Http1Call(Http1CallPool& home, BufferPool& buffers, uint32_t buffer_bytes)
@@ -49,11 +77,11 @@ class Http1Call final : public UpstreamCall {
     buf_.setCapacity(options.buffer_bytes);
     upgrade_ = options.upgrade;
     upgraded_ = chunked_ = request_done_ = response_done_ = cancelled_ = eof_ = replay_ = false;
-    head_pending_ = false;
-    auto body = std::move(last_.body);  // keeps its capacity
-    body.clear();
-    last_ = FeedResult();
-    last_.body = std::move(body);
+    head_pending_ = prepared_ = write_pending_ = false;
+    last_.consumed = 0;  // the body list keeps its capacity
+    last_.head_complete = last_.message_complete = last_.upgrade = false;
+    last_.body.clear();
+    last_.error = ParseError::None;
     piece_ = 0;
     peer_address.clear();
     hop_socket = nullptr;
@@ -71,8 +99,57 @@ class Http1Call final : public UpstreamCall {
     home_.give(this);
   }
 
-  // Not a coroutine itself (a frame less per request): prepares the head, then send() runs.
+  // Prepares the head; on a pooled plain connection it goes out at once (writeNow()) unless a
+  // body is to follow it. nullopt when start() must finish: connect, write what the socket did
+  // not take, or retry on a fresh connection after a failed write.
+  std::optional<UpstreamError> startNow(filters::RequestHead& head, bool end_stream) override {
+    prepare(head, end_stream);
+    prepared_ = true;
+    if (!conn_ || cancelled_ || conn_->tls) {
+      return std::nullopt;  // send() connects, or writes through OpenSSL
+    }
+    useConnection();
+    if (head_pending_) {
+      return UpstreamError::None;  // out with the first body bytes
+    }
+    bufs_.clear();
+    bufs_.emplace_back(out_.data(), out_.size());
+    if (writeNow(pending_ec_) && !pending_ec_) {
+      return UpstreamError::None;
+    }
+    write_pending_ = true;
+    return std::nullopt;
+  }
+
+  // Not a coroutine itself (a frame less per request): prepares the head (unless startNow() did),
+  // then send() or finishWrite() runs.
   awaitable<UpstreamError> start(filters::RequestHead& head, bool end_stream) override {
+    if (!std::exchange(prepared_, false)) {
+      prepare(head, end_stream);
+    }
+    if (std::exchange(write_pending_, false)) {
+      return finishWrite(pending_ec_);
+    }
+    return send(conn_ != nullptr);
+  }
+
+  // After startNow() began the write on a pooled connection: the rest (unless it failed), then
+  // what send() does when a write on a reused connection fails: once more on a fresh one.
+  awaitable<UpstreamError> finishWrite(error_code ec) {
+    if (!ec) {
+      co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
+    }
+    if (!ec) {
+      co_return UpstreamError::None;
+    }
+    if (cancelled_) {
+      co_return UpstreamError::Reset;
+    }
+    conn_.reset();
+    co_return co_await send(false);
+  }
+
+  void prepare(filters::RequestHead& head, bool end_stream) {
     auto& h = head.headers;
     h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
     // HTTP/2 clients may split Cookie into one field per cookie; HTTP/1 allows one line, and an
@@ -97,7 +174,15 @@ class Http1Call final : public UpstreamCall {
     conn_ = pool_->takeIdle(*ep_, replayable ? upstream::ConnectionPool::IdleCheck::Lazily
                                              : upstream::ConnectionPool::IdleCheck::Always);
     replay_ = replayable && conn_ != nullptr;
-    return send(conn_ != nullptr);
+  }
+
+  // The connection this attempt's request goes out on, as the span and the egress rule see it.
+  void useConnection() {
+    peer_address = conn_->peer_address;
+    conn_->requests++;
+    if (hop_socket != nullptr) {
+      noteHop();
+    }
   }
 
   // Out with the request head (or, when a body follows, ready to go with its first bytes), on the
@@ -116,17 +201,16 @@ class Http1Call final : public UpstreamCall {
           co_return connectFailure(cerr);
         }
       }
-      peer_address = conn_->peer_address;
-      conn_->requests++;
-      if (hop_socket != nullptr) {
-        noteHop();
-      }
+      useConnection();
       if (head_pending_) {
         co_return UpstreamError::None;  // out with the first body bytes
       }
       error_code ec;
-      co_await asio::async_write(*conn_, asio::buffer(out_),
-                                 asio::redirect_error(use_awaitable, ec));
+      bufs_.clear();
+      bufs_.emplace_back(out_.data(), out_.size());
+      if (!writeNow(ec)) {
+        co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
+      }
       if (!ec) {
         co_return UpstreamError::None;
       }
@@ -181,7 +265,7 @@ class Http1Call final : public UpstreamCall {
   awaitable<UpstreamError> readHead(filters::ResponseHead& head, bool& end) override {
     for (;;) {
       if (buf_.size() > 0) {
-        last_ = parser_.feed(buf_.data(), buf_.size());
+        parser_.feed(buf_.data(), buf_.size(), last_);
         buf_.consume(last_.consumed);
         if (last_.error != ParseError::None) {
           co_return UpstreamError::ProtocolError;
@@ -212,29 +296,35 @@ class Http1Call final : public UpstreamCall {
         co_return e;
       }
     }
-    std::swap(head, parser_.response());
-    head.headers.remove("content-length");
-    if (auto len = parser_.contentLength(); len && head.status != 204 && head.status != 304) {
-      head.headers.add("content-length", std::to_string(*len));
-    }
+    swap(head, parser_.response());
+    const auto len = parser_.contentLength();
+    replaceContentLength(head.headers,
+                         head.status != 204 && head.status != 304 ? len : std::nullopt);
     piece_ = 0;
     response_done_ = upgraded_ || (last_.message_complete && last_.body.empty());
     end = response_done_;
     co_return UpstreamError::None;
   }
 
+  std::optional<UpstreamError> readBodyNow(std::string_view& data, bool& end) override {
+    if (piece_ < last_.body.size()) {
+      data = last_.body[piece_++];
+      end = last_.message_complete && piece_ == last_.body.size();
+      response_done_ = end;
+      return UpstreamError::None;
+    }
+    if (last_.message_complete) {
+      data = {};
+      end = response_done_ = true;
+      return UpstreamError::None;
+    }
+    return std::nullopt;
+  }
+
   awaitable<UpstreamError> readBody(std::string_view& data, bool& end) override {
     for (;;) {
-      if (piece_ < last_.body.size()) {
-        data = last_.body[piece_++];
-        end = last_.message_complete && piece_ == last_.body.size();
-        response_done_ = end;
-        co_return UpstreamError::None;
-      }
-      if (last_.message_complete) {
-        data = {};
-        end = response_done_ = true;
-        co_return UpstreamError::None;
+      if (auto now = readBodyNow(data, end)) {
+        co_return *now;
       }
       UpstreamError e = canRead() ? afterRead(co_await readSome()) : UpstreamError::Reset;
       if (e == UpstreamError::Reset && eof_ && parser_.bodyUntilEof() && parser_.finishOnEof()) {
@@ -246,7 +336,7 @@ class Http1Call final : public UpstreamCall {
       if (e != UpstreamError::None) {
         co_return e;
       }
-      last_ = parser_.feed(buf_.data(), buf_.size());
+      parser_.feed(buf_.data(), buf_.size(), last_);
       buf_.consume(last_.consumed);
       piece_ = 0;
       if (last_.error != ParseError::None) {
@@ -286,9 +376,15 @@ class Http1Call final : public UpstreamCall {
     }
   }
 
+  // Sends bufs_ at once if the socket takes them whole (send_now.h): true when nothing is left
+  // for an async_write (all sent, or `ec` set). TLS connections write through OpenSSL.
+  bool writeNow(error_code& ec) {
+    return !conn_->tls && sendNow(conn_->socket.native_handle(), bufs_, ec);
+  }
+
   awaitable<bool> write(bool end) {
     error_code ec;
-    if (!bufs_.empty()) {
+    if (!bufs_.empty() && !writeNow(ec)) {
       co_await asio::async_write(*conn_, bufs_, asio::redirect_error(use_awaitable, ec));
     }
     if (ec || cancelled_) {
@@ -360,7 +456,10 @@ class Http1Call final : public UpstreamCall {
   bool eof_ = false;
   bool replay_ = false;  // on a reused connection not peeked at: may be sent again, fresh
   error_code read_ec_;
-  bool head_pending_ = false;  // the head waits to go out with the first body bytes
+  bool head_pending_ = false;   // the head waits to go out with the first body bytes
+  bool prepared_ = false;       // startNow() prepared the head; start() finishes
+  bool write_pending_ = false;  // ... and began its write (the rest in bufs_, or pending_ec_)
+  error_code pending_ec_;
   bool upgrade_ = false;
   bool upgraded_ = false;  // a 101 answered the upgrade: the connection is the tunnel's
 };

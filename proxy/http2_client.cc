@@ -258,7 +258,7 @@ class Http2Call final : public UpstreamCall {
     if (!got_head_) {
       co_return header_budget_.over() ? UpstreamError::ProtocolError : UpstreamError::Reset;
     }
-    std::swap(head, head_);
+    swap(head, head_);
     end = resp_end_ && chunks_.empty();
     co_return UpstreamError::None;
   }
@@ -344,7 +344,7 @@ class Http2Call final : public UpstreamCall {
         pending_.clear();  // interim: the final head follows
         return;
       }
-      std::swap(head_, pending_);
+      swap(head_, pending_);
       got_head_ = true;
     }
     if (end_stream) {

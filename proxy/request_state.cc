@@ -65,6 +65,7 @@ void RequestStatePool::give(std::unique_ptr<RequestState> s) {
   }
   s->parser.reset();
   s->stream.reset();
+  s->used = false;
   for (upstream::Deadline* d : {&s->exchange.route, &s->exchange.per_try, &s->deadline}) {
     d->disarm();
     d->watch(nullptr);

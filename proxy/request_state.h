@@ -3,9 +3,9 @@
 // stream, the write scratch, the connection's and the route and per-try deadlines — about 2 KiB
 // with the capacity their strings and vectors keep. A Session takes one from its worker's pool
 // when a request's first bytes have arrived and gives it back when it goes idle with nothing
-// buffered, so an idle keep-alive connection holds none of it (a socket, its coroutine, its wait
-// and its place on the worker's idle list), while a busy one reuses warm capacity instead of
-// allocating per request.
+// buffered (after the short warm wait for a busy client's next request, session.cc), so an idle
+// keep-alive connection holds none of it (a socket, its coroutine, its wait and its place on the
+// worker's idle list), while a busy one reuses warm capacity instead of allocating per request.
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/buffer.hpp>
@@ -47,6 +47,9 @@ struct RequestState {
   // write, the TLS shutdown. Watches the taker's socket. (An idle connection is on its worker's
   // idle list instead: it holds no timer.)
   upstream::Deadline deadline;
+  // A request has begun in it since it was taken from the pool: its stream must be reset before
+  // the next one (the pool hands out reset states).
+  bool used = false;
 };
 
 // One per worker. Keeps up to `max_free` states; past that, given-back ones are freed.

@@ -17,6 +17,7 @@
 #include "proxy/http2_server.h"
 #include "proxy/original_dst.h"
 #include "proxy/retry.h"
+#include "proxy/send_now.h"
 #include "proxy/tls_context.h"
 #include "proxy/upstream_call.h"
 #include "proxy/worker.h"
@@ -174,8 +175,9 @@ awaitable<void> Session<Stream>::run() {
       // (readWarm): the next request then costs one system call. Otherwise (after the first
       // request, when the client may be done for a while, and on TLS) or when nothing came in
       // time, it waits here, on the worker's idle list (limits.idle_timeout), holding no buffer,
-      // no request state, no timer and none of the head reader's coroutine frames.
-      releaseRequestState();
+      // no request state, no timer and none of the head reader's coroutine frames. (A warm
+      // read keeps the request state of the request before, so a busy client's next request
+      // takes none from the pool.)
       error_code wait_ec;
       if (!kTls && !close_after_ && (served_ == 0 || (served_ >= 2 && quick_))) {
         quick_ = co_await readWarm(wait_ec);
@@ -183,9 +185,15 @@ awaitable<void> Session<Stream>::run() {
           if (wait_ec) {
             break;
           }
+          if (rq_) {  // as if taken from the pool now: under the limits of a reload meanwhile
+            const auto& limits = worker_.current()->config().limits;
+            rq_->parser.setLimits(limits.max_request_headers_bytes,
+                                  limits.max_request_headers_count);
+          }
           continue;
         }
       }
+      releaseRequestState();
       in_.release();
       if (!close_after_ && !tlsHasPending() && !socketReadable()) {
         const auto since = std::chrono::steady_clock::now();
@@ -221,14 +229,24 @@ awaitable<void> Session<Stream>::run() {
       }
     }
     filters::Stream& stream = rq().stream;
-    stream.reset();
-    stream.scheme = kTls ? "https" : "http";
-    stream.peer_address = peer;
+    if (std::exchange(rq().used, true)) {
+      stream.reset();  // one taken from the pool was reset when it was given back
+    }
+    // The connection's own fields: a state this connection kept has its peer and scheme already
+    // (compared, not copied, per request).
+    const std::string_view scheme = kTls ? "https" : "http";
+    if (stream.scheme != scheme) {
+      stream.scheme = scheme;
+    }
+    if (stream.peer_address != peer) {
+      stream.peer_address = peer;
+    }
     stream.peer_port = peer_port;
     stream.local_port = local_port;
     stream.original_dst = original_dst_;
     FeedResult first;
-    HeadStatus hs = co_await readRequestHead(first);
+    std::optional<HeadStatus> buffered = bufferedHead(first);
+    HeadStatus hs = buffered ? *buffered : co_await readRequestHead(first);
     if (hs == HeadStatus::Closed) {
       break;
     }
@@ -414,6 +432,24 @@ awaitable<void> Session<Stream>::shutdownTls() {
 }
 
 template <class Stream>
+std::optional<typename Session<Stream>::HeadStatus> Session<Stream>::bufferedHead(
+    FeedResult& first) {
+  if (in_.size() == 0) {
+    return std::nullopt;
+  }
+  rq().parser.feed(in_.data(), in_.size(), first);
+  in_.consume(first.consumed);
+  if (first.error != ParseError::None) {
+    worker_.mutableStats().bad_requests.fetch_add(1, std::memory_order_relaxed);
+    return HeadStatus::Error;
+  }
+  if (first.head_complete) {
+    return HeadStatus::Ok;
+  }
+  return std::nullopt;  // a head in part: readRequestHead() waits for the rest
+}
+
+template <class Stream>
 awaitable<typename Session<Stream>::HeadStatus> Session<Stream>::readRequestHead(
     FeedResult& first) {
   const auto& limits = worker_.current()->config().limits;
@@ -548,7 +584,7 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   }
   bool bodyComplete() const override { return request_done; }
 
-  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
+  std::optional<bool> sendHeadNow(filters::ResponseHead& head, bool end) override {
     const auto& req = s.rq().stream.request;
     // A 101, or a 2xx to CONNECT (RFC 9110 §9.3.6): no framing, the connection is a tunnel now.
     const bool switching =
@@ -583,21 +619,41 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     s.rq().out += "\r\n";
     head_pending = true;
     if (!no_body) {
-      co_return !failed;  // out with the first body bytes
+      return !failed;  // out with the first body bytes
     }
     s.rq().gather.build(takeHead(), {}, false, false);
-    co_return failed ? false : afterWrite(co_await write());
+    return writeOrBegin();
   }
 
-  awaitable<bool> sendBody(std::string_view data, bool end) override {
+  awaitable<bool> sendHead(filters::ResponseHead& head, bool end) override {
+    if (!write_begun) {
+      if (auto done = sendHeadNow(head, end)) {
+        co_return *done;
+      }
+    }
+    write_begun = false;
+    co_return afterWrite(co_await write());
+  }
+
+  std::optional<bool> sendBodyNow(std::string_view data, bool end) override {
     if (head_only) {
-      co_return !failed;
+      return !failed;
     }
     s.rq().gather.build(takeHead(), std::span(&data, 1), chunk_out, end);
     if (s.rq().gather.bufs.empty()) {
-      co_return !failed;
+      return !failed;
     }
-    co_return failed ? false : afterWrite(co_await write());
+    return writeOrBegin();
+  }
+
+  awaitable<bool> sendBody(std::string_view data, bool end) override {
+    if (!write_begun) {
+      if (auto done = sendBodyNow(data, end)) {
+        co_return *done;
+      }
+    }
+    write_begun = false;
+    co_return afterWrite(co_await write());
   }
 
   awaitable<bool> sendTrailers(filters::HeaderMap& trailers) override {
@@ -605,7 +661,10 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     if (s.rq().gather.bufs.empty()) {
       co_return !failed;
     }
-    co_return failed ? false : afterWrite(co_await write());
+    if (failed || writeNow()) {
+      co_return !failed;
+    }
+    co_return afterWrite(co_await write());
   }
 
   void reset() override {
@@ -639,8 +698,32 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
     return std::exchange(head_pending, false) ? std::string_view(s.rq().out) : std::string_view();
   }
 
-  // Writes gather.bufs: `afterWrite(co_await write())`, unless failed. Not a coroutine of its own:
-  // on the path of every response, a frame per write would cost an allocation.
+  // gather.bufs out at once (writeNow()): the result; else nullopt with write_begun set, and the
+  // rest for the coroutine's write().
+  std::optional<bool> writeOrBegin() {
+    if (failed || writeNow()) {
+      return !failed;
+    }
+    write_begun = true;
+    return std::nullopt;
+  }
+  // Writes gather.bufs at once if the socket takes them whole (send_now.h). True when nothing is
+  // left to write: all went out, or the connection failed (`failed` set); false: the rest is for
+  // `afterWrite(co_await write())`.
+  bool writeNow() {
+    if constexpr (kTls) {
+      return false;
+    } else {
+      if (!sendNow(s.socket_.native_handle(), s.rq().gather.bufs, write_ec)) {
+        return false;
+      }
+      failed = static_cast<bool>(write_ec);
+      return true;
+    }
+  }
+  // Writes gather.bufs, after writeNow() left some: `afterWrite(co_await write())`. Not a
+  // coroutine of its own: on the path of every response, a frame per write would cost an
+  // allocation.
   awaitable<size_t> write() {
     s.rq().deadline.arm(s.gen_->config().limits.idle_timeout);
     return asio::async_write(s.socket_, s.rq().gather.bufs,
@@ -662,7 +745,9 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
   bool chunk_out = false;
   bool head_only = false;
   bool head_pending = false;  // rq().out holds a head that has not been written
-  bool failed = false;        // a read or write on the client's connection failed
+  // sendHeadNow() / sendBodyNow() left part of gather.bufs for sendHead() / sendBody() to write.
+  bool write_begun = false;
+  bool failed = false;  // a read or write on the client's connection failed
   bool interrupted = false;
   error_code write_ec;
 };
@@ -671,7 +756,7 @@ template <class Stream>
 awaitable<bool> Session<Stream>::handleRequest(FeedResult& first) {
   const uint64_t start_ns = worker_.tracer().now();
   auto& req = rq().stream.request;
-  std::swap(req, rq().parser.request());
+  swap(req, rq().parser.request());
   // The egress filter reads the absolute form itself.
   if (!rq().stream.listener->egress && !filters::toOriginForm(req)) {
     co_await sendError(400);

@@ -17,6 +17,7 @@
 #include <boost/asio/ssl/stream.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -85,6 +86,10 @@ class Session final : public DownstreamConnection,
   boost::asio::awaitable<Sniffed> sniffHttp2();
   boost::asio::awaitable<void> serveHttp2(const std::string& peer, uint16_t peer_port,
                                           uint16_t local_port);
+  // The head from what is buffered, when it is there whole (the usual case: the read that woke
+  // the connection brought it), with no deadline armed and no coroutine frame; nullopt when
+  // readRequestHead() must wait for more (the bytes parsed so far stay parsed).
+  std::optional<HeadStatus> bufferedHead(FeedResult& first);
   boost::asio::awaitable<HeadStatus> readRequestHead(FeedResult& first);
   // Reads into in_ (caller commits). With nothing buffered it first waits for the socket to turn
   // readable holding no buffer, then takes one from the worker's pool: between requests a

@@ -8,6 +8,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -49,6 +50,14 @@ class UpstreamCall {
   // body follows. The head's Host header names the authority.
   virtual boost::asio::awaitable<UpstreamError> start(filters::RequestHead& head,
                                                       bool end_stream) = 0;
+  // start() without a coroutine when nothing has to wait (a pooled connection whose socket takes
+  // the head at once): the result. nullopt: the caller co_awaits start() with the same
+  // arguments, which finishes what was begun (connects, writes the rest, retries).
+  virtual std::optional<UpstreamError> startNow(filters::RequestHead& head, bool end_stream) {
+    (void)head;
+    (void)end_stream;
+    return std::nullopt;
+  }
   virtual boost::asio::awaitable<bool> sendBody(std::string_view data, bool end) = 0;
   // Ends the request with trailers (HTTP/1: dropped unless chunked, where they are sent).
   virtual boost::asio::awaitable<bool> sendTrailers(const filters::HeaderMap& trailers) = 0;
@@ -57,6 +66,13 @@ class UpstreamCall {
                                                          bool& end) = 0;
   // The next piece of the response body; valid until the next call. `end` with the last piece.
   virtual boost::asio::awaitable<UpstreamError> readBody(std::string_view& data, bool& end) = 0;
+  // readBody() without a coroutine when the piece is at hand (already read and parsed); nullopt
+  // when it is not, and the caller co_awaits readBody() instead.
+  virtual std::optional<UpstreamError> readBodyNow(std::string_view& data, bool& end) {
+    (void)data;
+    (void)end;
+    return std::nullopt;
+  }
   // Response trailers as received, once the body ended (null when none); filtered where they
   // are written (filters::allowedInTrailers).
   virtual const filters::HeaderMap* trailers() const = 0;

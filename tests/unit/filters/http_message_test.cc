@@ -93,6 +93,55 @@ TEST(HeaderMapReuseTest, CopiesAndMovesCarryOnlyLiveFields) {
   EXPECT_EQ(dump(h), (Pairs{{"b", "2"}}));
 }
 
+// iequals compares eight bytes a step: it must agree with byte-by-byte ASCII folding for every
+// pair of bytes (non-ASCII ones too, which only equal themselves), wherever they stand.
+TEST(IequalsTest, AgreesWithByteByByteFoldingForEveryBytePair) {
+  auto fold = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; };
+  for (size_t len : {1u, 8u, 9u, 16u, 23u}) {
+    for (int x = 0; x < 256; ++x) {
+      for (int y = 0; y < 256; ++y) {
+        std::string a(len, 'k');
+        std::string b(len, 'K');
+        const size_t at = (static_cast<size_t>(x) * 7 + static_cast<size_t>(y)) % len;
+        a[at] = static_cast<char>(x);
+        b[at] = static_cast<char>(y);
+        const bool want =
+            fold(static_cast<unsigned char>(x)) == fold(static_cast<unsigned char>(y));
+        ASSERT_EQ(iequals(a, b), want) << "len " << len << " bytes " << x << "," << y;
+      }
+    }
+  }
+  EXPECT_TRUE(iequals("Content-Length", "content-length"));
+  EXPECT_TRUE(iequals("X-FORWARDED-PROTO", "x-forwarded-proto"));
+  EXPECT_FALSE(iequals("content-length", "content_length"));
+  EXPECT_FALSE(iequals("Content-Lengtg", "content-length"));
+  EXPECT_FALSE(iequals("@[`{", "`{@["));  // neighbours of the letters do not fold
+}
+
+// A field filled in place (as the HTTP/1 parser does, span by span) starts empty even where a
+// cleared map's spare storage held another, and reuses that storage.
+TEST(HeaderMapReuseTest, AddEmptyStartsBlankInSpareStorage) {
+  HeaderMap h;
+  h.add("Content-Type", "text/plain; charset=utf-8 and more than fifteen bytes");
+  h.add("x-a", "1");
+  const char* spare = h.begin()->value.data();
+  h.clear();
+  Header& f = h.addEmpty();
+  EXPECT_EQ(h.size(), 1u);
+  EXPECT_TRUE(f.name.empty());
+  EXPECT_TRUE(f.value.empty());
+  f.name.append("X-Long");
+  f.value.append("a value of more than fifteen bytes, ");
+  h.back().value.append("in two spans");
+  EXPECT_EQ(h.begin()->value.data(), spare);  // no allocation for a usual value
+  h.addEmpty().name = "x-b";
+  h.back().value = "2";
+  h.addEmpty().name = "x-c";  // past the spare storage: a new field
+  EXPECT_EQ(dump(h), (Pairs{{"X-Long", "a value of more than fifteen bytes, in two spans"},
+                            {"x-b", "2"},
+                            {"x-c", ""}}));
+}
+
 // A head of thousands of fields does not stay allocated in a map that is reused.
 TEST(HeaderMapReuseTest, ClearLetsGoOfUnusualHeads) {
   HeaderMap h;
