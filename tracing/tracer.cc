@@ -10,6 +10,15 @@
 
 namespace sidetrace::tracing {
 
+void AttributeBlock::setAttribute(std::string_view key, const AttributeValueView& value) {
+  if (const auto* text = std::get_if<std::string_view>(&value)) {
+    usable_ = usable_ && detail::isAscii(text->data(), text->size());
+    longest_text_ = std::max(longest_text_, text->size());
+  }
+  ++count_;
+  appendOtlpAttribute(bytes_, key, value);
+}
+
 namespace {
 // Records kept for reuse per worker; more than this many spans open at once just allocate.
 constexpr size_t kMaxFreeRecords = 1024;
