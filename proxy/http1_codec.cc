@@ -31,7 +31,7 @@ struct Http1Parser::Impl {
       case Stop::ManyHosts:
         return "more than one Host field";
       case Stop::BadFraming:
-        return "Transfer-Encoding not ending in chunked, or in an HTTP/1.0 request";
+        return "Transfer-Encoding other than one chunked coding, or in an HTTP/1.0 request";
       case Stop::None:
         break;
     }
@@ -57,6 +57,8 @@ struct Http1Parser::Impl {
     s.fields_ = 0;
     s.hosts_ = 0;
     s.te_chunked_ = false;
+    s.te_fields_ = 0;
+    s.te_only_chunked_ = false;
     s.head_bytes_ = 1;  // nonzero from the first byte of a message
     s.content_length_.reset();
     return 0;
@@ -163,6 +165,8 @@ struct Http1Parser::Impl {
           s.te_chunked_ = filters::iequals(
               filters::trimOws(comma == std::string_view::npos ? value : value.substr(comma + 1)),
               "chunked");
+          s.te_only_chunked_ =
+              ++s.te_fields_ == 1 && comma == std::string_view::npos && s.te_chunked_;
         }
         break;
       default:
@@ -187,7 +191,11 @@ struct Http1Parser::Impl {
       // A request whose Transfer-Encoding does not end in chunked has no reliable length (RFC
       // 9112 §6.3), nor does an HTTP/1.0 one with any (§6.1): 400 and close. llhttp 8.1 checks
       // the first only when it goes on to read a body, so an Upgrade request carried one through.
-      if ((p->flags & F_TRANSFER_ENCODING) != 0 && (p->http_minor == 0 || !s.te_chunked_)) {
+      // Nor is any other request coding taken: a coding before chunked (even "xchunked" in a
+      // field of its own) is one the upstream may read otherwise, and a server need not accept
+      // codings it does not know (§6.1: 501); nginx and HAProxy refuse them too. So a request's
+      // Transfer-Encoding is one field saying "chunked", or the request is refused.
+      if ((p->flags & F_TRANSFER_ENCODING) != 0 && (p->http_minor == 0 || !s.te_only_chunked_)) {
         return stop(s, Stop::BadFraming);
       }
     } else {

@@ -114,7 +114,9 @@ class Http1Parser {
   uint32_t fields_ = 0;      // in the head or trailer section being parsed
   uint32_t hosts_ = 0;       // Host fields in the request head
   bool te_chunked_ = false;  // the head's last Transfer-Encoding ends in "chunked" (OWS trimmed)
-  uint16_t head_flags_ = 0;  // llhttp's flags as the head left them: the message's framing
+  uint32_t te_fields_ = 0;   // Transfer-Encoding fields in the head
+  bool te_only_chunked_ = false;  // one Transfer-Encoding field, its one coding "chunked"
+  uint16_t head_flags_ = 0;       // llhttp's flags as the head left them: the message's framing
   // llhttp paused right after the LF that ended a head or trailer section; feed() checks the CR.
   bool section_ended_ = false;
   uint64_t head_bytes_ = 0;

@@ -149,8 +149,8 @@ TEST_F(BadInputTest, MissingOrRepeatedHostIs400) {
 }
 
 // Framing and host shapes the nginx/HAProxy differential (tests/fuzz/differential.py) found
-// sidetrace forwarding while both refuse: a Transfer-Encoding that does not end in chunked (on an
-// Upgrade request, where llhttp does not check it), an HTTP/1.0 request with one, and an
+// sidetrace forwarding while both refuse: a Transfer-Encoding other than one chunked coding (also
+// on an Upgrade request, where llhttp does not check it), an HTTP/1.0 request with one, and an
 // absolute-form target whose Host names another host. Each is 400 and closed, never forwarded;
 // an absolute-form request whose Host agrees goes through in origin-form.
 TEST_F(BadInputTest, FramingAndHostShapesTheReferencesRefuseAre400) {
@@ -161,6 +161,15 @@ TEST_F(BadInputTest, FramingAndHostShapesTheReferencesRefuseAre400) {
       "Sec-WebSocket-Version: 13\r\n\r\n",
       400);
   expectRejected("POST /api/gz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nxx", 400);
+  // An unknown coding in a field of its own before the chunked one (differential finding).
+  expectRejected(
+      "POST /api/upload HTTP/1.1\r\nTransfer-Encoding: xchunked\r\nHost: a\r\n"
+      "Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      400);
+  expectRejected(
+      "POST /api/gzc HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+      "5\r\nhello\r\n0\r\n\r\n",
+      400);
   expectRejected(
       "GET /api/te10 HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
       "GET /api/smuggled HTTP/1.1\r\nHost: a\r\n\r\n",

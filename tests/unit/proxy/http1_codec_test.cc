@@ -396,7 +396,9 @@ TEST(Http1RequestErrorTest, ContentLengthWithTransferEncoding) {
 // checks it only when it reads a body, so an Upgrade request carried it through — and an HTTP/1.0
 // request with any Transfer-Encoding is faulty framing (RFC 9112 §6.1).
 TEST(Http1RequestErrorTest, TransferEncodingNotEndingInChunked) {
-  for (const char* te : {"xchunked", "chunked, identity", "identity", "gzip"}) {
+  for (const char* te : {"xchunked", "chunked, identity", "identity", "gzip", "gzip, chunked",
+                         "chunked, chunked", "chunked,", "xchunked\r\nTransfer-Encoding: chunked",
+                         "chunked\r\nTransfer-Encoding: chunked"}) {
     SCOPED_TRACE(te);
     EXPECT_EQ(requestError(std::string("GET /ws HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
                            "\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\x81\x05hello"),
@@ -404,6 +406,16 @@ TEST(Http1RequestErrorTest, TransferEncodingNotEndingInChunked) {
     EXPECT_EQ(requestError(std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
                            "\r\n\r\nhello"),
               ParseError::BadRequest);
+  }
+  // Control: one chunked coding, in any case and with OWS before it, is taken.
+  for (const char* te : {"chunked", "Chunked", " CHUNKED"}) {
+    SCOPED_TRACE(te);
+    Outcome ok = feedAll(Http1Parser::Kind::Request,
+                         std::string("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: ") + te +
+                             "\r\n\r\n5\r\nhello\r\n0\r\n\r\n");
+    ASSERT_EQ(ok.error, ParseError::None);
+    ASSERT_EQ(ok.messages.size(), 1u);
+    EXPECT_EQ(ok.messages[0].body, "hello");
   }
   EXPECT_EQ(requestError("GET / HTTP/1.0\r\nTransfer-Encoding: CHUNKED\r\n\r\n0\r\n\r\n"
                          "GET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"),
