@@ -16,17 +16,22 @@
 
 namespace sidetrace::filters {
 
-// Eight bytes at once with 'A'..'Z' lowered and every other byte (non-ASCII too) unchanged: bit 7
-// of each byte ends up set in `upper` exactly where the byte is in 'A'..'Z' (the sums cannot carry
-// across bytes: a byte's low seven bits plus 0x3f stay below 0x100), and 0x80 >> 2 is the case bit.
-inline uint64_t lowerAscii8(uint64_t x) {
+// Eight bytes at once: bit 7 of each byte set exactly where the byte is in 'A'..'Z', every other
+// bit clear (the sums cannot carry across bytes: a byte's low seven bits plus 0x3f stay below
+// 0x100).
+inline uint64_t upperAscii8(uint64_t x) {
   constexpr uint64_t kLow7 = 0x7f7f7f7f7f7f7f7fULL;
   constexpr uint64_t kHigh = 0x8080808080808080ULL;
   const uint64_t low7 = x & kLow7;
-  const uint64_t above_z = low7 + 0x2525252525252525ULL;   // bit 7 where the byte > 'Z'
-  const uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;    // bit 7 where the byte >= 'A'
-  const uint64_t upper = (from_a ^ above_z) & ~x & kHigh;  // ... and the byte is ASCII
-  return x | (upper >> 2);
+  const uint64_t above_z = low7 + 0x2525252525252525ULL;  // bit 7 where the byte > 'Z'
+  const uint64_t from_a = low7 + 0x3f3f3f3f3f3f3f3fULL;   // bit 7 where the byte >= 'A'
+  return (from_a ^ above_z) & ~x & kHigh;                 // ... and the byte is ASCII
+}
+
+// Eight bytes at once with 'A'..'Z' lowered and every other byte (non-ASCII too) unchanged:
+// 0x80 >> 2 is the case bit.
+inline uint64_t lowerAscii8(uint64_t x) {
+  return x | (upperAscii8(x) >> 2);
 }
 
 // ASCII case-insensitive equality. Inline: header lookups call it per field, and nearly every

@@ -138,26 +138,19 @@ class NvList {
         return lower_name.front() == ':';
     }
   }
-  // Whether `name` has an ASCII upper-case letter, eight bytes at a time: per byte, the high bit
-  // of (b & 0x7f) + 0x3f says b & 0x7f >= 'A', of (b & 0x7f) + 0x25 that it is > 'Z' (no carry
-  // crosses a byte), and b's own high bit rules out bytes >= 0x80.
+  // Whether `name` has an ASCII upper-case letter, eight bytes at a time (filters::upperAscii8).
   static bool hasUpper(std::string_view name) {
-    constexpr uint64_t kLow = 0x7f7f7f7f7f7f7f7full, kHigh = 0x8080808080808080ull;
-    auto upper = [&](uint64_t w) {
-      const uint64_t m = w & kLow;
-      return (m + 0x3f3f3f3f3f3f3f3full) & ~(m + 0x2525252525252525ull) & ~w & kHigh;
-    };
     uint64_t found = 0;
     size_t i = 0;
     for (; i + 8 <= name.size(); i += 8) {
       uint64_t w;
       std::memcpy(&w, name.data() + i, 8);
-      found |= upper(w);
+      found |= filters::upperAscii8(w);
     }
     if (i < name.size()) {
       uint64_t w = 0;  // zero bytes past the end are not letters
       std::memcpy(&w, name.data() + i, name.size() - i);
-      found |= upper(w);
+      found |= filters::upperAscii8(w);
     }
     return found != 0;
   }
