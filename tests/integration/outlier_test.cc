@@ -187,8 +187,10 @@ TEST_F(OutlierDetectionTest, WorkersShareTheEjection) {
 }
 
 // The load test with the default retry budget: one of three endpoints fails hard; retries
-// hide most of its first failures (the budget may refuse a few while a third of attempts fail)
-// and outlier detection then takes it out of rotation, so failures stay a bounded handful.
+// hide most of its first failures and outlier detection then takes it out of rotation. The budget
+// (3 retries in flight at least) may refuse a few retries while a third of attempts fail: how many
+// depends on timing (0-2 in a normal build, 5 once under ASan), but each failed request had an
+// attempt at the failing endpoint, which ejection caps at 10 — that is the bound asserted.
 TEST_F(OutlierDetectionTest, WithRetriesOneFailingEndpointIsInvisible) {
   second_.setDefault(Behavior::close());
   ASSERT_NO_FATAL_FAILURE(start({upstream_.port(), second_.port(), third_.port()},
@@ -217,8 +219,10 @@ TEST_F(OutlierDetectionTest, WithRetriesOneFailingEndpointIsInvisible) {
     t.join();
   }
   const int total = kClients * kPerClient;
-  EXPECT_GE(ok * 1000, total * 999) << ok << " of " << total << " succeeded";
   EXPECT_LE(second_.requestCount(), 10u) << "ejected after a handful of failures";
+  EXPECT_LE(static_cast<size_t>(total - ok), second_.requestCount())
+      << ok << " of " << total << " succeeded";
+  EXPECT_GE(ok * 400, total * 399) << ok << " of " << total << " succeeded";
 }
 
 }  // namespace
