@@ -31,6 +31,7 @@
 #include "proxy/header_block_limits.h"
 #include "proxy/wakeup.h"
 #include "upstream/deadline.h"
+#include "upstream/socket_read.h"
 
 namespace sidetrace::proxy {
 
@@ -314,9 +315,9 @@ class Http2Transport {
     }
     while (!dead_ && !stop_reading_ && wantsIo()) {
       boost::system::error_code ec;
-      size_t n =
-          co_await io_.async_read_some(boost::asio::buffer(rbuf_.get(), kReadBytes),
-                                       boost::asio::redirect_error(boost::asio::use_awaitable, ec));
+      size_t n = co_await upstream::asyncReadSome(
+          io_, boost::asio::buffer(rbuf_.get(), kReadBytes),
+          boost::asio::redirect_error(boost::asio::use_awaitable, ec));
       if (ec) {
         if (!stop_reading_) {
           dead_ = true;  // EOF or reset: nothing more can be sent either

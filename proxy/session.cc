@@ -21,6 +21,7 @@
 #include "proxy/tls_context.h"
 #include "proxy/upstream_call.h"
 #include "proxy/worker.h"
+#include "upstream/socket_read.h"
 
 namespace sidetrace::proxy {
 
@@ -303,8 +304,8 @@ awaitable<bool> Session<Stream>::readWarm(error_code& ec) {
   // the last read drained it, so nothing that arrived meanwhile goes unnoticed without a peek.
   idle_expired_ = false;
   worker_.beginIdle(*this, std::min(kWarmIdle, worker_.current()->config().limits.idle_timeout));
-  const size_t n =
-      co_await socket_.async_read_some(in_.prepare(), asio::redirect_error(use_awaitable, ec));
+  const size_t n = co_await upstream::asyncReadSome(socket_, in_.prepare(),
+                                                    asio::redirect_error(use_awaitable, ec));
   Worker::endIdle(*this);
   if (!ec) {
     in_.commit(n);
@@ -329,7 +330,7 @@ awaitable<size_t> Session<Stream>::readIdle(error_code& ec) {
       }
     }
   }
-  co_return co_await socket_.async_read_some(in_.prepare(),
+  co_return co_await upstream::asyncReadSome(socket_, in_.prepare(),
                                              asio::redirect_error(use_awaitable, ec));
 }
 
@@ -555,8 +556,8 @@ struct Session<Stream>::Http1Side final : DownstreamSide {
       }
       size_t n = 0;
       if (!ec) {
-        n = co_await s.socket_.async_read_some(s.in_.prepare(),
-                                               asio::redirect_error(use_awaitable, ec));
+        n = co_await upstream::asyncReadSome(s.socket_, s.in_.prepare(),
+                                             asio::redirect_error(use_awaitable, ec));
       }
       if (ec) {
         failed = !interrupted;  // the exchange's own cancel is not the client's doing

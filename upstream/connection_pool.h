@@ -19,6 +19,7 @@
 
 #include "upstream/cluster.h"
 #include "upstream/load_balancer.h"
+#include "upstream/socket_read.h"
 #include "upstream/tls_client_context.h"
 
 namespace sidetrace::upstream {
@@ -74,7 +75,7 @@ struct UpstreamConnection {
     if (tls) {
       return tls->async_read_some(buffers, std::forward<Token>(token));
     }
-    return socket.async_read_some(buffers, std::forward<Token>(token));
+    return asyncReadSome(socket, buffers, std::forward<Token>(token));
   }
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
