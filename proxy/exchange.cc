@@ -256,11 +256,10 @@ awaitable<void> Exchange::run() {
       }
     }
   }
-  route_deadline_at_ = std::chrono::steady_clock::now() + timeout;
   s_.upstream_attempted = true;
   dl_.route.onExpire(&Exchange::onRouteExpired, this);
   dl_.per_try.onExpire(&Exchange::onTryExpired, this);
-  dl_.route.arm(timeout);
+  route_deadline_at_ = dl_.route.arm(timeout);
 
   retry_ = route.retry_policy && !down_.upgrade ? &*route.retry_policy : nullptr;
   if (!co_await collectReplayBody()) {

@@ -11,6 +11,7 @@
 #include "filters/tracing_filter.h"
 #include "proxy/http2_client.h"
 #include "proxy/session.h"
+#include "upstream/coarse_clock.h"
 
 namespace sidetrace::proxy {
 
@@ -229,7 +230,7 @@ void Worker::remove(DownstreamConnection* s) {
 }
 
 void Worker::beginIdle(IdleEntry& c, std::chrono::milliseconds timeout) {
-  if (idle_.add(c, timeout, std::chrono::steady_clock::now())) {
+  if (idle_.add(c, timeout, upstream::coarseNow())) {
     armIdleTimer(idle_.nextDue());
   }
 }

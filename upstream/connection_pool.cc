@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "upstream/coarse_clock.h"
 #include "upstream/deadline.h"
 
 namespace sidetrace::upstream {
@@ -91,15 +92,15 @@ bool ConnectionPool::noneHealthy() const {
 size_t ConnectionPool::pickAroundEjected(size_t first) {
   // The balancer picks again while the pick is ejected or unhealthy (bounded: a few picks find
   // one in rotation when any is).
-  const auto now = std::chrono::steady_clock::now();
   if (cluster_.outliers && cluster_.outliers->ejectedCount() > 0) {
+    const auto now = std::chrono::steady_clock::now();
     for (size_t n = 0, end = table_.size(); n < end; ++n) {
       cluster_.outliers->ejected(n, now);  // every ejected endpoint gets its chance to come back
     }
   }
   auto out = [&](size_t k) {
     return (cluster_.health && !cluster_.health->healthy(k)) ||
-           (cluster_.outliers && cluster_.outliers->ejected(k, now));
+           (cluster_.outliers && cluster_.outliers->ejected(k));
   };
   size_t i = first;
   for (size_t tries = 0; tries < 2 * members_ && out(i); ++tries) {
@@ -186,7 +187,7 @@ std::unique_ptr<UpstreamConnection> ConnectionPool::takeIdle(const Endpoint& ep,
     idle.clear();
     return nullptr;
   }
-  const auto now = std::chrono::steady_clock::now();
+  const auto now = coarseNow();
   while (!idle.empty()) {
     auto conn = std::move(idle.back());
     idle.pop_back();
@@ -283,7 +284,7 @@ asio::awaitable<bool> ConnectionPool::handshake(UpstreamConnection& conn, PerEnd
 void ConnectionPool::release(std::unique_ptr<UpstreamConnection> conn) {
   conn->active.end();
   auto& idle = slot(*conn->endpoint).idle;
-  conn->idle_since = std::chrono::steady_clock::now();
+  conn->idle_since = coarseNow();
   if (idle.size() < cluster_.cfg->max_idle_connections && !expired(*conn, conn->idle_since) &&
       table_.present(index(*conn->endpoint))) {
     idle.push_back(std::move(conn));

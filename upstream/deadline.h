@@ -50,15 +50,17 @@ class Deadline {
     state_->on_expire = fn;
     state_->ctx = ctx;
   }
-  void arm(std::chrono::milliseconds d) {
+  // Returns the due time (now + d), for an owner that keeps it too.
+  std::chrono::steady_clock::time_point arm(std::chrono::milliseconds d) {
     State& st = *state_;
     st.expired = false;
     st.due = Clock::now() + d;
     if (st.waiting && st.timer.expiry() <= st.due) {
-      return;  // the wait in flight ends first and waits again for the rest
+      return st.due;  // the wait in flight ends first and waits again for the rest
     }
     st.timer.expires_at(st.due);  // cancels a later wait in flight (its handler is stale)
     wait(state_);
+    return st.due;
   }
   void disarm() { state_->due = Clock::time_point::max(); }
   bool expired() const { return state_->expired; }

@@ -33,9 +33,18 @@ class OutlierDetector {
   enum class Outcome { Success, Failure, ConnectRefused };
   // Endpoint i's attempt ended so; `endpoints`: how many the cluster has now, for
   // max_ejection_percent. True when this report ejected it.
-  bool report(size_t i, Outcome outcome, size_t endpoints, Clock::time_point now = Clock::now());
+  bool report(size_t i, Outcome outcome, size_t endpoints, Clock::time_point now);
+  // The same at the current time, which a success (every request's case) never reads.
+  bool report(size_t i, Outcome outcome, size_t endpoints) {
+    return report(i, outcome, endpoints,
+                  outcome == Outcome::Success ? Clock::time_point() : Clock::now());
+  }
   // Whether endpoint i is out now; ends an ejection whose time is up.
-  bool ejected(size_t i, Clock::time_point now = Clock::now());
+  bool ejected(size_t i, Clock::time_point now);
+  // The same at the current time, read only while endpoint i is ejected.
+  bool ejected(size_t i) {
+    return endpoints_[i].until.load(std::memory_order_relaxed) != 0 && ejected(i, Clock::now());
+  }
   Clock::time_point ejectedUntil(size_t i) const;  // meaningful while ejected
   size_t ejectedCount() const { return ejected_count_.load(std::memory_order_relaxed); }
   // Forgets endpoint i's ejection and failures (it left DNS, or a test wants it back).
