@@ -1,6 +1,7 @@
 #include "tracing/batch_processor.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -14,12 +15,21 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// The export thread's nice value. Woken when a batch is ready, at the default priority it would
+// The export thread's scheduling. Woken when a batch is ready, at the default priority it would
 // preempt a worker on the same CPU at once and hold it for the whole encode and send: the
-// requests in flight on that worker wait (the traced p99). At nice 10 it runs when the workers
-// wait for I/O, and still gets about a tenth of a CPU the workers keep busy, several times what
-// exporting every span of a saturated worker takes.
+// requests in flight on that worker wait (the traced p99). At nice 10 it gets about a tenth of a
+// CPU the workers keep busy, several times what exporting every span of a saturated worker
+// takes; nice alone still lets a thread that slept preempt on wake-up (CFS credits sleepers), so
+// it also runs as SCHED_BATCH, which never preempts on wake-up: it waits for the worker to block
+// in epoll_wait or to use up its time slice, i.e. a moment between requests' system calls.
 constexpr int kExportNice = 10;
+
+void deprioritiseExportThread() {
+  // Linux: both are per thread. A failure leaves the default scheduling, which only costs p99.
+  const sched_param param{};
+  (void)sched_setscheduler(0, SCHED_BATCH, &param);
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kExportNice);
+}
 
 int64_t steadyNanos() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(SteadyClock::now().time_since_epoch())
@@ -48,8 +58,7 @@ BatchSpanProcessor::BatchSpanProcessor(std::unique_ptr<SpanExporter> exporter,
       1);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "st-exporter");  // for top -H / perf
-    // Linux: nice is per thread (a failure leaves the default priority, which only costs p99).
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kExportNice);
+    deprioritiseExportThread();
     run();
   });
 }

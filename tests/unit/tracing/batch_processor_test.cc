@@ -2,10 +2,15 @@
 
 #include <gtest/gtest.h>
 
+#include <sched.h>
+
 #include <atomic>
 #include <condition_variable>
+#include <filesystem>
+#include <fstream>
 #include <future>
 #include <mutex>
+#include <sstream>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -199,6 +204,36 @@ TEST(BatchSpanProcessorTest, EmptyBatchIsIgnored) {
   ASSERT_TRUE(p.forceFlush(5s));
   EXPECT_EQ(p.stats().spans_sampled.load(), 0u);
   EXPECT_TRUE(rec->batchSizes().empty());
+}
+
+// The export thread must not preempt a worker on its CPU: nice 10 and SCHED_BATCH (no wake-up
+// preemption), read back from /proc as `ps` and `top` would show them.
+TEST(BatchSpanProcessorTest, ExportThreadRunsAtNice10AsSchedBatch) {
+  BatchSpanProcessor p(std::make_unique<RecordingExporter>(), cfg(100, 4), resource());
+  std::string stat;
+  for (int tries = 0; tries < 200 && stat.empty(); ++tries) {  // the thread names itself
+    for (const auto& task : std::filesystem::directory_iterator("/proc/self/task")) {
+      std::ifstream comm(task.path() / "comm");
+      std::string name;
+      if (std::getline(comm, name) && name == "st-exporter") {
+        std::ifstream f(task.path() / "stat");
+        std::getline(f, stat);
+      }
+    }
+    if (stat.empty()) {
+      std::this_thread::sleep_for(5ms);
+    }
+  }
+  ASSERT_FALSE(stat.empty()) << "no thread named st-exporter";
+  // Fields after the parenthesised name: state is field 3; nice is 19, policy 41.
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::vector<std::string> fields(2);  // fields 1 and 2 (pid, comm) are before `rest`
+  for (std::string f; rest >> f;) {
+    fields.push_back(f);
+  }
+  ASSERT_GE(fields.size(), 41u);
+  EXPECT_EQ(fields[18], "10") << "nice";
+  EXPECT_EQ(fields[40], std::to_string(SCHED_BATCH)) << "scheduling policy";
 }
 
 // One enqueued batch reaching max_export_batch_size must wake the export thread (the bound is in
