@@ -13,11 +13,16 @@
 // event for anything that arrives later, which turns speculation back on before the queued read
 // runs. An error keeps speculation on, as asio does (the error is read again at once).
 //
-// It is asio's own reactive_socket_recv_op with that one difference, built on the same detail
-// API (Debian's Boost 1.74), so cancellation, close and completion behave as for async_read_some.
-// TLS streams and HTTP/2 sessions still read through asio's own operation.
+// It is asio's own reactive_socket_recv_op with that difference (and recvfrom made as a plain
+// system call, below), built on the same detail API (Debian's Boost 1.74), so cancellation, close
+// and completion behave as for async_read_some. TLS streams still read through asio's own
+// operation (ssl::stream reads its next layer itself).
 #pragma once
 
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstddef>
 #include <memory>
 #include <type_traits>
@@ -34,7 +39,7 @@
 #include <boost/asio/detail/reactive_socket_service_base.hpp>
 #include <boost/asio/detail/reactor.hpp>
 #include <boost/asio/detail/reactor_op.hpp>
-#include <boost/asio/detail/socket_ops.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
 namespace sidetrace::upstream {
@@ -75,12 +80,25 @@ class DrainAwareRecvOp : public ad::reactor_op {
 
   static status doPerform(ad::reactor_op* base) {
     auto* o = static_cast<DrainAwareRecvOp*>(base);
-    if (!ad::socket_ops::non_blocking_recv1(o->fd_, o->buffer_.data(), o->buffer_.size(), 0, true,
-                                            o->ec_, o->bytes_transferred_)) {
-      return not_done;  // EAGAIN: stays queued for the next readiness event
-    }
-    if (o->ec_ && o->ec_ != boost::asio::error::eof) {
+    long n;
+    do {
+      // syscall() rather than recv(): glibc's recv is a thread cancellation point, which in a
+      // multi-threaded process costs switching asynchronous cancellation on and off around every
+      // call; nothing here cancels threads (proxy/send_now.cc does the same for sendmsg).
+      n = ::syscall(SYS_recvfrom, o->fd_, o->buffer_.data(), o->buffer_.size(), 0, nullptr,
+                    nullptr);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        return not_done;  // stays queued for the next readiness event
+      }
+      o->ec_ = boost::system::error_code(errno, boost::asio::error::get_system_category());
+      o->bytes_transferred_ = 0;
       return done;  // an error: a later read sees it again at once
+    }
+    o->bytes_transferred_ = static_cast<size_t>(n);
+    if (n == 0) {
+      o->ec_ = boost::asio::error::eof;
     }
     // End of stream (asio's own case) or a short read: nothing is left in the receive queue.
     return o->bytes_transferred_ < o->buffer_.size() ? done_and_exhausted : done;
