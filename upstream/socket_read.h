@@ -41,8 +41,14 @@
 #include <boost/asio/detail/reactor_op.hpp>
 #include <boost/asio/error.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/version.hpp>
+
+// The operation is written against Boost 1.74's asio internals (Debian 12's, DEPENDENCIES.md);
+// later versions changed them, so there the read is asio's own, only without the saving.
+#define SIDETRACE_DRAIN_AWARE_READS (BOOST_VERSION == 107400)
 
 namespace sidetrace::upstream {
+#if SIDETRACE_DRAIN_AWARE_READS
 namespace socket_read_detail {
 
 namespace ad = boost::asio::detail;
@@ -148,15 +154,19 @@ struct InitiateRead {
 };
 
 }  // namespace socket_read_detail
+#endif
 
 // stream.async_read_some(buffer, token); on a plain tcp::socket, a short read also tells the
 // reactor the socket is drained (see above). Same completion signature, errors and cancellation.
 template <class Stream, class Token>
 auto asyncReadSome(Stream& stream, boost::asio::mutable_buffer buffer, Token&& token) {
+#if SIDETRACE_DRAIN_AWARE_READS
   if constexpr (std::is_same_v<Stream, boost::asio::ip::tcp::socket>) {
     return boost::asio::async_initiate<Token, void(boost::system::error_code, std::size_t)>(
         socket_read_detail::InitiateRead{}, token, &stream, buffer);
-  } else {
+  } else
+#endif
+  {
     return stream.async_read_some(buffer, std::forward<Token>(token));
   }
 }
