@@ -16,6 +16,7 @@
 #include "proxy/upstream_call.h"
 #include "proxy/worker.h"
 #include "upstream/cluster.h"
+#include "upstream/socket_read.h"
 
 namespace sidetrace::proxy {
 
@@ -749,6 +750,6 @@ void Http2Server<Io>::drain() {
 }
 
 template class Http2Server<asio::ip::tcp::socket>;
-template class Http2Server<asio::ssl::stream<asio::ip::tcp::socket>>;
+template class Http2Server<asio::ssl::stream<upstream::DrainAwareSocket>>;
 
 }  // namespace sidetrace::proxy

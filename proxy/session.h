@@ -31,6 +31,7 @@
 #include "proxy/idle_connections.h"
 #include "proxy/request_state.h"
 #include "upstream/connection_pool.h"
+#include "upstream/socket_read.h"
 
 namespace sidetrace::proxy {
 
@@ -40,7 +41,7 @@ struct WorkerGeneration;
 struct TunnelIdle;  // session.cc: an upgraded connection's idle clock
 
 using PlainStream = boost::asio::ip::tcp::socket;
-using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket>;
+using TlsStream = boost::asio::ssl::stream<upstream::DrainAwareSocket>;
 
 // What a worker knows of each of its downstream connections: enough to drain it, and to close it
 // once it has been idle for limits.idle_timeout (the worker's idle list).

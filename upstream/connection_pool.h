@@ -60,7 +60,7 @@ class ActiveRequest {
 struct UpstreamConnection {
   using executor_type = boost::asio::any_io_executor;
   using lowest_layer_type = boost::asio::ip::tcp::socket;
-  using TlsStream = boost::asio::ssl::stream<boost::asio::ip::tcp::socket&>;
+  using TlsStream = boost::asio::ssl::stream<DrainAwareSocket&>;
 
   explicit UpstreamConnection(executor_type ex) : socket(std::move(ex)) {}
   ~UpstreamConnection();
@@ -75,7 +75,7 @@ struct UpstreamConnection {
     if (tls) {
       return tls->async_read_some(buffers, std::forward<Token>(token));
     }
-    return asyncReadSome(socket, buffers, std::forward<Token>(token));
+    return socket.async_read_some(buffers, std::forward<Token>(token));
   }
   template <class ConstBuffers, class Token>
   auto async_write_some(const ConstBuffers& buffers, Token&& token) {
@@ -85,7 +85,7 @@ struct UpstreamConnection {
     return socket.async_write_some(buffers, std::forward<Token>(token));
   }
 
-  boost::asio::ip::tcp::socket socket;
+  DrainAwareSocket socket;
   std::optional<TlsStream> tls;  // engaged for TLS clusters, after a successful handshake
   const Endpoint* endpoint = nullptr;
   std::string peer_address;  // the address connected to, as text (for spans; computed once)

@@ -171,4 +171,24 @@ auto asyncReadSome(Stream& stream, boost::asio::mutable_buffer buffer, Token&& t
   }
 }
 
+// A tcp::socket whose async_read_some is the one above: for a stack that reads its next layer
+// itself, so TLS connections (ssl::stream<DrainAwareSocket>) skip the same failing recv() as
+// plain ones. Everything else is the tcp::socket it is.
+class DrainAwareSocket : public boost::asio::ip::tcp::socket {
+ public:
+  using Base = boost::asio::ip::tcp::socket;
+  using Base::Base;
+  explicit DrainAwareSocket(Base&& socket) : Base(std::move(socket)) {}
+
+  template <class MutableBuffers, class Token>
+  auto async_read_some(const MutableBuffers& buffers, Token&& token) {
+    if constexpr (std::is_convertible_v<MutableBuffers, boost::asio::mutable_buffer>) {
+      return asyncReadSome(static_cast<Base&>(*this), boost::asio::mutable_buffer(buffers),
+                           std::forward<Token>(token));
+    } else {
+      return Base::async_read_some(buffers, std::forward<Token>(token));
+    }
+  }
+};
+
 }  // namespace sidetrace::upstream
