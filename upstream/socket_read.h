@@ -15,8 +15,8 @@
 //
 // It is asio's own reactive_socket_recv_op with that difference (and recvfrom made as a plain
 // system call, below), built on the same detail API (Debian's Boost 1.74), so cancellation, close
-// and completion behave as for async_read_some. TLS streams still read through asio's own
-// operation (ssl::stream reads its next layer itself).
+// and completion behave as for async_read_some. TLS streams get it through DrainAwareSocket, their
+// next layer (ssl::stream reads that itself).
 #pragma once
 
 #include <sys/syscall.h>
