@@ -74,8 +74,8 @@
 # and children from /proc/PID/stat over each measured run, divided by the requests the load tool
 # completed) and its ratio to nginx and HAProxy: the load side caps requests/s on this 2-CPU
 # machine, so CPU per request is the fairer cost figure. Results also go
-# to tests/bench/results/latest.md (MODE=h1) or h2-latest.md (MODE=h2), with the command that
-# reproduces the run on top.
+# to tests/bench/results/latest.md (MODE=h1) or h2-latest.md (MODE=h2; grpc-latest.md when every
+# target is a gRPC one), with the command that reproduces the run on top.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -800,7 +800,12 @@ PY
     fi
     if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
   } >"$tmp/report.md"
-  report=h2-latest.md
+  # A gRPC-only run (every target grpc_* or base_grpc_*) has no h2c table: it goes to its own
+  # file rather than replacing the h2c results.
+  report=grpc-latest.md
+  for p in "${proxies[@]}"; do
+    [[ $p == grpc_* || $p == base_grpc_* ]] || report=h2-latest.md
+  done
 }
 
 # MODE=egress: wrk's numbers for the egress rows and the traced ingress reference -> $tmp/report.md
