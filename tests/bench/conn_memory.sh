@@ -69,6 +69,7 @@ render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT
   body="${body//@NGINX_TEMP_PATHS@/$nginx_temp_paths}"
   body="${body//@NGINX_LISTEN_H2@/}"
   body="${body//@HAPROXY_BIND_H2@/}"
+  body="${body//@WORKERS@/1}"
   printf '%s\n' "$body" >"$2"
 }
 render "$bench_dir/nginx-upstream.conf.in" "$tmp/upstream.conf" "" ""

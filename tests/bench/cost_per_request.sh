@@ -115,11 +115,11 @@ pids+=($!)
 # The references: nginx and HAProxy proxying the same upstream, one process each (the bench's
 # configurations, nginx without its master process so that one process does all the work).
 h2=""; [ "$MODE" != h1 ] && h2=1
-sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
+sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" -e "s/@WORKERS@/1/" \
   -e "s|@NGINX_TEMP_PATHS@|client_body_temp_path $tmp/b; proxy_temp_path $tmp/p;|" \
   -e "s/@NGINX_LISTEN_H2@/${h2:+ http2}/" -e 's/^daemon off;/daemon off;\nmaster_process off;/' \
   "$root/tests/bench/nginx-proxy.conf.in" >"$tmp/nginx-proxy.conf"
-sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" \
+sed -e "s|@TMP@|$tmp|g" -e "s/@LISTEN_PORT@/$port/" -e "s/@UPSTREAM_PORT@/$up_port/" -e "s/@WORKERS@/1/" \
   -e "s/@HAPROXY_BIND_H2@/${h2:+ proto h2}/" "$root/tests/bench/haproxy.cfg.in" >"$tmp/haproxy.cfg"
 proxy_command() {  # proxy_command NAME -> cmd=(...): "nginx", "haproxy" or a sidetrace binary
   case "$1" in

@@ -17,6 +17,7 @@
 #   PROXIES="traced traced_notracez" tests/bench/run.sh   # what the /tracez store costs
 #   BASELINE_BIN=/tmp/old/sidetrace PROXIES="base_untraced base_traced untraced traced" \
 #     tests/bench/run.sh                            # before/after of a change in one run
+#   WORKERS=4 PROXY_CPU=0-3 LOAD_CPU=4-7 WRK_THREADS=4 tests/bench/run.sh   # multi-worker, see below
 #
 # traced_notracez is the traced config with `admin.tracez.max_bytes: 0` (no /tracez store). With
 # BASELINE_BIN set, base_untraced, base_traced (and in MODE=h2 base_grpc_untraced,
@@ -68,7 +69,11 @@
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
 # upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU
-# (default 1); keep-alive on both legs for every proxy; rounds are interleaved (and the order
+# (default 1); WORKERS=N (default 1) gives every proxy N workers instead (nginx worker_processes,
+# HAProxy nbthread, sidetrace --workers; the upstream nginx gets N too), for machines with the
+# cores to pin them apart: PROXY_CPU and LOAD_CPU take taskset lists (PROXY_CPU=0-3 LOAD_CPU=4-7),
+# and WRK_THREADS / H2LOAD_THREADS should grow with them. On 2 CPUs the one-worker run is the
+# meaningful one (two workers would share their CPUs with the load generator); keep-alive on both legs for every proxy; rounds are interleaved (and the order
 # rotated each round) so drift hits all alike; medians over rounds are reported. Next to
 # requests/s every table gives the proxy's CPU µs per request (user + system time of its process
 # and children from /proc/PID/stat over each measured run, divided by the requests the load tool
@@ -113,6 +118,8 @@ GRPC_MESSAGE="${GRPC_MESSAGE:-hello from h2load}"
 WARMUP="${WARMUP:-2s}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
+WORKERS="${WORKERS:-1}"
+[[ "$WORKERS" =~ ^[1-9][0-9]*$ ]] || die "WORKERS must be a positive number, not '$WORKERS'"
 BUILD_DIR="${BUILD_DIR:-build-bench}"
 SLOW_DELAY_MS="${SLOW_DELAY_MS:-500}"
 EGRESS_INFLIGHT="${EGRESS_INFLIGHT:-8}"
@@ -155,6 +162,7 @@ else
 fi
 [ -n "${ALLOW_ERRORS:-}" ] && command_line+=" ALLOW_ERRORS=1"
 [ -n "${BASELINE_BIN:-}" ] && command_line+=" BASELINE_BIN=$BASELINE_BIN"
+[ "$WORKERS" != 1 ] && command_line+=" WORKERS=$WORKERS"
 command_line+=" PROXY_CPU=$PROXY_CPU LOAD_CPU=$LOAD_CPU BUILD_DIR=$BUILD_DIR PROXIES=\"${proxies[*]}\""
 command_line+=" tests/bench/run.sh"
 
@@ -248,6 +256,8 @@ if [ "$MODE" = h2 ]; then
   nginx_listen_h2=" http2"; haproxy_bind_h2=" proto h2"; curl_proto=(--http2-prior-knowledge)
 fi
 
+workers_text() { if [ "$WORKERS" = 1 ]; then echo "one worker"; else echo "$WORKERS workers"; fi; }
+
 render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT [SINK_PORT]
   local body
   body="$(cat "$1")"
@@ -260,6 +270,7 @@ render() {  # render TEMPLATE OUT LISTEN_PORT ADMIN_PORT [SINK_PORT]
   body="${body//@GRPC_PORT@/${port[grpc_direct]}}"
   body="${body//@NGINX_LISTEN_H2@/$nginx_listen_h2}"
   body="${body//@HAPROXY_BIND_H2@/$haproxy_bind_h2}"
+  body="${body//@WORKERS@/$WORKERS}"
   printf '%s\n' "$body" >"$2"
 }
 
@@ -370,7 +381,7 @@ for v in "${sidetraces[@]}"; do
   wants "$v" || continue
   bin="$sidetrace"
   [[ "$v" == base_* ]] && bin="$BASELINE_BIN"
-  start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$bin" --config "$tmp/$v.yaml" --workers 1
+  start "$v" "$PROXY_CPU" env "${otel_unset[@]}" "$bin" --config "$tmp/$v.yaml" --workers "$WORKERS"
   wait_http "$v" "http://127.0.0.1:${port[admin_$v]}/ready" ""
 done
 if wants_egress; then
@@ -653,7 +664,7 @@ PY
     echo "Command: \`$command_line\`"
     echo
     echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency, GET / → upstream nginx \`return 200 \"ok\"\`."
-    echo "Each proxy: one worker pinned to CPU $PROXY_CPU; wrk, upstream and OTLP sink on CPU $LOAD_CPU. Keep-alive on both legs."
+    echo "Each proxy: $(workers_text) pinned to CPU $PROXY_CPU; wrk, upstream and OTLP sink on CPU $LOAD_CPU. Keep-alive on both legs."
     echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
     wants traced_slow && echo "traced_slow: the sink answers every Export ${SLOW_DELAY_MS} ms late (exporter timeout 10s, one call at a time)."
     wants traced_errors && echo "traced_errors: the sink answers every Export UNAVAILABLE (retried with back-off until the 10s export timeout, then dropped)."
@@ -763,7 +774,7 @@ PY
     echo "Command: \`$command_line\`"
     echo
     echo "$ROUNDS interleaved rounds × $DURATION per target, h2c by prior knowledge ($CONNECTIONS connections × $STREAMS concurrent streams)."
-    echo "Each proxy: one worker pinned to CPU $PROXY_CPU; h2load, the upstreams and the OTLP sink on CPU $LOAD_CPU."
+    echo "Each proxy: $(workers_text) pinned to CPU $PROXY_CPU; h2load, the upstreams and the OTLP sink on CPU $LOAD_CPU."
     echo "Request time is h2load's own per-request mean / sd / max (it reports no percentiles); each a median over rounds. Errors: h2load's failed (non-2xx/3xx or broken stream) + 3xx + timeout, summed over rounds."
     echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
     if [ -s "$tmp/table-h2c.md" ]; then
@@ -862,7 +873,7 @@ PY
     echo
     echo "$ROUNDS interleaved rounds × $DURATION, wrk -t$WRK_THREADS -c$CONNECTIONS --latency. Egress rows: wrk sends \`GET http://127.0.0.1:UPSTREAM/ HTTP/1.1\` (absolute form, as HTTP_PROXY clients do) to sidetrace's egress listener → upstream nginx \`return 200 \"ok\"\`, one CLIENT span per request (always_on, OTLP/gRPC to the sink), while $EGRESS_INFLIGHT inbound requests are held in flight through the same sidetrace to an app stand-in that has read them and does not answer (every outbound request is judged against them). Reference row: \`GET /\` through sidetrace's ingress, traced, to the same upstream."
     echo "nginx and HAProxy are not in this table: neither has a comparable mode (a forward proxy that traces the app's calls and infers their parents)."
-    echo "Each sidetrace: one worker pinned to CPU $PROXY_CPU; wrk, upstream, app stand-in and OTLP sink on CPU $LOAD_CPU."
+    echo "Each sidetrace: $(workers_text) pinned to CPU $PROXY_CPU; wrk, upstream, app stand-in and OTLP sink on CPU $LOAD_CPU."
     echo "Machine: $ncpu CPUs, $cpu_model. Versions: $versions."
     echo
     cat "$tmp/table.md"
