@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "upstream/own_counter.h"
+
 namespace sidetrace::proxy {
 
 namespace {
@@ -28,8 +30,8 @@ size_t durationBucket(uint64_t nanos) {
 
 void DurationHistograms::observe(size_t series, uint64_t nanos) {
   const size_t b = durationBucket(nanos);
-  buckets_[series * kBucketSlots + b].fetch_add(1, std::memory_order_relaxed);
-  sum_nanos_[series].fetch_add(nanos, std::memory_order_relaxed);
+  upstream::addOwn(buckets_[series * kBucketSlots + b]);
+  upstream::addOwn(sum_nanos_[series], nanos);
 }
 
 uint64_t DurationHistograms::bucket(size_t series, size_t bucket) const {
@@ -68,13 +70,12 @@ WorkerStats::WorkerStats(size_t route_slots, size_t clusters, size_t listeners)
       upstream_responses_(zeros(clusters * kStatusClasses)) {}
 
 void WorkerStats::countRequest(size_t slot, int status, uint64_t duration_ns) {
-  requests_[slot * kStatusClasses + statusClass(status)].fetch_add(1, std::memory_order_relaxed);
+  upstream::addOwn(requests_[slot * kStatusClasses + statusClass(status)]);
   request_durations.observe(slot, duration_ns);
 }
 
 void WorkerStats::countUpstreamResponse(size_t cluster, int status, uint64_t latency_ns) {
-  upstream_responses_[cluster * kStatusClasses + statusClass(status)].fetch_add(
-      1, std::memory_order_relaxed);
+  upstream::addOwn(upstream_responses_[cluster * kStatusClasses + statusClass(status)]);
   upstream_durations.observe(cluster, latency_ns);
 }
 

@@ -1,5 +1,6 @@
 #pragma once
-// Per-worker counters: each worker writes only its own (relaxed atomics on its own cache lines),
+// Per-worker counters: each worker writes only its own (relaxed atomics on its own cache lines; the
+// per-request ones by upstream::addOwn, a load and a store, no locked instruction),
 // the admin thread sums them when /metrics is scraped. No shared counter on the data path.
 
 #include <array>

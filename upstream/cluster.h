@@ -23,6 +23,7 @@
 #include "upstream/circuit_breakers.h"
 #include "upstream/health_checker.h"
 #include "upstream/outlier_detector.h"
+#include "upstream/own_counter.h"
 
 namespace sidetrace::upstream {
 
@@ -71,9 +72,7 @@ class EndpointTable {
   uint64_t version() const { return version_.load(std::memory_order_acquire); }
 
   // One LB pick of endpoint i by `worker` (relaxed; only that worker writes its shard).
-  void countPick(size_t worker, size_t i) const {
-    picks_[worker * stride_ + i].fetch_add(1, std::memory_order_relaxed);
-  }
+  void countPick(size_t worker, size_t i) const { addOwn(picks_[worker * stride_ + i]); }
   uint64_t picks(size_t i) const;  // all workers'
   size_t workers() const { return workers_; }
   // Outlier detection ejected endpoint i on some worker (rare: one shared counter each).
