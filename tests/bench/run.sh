@@ -483,6 +483,17 @@ cpu_ticks() {
   done
   echo "$t"
 }
+# Of those, the ticks of a sidetrace's export thread ("st-exporter"): how much of what tracing
+# costs is the export rather than the worker's span work. Empty for any other target.
+export_ticks() {
+  local pidvar="pid_$1" task t=0
+  [[ " ${exporting[*]} " == *" $1 "* ]] || return 0
+  for task in /proc/"${!pidvar}"/task/*; do
+    [ "$(cat "$task/comm" 2>/dev/null)" = st-exporter ] || continue
+    t=$((t + $(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$t"
+}
 clk_tck="$(getconf CLK_TCK)"
 for ((r = 1; r <= ROUNDS; r++)); do
   order=()
@@ -490,10 +501,14 @@ for ((r = 1; r <= ROUNDS; r++)); do
   log "round $r/$ROUNDS: ${order[*]} ($DURATION each, $load_desc)"
   for p in "${order[@]}"; do
     cpu_before="$(cpu_ticks "$p")"
+    export_before="$(export_ticks "$p")"
     run_load "$p" "$DURATION" "$tmp/$load_tool-$p-$r.txt"
     cpu_after="$(cpu_ticks "$p")"
-    # "TICKS CLK_TCK" for the report's CPU µs per request (requests from the load tool's output)
-    [ "$cpu_before" = - ] || echo "$((cpu_after - cpu_before)) $clk_tck" >"$tmp/$load_tool-$p-$r.cpu"
+    export_after="$(export_ticks "$p")"
+    # "TICKS CLK_TCK [EXPORT_TICKS]" for the report's CPU µs per request (requests from the load
+    # tool's output) and the export thread's share of it
+    [ "$cpu_before" = - ] || echo "$((cpu_after - cpu_before)) $clk_tck${export_before:+ $((export_after - export_before))}" \
+      >"$tmp/$load_tool-$p-$r.cpu"
   done
 done
 
@@ -547,13 +562,25 @@ cpu_model="$(grep -m1 'model name' /proc/cpuinfo 2>/dev/null | sed 's/.*: //' ||
 # What both reports compute of the CPU figures, as a module their Python imports from $tmp.
 cat >"$tmp/cpu_cost.py" <<'PY'
 import os
-def cpu_us(load_path, requests):
-    """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK beside the output)."""
+def cpu_us(load_path, requests, field=0):
+    """The proxy's CPU µs per request in one run (run.sh wrote TICKS CLK_TCK [EXPORT_TICKS] beside
+    the output); field=2: its export thread's alone (NaN for a target without one)."""
     cpu_path = load_path[: -len(".txt")] + ".cpu"
     if not os.path.exists(cpu_path) or requests == 0:
         return float("nan")
-    ticks, hz = (int(x) for x in open(cpu_path).read().split())
-    return ticks / hz * 1e6 / requests
+    fields = [int(x) for x in open(cpu_path).read().split()]
+    if field >= len(fields):
+        return float("nan")
+    return fields[field] / fields[1] * 1e6 / requests
+def export_line(res, traced, untraced, cpu_i, export_i, what):
+    """How much of what tracing adds per request the export thread accounts for."""
+    if traced not in res or untraced not in res or res[traced][export_i] != res[traced][export_i]:
+        return ""
+    added = res[traced][cpu_i] - res[untraced][cpu_i]
+    share = " (%.0f%% of the %.1f µs tracing adds)" % (100 * res[traced][export_i] / added, added) \
+        if added > 0 else ""
+    return "\n%s: the export thread %.2f µs per %s%s\n" % (
+        what, res[traced][export_i], "call" if "gRPC" in what else "request", share)
 def cpu_ratio(res, p, base, i):
     if base not in res or res[base][i] != res[base][i] or not res[base][i]:
         return "-"
@@ -582,10 +609,11 @@ def wrk_summary(tmp, labels, rounds):
             non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", t)
             errs += int(non2xx.group(1)) if non2xx else 0
             requests = int(re.search(r"(\d+) requests in", t).group(1))
-            rows.append((rps, p50, p99, errs, cpu_us(path, requests)))
+            rows.append((rps, p50, p99, errs, cpu_us(path, requests), cpu_us(path, requests, 2)))
         if rows:
             res[p] = tuple(statistics.median(r[i] for r in rows) for i in (0, 1, 2)) + (
-                sum(r[3] for r in rows), statistics.median(r[4] for r in rows))
+                sum(r[3] for r in rows), statistics.median(r[4] for r in rows),
+                statistics.median(r[5] for r in rows))
     return res
 PY
 # MODE=h1: wrk's numbers -> $tmp/report.md
@@ -595,7 +623,7 @@ report_h1() {
 import glob, os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, tmp)
-from cpu_cost import cpu_ratio, ms, wrk_summary
+from cpu_cost import cpu_ratio, export_line, ms, wrk_summary
 labels = {"nginx": "nginx (reverse proxy)", "haproxy": "HAProxy",
           "untraced": "sidetrace, tracing off", "traced": "sidetrace, tracing on (100%, OTLP/gRPC)",
           "traced_notracez": "sidetrace, tracing on, /tracez store off",
@@ -611,7 +639,7 @@ print("| proxy | requests/s (median) | p50 ms | p99 ms | requests/s vs nginx | C
 print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
 for p, label in labels.items():
     if p in res:
-        rps, p50, p99, errs, cpu = res[p]
+        rps, p50, p99, errs, cpu = res[p][:5]
         ratio = "%.2f" % (rps / base) if base else "-"
         print("| %s | %.0f | %.3f | %.3f | %s | %.1f | %s | %s | %d |"
               % (label, rps, p50, p99, ratio, cpu, cpu_ratio(res, p, "nginx", 4),
@@ -624,6 +652,9 @@ def compare(a, b, what):
               % (what, t[0] / u[0], t[1] / u[1] if u[1] else float("nan"),
                  t[2] / u[2] if u[2] else float("nan"), t[4] / u[4] if u[4] else float("nan")))
 compare("traced", "untraced", "sidetrace traced/untraced")
+if export_line(res, "traced", "untraced", 4, 5, "sidetrace traced"):
+    print()
+    print(export_line(res, "traced", "untraced", 4, 5, "sidetrace traced").strip())
 compare("traced", "traced_notracez", "sidetrace traced, /tracez store on/off")
 compare("untraced", "base_untraced", "this binary/baseline, tracing off")
 compare("traced", "base_traced", "this binary/baseline, tracing on")
@@ -689,7 +720,7 @@ report_h2() {
 import os, re, statistics, sys
 tmp, rounds = sys.argv[1], int(sys.argv[2])
 sys.path.insert(0, tmp)
-from cpu_cost import cpu_us, cpu_ratio
+from cpu_cost import cpu_us, cpu_ratio, export_line
 unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 def ms(text):
     m = re.match(r"([\d.]+)(us|ms|s)$", text)
@@ -702,14 +733,14 @@ def parse(path):  # one h2load run -> (req/s, mean ms, sd ms, max ms, errors)
     failed, timeout = (int(x) for x in re.search(r"(\d+) failed, \d+ errored, (\d+) timeout", t).groups())
     s3 = int(re.search(r"status codes: \d+ 2xx, (\d+) 3xx", t).group(1))
     done = int(re.search(r"requests: \d+ total, \d+ started, (\d+) done", t).group(1))
-    return rps, mean, sd, mx, failed + s3 + timeout, cpu_us(path, done)
+    return rps, mean, sd, mx, failed + s3 + timeout, cpu_us(path, done), cpu_us(path, done, 2)
 def medians(name):
     rows = [parse(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r))) for r in range(1, rounds + 1)
             if os.path.exists(os.path.join(tmp, "h2load-%s-%d.txt" % (name, r)))]
     if not rows:
         return None
     return (tuple(statistics.median(r[i] for r in rows) for i in range(4)) + (sum(r[4] for r in rows),)
-            + (statistics.median(r[5] for r in rows),))
+            + tuple(statistics.median(r[i] for r in rows) for i in (5, 6)))
 def table(out, labels, first_col, unit_name, base_name, base_label):
     res = {p: medians(p) for p in labels}
     res = {p: v for p, v in res.items() if v}
@@ -724,7 +755,7 @@ def table(out, labels, first_col, unit_name, base_name, base_label):
         f.write("| --- | ---: | ---: | ---: | ---: | ---: | ---: |%s ---: |\n" % (" ---: |" * len(cpu_bases)))
         for p, label in labels.items():
             if p in res:
-                rps, mean, sd, mx, errs, cpu = res[p]
+                rps, mean, sd, mx, errs, cpu = res[p][:6]
                 ratio = "%.2f" % (rps / base) if base else "-"
                 cpu_text = "%.1f" % cpu if cpu == cpu else "-"
                 f.write("| %s | %.0f | %.3f | %.3f | %.3f | %s | %s%s | %d |\n"
@@ -754,12 +785,14 @@ def ratio_line(res, traced, untraced, what, title="sidetrace traced/untraced"):
     return ""
 with open(os.path.join(tmp, "table-h2c.md"), "a") as f:
     f.write(ratio_line(h2, "traced", "untraced", "h2c"))
+    f.write(export_line(h2, "traced", "untraced", 5, 6, "sidetrace traced (h2c)"))
     f.write(ratio_line(h2, "traced", "traced_notracez", "h2c", "sidetrace traced, /tracez store on/off"))
     f.write(ratio_line(h2, "untraced", "base_untraced", "h2c", "this binary/baseline, tracing off"))
     f.write(ratio_line(h2, "traced", "base_traced", "h2c", "this binary/baseline, tracing on"))
     f.write(ratio_line(h2, "base_traced", "base_untraced", "h2c", "baseline traced/untraced"))
 with open(os.path.join(tmp, "table-grpc.md"), "a") as f:
     f.write(ratio_line(g, "grpc_traced", "grpc_untraced", "gRPC"))
+    f.write(export_line(g, "grpc_traced", "grpc_untraced", 5, 6, "sidetrace traced (gRPC)"))
     f.write(ratio_line(g, "grpc_untraced", "base_grpc_untraced", "gRPC",
                        "this binary/baseline, tracing off"))
     f.write(ratio_line(g, "grpc_traced", "base_grpc_traced", "gRPC", "this binary/baseline, tracing on"))
