@@ -151,11 +151,35 @@ class Http1Call final : public UpstreamCall {
 
   void prepare(filters::RequestHead& head, bool end_stream) {
     auto& h = head.headers;
-    h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
+    // One pass over the fields for the three rules below (by name length first: most fields are
+    // none of them), instead of a walk each; most heads need none of their work.
+    bool te = false;
+    bool has_length = false;
+    size_t cookies = 0;
+    for (const filters::Header& f : h) {
+      switch (f.name.size()) {
+        case 2:
+          te = te || filters::iequals(f.name, "te");
+          break;
+        case 6:
+          cookies += filters::iequals(f.name, "cookie") ? 1 : 0;
+          break;
+        case 14:
+          has_length = has_length || filters::iequals(f.name, "content-length");
+          break;
+        default:
+          break;
+      }
+    }
+    if (te) {
+      h.remove("te");  // "TE: trailers" is an HTTP/2 (gRPC) end-to-end promise; hop-by-hop here
+    }
     // HTTP/2 clients may split Cookie into one field per cookie; HTTP/1 allows one line, and an
     // application reading only the first would lose the rest (RFC 9113 §8.2.3).
-    h.fold("cookie", "; ");
-    if (!h.get("content-length")) {
+    if (cookies > 1) {
+      h.fold("cookie", "; ");
+    }
+    if (!has_length) {
       if (!end_stream) {
         h.add("Transfer-Encoding", "chunked");
         chunked_ = true;
