@@ -17,7 +17,7 @@
 #   PROXIES="traced traced_notracez" tests/bench/run.sh   # what the /tracez store costs
 #   BASELINE_BIN=/tmp/old/sidetrace PROXIES="base_untraced base_traced untraced traced" \
 #     tests/bench/run.sh                            # before/after of a change in one run
-#   WORKERS=4 PROXY_CPU=0-3 LOAD_CPU=4-7 WRK_THREADS=4 tests/bench/run.sh   # multi-worker, see below
+#   WORKERS=4 PROXY_CPU=0-3 LOAD_CPU=4-7 WRK_THREADS=4 tests/bench/run.sh  # multi-worker, below
 #
 # traced_notracez is the traced config with `admin.tracez.max_bytes: 0` (no /tracez store). With
 # BASELINE_BIN set, base_untraced, base_traced (and in MODE=h2 base_grpc_untraced,
@@ -69,11 +69,7 @@
 #
 # Fairness rules: every proxy runs ONE worker pinned to PROXY_CPU (default 0); wrk (or h2load), the
 # upstream (nginx returning 200 "ok"; the gRPC echo server) and the OTLP sink share LOAD_CPU
-# (default 1); WORKERS=N (default 1) gives every proxy N workers instead (nginx worker_processes,
-# HAProxy nbthread, sidetrace --workers; the upstream nginx gets N too), for machines with the
-# cores to pin them apart: PROXY_CPU and LOAD_CPU take taskset lists (PROXY_CPU=0-3 LOAD_CPU=4-7),
-# and WRK_THREADS / H2LOAD_THREADS should grow with them. On 2 CPUs the one-worker run is the
-# meaningful one (two workers would share their CPUs with the load generator); keep-alive on both legs for every proxy; rounds are interleaved (and the order
+# (default 1); keep-alive on both legs for every proxy; rounds are interleaved (and the order
 # rotated each round) so drift hits all alike; medians over rounds are reported. Next to
 # requests/s every table gives the proxy's CPU µs per request (user + system time of its process
 # and children from /proc/PID/stat over each measured run, divided by the requests the load tool
@@ -81,6 +77,11 @@
 # machine, so CPU per request is the fairer cost figure. Results also go
 # to tests/bench/results/latest.md (MODE=h1) or h2-latest.md (MODE=h2; grpc-latest.md when every
 # target is a gRPC one), with the command that reproduces the run on top.
+# WORKERS=N (default 1) gives every proxy N workers instead (nginx worker_processes, HAProxy
+# nbthread, sidetrace --workers; the upstream nginx gets N too), for machines with the cores to pin
+# them apart: PROXY_CPU and LOAD_CPU take taskset lists (PROXY_CPU=0-3 LOAD_CPU=4-7), and
+# WRK_THREADS / H2LOAD_THREADS should grow with them. On 2 CPUs the one-worker run is the
+# meaningful one (two workers would share their CPUs with the load generator).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$root"
@@ -474,12 +475,15 @@ load_desc="$CONNECTIONS connections"
 for p in "${proxies[@]}"; do run_load "$p" "$WARMUP" "$tmp/warmup-$p.txt"; done
 # CPU time (user + system, clock ticks) of NAME's process and its children (nginx's worker; every
 # thread of HAProxy and sidetrace, the exporter's included). grpc_direct has no proxy: "-".
+stat_ticks() {  # stat_ticks /proc/.../stat -> utime + stime (0 once it is gone)
+  awk '{print $14 + $15}' "$1" 2>/dev/null || echo 0
+}
 cpu_ticks() {
   local pidvar="pid_$1" pid t=0
   [ "$1" = grpc_direct ] && { echo -; return; }
   pid="${!pidvar}"
   for q in "$pid" $(pgrep -P "$pid" || true); do
-    t=$((t + $(awk '{print $14 + $15}' "/proc/$q/stat" 2>/dev/null || echo 0)))
+    t=$((t + $(stat_ticks "/proc/$q/stat")))
   done
   echo "$t"
 }
@@ -490,7 +494,7 @@ export_ticks() {
   [[ " ${exporting[*]} " == *" $1 "* ]] || return 0
   for task in /proc/"${!pidvar}"/task/*; do
     [ "$(cat "$task/comm" 2>/dev/null)" = st-exporter ] || continue
-    t=$((t + $(awk '{print $14 + $15}' "$task/stat" 2>/dev/null || echo 0)))
+    t=$((t + $(stat_ticks "$task/stat")))
   done
   echo "$t"
 }
@@ -652,9 +656,10 @@ def compare(a, b, what):
               % (what, t[0] / u[0], t[1] / u[1] if u[1] else float("nan"),
                  t[2] / u[2] if u[2] else float("nan"), t[4] / u[4] if u[4] else float("nan")))
 compare("traced", "untraced", "sidetrace traced/untraced")
-if export_line(res, "traced", "untraced", 4, 5, "sidetrace traced"):
+export = export_line(res, "traced", "untraced", 4, 5, "sidetrace traced")
+if export:
     print()
-    print(export_line(res, "traced", "untraced", 4, 5, "sidetrace traced").strip())
+    print(export.strip())
 compare("traced", "traced_notracez", "sidetrace traced, /tracez store on/off")
 compare("untraced", "base_untraced", "this binary/baseline, tracing off")
 compare("traced", "base_traced", "this binary/baseline, tracing on")
