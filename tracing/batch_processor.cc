@@ -1,7 +1,6 @@
 #include "tracing/batch_processor.h"
 
 #include <pthread.h>
-#include <sched.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -15,19 +14,18 @@ namespace {
 
 using SteadyClock = std::chrono::steady_clock;
 
-// The export thread's scheduling. Woken when a batch is ready, at the default priority it would
-// preempt a worker on the same CPU at once and hold it for the whole encode and send: the
-// requests in flight on that worker wait (the traced p99). At nice 10 it gets about a tenth of a
-// CPU the workers keep busy, several times what exporting every span of a saturated worker
-// takes; nice alone still lets a thread that slept preempt on wake-up (CFS credits sleepers), so
-// it also runs as SCHED_BATCH, which never preempts on wake-up: it waits for the worker to block
-// in epoll_wait or to use up its time slice, i.e. a moment between requests' system calls.
+// The export thread's scheduling. At the default priority a woken export thread takes a worker's
+// CPU as an equal and holds it for a whole call: the requests in flight on that worker wait (the
+// traced p99). At nice 10 it weighs a tenth of a worker, so the scheduler lets it in briefly
+// between a worker's requests, several times as often as exporting every span of a saturated
+// worker needs. It stays SCHED_OTHER: as SCHED_BATCH (never preempting on wake-up) it waited for
+// a worker's whole time slice each time an export call's reply woke it, one call per slice, and
+// a saturated h2c worker outran it: a third of the spans were dropped as queue_full (kernel 6.18,
+// EEVDF). SCHED_OTHER at nice 10 exported every span with the same p99 and CPU per request.
 constexpr int kExportNice = 10;
 
 void deprioritiseExportThread() {
-  // Linux: both are per thread. A failure leaves the default scheduling, which only costs p99.
-  const sched_param param{};
-  (void)sched_setscheduler(0, SCHED_BATCH, &param);
+  // Linux: nice is per thread. A failure leaves the default priority, which only costs p99.
   (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), kExportNice);
 }
 

@@ -528,6 +528,22 @@ for v in "${sidetraces[@]}"; do
   curl -fs "http://127.0.0.1:${port[admin_$v]}/metrics" >"$tmp/$v-metrics.txt" 2>/dev/null || true
   peak_rss "$v" >>"$tmp/$v-metrics.txt" || true
 done
+# A traced instance whose export thread fell behind drops spans (queue_full): its CPU per request
+# then leaves their export out, so the report says so beside the figures.
+drop_notes() {
+  local v f dropped sampled
+  for v in "${sidetraces[@]}"; do
+    case "$v" in traced | traced_notracez | base_traced | grpc_traced | base_grpc_traced) ;; *) continue ;; esac
+    wants "$v" || continue
+    f="$tmp/$v-metrics.txt"
+    [ -f "$f" ] || continue
+    dropped="$(awk '/^sidetrace_spans_dropped_total\{reason="queue_full"\}/ {print $2}' "$f")"
+    sampled="$(awk '/^sidetrace_spans_sampled_total / {print $2}' "$f")"
+    [ -n "$dropped" ] && [ -n "$sampled" ] && [ "$dropped" != 0 ] || continue
+    echo "**$v dropped $dropped of $sampled sampled spans ($(awk -v d="$dropped" -v s="$sampled" \
+      'BEGIN {printf "%.1f", 100 * d / s}')%) as queue_full:** its export thread fell behind, so its CPU per request leaves their export out."
+  done
+}
 exit_notes=""
 for v in "${exporting[@]}"; do
   wants "$v" || continue
@@ -713,6 +729,8 @@ PY
     [ -n "$span_metrics" ] && echo "$span_metrics" || echo "(no span metrics scraped)"
     echo "${sink_line:-otlp_sink: (no total printed)}"
     echo '```'
+    notes="$(drop_notes)"
+    if [ -n "$notes" ]; then echo; echo "$notes"; fi
     if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
   } >"$tmp/report.md"
   report=latest.md  # a global: where main copies the report
@@ -846,6 +864,8 @@ PY
       done
       echo "${sink_line:-otlp_sink: (no total printed)}"
       echo '```'
+      notes="$(drop_notes)"
+      if [ -n "$notes" ]; then echo; echo "$notes"; fi
     fi
     if [ -n "$exit_notes" ]; then echo; echo "$exit_notes"; fi
   } >"$tmp/report.md"

@@ -206,9 +206,10 @@ TEST(BatchSpanProcessorTest, EmptyBatchIsIgnored) {
   EXPECT_TRUE(rec->batchSizes().empty());
 }
 
-// The export thread must not preempt a worker on its CPU: nice 10 and SCHED_BATCH (no wake-up
-// preemption), read back from /proc as `ps` and `top` would show them.
-TEST(BatchSpanProcessorTest, ExportThreadRunsAtNice10AsSchedBatch) {
+// The export thread yields to a worker on its CPU (nice 10) but still wakes in time to keep up
+// (SCHED_OTHER: as SCHED_BATCH it waited out a worker's time slice after every export call and a
+// saturated worker outran it), read back from /proc as `ps` and `top` would show them.
+TEST(BatchSpanProcessorTest, ExportThreadRunsAtNice10AsSchedOther) {
   BatchSpanProcessor p(std::make_unique<RecordingExporter>(), cfg(100, 4), resource());
   std::string stat;
   for (int tries = 0; tries < 200 && stat.empty(); ++tries) {  // the thread names itself
@@ -233,7 +234,7 @@ TEST(BatchSpanProcessorTest, ExportThreadRunsAtNice10AsSchedBatch) {
   }
   ASSERT_GE(fields.size(), 41u);
   EXPECT_EQ(fields[18], "10") << "nice";
-  EXPECT_EQ(fields[40], std::to_string(SCHED_BATCH)) << "scheduling policy";
+  EXPECT_EQ(fields[40], std::to_string(SCHED_OTHER)) << "scheduling policy";
 }
 
 // One enqueued batch reaching max_export_batch_size must wake the export thread (the bound is in
