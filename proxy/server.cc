@@ -431,11 +431,19 @@ void writeEgress(const Scrape& s) {
       << "sidetrace_egress_tunnels_active " << r->tunnelsActive() << "\n";
 }
 
-void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
+uint64_t spansStarted(const std::vector<std::unique_ptr<Worker>>& workers) {
+  uint64_t n = 0;
+  for (const auto& w : workers) {
+    n += w->spansStarted();
+  }
+  return n;
+}
+
+void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps, uint64_t started,
                          uint64_t access_log_dropped) {
   o << "# HELP sidetrace_spans_started_total Spans started (sampled or not).\n"
        "# TYPE sidetrace_spans_started_total counter\n"
-    << "sidetrace_spans_started_total " << ps.spans_started.load() << "\n"
+    << "sidetrace_spans_started_total " << started << "\n"
     << "# HELP sidetrace_spans_sampled_total Sampled spans ended and offered to the export queue.\n"
        "# TYPE sidetrace_spans_sampled_total counter\n"
     << "sidetrace_spans_sampled_total " << ps.spans_sampled.load() << "\n"
@@ -471,14 +479,14 @@ void writeExportPipeline(std::ostream& o, const tracing::PipelineStats& ps,
 
 // After the final flush no scrape can see the counters: the last log line says where every
 // sampled span went (the soak run, tests/soak/, checks sampled == exported + dropped on it).
-void logPipelineAtExit(const tracing::PipelineStats& ps) {
+void logPipelineAtExit(const tracing::PipelineStats& ps, uint64_t started) {
   const uint64_t queue_full = ps.spans_dropped_queue_full.load();
   const uint64_t export_failed = ps.spans_dropped_export_failed.load();
   const uint64_t too_large = ps.spans_dropped_too_large.load();
   spdlog::info(
       "span pipeline at exit: started {}, sampled {}, exported {}, dropped {} (queue_full {}, "
       "export_failed {}, too_large {}), rejected {}",
-      ps.spans_started.load(), ps.spans_sampled.load(), ps.spans_exported.load(),
+      started, ps.spans_sampled.load(), ps.spans_exported.load(),
       queue_full + export_failed + too_large, queue_full, export_failed, too_large,
       ps.spans_rejected.load());
 }
@@ -514,7 +522,7 @@ std::string renderMetrics(const Generation& gen, const tracing::PipelineStats& p
   writeEndpoints(s);
   writeUpstreamProtection(s);
   writeEgress(s);
-  writeExportPipeline(o, ps, access_log_dropped);
+  writeExportPipeline(o, ps, spansStarted(workers), access_log_dropped);
   writeProcess(o, draining);
   return o.str();
 }
@@ -975,8 +983,9 @@ int Server::run() {
   for (auto& r : retiring_) {
     r.thread.join();
   }
+  const uint64_t started = spansStarted(workers_);
   workers_.clear();
-  logPipelineAtExit(pipeline_stats_);
+  logPipelineAtExit(pipeline_stats_, started);
   spdlog::info("stopped");
   return 0;
 }

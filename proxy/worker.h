@@ -91,6 +91,7 @@ class Worker {
   void copyRecentSpans(std::shared_ptr<RecentSpansCopy> out, std::function<void()> done);
   int64_t activeConnections() const { return stats_.active_connections.load(); }
   const WorkerStats& stats() const { return stats_; }
+  uint64_t spansStarted() const { return span_buffer_.started(); }  // any thread
 
   // Used by sessions (worker thread only).
   boost::asio::io_context& io() { return io_; }

@@ -27,9 +27,9 @@
 
 namespace sidetrace::tracing {
 
-// Counters read by the admin /metrics endpoint (ARCHITECTURE §7).
+// Counters read by the admin /metrics endpoint (ARCHITECTURE §7). Spans started are counted per
+// worker (WorkerSpanBuffer::started).
 struct PipelineStats {
-  std::atomic<uint64_t> spans_started{0};   // spans created (sampled or not)
   std::atomic<uint64_t> spans_sampled{0};   // recorded spans ended and offered to the queue
   std::atomic<uint64_t> spans_exported{0};  // in successful export calls
   std::atomic<uint64_t> spans_dropped_queue_full{0};
@@ -110,7 +110,7 @@ class BatchSpanProcessor {
 // its size, and the worker's buffer is resized for a full batch so the next one is handed over.
 // So a buffer held by the queue or the /tracez store carries at most a third more memory than its
 // span bytes, and steady traffic copies no span byte.
-// Single-threaded: owned and used by one worker.
+// Single-threaded: owned and used by one worker (started() may be read from any thread).
 class WorkerSpanBuffer {
  public:
   static constexpr size_t kMaxPendingBytes = 256 * 1024;
@@ -122,8 +122,16 @@ class WorkerSpanBuffer {
   size_t pendingBytes() const { return pending_.size(); }
   // Flushes, then hands later spans to `processor` (a reload replaced the pipeline; may be null).
   void setProcessor(BatchSpanProcessor* processor);
-  // nullptr when there is no processor (exporter "none").
-  PipelineStats* stats() { return processor_ ? &processor_->stats() : nullptr; }
+  // A span was started on this worker, sampled or not (sidetrace_spans_started_total, counted
+  // while there is a processor). Here, by its one writer, with a plain load and store: in the
+  // shared PipelineStats it was two locked increments per traced request of a cache line every
+  // worker writes, the only such write the workers shared on the request path.
+  void countStarted() {
+    if (processor_ != nullptr) {
+      started_.store(started_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    }
+  }
+  uint64_t started() const { return started_.load(std::memory_order_relaxed); }
   // Also keeps every added span in `recent` (the admin /tracez view; null: off). Worker thread.
   void setRecent(RecentSpans* recent) { recent_ = recent; }
   // Whether ended spans go anywhere: without, spans need not be recorded at all.
@@ -138,6 +146,7 @@ class WorkerSpanBuffer {
   WireBuffer pending_;           // encoded spans
   size_t full_batch_bytes_ = 0;  // buffer size for a full batch, from the last one
   size_t pending_count_ = 0;
+  std::atomic<uint64_t> started_{0};
 };
 
 }  // namespace sidetrace::tracing

@@ -134,8 +134,8 @@ Span Tracer::startSpan(std::string_view name, SpanKind kind, const SpanContext* 
   if (parent && !parent->tracestate.empty()) {
     span.context_.tracestate = parent->tracestate;
   }
-  if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
-    stats->spans_started.fetch_add(1, std::memory_order_relaxed);
+  if (buffer_ != nullptr) {
+    buffer_->countStarted();
   }
   // Without an exporter or the /tracez view there is nothing to record for.
   if (sampled && buffer_ != nullptr && buffer_->recording()) {
@@ -158,8 +158,8 @@ Span Tracer::startChildSpan(std::string_view name, SpanKind kind, const Span& pa
   if (!parent.context().tracestate.empty()) {
     span.context_.tracestate = parent.context().tracestate;
   }
-  if (auto* stats = buffer_ ? buffer_->stats() : nullptr) {
-    stats->spans_started.fetch_add(1, std::memory_order_relaxed);
+  if (buffer_ != nullptr) {
+    buffer_->countStarted();
   }
   if (parent.recording()) {
     record(span, parent.context().span_id, name, kind, start_unix_nanos);
