@@ -39,6 +39,7 @@ void Stream::reset() {
   tunnel = false;
   egress_address.clear();
   traced = false;
+  trace_fields_absent = false;
   remote_context.reset();
   inflight_token = 0;
   hop_socket.clear();

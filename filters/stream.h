@@ -97,6 +97,11 @@ struct Stream {
 
   // Tracing state (tracing filter).
   bool traced = false;
+  // The request head holds no trace-context field (none came, or they were removed) and none has
+  // been injected yet: the first attempt's injection need not look for one. No other filter adds
+  // one (header_policy adds only forwarding fields); a retry reuses the head the first attempt
+  // injected into, so the flag is cleared by the injection.
+  bool trace_fields_absent = false;
   // The caller's context as extracted, between onRequest and onRouted (where the SERVER span
   // starts, once the route is known): its parent, or under `trace_context: restart` its link.
   std::optional<tracing::SpanContext> remote_context;

@@ -4,6 +4,7 @@
 #include <charconv>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "filters/grpc.h"
 
@@ -210,8 +211,8 @@ class FreshCarrier final : public tracing::HeaderCarrier {
 }  // namespace
 
 void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
-                   HeaderMap& headers) {
-  if (anyTraceContextField(headers)) {
+                   HeaderMap& headers, bool known_absent) {
+  if (!known_absent && anyTraceContextField(headers)) {
     propagator.inject(ctx, headers);
     return;
   }
@@ -345,6 +346,7 @@ FilterStatus TracingFilter::onRequest(Stream& s) {
   if (trust != config::TraceContextTrust::Trust && context_sent) {
     removeTraceContext(s.request.headers);
   }
+  s.trace_fields_absent = !context_sent || trust != config::TraceContextTrust::Trust;
   return FilterStatus::Continue;
 }
 
@@ -714,7 +716,8 @@ void TracingFilter::onUpstreamRequest(Stream& s, RequestHead& upstream_request) 
     // Only a recording SERVER span has a recording child: its name is the one wanted.
     s.client_span = tracer_.startChildSpan(s.server_span.name(), tracing::SpanKind::Client,
                                            s.server_span, s.attempt_start_ns);
-    injectContext(propagator_, s.client_span.context(), upstream_request.headers);
+    injectContext(propagator_, s.client_span.context(), upstream_request.headers,
+                  std::exchange(s.trace_fields_absent, false));
     recordHeaders(s.client_span, upstream_request.headers, requestHeaders(s),
                   "http.request.header.");
   }

@@ -131,9 +131,10 @@ class TracingFilter : public Filter {
 // baggage): what a `restart` or `ignore` listener must not pass on.
 void removeTraceContext(HeaderMap& headers);
 // propagator.inject(ctx, headers), the same fields in the same order, without the lookups when
-// `headers` holds no trace-context field.
+// `headers` holds no trace-context field. `known_absent`: the caller knows it holds none (one
+// walk over the fields spared).
 void injectContext(const tracing::CompositePropagator& propagator, const tracing::SpanContext& ctx,
-                   HeaderMap& headers);
+                   HeaderMap& headers, bool known_absent = false);
 
 // Shared helpers (exposed for tests).
 // True when a tracing.ignore rule matches: the request is proxied untraced, its context passed on.

@@ -91,6 +91,17 @@ TEST_F(RetryTest, ConnectFailureRetriedOnAnotherEndpointWithSpanPerAttempt) {
           << attempts[1].describe();
       EXPECT_EQ(attempts[1].integer("http.response.status_code").value_or(0), 200);
       EXPECT_LE(attempts[0].end_ns, attempts[1].start_ns) << "attempts run one after the other";
+      // The first attempt injected into the head the retry reuses: the upstream got one
+      // traceparent, naming the attempt that reached it.
+      const std::string tp = "00-" + srv.trace_id + "-" + attempts[1].span_id + "-01";
+      int seen = 0;
+      for (const auto& q : upstream_.requests()) {
+        if (q.header("traceparent") == tp) {
+          ++seen;
+          EXPECT_EQ(q.headerCount("traceparent"), 1u);
+        }
+      }
+      EXPECT_EQ(seen, 1) << "no upstream request carried " << tp;
     } else {
       EXPECT_EQ(attempts.size(), 1u);
     }
