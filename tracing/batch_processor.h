@@ -125,7 +125,8 @@ class WorkerSpanBuffer {
   // A span was started on this worker, sampled or not (sidetrace_spans_started_total, counted
   // while there is a processor). Here, by its one writer, with a plain load and store: in the
   // shared PipelineStats it was two locked increments per traced request of a cache line every
-  // worker writes, the only such write the workers shared on the request path.
+  // worker writes. (A cluster's circuit breakers still count requests on a shared line: a limit
+  // across workers needs one count.)
   void countStarted() {
     if (processor_ != nullptr) {
       started_.store(started_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
