@@ -226,12 +226,18 @@ void BatchSpanProcessor::publishQueueSize() {
 
 void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point deadline) {
   std::vector<SpanBatch> batch;
-  while (count > 0 && SteadyClock::now() < deadline) {
+  while (count > 0) {
     batch.clear();
     size_t n = 0;
     size_t dropped = 0;
     {
       std::lock_guard lock(mu_);
+      if (stopping_) {  // shutdown came during this round: it bounds the rest of it
+        deadline = std::min(deadline, stop_deadline_);
+      }
+      if (SteadyClock::now() >= deadline) {
+        return;
+      }
       n = popRequest(std::min(count, size_t{cfg_.max_export_batch_size}), batch, dropped);
     }
     if (dropped > 0) {
@@ -251,6 +257,7 @@ void BatchSpanProcessor::exportQueued(size_t count, SteadyClock::time_point dead
       spans_size += b.bytes.size();
     }
     encoder_.encodeHead(spans_size, head_);
+    exporter_->setDeadline(deadline);
     if (exporter_->exportFramed(FramedSpans{head_.view(), batch, n}) == ExportResult::Success) {
       stats_->export_requests_ok.fetch_add(1, std::memory_order_relaxed);
       stats_->spans_exported.fetch_add(n, std::memory_order_relaxed);

@@ -65,7 +65,8 @@ class BatchSpanProcessor {
   void run();
   // Exports up to `count` queued spans in requests of at most max_export_batch_size spans and
   // max_export_bytes bytes; the lock is held only to pop a batch. Stops early (spans left queued)
-  // once `deadline` has passed.
+  // once `deadline` has passed, or shutdown's, if shutdown comes during the round; no request
+  // runs past it (SpanExporter::setDeadline).
   void exportQueued(size_t count, std::chrono::steady_clock::time_point deadline);
   // Under mu_: moves the spans of the next request (at most `want`) from the queue into `batch`;
   // returns how many, and in `dropped` how many spans were too large to send at all.

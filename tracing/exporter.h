@@ -40,12 +40,18 @@ class SpanExporter {
   // the next request, and calls exportSpans.
   virtual ExportResult exportFramed(const FramedSpans& request);
   virtual void shutdown() {}
+  // The latest instant the next calls may end at, retries included, however long their own timeout
+  // would let them run: the processor's shutdown deadline (none until shutdown). Without it, a
+  // round begun before shutdown went on exporting the whole queue, a full timeout per request
+  // while the collector was down: a 65,536-span queue kept the process alive for ~25 minutes.
+  void setDeadline(std::chrono::steady_clock::time_point deadline) { deadline_ = deadline; }
   // Spans a collector accepted the request for but reported as rejected (OTLP partial success),
   // summed over all exports so far. Read by the processor after each export.
   uint64_t rejectedSpans() const { return rejected_spans_; }
 
  protected:
   uint64_t rejected_spans_ = 0;
+  std::chrono::steady_clock::time_point deadline_ = std::chrono::steady_clock::time_point::max();
 
  private:
   WireBuffer joined_;  // exportFramed's request, capacity reused

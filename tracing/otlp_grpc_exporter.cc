@@ -161,7 +161,7 @@ class OtlpGrpcExporter final : public SpanExporter {
   static void releaseOwner(void* owner) { delete static_cast<std::shared_ptr<const void>*>(owner); }
 
   ExportResult send(const grpc::ByteBuffer& request_buffer, size_t span_count) {
-    const auto deadline = SteadyClock::now() + timeout_;
+    const auto deadline = std::min(SteadyClock::now() + timeout_, deadline_);
     ExportBackoff backoff(rng_);
     int attempts = 0;
     while (true) {

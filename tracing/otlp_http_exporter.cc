@@ -104,7 +104,7 @@ class OtlpHttpExporter final : public SpanExporter {
     if (span_count == 0) {
       return ExportResult::Success;
     }
-    const auto deadline = clock_.now() + timeout_;
+    const auto deadline = std::min(clock_.now() + timeout_, deadline_);
     std::string_view body = request;
     if (json_) {
       if (!json_encoder_.encode(request, json_body_)) {

@@ -118,6 +118,35 @@ TEST_F(CollectorFaultsTest, ExitLineAccountsForTheFinalFlush) {
       << proc_.logs();
 }
 
+// SIGTERM while a round of exports is failing: the rest of the round, and the final flush, get
+// tracing.batch.export_timeout (3 s here) between them. Before, a round under way went on through
+// everything queued when it began, one timed-out request (the exporter's 2 s) after another: here
+// ~14 requests, ~28 s, and with a large queue, minutes past any grace period.
+TEST_F(CollectorFaultsTest, SigtermDuringFailingExportsExitsWithinTheExportTimeout) {
+  const uint16_t otlp_port = otlp_.port();
+  otlp_.shutdown();
+  TcpListener black_hole;  // every export request waits out the exporter's 2 s timeout
+  ASSERT_TRUE(black_hole.listen(otlp_port));
+  ProxyConfig c;
+  c.batch =
+      "{ schedule_delay: 50ms, max_queue_size: 512, max_export_batch_size: 4, export_timeout: 3s }";
+  c.workers = 1;
+  ASSERT_NO_FATAL_FAILURE(startProxy(c));
+  // The first round takes the first 4 spans; the rest queue up meanwhile for the second round.
+  ASSERT_NO_FATAL_FAILURE(sendAll(30, "/api/stop-"));
+  ASSERT_GE(
+      waitMetric("sidetrace_export_requests_total", "outcome=\"failed\"", 2, milliseconds(15000)),
+      2);
+  const auto sigterm = std::chrono::steady_clock::now();
+  stopProxyExpectClean();
+  // Drain (nothing in flight: immediate), then at most export_timeout, then process teardown.
+  EXPECT_LT(std::chrono::steady_clock::now() - sigterm, milliseconds(10000)) << proc_.logs();
+  EXPECT_NE(proc_.stderrText().find("span pipeline at exit: started 60, sampled 60, exported 0, "
+                                    "dropped 60"),
+            std::string::npos)
+      << proc_.logs();
+}
+
 TEST_F(CollectorFaultsTest, BlackHoleCollectorThenBack) {
   const uint16_t otlp_port = otlp_.port();
   otlp_.shutdown();

@@ -462,6 +462,54 @@ TEST(BatchSpanProcessorTest, ShutdownExportsTheRestAndIsIdempotent) {
   EXPECT_TRUE(p.forceFlush(10ms));
 }
 
+// A collector that is down: every request fails only after the exporter's timeout (here 100 ms),
+// and the exporter keeps to the deadline the processor gives it.
+class TimingOutExporter : public SpanExporter {
+ public:
+  ExportResult exportSpans(std::string_view, size_t) override {
+    const auto end = std::min(std::chrono::steady_clock::now() + 100ms, deadline_);
+    {
+      std::lock_guard lock(mu);
+      ++calls;
+      starts.push_back(std::chrono::steady_clock::now());
+      deadlines.push_back(deadline_);
+    }
+    entered.notify_all();
+    std::this_thread::sleep_until(end);
+    return ExportResult::Failure;
+  }
+  std::mutex mu;
+  std::condition_variable entered;
+  int calls = 0;
+  std::vector<std::chrono::steady_clock::time_point> starts;
+  std::vector<std::chrono::steady_clock::time_point> deadlines;  // what each call was given
+};
+
+TEST(BatchSpanProcessorTest, ShutdownBoundsTheRoundAlreadyExporting) {
+  auto e = std::make_unique<TimingOutExporter>();
+  auto* rec = e.get();
+  BatchSpanProcessor p(std::move(e), cfg(100, 1), resource());
+  // A full batch: a round of 40 one-span requests, 4 s against this collector.
+  p.enqueue(spans(40));
+  {
+    std::unique_lock lock(rec->mu);
+    ASSERT_TRUE(rec->entered.wait_for(lock, 5s, [&] { return rec->calls > 0; }));
+  }
+  const auto shutdown_at = std::chrono::steady_clock::now();
+  p.shutdown(250ms);
+  // The request in flight ends on its own timeout; later ones end by shutdown's deadline, so the
+  // round stops after a few requests instead of trying all 40.
+  std::lock_guard lock(rec->mu);
+  EXPECT_LE(rec->calls, 5);
+  for (size_t i = 0; i < rec->deadlines.size(); ++i) {
+    if (rec->starts[i] > shutdown_at) {  // (1 s: shutdown() itself may start a little late)
+      EXPECT_LE(rec->deadlines[i], shutdown_at + 250ms + 1s);
+    }
+  }
+  EXPECT_EQ(p.stats().spans_dropped_export_failed.load(), 40u);
+  EXPECT_EQ(p.stats().queue_size.load(), 0u);
+}
+
 class CountingExporter : public SpanExporter {
  public:
   explicit CountingExporter(std::shared_ptr<std::atomic<size_t>> n) : n_(std::move(n)) {}

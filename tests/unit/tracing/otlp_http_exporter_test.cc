@@ -306,6 +306,20 @@ TEST_F(OtlpHttpExporterTest, SlowCollectorIsCutAtTheTimeout) {
   }
 }
 
+TEST_F(OtlpHttpExporterTest, ProcessorDeadlineCutsTheTimeoutShort) {
+  cfg_.timeout = milliseconds(10000);
+  collector_.script.assign(100, status(503));
+  auto e = make();
+  const TimePoint start = time_.now;
+  e->setDeadline(start + milliseconds(700));  // shutdown's: sooner than the exporter's timeout
+  EXPECT_EQ(e->exportSpans(request_, 2), ExportResult::Failure);
+  EXPECT_LE(time_.now, start + milliseconds(700));
+  ASSERT_FALSE(collector_.calls.empty());
+  for (const Call& c : collector_.calls) {
+    EXPECT_EQ(c.deadline, start + milliseconds(700));
+  }
+}
+
 TEST_F(OtlpHttpExporterTest, RetryAfterIsHonoured) {
   collector_.script = {status(429, "1"), status(200)};
   auto e = make();
