@@ -132,7 +132,9 @@ Options (each overrides the config file):
   --listen ADDR          listen address, host:port, [v6]:port or :port
   --upstream HOST:PORT   the application to forward to
   --service-name NAME    tracing service name (resource service.name)
-  --otlp-endpoint URL    export spans with OTLP/gRPC to URL, e.g. http://localhost:4317
+  --otlp-endpoint URL    export spans with OTLP/gRPC to URL, e.g. http://localhost:4317, or
+                         to a collector's Unix socket, unix:/run/otel/otlp.sock; console:
+                         spans as JSON lines on stdout
   --admin ADDR|off       admin listener address (default 127.0.0.1:9901); off or none disables it
   --workers N            worker threads (0 = one per core)
   --ignore-path PATH     never trace requests whose path starts with PATH (repeatable)

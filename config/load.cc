@@ -184,7 +184,15 @@ void applyFlags(Config& cfg, const CliOptions& cli) {
   if (cli.service_name) {
     cfg.tracing.service_name = *cli.service_name;
   }
-  if (cli.otlp_endpoint) {
+  if (cli.otlp_endpoint && *cli.otlp_endpoint == "console") {  // as `sidetrace inject` takes it
+    cfg.tracing.exporter.protocol = "console";
+    cfg.tracing.exporter.endpoint.clear();
+  } else if (cli.otlp_endpoint) {
+    try {
+      parseGrpcEndpoint(*cli.otlp_endpoint);
+    } catch (const ConfigError& e) {
+      throw ConfigError(std::string("--otlp-endpoint: ") + e.what() + "; or console");
+    }
     cfg.tracing.exporter.protocol = "grpc";
     cfg.tracing.exporter.endpoint = *cli.otlp_endpoint;
   }
@@ -344,6 +352,13 @@ void validateExporter(const ExporterConfig& ex) {
     invalid("tracing.exporter.endpoint",
             "required with protocol grpc (e.g. http://localhost:4317; or set "
             "OTEL_EXPORTER_OTLP_ENDPOINT or --otlp-endpoint)");
+  }
+  if (ex.protocol == "grpc") {
+    try {
+      parseGrpcEndpoint(ex.endpoint);
+    } catch (const ConfigError& e) {
+      invalid("tracing.exporter.endpoint", e.what());
+    }
   }
   if (!ex.compression.empty() && ex.compression != "gzip") {
     invalid("tracing.exporter.compression", "expected gzip or none, got '" + ex.compression + "'");

@@ -101,6 +101,46 @@ HttpUrl parseHttpUrl(const std::string& url) {
   return u;
 }
 
+GrpcEndpoint parseGrpcEndpoint(const std::string& endpoint) {
+  const std::string_view e = endpoint;
+  for (std::string_view unix_scheme : {"unix:", "unix-abstract:"}) {
+    if (e.substr(0, unix_scheme.size()) == unix_scheme) {
+      if (e.size() == unix_scheme.size()) {
+        throw ConfigError("bad endpoint '" + endpoint + "': no socket path after '" +
+                          std::string(unix_scheme) + "'");
+      }
+      return GrpcEndpoint{endpoint, false};
+    }
+  }
+  const bool has_scheme = e.find("://") != std::string_view::npos;
+  constexpr const char* kExpected =
+      "expected http://host:port, https://host:port, host:port or unix:/path/to/socket";
+  if (const std::string scheme = detail::toLower(e.substr(0, e.find("://")));
+      has_scheme && scheme != "http" && scheme != "https") {
+    throw ConfigError("bad endpoint '" + endpoint + "': unsupported scheme '" + scheme + "' (" +
+                      kExpected + ")");
+  }
+  HttpUrl url;
+  try {
+    url = parseHttpUrl(has_scheme ? endpoint : "http://" + endpoint);
+  } catch (const ConfigError&) {
+    if (has_scheme) {
+      throw;
+    }
+    url.port = 0;  // not host:port either: the message below says what is expected
+  }
+  const size_t authority_start = has_scheme ? e.find("://") + 3 : 0;
+  const std::string_view authority =
+      e.substr(authority_start, e.find_first_of("/?#", authority_start) - authority_start);
+  // Without a scheme the port is required: "collector" alone would go to gRPC's default, 443.
+  const bool port_written =
+      authority.find(':', authority.rfind(']') + 1) != std::string_view::npos;  // npos + 1 == 0
+  if (!has_scheme && (url.port == 0 || !port_written)) {
+    throw ConfigError("bad endpoint '" + endpoint + "': " + kExpected);
+  }
+  return GrpcEndpoint{std::string(authority), url.tls};
+}
+
 std::string otlpHttpTracesUrl(std::string_view endpoint) {
   size_t start = pathStart(endpoint);
   std::string_view path =

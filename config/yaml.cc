@@ -994,6 +994,13 @@ void parseExporter(const Walker& w, const YAML::Node& n, const std::string& path
               }
             });
   resolveOtlpHttpEndpoint(w, has_endpoint ? &endpoint_node : nullptr, path + ".endpoint", e);
+  if (e.protocol == "grpc" && has_endpoint) {  // checked here for the line; validate() checks env's
+    try {
+      parseGrpcEndpoint(e.endpoint);
+    } catch (const ConfigError& err) {
+      w.fail(endpoint_node, path + ".endpoint", err.what());
+    }
+  }
 }
 
 void parseBatch(const Walker& w, const YAML::Node& n, const std::string& path, BatchConfig& b) {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
+#include "config/url.h"
 #include "tracing/export_retry.h"
 #include "tracing/exporter.h"
 #include "tracing/log.h"
@@ -65,35 +66,16 @@ std::string readFile(const std::string& path) {
   return text.str();
 }
 
-struct Target {
-  std::string address;
-  bool tls = false;
-};
-
-// "http://host:port", "https://host:port" or "host:port"; a trailing path is ignored (gRPC has no
-// URL path: the method name is fixed by the service).
-Target parseEndpoint(std::string_view endpoint) {
-  Target t;
-  if (endpoint.substr(0, 7) == "http://") {
-    endpoint.remove_prefix(7);
-  } else if (endpoint.substr(0, 8) == "https://") {
-    endpoint.remove_prefix(8);
-    t.tls = true;
-  }
-  t.address = std::string(endpoint.substr(0, endpoint.find('/')));
-  if (t.address.empty()) {
-    t.address = "localhost:4317";  // the OTLP/gRPC default
-  }
-  return t;
-}
-
 class OtlpGrpcExporter final : public SpanExporter {
  public:
   explicit OtlpGrpcExporter(const config::ExporterConfig& cfg)
       : timeout_(std::max(cfg.timeout, config::Duration{1})),
         gzip_(cfg.compression == "gzip"),
         rng_(std::random_device{}()) {
-    Target target = parseEndpoint(cfg.endpoint);
+    // Validated with the config; empty only when a caller skipped validation (tests).
+    const config::GrpcEndpoint target = cfg.endpoint.empty()
+                                            ? config::GrpcEndpoint{"localhost:4317", false}
+                                            : config::parseGrpcEndpoint(cfg.endpoint);
     grpc::SslCredentialsOptions ssl;
     if (target.tls && !cfg.tls.ca_file.empty()) {
       ssl.pem_root_certs = readFile(cfg.tls.ca_file);  // else gRPC's default roots
@@ -109,7 +91,7 @@ class OtlpGrpcExporter final : public SpanExporter {
     // retry layer would only add its per-call bookkeeping (~6% of an export call's instructions).
     args.SetInt(GRPC_ARG_ENABLE_RETRIES, 0);
     stub_ =
-        std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(target.address, creds, args));
+        std::make_unique<grpc::GenericStub>(grpc::CreateCustomChannel(target.target, creds, args));
     for (const auto& [key, value] : cfg.headers) {
       std::string lower(key);
       std::transform(lower.begin(), lower.end(), lower.begin(),
@@ -120,7 +102,7 @@ class OtlpGrpcExporter final : public SpanExporter {
       }
       headers_.emplace_back(std::move(lower), value);
     }
-    log().info("otlp exporter: gRPC to {} ({}{})", target.address, target.tls ? "tls" : "plaintext",
+    log().info("otlp exporter: gRPC to {} ({}{})", target.target, target.tls ? "tls" : "plaintext",
                gzip_ ? ", gzip" : "");
   }
 

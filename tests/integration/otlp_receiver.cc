@@ -220,6 +220,7 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   std::multimap<std::string, std::string> metadata;
   std::unique_ptr<grpc::Server> server;
   int port = 0;
+  std::string unix_path;               // when listening on a Unix socket instead
   std::optional<RefusedPort> refused;  // after shutdown()
 
   grpc::Status Export(grpc::ServerContext* ctx,
@@ -256,10 +257,16 @@ struct OtlpReceiver::Impl final : otlp_collector::TraceService::Service {
   }
 };
 
-OtlpReceiver::OtlpReceiver(uint16_t port) : impl_(std::make_unique<Impl>()) {
+OtlpReceiver::OtlpReceiver(uint16_t port) : OtlpReceiver("127.0.0.1:" + std::to_string(port), "") {}
+
+OtlpReceiver::OtlpReceiver(const std::string& unix_socket_path)
+    : OtlpReceiver("unix:" + unix_socket_path, unix_socket_path) {}
+
+OtlpReceiver::OtlpReceiver(const std::string& address, const std::string& unix_socket_path)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->unix_path = unix_socket_path;
   grpc::ServerBuilder builder;
-  builder.AddListeningPort("127.0.0.1:" + std::to_string(port), grpc::InsecureServerCredentials(),
-                           &impl_->port);
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &impl_->port);
   builder.RegisterService(impl_.get());
   impl_->server = builder.BuildAndStart();
   if (!impl_->server || impl_->port == 0) {
@@ -276,6 +283,9 @@ void OtlpReceiver::shutdown() {
     impl_->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(1));
     impl_->server->Wait();
     impl_->server.reset();
+    if (!impl_->unix_path.empty()) {
+      return;
+    }
     try {
       impl_->refused.emplace(static_cast<uint16_t>(impl_->port));
     } catch (const std::runtime_error&) {
@@ -289,6 +299,9 @@ uint16_t OtlpReceiver::port() const {
 }
 
 std::string OtlpReceiver::endpoint() const {
+  if (!impl_->unix_path.empty()) {
+    return "unix:" + impl_->unix_path;
+  }
   return "http://127.0.0.1:" + std::to_string(impl_->port);
 }
 

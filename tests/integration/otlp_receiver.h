@@ -61,12 +61,15 @@ class OtlpReceiver {
   // Listening on 127.0.0.1:port (0: an ephemeral port). A fixed port lets a test bring a
   // "collector" back where the proxy expects it.
   explicit OtlpReceiver(uint16_t port = 0);
+  // Listening on a Unix socket at this path (endpoint(): "unix:PATH"), as a collector on the same
+  // node can.
+  explicit OtlpReceiver(const std::string& unix_socket_path);
   ~OtlpReceiver();
   OtlpReceiver(const OtlpReceiver&) = delete;
   OtlpReceiver& operator=(const OtlpReceiver&) = delete;
 
   uint16_t port() const;
-  std::string endpoint() const;  // "http://127.0.0.1:<port>"
+  std::string endpoint() const;  // "http://127.0.0.1:<port>", or "unix:<path>"
   // The next n Export calls are answered UNAVAILABLE (and not recorded as spans).
   void failNext(int n);
   // Every Export call is answered with this code from now on (OK: record spans as usual).
@@ -91,6 +94,7 @@ class OtlpReceiver {
   void shutdown();
 
  private:
+  OtlpReceiver(const std::string& address, const std::string& unix_socket_path);
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

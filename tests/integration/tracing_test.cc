@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <chrono>
+#include <filesystem>
 #include <thread>
 
 #include "tests/integration/h2_client.h"
@@ -129,6 +132,31 @@ TEST_F(TracingTest, NoIncomingContextStartsNewRootTrace) {
   EXPECT_EQ(servers[0].parent_span_id, "") << "root SERVER span must have no parent";
   EXPECT_EQ(servers[0].trace_id, tp->trace_id);
   EXPECT_EQ(clients[0].span_id, tp->parent_id);
+}
+
+// OTLP/gRPC to a collector's Unix socket (a node-local collector sharing a socket with the pod):
+// the endpoint is handed to grpc++ as its unix: target, and the spans arrive.
+TEST_F(TracingTest, SpansExportedToAUnixSocketCollector) {
+  char dir_template[] = "/tmp/sidetrace-otlp-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string socket_path = std::string(dir_template) + "/otlp.sock";
+  OtlpReceiver local(socket_path);
+  ASSERT_EQ(local.endpoint(), "unix:" + socket_path);
+  std::string yaml = standardConfigYaml(ProxyConfig{});
+  const std::string from = "\"http://127.0.0.1:{{OTLP_PORT}}\"";
+  ASSERT_NE(yaml.find(from), std::string::npos);
+  yaml.replace(yaml.find(from), from.size(), "\"" + local.endpoint() + "\"");
+  ASSERT_NO_FATAL_FAILURE(startProxyYaml(yaml));
+  auto r = httpRequest(port(), "GET", "/api/unix");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  auto spans = waitSpansSettled(local, 2);
+  EXPECT_EQ(spansOfKind(spans, 2).size(), 1u) << describeAll(spans);
+  EXPECT_EQ(spansOfKind(spans, 3).size(), 1u) << describeAll(spans);
+  EXPECT_EQ(otlp_.spans().size(), 0u);
+  stopProxyExpectClean();
+  local.shutdown();
+  std::filesystem::remove_all(dir_template);
 }
 
 // HTTP semantic conventions for a method they do not know: "_OTHER" plus the original, and a span

@@ -98,6 +98,28 @@ TEST(ApplyFlags, Errors) {
   EXPECT_EQ(errorOf([&] { buildConfig(bad, envFrom({})); }),
             "--upstream: bad address 'nohost': missing ':port' (expected host:port, [v6]:port or "
             ":port)");
+  CliOptions endpoint;
+  endpoint.listen = ":1";
+  endpoint.upstream = "h:2";
+  endpoint.otlp_endpoint = "colector";
+  EXPECT_EQ(errorOf([&] { buildConfig(endpoint, envFrom({})); }),
+            "--otlp-endpoint: bad endpoint 'colector': expected http://host:port, "
+            "https://host:port, host:port or unix:/path/to/socket; or console");
+}
+
+// `--otlp-endpoint console` means what it means to `sidetrace inject`: spans on stdout.
+TEST(ApplyFlags, OtlpEndpointConsoleAndUnixSocket) {
+  CliOptions cli;
+  cli.listen = ":1";
+  cli.upstream = "h:2";
+  cli.otlp_endpoint = "console";
+  Config console = buildConfig(cli, envFrom({{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4317"}}));
+  EXPECT_EQ(console.tracing.exporter.protocol, "console");
+  EXPECT_EQ(console.tracing.exporter.endpoint, "");
+  cli.otlp_endpoint = "unix:/run/otel/otlp.sock";
+  Config unix_socket = buildConfig(cli, envFrom({}));
+  EXPECT_EQ(unix_socket.tracing.exporter.protocol, "grpc");
+  EXPECT_EQ(unix_socket.tracing.exporter.endpoint, "unix:/run/otel/otlp.sock");
 }
 
 TEST(ApplyFlags, OverrideFileListenerAndCluster) {

@@ -66,5 +66,37 @@ TEST(HttpUrl, OtlpTracesUrl) {
   EXPECT_EQ(otlpHttpTracesUrl("http://[::1]:4318"), "http://[::1]:4318/v1/traces");
 }
 
+// What grpc++ is given for an OTLP/gRPC endpoint, and what the config refuses before it gets there.
+TEST(GrpcEndpoint, Targets) {
+  auto target = [](const std::string& e) { return parseGrpcEndpoint(e).target; };
+  EXPECT_EQ(target("http://collector:4317"), "collector:4317");
+  EXPECT_EQ(target("http://collector:4317/ignored/path"), "collector:4317");
+  EXPECT_EQ(target("HTTPS://otlp.example.com"), "otlp.example.com");  // gRPC's default: 443
+  EXPECT_TRUE(parseGrpcEndpoint("https://otlp.example.com").tls);
+  EXPECT_FALSE(parseGrpcEndpoint("http://c:4317").tls);
+  EXPECT_EQ(target("collector:4317"), "collector:4317");
+  EXPECT_EQ(target("[::1]:4317"), "[::1]:4317");
+  EXPECT_EQ(target("http://[::1]:4317"), "[::1]:4317");
+  EXPECT_EQ(target("unix:/run/otel/otlp.sock"), "unix:/run/otel/otlp.sock");
+  EXPECT_EQ(target("unix:///run/otel/otlp.sock"), "unix:///run/otel/otlp.sock");
+  EXPECT_EQ(target("unix-abstract:otlp"), "unix-abstract:otlp");
+  EXPECT_FALSE(parseGrpcEndpoint("unix:/s").tls);
+}
+
+TEST(GrpcEndpoint, Errors) {
+  auto err = [](const std::string& e) { return errorOf([&] { parseGrpcEndpoint(e); }); };
+  const std::string expected =
+      "expected http://host:port, https://host:port, host:port or unix:/path/to/socket";
+  EXPECT_EQ(err("console"), "bad endpoint 'console': " + expected);
+  EXPECT_EQ(err("collector"), "bad endpoint 'collector': " + expected);
+  EXPECT_EQ(err("[::1]"), "bad endpoint '[::1]': " + expected);
+  EXPECT_EQ(err("c:x"), "bad endpoint 'c:x': " + expected);
+  EXPECT_EQ(err("grpc://c:4317"),
+            "bad endpoint 'grpc://c:4317': unsupported scheme 'grpc' (" + expected + ")");
+  EXPECT_EQ(err("unix:"), "bad endpoint 'unix:': no socket path after 'unix:'");
+  EXPECT_EQ(err("http://:4317"), "bad URL 'http://:4317': missing host");
+  EXPECT_EQ(err("https://c:0"), "bad URL 'https://c:0': port must be a number 1..65535, got '0'");
+}
+
 }  // namespace
 }  // namespace sidetrace::config

@@ -411,6 +411,16 @@ TEST(ApplyYamlErrors, ExporterTlsAndHttpEndpoint) {
                       "    endpoint: \"http://c:99999/v1/traces\"\n"),
             "t.yaml:4: tracing.exporter.endpoint: bad URL 'http://c:99999/v1/traces': port must "
             "be a number 1..65535, got '99999'");
+  // gRPC's endpoint too: a word that is no address fails the config, not every export later.
+  EXPECT_EQ(loadError("tracing:\n"
+                      "  exporter:\n"
+                      "    protocol: grpc\n"
+                      "    endpoint: console\n"),
+            "t.yaml:4: tracing.exporter.endpoint: bad endpoint 'console': expected "
+            "http://host:port, https://host:port, host:port or unix:/path/to/socket");
+  EXPECT_EQ(load("tracing: { exporter: { protocol: grpc, endpoint: \"unix:/run/otel.sock\" } }\n")
+                .tracing.exporter.endpoint,
+            "unix:/run/otel.sock");
   Config ok = load(
       "tracing:\n"
       "  exporter: { protocol: http/json, endpoint: \"https://otlp.example.com\" }\n");
