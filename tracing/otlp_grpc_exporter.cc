@@ -11,8 +11,8 @@
 #include <stdexcept>
 #include <thread>
 
-#include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "config/url.h"
+#include "opentelemetry/proto/collector/trace/v1/trace_service.pb.h"
 #include "tracing/export_retry.h"
 #include "tracing/exporter.h"
 #include "tracing/log.h"
