@@ -230,6 +230,9 @@ YAML::Node sidecarEnv(const PodTemplate& pod, const InjectOptions& options) {
     if (options.otlp_protocol) {
       env.push_back(valueEnv("OTEL_EXPORTER_OTLP_PROTOCOL", *options.otlp_protocol));
     }
+    // The span flush after the drain, bounded even with the collector down: the drain (15 s at
+    // most) and 5 s fit the pod's default 30 s grace period, where OTel's 30 s default would not.
+    env.push_back(valueEnv("OTEL_BSP_EXPORT_TIMEOUT", "5000"));
   }
   if (options.sampler) {
     env.push_back(valueEnv("OTEL_TRACES_SAMPLER", *options.sampler));

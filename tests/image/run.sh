@@ -208,6 +208,7 @@ enter "$uid:$uid" \
   OTEL_SERVICE_NAME=image-test \
   OTEL_RESOURCE_ATTRIBUTES=k8s.pod.name=image-test-0,k8s.namespace.name=default,service.version=1 \
   OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:$sink_port" OTEL_EXPORTER_OTLP_PROTOCOL=grpc \
+  OTEL_BSP_EXPORT_TIMEOUT=5000 \
   OTEL_BSP_SCHEDULE_DELAY=600000 \
   sidetrace --listen 127.0.0.1:0 --upstream "127.0.0.1:$upstream_port" --admin 127.0.0.1:0 \
   --ports-file /tmp/ports --workers 2 --log-format text >"$work/sidetrace.log" 2>&1 &

@@ -153,6 +153,8 @@ TEST(Inject, ResourceAttributesComeFromTheDownwardApi) {
             "k8s.namespace.name=$(K8S_NAMESPACE),k8s.node.name=$(K8S_NODE_NAME),"
             "k8s.deployment.name=orders");
   EXPECT_EQ(envValue(sidecar, "OTEL_EXPORTER_OTLP_ENDPOINT"), kInjectDefaultOtlpEndpoint);
+  // Drain (15 s at most) and the span flush within the default 30 s grace period.
+  EXPECT_EQ(envValue(sidecar, "OTEL_BSP_EXPORT_TIMEOUT"), "5000");
   // $(VAR) references only work for variables defined before them in the list.
   std::vector<std::string> names;
   for (const auto& e : sidecar["env"]) {
@@ -574,6 +576,7 @@ TEST(Inject, OptionsReachTheSidecar) {
   EXPECT_TRUE(contains(args, "--workers=1"));
   EXPECT_EQ(envValue(sidecar, "OTEL_TRACES_EXPORTER"), "console");
   EXPECT_EQ(envValue(sidecar, "OTEL_EXPORTER_OTLP_ENDPOINT"), "<unset>");
+  EXPECT_EQ(envValue(sidecar, "OTEL_BSP_EXPORT_TIMEOUT"), "<unset>");  // no collector to wait on
   EXPECT_EQ(envValue(sidecar, "OTEL_TRACES_SAMPLER"), "parentbased_traceidratio");
   EXPECT_EQ(envValue(sidecar, "OTEL_TRACES_SAMPLER_ARG"), "0.1");
   EXPECT_EQ(named(sidecar["env"], "OTEL_TRACES_SAMPLER_ARG")["value"].Tag(), "!");
