@@ -112,30 +112,34 @@ GrpcEndpoint parseGrpcEndpoint(const std::string& endpoint) {
       return GrpcEndpoint{endpoint, false};
     }
   }
-  const bool has_scheme = e.find("://") != std::string_view::npos;
   constexpr const char* kExpected =
       "expected http://host:port, https://host:port, host:port or unix:/path/to/socket";
-  if (const std::string scheme = detail::toLower(e.substr(0, e.find("://")));
-      has_scheme && scheme != "http" && scheme != "https") {
-    throw ConfigError("bad endpoint '" + endpoint + "': unsupported scheme '" + scheme + "' (" +
-                      kExpected + ")");
+  const size_t scheme_end = e.find("://");
+  const bool has_scheme = scheme_end != std::string_view::npos;
+  if (has_scheme) {
+    const std::string scheme = detail::toLower(e.substr(0, scheme_end));
+    if (scheme != "http" && scheme != "https") {
+      throw ConfigError("bad endpoint '" + endpoint + "': unsupported scheme '" + scheme + "' (" +
+                        kExpected + ")");
+    }
   }
   HttpUrl url;
+  bool parsed = true;
   try {
     url = parseHttpUrl(has_scheme ? endpoint : "http://" + endpoint);
   } catch (const ConfigError&) {
     if (has_scheme) {
       throw;
     }
-    url.port = 0;  // not host:port either: the message below says what is expected
+    parsed = false;  // not host:port either: the message below says what is expected
   }
-  const size_t authority_start = has_scheme ? e.find("://") + 3 : 0;
+  const size_t authority_start = has_scheme ? scheme_end + 3 : 0;
   const std::string_view authority =
       e.substr(authority_start, e.find_first_of("/?#", authority_start) - authority_start);
   // Without a scheme the port is required: "collector" alone would go to gRPC's default, 443.
   const bool port_written =
       authority.find(':', authority.rfind(']') + 1) != std::string_view::npos;  // npos + 1 == 0
-  if (!has_scheme && (url.port == 0 || !port_written)) {
+  if (!has_scheme && (!parsed || !port_written)) {
     throw ConfigError("bad endpoint '" + endpoint + "': " + kExpected);
   }
   return GrpcEndpoint{std::string(authority), url.tls};
